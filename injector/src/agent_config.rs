@@ -1,0 +1,678 @@
+//! The agent configuration document: what the webhook writes into `HYDRANT_AGENT_CONFIG` and what
+//! `hydrant agent --config FILE` reads. Its keys are a contract; unknown keys are errors so that a
+//! typo can never silently change behaviour.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where the Kubernetes service-account token is projected into every pod.
+pub const SERVICE_ACCOUNT_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// How long `--once` keeps retrying a Vault that is unreachable or answers 5xx before giving up.
+pub const DEFAULT_RETRY_DEADLINE: time::Duration = time::Duration::from_secs(120);
+
+/// How many Vault requests a render keeps in flight at most (Vault Agent's
+/// `max_connections_per_host` default is the same 10).
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u16 = 10;
+
+/// The mode of a rendered file when the config gives none.
+pub const DEFAULT_FILE_MODE: FileMode = FileMode(0o644);
+
+/// The whole agent configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// How to reach Vault.
+    pub vault: VaultConfig,
+    /// How to log in.
+    pub auth: AuthConfig,
+    /// Templates rendered into files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<TemplateConfig>,
+    /// Shorthand: one Vault path into one file, no template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretFileConfig>,
+    /// Retry limits.
+    #[serde(default, skip_serializing_if = "RetryConfig::is_default")]
+    pub retry: RetryConfig,
+}
+
+/// The Vault server and the TLS settings to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// `http://` or `https://` URL of the server.
+    pub address: String,
+    /// Sent as `X-Vault-Namespace` when set and non-empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// PEM file of the CA(s) that sign Vault's certificate; the system roots when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+    /// The name Vault's certificate is checked against, when it differs from the address's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// Accept any certificate. For development only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tls_skip_verify: bool,
+    /// Vault requests kept in flight at most while rendering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_requests: Option<u16>,
+}
+
+impl VaultConfig {
+    /// The namespace to send, if any: an empty string means none.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref().filter(|ns| !ns.is_empty())
+    }
+
+    /// The bound on concurrent requests, with its default.
+    pub fn max_concurrent_requests(&self) -> usize {
+        usize::from(
+            self.max_concurrent_requests
+                .unwrap_or(DEFAULT_MAX_CONCURRENT_REQUESTS),
+        )
+    }
+}
+
+/// The auth methods the agent can log in with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// Kubernetes auth: the service-account JWT, checked by Vault through a TokenReview.
+    Kubernetes,
+    /// JWT auth: a JWT checked by Vault against configured keys.
+    Jwt,
+    /// AppRole: a role ID and a secret ID read from files.
+    Approle,
+    /// A Vault token read from a file.
+    Token,
+}
+
+impl AuthMethod {
+    /// The name Vault uses for the method, which is also its default mount path.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Kubernetes => "kubernetes",
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::Approle => "approle",
+            AuthMethod::Token => "token",
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the agent logs in. Which keys apply depends on `method`; a key that does not apply to the
+/// method is an error rather than silently ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The auth method.
+    pub method: AuthMethod,
+    /// The auth mount path; the method's name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<String>,
+    /// The role to log in as (kubernetes, jwt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// File holding the JWT (kubernetes, jwt); re-read at every login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_path: Option<PathBuf>,
+    /// File holding the AppRole role ID (approle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id_path: Option<PathBuf>,
+    /// File holding the AppRole secret ID (approle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_id_path: Option<PathBuf>,
+    /// File holding a Vault token (token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_path: Option<PathBuf>,
+}
+
+impl AuthConfig {
+    /// The mount path without surrounding slashes, defaulting to the method's name.
+    pub fn mount(&self) -> &str {
+        self.mount
+            .as_deref()
+            .map(|m| m.trim_matches('/'))
+            .unwrap_or(self.method.name())
+    }
+
+    /// The JWT file, defaulting to the projected service-account token.
+    pub fn jwt_path(&self) -> &Path {
+        self.jwt_path
+            .as_deref()
+            .unwrap_or(Path::new(SERVICE_ACCOUNT_TOKEN_PATH))
+    }
+}
+
+/// A template rendered into a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    /// Names the template in errors, logs and metrics.
+    pub name: String,
+    /// The template text (minijinja). Exactly one of `contents` and `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<String>,
+    /// A file holding the template text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
+    /// The rendered file.
+    pub destination: PathBuf,
+    /// The rendered file's mode, `0644` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perms: Option<FileMode>,
+}
+
+/// How the `secrets` shorthand writes a secret's data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretFormat {
+    /// One JSON object.
+    #[default]
+    Json,
+    /// One YAML mapping.
+    Yaml,
+    /// `KEY='value'` lines that a POSIX shell can source.
+    Env,
+    /// `key: value` lines, as vault-k8s's default `map` template writes them.
+    Map,
+}
+
+/// The `secrets` shorthand: one Vault path into one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFileConfig {
+    /// Names the secret in errors, logs and metrics.
+    pub name: String,
+    /// The Vault path read; for KV v2 the file holds the inner `data` map.
+    pub path: String,
+    /// How the data is written.
+    #[serde(default)]
+    pub format: SecretFormat,
+    /// The rendered file.
+    pub destination: PathBuf,
+    /// The rendered file's mode, `0644` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perms: Option<FileMode>,
+}
+
+/// Retry limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// With `--once`: give up (exit 1) when Vault has been unreachable this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Duration>,
+}
+
+impl RetryConfig {
+    /// The deadline, with its default.
+    pub fn deadline(&self) -> time::Duration {
+        self.deadline.map_or(DEFAULT_RETRY_DEADLINE, |d| d.0)
+    }
+
+    fn is_default(&self) -> bool {
+        *self == RetryConfig::default()
+    }
+}
+
+/// A span of time written the way people write it: `90s`, `2m`, `1h30m`; a bare number is seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub time::Duration);
+
+impl Duration {
+    /// Parses `2m`, `1h 30m`, `500ms` or a number of seconds.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("empty duration; write it like 90s, 2m or 1h".to_owned());
+        }
+        if let Ok(secs) = text.parse::<u64>() {
+            return Ok(Duration(time::Duration::from_secs(secs)));
+        }
+        humantime::parse_duration(text)
+            .map(Duration)
+            .map_err(|e| format!("invalid duration {text:?} ({e}); write it like 90s, 2m or 1h"))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        humantime::format_duration(self.0).fmt(f)
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(secs) => Ok(Duration(time::Duration::from_secs(secs))),
+            Raw::Text(text) => Duration::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A file mode written as an octal string, `"0640"`. Numbers are refused: YAML reads an unquoted
+/// `0640` as decimal 640, which would silently give the wrong mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl FileMode {
+    /// Parses `"0640"`, `"640"` or `"0o640"`; only permission bits (at most `0777`).
+    pub fn parse(text: &str) -> Result<FileMode, String> {
+        let digits = text.trim();
+        let digits = digits.strip_prefix("0o").unwrap_or(digits);
+        let valid = !digits.is_empty()
+            && digits.len() <= 4
+            && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if valid && mode <= 0o777 => Ok(FileMode(mode)),
+            _ => Err(format!(
+                "invalid file mode {text:?}; write it as a quoted octal string such as \"0640\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for FileMode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = FileMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quoted octal file mode such as \"0640\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileMode, E> {
+                FileMode::parse(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// One problem in a configuration, at a key such as `templates[1].destination`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Where: the path of the key.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+/// Every problem found in a configuration; never empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigIssues(pub Vec<ConfigIssue>);
+
+impl fmt::Display for ConfigIssues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            issue.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigIssues {}
+
+impl AgentConfig {
+    /// Checks what the types alone cannot: required and forbidden keys per auth method, unique
+    /// names and destinations, values in range. Reports every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigIssues> {
+        let mut issues = Issues::default();
+        self.validate_vault(&mut issues);
+        self.validate_auth(&mut issues);
+        self.validate_outputs(&mut issues);
+        if self.retry.deadline.is_some_and(|d| d.0.is_zero()) {
+            issues.push("retry.deadline", "must be longer than zero, such as 2m");
+        }
+        issues.finish()
+    }
+
+    fn validate_vault(&self, issues: &mut Issues) {
+        let address = self.vault.address.trim();
+        let host = address
+            .strip_prefix("http://")
+            .or_else(|| address.strip_prefix("https://"));
+        match host {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
+            _ => issues.push(
+                "vault.address",
+                format!("{address:?} is not an http:// or https:// URL such as https://vault.vault:8200"),
+            ),
+        }
+        if self.vault.max_concurrent_requests == Some(0) {
+            issues.push("vault.max_concurrent_requests", "must be at least 1");
+        }
+        if self.vault.tls_server_name.as_deref() == Some("") {
+            issues.push("vault.tls_server_name", "is empty; remove it or name the certificate's host");
+        }
+    }
+
+    fn validate_auth(&self, issues: &mut Issues) {
+        use AuthMethod::*;
+        let auth = &self.auth;
+        let method = auth.method;
+        let keys: [(&str, bool, &[AuthMethod], &[AuthMethod]); 5] = [
+            // (key, present, methods that require it, methods that accept it)
+            ("role", auth.role.is_some(), &[Kubernetes, Jwt], &[Kubernetes, Jwt]),
+            ("jwt_path", auth.jwt_path.is_some(), &[], &[Kubernetes, Jwt]),
+            ("role_id_path", auth.role_id_path.is_some(), &[Approle], &[Approle]),
+            ("secret_id_path", auth.secret_id_path.is_some(), &[Approle], &[Approle]),
+            ("token_path", auth.token_path.is_some(), &[Token], &[Token]),
+        ];
+        for (key, present, required_by, accepted_by) in keys {
+            if !present && required_by.contains(&method) {
+                issues.push(format!("auth.{key}"), format!("is required by method {method}"));
+            }
+            if present && !accepted_by.contains(&method) {
+                issues.push(
+                    format!("auth.{key}"),
+                    format!("is not used by method {method}; remove it or change auth.method"),
+                );
+            }
+        }
+        if auth.role.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            issues.push("auth.role", "is empty; name the Vault role to log in as");
+        }
+        if auth.mount.as_deref().is_some_and(|m| m.trim_matches('/').is_empty()) {
+            issues.push("auth.mount", "is empty; remove it to use the method's name");
+        }
+        if method == Token && auth.mount.is_some() {
+            issues.push("auth.mount", "is not used by method token; remove it");
+        }
+    }
+
+    fn validate_outputs(&self, issues: &mut Issues) {
+        if self.templates.is_empty() && self.secrets.is_empty() {
+            issues.push("templates", "nothing to render: add templates or secrets");
+        }
+        let mut names: BTreeMap<&str, String> = BTreeMap::new();
+        let mut destinations: BTreeMap<&Path, String> = BTreeMap::new();
+        for (i, t) in self.templates.iter().enumerate() {
+            let key = format!("templates[{i}]");
+            check_name(issues, &key, &t.name, &mut names);
+            check_destination(issues, &key, &t.destination, &mut destinations);
+            match (&t.contents, &t.source) {
+                (Some(_), Some(_)) => {
+                    issues.push(&key, "has both contents and source; keep one")
+                }
+                (None, None) => issues.push(&key, "needs contents or source"),
+                (None, Some(source)) if source.as_os_str().is_empty() => {
+                    issues.push(format!("{key}.source"), "is empty; name the template file")
+                }
+                _ => {}
+            }
+        }
+        for (i, s) in self.secrets.iter().enumerate() {
+            let key = format!("secrets[{i}]");
+            check_name(issues, &key, &s.name, &mut names);
+            check_destination(issues, &key, &s.destination, &mut destinations);
+            if s.path.trim_matches('/').is_empty() {
+                issues.push(format!("{key}.path"), "is empty; name the Vault path to read");
+            }
+        }
+    }
+}
+
+fn check_name<'a>(
+    issues: &mut Issues,
+    key: &str,
+    name: &'a str,
+    names: &mut BTreeMap<&'a str, String>,
+) {
+    let valid = name.len() <= 253
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        issues.push(
+            format!("{key}.name"),
+            format!("{name:?} is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit"),
+        );
+    } else if let Some(first) = names.get(name) {
+        issues.push(format!("{key}.name"), format!("{name:?} is also the name of {first}"));
+    } else {
+        names.insert(name, key.to_owned());
+    }
+}
+
+fn check_destination<'a>(
+    issues: &mut Issues,
+    key: &str,
+    destination: &'a Path,
+    destinations: &mut BTreeMap<&'a Path, String>,
+) {
+    if destination.as_os_str().is_empty() {
+        issues.push(format!("{key}.destination"), "is empty; name the file to write");
+    } else if let Some(first) = destinations.get(destination) {
+        issues.push(
+            format!("{key}.destination"),
+            format!("{} is also the destination of {first}", destination.display()),
+        );
+    } else {
+        destinations.insert(destination, key.to_owned());
+    }
+}
+
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn push(&mut self, key: impl Into<String>, problem: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            key: key.into(),
+            problem: problem.into(),
+        });
+    }
+
+    fn finish(self) -> Result<(), ConfigIssues> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigIssues(self.0))
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> AgentConfig {
+        serde_json::from_value(serde_json::json!({
+            "vault": {"address": "http://127.0.0.1:8200"},
+            "auth": {"method": "kubernetes", "role": "app"},
+            "templates": [{"name": "db", "contents": "x", "destination": "/vault/secrets/db"}],
+        }))
+        .expect("minimal config parses")
+    }
+
+    #[test]
+    fn durations_parse_units_numbers_and_reject_garbage() {
+        let s = time::Duration::from_secs;
+        let cases: &[(&str, Option<time::Duration>)] = &[
+            ("2m", Some(s(120))),
+            ("90s", Some(s(90))),
+            ("1h30m", Some(s(5400))),
+            ("1h 30m", Some(s(5400))),
+            ("500ms", Some(time::Duration::from_millis(500))),
+            (" 45 ", Some(s(45))),
+            ("0", Some(s(0))),
+            ("", None),
+            ("   ", None),
+            ("2 minutes please", None),
+            ("-5s", None),
+            ("5x", None),
+            ("99999999999999999999999h", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Duration::parse(text).ok().map(|d| d.0), *want, "parsing {text:?}");
+        }
+    }
+
+    #[test]
+    fn file_modes_parse_octal_strings_only() {
+        let cases: &[(&str, Option<u32>)] = &[
+            ("0640", Some(0o640)),
+            ("640", Some(0o640)),
+            ("0o600", Some(0o600)),
+            ("0777", Some(0o777)),
+            (" 0400 ", Some(0o400)),
+            ("0000", Some(0)),
+            ("4755", None),
+            ("0800", None),
+            ("rw-r-----", None),
+            ("", None),
+            ("07777", None),
+            ("-644", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(FileMode::parse(text).ok().map(|m| m.0), *want, "parsing {text:?}");
+        }
+        assert!(serde_json::from_str::<FileMode>("640").is_err(), "numbers are refused");
+        assert_eq!(FileMode(0o640).to_string(), "0640");
+    }
+
+    #[test]
+    fn minimal_config_is_valid_and_defaults_apply() {
+        let config = minimal();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.auth.mount(), "kubernetes");
+        assert_eq!(config.auth.jwt_path(), Path::new(SERVICE_ACCOUNT_TOKEN_PATH));
+        assert_eq!(config.retry.deadline(), DEFAULT_RETRY_DEADLINE);
+        assert_eq!(config.vault.max_concurrent_requests(), 10);
+        assert_eq!(config.vault.namespace(), None);
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let mut config = minimal();
+        config.retry.deadline = Some(Duration(time::Duration::from_secs(30)));
+        config.templates[0].perms = Some(FileMode(0o600));
+        let json = serde_json::to_string(&config).expect("serialises");
+        let back: AgentConfig = serde_json::from_str(&json).expect("parses back");
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = serde_json::from_value::<AgentConfig>(serde_json::json!({
+            "vault": {"address": "http://x"},
+            "auth": {"method": "token", "token_path": "/t"},
+            "templates": [{"name": "a", "contents": "x", "destnation": "/a"}],
+        }))
+        .expect_err("typo is refused");
+        assert!(err.to_string().contains("unknown field `destnation`"), "{err}");
+    }
+
+    #[test]
+    fn validation_reports_every_problem_with_its_key() {
+        let mut config = minimal();
+        config.vault.address = "vault:8200".into();
+        config.auth.role = None;
+        config.auth.token_path = Some("/t".into());
+        config.templates.push(TemplateConfig {
+            name: "db".into(),
+            contents: None,
+            source: None,
+            destination: "/vault/secrets/db".into(),
+            perms: None,
+        });
+        let issues = config.validate().expect_err("invalid").0;
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "vault.address",
+                "auth.role",
+                "auth.token_path",
+                "templates[1].name",
+                "templates[1].destination",
+                "templates[1]",
+            ]
+        );
+        assert!(issues[3].problem.contains("also the name of templates[0]"));
+    }
+
+    #[test]
+    fn each_auth_method_requires_its_own_keys() {
+        let cases = [
+            (AuthMethod::Kubernetes, vec!["auth.role"]),
+            (AuthMethod::Jwt, vec!["auth.role"]),
+            (AuthMethod::Approle, vec!["auth.role_id_path", "auth.secret_id_path"]),
+            (AuthMethod::Token, vec!["auth.token_path"]),
+        ];
+        for (method, want) in cases {
+            let mut config = minimal();
+            config.auth = AuthConfig {
+                method,
+                mount: None,
+                role: None,
+                jwt_path: None,
+                role_id_path: None,
+                secret_id_path: None,
+                token_path: None,
+            };
+            let issues = config.validate().expect_err("keys missing").0;
+            let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+            assert_eq!(keys, want, "method {method}");
+        }
+    }
+
+    #[test]
+    fn empty_namespace_means_none() {
+        let mut config = minimal();
+        config.vault.namespace = Some(String::new());
+        assert_eq!(config.vault.namespace(), None);
+        config.vault.namespace = Some("team-a".into());
+        assert_eq!(config.vault.namespace(), Some("team-a"));
+    }
+}

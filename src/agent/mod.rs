@@ -1,0 +1,246 @@
+//! The in-pod agent: log in to Vault, render every template and secret, write the files
+//! atomically. With `--once` (the init container) it then exits; the sidecar comes with its issue.
+
+mod config;
+mod files;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use injector::AgentConfig;
+use injector::agent_config::DEFAULT_FILE_MODE;
+use serde_json::Value as Json;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::env::Env;
+use crate::template::{self, Engine, Fetch, Rendered, Request, Source};
+use crate::vault;
+
+pub use self::config::{load as load_config, parse as parse_config};
+pub use self::files::{Written, write_atomic};
+
+/// Why the agent stopped. Each names what failed; none holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration cannot be used.
+    #[error("config invalid: {0}")]
+    Config(String),
+    /// A template file cannot be read.
+    #[error("template {template}: cannot read source {}: {source}", .path.display())]
+    Source {
+        /// Template name.
+        template: String,
+        /// The source file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Templates do not compile.
+    #[error("{}", summary(.0))]
+    Syntax(Vec<template::Error>),
+    /// Logging in failed.
+    #[error("{0}")]
+    Login(vault::Error),
+    /// Outputs failed to render; nothing was written.
+    #[error("{}", summary(.0))]
+    Render(Vec<template::Error>),
+    /// A destination cannot be written.
+    #[error("cannot write {} for {name}: {source}", .path.display())]
+    Write {
+        /// Template or secret name.
+        name: String,
+        /// The destination.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sidecar (no `--once`) is not built yet.
+    #[error("the sidecar (agent without --once) is not implemented yet; run with --once")]
+    SidecarNotImplemented,
+}
+
+impl Error {
+    /// 64 when the configuration or usage is wrong, 1 for failures at run time.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Source { .. } | Error::Syntax(_) => 64,
+            Error::SidecarNotImplemented => 64,
+            Error::Login(vault::Error::Config { .. }) => 64,
+            Error::Login(_) | Error::Render(_) | Error::Write { .. } => 1,
+        }
+    }
+}
+
+/// The first error, and how many more there were (each is logged).
+fn summary(errors: &[template::Error]) -> String {
+    match errors {
+        [] => "no error".to_owned(),
+        [only] => only.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more failures, logged above)", rest.len()),
+    }
+}
+
+/// What the agent subcommand was asked to do.
+#[derive(Debug)]
+pub struct Options<'a> {
+    /// The config file; `None` reads `HYDRANT_AGENT_CONFIG`.
+    pub config: Option<&'a Path>,
+    /// Render once and exit.
+    pub once: bool,
+}
+
+/// Runs the agent to completion.
+pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
+    let config = config::load(options.config, env.as_ref()).map_err(Error::Config)?;
+    if !options.once {
+        return Err(Error::SidecarNotImplemented);
+    }
+    let engine = compile(&config, env)?;
+    for output in outputs(&config) {
+        files::check_writable(output.destination).map_err(|source| Error::Write {
+            name: output.name.to_owned(),
+            path: output.destination.to_owned(),
+            source,
+        })?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(render_once(&config, &engine))
+}
+
+/// Logs in, renders everything, and writes every file only if every output rendered: an app
+/// never starts with some of its files.
+async fn render_once(config: &AgentConfig, engine: &Engine) -> Result<(), Error> {
+    let deadline = Instant::now() + config.retry.deadline();
+    let mut client = vault::Client::connect(&config.vault).map_err(Error::Login)?;
+    let auth = &config.auth;
+    let token = vault::retry::until(deadline, async || vault::login(&mut client, auth).await)
+        .await
+        .map_err(Error::Login)?;
+    info!(
+        method = %auth.method,
+        mount = auth.mount(),
+        policies = ?token.policies,
+        ttl_s = token.ttl.as_secs(),
+        "logged in to vault"
+    );
+    let fetch = VaultFetch {
+        client: &client,
+        deadline,
+    };
+    let results = engine.render_all(&fetch).await;
+    let mut rendered = Vec::with_capacity(results.len());
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok(r) => rendered.push(r),
+            Err(e) => failures.push(e),
+        }
+    }
+    if !failures.is_empty() {
+        if failures.len() > 1 {
+            for failure in &failures {
+                warn!(error = %failure, "render failed");
+            }
+        }
+        return Err(Error::Render(failures));
+    }
+    for (output, contents) in outputs(config).zip(&rendered) {
+        write(&output, contents)?;
+    }
+    Ok(())
+}
+
+fn write(output: &Output<'_>, contents: &Rendered) -> Result<(), Error> {
+    if contents.as_bytes().is_empty() {
+        warn!(name = output.name, destination = %output.destination.display(), "rendered an empty file");
+    }
+    let written = files::write_atomic(output.destination, contents.as_bytes(), output.mode)
+        .map_err(|source| Error::Write {
+            name: output.name.to_owned(),
+            path: output.destination.to_owned(),
+            source,
+        })?;
+    info!(
+        name = output.name,
+        destination = %output.destination.display(),
+        written = ?written,
+        "rendered"
+    );
+    Ok(())
+}
+
+/// One file the agent writes.
+struct Output<'a> {
+    name: &'a str,
+    destination: &'a Path,
+    mode: u32,
+}
+
+/// Templates, then secrets: the order the engine renders them in.
+fn outputs(config: &AgentConfig) -> impl Iterator<Item = Output<'_>> {
+    let templates = config.templates.iter().map(|t| Output {
+        name: &t.name,
+        destination: &t.destination,
+        mode: t.perms.unwrap_or(DEFAULT_FILE_MODE).0,
+    });
+    let secrets = config.secrets.iter().map(|s| Output {
+        name: &s.name,
+        destination: &s.destination,
+        mode: s.perms.unwrap_or(DEFAULT_FILE_MODE).0,
+    });
+    templates.chain(secrets)
+}
+
+/// Reads template sources and compiles everything.
+fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<Engine, Error> {
+    let mut sources = Vec::new();
+    for t in &config.templates {
+        let text = match (&t.contents, &t.source) {
+            (Some(contents), _) => contents.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|source| Error::Source {
+                template: t.name.clone(),
+                path: path.clone(),
+                source,
+            })?,
+            // Refused by validation.
+            (None, None) => String::new(),
+        };
+        sources.push((t.name.clone(), Source::Template(text)));
+    }
+    for s in &config.secrets {
+        sources.push((
+            s.name.clone(),
+            Source::Secret {
+                path: s.path.clone(),
+                format: s.format,
+            },
+        ));
+    }
+    Engine::new(sources, env, config.vault.max_concurrent_requests()).map_err(Error::Syntax)
+}
+
+/// Fetches from Vault, retrying transient failures until the render's deadline.
+struct VaultFetch<'a> {
+    client: &'a vault::Client,
+    deadline: Instant,
+}
+
+impl Fetch for VaultFetch<'_> {
+    async fn fetch(&self, request: &Request) -> Result<Json, vault::Error> {
+        let params = request.params();
+        let client = self.client;
+        let path = request.path.as_str();
+        let secret = vault::retry::until(self.deadline, async || match &params {
+            None => client.read(path).await,
+            Some(params) => client.write(path, params).await,
+        })
+        .await?;
+        Ok(secret.data)
+    }
+}

@@ -1,0 +1,195 @@
+//! The functions and filters templates may call besides minijinja's built-ins: `secret`, `env`,
+//! `toyaml`, `b64encode`, `b64decode` (`tojson` is built in).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value};
+use minijinja::{Environment, Error, ErrorKind, State};
+use serde_json::Value as Json;
+
+use super::{Lookups, Request};
+use crate::env::Env;
+use crate::vault;
+
+/// What a placeholder looks like inside strings: no letters, so no filter changes it, and no
+/// Vault path or parameter ever contains it.
+const PLACEHOLDER_TEXT: &str = "\u{0}\u{1}\u{0}";
+
+/// Registers everything on the environment.
+pub(super) fn register(jinja: &mut Environment<'static>, lookups: Arc<Mutex<Lookups>>, env: Arc<dyn Env>) {
+    jinja.add_function(
+        "secret",
+        move |path: String, params: Kwargs| -> Result<Value, Error> { secret(&lookups, &path, &params) },
+    );
+    jinja.add_function("env", move |name: String, default: Option<String>| {
+        match (env.var(&name), default) {
+            (Some(value), _) => Ok(value),
+            (None, Some(default)) => Ok(default),
+            (None, None) => Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("environment variable {name} is not set; set it or give env() a default: env('{name}', 'value')"),
+            )),
+        }
+    });
+    jinja.add_filter("toyaml", toyaml);
+    jinja.add_filter("b64encode", b64encode);
+    jinja.add_filter("b64decode", b64decode);
+}
+
+/// `secret(path)` reads, `secret(path, key=value, ...)` writes; both return the response's `data`.
+fn secret(lookups: &Mutex<Lookups>, path: &str, params: &Kwargs) -> Result<Value, Error> {
+    let mut lookups = lookups.lock().unwrap_or_else(|p| p.into_inner());
+    let mut written = BTreeMap::new();
+    let mut depends_on_placeholder = path.contains(PLACEHOLDER_TEXT);
+    for key in params.args() {
+        let value: Value = params.get(key)?;
+        depends_on_placeholder |= is_placeholder(&value);
+        let json = serde_json::to_value(&value).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("secret({path:?}): parameter {key} cannot be sent to Vault"),
+            )
+        })?;
+        depends_on_placeholder |= json.to_string().contains(PLACEHOLDER_TEXT);
+        written.insert(key.to_owned(), json);
+    }
+    if depends_on_placeholder {
+        // Built from a secret not fetched yet: its real path is known only next round.
+        lookups.placeholders += 1;
+        return Ok(Value::from_object(Placeholder));
+    }
+    if path.trim_matches('/').is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "secret() needs a Vault path, as in secret('secret/data/app/db')",
+        ));
+    }
+    let request = if written.is_empty() {
+        Request::read(path)
+    } else {
+        Request::write(path, &written)
+    };
+    match lookups.fetched.get(&request) {
+        Some(Ok(data)) if data.is_none() => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("secret({path:?}): vault returned no data"),
+        )),
+        Some(Ok(data)) => Ok(data.clone()),
+        Some(Err(failure)) => Err(Error::new(ErrorKind::InvalidOperation, "vault request failed")
+            .with_source(VaultFailure(failure.clone()))),
+        None => {
+            lookups.missing.insert(request);
+            lookups.placeholders += 1;
+            Ok(Value::from_object(Placeholder))
+        }
+    }
+}
+
+/// The Vault failure carried by a template error, if any.
+pub(super) fn vault_failure(e: &Error) -> Option<Arc<vault::Error>> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(VaultFailure(failure)) = s.downcast_ref::<VaultFailure>() {
+            return Some(failure.clone());
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// Carries a Vault failure through minijinja to the template error.
+#[derive(Debug)]
+struct VaultFailure(Arc<vault::Error>);
+
+impl fmt::Display for VaultFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for VaultFailure {}
+
+/// Stands for a secret not fetched yet. Whatever a template does with it yields another
+/// placeholder or nothing, so the round runs to the end and records every request it can.
+#[derive(Debug)]
+struct Placeholder;
+
+impl Object for Placeholder {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
+        Some(Value::from_object(Placeholder))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Empty
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        false
+    }
+
+    fn call(self: &Arc<Self>, _state: &mut State<'_, '_>, _args: &[Value]) -> Result<Value, Error> {
+        Ok(Value::from_object(Placeholder))
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        _method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        Ok(Value::from_object(Placeholder))
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(PLACEHOLDER_TEXT)
+    }
+}
+
+fn is_placeholder(value: &Value) -> bool {
+    value.downcast_object_ref::<Placeholder>().is_some()
+}
+
+fn toyaml(value: Value) -> Result<Value, Error> {
+    if is_placeholder(&value) {
+        return Ok(value);
+    }
+    let json: Json = serde_json::to_value(&value)
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "toyaml: the value cannot be written as YAML"))?;
+    serde_saphyr::to_string(&json)
+        .map(Value::from)
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "toyaml: the value cannot be written as YAML"))
+}
+
+fn b64encode(value: Value) -> Result<Value, Error> {
+    if is_placeholder(&value) {
+        return Ok(value);
+    }
+    let text = value.as_str().ok_or_else(|| {
+        Error::new(ErrorKind::InvalidOperation, format!("b64encode needs a string, not {}", value.kind()))
+    })?;
+    Ok(Value::from(BASE64.encode(text)))
+}
+
+fn b64decode(value: Value) -> Result<Value, Error> {
+    if is_placeholder(&value) {
+        return Ok(value);
+    }
+    let text = value.as_str().ok_or_else(|| {
+        Error::new(ErrorKind::InvalidOperation, format!("b64decode needs a string, not {}", value.kind()))
+    })?;
+    // The message never includes the input: it is usually a secret.
+    let bytes = BASE64
+        .decode(text.trim())
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: the input is not valid base64"))?;
+    String::from_utf8(bytes)
+        .map(Value::from)
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: the decoded bytes are not UTF-8 text"))
+}

@@ -1,0 +1,409 @@
+//! Rendering: minijinja templates and `secrets` shorthands into file contents, fetching each
+//! distinct Vault request once per render, concurrently.
+//!
+//! minijinja calls functions synchronously, so a render runs in rounds, as consul-template does:
+//! a round renders every unfinished output; `secret(...)` answers from what is fetched already and
+//! records what is not, returning a placeholder. Then everything recorded is fetched at once, with
+//! a bound on requests in flight, and the next round renders again. Most templates finish in two
+//! rounds; a secret whose path depends on another secret takes one more.
+
+mod formats;
+mod functions;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::StreamExt as _;
+use injector::agent_config::SecretFormat;
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use serde_json::{Map, Value as Json};
+
+use crate::env::Env;
+use crate::vault;
+
+pub use self::formats::format_secret;
+
+/// Rounds after which a render gives up: each round must have fetched something new, so only a
+/// long chain of secrets whose paths come from other secrets gets here.
+const MAX_ROUNDS: usize = 16;
+
+/// One Vault request a template made: a read, or a write with parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Request {
+    /// The Vault path, without surrounding slashes.
+    pub path: String,
+    /// For a write, the parameters as canonical JSON (sorted keys); `None` for a read.
+    params: Option<String>,
+}
+
+impl Request {
+    /// A read of `path`.
+    pub fn read(path: &str) -> Request {
+        Request {
+            path: path.trim_matches('/').to_owned(),
+            params: None,
+        }
+    }
+
+    /// A write of `params` to `path`.
+    pub fn write(path: &str, params: &BTreeMap<String, Json>) -> Request {
+        Request {
+            path: path.trim_matches('/').to_owned(),
+            params: Some(serde_json::to_string(params).unwrap_or_default()),
+        }
+    }
+
+    /// The parameters of a write.
+    pub fn params(&self) -> Option<Map<String, Json>> {
+        self.params
+            .as_deref()
+            .map(|p| serde_json::from_str(p).unwrap_or_default())
+    }
+}
+
+/// Where a render gets its secrets: Vault, or a file in CI.
+pub trait Fetch {
+    /// Performs one request and returns the response's `data`.
+    fn fetch(
+        &self,
+        request: &Request,
+    ) -> impl Future<Output = Result<Json, vault::Error>>;
+}
+
+/// What to render into one file.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A minijinja template.
+    Template(String),
+    /// The `secrets` shorthand: one path, one format.
+    Secret {
+        /// The Vault path.
+        path: String,
+        /// How to write its data.
+        format: SecretFormat,
+    },
+}
+
+/// Rendered file contents. Holds secrets: its `Debug` shows only the length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rendered(String);
+
+impl Rendered {
+    /// The bytes to write.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Rendered(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// Why one output could not be rendered. Never holds a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The template does not parse.
+    #[error("template {template}{at}: syntax error: {message}", at = at(*.line, *.column))]
+    Syntax {
+        /// Template name.
+        template: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// What minijinja says.
+        message: String,
+    },
+    /// Strict rendering met a value that does not exist.
+    #[error("template {template}{at}: key missing: {key} (in `{expression}`)", at = at(*.line, *.column))]
+    KeyMissing {
+        /// Template name.
+        template: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// The missing key or variable.
+        key: String,
+        /// The template text of the failing expression.
+        expression: String,
+    },
+    /// Any other failure while rendering.
+    #[error("template {template}{at}: {message}", at = at(*.line, *.column))]
+    Render {
+        /// Template name.
+        template: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// What went wrong.
+        message: String,
+    },
+    /// A Vault request the output needs failed.
+    #[error("template {template}: {source}")]
+    Vault {
+        /// Template name.
+        template: String,
+        /// The Vault failure (shared: several outputs may need the same request).
+        source: Arc<vault::Error>,
+    },
+    /// A `secrets` shorthand cannot write its data in the format asked.
+    #[error("secret {name}: {message}")]
+    Format {
+        /// Secret name.
+        name: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The chain of secrets whose paths depend on other secrets is too long.
+    #[error("template {template}: gave up after {MAX_ROUNDS} rounds of secrets that depend on other secrets")]
+    TooManyRounds {
+        /// Template name.
+        template: String,
+    },
+}
+
+impl Error {
+    /// The Vault failure behind this error, if that is what it is.
+    pub fn vault_error(&self) -> Option<&vault::Error> {
+        match self {
+            Error::Vault { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn at(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!(" line {line} column {column}"),
+        (Some(line), None) => format!(" line {line}"),
+        _ => String::new(),
+    }
+}
+
+/// What the functions of one round know and learn.
+#[derive(Default)]
+struct Lookups {
+    /// Requests fetched in this render, with their data or failure.
+    fetched: HashMap<Request, Result<minijinja::Value, Arc<vault::Error>>>,
+    /// Requests asked for but not fetched yet.
+    missing: BTreeSet<Request>,
+    /// How many times the template being rendered got a placeholder.
+    placeholders: usize,
+}
+
+/// Compiled templates and the functions they may call.
+pub struct Engine {
+    env: Environment<'static>,
+    outputs: Vec<(String, Source)>,
+    lookups: Arc<Mutex<Lookups>>,
+    max_in_flight: usize,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("outputs", &self.outputs.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Compiles every template; reports every syntax error at once.
+    pub fn new(
+        outputs: Vec<(String, Source)>,
+        env: Arc<dyn Env>,
+        max_in_flight: usize,
+    ) -> Result<Engine, Vec<Error>> {
+        let lookups = Arc::new(Mutex::new(Lookups::default()));
+        let mut jinja = Environment::new();
+        jinja.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Files end with the newline their template ends with (Jinja drops it by default).
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .unwrap_or_default();
+        jinja.set_syntax(syntax);
+        jinja.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        // Debug mode records spans, which give errors their column. It also records variables,
+        // but minijinja errors are never displayed as they are: see `render_error`.
+        jinja.set_debug(true);
+        functions::register(&mut jinja, lookups.clone(), env);
+        let mut errors = Vec::new();
+        for (name, source) in &outputs {
+            if let Source::Template(text) = source
+                && let Err(e) = jinja.add_template_owned(name.clone(), text.clone())
+            {
+                errors.push(template_error(name, text, &e));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Engine {
+            env: jinja,
+            outputs,
+            lookups,
+            max_in_flight: max_in_flight.max(1),
+        })
+    }
+
+    /// The outputs' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.outputs.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// Renders every output, fetching what they need. Results come in the outputs' order; one
+    /// output's failure does not stop the others.
+    pub async fn render_all(&self, fetcher: &impl Fetch) -> Vec<Result<Rendered, Error>> {
+        self.lock().fetched.clear();
+        let mut results: Vec<Option<Result<Rendered, Error>>> =
+            self.outputs.iter().map(|_| None).collect();
+        for _round in 0..MAX_ROUNDS {
+            for (slot, (name, source)) in results.iter_mut().zip(&self.outputs) {
+                if slot.is_none() {
+                    *slot = self.try_render(name, source);
+                }
+            }
+            let missing = std::mem::take(&mut self.lock().missing);
+            if missing.is_empty() {
+                break;
+            }
+            let fetched: Vec<_> = futures_util::stream::iter(missing)
+                .map(|request| async move {
+                    let result = fetcher.fetch(&request).await;
+                    (request, result)
+                })
+                .buffer_unordered(self.max_in_flight)
+                .collect()
+                .await;
+            let mut lookups = self.lock();
+            for (request, result) in fetched {
+                let value = result
+                    .map(|data| minijinja::Value::from(minijinja::value::Serde(&data)))
+                    .map_err(Arc::new);
+                lookups.fetched.insert(request, value);
+            }
+        }
+        let outputs = self.outputs.iter();
+        let results = results
+            .into_iter()
+            .zip(outputs)
+            .map(|(result, (name, _))| {
+                result.unwrap_or_else(|| {
+                    Err(Error::TooManyRounds {
+                        template: name.clone(),
+                    })
+                })
+            })
+            .collect();
+        // Fetched data is dropped with the render; only the rendered files keep secrets.
+        self.lock().fetched.clear();
+        results
+    }
+
+    /// Renders one output with what is fetched so far; `None` when it needs more.
+    fn try_render(&self, name: &str, source: &Source) -> Option<Result<Rendered, Error>> {
+        match source {
+            Source::Secret { path, format } => {
+                let request = Request::read(path);
+                let mut lookups = self.lock();
+                match lookups.fetched.get(&request) {
+                    Some(Ok(data)) => Some(format_secret(name, data, *format)),
+                    Some(Err(e)) => Some(Err(Error::Vault {
+                        template: name.to_owned(),
+                        source: e.clone(),
+                    })),
+                    None => {
+                        lookups.missing.insert(request);
+                        None
+                    }
+                }
+            }
+            Source::Template(text) => {
+                self.lock().placeholders = 0;
+                let result = self
+                    .env
+                    .get_template(name)
+                    .and_then(|t| t.render(minijinja::context! {}));
+                if self.lock().placeholders > 0 {
+                    // Some secret was not fetched yet: whatever this round produced, including
+                    // an error caused by a placeholder, is discarded.
+                    return None;
+                }
+                Some(result.map(Rendered).map_err(|e| template_error(name, text, &e)))
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Lookups> {
+        // A panic while rendering cannot leave the lookups half-updated in a way that matters:
+        // the next render clears them.
+        self.lookups.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Turns a minijinja error into ours, built from its kind, detail and position only: minijinja's
+/// own `Display` may show the values of variables, which hold secrets.
+fn template_error(name: &str, text: &str, e: &minijinja::Error) -> Error {
+    if let Some(failure) = functions::vault_failure(e) {
+        return Error::Vault {
+            template: name.to_owned(),
+            source: failure,
+        };
+    }
+    let line = e.line();
+    let range = e.range().filter(|r| r.end <= text.len() && r.start < r.end);
+    let column = range.as_ref().map(|r| column_of(text, r.start));
+    let template = name.to_owned();
+    match e.kind() {
+        ErrorKind::SyntaxError => Error::Syntax {
+            template,
+            line,
+            column,
+            message: e.detail().unwrap_or("invalid syntax").to_owned(),
+        },
+        ErrorKind::UndefinedError => {
+            let expression = range.and_then(|r| text.get(r)).unwrap_or("?").trim();
+            Error::KeyMissing {
+                template,
+                line,
+                column,
+                key: last_key(expression).to_owned(),
+                expression: expression.to_owned(),
+            }
+        }
+        kind => Error::Render {
+            template,
+            line,
+            column,
+            message: match e.detail() {
+                Some(detail) => format!("{kind}: {detail}"),
+                None => kind.to_string(),
+            },
+        },
+    }
+}
+
+/// The last key an expression looks up: `password` in `.data.password`, `other` in `x['other']`.
+fn last_key(expression: &str) -> &str {
+    if let Some(inner) = expression.strip_suffix(']')
+        && let Some(open) = inner.rfind('[')
+    {
+        return inner[open + 1..].trim().trim_matches(|c| c == '\'' || c == '"');
+    }
+    expression.rsplit('.').next().unwrap_or(expression).trim()
+}
+
+/// The 1-based column (in characters) of a byte offset.
+fn column_of(text: &str, offset: usize) -> usize {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    text[line_start..offset].chars().count() + 1
+}
+
+#[cfg(test)]
+mod tests;

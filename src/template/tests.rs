@@ -1,0 +1,266 @@
+//! The engine against an in-memory secret source: rounds, deduplication, strictness, positions.
+//! Real Vault is exercised by the integration tests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::json;
+
+use super::*;
+
+/// Secrets by request, and every request made, in order.
+#[derive(Default)]
+struct Memory {
+    secrets: HashMap<Request, Json>,
+    requests: Mutex<Vec<Request>>,
+}
+
+impl Memory {
+    fn with(mut self, path: &str, data: Json) -> Memory {
+        self.secrets.insert(Request::read(path), data);
+        self
+    }
+
+    fn with_write(mut self, path: &str, params: Json, data: Json) -> Memory {
+        let params: BTreeMap<String, Json> = serde_json::from_value(params).expect("map");
+        self.secrets.insert(Request::write(path, &params), data);
+        self
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+impl Fetch for Memory {
+    async fn fetch(&self, request: &Request) -> Result<Json, vault::Error> {
+        self.requests.lock().expect("lock").push(request.clone());
+        self.secrets
+            .get(request)
+            .cloned()
+            .ok_or_else(|| vault::Error::NotFound {
+                path: request.path.clone(),
+            })
+    }
+}
+
+fn engine(templates: &[(&str, &str)]) -> Engine {
+    let outputs = templates
+        .iter()
+        .map(|(name, text)| (name.to_string(), Source::Template(text.to_string())))
+        .collect();
+    Engine::new(outputs, Arc::new(HashMap::<String, String>::new()), 10).expect("compiles")
+}
+
+fn text(result: &Result<Rendered, Error>) -> &str {
+    std::str::from_utf8(result.as_ref().expect("renders").as_bytes()).expect("utf-8")
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+#[test]
+fn each_distinct_request_is_fetched_once_across_templates() {
+    let memory = Memory::default()
+        .with("secret/data/db", json!({"data": {"user": "u", "pass": "p"}}))
+        .with("secret/data/api", json!({"data": {"key": "k"}}));
+    let engine = engine(&[
+        ("a", "{{ secret('secret/data/db').data.user }}:{{ secret('secret/data/db').data.pass }}"),
+        ("b", "{{ secret('secret/data/db').data.user }}-{{ secret('/secret/data/api/').data.key }}"),
+    ]);
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]), "u:p");
+    assert_eq!(text(&results[1]), "u-k");
+    let mut requests = memory.requests();
+    requests.sort();
+    assert_eq!(
+        requests,
+        [Request::read("secret/data/api"), Request::read("secret/data/db")]
+    );
+}
+
+#[test]
+fn writes_with_parameters_are_distinct_requests_in_canonical_order() {
+    let memory = Memory::default().with_write(
+        "pki/issue/web",
+        json!({"common_name": "web.example.com", "ttl": "1h"}),
+        json!({"certificate": "CERT"}),
+    );
+    let engine = engine(&[
+        ("a", "{{ secret('pki/issue/web', ttl='1h', common_name='web.example.com').certificate }}"),
+        ("b", "{{ secret('pki/issue/web', common_name='web.example.com', ttl='1h').certificate }}"),
+    ]);
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]), "CERT");
+    assert_eq!(text(&results[1]), "CERT");
+    assert_eq!(memory.requests().len(), 1, "same parameters in another order: one request");
+}
+
+#[test]
+fn a_path_built_from_another_secret_takes_one_more_round_and_no_stray_request() {
+    let memory = Memory::default()
+        .with("secret/data/pointer", json!({"data": {"target": "secret/data/real"}}))
+        .with("secret/data/real", json!({"data": {"v": "found"}}));
+    let engine = engine(&[(
+        "a",
+        "{% set p = secret('secret/data/pointer').data.target %}{{ secret(p).data.v | upper }}",
+    )]);
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]), "FOUND");
+    assert_eq!(
+        memory.requests(),
+        [Request::read("secret/data/pointer"), Request::read("secret/data/real")],
+        "the placeholder path is never requested"
+    );
+}
+
+#[test]
+fn loops_and_conditions_over_secret_data_render_after_fetching() {
+    let memory = Memory::default().with("kv/app", json!({"b": "2", "a": "1"}));
+    let engine = engine(&[(
+        "a",
+        "{% for k, v in secret('kv/app')|items %}{{ k }}={{ v }}\n{% endfor %}{% if secret('kv/app').a == '1' %}yes{% endif %}",
+    )]);
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]), "a=1\nb=2\nyes");
+}
+
+#[test]
+fn a_missing_key_is_an_error_naming_template_position_and_expression() {
+    let memory = Memory::default().with("secret/data/db", json!({"data": {"user": "u"}}));
+    let engine = engine(&[("db", "user={{ secret('secret/data/db').data.user }}\npass={{ secret('secret/data/db').data.password }}\n")]);
+    let results = block_on(engine.render_all(&memory));
+    let err = results[0].as_ref().expect_err("strict");
+    assert_eq!(
+        err.to_string(),
+        "template db line 2 column 33: key missing: password (in `.data.password`)"
+    );
+}
+
+#[test]
+fn an_undefined_variable_or_index_is_named() {
+    let memory = Memory::default().with("kv/x", json!({"list": ["a"]}));
+    let engine = engine(&[
+        ("var", "{{ nothing }}"),
+        ("index", "{{ secret('kv/x')['other'] }}"),
+    ]);
+    let results = block_on(engine.render_all(&memory));
+    let message = results[0].as_ref().expect_err("strict").to_string();
+    assert_eq!(message, "template var line 1 column 4: key missing: nothing (in `nothing`)");
+    let message = results[1].as_ref().expect_err("strict").to_string();
+    assert!(message.contains("key missing: other (in `"), "{message}");
+}
+
+#[test]
+fn syntax_errors_name_template_line_and_column_and_are_all_reported() {
+    let outputs = vec![
+        ("good".to_string(), Source::Template("{{ 1 }}".into())),
+        ("bad1".to_string(), Source::Template("line one\n{{ secret('x') }\n".into())),
+        ("bad2".to_string(), Source::Template("{% if %}".into())),
+    ];
+    let errors = Engine::new(outputs, Arc::new(HashMap::<String, String>::new()), 10)
+        .expect_err("syntax errors");
+    assert_eq!(errors.len(), 2);
+    let first = errors[0].to_string();
+    assert!(first.starts_with("template bad1 line 2 column "), "{first}");
+    assert!(first.contains("syntax error"), "{first}");
+    assert!(errors[1].to_string().starts_with("template bad2 line 1"), "{}", errors[1]);
+}
+
+#[test]
+fn a_failed_request_fails_only_the_templates_that_need_it() {
+    let memory = Memory::default().with("secret/data/ok", json!({"data": {"v": "fine"}}));
+    let engine = engine(&[
+        ("broken", "{{ secret('secret/data/nope').data.v }}"),
+        ("works", "{{ secret('secret/data/ok').data.v }}"),
+    ]);
+    let results = block_on(engine.render_all(&memory));
+    let err = results[0].as_ref().expect_err("fails");
+    assert_eq!(err.to_string(), "template broken: secret not found: secret/data/nope");
+    assert!(matches!(err.vault_error(), Some(vault::Error::NotFound { .. })));
+    assert_eq!(text(&results[1]), "fine");
+}
+
+#[test]
+fn filters_encode_decode_and_serialise() {
+    let memory = Memory::default().with("kv/x", json!({"s": "aGVsbG8=", "m": {"k": [1, 2]}}));
+    let engine = engine(&[
+        ("dec", "{{ secret('kv/x').s | b64decode }}"),
+        ("enc", "{{ 'hello' | b64encode }}"),
+        ("json", "{{ secret('kv/x').m | tojson }}"),
+        ("yaml", "{{ secret('kv/x').m | toyaml }}"),
+    ]);
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]), "hello");
+    assert_eq!(text(&results[1]), "aGVsbG8=");
+    assert_eq!(text(&results[2]), r#"{"k": [1, 2]}"#);
+    assert_eq!(text(&results[3]), "k:\n- 1\n- 2\n");
+}
+
+#[test]
+fn b64decode_errors_never_show_the_input() {
+    let memory = Memory::default().with("kv/x", json!({"s": "not base64 SECRETVALUE"}));
+    let engine = engine(&[("dec", "{{ secret('kv/x').s | b64decode }}")]);
+    let results = block_on(engine.render_all(&memory));
+    let message = results[0].as_ref().expect_err("fails").to_string();
+    assert!(message.contains("not valid base64"), "{message}");
+    assert!(!message.contains("SECRETVALUE"), "{message}");
+}
+
+#[test]
+fn env_reads_the_given_environment_and_fails_clearly_when_unset() {
+    let env: HashMap<String, String> = [("REGION".to_string(), "eu-1".to_string())].into();
+    let outputs = vec![
+        ("a".to_string(), Source::Template("{{ env('REGION') }}/{{ env('ZONE', 'z1') }}".into())),
+        ("b".to_string(), Source::Template("{{ env('MISSING') }}".into())),
+    ];
+    let engine = Engine::new(outputs, Arc::new(env), 10).expect("compiles");
+    let results = block_on(engine.render_all(&Memory::default()));
+    assert_eq!(text(&results[0]), "eu-1/z1");
+    let message = results[1].as_ref().expect_err("fails").to_string();
+    assert!(message.contains("environment variable MISSING is not set"), "{message}");
+}
+
+#[test]
+fn secrets_shorthand_shares_requests_with_templates() {
+    let memory = Memory::default().with("secret/data/app", json!({"data": {"a": "1"}, "metadata": {"version": 1, "created_time": "t"}}));
+    let outputs = vec![
+        ("t".to_string(), Source::Template("{{ secret('secret/data/app').data.a }}".into())),
+        (
+            "s".to_string(),
+            Source::Secret {
+                path: "secret/data/app".into(),
+                format: SecretFormat::Env,
+            },
+        ),
+    ];
+    let engine = Engine::new(outputs, Arc::new(HashMap::<String, String>::new()), 10).expect("compiles");
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]), "1");
+    assert_eq!(text(&results[1]), "a='1'\n");
+    assert_eq!(memory.requests().len(), 1);
+}
+
+#[test]
+fn trailing_newlines_are_kept_and_nothing_is_escaped() {
+    let engine = engine(&[("a", "<{{ '&' }}>\n")]);
+    let results = block_on(engine.render_all(&Memory::default()));
+    assert_eq!(text(&results[0]), "<&>\n");
+}
+
+#[test]
+fn rendered_debug_output_is_redacted() {
+    let rendered = Rendered("password=hunter2".into());
+    assert_eq!(format!("{rendered:?}"), "Rendered(<16 bytes redacted>)");
+}
+
+#[test]
+fn column_counts_characters_from_the_line_start() {
+    assert_eq!(column_of("abc\nde{{ x }}", 6), 3);
+    assert_eq!(column_of("éé{{", 4), 3);
+    assert_eq!(column_of("x", 0), 1);
+}

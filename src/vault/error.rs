@@ -1,0 +1,313 @@
+//! Vault failures, each naming what failed and what to do next. None carries a response body:
+//! bodies hold secrets.
+
+use std::path::PathBuf;
+
+use super::Operation;
+
+/// A failure talking to Vault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No HTTP answer: connection refused, DNS, TLS handshake, timeout.
+    #[error("vault at {address} is unreachable: {reason}")]
+    Unreachable {
+        /// The configured address.
+        address: String,
+        /// The transport error, innermost cause last.
+        reason: String,
+    },
+    /// A request was still waiting for its answer when the deadline came.
+    #[error("vault did not answer before the deadline")]
+    Unanswered,
+    /// Vault answered 5xx (sealed, standby, overloaded) or 429.
+    #[error("vault at {address} answered {status} {operation} {path}: {message}", operation = .operation.gerund())]
+    Unavailable {
+        /// The configured address.
+        address: String,
+        /// HTTP status.
+        status: u16,
+        /// What was being done.
+        operation: Operation,
+        /// The Vault path.
+        path: String,
+        /// Vault's own error text.
+        message: String,
+    },
+    /// The auth method refused the credentials.
+    #[error("login denied: {method} auth at mount {mount:?} refused {who}: {message}")]
+    LoginDenied {
+        /// The auth method.
+        method: &'static str,
+        /// The auth mount path.
+        mount: String,
+        /// The role, or which credential file, was refused.
+        who: String,
+        /// Vault's own error text.
+        message: String,
+    },
+    /// The token's policies do not allow the request.
+    #[error(
+        "permission denied {operation} {path}: the token's policies [{policies}] do not allow it; \
+         check the policies of the role the agent logs in with",
+        operation = .operation.gerund(),
+        policies = .policies.join(", ")
+    )]
+    PermissionDenied {
+        /// What was being done.
+        operation: Operation,
+        /// The Vault path.
+        path: String,
+        /// The policies of the token in use.
+        policies: Vec<String>,
+    },
+    /// Nothing at that path.
+    #[error("secret not found: {path}{hint}", hint = not_found_hint(.path))]
+    NotFound {
+        /// The Vault path.
+        path: String,
+    },
+    /// Any other 4xx: bad parameters, unsupported path.
+    #[error("vault refused {operation} {path} ({status}): {message}", operation = .operation.gerund())]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// What was being done.
+        operation: Operation,
+        /// The Vault path.
+        path: String,
+        /// Vault's own error text.
+        message: String,
+    },
+    /// A 2xx answer whose body is not a Vault response.
+    #[error("vault returned an unreadable response {operation} {path}", operation = .operation.gerund())]
+    InvalidResponse {
+        /// What was being done.
+        operation: Operation,
+        /// The Vault path.
+        path: String,
+    },
+    /// A credential file (JWT, role ID, secret ID, token) cannot be read.
+    #[error("cannot read the {what} file {}: {source}", .path.display())]
+    CredentialFile {
+        /// Which credential.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A credential file is empty.
+    #[error("the {what} file {} is empty; check the volume that provides it", .path.display())]
+    EmptyCredential {
+        /// Which credential.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A transient failure that outlasted the retry deadline.
+    #[error("{last} (gave up after {attempts} attempts over {waited:.1?})")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// Time from the first attempt to giving up.
+        waited: std::time::Duration,
+        /// The last failure.
+        last: Box<Error>,
+    },
+    /// The Vault settings cannot be used.
+    #[error("config invalid: {key}: {problem}")]
+    Config {
+        /// The config key.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Error {
+    /// Whether trying again later may succeed: Vault unreachable, sealed, overloaded.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Unreachable { .. } | Error::Unanswered | Error::Unavailable { .. }
+        )
+    }
+
+    /// A fixed label for metrics and structured logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Unreachable { .. } => "unreachable",
+            Error::Unanswered => "unanswered",
+            Error::Unavailable { .. } => "unavailable",
+            Error::LoginDenied { .. } => "login_denied",
+            Error::PermissionDenied { .. } => "permission_denied",
+            Error::NotFound { .. } => "not_found",
+            Error::Refused { .. } => "refused",
+            Error::InvalidResponse { .. } => "invalid_response",
+            Error::CredentialFile { .. } => "credential_file",
+            Error::EmptyCredential { .. } => "empty_credential",
+            Error::GaveUp { last, .. } => last.kind(),
+            Error::Config { .. } => "config",
+        }
+    }
+}
+
+fn not_found_hint(path: &str) -> &'static str {
+    let mut segments = path.split('/');
+    let _mount = segments.next();
+    if segments.next() == Some("data") {
+        ""
+    } else {
+        " (for a KV v2 secret engine the path needs /data/ after the mount, as in secret/data/app/db)"
+    }
+}
+
+/// Turns a rustify error into one of ours, keeping Vault's messages and dropping bodies.
+pub(super) fn classify(
+    e: rustify::errors::ClientError,
+    address: &str,
+    operation: Operation,
+    path: &str,
+    policies: &[String],
+) -> Error {
+    use rustify::errors::ClientError as E;
+    let path = path.to_owned();
+    match e {
+        E::ServerResponseError { code, content } => {
+            let message = vault_message(content.as_deref());
+            match code {
+                403 => Error::PermissionDenied {
+                    operation,
+                    path,
+                    policies: policies.to_vec(),
+                },
+                404 => Error::NotFound { path },
+                429 | 500..=599 => Error::Unavailable {
+                    address: address.to_owned(),
+                    status: code,
+                    operation,
+                    path,
+                    message,
+                },
+                status => Error::Refused {
+                    status,
+                    operation,
+                    path,
+                    message,
+                },
+            }
+        }
+        other => Error::Unreachable {
+            address: address.to_owned(),
+            reason: chain(&other),
+        },
+    }
+}
+
+/// Vault's `{"errors": [...]}` as one line. Vault wraps messages in "1 error occurred:\n\t* ...";
+/// only the messages are kept.
+pub(super) fn vault_message(content: Option<&str>) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<String>,
+    }
+    let Some(errors) = content.and_then(|c| serde_json::from_str::<Errors>(c).ok()) else {
+        return "no error message".to_owned();
+    };
+    let lines: Vec<&str> = errors
+        .errors
+        .iter()
+        .flat_map(|e| e.lines())
+        .map(|line| line.trim().trim_start_matches("* ").trim())
+        .filter(|line| !line.is_empty() && !is_error_count_header(line))
+        .collect();
+    if lines.is_empty() {
+        "no error message".to_owned()
+    } else {
+        lines.join("; ")
+    }
+}
+
+fn is_error_count_header(line: &str) -> bool {
+    line.ends_with("error occurred:") || line.ends_with("errors occurred:")
+}
+
+/// An error and its causes on one line, without repeating a cause that its parent already shows.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    // The innermost causes say the most ("Connection refused"); keep the outer ones for context.
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_messages_are_flattened_to_one_line() {
+        let cases = [
+            (r#"{"errors":["permission denied"]}"#, "permission denied"),
+            (
+                r#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#,
+                "permission denied",
+            ),
+            (
+                r#"{"errors":["2 errors occurred:\n\t* a\n\t* b\n\n"]}"#,
+                "a; b",
+            ),
+            (r#"{"errors":[]}"#, "no error message"),
+            ("not json", "no error message"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(vault_message(Some(body)), want, "{body}");
+        }
+        assert_eq!(vault_message(None), "no error message");
+    }
+
+    #[test]
+    fn statuses_map_to_the_right_errors() {
+        let classify_code = |code| {
+            classify(
+                rustify::errors::ClientError::ServerResponseError {
+                    code,
+                    content: Some(r#"{"errors":["x"]}"#.into()),
+                },
+                "http://v",
+                Operation::Read,
+                "secret/data/a",
+                &["app".into()],
+            )
+        };
+        assert!(matches!(classify_code(403), Error::PermissionDenied { .. }));
+        assert!(matches!(classify_code(404), Error::NotFound { .. }));
+        assert!(matches!(classify_code(400), Error::Refused { status: 400, .. }));
+        for code in [429, 500, 503] {
+            assert!(classify_code(code).is_transient(), "{code} is transient");
+        }
+        assert!(!classify_code(403).is_transient());
+        let message = classify_code(403).to_string();
+        assert!(message.contains("reading secret/data/a"), "{message}");
+        assert!(message.contains("[app]"), "{message}");
+    }
+
+    #[test]
+    fn not_found_hints_at_kv2_data_segment_only_when_missing() {
+        let with = Error::NotFound {
+            path: "secret/app/db".into(),
+        };
+        assert!(with.to_string().contains("needs /data/"));
+        let without = Error::NotFound {
+            path: "secret/data/app/db".into(),
+        };
+        assert_eq!(without.to_string(), "secret not found: secret/data/app/db");
+    }
+}

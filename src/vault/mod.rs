@@ -1,0 +1,342 @@
+//! Everything that speaks Vault's HTTP API: the client, login, and the generic read and write
+//! that keep a response's lease fields (vaultrs strips them).
+
+mod auth;
+mod error;
+pub mod retry;
+mod tls;
+
+use std::fmt;
+use std::time::Duration;
+
+use injector::agent_config::VaultConfig;
+use rustify::Endpoint;
+use rustify::enums::{RequestMethod, RequestType, ResponseType};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use vaultrs::client::{Client as _, VaultClient, VaultClientSettings};
+
+pub use self::auth::{TokenInfo, login};
+pub use self::error::Error;
+
+/// How long to wait for a TCP (and TLS) connection to Vault.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one request may take in all. Retries happen above this, up to the caller's deadline.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Vault token. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a token value.
+    pub fn new(value: String) -> Token {
+        Token(value)
+    }
+
+    /// The token itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// A Vault lease attached to a response (dynamic credentials, leased KV v1 values, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease ID, used to renew or revoke it. Not a secret by itself.
+    pub id: String,
+    /// How long the lease lasts from the response.
+    pub duration: Duration,
+    /// Whether Vault accepts renewals.
+    pub renewable: bool,
+}
+
+/// A response to a read or write: its `data`, and its lease when it has one.
+#[derive(Clone)]
+pub struct Secret {
+    /// The response's `data`; `Null` when the response had none.
+    pub data: Value,
+    /// The lease, when Vault returned a lease ID or duration.
+    pub lease: Option<Lease>,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secret")
+            .field("data", &"<redacted>")
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+/// A Vault client: one connection pool, one token.
+pub struct Client {
+    inner: VaultClient,
+    address: String,
+    policies: Vec<String>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("address", &self.address)
+            .field("policies", &self.policies)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Builds a client for the configured server. Nothing is sent yet.
+    pub fn connect(config: &VaultConfig) -> Result<Client, Error> {
+        let address = config.address.trim().trim_end_matches('/').to_owned();
+        let url = address.parse().map_err(|e| Error::Config {
+            key: "vault.address",
+            problem: format!("{address:?} is not a valid URL: {e}"),
+        })?;
+        let http = tls::http_client(config, &address)?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| Error::Config {
+                key: "vault",
+                problem: format!("cannot build the HTTP client: {}", error::chain(&e)),
+            })?;
+        // Every field is set here: vaultrs fills unset ones from VAULT_* variables, and the agent's
+        // behaviour must come from its config alone.
+        let settings = VaultClientSettings {
+            address: url,
+            ca_certs: Vec::new(),
+            identity: None,
+            timeout: Some(REQUEST_TIMEOUT),
+            token: String::new(),
+            verify: !config.tls_skip_verify,
+            version: 1,
+            wrapping: false,
+            namespace: config.namespace().map(str::to_owned),
+            proxy: None,
+        };
+        let middle = vaultrs::api::EndpointMiddleware {
+            token: String::new(),
+            version: "v1".to_owned(),
+            wrap: None,
+            namespace: settings.namespace.clone(),
+        };
+        let inner = VaultClient {
+            http: rustify::clients::reqwest::Client::new(&address, http),
+            middle,
+            settings,
+        };
+        Ok(Client {
+            inner,
+            address,
+            policies: Vec::new(),
+        })
+    }
+
+    /// The server's address, for messages.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Uses this token for every later request.
+    pub fn set_token(&mut self, token: &Token, policies: Vec<String>) {
+        self.inner.set_token(token.expose());
+        self.policies = policies;
+    }
+
+    /// Reads any path (`GET /v1/<path>`) and returns its data and lease.
+    pub async fn read(&self, path: &str) -> Result<Secret, Error> {
+        self.send(RawRequest::get(path)).await
+    }
+
+    /// Writes parameters to a path (`POST /v1/<path>`) and returns the response's data and lease:
+    /// `pki/issue/<role>`, `database/creds/<role>` with options, and the like.
+    pub async fn write(&self, path: &str, params: &Map<String, Value>) -> Result<Secret, Error> {
+        let body = serde_json::to_vec(params).map_err(|_| Error::Config {
+            key: "template",
+            problem: format!("parameters for {path} cannot be encoded as JSON"),
+        })?;
+        self.send(RawRequest::post(path, body)).await
+    }
+
+    async fn send(&self, request: RawRequest) -> Result<Secret, Error> {
+        let operation = request.operation();
+        let path = request.path.clone();
+        let result = request
+            .with_middleware(&self.inner.middle)
+            .exec(&self.inner.http)
+            .await;
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => return Err(self.classify(e, operation, &path)),
+        };
+        let body = &response.response.body()[..];
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Secret {
+                data: Value::Null,
+                lease: None,
+            });
+        }
+        // Parsed here rather than through rustify: its parse error carries the body, which holds
+        // secrets.
+        let envelope: Envelope =
+            serde_json::from_slice(body).map_err(|_| Error::InvalidResponse {
+                operation,
+                path: path.clone(),
+            })?;
+        Ok(envelope.into_secret())
+    }
+
+    fn classify(&self, e: rustify::errors::ClientError, operation: Operation, path: &str) -> Error {
+        error::classify(e, &self.address, operation, path, &self.policies)
+    }
+}
+
+/// What a request does, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// `GET`
+    Read,
+    /// `POST` with parameters
+    Write,
+    /// A login to an auth method
+    Login,
+}
+
+impl Operation {
+    fn gerund(self) -> &'static str {
+        match self {
+            Operation::Read => "reading",
+            Operation::Write => "writing",
+            Operation::Login => "logging in at",
+        }
+    }
+}
+
+/// A request to any path, with the body as raw JSON.
+struct RawRequest {
+    method: RequestMethod,
+    path: String,
+    body: Option<Vec<u8>>,
+}
+
+impl RawRequest {
+    fn get(path: &str) -> RawRequest {
+        RawRequest {
+            method: RequestMethod::GET,
+            path: path.trim_matches('/').to_owned(),
+            body: None,
+        }
+    }
+
+    fn post(path: &str, body: Vec<u8>) -> RawRequest {
+        RawRequest {
+            method: RequestMethod::POST,
+            path: path.trim_matches('/').to_owned(),
+            body: Some(body),
+        }
+    }
+
+    fn operation(&self) -> Operation {
+        match self.method {
+            RequestMethod::GET => Operation::Read,
+            _ => Operation::Write,
+        }
+    }
+}
+
+impl Endpoint for RawRequest {
+    // The body is parsed by `Client::send`, never by rustify.
+    type Response = ();
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    fn method(&self) -> RequestMethod {
+        self.method.clone()
+    }
+
+    fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
+        Ok(self.body.clone())
+    }
+}
+
+/// The envelope of every Vault response.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    lease_id: String,
+    #[serde(default)]
+    lease_duration: u64,
+    #[serde(default)]
+    renewable: bool,
+}
+
+impl Envelope {
+    fn into_secret(self) -> Secret {
+        let lease = (!self.lease_id.is_empty() || self.lease_duration > 0).then(|| Lease {
+            id: self.lease_id,
+            duration: Duration::from_secs(self.lease_duration),
+            renewable: self.renewable,
+        });
+        Secret {
+            data: self.data.unwrap_or(Value::Null),
+            lease,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_keeps_lease_fields() {
+        let envelope: Envelope = serde_json::from_str(
+            r#"{"request_id":"r","lease_id":"database/creds/ro/abc","renewable":true,
+                "lease_duration":3600,"data":{"username":"u"},"wrap_info":null,"warnings":null,"auth":null}"#,
+        )
+        .expect("parses");
+        let secret = envelope.into_secret();
+        assert_eq!(
+            secret.lease,
+            Some(Lease {
+                id: "database/creds/ro/abc".into(),
+                duration: Duration::from_secs(3600),
+                renewable: true
+            })
+        );
+        assert_eq!(secret.data["username"], "u");
+    }
+
+    #[test]
+    fn envelope_without_lease_has_none() {
+        let envelope: Envelope =
+            serde_json::from_str(r#"{"lease_id":"","lease_duration":0,"renewable":false,"data":{"data":{"a":1}}}"#)
+                .expect("parses");
+        assert_eq!(envelope.into_secret().lease, None);
+    }
+
+    #[test]
+    fn debug_output_redacts_tokens_and_data() {
+        let token = Token::new("hvs.very-secret".into());
+        assert!(!format!("{token:?}").contains("very-secret"));
+        let secret = Secret {
+            data: serde_json::json!({"password": "hunter2"}),
+            lease: None,
+        };
+        assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+}

@@ -82,7 +82,8 @@ mod tests {
 
     #[test]
     fn agent_takes_config_and_once() {
-        let cli = Cli::try_parse_from(["hydrant", "agent", "--config", "a.yaml", "--once"]).expect("parses");
+        let cli = Cli::try_parse_from(["hydrant", "agent", "--config", "a.yaml", "--once"])
+            .expect("parses");
         let Command::Agent(args) = cli.command else {
             panic!("not agent")
         };
@@ -92,7 +93,8 @@ mod tests {
 
     #[test]
     fn pending_subcommands_accept_any_arguments() {
-        let cli = Cli::try_parse_from(["hydrant", "render", "--containers", "x", "--check"]).expect("parses");
+        let cli = Cli::try_parse_from(["hydrant", "render", "--containers", "x", "--check"])
+            .expect("parses");
         assert_eq!(cli.command.name(), "render");
     }
 }

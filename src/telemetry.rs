@@ -1,5 +1,7 @@
 //! Logging: `tracing` to stderr, filtered by `HYDRANT_LOG`, as plain lines or JSON.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::env::{Env, HYDRANT_LOG, HYDRANT_LOG_FORMAT, non_empty};
@@ -24,7 +26,9 @@ pub enum Error {
     #[error("{HYDRANT_LOG_FORMAT}={0:?} is not a log format; use plain or json")]
     Format(String),
     /// `HYDRANT_LOG` does not parse.
-    #[error("{HYDRANT_LOG}={value:?} is not a valid filter ({reason}); use a level such as info or debug, or target=level pairs")]
+    #[error(
+        "{HYDRANT_LOG}={value:?} is not a valid filter ({reason}); use a level such as info or debug, or target=level pairs"
+    )]
     Filter {
         /// The value given.
         value: String,
@@ -64,8 +68,15 @@ pub fn init(env: &dyn Env) -> Result<(), Error> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Plain => builder.with_target(false).init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Plain => builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
     }
     Ok(())
 }
@@ -87,14 +98,22 @@ mod tests {
             assert_eq!(parse_format(value).ok(), want, "{value:?}");
         }
         let message = parse_format(Some("xml")).expect_err("refused").to_string();
-        assert_eq!(message, "HYDRANT_LOG_FORMAT=\"xml\" is not a log format; use plain or json");
+        assert_eq!(
+            message,
+            "HYDRANT_LOG_FORMAT=\"xml\" is not a log format; use plain or json"
+        );
     }
 
     #[test]
     fn filters_parse_and_bad_ones_are_named() {
         assert!(parse_filter(None).is_ok());
         assert!(parse_filter(Some("hydrant=trace,warn")).is_ok());
-        let message = parse_filter(Some("hydrant=loud")).expect_err("refused").to_string();
-        assert!(message.starts_with("HYDRANT_LOG=\"hydrant=loud\" is not a valid filter"), "{message}");
+        let message = parse_filter(Some("hydrant=loud"))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            message.starts_with("HYDRANT_LOG=\"hydrant=loud\" is not a valid filter"),
+            "{message}"
+        );
     }
 }

@@ -380,14 +380,19 @@ impl AgentConfig {
             Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
             _ => issues.push(
                 "vault.address",
-                format!("{address:?} is not an http:// or https:// URL such as https://vault.vault:8200"),
+                format!(
+                    "{address:?} is not an http:// or https:// URL such as https://vault.vault:8200"
+                ),
             ),
         }
         if self.vault.max_concurrent_requests == Some(0) {
             issues.push("vault.max_concurrent_requests", "must be at least 1");
         }
         if self.vault.tls_server_name.as_deref() == Some("") {
-            issues.push("vault.tls_server_name", "is empty; remove it or name the certificate's host");
+            issues.push(
+                "vault.tls_server_name",
+                "is empty; remove it or name the certificate's host",
+            );
         }
     }
 
@@ -397,15 +402,33 @@ impl AgentConfig {
         let method = auth.method;
         let keys: [(&str, bool, &[AuthMethod], &[AuthMethod]); 5] = [
             // (key, present, methods that require it, methods that accept it)
-            ("role", auth.role.is_some(), &[Kubernetes, Jwt], &[Kubernetes, Jwt]),
+            (
+                "role",
+                auth.role.is_some(),
+                &[Kubernetes, Jwt],
+                &[Kubernetes, Jwt],
+            ),
             ("jwt_path", auth.jwt_path.is_some(), &[], &[Kubernetes, Jwt]),
-            ("role_id_path", auth.role_id_path.is_some(), &[Approle], &[Approle]),
-            ("secret_id_path", auth.secret_id_path.is_some(), &[Approle], &[Approle]),
+            (
+                "role_id_path",
+                auth.role_id_path.is_some(),
+                &[Approle],
+                &[Approle],
+            ),
+            (
+                "secret_id_path",
+                auth.secret_id_path.is_some(),
+                &[Approle],
+                &[Approle],
+            ),
             ("token_path", auth.token_path.is_some(), &[Token], &[Token]),
         ];
         for (key, present, required_by, accepted_by) in keys {
             if !present && required_by.contains(&method) {
-                issues.push(format!("auth.{key}"), format!("is required by method {method}"));
+                issues.push(
+                    format!("auth.{key}"),
+                    format!("is required by method {method}"),
+                );
             }
             if present && !accepted_by.contains(&method) {
                 issues.push(
@@ -417,7 +440,11 @@ impl AgentConfig {
         if auth.role.as_deref().is_some_and(|r| r.trim().is_empty()) {
             issues.push("auth.role", "is empty; name the Vault role to log in as");
         }
-        if auth.mount.as_deref().is_some_and(|m| m.trim_matches('/').is_empty()) {
+        if auth
+            .mount
+            .as_deref()
+            .is_some_and(|m| m.trim_matches('/').is_empty())
+        {
             issues.push("auth.mount", "is empty; remove it to use the method's name");
         }
         if method == Token && auth.mount.is_some() {
@@ -436,9 +463,7 @@ impl AgentConfig {
             check_name(issues, &key, &t.name, &mut names);
             check_destination(issues, &key, &t.destination, &mut destinations);
             match (&t.contents, &t.source) {
-                (Some(_), Some(_)) => {
-                    issues.push(&key, "has both contents and source; keep one")
-                }
+                (Some(_), Some(_)) => issues.push(&key, "has both contents and source; keep one"),
                 (None, None) => issues.push(&key, "needs contents or source"),
                 (None, Some(source)) if source.as_os_str().is_empty() => {
                     issues.push(format!("{key}.source"), "is empty; name the template file")
@@ -451,7 +476,10 @@ impl AgentConfig {
             check_name(issues, &key, &s.name, &mut names);
             check_destination(issues, &key, &s.destination, &mut destinations);
             if s.path.trim_matches('/').is_empty() {
-                issues.push(format!("{key}.path"), "is empty; name the Vault path to read");
+                issues.push(
+                    format!("{key}.path"),
+                    "is empty; name the Vault path to read",
+                );
             }
         }
     }
@@ -474,7 +502,10 @@ fn check_name<'a>(
             format!("{name:?} is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit"),
         );
     } else if let Some(first) = names.get(name) {
-        issues.push(format!("{key}.name"), format!("{name:?} is also the name of {first}"));
+        issues.push(
+            format!("{key}.name"),
+            format!("{name:?} is also the name of {first}"),
+        );
     } else {
         names.insert(name, key.to_owned());
     }
@@ -487,11 +518,17 @@ fn check_destination<'a>(
     destinations: &mut BTreeMap<&'a Path, String>,
 ) {
     if destination.as_os_str().is_empty() {
-        issues.push(format!("{key}.destination"), "is empty; name the file to write");
+        issues.push(
+            format!("{key}.destination"),
+            "is empty; name the file to write",
+        );
     } else if let Some(first) = destinations.get(destination) {
         issues.push(
             format!("{key}.destination"),
-            format!("{} is also the destination of {first}", destination.display()),
+            format!(
+                "{} is also the destination of {first}",
+                destination.display()
+            ),
         );
     } else {
         destinations.insert(destination, key.to_owned());
@@ -554,7 +591,11 @@ mod tests {
             ("99999999999999999999999h", None),
         ];
         for (text, want) in cases {
-            assert_eq!(Duration::parse(text).ok().map(|d| d.0), *want, "parsing {text:?}");
+            assert_eq!(
+                Duration::parse(text).ok().map(|d| d.0),
+                *want,
+                "parsing {text:?}"
+            );
         }
     }
 
@@ -575,9 +616,16 @@ mod tests {
             ("-644", None),
         ];
         for (text, want) in cases {
-            assert_eq!(FileMode::parse(text).ok().map(|m| m.0), *want, "parsing {text:?}");
+            assert_eq!(
+                FileMode::parse(text).ok().map(|m| m.0),
+                *want,
+                "parsing {text:?}"
+            );
         }
-        assert!(serde_json::from_str::<FileMode>("640").is_err(), "numbers are refused");
+        assert!(
+            serde_json::from_str::<FileMode>("640").is_err(),
+            "numbers are refused"
+        );
         assert_eq!(FileMode(0o640).to_string(), "0640");
     }
 
@@ -586,7 +634,10 @@ mod tests {
         let config = minimal();
         assert_eq!(config.validate(), Ok(()));
         assert_eq!(config.auth.mount(), "kubernetes");
-        assert_eq!(config.auth.jwt_path(), Path::new(SERVICE_ACCOUNT_TOKEN_PATH));
+        assert_eq!(
+            config.auth.jwt_path(),
+            Path::new(SERVICE_ACCOUNT_TOKEN_PATH)
+        );
         assert_eq!(config.retry.deadline(), DEFAULT_RETRY_DEADLINE);
         assert_eq!(config.vault.max_concurrent_requests(), 10);
         assert_eq!(config.vault.namespace(), None);
@@ -610,7 +661,10 @@ mod tests {
             "templates": [{"name": "a", "contents": "x", "destnation": "/a"}],
         }))
         .expect_err("typo is refused");
-        assert!(err.to_string().contains("unknown field `destnation`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `destnation`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -647,7 +701,10 @@ mod tests {
         let cases = [
             (AuthMethod::Kubernetes, vec!["auth.role"]),
             (AuthMethod::Jwt, vec!["auth.role"]),
-            (AuthMethod::Approle, vec!["auth.role_id_path", "auth.secret_id_path"]),
+            (
+                AuthMethod::Approle,
+                vec!["auth.role_id_path", "auth.secret_id_path"],
+            ),
             (AuthMethod::Token, vec!["auth.token_path"]),
         ];
         for (method, want) in cases {

@@ -12,8 +12,8 @@ pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<AgentConfig, String> {
     let (origin, config) = match path {
         Some(path) => {
             let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {origin}: {e}"))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
             let config = parse(&text).map_err(|e| format!("{origin}: {e}"))?;
             (origin, config)
         }
@@ -25,7 +25,9 @@ pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<AgentConfig, String> {
             (AGENT_CONFIG_ENV.to_owned(), config)
         }
     };
-    config.validate().map_err(|issues| format!("{origin}: {issues}"))?;
+    config
+        .validate()
+        .map_err(|issues| format!("{origin}: {issues}"))?;
     Ok(config)
 }
 
@@ -116,9 +118,14 @@ retry:
 
     #[test]
     fn a_wrong_type_names_the_key_path_in_json_too() {
-        let err = parse(r#"{"vault":{"address":"http://x","tls_skip_verify":"yes"}}"#).expect_err("refused");
-        assert!(err.starts_with("vault.tls_skip_verify: invalid type"), "{err}");
-        let err = parse("vault:\n  address: http://x\n  tls_skip_verify: sometimes\n").expect_err("refused");
+        let err = parse(r#"{"vault":{"address":"http://x","tls_skip_verify":"yes"}}"#)
+            .expect_err("refused");
+        assert!(
+            err.starts_with("vault.tls_skip_verify: invalid type"),
+            "{err}"
+        );
+        let err = parse("vault:\n  address: http://x\n  tls_skip_verify: sometimes\n")
+            .expect_err("refused");
         assert!(err.starts_with("vault.tls_skip_verify"), "{err}");
     }
 
@@ -126,7 +133,12 @@ retry:
     fn an_unquoted_yaml_mode_is_read_as_the_octal_text_written() {
         // YAML 1.2 would read 0640 as decimal 640; the mode is taken from the text as written.
         let text = YAML.replace("perms: \"0640\"", "perms: 0640");
-        assert_eq!(parse(&text).expect("parses").templates[0].perms.map(|p| p.0), Some(0o640));
+        assert_eq!(
+            parse(&text).expect("parses").templates[0]
+                .perms
+                .map(|p| p.0),
+            Some(0o640)
+        );
         let text = YAML.replace("perms: \"0640\"", "perms: 0999");
         let err = parse(&text).expect_err("refused");
         assert!(err.starts_with("templates[0].perms"), "{err}");
@@ -141,16 +153,26 @@ retry:
         assert_eq!(config.templates[0].name, "db");
 
         let err = load(None, &HashMap::new()).expect_err("nothing given");
-        assert!(err.contains("pass --config FILE or set HYDRANT_AGENT_CONFIG"), "{err}");
+        assert!(
+            err.contains("pass --config FILE or set HYDRANT_AGENT_CONFIG"),
+            "{err}"
+        );
     }
 
     #[test]
     fn validation_problems_name_the_source_and_key() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("agent.yaml");
-        std::fs::write(&path, YAML.replace("method: approle", "method: kubernetes")).expect("write");
+        std::fs::write(&path, YAML.replace("method: approle", "method: kubernetes"))
+            .expect("write");
         let err = load(Some(&path), &HashMap::new()).expect_err("invalid");
-        assert!(err.starts_with(&format!("{}: auth.role: is required", path.display())), "{err}");
-        assert!(err.contains("auth.role_id_path: is not used by method kubernetes"), "{err}");
+        assert!(
+            err.starts_with(&format!("{}: auth.role: is required", path.display())),
+            "{err}"
+        );
+        assert!(
+            err.contains("auth.role_id_path: is not used by method kubernetes"),
+            "{err}"
+        );
     }
 }

@@ -32,14 +32,15 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<Writt
         return Ok(Written::Unchanged);
     }
     let dir = parent(path);
-    fs::create_dir_all(dir)?;
+    fs::create_dir_all(dir).map_err(|e| explain_mkdir(dir, e))?;
     // The temporary file is created 0600 and is removed if anything below fails.
     let mut tmp = tempfile::Builder::new()
         .prefix(".hydrant-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
     tmp.write_all(contents)?;
-    tmp.as_file().set_permissions(Permissions::from_mode(mode))?;
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(mode))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     // Make the rename itself durable; on the memory volumes pods use this costs nothing.
@@ -55,11 +56,23 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<Writt
 /// the directory if needed and a temporary file in it.
 pub fn check_writable(path: &Path) -> io::Result<()> {
     let dir = parent(path);
-    fs::create_dir_all(dir)?;
+    fs::create_dir_all(dir).map_err(|e| explain_mkdir(dir, e))?;
     tempfile::Builder::new()
         .prefix(".hydrant-check-")
         .tempfile_in(dir)
         .map(drop)
+}
+
+/// `create_dir_all` says only "File exists" when a file stands where a directory should be.
+fn explain_mkdir(dir: &Path, e: io::Error) -> io::Error {
+    if e.kind() != io::ErrorKind::AlreadyExists {
+        return e;
+    }
+    let blocker = dir.ancestors().find(|a| a.is_file()).unwrap_or(dir);
+    io::Error::new(
+        io::ErrorKind::NotADirectory,
+        format!("{} is a file, not a directory", blocker.display()),
+    )
 }
 
 fn parent(path: &Path) -> &Path {
@@ -81,7 +94,10 @@ mod tests {
     fn creates_parents_writes_mode_and_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("a/b/db.env");
-        assert_eq!(write_atomic(&path, b"x=1\n", 0o640).expect("writes"), Written::Created);
+        assert_eq!(
+            write_atomic(&path, b"x=1\n", 0o640).expect("writes"),
+            Written::Created
+        );
         assert_eq!(fs::read(&path).expect("reads"), b"x=1\n");
         assert_eq!(mode_of(&path), 0o640);
         let entries: Vec<_> = fs::read_dir(path.parent().expect("parent"))
@@ -97,9 +113,16 @@ mod tests {
         let path = dir.path().join("f");
         write_atomic(&path, b"same", 0o644).expect("writes");
         let inode = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).expect("metadata"));
-        assert_eq!(write_atomic(&path, b"same", 0o600).expect("writes"), Written::Unchanged);
+        assert_eq!(
+            write_atomic(&path, b"same", 0o600).expect("writes"),
+            Written::Unchanged
+        );
         let after = fs::metadata(&path).expect("metadata");
-        assert_eq!(std::os::unix::fs::MetadataExt::ino(&after), inode, "same file, not replaced");
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&after),
+            inode,
+            "same file, not replaced"
+        );
         assert_eq!(mode_of(&path), 0o600);
     }
 
@@ -109,9 +132,16 @@ mod tests {
         let path = dir.path().join("f");
         write_atomic(&path, b"old", 0o644).expect("writes");
         let inode = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).expect("metadata"));
-        assert_eq!(write_atomic(&path, b"new", 0o644).expect("writes"), Written::Updated);
+        assert_eq!(
+            write_atomic(&path, b"new", 0o644).expect("writes"),
+            Written::Updated
+        );
         let after = fs::metadata(&path).expect("metadata");
-        assert_ne!(std::os::unix::fs::MetadataExt::ino(&after), inode, "a new file was renamed in");
+        assert_ne!(
+            std::os::unix::fs::MetadataExt::ino(&after),
+            inode,
+            "a new file was renamed in"
+        );
         assert_eq!(fs::read(&path).expect("reads"), b"new");
     }
 

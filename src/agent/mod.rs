@@ -27,15 +27,14 @@ pub enum Error {
     #[error("config invalid: {0}")]
     Config(String),
     /// A template file cannot be read.
-    #[error("template {template}: cannot read source {}: {source}", .path.display())]
+    #[error("template {template}: cannot read source {}: {error}", .path.display())]
     Source {
         /// Template name.
         template: String,
         /// The source file.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, not the source chain, so it is shown once).
+        error: std::io::Error,
     },
     /// Templates do not compile.
     #[error("{}", summary(.0))]
@@ -47,15 +46,14 @@ pub enum Error {
     #[error("{}", summary(.0))]
     Render(Vec<template::Error>),
     /// A destination cannot be written.
-    #[error("cannot write {} for {name}: {source}", .path.display())]
+    #[error("cannot write {} for {name}: {error}", .path.display())]
     Write {
         /// Template or secret name.
         name: String,
         /// The destination.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, not the source chain, so it is shown once).
+        error: std::io::Error,
     },
     /// The sidecar (no `--once`) is not built yet.
     #[error("the sidecar (agent without --once) is not implemented yet; run with --once")]
@@ -100,10 +98,10 @@ pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
     }
     let engine = compile(&config, env)?;
     for output in outputs(&config) {
-        files::check_writable(output.destination).map_err(|source| Error::Write {
+        files::check_writable(output.destination).map_err(|error| Error::Write {
             name: output.name.to_owned(),
             path: output.destination.to_owned(),
-            source,
+            error,
         })?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -161,10 +159,10 @@ fn write(output: &Output<'_>, contents: &Rendered) -> Result<(), Error> {
         warn!(name = output.name, destination = %output.destination.display(), "rendered an empty file");
     }
     let written = files::write_atomic(output.destination, contents.as_bytes(), output.mode)
-        .map_err(|source| Error::Write {
+        .map_err(|error| Error::Write {
             name: output.name.to_owned(),
             path: output.destination.to_owned(),
-            source,
+            error,
         })?;
     info!(
         name = output.name,
@@ -203,10 +201,10 @@ fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<Engine, Error> {
     for t in &config.templates {
         let text = match (&t.contents, &t.source) {
             (Some(contents), _) => contents.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path).map_err(|source| Error::Source {
+            (None, Some(path)) => std::fs::read_to_string(path).map_err(|error| Error::Source {
                 template: t.name.clone(),
                 path: path.clone(),
-                source,
+                error,
             })?,
             // Refused by validation.
             (None, None) => String::new(),

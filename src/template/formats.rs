@@ -44,7 +44,9 @@ fn unwrap_kv2(json: Json) -> Json {
                 && outer
                     .get("metadata")
                     .and_then(Json::as_object)
-                    .is_some_and(|m| m.contains_key("version") && m.contains_key("created_time")) =>
+                    .is_some_and(|m| {
+                        m.contains_key("version") && m.contains_key("created_time")
+                    }) =>
         {
             outer.remove("data").unwrap_or_default()
         }
@@ -54,7 +56,9 @@ fn unwrap_kv2(json: Json) -> Json {
 
 fn as_map<'a>(json: &'a Json, format: &str) -> Result<&'a Map<String, Json>, String> {
     json.as_object().ok_or_else(|| {
-        format!("format {format} needs the secret's data to be a map of keys to values; use format json")
+        format!(
+            "format {format} needs the secret's data to be a map of keys to values; use format json"
+        )
     })
 }
 
@@ -111,8 +115,12 @@ mod tests {
     use serde_json::json;
 
     fn render(data: Json, format: SecretFormat) -> Result<String, Error> {
-        format_secret("app", &minijinja::Value::from(minijinja::value::Serde(&data)), format)
-            .map(|r| String::from_utf8(r.as_bytes().to_vec()).expect("utf-8"))
+        format_secret(
+            "app",
+            &minijinja::Value::from(minijinja::value::Serde(&data)),
+            format,
+        )
+        .map(|r| String::from_utf8(r.as_bytes().to_vec()).expect("utf-8"))
     }
 
     fn kv2(data: Json) -> Json {
@@ -122,13 +130,15 @@ mod tests {
 
     #[test]
     fn kv2_responses_are_unwrapped_to_their_data() {
-        let out = render(kv2(json!({"user": "u", "port": 5432})), SecretFormat::Json).expect("renders");
+        let out =
+            render(kv2(json!({"user": "u", "port": 5432})), SecretFormat::Json).expect("renders");
         assert_eq!(out, "{\n  \"port\": 5432,\n  \"user\": \"u\"\n}\n");
     }
 
     #[test]
     fn other_responses_are_written_whole() {
-        let out = render(json!({"data": {"a": 1}, "other": 2}), SecretFormat::Json).expect("renders");
+        let out =
+            render(json!({"data": {"a": 1}, "other": 2}), SecretFormat::Json).expect("renders");
         assert!(out.contains("\"other\": 2"), "{out}");
     }
 
@@ -143,13 +153,23 @@ mod tests {
     fn env_refuses_keys_that_are_not_variable_names() {
         let err = render(json!({"db-host": "h"}), SecretFormat::Env).expect_err("refused");
         let message = err.to_string();
-        assert!(message.starts_with("secret app: key \"db-host\""), "{message}");
-        assert!(!message.contains("\"h\""), "the value never appears: {message}");
+        assert!(
+            message.starts_with("secret app: key \"db-host\""),
+            "{message}"
+        );
+        assert!(
+            !message.contains("\"h\""),
+            "the value never appears: {message}"
+        );
     }
 
     #[test]
     fn map_lines_match_vault_k8s_map_template() {
-        let out = render(kv2(json!({"username": "u", "password": "p"})), SecretFormat::Map).expect("renders");
+        let out = render(
+            kv2(json!({"username": "u", "password": "p"})),
+            SecretFormat::Map,
+        )
+        .expect("renders");
         assert_eq!(out, "password: p\nusername: u\n");
     }
 
@@ -163,7 +183,10 @@ mod tests {
     fn env_and_map_need_a_map() {
         for format in [SecretFormat::Env, SecretFormat::Map] {
             let err = render(json!(["a"]), format).expect_err("refused");
-            assert!(err.to_string().contains("needs the secret's data to be a map"));
+            assert!(
+                err.to_string()
+                    .contains("needs the secret's data to be a map")
+            );
         }
     }
 }

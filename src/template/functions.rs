@@ -20,10 +20,16 @@ use crate::vault;
 const PLACEHOLDER_TEXT: &str = "\u{0}\u{1}\u{0}";
 
 /// Registers everything on the environment.
-pub(super) fn register(jinja: &mut Environment<'static>, lookups: Arc<Mutex<Lookups>>, env: Arc<dyn Env>) {
+pub(super) fn register(
+    jinja: &mut Environment<'static>,
+    lookups: Arc<Mutex<Lookups>>,
+    env: Arc<dyn Env>,
+) {
     jinja.add_function(
         "secret",
-        move |path: String, params: Kwargs| -> Result<Value, Error> { secret(&lookups, &path, &params) },
+        move |path: String, params: Kwargs| -> Result<Value, Error> {
+            secret(&lookups, &path, &params)
+        },
     );
     jinja.add_function("env", move |name: String, default: Option<String>| {
         match (env.var(&name), default) {
@@ -79,8 +85,10 @@ fn secret(lookups: &Mutex<Lookups>, path: &str, params: &Kwargs) -> Result<Value
             format!("secret({path:?}): vault returned no data"),
         )),
         Some(Ok(data)) => Ok(data.clone()),
-        Some(Err(failure)) => Err(Error::new(ErrorKind::InvalidOperation, "vault request failed")
-            .with_source(VaultFailure(failure.clone()))),
+        Some(Err(failure)) => Err(
+            Error::new(ErrorKind::InvalidOperation, "vault request failed")
+                .with_source(VaultFailure(failure.clone())),
+        ),
         None => {
             lookups.missing.insert(request);
             lookups.placeholders += 1;
@@ -161,11 +169,20 @@ fn toyaml(value: Value) -> Result<Value, Error> {
     if is_placeholder(&value) {
         return Ok(value);
     }
-    let json: Json = serde_json::to_value(&value)
-        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "toyaml: the value cannot be written as YAML"))?;
+    let json: Json = serde_json::to_value(&value).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "toyaml: the value cannot be written as YAML",
+        )
+    })?;
     serde_saphyr::to_string(&json)
         .map(Value::from)
-        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "toyaml: the value cannot be written as YAML"))
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                "toyaml: the value cannot be written as YAML",
+            )
+        })
 }
 
 fn b64encode(value: Value) -> Result<Value, Error> {
@@ -173,7 +190,10 @@ fn b64encode(value: Value) -> Result<Value, Error> {
         return Ok(value);
     }
     let text = value.as_str().ok_or_else(|| {
-        Error::new(ErrorKind::InvalidOperation, format!("b64encode needs a string, not {}", value.kind()))
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("b64encode needs a string, not {}", value.kind()),
+        )
     })?;
     Ok(Value::from(BASE64.encode(text)))
 }
@@ -183,13 +203,22 @@ fn b64decode(value: Value) -> Result<Value, Error> {
         return Ok(value);
     }
     let text = value.as_str().ok_or_else(|| {
-        Error::new(ErrorKind::InvalidOperation, format!("b64decode needs a string, not {}", value.kind()))
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("b64decode needs a string, not {}", value.kind()),
+        )
     })?;
     // The message never includes the input: it is usually a secret.
-    let bytes = BASE64
-        .decode(text.trim())
-        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: the input is not valid base64"))?;
-    String::from_utf8(bytes)
-        .map(Value::from)
-        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "b64decode: the decoded bytes are not UTF-8 text"))
+    let bytes = BASE64.decode(text.trim()).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "b64decode: the input is not valid base64",
+        )
+    })?;
+    String::from_utf8(bytes).map(Value::from).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "b64decode: the decoded bytes are not UTF-8 text",
+        )
+    })
 }

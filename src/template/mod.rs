@@ -65,10 +65,7 @@ impl Request {
 /// Where a render gets its secrets: Vault, or a file in CI.
 pub trait Fetch {
     /// Performs one request and returns the response's `data`.
-    fn fetch(
-        &self,
-        request: &Request,
-    ) -> impl Future<Output = Result<Json, vault::Error>>;
+    fn fetch(&self, request: &Request) -> impl Future<Output = Result<Json, vault::Error>>;
 }
 
 /// What to render into one file.
@@ -144,12 +141,12 @@ pub enum Error {
         message: String,
     },
     /// A Vault request the output needs failed.
-    #[error("template {template}: {source}")]
+    #[error("template {template}: {error}")]
     Vault {
         /// Template name.
         template: String,
         /// The Vault failure (shared: several outputs may need the same request).
-        source: Arc<vault::Error>,
+        error: Arc<vault::Error>,
     },
     /// A `secrets` shorthand cannot write its data in the format asked.
     #[error("secret {name}: {message}")]
@@ -160,7 +157,9 @@ pub enum Error {
         message: String,
     },
     /// The chain of secrets whose paths depend on other secrets is too long.
-    #[error("template {template}: gave up after {MAX_ROUNDS} rounds of secrets that depend on other secrets")]
+    #[error(
+        "template {template}: gave up after {MAX_ROUNDS} rounds of secrets that depend on other secrets"
+    )]
     TooManyRounds {
         /// Template name.
         template: String,
@@ -171,7 +170,7 @@ impl Error {
     /// The Vault failure behind this error, if that is what it is.
     pub fn vault_error(&self) -> Option<&vault::Error> {
         match self {
-            Error::Vault { source, .. } => Some(source),
+            Error::Vault { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -207,7 +206,10 @@ pub struct Engine {
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("outputs", &self.outputs.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "outputs",
+                &self.outputs.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -316,7 +318,7 @@ impl Engine {
                     Some(Ok(data)) => Some(format_secret(name, data, *format)),
                     Some(Err(e)) => Some(Err(Error::Vault {
                         template: name.to_owned(),
-                        source: e.clone(),
+                        error: e.clone(),
                     })),
                     None => {
                         lookups.missing.insert(request);
@@ -335,7 +337,11 @@ impl Engine {
                     // an error caused by a placeholder, is discarded.
                     return None;
                 }
-                Some(result.map(Rendered).map_err(|e| template_error(name, text, &e)))
+                Some(
+                    result
+                        .map(Rendered)
+                        .map_err(|e| template_error(name, text, &e)),
+                )
             }
         }
     }
@@ -343,7 +349,9 @@ impl Engine {
     fn lock(&self) -> MutexGuard<'_, Lookups> {
         // A panic while rendering cannot leave the lookups half-updated in a way that matters:
         // the next render clears them.
-        self.lookups.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lookups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -353,7 +361,7 @@ fn template_error(name: &str, text: &str, e: &minijinja::Error) -> Error {
     if let Some(failure) = functions::vault_failure(e) {
         return Error::Vault {
             template: name.to_owned(),
-            source: failure,
+            error: failure,
         };
     }
     let line = e.line();
@@ -394,7 +402,9 @@ fn last_key(expression: &str) -> &str {
     if let Some(inner) = expression.strip_suffix(']')
         && let Some(open) = inner.rfind('[')
     {
-        return inner[open + 1..].trim().trim_matches(|c| c == '\'' || c == '"');
+        return inner[open + 1..]
+            .trim()
+            .trim_matches(|c| c == '\'' || c == '"');
     }
     expression.rsplit('.').next().unwrap_or(expression).trim()
 }

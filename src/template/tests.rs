@@ -66,11 +66,20 @@ fn block_on<F: Future>(future: F) -> F::Output {
 #[test]
 fn each_distinct_request_is_fetched_once_across_templates() {
     let memory = Memory::default()
-        .with("secret/data/db", json!({"data": {"user": "u", "pass": "p"}}))
+        .with(
+            "secret/data/db",
+            json!({"data": {"user": "u", "pass": "p"}}),
+        )
         .with("secret/data/api", json!({"data": {"key": "k"}}));
     let engine = engine(&[
-        ("a", "{{ secret('secret/data/db').data.user }}:{{ secret('secret/data/db').data.pass }}"),
-        ("b", "{{ secret('secret/data/db').data.user }}-{{ secret('/secret/data/api/').data.key }}"),
+        (
+            "a",
+            "{{ secret('secret/data/db').data.user }}:{{ secret('secret/data/db').data.pass }}",
+        ),
+        (
+            "b",
+            "{{ secret('secret/data/db').data.user }}-{{ secret('/secret/data/api/').data.key }}",
+        ),
     ]);
     let results = block_on(engine.render_all(&memory));
     assert_eq!(text(&results[0]), "u:p");
@@ -79,7 +88,10 @@ fn each_distinct_request_is_fetched_once_across_templates() {
     requests.sort();
     assert_eq!(
         requests,
-        [Request::read("secret/data/api"), Request::read("secret/data/db")]
+        [
+            Request::read("secret/data/api"),
+            Request::read("secret/data/db")
+        ]
     );
 }
 
@@ -91,19 +103,32 @@ fn writes_with_parameters_are_distinct_requests_in_canonical_order() {
         json!({"certificate": "CERT"}),
     );
     let engine = engine(&[
-        ("a", "{{ secret('pki/issue/web', ttl='1h', common_name='web.example.com').certificate }}"),
-        ("b", "{{ secret('pki/issue/web', common_name='web.example.com', ttl='1h').certificate }}"),
+        (
+            "a",
+            "{{ secret('pki/issue/web', ttl='1h', common_name='web.example.com').certificate }}",
+        ),
+        (
+            "b",
+            "{{ secret('pki/issue/web', common_name='web.example.com', ttl='1h').certificate }}",
+        ),
     ]);
     let results = block_on(engine.render_all(&memory));
     assert_eq!(text(&results[0]), "CERT");
     assert_eq!(text(&results[1]), "CERT");
-    assert_eq!(memory.requests().len(), 1, "same parameters in another order: one request");
+    assert_eq!(
+        memory.requests().len(),
+        1,
+        "same parameters in another order: one request"
+    );
 }
 
 #[test]
 fn a_path_built_from_another_secret_takes_one_more_round_and_no_stray_request() {
     let memory = Memory::default()
-        .with("secret/data/pointer", json!({"data": {"target": "secret/data/real"}}))
+        .with(
+            "secret/data/pointer",
+            json!({"data": {"target": "secret/data/real"}}),
+        )
         .with("secret/data/real", json!({"data": {"v": "found"}}));
     let engine = engine(&[(
         "a",
@@ -113,7 +138,10 @@ fn a_path_built_from_another_secret_takes_one_more_round_and_no_stray_request() 
     assert_eq!(text(&results[0]), "FOUND");
     assert_eq!(
         memory.requests(),
-        [Request::read("secret/data/pointer"), Request::read("secret/data/real")],
+        [
+            Request::read("secret/data/pointer"),
+            Request::read("secret/data/real")
+        ],
         "the placeholder path is never requested"
     );
 }
@@ -132,7 +160,10 @@ fn loops_and_conditions_over_secret_data_render_after_fetching() {
 #[test]
 fn a_missing_key_is_an_error_naming_template_position_and_expression() {
     let memory = Memory::default().with("secret/data/db", json!({"data": {"user": "u"}}));
-    let engine = engine(&[("db", "user={{ secret('secret/data/db').data.user }}\npass={{ secret('secret/data/db').data.password }}\n")]);
+    let engine = engine(&[(
+        "db",
+        "user={{ secret('secret/data/db').data.user }}\npass={{ secret('secret/data/db').data.password }}\n",
+    )]);
     let results = block_on(engine.render_all(&memory));
     let err = results[0].as_ref().expect_err("strict");
     assert_eq!(
@@ -150,7 +181,10 @@ fn an_undefined_variable_or_index_is_named() {
     ]);
     let results = block_on(engine.render_all(&memory));
     let message = results[0].as_ref().expect_err("strict").to_string();
-    assert_eq!(message, "template var line 1 column 4: key missing: nothing (in `nothing`)");
+    assert_eq!(
+        message,
+        "template var line 1 column 4: key missing: nothing (in `nothing`)"
+    );
     let message = results[1].as_ref().expect_err("strict").to_string();
     assert!(message.contains("key missing: other (in `"), "{message}");
 }
@@ -159,7 +193,10 @@ fn an_undefined_variable_or_index_is_named() {
 fn syntax_errors_name_template_line_and_column_and_are_all_reported() {
     let outputs = vec![
         ("good".to_string(), Source::Template("{{ 1 }}".into())),
-        ("bad1".to_string(), Source::Template("line one\n{{ secret('x') }\n".into())),
+        (
+            "bad1".to_string(),
+            Source::Template("line one\n{{ secret('x') }\n".into()),
+        ),
         ("bad2".to_string(), Source::Template("{% if %}".into())),
     ];
     let errors = Engine::new(outputs, Arc::new(HashMap::<String, String>::new()), 10)
@@ -168,7 +205,11 @@ fn syntax_errors_name_template_line_and_column_and_are_all_reported() {
     let first = errors[0].to_string();
     assert!(first.starts_with("template bad1 line 2 column "), "{first}");
     assert!(first.contains("syntax error"), "{first}");
-    assert!(errors[1].to_string().starts_with("template bad2 line 1"), "{}", errors[1]);
+    assert!(
+        errors[1].to_string().starts_with("template bad2 line 1"),
+        "{}",
+        errors[1]
+    );
 }
 
 #[test]
@@ -180,8 +221,14 @@ fn a_failed_request_fails_only_the_templates_that_need_it() {
     ]);
     let results = block_on(engine.render_all(&memory));
     let err = results[0].as_ref().expect_err("fails");
-    assert_eq!(err.to_string(), "template broken: secret not found: secret/data/nope");
-    assert!(matches!(err.vault_error(), Some(vault::Error::NotFound { .. })));
+    assert_eq!(
+        err.to_string(),
+        "template broken: secret not found: secret/data/nope"
+    );
+    assert!(matches!(
+        err.vault_error(),
+        Some(vault::Error::NotFound { .. })
+    ));
     assert_eq!(text(&results[1]), "fine");
 }
 
@@ -215,21 +262,36 @@ fn b64decode_errors_never_show_the_input() {
 fn env_reads_the_given_environment_and_fails_clearly_when_unset() {
     let env: HashMap<String, String> = [("REGION".to_string(), "eu-1".to_string())].into();
     let outputs = vec![
-        ("a".to_string(), Source::Template("{{ env('REGION') }}/{{ env('ZONE', 'z1') }}".into())),
-        ("b".to_string(), Source::Template("{{ env('MISSING') }}".into())),
+        (
+            "a".to_string(),
+            Source::Template("{{ env('REGION') }}/{{ env('ZONE', 'z1') }}".into()),
+        ),
+        (
+            "b".to_string(),
+            Source::Template("{{ env('MISSING') }}".into()),
+        ),
     ];
     let engine = Engine::new(outputs, Arc::new(env), 10).expect("compiles");
     let results = block_on(engine.render_all(&Memory::default()));
     assert_eq!(text(&results[0]), "eu-1/z1");
     let message = results[1].as_ref().expect_err("fails").to_string();
-    assert!(message.contains("environment variable MISSING is not set"), "{message}");
+    assert!(
+        message.contains("environment variable MISSING is not set"),
+        "{message}"
+    );
 }
 
 #[test]
 fn secrets_shorthand_shares_requests_with_templates() {
-    let memory = Memory::default().with("secret/data/app", json!({"data": {"a": "1"}, "metadata": {"version": 1, "created_time": "t"}}));
+    let memory = Memory::default().with(
+        "secret/data/app",
+        json!({"data": {"a": "1"}, "metadata": {"version": 1, "created_time": "t"}}),
+    );
     let outputs = vec![
-        ("t".to_string(), Source::Template("{{ secret('secret/data/app').data.a }}".into())),
+        (
+            "t".to_string(),
+            Source::Template("{{ secret('secret/data/app').data.a }}".into()),
+        ),
         (
             "s".to_string(),
             Source::Secret {
@@ -238,7 +300,8 @@ fn secrets_shorthand_shares_requests_with_templates() {
             },
         ),
     ];
-    let engine = Engine::new(outputs, Arc::new(HashMap::<String, String>::new()), 10).expect("compiles");
+    let engine =
+        Engine::new(outputs, Arc::new(HashMap::<String, String>::new()), 10).expect("compiles");
     let results = block_on(engine.render_all(&memory));
     assert_eq!(text(&results[0]), "1");
     assert_eq!(text(&results[1]), "a='1'\n");

@@ -38,10 +38,11 @@ pub async fn login(client: &mut Client, auth: &AuthConfig) -> Result<TokenInfo, 
             let response = if method == AuthMethod::Kubernetes {
                 vaultrs::auth::kubernetes::login(&client.inner, mount, role, &jwt).await
             } else {
-                vaultrs::auth::oidc::login(&client.inner, mount, &jwt, Some(role.to_owned()))
-                    .await
+                vaultrs::auth::oidc::login(&client.inner, mount, &jwt, Some(role.to_owned())).await
             };
-            response.map_err(|e| login_error(e, &client.address, method, mount, format!("role {role:?}")))?
+            response.map_err(|e| {
+                login_error(e, &client.address, method, mount, format!("role {role:?}"))
+            })?
         }
         AuthMethod::Approle => {
             let role_id_path = auth.role_id_path.as_deref().unwrap_or(Path::new(""));
@@ -92,7 +93,11 @@ async fn lookup_self(client: &mut Client, token: Token, path: &Path) -> Result<T
     };
     let policies: Vec<String> = data["policies"]
         .as_array()
-        .map(|p| p.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect())
+        .map(|p| {
+            p.iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     client.set_token(&token, policies.clone());
     Ok(TokenInfo {
@@ -106,10 +111,10 @@ async fn lookup_self(client: &mut Client, token: Token, path: &Path) -> Result<T
 /// Reads a credential file, trimmed. An empty file is an error: Kubernetes creates the file
 /// before it fills it, and an empty JWT would only earn a confusing "permission denied".
 fn read_credential(what: &'static str, path: &Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::CredentialFile {
+    let text = std::fs::read_to_string(path).map_err(|error| Error::CredentialFile {
         what,
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let value = text.trim();
     if value.is_empty() {
@@ -152,9 +157,13 @@ fn login_error(
                 },
             }
         }
-        ClientError::RestClientError { source } => {
-            error::classify(source, address, Operation::Login, &format!("auth/{mount}/login"), &[])
-        }
+        ClientError::RestClientError { source } => error::classify(
+            source,
+            address,
+            Operation::Login,
+            &format!("auth/{mount}/login"),
+            &[],
+        ),
         _ => Error::InvalidResponse {
             operation: Operation::Login,
             path: format!("auth/{mount}/login"),
@@ -181,7 +190,10 @@ mod tests {
 
         let missing = dir.path().join("missing");
         let err = read_credential("JWT", &missing).expect_err("missing is refused");
-        assert!(err.to_string().starts_with("cannot read the JWT file"), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot read the JWT file"),
+            "{err}"
+        );
     }
 
     #[test]

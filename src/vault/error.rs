@@ -8,12 +8,22 @@ use super::Operation;
 /// A failure talking to Vault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No HTTP answer: connection refused, DNS, TLS handshake, timeout.
+    /// No HTTP answer: connection refused, DNS, timeout.
     #[error("vault at {address} is unreachable: {reason}")]
     Unreachable {
         /// The configured address.
         address: String,
-        /// The transport error, innermost cause last.
+        /// The innermost causes of the transport error.
+        reason: String,
+    },
+    /// The TLS handshake failed: Vault's certificate is not trusted or names another host.
+    #[error(
+        "TLS to vault at {address} failed: {reason}; check vault.ca_cert and vault.tls_server_name"
+    )]
+    Tls {
+        /// The configured address.
+        address: String,
+        /// What rustls said.
         reason: String,
     },
     /// A request was still waiting for its answer when the deadline came.
@@ -87,15 +97,14 @@ pub enum Error {
         path: String,
     },
     /// A credential file (JWT, role ID, secret ID, token) cannot be read.
-    #[error("cannot read the {what} file {}: {source}", .path.display())]
+    #[error("cannot read the {what} file {}: {error}", .path.display())]
     CredentialFile {
         /// Which credential.
         what: &'static str,
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, not the source chain, so it is shown once).
+        error: std::io::Error,
     },
     /// A credential file is empty.
     #[error("the {what} file {} is empty; check the volume that provides it", .path.display())]
@@ -138,6 +147,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Unreachable { .. } => "unreachable",
+            Error::Tls { .. } => "tls",
             Error::Unanswered => "unanswered",
             Error::Unavailable { .. } => "unavailable",
             Error::LoginDenied { .. } => "login_denied",
@@ -198,11 +208,64 @@ pub(super) fn classify(
                 },
             }
         }
-        other => Error::Unreachable {
-            address: address.to_owned(),
-            reason: chain(&other),
+        other => match tls_failure(&other) {
+            Some(reason) => Error::Tls {
+                address: address.to_owned(),
+                reason,
+            },
+            None => Error::Unreachable {
+                address: address.to_owned(),
+                reason: innermost(&other),
+            },
         },
     }
+}
+
+/// The causes in an error's chain, outermost first. An `io::Error` that wraps another error
+/// reports that error's source as its own, so the wrapped error is visited explicitly.
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut current = Some(e);
+    while let Some(err) = current {
+        out.push(err);
+        current = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    out
+}
+
+/// The rustls error behind a failed request, if the failure was the TLS handshake.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    causes(e)
+        .into_iter()
+        .find_map(|c| c.downcast_ref::<rustls::Error>())
+        .map(|tls| tls.to_string())
+}
+
+/// The two innermost causes, which say what happened ("tcp connect error: Connection refused")
+/// without the layers of "error sending request" around them.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut texts: Vec<String> = Vec::new();
+    for cause in causes(e).into_iter().rev() {
+        let text = cause.to_string();
+        // An outer error that repeats its cause's text adds nothing.
+        if texts.iter().any(|t| text.contains(t.as_str())) {
+            continue;
+        }
+        texts.push(text);
+        if texts.len() == 2 {
+            break;
+        }
+    }
+    texts.reverse();
+    texts.join(": ")
 }
 
 /// Vault's `{"errors": [...]}` as one line. Vault wraps messages in "1 error occurred:\n\t* ...";
@@ -289,7 +352,10 @@ mod tests {
         };
         assert!(matches!(classify_code(403), Error::PermissionDenied { .. }));
         assert!(matches!(classify_code(404), Error::NotFound { .. }));
-        assert!(matches!(classify_code(400), Error::Refused { status: 400, .. }));
+        assert!(matches!(
+            classify_code(400),
+            Error::Refused { status: 400, .. }
+        ));
         for code in [429, 500, 503] {
             assert!(classify_code(code).is_transient(), "{code} is transient");
         }

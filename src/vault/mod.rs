@@ -323,9 +323,10 @@ mod tests {
 
     #[test]
     fn envelope_without_lease_has_none() {
-        let envelope: Envelope =
-            serde_json::from_str(r#"{"lease_id":"","lease_duration":0,"renewable":false,"data":{"data":{"a":1}}}"#)
-                .expect("parses");
+        let envelope: Envelope = serde_json::from_str(
+            r#"{"lease_id":"","lease_duration":0,"renewable":false,"data":{"data":{"a":1}}}"#,
+        )
+        .expect("parses");
         assert_eq!(envelope.into_secret().lease, None);
     }
 

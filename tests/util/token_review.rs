@@ -1,0 +1,99 @@
+//! A TokenReview responder standing in for the kube-apiserver as Vault's `kubernetes_host`: no
+//! kube-apiserver can run on these machines. It accepts exactly the tokens it was given and
+//! answers as the API server does, with the service account's name and UID.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use super::jwt::claims_of;
+
+/// A running responder; it stops with the test process.
+pub struct TokenReviewer {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    accepted: Arc<Mutex<HashSet<String>>>,
+    /// Every token reviewed, in order.
+    pub reviewed: Arc<Mutex<Vec<String>>>,
+}
+
+impl TokenReviewer {
+    /// Starts serving on a free loopback port.
+    pub fn start() -> TokenReviewer {
+        let accepted = Arc::new(Mutex::new(HashSet::new()));
+        let reviewed = Arc::new(Mutex::new(Vec::new()));
+        let state = (accepted.clone(), reviewed.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = axum::Router::new()
+                    .route("/apis/authentication.k8s.io/v1/tokenreviews", post(review))
+                    .with_state(state);
+                axum::serve(listener, app).await.expect("serve");
+            });
+        });
+        TokenReviewer {
+            url,
+            accepted,
+            reviewed,
+        }
+    }
+
+    /// Makes `token` one the "API server" recognises.
+    pub fn accept(&self, token: &str) {
+        self.accepted.lock().expect("lock").insert(token.to_owned());
+    }
+}
+
+type Shared = (Arc<Mutex<HashSet<String>>>, Arc<Mutex<Vec<String>>>);
+
+async fn review(
+    State((accepted, reviewed)): State<Shared>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let token = body["spec"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    reviewed.lock().expect("lock").push(token.clone());
+    let known = accepted.lock().expect("lock").contains(&token);
+    let status = match claims_of(&token) {
+        Some(claims) if known => {
+            let namespace = claims["kubernetes.io"]["namespace"].clone();
+            json!({
+                "authenticated": true,
+                "audiences": body["spec"]["audiences"],
+                "user": {
+                    "username": claims["sub"],
+                    "uid": claims["kubernetes.io"]["serviceaccount"]["uid"],
+                    "groups": [
+                        "system:serviceaccounts",
+                        format!("system:serviceaccounts:{}", namespace.as_str().unwrap_or_default()),
+                        "system:authenticated"
+                    ]
+                }
+            })
+        }
+        _ => json!({"authenticated": false, "error": "invalid bearer token"}),
+    };
+    let answer = json!({
+        "kind": "TokenReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "spec": body["spec"],
+        "status": status,
+    });
+    (StatusCode::CREATED, Json(answer))
+}

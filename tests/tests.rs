@@ -5,3 +5,4 @@ mod util;
 
 mod agent;
 mod cli;
+mod examples;

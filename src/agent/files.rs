@@ -17,9 +17,111 @@ pub enum Written {
     Unchanged,
 }
 
+/// One file to write.
+#[derive(Clone, Copy, Debug)]
+pub struct FileWrite<'a> {
+    /// Where.
+    pub path: &'a Path,
+    /// What (secrets: never logged).
+    pub contents: &'a [u8],
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// Staging threads at most: on a disk, the fsyncs dominate and overlap well.
+const MAX_STAGING_THREADS: usize = 8;
+
 /// Writes `contents` to `path` so that a reader sees the old file or the new one, never a part.
-// vault-k8s#711: the app must never see a half-written file.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<Written> {
+    let file = FileWrite {
+        path,
+        contents,
+        mode,
+    };
+    write_all(&[file]).map(|w| w[0]).map_err(|(_, e)| e)
+}
+
+/// Writes several files, all or nothing: every changed file is first written beside its
+/// destination and synced (in parallel), and only when all of them are staged are they renamed
+/// into place. A failure while staging leaves every file as it was; the error comes with the
+/// index of the file that failed.
+// vault-k8s#711: the app must never see a half-written file, nor half of its files updated.
+pub fn write_all(files: &[FileWrite<'_>]) -> Result<Vec<Written>, (usize, io::Error)> {
+    let staged = stage_parallel(files)?;
+    let mut written = Vec::with_capacity(files.len());
+    let mut dirs: Vec<(&Path, usize)> = Vec::new();
+    for (i, (file, stage)) in files.iter().zip(staged).enumerate() {
+        written.push(match stage {
+            Stage::Unchanged => Written::Unchanged,
+            Stage::Staged { tmp, existed } => {
+                tmp.persist(file.path).map_err(|e| (i, e.error))?;
+                let dir = parent(file.path);
+                if !dirs.iter().any(|(d, _)| *d == dir) {
+                    dirs.push((dir, i));
+                }
+                if existed {
+                    Written::Updated
+                } else {
+                    Written::Created
+                }
+            }
+        });
+    }
+    // Make the renames durable, once per directory; on the memory volumes pods use this is free.
+    for (dir, first) in dirs {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| (first, e))?;
+    }
+    Ok(written)
+}
+
+/// A file's new version, synced beside it but not renamed into place yet. Dropping it removes
+/// the temporary file.
+enum Stage {
+    Unchanged,
+    Staged {
+        tmp: tempfile::NamedTempFile,
+        existed: bool,
+    },
+}
+
+fn stage_parallel(files: &[FileWrite<'_>]) -> Result<Vec<Stage>, (usize, io::Error)> {
+    let threads = files.len().min(MAX_STAGING_THREADS);
+    if threads <= 1 {
+        return files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| stage(f).map_err(|e| (i, e)))
+            .collect();
+    }
+    let chunk = files.len().div_ceil(threads);
+    let results: Vec<io::Result<Stage>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(stage).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(io::Error::other("a staging thread panicked"))])
+            })
+            .collect()
+    });
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.map_err(|e| (i, e)))
+        .collect()
+}
+
+fn stage(file: &FileWrite<'_>) -> io::Result<Stage> {
+    let FileWrite {
+        path,
+        contents,
+        mode,
+    } = *file;
     let existing = match fs::read(path) {
         Ok(existing) => Some(existing),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -29,11 +131,11 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<Writt
         if fs::metadata(path)?.permissions().mode() & 0o7777 != mode {
             fs::set_permissions(path, Permissions::from_mode(mode))?;
         }
-        return Ok(Written::Unchanged);
+        return Ok(Stage::Unchanged);
     }
     let dir = parent(path);
     fs::create_dir_all(dir).map_err(|e| explain_mkdir(dir, e))?;
-    // The temporary file is created 0600 and is removed if anything below fails.
+    // Created 0600; removed if anything below fails.
     let mut tmp = tempfile::Builder::new()
         .prefix(".hydrant-")
         .suffix(".tmp")
@@ -42,13 +144,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<Writt
     tmp.as_file()
         .set_permissions(Permissions::from_mode(mode))?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    // Make the rename itself durable; on the memory volumes pods use this costs nothing.
-    File::open(dir)?.sync_all()?;
-    Ok(if existing.is_some() {
-        Written::Updated
-    } else {
-        Written::Created
+    Ok(Stage::Staged {
+        tmp,
+        existed: existing.is_some(),
     })
 }
 
@@ -143,6 +241,66 @@ mod tests {
             "a new file was renamed in"
         );
         assert_eq!(fs::read(&path).expect("reads"), b"new");
+    }
+
+    #[test]
+    fn a_failure_while_staging_leaves_every_file_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = dir.path().join("good");
+        write_atomic(&good, b"old", 0o644).expect("writes");
+        let blocker = dir.path().join("blocker");
+        fs::write(&blocker, "x").expect("write");
+        let bad = blocker.join("under-a-file");
+        let files: Vec<FileWrite<'_>> = (0..20)
+            .map(|i| FileWrite {
+                path: if i == 13 { &bad } else { &good },
+                contents: b"new",
+                mode: 0o644,
+            })
+            .collect();
+        let (index, _) = write_all(&files).expect_err("one cannot be staged");
+        assert_eq!(index, 13);
+        assert_eq!(
+            fs::read(&good).expect("reads"),
+            b"old",
+            "nothing was renamed into place"
+        );
+        let leftovers = fs::read_dir(dir.path())
+            .expect("lists")
+            .filter(|e| {
+                e.as_ref()
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "staged temporary files are removed");
+    }
+
+    #[test]
+    fn many_files_are_written_in_order_with_their_own_modes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths: Vec<_> = (0..30)
+            .map(|i| dir.path().join(format!("d{}/f{i}", i % 3)))
+            .collect();
+        let contents: Vec<Vec<u8>> = (0..30).map(|i| format!("v{i}").into_bytes()).collect();
+        let files: Vec<FileWrite<'_>> = paths
+            .iter()
+            .zip(&contents)
+            .enumerate()
+            .map(|(i, (path, contents))| FileWrite {
+                path,
+                contents,
+                mode: if i % 2 == 0 { 0o600 } else { 0o640 },
+            })
+            .collect();
+        let written = write_all(&files).expect("writes");
+        assert!(written.iter().all(|w| *w == Written::Created));
+        for (i, path) in paths.iter().enumerate() {
+            assert_eq!(fs::read(path).expect("reads"), format!("v{i}").into_bytes());
+            assert_eq!(mode_of(path), if i % 2 == 0 { 0o600 } else { 0o640 });
+        }
     }
 
     #[test]

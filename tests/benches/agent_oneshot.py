@@ -8,9 +8,10 @@ file system, and are measured the same way:
 
   render_all  start -> the newest mtime among the N files (file timestamps are kernel-tick coarse)
   exit        start -> process exit, every file written
-  peak RSS    the agent's maximum resident set, from GNU time (/usr/bin/time -f %M). wait4()
-              on a child forked from this Python process would report Python's own RSS for
-              any agent smaller than Python (the kernel keeps the pre-exec high-water mark)
+  peak RSS    the agent's maximum resident set, from GNU time (/usr/bin/time -f %M) in separate
+              runs: wait4() on a child forked from this Python process reports Python's own RSS
+              for any agent smaller than Python (the kernel keeps the pre-exec high-water
+              mark), and the time wrapper itself slows the timed runs by several milliseconds
   server CPU  user+system time the OpenBao server spent during the run (/proc/PID/stat)
   requests    requests in the server's audit log during the run, by operation and path
 
@@ -18,7 +19,7 @@ Run it from the project's root after a release build:
 
     cargo build --release && target/tools/venv/bin/python tests/benches/agent_oneshot.py
 
-Knobs (environment): NS="10 50" RUNS=11 SETTLE_S=0.5 HYDRANT=target/release/hydrant OUT_DIR=target/bench
+Knobs (environment): NS="10 50" RUNS=11 RSS_RUNS=3 SETTLE_S=0.5 HYDRANT=target/release/hydrant OUT_DIR=target/bench
 It prints a markdown table and writes it to target/bench/agent-oneshot.md.
 """
 import json
@@ -41,6 +42,7 @@ RUNS = int(os.environ.get("RUNS", "11"))
 # Pause between runs so that each agent starts against an idle server (the previous agent's
 # token revocation and the server's garbage collection are not charged to the next one).
 SETTLE_S = float(os.environ.get("SETTLE_S", "0.5"))
+RSS_RUNS = int(os.environ.get("RSS_RUNS", "3"))
 HYDRANT = os.path.abspath(os.environ.get("HYDRANT", os.path.join(ROOT, "target", "release", "hydrant")))
 TIME = os.environ.get("GNU_TIME", "/usr/bin/time")
 ISS = "https://kubernetes.default.svc.cluster.local"
@@ -192,7 +194,7 @@ def bao_config(bao, server, n, jwt_path, out):
     return [bao, "agent", f"-config={path}"]
 
 
-def run_once(server, argv, out, n):
+def run_once(server, argv, out, n, measure_rss=False):
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     time.sleep(SETTLE_S)
@@ -200,8 +202,10 @@ def run_once(server, argv, out, n):
     server_cpu = server.cpu_ms()
     env = {"PATH": os.environ.get("PATH", ""), "HOME": WORK}
     rss_file = os.path.join(WORK, "rss")
+    if measure_rss:
+        argv = [TIME, "-f", "%M", "-o", rss_file, *argv]
     t0 = time.time_ns()
-    proc = subprocess.Popen([TIME, "-f", "%M", "-o", rss_file, *argv], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                             stderr=open(os.path.join(WORK, "agent.log"), "w"), env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     t1 = time.time_ns()
@@ -212,19 +216,20 @@ def run_once(server, argv, out, n):
         want = f"k1={kv_data(i)['k1']}\n"
         if not open(dests[i]).read().startswith(want):
             raise SystemExit(f"wrong content in {dests[i]}")
+    if measure_rss:
+        return int(open(rss_file).read().split()[-1])
     mtimes = [os.stat(d).st_mtime_ns for d in dests]
     return {"render_all_ms": (max(mtimes) - t0) / 1e6, "exit_ms": (t1 - t0) / 1e6,
-            "peak_rss_kib": int(open(rss_file).read().split()[-1]),
             "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1e3,
             "server_cpu_ms": server.cpu_ms() - server_cpu,
             "requests": server.requests_since(offset)}
 
 
-def summarise(runs):
+def summarise(runs, rss):
     med = lambda k: statistics.median(r[k] for r in runs)
     return {"render_all_ms": med("render_all_ms"), "exit_ms": med("exit_ms"),
             "exit_min": min(r["exit_ms"] for r in runs), "exit_max": max(r["exit_ms"] for r in runs),
-            "peak_rss_mib": med("peak_rss_kib") / 1024, "cpu_ms": med("cpu_ms"),
+            "peak_rss_mib": statistics.median(rss) / 1024, "cpu_ms": med("cpu_ms"),
             "server_cpu_ms": med("server_cpu_ms"),
             "requests": runs[0]["requests"], "request_total": sum(runs[0]["requests"].values())}
 
@@ -249,10 +254,14 @@ def main():
             runs = {name: [] for name in agents}
             for name, argv in agents.items():
                 run_once(server, argv, out, n)  # warm-up: page cache, server caches
+            rss = {name: [] for name in agents}
             for _ in range(RUNS):
                 for name, argv in agents.items():
                     runs[name].append(run_once(server, argv, out, n))
-            results[n] = {name: summarise(r) for name, r in runs.items()}
+            for _ in range(RSS_RUNS):
+                for name, argv in agents.items():
+                    rss[name].append(run_once(server, argv, out, n, measure_rss=True))
+            results[n] = {name: summarise(r, rss[name]) for name, r in runs.items()}
             h, b = results[n]["hydrant"], results[n]["bao agent"]
             log(f"N={n}: hydrant exit {h['exit_ms']:.1f} ms {h['peak_rss_mib']:.1f} MiB "
                 f"{h['request_total']} req; bao agent exit {b['exit_ms']:.1f} ms {b['peak_rss_mib']:.1f} MiB "
@@ -262,7 +271,8 @@ def main():
 
     size = os.path.getsize(HYDRANT) / 2 ** 20
     lines = [f"`hydrant agent --once` vs `bao agent` ({version}), {os.cpu_count()} CPUs, "
-             f"medians of {RUNS} alternating runs after one warm-up each; hydrant binary {size:.1f} MiB\n",
+             f"medians of {RUNS} alternating timed runs after one warm-up each (RSS: median of {RSS_RUNS} more "
+             f"runs under GNU time); hydrant binary {size:.1f} MiB\n",
              "| N secrets | agent | start → all files rendered (mtime) | start → exit [min–max] | peak RSS | agent CPU | server CPU | Vault requests |",
              "|---|---|---|---|---|---|---|---|"]
     for n, per in results.items():

@@ -23,8 +23,9 @@ pub enum Command {
     /// document in HYDRANT_AGENT_CONFIG. Logging: HYDRANT_LOG (filter, default info) and
     /// HYDRANT_LOG_FORMAT (plain or json).
     ///
-    /// Exit status: 0 when every file was written, 1 when Vault or a file write failed (nothing is
-    /// written then), 64 when the configuration or a template is invalid.
+    /// Exit status: 0 when every file was written; 1 when logging in, a secret, a render or a write
+    /// failed (no file is changed when a render fails); 64 when the configuration or a template's
+    /// syntax is invalid (nothing is sent to Vault).
     Agent(AgentArgs),
     /// Render composed config snapshots and templates for CI and laptops (not implemented yet).
     Render(NotYet),

@@ -45,7 +45,7 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     if let Some(e) = error.downcast_ref::<agent::Error>() {
         e.exit_code()
-    } else if error.is::<NotImplemented>() || error.is::<telemetry::Error>() {
+    } else if error.is::<NotImplemented>() {
         EXIT_USAGE
     } else {
         EXIT_FAILURE

@@ -8,9 +8,22 @@ use hydrant::cli::Cli;
 use hydrant::env::ProcessEnv;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Err(e) = hydrant::telemetry::init(&ProcessEnv) {
-        eprintln!("hydrant: {e}");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version go to stdout and exit 0; usage errors exit 64, not clap's 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                hydrant::EXIT_USAGE
+            } else {
+                0
+            });
+        }
+    };
+    if let Err(errors) = hydrant::telemetry::init(&ProcessEnv) {
+        for e in errors {
+            eprintln!("hydrant: {e}");
+        }
         return ExitCode::from(hydrant::EXIT_USAGE);
     }
     // reqwest and vaultrs use rustls' process-wide provider; ring is the only one built in.

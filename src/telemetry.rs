@@ -6,9 +6,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::env::{Env, HYDRANT_LOG, HYDRANT_LOG_FORMAT, non_empty};
 
-/// The filter when `HYDRANT_LOG` is unset. vaultrs and rustify log every Vault error response at
-/// error level before hydrant has a chance to say what it means; hydrant reports them itself.
-const DEFAULT_FILTER: &str = "info,vaultrs=off,rustify=off";
+/// The filter when `HYDRANT_LOG` is unset.
+const DEFAULT_FILTER: &str = "info";
+
+/// Always added unless `HYDRANT_LOG` names these targets itself: vaultrs and rustify log every
+/// Vault error response at error level (multi-line) before hydrant can say what it means, and
+/// hydrant reports each failure itself.
+const QUIET_TARGETS: [&str; 2] = ["vaultrs", "rustify"];
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,18 +56,33 @@ pub fn parse_format(value: Option<&str>) -> Result<LogFormat, Error> {
 /// Parses `HYDRANT_LOG`.
 pub fn parse_filter(value: Option<&str>) -> Result<EnvFilter, Error> {
     let value = value.map(str::trim).filter(|v| !v.is_empty());
-    EnvFilter::builder()
-        .parse(value.unwrap_or(DEFAULT_FILTER))
+    let text = value.unwrap_or(DEFAULT_FILTER);
+    let mut filter = EnvFilter::builder()
+        .parse(text)
         .map_err(|e| Error::Filter {
             value: value.unwrap_or_default().to_owned(),
             reason: e.to_string(),
-        })
+        })?;
+    for target in QUIET_TARGETS {
+        if !text.contains(target)
+            && let Ok(directive) = format!("{target}=off").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
+    }
+    Ok(filter)
 }
 
-/// Installs the global subscriber. Call once, first thing.
-pub fn init(env: &dyn Env) -> Result<(), Error> {
-    let format = parse_format(non_empty(env, HYDRANT_LOG_FORMAT).as_deref())?;
-    let filter = parse_filter(non_empty(env, HYDRANT_LOG).as_deref())?;
+/// Installs the global subscriber. Call once, first thing. Reports every bad variable.
+pub fn init(env: &dyn Env) -> Result<(), Vec<Error>> {
+    let format = parse_format(non_empty(env, HYDRANT_LOG_FORMAT).as_deref());
+    let filter = parse_filter(non_empty(env, HYDRANT_LOG).as_deref());
+    let (format, filter) = match (format, filter) {
+        (Ok(format), Ok(filter)) => (format, filter),
+        (format, filter) => {
+            return Err([format.err(), filter.err()].into_iter().flatten().collect());
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -102,6 +121,33 @@ mod tests {
             message,
             "HYDRANT_LOG_FORMAT=\"xml\" is not a log format; use plain or json"
         );
+    }
+
+    #[test]
+    fn library_noise_is_off_unless_named() {
+        let quiet = parse_filter(Some("trace")).expect("parses").to_string();
+        assert!(
+            quiet.contains("vaultrs=off") && quiet.contains("rustify=off"),
+            "{quiet}"
+        );
+        let named = parse_filter(Some("trace,vaultrs=debug"))
+            .expect("parses")
+            .to_string();
+        assert!(
+            named.contains("vaultrs=debug") && !named.contains("vaultrs=off"),
+            "{named}"
+        );
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported() {
+        let env: std::collections::HashMap<String, String> = [
+            (HYDRANT_LOG_FORMAT.to_string(), "xml".to_string()),
+            (HYDRANT_LOG.to_string(), "a=loud".to_string()),
+        ]
+        .into();
+        let errors = init(&env).expect_err("both are bad");
+        assert_eq!(errors.len(), 2);
     }
 
     #[test]

@@ -11,6 +11,15 @@ fn subcommands_whose_issue_has_not_landed_exit_64_saying_so() {
 }
 
 #[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let run = Hydrant::new(["agent", "--bogus"]).run();
+    assert_eq!(run.code(), 64, "{}", run.stderr());
+    assert!(run.stderr().contains("--bogus"), "{}", run.stderr());
+    let run = Hydrant::new(["agent", "--help"]).run().success();
+    assert!(run.stdout().contains("--once"), "{}", run.stdout());
+}
+
+#[test]
 fn version_is_printed() {
     let run = Hydrant::new(["--version"]).run().success();
     assert!(run.stdout().starts_with("hydrant "), "{}", run.stdout());

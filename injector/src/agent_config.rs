@@ -12,8 +12,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Where the Kubernetes service-account token is projected into every pod.
 pub const SERVICE_ACCOUNT_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
-/// How long `--once` keeps retrying a Vault that is unreachable or answers 5xx before giving up.
+/// How long `--once` may take in all, retrying a Vault that is unreachable or answers 5xx.
 pub const DEFAULT_RETRY_DEADLINE: time::Duration = time::Duration::from_secs(120);
+
+/// The longest `retry.deadline` accepted.
+pub const MAX_RETRY_DEADLINE: time::Duration = time::Duration::from_secs(24 * 3600);
 
 /// How many Vault requests a render keeps in flight at most (Vault Agent's
 /// `max_connections_per_host` default is the same 10).
@@ -211,7 +214,8 @@ pub struct SecretFileConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
-    /// With `--once`: give up (exit 1) when Vault has been unreachable this long.
+    /// With `--once`: how long the whole run may take; transient Vault failures (unreachable,
+    /// sealed, overloaded) are retried until then, after which the agent exits 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Duration>,
 }
@@ -261,16 +265,38 @@ impl Serialize for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Seconds(u64),
-            Text(String),
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 90s, 2m or 1h, or a number of seconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, secs: u64) -> Result<Duration, E> {
+                Ok(Duration(time::Duration::from_secs(secs)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, secs: i64) -> Result<Duration, E> {
+                u64::try_from(secs)
+                    .map(|secs| Duration(time::Duration::from_secs(secs)))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "{secs} is negative; a duration is 0 or more, such as 90s"
+                        ))
+                    })
+            }
+            fn visit_f64<E: serde::de::Error>(self, secs: f64) -> Result<Duration, E> {
+                time::Duration::try_from_secs_f64(secs)
+                    .map(Duration)
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "{secs} is not a duration; write it like 90s, 2m or 1h"
+                        ))
+                    })
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+                Duration::parse(text).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(deserializer)? {
-            Raw::Seconds(secs) => Ok(Duration(time::Duration::from_secs(secs))),
-            Raw::Text(text) => Duration::parse(&text).map_err(serde::de::Error::custom),
-        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -365,34 +391,83 @@ impl AgentConfig {
         self.validate_vault(&mut issues);
         self.validate_auth(&mut issues);
         self.validate_outputs(&mut issues);
-        if self.retry.deadline.is_some_and(|d| d.0.is_zero()) {
-            issues.push("retry.deadline", "must be longer than zero, such as 2m");
+        match self.retry.deadline {
+            Some(d) if d.0.is_zero() => {
+                issues.push("retry.deadline", "must be longer than zero, such as 2m")
+            }
+            Some(d) if d.0 > MAX_RETRY_DEADLINE => issues.push(
+                "retry.deadline",
+                format!(
+                    "{d} is longer than the limit of {}",
+                    Duration(MAX_RETRY_DEADLINE)
+                ),
+            ),
+            _ => {}
         }
         issues.finish()
     }
 
     fn validate_vault(&self, issues: &mut Issues) {
-        let address = self.vault.address.trim();
-        let host = address
-            .strip_prefix("http://")
-            .or_else(|| address.strip_prefix("https://"));
-        match host {
-            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
-            _ => issues.push(
+        let vault = &self.vault;
+        let address = vault.address.trim();
+        let (https, rest) = match (
+            address.strip_prefix("https://"),
+            address.strip_prefix("http://"),
+        ) {
+            (Some(rest), _) => (true, Some(rest)),
+            (None, Some(rest)) => (false, Some(rest)),
+            (None, None) => (false, None),
+        };
+        let (authority, path) =
+            rest.map_or(("", ""), |r| r.split_at(r.find('/').unwrap_or(r.len())));
+        if rest.is_none() || authority.is_empty() {
+            issues.push(
                 "vault.address",
                 format!(
                     "{address:?} is not an http:// or https:// URL such as https://vault.vault:8200"
                 ),
-            ),
+            );
+        } else if authority.contains('@') {
+            // The address appears in every error message: credentials must not be in it.
+            issues.push("vault.address", "must not hold a user name or password");
+        } else if !path.is_empty() && path != "/" {
+            issues.push(
+                "vault.address",
+                format!("{address:?} has a path; give only scheme, host and port (Vault's API is always under /v1)"),
+            );
         }
-        if self.vault.max_concurrent_requests == Some(0) {
+        if vault.max_concurrent_requests == Some(0) {
             issues.push("vault.max_concurrent_requests", "must be at least 1");
         }
-        if self.vault.tls_server_name.as_deref() == Some("") {
+        if let Some(namespace) = vault.namespace()
+            && !namespace.bytes().all(|b| b.is_ascii_graphic())
+        {
             issues.push(
-                "vault.tls_server_name",
-                "is empty; remove it or name the certificate's host",
+                "vault.namespace",
+                "holds a space or control character; a Vault namespace such as team-a/apps has neither",
             );
+        }
+        match vault.tls_server_name.as_deref() {
+            Some(name) if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) => issues
+                .push(
+                    "vault.tls_server_name",
+                    "is not a host name; remove it or name the certificate's host",
+                ),
+            _ => {}
+        }
+        let tls_keys = [
+            ("vault.ca_cert", vault.ca_cert.is_some()),
+            ("vault.tls_server_name", vault.tls_server_name.is_some()),
+        ];
+        for (key, present) in tls_keys {
+            if present && rest.is_some() && !https {
+                issues.push(key, "applies only to an https:// vault.address");
+            } else if present && vault.tls_skip_verify {
+                issues.push(
+                    key,
+                    "is ignored when vault.tls_skip_verify is true; remove one of them",
+                );
+            }
         }
     }
 
@@ -437,8 +512,15 @@ impl AgentConfig {
                 );
             }
         }
-        if auth.role.as_deref().is_some_and(|r| r.trim().is_empty()) {
-            issues.push("auth.role", "is empty; name the Vault role to log in as");
+        match auth.role.as_deref() {
+            Some(role) if role.trim().is_empty() => {
+                issues.push("auth.role", "is empty; name the Vault role to log in as")
+            }
+            Some(role) if role.trim() != role => issues.push(
+                "auth.role",
+                format!("{role:?} has spaces around it; remove them"),
+            ),
+            _ => {}
         }
         if auth
             .mount
@@ -517,10 +599,18 @@ fn check_destination<'a>(
     destination: &'a Path,
     destinations: &mut BTreeMap<&'a Path, String>,
 ) {
+    let text = destination.as_os_str().to_string_lossy();
     if destination.as_os_str().is_empty() {
         issues.push(
             format!("{key}.destination"),
             "is empty; name the file to write",
+        );
+    } else if text.ends_with('/') || destination.file_name().is_none() {
+        issues.push(
+            format!("{key}.destination"),
+            format!(
+                "{text:?} names a directory; name the file to write, such as /vault/secrets/db.env"
+            ),
         );
     } else if let Some(first) = destinations.get(destination) {
         issues.push(
@@ -722,6 +812,78 @@ mod tests {
             let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
             assert_eq!(keys, want, "method {method}");
         }
+    }
+
+    #[test]
+    fn addresses_with_paths_credentials_or_other_schemes_are_refused() {
+        let cases = [
+            ("https://vault.vault:8200", true),
+            ("http://127.0.0.1:8200/", true),
+            ("https://user:pw@vault:8200", false),
+            ("https://vault:8200/v1", false),
+            ("vault:8200", false),
+            ("https://", false),
+            ("ftp://vault", false),
+        ];
+        for (address, valid) in cases {
+            let mut config = minimal();
+            config.vault.address = address.into();
+            assert_eq!(config.validate().is_ok(), valid, "{address}");
+        }
+    }
+
+    #[test]
+    fn tls_settings_that_would_be_ignored_are_refused() {
+        let mut config = minimal();
+        config.vault.ca_cert = Some("/ca.pem".into());
+        let issues = config.validate().expect_err("http with a CA").0;
+        assert_eq!(issues[0].key, "vault.ca_cert");
+        assert!(issues[0].problem.contains("https://"));
+
+        config.vault.address = "https://vault:8200".into();
+        assert_eq!(config.validate(), Ok(()));
+        config.vault.tls_skip_verify = true;
+        let issues = config.validate().expect_err("skip with a CA").0;
+        assert!(issues[0].problem.contains("tls_skip_verify"));
+    }
+
+    #[test]
+    fn namespaces_roles_and_destinations_that_cannot_work_are_refused() {
+        let mut config = minimal();
+        config.vault.namespace = Some("team a\n".into());
+        config.auth.role = Some(" app".into());
+        config.templates[0].destination = "/vault/secrets/".into();
+        let keys: Vec<String> = config
+            .validate()
+            .expect_err("invalid")
+            .0
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(
+            keys,
+            ["vault.namespace", "auth.role", "templates[0].destination"]
+        );
+    }
+
+    #[test]
+    fn deadlines_are_bounded_and_negative_numbers_explained() {
+        let mut config = minimal();
+        config.retry.deadline = Some(Duration(time::Duration::from_secs(u64::MAX)));
+        assert_eq!(
+            config.validate().expect_err("too long").0[0].key,
+            "retry.deadline"
+        );
+        let err = serde_json::from_str::<Duration>("-5").expect_err("negative");
+        assert!(err.to_string().contains("-5 is negative"), "{err}");
+        assert_eq!(
+            serde_json::from_str::<Duration>("1.5").expect("float").0,
+            time::Duration::from_millis(1500)
+        );
+        assert_eq!(
+            serde_json::from_str::<Duration>("\"2m\"").expect("text").0,
+            time::Duration::from_secs(120)
+        );
     }
 
     #[test]

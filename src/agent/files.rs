@@ -17,8 +17,8 @@ pub enum Written {
     Unchanged,
 }
 
-/// One file to write.
-#[derive(Clone, Copy, Debug)]
+/// One file to write. Its `Debug` shows the path and size, never the contents.
+#[derive(Clone, Copy)]
 pub struct FileWrite<'a> {
     /// Where.
     pub path: &'a Path,
@@ -26,6 +26,19 @@ pub struct FileWrite<'a> {
     pub contents: &'a [u8],
     /// Permission bits.
     pub mode: u32,
+}
+
+impl std::fmt::Debug for FileWrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileWrite")
+            .field("path", &self.path)
+            .field(
+                "contents",
+                &format_args!("<{} bytes redacted>", self.contents.len()),
+            )
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .finish()
+    }
 }
 
 /// Staging threads at most: on a disk, the fsyncs dominate and overlap well.
@@ -52,7 +65,13 @@ pub fn write_all(files: &[FileWrite<'_>]) -> Result<Vec<Written>, (usize, io::Er
     let mut dirs: Vec<(&Path, usize)> = Vec::new();
     for (i, (file, stage)) in files.iter().zip(staged).enumerate() {
         written.push(match stage {
-            Stage::Unchanged => Written::Unchanged,
+            Stage::Unchanged { fix_mode } => {
+                if fix_mode {
+                    fs::set_permissions(file.path, Permissions::from_mode(file.mode))
+                        .map_err(|e| (i, e))?;
+                }
+                Written::Unchanged
+            }
             Stage::Staged { tmp, existed } => {
                 tmp.persist(file.path).map_err(|e| (i, e.error))?;
                 let dir = parent(file.path);
@@ -79,7 +98,8 @@ pub fn write_all(files: &[FileWrite<'_>]) -> Result<Vec<Written>, (usize, io::Er
 /// A file's new version, synced beside it but not renamed into place yet. Dropping it removes
 /// the temporary file.
 enum Stage {
-    Unchanged,
+    /// Same content; the mode is corrected when everything is staged.
+    Unchanged { fix_mode: bool },
     Staged {
         tmp: tempfile::NamedTempFile,
         existed: bool,
@@ -128,10 +148,8 @@ fn stage(file: &FileWrite<'_>) -> io::Result<Stage> {
         Err(e) => return Err(e),
     };
     if existing.as_deref() == Some(contents) {
-        if fs::metadata(path)?.permissions().mode() & 0o7777 != mode {
-            fs::set_permissions(path, Permissions::from_mode(mode))?;
-        }
-        return Ok(Stage::Unchanged);
+        let fix_mode = fs::metadata(path)?.permissions().mode() & 0o7777 != mode;
+        return Ok(Stage::Unchanged { fix_mode });
     }
     let dir = parent(path);
     fs::create_dir_all(dir).map_err(|e| explain_mkdir(dir, e))?;
@@ -150,20 +168,32 @@ fn stage(file: &FileWrite<'_>) -> io::Result<Stage> {
     })
 }
 
-/// Checks, before anything is fetched, that files can be created in `path`'s directory: creates
-/// the directory if needed and a temporary file in it.
-pub fn check_writable(path: &Path) -> io::Result<()> {
-    let dir = parent(path);
+/// Checks, before anything is fetched, that files can be created in `dir`: creates it if needed
+/// and a temporary file in it. Removes temporary files an earlier run left behind when it was
+/// killed between writing and renaming: they hold secrets, and nothing else would remove them.
+pub fn check_writable(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir).map_err(|e| explain_mkdir(dir, e))?;
     tempfile::Builder::new()
         .prefix(".hydrant-check-")
         .tempfile_in(dir)
-        .map(drop)
+        .map(drop)?;
+    for entry in fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".hydrant-") && name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
 }
 
-/// `create_dir_all` says only "File exists" when a file stands where a directory should be.
+/// `create_dir_all` says only "File exists" or "Not a directory" when a file stands where a
+/// directory should be; this names the file.
 fn explain_mkdir(dir: &Path, e: io::Error) -> io::Error {
-    if e.kind() != io::ErrorKind::AlreadyExists {
+    if !matches!(
+        e.kind(),
+        io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory
+    ) {
         return e;
     }
     let blocker = dir.ancestors().find(|a| a.is_file()).unwrap_or(dir);
@@ -173,7 +203,8 @@ fn explain_mkdir(dir: &Path, e: io::Error) -> io::Error {
     )
 }
 
-fn parent(path: &Path) -> &Path {
+/// The directory a file is written in; `.` for a bare file name.
+pub fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -304,11 +335,44 @@ mod tests {
     }
 
     #[test]
-    fn check_writable_fails_for_a_path_under_a_file() {
+    fn check_writable_fails_for_a_directory_under_a_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("plain-file");
         fs::write(&file, "x").expect("write");
-        assert!(check_writable(&file.join("sub/out")).is_err());
-        assert!(check_writable(&dir.path().join("new/out")).is_ok());
+        let err = check_writable(&file.join("sub")).expect_err("a file is in the way");
+        assert_eq!(
+            err.to_string(),
+            format!("{} is a file, not a directory", file.display())
+        );
+        assert!(check_writable(&dir.path().join("new")).is_ok());
+    }
+
+    #[test]
+    fn check_writable_removes_temporary_files_a_killed_run_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stale = dir.path().join(".hydrant-AbC123.tmp");
+        fs::write(&stale, "secret").expect("write");
+        let other = dir.path().join("app.tmp");
+        fs::write(&other, "theirs").expect("write");
+        check_writable(dir.path()).expect("writable");
+        assert!(!stale.exists());
+        assert!(
+            other.exists(),
+            "only hydrant's own temporary files are removed"
+        );
+    }
+
+    #[test]
+    fn file_write_debug_output_hides_contents() {
+        let debug = format!(
+            "{:?}",
+            FileWrite {
+                path: Path::new("/a"),
+                contents: b"hunter2",
+                mode: 0o600
+            }
+        );
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("0600"), "{debug}");
     }
 }

@@ -55,6 +55,23 @@ pub enum Error {
         /// The I/O error (in the message, not the source chain, so it is shown once).
         error: std::io::Error,
     },
+    /// A destination directory does not take new files.
+    #[error(
+        "cannot write files in {} (for {name}): {error}{hint}",
+        .dir.display(),
+        hint = permission_hint(.error)
+    )]
+    Unwritable {
+        /// Template or secret name.
+        name: String,
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The process could not start its runtime.
+    #[error("cannot start: {0}")]
+    Runtime(String),
     /// The sidecar (no `--once`) is not built yet.
     #[error("the sidecar (agent without --once) is not implemented yet; run with --once")]
     SidecarNotImplemented,
@@ -68,7 +85,18 @@ impl Error {
             Error::SidecarNotImplemented => 64,
             Error::Login(vault::Error::Config { .. }) => 64,
             Error::Login(_) | Error::Render(_) | Error::Write { .. } => 1,
+            Error::Unwritable { .. } | Error::Runtime(_) => 1,
         }
+    }
+}
+
+fn permission_hint(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    match error.kind() {
+        PermissionDenied | ReadOnlyFilesystem => {
+            "; the volume may be read-only or belong to another user (check fsGroup and runAsUser)"
+        }
+        _ => "",
     }
 }
 
@@ -99,21 +127,21 @@ pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
     let engine = compile(&config, env)?;
     let mut checked: Vec<&Path> = Vec::new();
     for output in outputs(&config) {
-        let dir = output.destination.parent().unwrap_or(Path::new("."));
+        let dir = files::parent(output.destination);
         if checked.contains(&dir) {
             continue;
         }
         checked.push(dir);
-        files::check_writable(output.destination).map_err(|error| Error::Write {
+        files::check_writable(dir).map_err(|error| Error::Unwritable {
             name: output.name.to_owned(),
-            path: output.destination.to_owned(),
+            dir: dir.to_owned(),
             error,
         })?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Config(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("the async runtime: {e}")))?;
     runtime.block_on(render_once(&config, &engine))
 }
 
@@ -123,9 +151,12 @@ async fn render_once(config: &AgentConfig, engine: &Engine) -> Result<(), Error>
     let deadline = Instant::now() + config.retry.deadline();
     let mut client = vault::Client::connect(&config.vault).map_err(Error::Login)?;
     let auth = &config.auth;
-    let token = vault::retry::until(deadline, async || vault::login(&mut client, auth).await)
-        .await
-        .map_err(Error::Login)?;
+    let what = format!("logging in at auth/{}", auth.mount());
+    let token = vault::retry::until(deadline, &what, async || {
+        vault::login(&mut client, auth).await
+    })
+    .await
+    .map_err(Error::Login)?;
     info!(
         method = %auth.method,
         mount = auth.mount(),
@@ -249,7 +280,11 @@ impl Fetch for VaultFetch<'_> {
         let params = request.params();
         let client = self.client;
         let path = request.path.as_str();
-        let secret = vault::retry::until(self.deadline, async || match &params {
+        let what = match params {
+            None => format!("reading {path}"),
+            Some(_) => format!("writing {path}"),
+        };
+        let secret = vault::retry::until(self.deadline, &what, async || match &params {
             None => client.read(path).await,
             Some(params) => client.write(path, params).await,
         })

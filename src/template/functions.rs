@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
 use serde_json::Value as Json;
 
@@ -41,6 +41,30 @@ pub(super) fn register(
             )),
         }
     });
+    // `int` and `float` are common on secret values (ports, limits); on a placeholder the
+    // built-ins fail, which would end the round's render before it records later requests.
+    jinja.add_filter(
+        "int",
+        |state: &State<'_, '_>,
+         value: &Value,
+         default: Option<Value>,
+         base: Option<u32>,
+         kwargs: Kwargs| {
+            if is_placeholder(value) {
+                return Ok(value.clone());
+            }
+            minijinja::filters::int(state, value, default, base, kwargs)
+        },
+    );
+    jinja.add_filter(
+        "float",
+        |state: &State<'_, '_>, value: &Value, default: Option<Value>, kwargs: Kwargs| {
+            if is_placeholder(value) {
+                return Ok(value.clone());
+            }
+            minijinja::filters::float(state, value, default, kwargs)
+        },
+    );
     jinja.add_filter("toyaml", toyaml);
     jinja.add_filter("b64encode", b64encode);
     jinja.add_filter("b64decode", b64decode);
@@ -53,14 +77,13 @@ fn secret(lookups: &Mutex<Lookups>, path: &str, params: &Kwargs) -> Result<Value
     let mut depends_on_placeholder = path.contains(PLACEHOLDER_TEXT);
     for key in params.args() {
         let value: Value = params.get(key)?;
-        depends_on_placeholder |= is_placeholder(&value);
+        depends_on_placeholder |= contains_placeholder(&value);
         let json = serde_json::to_value(&value).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidOperation,
                 format!("secret({path:?}): parameter {key} cannot be sent to Vault"),
             )
         })?;
-        depends_on_placeholder |= json.to_string().contains(PLACEHOLDER_TEXT);
         written.insert(key.to_owned(), json);
     }
     if depends_on_placeholder {
@@ -90,10 +113,37 @@ fn secret(lookups: &Mutex<Lookups>, path: &str, params: &Kwargs) -> Result<Value
                 .with_source(VaultFailure(failure.clone())),
         ),
         None => {
-            lookups.missing.insert(request);
+            // Before the template's first placeholder the request is certain; after it, only
+            // a request without side effects is fetched ahead (see the module's doc).
+            if lookups.placeholders == 0 || request.is_side_effect_free() {
+                lookups.missing.insert(request);
+            }
             lookups.placeholders += 1;
             Ok(Value::from_object(Placeholder))
         }
+    }
+}
+
+/// Whether a value is, or holds anywhere inside, a placeholder or text made from one.
+fn contains_placeholder(value: &Value) -> bool {
+    if is_placeholder(value) {
+        return true;
+    }
+    if let Some(text) = value.as_str() {
+        return text.contains(PLACEHOLDER_TEXT);
+    }
+    let Ok(items) = value.try_iter() else {
+        return false;
+    };
+    match value.kind() {
+        ValueKind::Map => items.into_iter().any(|key| {
+            contains_placeholder(&key)
+                || value.get_item(&key).is_ok_and(|v| contains_placeholder(&v))
+        }),
+        ValueKind::Seq | ValueKind::Iterable => {
+            items.into_iter().any(|item| contains_placeholder(&item))
+        }
+        _ => false,
     }
 }
 

@@ -4,8 +4,14 @@
 //! minijinja calls functions synchronously, so a render runs in rounds, as consul-template does:
 //! a round renders every unfinished output; `secret(...)` answers from what is fetched already and
 //! records what is not, returning a placeholder. Then everything recorded is fetched at once, with
-//! a bound on requests in flight, and the next round renders again. Most templates finish in two
-//! rounds; a secret whose path depends on another secret takes one more.
+//! a bound on requests in flight, and the next round renders again.
+//!
+//! Until a template has met its first placeholder, it runs exactly as it will with real data, so
+//! the requests it makes are certain. After that it may take branches the real data would not
+//! take, so a request made then is fetched ahead only when it cannot have side effects: a KV v2
+//! read (`<mount>/data/...`). Anything else (dynamic credentials, certificates, any write) waits
+//! for the round in which the template reaches it with real data. Most templates finish in two
+//! rounds.
 
 mod formats;
 mod functions;
@@ -24,12 +30,13 @@ use crate::vault;
 
 pub use self::formats::format_secret;
 
-/// Rounds after which a render gives up: each round must have fetched something new, so only a
-/// long chain of secrets whose paths come from other secrets gets here.
-const MAX_ROUNDS: usize = 16;
+/// Rounds after which a render gives up. Every unfinished round fetches at least one new request,
+/// so only a template that keeps asking for new secrets, one after another, gets here.
+const MAX_ROUNDS: usize = 256;
 
-/// One Vault request a template made: a read, or a write with parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One Vault request a template made: a read, or a write with parameters. Its `Debug` hides the
+/// parameters: they can be secrets.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Request {
     /// The Vault path, without surrounding slashes.
     pub path: String,
@@ -59,6 +66,23 @@ impl Request {
         self.params
             .as_deref()
             .map(|p| serde_json::from_str(p).unwrap_or_default())
+    }
+
+    /// Whether sending this request can change nothing in Vault: a KV v2 read. Reads elsewhere
+    /// may create leases (`database/creds/...`).
+    pub fn is_side_effect_free(&self) -> bool {
+        self.params.is_none() && self.path.split('/').nth(1) == Some("data")
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Request");
+        d.field("path", &self.path);
+        if self.params.is_some() {
+            d.field("params", &"<redacted>");
+        }
+        d.finish()
     }
 }
 
@@ -265,14 +289,15 @@ impl Engine {
         self.lock().fetched.clear();
         let mut results: Vec<Option<Result<Rendered, Error>>> =
             self.outputs.iter().map(|_| None).collect();
-        for _round in 0..MAX_ROUNDS {
+        for round in 1..=MAX_ROUNDS {
             for (slot, (name, source)) in results.iter_mut().zip(&self.outputs) {
                 if slot.is_none() {
                     *slot = self.try_render(name, source);
                 }
             }
             let missing = std::mem::take(&mut self.lock().missing);
-            if missing.is_empty() {
+            if missing.is_empty() || round == MAX_ROUNDS {
+                // Nothing more to fetch, or nothing fetched now would be used.
                 break;
             }
             let fetched: Vec<_> = futures_util::stream::iter(missing)
@@ -315,6 +340,10 @@ impl Engine {
                 let request = Request::read(path);
                 let mut lookups = self.lock();
                 match lookups.fetched.get(&request) {
+                    Some(Ok(data)) if data.is_none() => Some(Err(Error::Format {
+                        name: name.to_owned(),
+                        message: format!("vault returned no data for {path}"),
+                    })),
                     Some(Ok(data)) => Some(format_secret(name, data, *format)),
                     Some(Err(e)) => Some(Err(Error::Vault {
                         template: name.to_owned(),

@@ -327,3 +327,97 @@ fn column_counts_characters_from_the_line_start() {
     assert_eq!(column_of("éé{{", 4), 3);
     assert_eq!(column_of("x", 0), 1);
 }
+
+#[test]
+fn a_branch_the_real_data_does_not_take_sends_no_request_with_side_effects() {
+    let memory = Memory::default()
+        .with("secret/data/flags", json!({"data": {"on": true}}))
+        .with("database/creds/ro", json!({"username": "v-ro-1"}));
+    let engine = engine(&[(
+        "t",
+        "{% if secret('secret/data/flags').data.on %}on{% else %}{{ secret('database/creds/ro').username }}{% endif %}",
+    )]);
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]), "on");
+    assert_eq!(
+        memory.requests(),
+        [Request::read("secret/data/flags")],
+        "no database credentials were created for the branch not taken"
+    );
+}
+
+#[test]
+fn parameters_made_from_unfetched_secrets_are_never_sent() {
+    let memory = Memory::default()
+        .with("secret/data/a", json!({"data": {"cn": "web"}}))
+        .with_write(
+            "pki/issue/r",
+            json!({"common_name": "web.example.com", "alt_names": ["web"]}),
+            json!({"certificate": "CERT"}),
+        );
+    let engine = engine(&[(
+        "t",
+        "{{ secret('pki/issue/r', common_name=secret('secret/data/a').data.cn ~ '.example.com', alt_names=[secret('secret/data/a').data.cn]).certificate }}",
+    )]);
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]), "CERT");
+    let requests = memory.requests();
+    assert_eq!(
+        requests.len(),
+        2,
+        "one read, one write with the real parameters: {requests:?}"
+    );
+}
+
+#[test]
+fn kv2_reads_after_a_placeholder_are_fetched_ahead_in_the_same_round() {
+    let mut memory = Memory::default();
+    let mut text_in = String::new();
+    for i in 0..18 {
+        memory = memory.with(
+            &format!("secret/data/s{i}"),
+            json!({"data": {"port": format!("{}", 5000 + i)}}),
+        );
+        text_in.push_str(&format!(
+            "{{{{ secret('secret/data/s{i}').data.port | int + 1 }}}}\n"
+        ));
+    }
+    let engine = engine(&[("ports", &text_in)]);
+    let results = block_on(engine.render_all(&memory));
+    assert!(
+        text(&results[0]).starts_with("5001\n5002\n"),
+        "{}",
+        text(&results[0])
+    );
+    assert_eq!(memory.requests().len(), 18, "each read once");
+}
+
+#[test]
+fn requests_with_side_effects_in_one_template_are_fetched_in_order() {
+    let memory = Memory::default()
+        .with("database/creds/a", json!({"username": "a"}))
+        .with("database/creds/b", json!({"username": "b"}))
+        .with("database/creds/c", json!({"username": "c"}));
+    let engine = engine(&[(
+        "t",
+        "{{ secret('database/creds/a').username }}{{ secret('database/creds/b').username }}{{ secret('database/creds/c').username }}",
+    )]);
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]), "abc");
+    assert_eq!(
+        memory.requests(),
+        [
+            Request::read("database/creds/a"),
+            Request::read("database/creds/b"),
+            Request::read("database/creds/c")
+        ]
+    );
+}
+
+#[test]
+fn request_debug_output_hides_parameters() {
+    let params: BTreeMap<String, Json> = [("secret_id".to_string(), json!("s3cr3t"))].into();
+    let debug = format!("{:?}", Request::write("auth/approle/login", &params));
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+    assert!(debug.contains("auth/approle/login"), "{debug}");
+}

@@ -86,7 +86,9 @@ async fn lookup_self(client: &mut Client, token: Token, path: &Path) -> Result<T
                 method: "token",
                 mount: "token".to_owned(),
                 who: format!("the token in {}", path.display()),
-                message: "permission denied (the token is invalid, expired or revoked)".to_owned(),
+                message: "permission denied: the token is invalid, expired or revoked, or its \
+                          policies do not allow auth/token/lookup-self (the default policy does)"
+                    .to_owned(),
             });
         }
         Err(e) => return Err(e),
@@ -123,6 +125,14 @@ fn read_credential(what: &'static str, path: &Path) -> Result<String, Error> {
             path: path.to_owned(),
         });
     }
+    // A token goes into an HTTP header: a newline inside it could never work, and two tokens in
+    // one file are a mistake worth naming.
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::MalformedCredential {
+            what,
+            path: path.to_owned(),
+        });
+    }
     Ok(value.to_owned())
 }
 
@@ -148,6 +158,12 @@ fn login_error(
                     operation: Operation::Login,
                     path: format!("auth/{mount}/login"),
                     message,
+                },
+                404 => Error::LoginDenied {
+                    method: method.name(),
+                    mount: mount.to_owned(),
+                    who,
+                    message: format!("{message}; is auth.mount right?"),
                 },
                 _ => Error::LoginDenied {
                     method: method.name(),
@@ -187,6 +203,11 @@ mod tests {
         let err = read_credential("JWT", &empty).expect_err("empty is refused");
         assert!(matches!(err, Error::EmptyCredential { .. }));
         assert!(err.to_string().contains("is empty"), "{err}");
+
+        let two = dir.path().join("two");
+        std::fs::write(&two, "hvs.a\nhvs.b\n").expect("write");
+        let err = read_credential("token", &two).expect_err("two lines are refused");
+        assert!(matches!(err, Error::MalformedCredential { .. }), "{err}");
 
         let missing = dir.path().join("missing");
         let err = read_credential("JWT", &missing).expect_err("missing is refused");

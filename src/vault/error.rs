@@ -9,7 +9,10 @@ use super::Operation;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No HTTP answer: connection refused, DNS, timeout.
-    #[error("vault at {address} is unreachable: {reason}")]
+    #[error(
+        "vault at {address} is unreachable: {reason}; check vault.address and that Vault can be \
+         reached from here"
+    )]
     Unreachable {
         /// The configured address.
         address: String,
@@ -27,8 +30,14 @@ pub enum Error {
         reason: String,
     },
     /// A request was still waiting for its answer when the deadline came.
-    #[error("vault did not answer before the deadline")]
-    Unanswered,
+    #[error(
+        "vault did not answer {what} before retry.deadline; check Vault's health, or raise \
+         retry.deadline"
+    )]
+    Unanswered {
+        /// What was asked, such as "reading secret/data/app/db".
+        what: String,
+    },
     /// Vault answered 5xx (sealed, standby, overloaded) or 429.
     #[error("vault at {address} answered {status} {operation} {path}: {message}", operation = .operation.gerund())]
     Unavailable {
@@ -106,6 +115,18 @@ pub enum Error {
         /// The I/O error (in the message, not the source chain, so it is shown once).
         error: std::io::Error,
     },
+    /// A credential file holds more than the credential.
+    #[error(
+        "the {what} file {} holds more than one line or a control character; it must hold the \
+         {what} alone",
+        .path.display()
+    )]
+    MalformedCredential {
+        /// Which credential.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
     /// A credential file is empty.
     #[error("the {what} file {} is empty; check the volume that provides it", .path.display())]
     EmptyCredential {
@@ -115,7 +136,10 @@ pub enum Error {
         path: PathBuf,
     },
     /// A transient failure that outlasted the retry deadline.
-    #[error("{last} (gave up after {attempts} attempts over {waited:.1?})")]
+    #[error(
+        "{last} (gave up after {attempts} attempt{s} over {waited:.1?})",
+        s = if *.attempts == 1 { "" } else { "s" }
+    )]
     GaveUp {
         /// Attempts made.
         attempts: u32,
@@ -139,7 +163,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::Unreachable { .. } | Error::Unanswered | Error::Unavailable { .. }
+            Error::Unreachable { .. } | Error::Unanswered { .. } | Error::Unavailable { .. }
         )
     }
 
@@ -148,7 +172,7 @@ impl Error {
         match self {
             Error::Unreachable { .. } => "unreachable",
             Error::Tls { .. } => "tls",
-            Error::Unanswered => "unanswered",
+            Error::Unanswered { .. } => "unanswered",
             Error::Unavailable { .. } => "unavailable",
             Error::LoginDenied { .. } => "login_denied",
             Error::PermissionDenied { .. } => "permission_denied",
@@ -156,6 +180,7 @@ impl Error {
             Error::Refused { .. } => "refused",
             Error::InvalidResponse { .. } => "invalid_response",
             Error::CredentialFile { .. } => "credential_file",
+            Error::MalformedCredential { .. } => "malformed_credential",
             Error::EmptyCredential { .. } => "empty_credential",
             Error::GaveUp { last, .. } => last.kind(),
             Error::Config { .. } => "config",
@@ -182,9 +207,9 @@ pub(super) fn classify(
     policies: &[String],
 ) -> Error {
     use rustify::errors::ClientError as E;
-    let path = path.to_owned();
-    match e {
+    match &e {
         E::ServerResponseError { code, content } => {
+            let (code, path) = (*code, path.to_owned());
             let message = vault_message(content.as_deref());
             match code {
                 403 => Error::PermissionDenied {
@@ -208,15 +233,22 @@ pub(super) fn classify(
                 },
             }
         }
-        other => match tls_failure(&other) {
+        // Sending or receiving failed: the network, DNS, TLS, a timeout.
+        E::RequestError { .. } | E::ResponseError { .. } => match tls_failure(&e) {
             Some(reason) => Error::Tls {
                 address: address.to_owned(),
                 reason,
             },
             None => Error::Unreachable {
                 address: address.to_owned(),
-                reason: innermost(&other),
+                reason: innermost(&e),
             },
+        },
+        // Anything else is a response hydrant cannot read, or a request it could not build. The
+        // cause is not kept: a parse error quotes the body, which may hold secrets.
+        _ => Error::InvalidResponse {
+            operation,
+            path: path.to_owned(),
         },
     }
 }
@@ -363,6 +395,23 @@ mod tests {
         let message = classify_code(403).to_string();
         assert!(message.contains("reading secret/data/a"), "{message}");
         assert!(message.contains("[app]"), "{message}");
+    }
+
+    #[test]
+    fn an_unreadable_response_is_not_retried_and_does_not_quote_the_body() {
+        let e = classify(
+            rustify::errors::ClientError::ResponseParseError {
+                source: anyhow::anyhow!("invalid type: string \"hunter2\", expected u64"),
+                content: Some(r#"{"data":{"password":"hunter2"}}"#.into()),
+            },
+            "http://v",
+            Operation::Read,
+            "secret/data/a",
+            &[],
+        );
+        assert!(matches!(e, Error::InvalidResponse { .. }), "{e}");
+        assert!(!e.is_transient());
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

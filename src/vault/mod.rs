@@ -109,7 +109,8 @@ impl Client {
                 problem: format!("cannot build the HTTP client: {}", error::chain(&e)),
             })?;
         // Every field is set here: vaultrs fills unset ones from VAULT_* variables, and the agent's
-        // behaviour must come from its config alone.
+        // behaviour must come from its config alone. (reqwest does honour HTTPS_PROXY and
+        // NO_PROXY, as every Vault client does: vault-k8s's proxy-address sets HTTPS_PROXY.)
         let settings = VaultClientSettings {
             address: url,
             ca_certs: Vec::new(),
@@ -159,10 +160,7 @@ impl Client {
     /// Writes parameters to a path (`POST /v1/<path>`) and returns the response's data and lease:
     /// `pki/issue/<role>`, `database/creds/<role>` with options, and the like.
     pub async fn write(&self, path: &str, params: &Map<String, Value>) -> Result<Secret, Error> {
-        let body = serde_json::to_vec(params).map_err(|_| Error::Config {
-            key: "template",
-            problem: format!("parameters for {path} cannot be encoded as JSON"),
-        })?;
+        let body = Value::Object(params.clone()).to_string().into_bytes();
         self.send(RawRequest::post(path, body)).await
     }
 

@@ -16,8 +16,10 @@ const MIN_DELAY: Duration = Duration::from_millis(250);
 const MAX_DELAY: Duration = Duration::from_secs(10);
 
 /// Runs `op` until it succeeds, fails for good, or `deadline` would pass before the next attempt.
+/// `what` says what `op` asks, for messages ("reading secret/data/app/db").
 pub async fn until<T>(
     deadline: Instant,
+    what: &str,
     mut op: impl AsyncFnMut() -> Result<T, Error>,
 ) -> Result<T, Error> {
     let started = Instant::now();
@@ -34,7 +36,9 @@ pub async fn until<T>(
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) if e.is_transient() => e,
             Ok(Err(e)) => return Err(e),
-            Err(_elapsed) => Error::Unanswered,
+            Err(_elapsed) => Error::Unanswered {
+                what: what.to_owned(),
+            },
         };
         let delay = delays.next().unwrap_or(MAX_DELAY);
         if Instant::now() + delay >= deadline {
@@ -64,11 +68,12 @@ mod tests {
     async fn transient_failures_are_retried_with_growing_sleeps_until_the_deadline() {
         let start = Instant::now();
         let mut calls = Vec::new();
-        let result: Result<(), Error> = until(start + Duration::from_secs(30), async || {
-            calls.push(Instant::now() - start);
-            Err(unreachable())
-        })
-        .await;
+        let result: Result<(), Error> =
+            until(start + Duration::from_secs(30), "reading x", async || {
+                calls.push(Instant::now() - start);
+                Err(unreachable())
+            })
+            .await;
         let Err(Error::GaveUp { attempts, last, .. }) = result else {
             panic!("expected GaveUp, got {result:?}");
         };
@@ -90,12 +95,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn permanent_failures_are_not_retried() {
         let mut calls = 0;
-        let result: Result<(), Error> =
-            until(Instant::now() + Duration::from_secs(30), async || {
+        let result: Result<(), Error> = until(
+            Instant::now() + Duration::from_secs(30),
+            "reading x",
+            async || {
                 calls += 1;
                 Err(Error::NotFound { path: "x".into() })
-            })
-            .await;
+            },
+        )
+        .await;
         assert!(matches!(result, Err(Error::NotFound { .. })));
         assert_eq!(calls, 1);
     }
@@ -103,14 +111,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn success_after_failures_returns_the_value() {
         let mut calls = 0;
-        let result = until(Instant::now() + Duration::from_secs(30), async || {
-            calls += 1;
-            if calls < 3 {
-                Err(unreachable())
-            } else {
-                Ok(calls)
-            }
-        })
+        let result = until(
+            Instant::now() + Duration::from_secs(30),
+            "reading x",
+            async || {
+                calls += 1;
+                if calls < 3 {
+                    Err(unreachable())
+                } else {
+                    Ok(calls)
+                }
+            },
+        )
         .await;
         assert_eq!(result.expect("succeeds"), 3);
     }
@@ -118,11 +130,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hung_request_is_cut_at_the_deadline() {
         let start = Instant::now();
-        let result: Result<(), Error> = until(start + Duration::from_secs(5), async || {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            Ok(())
-        })
-        .await;
+        let result: Result<(), Error> =
+            until(start + Duration::from_secs(5), "reading x", async || {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            })
+            .await;
         assert!(
             matches!(result, Err(Error::GaveUp { attempts: 1, .. })),
             "{result:?}"

@@ -479,6 +479,13 @@ fn nothing_is_written_when_any_output_fails() {
         "the good file is not written either"
     );
     assert!(!out(&vault, "broken").exists());
+    let leftovers: Vec<_> = fs::read_dir(vault.path("out"))
+        .map(|dir| dir.map(|e| e.expect("entry").file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "staged files were removed: {leftovers:?}"
+    );
 }
 
 #[test]

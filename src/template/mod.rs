@@ -1,26 +1,28 @@
 //! Rendering: minijinja templates and `secrets` shorthands into file contents, fetching each
 //! distinct Vault request once per render, concurrently.
 //!
-//! minijinja calls functions synchronously, so a render runs in rounds, as consul-template does:
-//! a round renders every unfinished output; `secret(...)` answers from what is fetched already and
-//! records what is not, returning a placeholder. Then everything recorded is fetched at once, with
-//! a bound on requests in flight, and the next round renders again.
+//! minijinja calls functions synchronously, so an output is rendered in attempts, as
+//! consul-template does: `secret(...)` answers from what is fetched already and records what is
+//! not, returning a placeholder. What was recorded is fetched (each distinct request once, a bound
+//! on requests in flight), and the output is attempted again when what it waits for comes back.
+//! An output whose attempt met no placeholder is final and handed over at once.
 //!
 //! Until a template has met its first placeholder, it runs exactly as it will with real data, so
 //! the requests it makes are certain. After that it may take branches the real data would not
 //! take, so a request made then is fetched ahead only when it cannot have side effects: a KV v2
 //! read (`<mount>/data/...`). Anything else (dynamic credentials, certificates, any write) waits
-//! for the round in which the template reaches it with real data. Most templates finish in two
-//! rounds.
+//! for the attempt in which the template reaches it with real data. Most outputs take two
+//! attempts.
 
 mod formats;
 mod functions;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use injector::agent_config::SecretFormat;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde_json::{Map, Value as Json};
@@ -30,8 +32,9 @@ use crate::vault;
 
 pub use self::formats::format_secret;
 
-/// Rounds after which a render gives up. Every unfinished round fetches at least one new request,
-/// so only a template that keeps asking for new secrets, one after another, gets here.
+/// Attempts at one output after which a render gives up. An output is attempted again only when
+/// a request it waits for comes back, and every unfinished attempt asks for at least one new
+/// request, so only a template that keeps asking for new secrets, one after another, gets here.
 const MAX_ROUNDS: usize = 256;
 
 /// One Vault request a template made: a read, or a write with parameters. Its `Debug` hides the
@@ -208,15 +211,27 @@ fn at(line: Option<usize>, column: Option<usize>) -> String {
     }
 }
 
-/// What the functions of one round know and learn.
+/// What the functions know and learn during one attempt at an output.
 #[derive(Default)]
 struct Lookups {
     /// Requests fetched in this render, with their data or failure.
     fetched: HashMap<Request, Result<minijinja::Value, Arc<vault::Error>>>,
-    /// Requests asked for but not fetched yet.
+    /// Requests the attempt asked for that are not fetched yet.
     missing: BTreeSet<Request>,
     /// How many times the template being rendered got a placeholder.
     placeholders: usize,
+}
+
+/// Where a render stands: what each output waits for, and what is still to be fetched.
+struct Progress {
+    /// For each output, the requests it waits for; `None` once its result is final.
+    waiting: Vec<Option<BTreeSet<Request>>>,
+    /// Attempts at each output.
+    attempts: Vec<usize>,
+    /// Every request queued or fetched in this render.
+    requested: HashSet<Request>,
+    /// Requests not sent yet.
+    queue: VecDeque<Request>,
 }
 
 /// Compiled templates and the functions they may call.
@@ -286,51 +301,109 @@ impl Engine {
     /// Renders every output, fetching what they need. Results come in the outputs' order; one
     /// output's failure does not stop the others.
     pub async fn render_all(&self, fetcher: &impl Fetch) -> Vec<Result<Rendered, Error>> {
-        self.lock().fetched.clear();
         let mut results: Vec<Option<Result<Rendered, Error>>> =
             self.outputs.iter().map(|_| None).collect();
-        for round in 1..=MAX_ROUNDS {
-            for (slot, (name, source)) in results.iter_mut().zip(&self.outputs) {
-                if slot.is_none() {
-                    *slot = self.try_render(name, source);
-                }
-            }
-            let missing = std::mem::take(&mut self.lock().missing);
-            if missing.is_empty() || round == MAX_ROUNDS {
-                // Nothing more to fetch, or nothing fetched now would be used.
-                break;
-            }
-            let fetched: Vec<_> = futures_util::stream::iter(missing)
-                .map(|request| async move {
+        self.render_each(fetcher, |i, result| results[i] = Some(result))
+            .await;
+        results
+            .into_iter()
+            .map(|r| r.expect("render_each calls back once for every output"))
+            .collect()
+    }
+
+    /// Renders every output, fetching what they need, and hands each result to `done` (with
+    /// the output's index) as soon as it is final, so that the caller can write it while other
+    /// outputs still wait for Vault. Each output is rendered again whenever a request it waits
+    /// for comes back.
+    pub async fn render_each(
+        &self,
+        fetcher: &impl Fetch,
+        mut done: impl FnMut(usize, Result<Rendered, Error>),
+    ) {
+        self.lock().fetched.clear();
+        let mut state = Progress {
+            waiting: vec![None; self.outputs.len()],
+            attempts: vec![0; self.outputs.len()],
+            requested: HashSet::new(),
+            queue: VecDeque::new(),
+        };
+        for i in 0..self.outputs.len() {
+            self.attempt(i, &mut state, &mut done);
+        }
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.max_in_flight {
+                let Some(request) = state.queue.pop_front() else {
+                    break;
+                };
+                in_flight.push(async move {
                     let result = fetcher.fetch(&request).await;
                     (request, result)
-                })
-                .buffer_unordered(self.max_in_flight)
-                .collect()
-                .await;
-            let mut lookups = self.lock();
-            for (request, result) in fetched {
-                let value = result
-                    .map(|data| minijinja::Value::from(minijinja::value::Serde(&data)))
-                    .map_err(Arc::new);
-                lookups.fetched.insert(request, value);
+                });
+            }
+            let Some((request, result)) = in_flight.next().await else {
+                break;
+            };
+            let value = result
+                .map(|data| minijinja::Value::from(minijinja::value::Serde(&data)))
+                .map_err(Arc::new);
+            self.lock().fetched.insert(request.clone(), value);
+            for i in 0..self.outputs.len() {
+                if state.waiting[i]
+                    .as_ref()
+                    .is_some_and(|w| w.contains(&request))
+                {
+                    self.attempt(i, &mut state, &mut done);
+                }
             }
         }
-        let outputs = self.outputs.iter();
-        let results = results
-            .into_iter()
-            .zip(outputs)
-            .map(|(result, (name, _))| {
-                result.unwrap_or_else(|| {
-                    Err(Error::TooManyRounds {
-                        template: name.clone(),
-                    })
-                })
-            })
-            .collect();
+        // Every request an output waited for has come back and caused another attempt, so no
+        // output is left waiting; this only guards the invariant.
+        for (i, waiting) in state.waiting.iter().enumerate() {
+            if waiting.is_some() {
+                done(i, Err(self.too_many_rounds(i)));
+            }
+        }
         // Fetched data is dropped with the render; only the rendered files keep secrets.
         self.lock().fetched.clear();
-        results
+    }
+
+    /// Renders output `i` with what is fetched so far; queues what it still needs.
+    fn attempt(
+        &self,
+        i: usize,
+        state: &mut Progress,
+        done: &mut impl FnMut(usize, Result<Rendered, Error>),
+    ) {
+        state.attempts[i] += 1;
+        if state.attempts[i] > MAX_ROUNDS {
+            state.waiting[i] = None;
+            done(i, Err(self.too_many_rounds(i)));
+            return;
+        }
+        let (name, source) = &self.outputs[i];
+        self.lock().missing.clear();
+        match self.try_render(name, source) {
+            Some(result) => {
+                state.waiting[i] = None;
+                done(i, result);
+            }
+            None => {
+                let missing = std::mem::take(&mut self.lock().missing);
+                for request in &missing {
+                    if state.requested.insert(request.clone()) {
+                        state.queue.push_back(request.clone());
+                    }
+                }
+                state.waiting[i] = Some(missing);
+            }
+        }
+    }
+
+    fn too_many_rounds(&self, i: usize) -> Error {
+        Error::TooManyRounds {
+            template: self.outputs[i].0.clone(),
+        }
     }
 
     /// Renders one output with what is fetched so far; `None` when it needs more.

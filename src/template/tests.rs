@@ -421,3 +421,47 @@ fn request_debug_output_hides_parameters() {
     assert!(!debug.contains("s3cr3t"), "{debug}");
     assert!(debug.contains("auth/approle/login"), "{debug}");
 }
+
+/// Answers after a delay per path, on tokio's clock.
+struct Slow(Memory, HashMap<String, u64>);
+
+impl Fetch for Slow {
+    async fn fetch(&self, request: &Request) -> Result<Json, vault::Error> {
+        let ms = self.1.get(&request.path).copied().unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        self.0.fetch(request).await
+    }
+}
+
+#[test]
+fn each_output_is_handed_over_as_soon_as_its_secrets_arrive() {
+    let memory = Memory::default()
+        .with("secret/data/fast", json!({"data": {"v": "f"}}))
+        .with("secret/data/slow", json!({"data": {"v": "s"}}));
+    let slow = Slow(memory, [("secret/data/slow".to_string(), 100)].into());
+    let engine = engine(&[
+        ("slow", "{{ secret('secret/data/slow').data.v }}"),
+        ("fast", "{{ secret('secret/data/fast').data.v }}"),
+    ]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let order = runtime.block_on(async {
+        let start = tokio::time::Instant::now();
+        let mut order = Vec::new();
+        engine
+            .render_each(&slow, |i, result| {
+                assert!(result.is_ok());
+                order.push((i, start.elapsed().as_millis()));
+            })
+            .await;
+        order
+    });
+    assert_eq!(
+        order,
+        [(1, 0), (0, 100)],
+        "the fast output did not wait for the slow one"
+    );
+}

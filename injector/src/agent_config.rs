@@ -190,6 +190,15 @@ pub enum SecretFormat {
     Env,
     /// `key: value` lines, as vault-k8s's default `map` template writes them.
     Map,
+    /// Exactly what vault-k8s's default `map` template renders: one `key: value` line per key of
+    /// the whole response `data` (for KV v2 that is `data: map[...]` and `metadata: map[...]`),
+    /// values printed as Go prints them.
+    #[serde(rename = "vault-k8s-map")]
+    VaultK8sMap,
+    /// Exactly what vault-k8s's default `json` template renders: the whole response `data` as
+    /// one line of JSON, as Go encodes it.
+    #[serde(rename = "vault-k8s-json")]
+    VaultK8sJson,
 }
 
 /// The `secrets` shorthand: one Vault path into one file.

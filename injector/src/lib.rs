@@ -1,13 +1,90 @@
-//! The contract between hydrant's webhook and its agent, and (with the webhook issue) the pure pod
-//! mutation. This crate does no I/O: no files, no network, no clock.
+//! The contract between hydrant's webhook and its agent, and the pure pod mutation. This crate
+//! does no I/O: no files, no network, no clock.
 //!
 //! The webhook writes the names defined here into pods; the agent reads them back from the same
 //! constants, so the two can never disagree.
 
 pub mod agent_config;
+pub mod annotations;
+mod mutate;
+pub mod settings;
+pub mod values;
+
+use std::fmt;
 
 pub use agent_config::AgentConfig;
+pub use mutate::{Context, Mutation, mutate, mutate_in};
+pub use settings::{Mode, Settings};
 
 /// The environment variable through which an injected agent container receives its configuration,
 /// as one JSON document (the schema of [`AgentConfig`]). Read only when `--config` is absent.
 pub const AGENT_CONFIG_ENV: &str = "HYDRANT_AGENT_CONFIG";
+
+/// Where hydrant's image holds its binary; the injected containers run it directly (no shell).
+pub const AGENT_BINARY: &str = "/usr/local/bin/hydrant";
+
+/// Names the injector gives to what it adds, and paths inside the agent's containers.
+pub mod names {
+    /// The init container (vault-k8s's name, so `kubectl logs -c vault-agent-init` still works).
+    pub const INIT_CONTAINER: &str = "vault-agent-init";
+    /// The sidecar container, and in native mode the single agent container.
+    pub const SIDECAR_CONTAINER: &str = "vault-agent";
+    /// The in-memory volume holding the rendered files.
+    pub const SECRETS_VOLUME: &str = "vault-secrets";
+    /// The agent's own in-memory state (token, lease records), never mounted in app containers.
+    pub const STATE_VOLUME: &str = "hydrant-agent-state";
+    /// Where the agent's state volume is mounted.
+    pub const STATE_PATH: &str = "/hydrant/state";
+    /// The file a running agent creates once every file is rendered (native mode's probe).
+    pub const READY_FILE: &str = "/hydrant/state/ready";
+    /// A service-account token projected for the agent.
+    pub const TOKEN_VOLUME: &str = "hydrant-token";
+    /// Where that token is mounted.
+    pub const TOKEN_PATH: &str = "/var/run/secrets/hydrant.dev/serviceaccount";
+    /// vault-k8s's `tls-secret` volume.
+    pub const TLS_VOLUME: &str = "vault-tls-secrets";
+    /// Where it is mounted.
+    pub const TLS_PATH: &str = "/vault/tls";
+    /// vault-k8s's `agent-extra-secret` volume.
+    pub const EXTRA_VOLUME: &str = "extra-secrets";
+    /// Where it is mounted.
+    pub const EXTRA_PATH: &str = "/vault/custom";
+}
+
+/// Why a pod is refused. The message names the annotation (or setting) and what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    /// A fixed label for metrics: `bad_annotation`, `unsupported_annotation`, `mixed_families`,
+    /// `excluded_namespace`, `invalid_template`, `missing_annotation`, `conflict`, ...
+    pub reason: &'static str,
+    /// What a person reads.
+    pub message: String,
+}
+
+impl Denial {
+    /// A denial with a reason label and a message.
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Denial {
+        Denial {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// An annotation whose value is wrong: `key: problem`.
+    pub fn bad(key: &str, problem: impl fmt::Display) -> Denial {
+        Denial::new("bad_annotation", format!("{key}: {problem}"))
+    }
+
+    /// An annotation hydrant cannot honour: `key: what to use instead`.
+    pub fn unsupported(key: &str, instead: &str) -> Denial {
+        Denial::new("unsupported_annotation", format!("{key}: {instead}"))
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Denial {}

@@ -19,8 +19,31 @@ pub fn format_secret(
     };
     let json = serde_json::to_value(data)
         .map_err(|_| fail("the secret's data cannot be represented as JSON".to_owned()))?;
-    let json = unwrap_kv2(json);
+    // vault-k8s's templates see the whole response data; hydrant's formats unwrap KV v2.
     let text = match format {
+        SecretFormat::VaultK8sMap => {
+            let map = as_map(&json, "vault-k8s-map").map_err(fail)?;
+            map.iter()
+                .map(|(key, value)| format!("{key}: {}\n", go_template_value(value)))
+                .collect()
+        }
+        SecretFormat::VaultK8sJson => {
+            let mut text = String::new();
+            go_json(&json, &mut text);
+            text.push('\n');
+            text
+        }
+        _ => hydrant_format(name, unwrap_kv2(json), format)?,
+    };
+    Ok(Rendered(text))
+}
+
+fn hydrant_format(name: &str, json: Json, format: SecretFormat) -> Result<String, Error> {
+    let fail = |message: String| Error::Format {
+        name: name.to_owned(),
+        message,
+    };
+    Ok(match format {
         SecretFormat::Json => {
             let mut text = serde_json::to_string_pretty(&json)
                 .map_err(|_| fail("the secret's data cannot be written as JSON".to_owned()))?;
@@ -31,8 +54,94 @@ pub fn format_secret(
             .map_err(|_| fail("the secret's data cannot be written as YAML".to_owned()))?,
         SecretFormat::Env => env_lines(as_map(&json, "env").map_err(fail)?).map_err(fail)?,
         SecretFormat::Map => map_lines(as_map(&json, "map").map_err(fail)?),
-    };
-    Ok(Rendered(text))
+        SecretFormat::VaultK8sMap | SecretFormat::VaultK8sJson => {
+            unreachable!("handled by format_secret")
+        }
+    })
+}
+
+/// A top-level value as Go's text/template prints it in `{{ $v }}`: a nil interface prints
+/// `<no value>`, everything else as `fmt` does.
+fn go_template_value(value: &Json) -> String {
+    match value {
+        Json::Null => "<no value>".to_owned(),
+        other => go_fmt(other),
+    }
+}
+
+/// A value decoded from JSON as Go's `fmt` prints it with `%v`: maps as `map[k:v ...]` with
+/// sorted keys, slices as `[a b]`, nil as `<nil>`, numbers as written.
+fn go_fmt(value: &Json) -> String {
+    match value {
+        Json::Null => "<nil>".to_owned(),
+        Json::Bool(b) => b.to_string(),
+        Json::Number(n) => n.to_string(),
+        Json::String(s) => s.clone(),
+        Json::Array(items) => {
+            let items: Vec<String> = items.iter().map(go_fmt).collect();
+            format!("[{}]", items.join(" "))
+        }
+        Json::Object(map) => {
+            let items: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", go_fmt(v)))
+                .collect();
+            format!("map[{}]", items.join(" "))
+        }
+    }
+}
+
+/// JSON as Go's `encoding/json` writes it (consul-template's `toJSON`): compact, keys sorted,
+/// `<`, `>`, `&`, U+2028 and U+2029 escaped, control characters as `\u00XX` except `\n`, `\r`
+/// and `\t`.
+fn go_json(value: &Json, out: &mut String) {
+    match value {
+        Json::Null => out.push_str("null"),
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Json::Number(n) => out.push_str(&n.to_string()),
+        Json::String(s) => go_json_string(s, out),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                go_json(item, out);
+            }
+            out.push(']');
+        }
+        Json::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                go_json_string(key, out);
+                out.push(':');
+                go_json(item, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn go_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)))
+            }
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// KV v2 wraps a secret's values as `{"data": {...}, "metadata": {"version": N, ...}}`.
@@ -171,6 +280,33 @@ mod tests {
         )
         .expect("renders");
         assert_eq!(out, "password: p\nusername: u\n");
+    }
+
+    #[test]
+    fn vault_k8s_map_prints_the_whole_data_as_go_does() {
+        let data = kv2(json!({"username": "u", "password": "p", "n": 5}));
+        let out = render(data, SecretFormat::VaultK8sMap).expect("renders");
+        assert_eq!(
+            out,
+            "data: map[n:5 password:p username:u]\n\
+             metadata: map[created_time:2026-01-01T00:00:00Z custom_metadata:<nil> deletion_time: destroyed:false version:3]\n"
+        );
+        let out = render(
+            json!({"a": null, "b": [1, "x", {"k": true}]}),
+            SecretFormat::VaultK8sMap,
+        )
+        .expect("renders");
+        assert_eq!(out, "a: <no value>\nb: [1 x map[k:true]]\n");
+    }
+
+    #[test]
+    fn vault_k8s_json_is_compact_sorted_and_html_escaped_like_go() {
+        let data = json!({"z": "<a&b>", "a": [1, null], "c": "l1\nl2\u{8}"});
+        let out = render(data, SecretFormat::VaultK8sJson).expect("renders");
+        assert_eq!(
+            out,
+            "{\"a\":[1,null],\"c\":\"l1\\nl2\\u0008\",\"z\":\"\\u003ca\\u0026b\\u003e\"}\n"
+        );
     }
 
     #[test]

@@ -1,0 +1,1238 @@
+//! Reading a pod's annotations, in either family: vault-k8s's `vault.hashicorp.com/*` (accepted
+//! unchanged) and hydrant's own `hydrant.dev/*`. Both become one [`Request`]; what hydrant cannot
+//! honour is refused by name, and what it accepts but does not need is reported as a warning.
+
+use std::collections::BTreeMap;
+
+use crate::Denial;
+use crate::agent_config::{AuthMethod, FileMode, SecretFormat};
+use crate::settings::{DefaultTemplate, Mode, Settings};
+use crate::values::{parse_bool, parse_id, parse_list, parse_quantity};
+
+/// vault-k8s's annotation prefix.
+pub const VAULT: &str = "vault.hashicorp.com/";
+
+/// hydrant's annotation prefix.
+pub const HYDRANT: &str = "hydrant.dev/";
+
+/// vault-k8s's default mount path of the secrets volume.
+pub const DEFAULT_MOUNT_PATH: &str = "/vault/secrets";
+
+/// Which family of annotations a pod uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `vault.hashicorp.com/*`
+    VaultK8s,
+    /// `hydrant.dev/*`
+    Hydrant,
+}
+
+impl Family {
+    /// The family's prefix.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Family::VaultK8s => VAULT,
+            Family::Hydrant => HYDRANT,
+        }
+    }
+
+    /// The annotation that asks for injection.
+    pub fn inject_key(self) -> &'static str {
+        match self {
+            Family::VaultK8s => "vault.hashicorp.com/agent-inject",
+            Family::Hydrant => "hydrant.dev/inject",
+        }
+    }
+
+    /// The annotation the webhook sets once it has injected.
+    pub fn status_key(self) -> &'static str {
+        match self {
+            Family::VaultK8s => "vault.hashicorp.com/agent-inject-status",
+            Family::Hydrant => "hydrant.dev/status",
+        }
+    }
+}
+
+/// The value of the status annotation after injection.
+pub const INJECTED: &str = "injected";
+
+/// What one file holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputSource {
+    /// One Vault path written in a format.
+    Secret {
+        /// The Vault path.
+        path: String,
+        /// How its data is written.
+        format: SecretFormat,
+    },
+    /// A minijinja template.
+    Template(String),
+}
+
+/// One file the agent writes for the app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// The output's name (vault-k8s: lower-cased unless `preserve-secret-case`).
+    pub name: String,
+    /// What it holds.
+    pub source: OutputSource,
+    /// The file, relative to its mount path; the name when `None`.
+    pub file: Option<String>,
+    /// The file's mode.
+    pub perms: Option<FileMode>,
+    /// A mount path of its own (vault-k8s `secret-volume-path-<name>`).
+    pub mount_path: Option<String>,
+}
+
+/// Overrides of one resource quantity: `None` not given, `Some(None)` left out (empty value).
+pub type QuantityOverride = Option<Option<String>>;
+
+/// Resource overrides from annotations, applied to every agent container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceOverrides {
+    /// CPU request.
+    pub cpu_request: QuantityOverride,
+    /// Memory request.
+    pub memory_request: QuantityOverride,
+    /// Ephemeral-storage request.
+    pub ephemeral_request: QuantityOverride,
+    /// CPU limit.
+    pub cpu_limit: QuantityOverride,
+    /// Memory limit.
+    pub memory_limit: QuantityOverride,
+    /// Ephemeral-storage limit.
+    pub ephemeral_limit: QuantityOverride,
+}
+
+/// What a pod's annotations ask for, in either family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The family the pod uses.
+    pub family: Family,
+    /// The mode, when the pod asks for one.
+    pub mode: Option<Mode>,
+    /// The auth method, when not the settings' default.
+    pub auth_method: Option<AuthMethod>,
+    /// The auth mount, when not the settings' default.
+    pub auth_mount: Option<String>,
+    /// The role.
+    pub role: Option<String>,
+    /// The JWT file in the agent container (kubernetes, jwt).
+    pub jwt_path: Option<String>,
+    /// AppRole role ID file.
+    pub role_id_path: Option<String>,
+    /// AppRole secret ID file.
+    pub secret_id_path: Option<String>,
+    /// Token file (token method).
+    pub token_path: Option<String>,
+    /// Audience of a service-account token projected for the agent.
+    pub token_audience: Option<String>,
+    /// The volume holding the service-account token to use.
+    pub token_volume: Option<String>,
+    /// Vault's address, when not the settings'.
+    pub vault_address: Option<String>,
+    /// Vault namespace.
+    pub vault_namespace: Option<String>,
+    /// CA file in the agent container.
+    pub ca_cert: Option<String>,
+    /// Name to check Vault's certificate against.
+    pub tls_server_name: Option<String>,
+    /// Do not check Vault's certificate.
+    pub tls_skip_verify: bool,
+    /// A Secret mounted read-only at `/vault/tls` in the agent containers.
+    pub tls_secret: Option<String>,
+    /// A Secret mounted read-only at `/vault/custom` in the agent containers.
+    pub extra_secret: Option<String>,
+    /// A container whose volume mounts the agent containers get too.
+    pub copy_volume_mounts: Option<String>,
+    /// The files to write, sorted by name.
+    pub outputs: Vec<Output>,
+    /// Where the secrets volume is mounted.
+    pub mount_path: String,
+    /// The app containers that get the secrets volume; all when `None`.
+    pub containers: Option<Vec<String>>,
+    /// The agent image, when the pod names hydrant's image itself.
+    pub image: Option<String>,
+    /// Requests and limits.
+    pub resources: ResourceOverrides,
+    /// `runAsUser`.
+    pub run_as_user: Option<i64>,
+    /// `runAsGroup`.
+    pub run_as_group: Option<i64>,
+    /// Run as the app's first container's user.
+    pub run_as_same_user: bool,
+    /// Emit a security context at all.
+    pub set_security_context: Option<bool>,
+    /// Put the agent's init container before the app's.
+    pub init_first: bool,
+    /// Set `spec.shareProcessNamespace`.
+    pub share_process_namespace: Option<bool>,
+    /// `HTTPS_PROXY` for the agent.
+    pub proxy_address: Option<String>,
+    /// `HYDRANT_LOG` for the agent.
+    pub log_level: Option<String>,
+    /// `HYDRANT_LOG_FORMAT` for the agent.
+    pub log_format: Option<String>,
+    /// RFC 6902 patch applied to the sidecar container.
+    pub sidecar_patch: Option<json_patch::Patch>,
+    /// RFC 6902 patch applied to the init container.
+    pub init_patch: Option<json_patch::Patch>,
+    /// Annotations accepted that change nothing in hydrant, said back to the user.
+    pub warnings: Vec<String>,
+}
+
+impl Request {
+    fn new(family: Family) -> Request {
+        Request {
+            family,
+            mode: None,
+            auth_method: None,
+            auth_mount: None,
+            role: None,
+            jwt_path: None,
+            role_id_path: None,
+            secret_id_path: None,
+            token_path: None,
+            token_audience: None,
+            token_volume: None,
+            vault_address: None,
+            vault_namespace: None,
+            ca_cert: None,
+            tls_server_name: None,
+            tls_skip_verify: false,
+            tls_secret: None,
+            extra_secret: None,
+            copy_volume_mounts: None,
+            outputs: Vec::new(),
+            mount_path: DEFAULT_MOUNT_PATH.to_owned(),
+            containers: None,
+            image: None,
+            resources: ResourceOverrides::default(),
+            run_as_user: None,
+            run_as_group: None,
+            run_as_same_user: false,
+            set_security_context: None,
+            init_first: false,
+            share_process_namespace: None,
+            proxy_address: None,
+            log_level: None,
+            log_format: None,
+            sidecar_patch: None,
+            init_patch: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The family whose inject annotation is present and true, if any. Both present is a denial:
+/// one pod, one family.
+pub fn wanted(annotations: &BTreeMap<String, String>) -> Result<Option<Family>, Denial> {
+    let mut wanted = None;
+    for family in [Family::VaultK8s, Family::Hydrant] {
+        let key = family.inject_key();
+        let Some(value) = annotations.get(key) else {
+            continue;
+        };
+        let yes = parse_bool(value).map_err(|e| Denial::bad(key, e))?;
+        if yes {
+            if let Some(first) = wanted {
+                return Err(Denial::new(
+                    "mixed_families",
+                    format!(
+                        "{} and {key} are both set: use one family of annotations per pod",
+                        Family::inject_key(first)
+                    ),
+                ));
+            }
+            wanted = Some(family);
+        }
+    }
+    Ok(wanted)
+}
+
+/// Whether the pod carries the status annotation of either family.
+pub fn already_injected(annotations: &BTreeMap<String, String>) -> bool {
+    [Family::VaultK8s, Family::Hydrant]
+        .iter()
+        .any(|f| annotations.get(f.status_key()).map(String::as_str) == Some(INJECTED))
+}
+
+/// Reads every annotation of `family`. Annotations of the other family are refused: their
+/// meaning would be unclear.
+pub fn parse(
+    annotations: &BTreeMap<String, String>,
+    family: Family,
+    settings: &Settings,
+) -> Result<Request, Denial> {
+    let other = match family {
+        Family::VaultK8s => HYDRANT,
+        Family::Hydrant => VAULT,
+    };
+    if let Some(key) = annotations
+        .keys()
+        .find(|k| k.starts_with(other) && !is_status(k))
+    {
+        return Err(Denial::new(
+            "mixed_families",
+            format!(
+                "{key} belongs to the other family than {}: use one family of annotations per pod",
+                family.inject_key()
+            ),
+        ));
+    }
+    let ours: BTreeMap<&str, &str> = annotations
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(family.prefix())?, v.as_str())))
+        .collect();
+    match family {
+        Family::VaultK8s => vault_k8s(&ours, settings),
+        Family::Hydrant => hydrant(&ours),
+    }
+}
+
+fn is_status(key: &str) -> bool {
+    key == Family::VaultK8s.status_key() || key == Family::Hydrant.status_key()
+}
+
+/// The per-secret annotations of vault-k8s, in the order its prefixes are matched.
+const VAULT_PER_SECRET: [&str; 13] = [
+    "agent-inject-secret-",
+    "agent-inject-template-file-",
+    "agent-inject-template-",
+    "agent-inject-file-",
+    "agent-inject-perms-",
+    "agent-inject-command-",
+    "secret-volume-path-",
+    "preserve-secret-case-",
+    "error-on-missing-key-",
+    "agent-template-left-delim-",
+    "agent-template-right-delim-",
+    "auth-config-",
+    "agent-telemetry-",
+];
+
+/// What a per-secret vault-k8s annotation said, grouped by the secret's raw name.
+#[derive(Default)]
+struct VaultSecret<'a> {
+    path: Option<&'a str>,
+    template: Option<&'a str>,
+    file: Option<&'a str>,
+    perms: Option<&'a str>,
+    mount_path: Option<&'a str>,
+    preserve_case: Option<bool>,
+}
+
+fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request, Denial> {
+    let mut r = Request::new(Family::VaultK8s);
+    let key = |rest: &str| format!("{VAULT}{rest}");
+    let mut default_template = settings.default_template;
+    let mut preserve_case = false;
+    let mut pre_populate = true;
+    let mut pre_populate_only = false;
+    let mut secrets: BTreeMap<&str, VaultSecret<'_>> = BTreeMap::new();
+    for (&rest, &value) in ours {
+        let bool_of = |v: &str| parse_bool(v).map_err(|e| Denial::bad(&key(rest), e));
+        let quantity = |v: &str| -> Result<Option<String>, Denial> {
+            if v.trim().is_empty() {
+                Ok(None)
+            } else {
+                parse_quantity(v)
+                    .map(Some)
+                    .map_err(|e| Denial::bad(&key(rest), e))
+            }
+        };
+        match rest {
+            "agent-inject" | "agent-inject-status" => {}
+            "agent-pre-populate" => pre_populate = bool_of(value)?,
+            "agent-pre-populate-only" => pre_populate_only = bool_of(value)?,
+            "agent-init-first" => r.init_first = bool_of(value)?,
+            "agent-inject-containers" => r.containers = Some(parse_list(value)),
+            "agent-image" => {
+                r.warnings.push(format!(
+                    "{}: hydrant runs its own agent ({}), not {value:?}",
+                    key(rest),
+                    settings.agent_image
+                ));
+            }
+            "agent-request-namespace" => {}
+            "agent-share-process-namespace" => r.share_process_namespace = Some(bool_of(value)?),
+            "agent-extra-secret" => r.extra_secret = non_empty(value),
+            "agent-copy-volume-mounts" => r.copy_volume_mounts = non_empty(value),
+            "agent-inject-default-template" => {
+                default_template = value.parse().map_err(|e| Denial::bad(&key(rest), e))?
+            }
+            "preserve-secret-case" => preserve_case = bool_of(value)?,
+            "secret-volume-path" => r.mount_path = absolute_path(&key(rest), value)?,
+            "role" => r.role = non_empty(value),
+            "auth-type" => r.auth_method = Some(vault_auth_type(&key(rest), value)?),
+            "auth-path" => {
+                let mount = value.trim().trim_matches('/');
+                let mount = mount.strip_prefix("auth/").unwrap_or(mount);
+                r.auth_mount = non_empty(mount);
+            }
+            "namespace" => r.vault_namespace = non_empty(value),
+            "service" => r.vault_address = non_empty(value),
+            "tls-skip-verify" => r.tls_skip_verify = bool_of(value)?,
+            "tls-server-name" => r.tls_server_name = non_empty(value),
+            "tls-secret" => r.tls_secret = non_empty(value),
+            "ca-cert" => r.ca_cert = non_empty(value),
+            "proxy-address" => r.proxy_address = non_empty(value),
+            "agent-service-account-token-volume-name" => r.token_volume = non_empty(value),
+            "log-level" => r.log_level = Some(log_level(&key(rest), value)?),
+            "log-format" => r.log_format = Some(log_format(&key(rest), value)?),
+            "agent-requests-cpu" => r.resources.cpu_request = Some(quantity(value)?),
+            "agent-requests-mem" => r.resources.memory_request = Some(quantity(value)?),
+            "agent-requests-ephemeral" => r.resources.ephemeral_request = Some(quantity(value)?),
+            "agent-limits-cpu" => r.resources.cpu_limit = Some(quantity(value)?),
+            "agent-limits-mem" => r.resources.memory_limit = Some(quantity(value)?),
+            "agent-limits-ephemeral" => r.resources.ephemeral_limit = Some(quantity(value)?),
+            "agent-run-as-user" => {
+                r.run_as_user = Some(parse_id(value).map_err(|e| Denial::bad(&key(rest), e))?)
+            }
+            "agent-run-as-group" => {
+                r.run_as_group = Some(parse_id(value).map_err(|e| Denial::bad(&key(rest), e))?)
+            }
+            "agent-run-as-same-user" => r.run_as_same_user = bool_of(value)?,
+            "agent-set-security-context" => r.set_security_context = Some(bool_of(value)?),
+            "agent-json-patch" => r.sidecar_patch = json_patch_of(&key(rest), value)?,
+            "agent-init-json-patch" => r.init_patch = json_patch_of(&key(rest), value)?,
+            "agent-configmap" => {
+                return Err(Denial::unsupported(
+                    &key(rest),
+                    "hydrant does not run Vault Agent HCL; describe the files with \
+                     vault.hashicorp.com/agent-inject-secret-<name> or hydrant.dev/template-<name> \
+                     (Jinja) annotations instead",
+                ));
+            }
+            "ca-key" => {
+                return Err(Denial::unsupported(
+                    &key(rest),
+                    "a CA directory is not supported; put the CAs in one PEM bundle and name it \
+                     with vault.hashicorp.com/ca-cert",
+                ));
+            }
+            "client-cert" | "client-key" => {
+                return Err(Denial::unsupported(
+                    &key(rest),
+                    "TLS client certificates to Vault are not supported; use the kubernetes, jwt, \
+                     approle or token auth method",
+                ));
+            }
+            "agent-inject-token" => {
+                if bool_of(value)? {
+                    return Err(Denial::unsupported(
+                        &key(rest),
+                        "hydrant does not write its Vault token into the app's volume; give the \
+                         app's own role the access it needs and render what it needs instead",
+                    ));
+                }
+            }
+            "agent-enable-quit"
+            | "agent-revoke-on-shutdown"
+            | "agent-revoke-grace"
+            | "template-static-secret-render-interval"
+            | "template-lease-renewal-threshold"
+            | "auth-min-backoff"
+            | "auth-max-backoff" => {
+                return Err(Denial::unsupported(
+                    &key(rest),
+                    "the sidecar features it tunes (renewal, refresh, change commands, quit, \
+                     revocation) are not in this hydrant version yet; remove it or use \
+                     hydrant.dev/mode: init-only",
+                ));
+            }
+            "agent-cache-enable"
+            | "agent-cache-use-auto-auth-token"
+            | "agent-cache-listener-port"
+            | "agent-cache-exit-on-err" => r.warnings.push(format!(
+                "{}: hydrant's agent keeps no cache to configure; it has no effect",
+                key(rest)
+            )),
+            "template-config-exit-on-retry-failure" | "agent-auto-auth-exit-on-err" => {
+                r.warnings.push(format!(
+                    "{}: has no effect; hydrant's init container always exits on failure and its \
+                     sidecar always retries",
+                    key(rest)
+                ))
+            }
+            "client-max-retries"
+            | "client-timeout"
+            | "go-max-procs"
+            | "template-max-connections-per-host"
+            | "agent-disable-idle-connections"
+            | "agent-disable-keep-alives" => r.warnings.push(format!(
+                "{}: a Vault Agent tuning knob with no effect on hydrant's agent",
+                key(rest)
+            )),
+            _ => vault_per_secret(&mut r, rest, value, &mut secrets)?,
+        }
+    }
+    r.mode = match (pre_populate, pre_populate_only) {
+        (_, true) => Some(Mode::InitOnly),
+        (false, false) => Some(Mode::SidecarOnly),
+        (true, false) => None,
+    };
+    for (raw, secret) in secrets {
+        let preserve = secret.preserve_case.unwrap_or(preserve_case);
+        let name = if preserve {
+            raw.to_owned()
+        } else {
+            raw.to_lowercase()
+        };
+        let source = match (secret.template, secret.path) {
+            (Some(template), _) => {
+                let template_key = key(&format!("agent-inject-template-{raw}"));
+                check_vault_k8s_template(&template_key, template)?;
+                OutputSource::Template(template.to_owned())
+            }
+            (None, Some(path)) => OutputSource::Secret {
+                path: path.trim().to_owned(),
+                format: match default_template {
+                    DefaultTemplate::Map => SecretFormat::VaultK8sMap,
+                    DefaultTemplate::Json => SecretFormat::VaultK8sJson,
+                },
+            },
+            // Companion annotations of a secret that was never declared.
+            (None, None) => continue,
+        };
+        if r.outputs.iter().any(|o| o.name == name) {
+            return Err(Denial::bad(
+                &key(&format!("agent-inject-secret-{raw}")),
+                format!(
+                    "two secrets are named {name:?} once lower-cased; rename one or set vault.hashicorp.com/preserve-secret-case"
+                ),
+            ));
+        }
+        let file = secret.file.map(|f| f.trim().to_owned());
+        let perms = secret
+            .perms
+            .map(|p| {
+                FileMode::parse(p)
+                    .map_err(|e| Denial::bad(&key(&format!("agent-inject-perms-{raw}")), e))
+            })
+            .transpose()?;
+        let mount_path = secret
+            .mount_path
+            .map(|p| absolute_path(&key(&format!("secret-volume-path-{raw}")), p))
+            .transpose()?;
+        r.outputs.push(Output {
+            name,
+            source,
+            file,
+            perms,
+            mount_path,
+        });
+    }
+    r.outputs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(r)
+}
+
+fn vault_per_secret<'a>(
+    r: &mut Request,
+    rest: &'a str,
+    value: &'a str,
+    secrets: &mut BTreeMap<&'a str, VaultSecret<'a>>,
+) -> Result<(), Denial> {
+    let key = format!("{VAULT}{rest}");
+    let Some((prefix, raw)) = VAULT_PER_SECRET
+        .iter()
+        .find_map(|p| Some((*p, rest.strip_prefix(p)?)))
+        .filter(|(_, raw)| !raw.is_empty())
+    else {
+        r.warnings.push(format!(
+            "{key}: not a vault-k8s annotation hydrant knows; it has no effect"
+        ));
+        return Ok(());
+    };
+    let blank = value.trim().is_empty();
+    match prefix {
+        "agent-inject-secret-" if !blank => secrets.entry(raw).or_default().path = Some(value),
+        "agent-inject-template-" if !blank => {
+            secrets.entry(raw).or_default().template = Some(value)
+        }
+        "agent-inject-secret-" | "agent-inject-template-" => {}
+        "agent-inject-template-file-" => {
+            return Err(Denial::unsupported(
+                &key,
+                "template files are written for consul-template; put the template, in Jinja, in \
+                 hydrant.dev/template-<name> (see the README's migration table)",
+            ));
+        }
+        "agent-inject-file-" => secrets.entry(raw).or_default().file = Some(value),
+        "agent-inject-perms-" => secrets.entry(raw).or_default().perms = Some(value),
+        "secret-volume-path-" => secrets.entry(raw).or_default().mount_path = Some(value),
+        "preserve-secret-case-" => {
+            let preserve = parse_bool(value).map_err(|e| Denial::bad(&key, e))?;
+            secrets.entry(raw).or_default().preserve_case = Some(preserve);
+        }
+        "error-on-missing-key-" => {
+            // hydrant's templates are always strict: a missing key is always an error.
+            parse_bool(value).map_err(|e| Denial::bad(&key, e))?;
+        }
+        "agent-inject-command-" => {
+            return Err(Denial::unsupported(
+                &key,
+                "change commands come with hydrant's sidecar, which is not in this version yet; \
+                 remove it or use hydrant.dev/mode: init-only",
+            ));
+        }
+        "agent-template-left-delim-" | "agent-template-right-delim-" => {
+            return Err(Denial::unsupported(
+                &key,
+                "delimiters belong to consul-template templates, which hydrant does not run; \
+                 write the template in Jinja in hydrant.dev/template-<name>",
+            ));
+        }
+        "auth-config-" => vault_auth_config(r, &key, raw, value)?,
+        "agent-telemetry-" => r.warnings.push(format!(
+            "{key}: hydrant serves Prometheus metrics itself; telemetry settings have no effect"
+        )),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn vault_auth_config(r: &mut Request, key: &str, param: &str, value: &str) -> Result<(), Denial> {
+    match param.replace('-', "_").as_str() {
+        "role" => {
+            if r.role.is_none() {
+                r.role = non_empty(value);
+            }
+        }
+        "token_path" | "path" => r.jwt_path = non_empty(value),
+        "role_id_file_path" => r.role_id_path = non_empty(value),
+        "secret_id_file_path" => r.secret_id_path = non_empty(value),
+        "remove_secret_id_file_after_reading" | "remove_jwt_after_reading" => r.warnings.push(
+            format!("{key}: hydrant never deletes credential files; it has no effect"),
+        ),
+        _ => {
+            return Err(Denial::unsupported(
+                key,
+                "hydrant's auth methods take role, token_path (or path), role_id_file_path and \
+                 secret_id_file_path",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn vault_auth_type(key: &str, value: &str) -> Result<AuthMethod, Denial> {
+    match value.trim() {
+        "kubernetes" => Ok(AuthMethod::Kubernetes),
+        "jwt" => Ok(AuthMethod::Jwt),
+        "approle" => Ok(AuthMethod::Approle),
+        "token" | "token_file" => Ok(AuthMethod::Token),
+        other => Err(Denial::unsupported(
+            key,
+            &format!(
+                "auth type {other:?} is not supported; hydrant logs in with kubernetes, jwt, \
+                 approle or token"
+            ),
+        )),
+    }
+}
+
+/// Names in hydrant's annotations: what Kubernetes allows in an annotation key's name part.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// hydrant's per-output annotations.
+const HYDRANT_PER_OUTPUT: [&str; 5] = ["secret-", "template-", "file-", "perms-", "format-"];
+
+fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
+    let mut r = Request::new(Family::Hydrant);
+    let key = |rest: &str| format!("{HYDRANT}{rest}");
+    #[derive(Default)]
+    struct Parts<'a> {
+        secret: Option<&'a str>,
+        template: Option<&'a str>,
+        file: Option<&'a str>,
+        perms: Option<&'a str>,
+        format: Option<&'a str>,
+    }
+    let mut parts: BTreeMap<&str, Parts<'_>> = BTreeMap::new();
+    for (&rest, &value) in ours {
+        let k = key(rest);
+        let quantity = |v: &str| -> Result<Option<String>, Denial> {
+            if v.trim().is_empty() {
+                Ok(None)
+            } else {
+                parse_quantity(v).map(Some).map_err(|e| Denial::bad(&k, e))
+            }
+        };
+        match rest {
+            "inject" | "status" => {}
+            "mode" => r.mode = Some(value.parse().map_err(|e| Denial::bad(&k, e))?),
+            "role" => r.role = non_empty(value),
+            "auth-method" => {
+                r.auth_method = Some(
+                    serde_json::from_value(serde_json::Value::String(value.trim().to_owned()))
+                        .map_err(|_| {
+                            Denial::bad(&k, format!("{value:?} is not an auth method; use kubernetes, jwt, approle or token"))
+                        })?,
+                )
+            }
+            "auth-mount" => r.auth_mount = non_empty(value.trim().trim_matches('/')),
+            "token-audience" => r.token_audience = non_empty(value),
+            "vault-namespace" => r.vault_namespace = non_empty(value),
+            "mount-path" => r.mount_path = absolute_path(&k, value)?,
+            "containers" => r.containers = Some(parse_list(value)),
+            "image" => r.image = non_empty(value),
+            "cpu-request" => r.resources.cpu_request = Some(quantity(value)?),
+            "memory-request" => r.resources.memory_request = Some(quantity(value)?),
+            "cpu-limit" => r.resources.cpu_limit = Some(quantity(value)?),
+            "memory-limit" => r.resources.memory_limit = Some(quantity(value)?),
+            "run-as-user" => r.run_as_user = Some(parse_id(value).map_err(|e| Denial::bad(&k, e))?),
+            "run-as-group" => {
+                r.run_as_group = Some(parse_id(value).map_err(|e| Denial::bad(&k, e))?)
+            }
+            _ => {
+                let Some((prefix, name)) = HYDRANT_PER_OUTPUT
+                    .iter()
+                    .find_map(|p| Some((*p, rest.strip_prefix(p)?)))
+                else {
+                    return Err(Denial::bad(
+                        &k,
+                        "is not a hydrant annotation; see the README for the hydrant.dev/* annotations".to_owned(),
+                    ));
+                };
+                if !valid_name(name) {
+                    return Err(Denial::bad(
+                        &k,
+                        format!("{name:?} is not a valid name: letters, digits, '-', '_' and '.', starting with a letter or digit"),
+                    ));
+                }
+                let part = parts.entry(name).or_default();
+                match prefix {
+                    "secret-" => part.secret = Some(value),
+                    "template-" => part.template = Some(value),
+                    "file-" => part.file = Some(value),
+                    "perms-" => part.perms = Some(value),
+                    _ => part.format = Some(value),
+                }
+            }
+        }
+    }
+    for (name, part) in parts {
+        let source = match (part.secret, part.template) {
+            (Some(_), Some(_)) => {
+                return Err(Denial::bad(
+                    &key(&format!("template-{name}")),
+                    format!(
+                        "{name} has both hydrant.dev/secret-{name} and hydrant.dev/template-{name}; keep one (a template reads its secrets with secret('path'))"
+                    ),
+                ));
+            }
+            (Some(path), None) => OutputSource::Secret {
+                path: path.trim().to_owned(),
+                format: match part.format {
+                    None => SecretFormat::Json,
+                    Some(f) => {
+                        serde_json::from_value(serde_json::Value::String(f.trim().to_owned()))
+                            .map_err(|_| {
+                                Denial::bad(
+                                    &key(&format!("format-{name}")),
+                                    format!("{f:?} is not a format; use json, yaml, env or map"),
+                                )
+                            })?
+                    }
+                },
+            },
+            (None, Some(template)) => {
+                if part.format.is_some() {
+                    return Err(Denial::bad(
+                        &key(&format!("format-{name}")),
+                        "applies to hydrant.dev/secret-<name>; a template decides its own format"
+                            .to_owned(),
+                    ));
+                }
+                check_template(&key(&format!("template-{name}")), template)?;
+                OutputSource::Template(template.to_owned())
+            }
+            (None, None) => {
+                return Err(Denial::bad(
+                    &key(&format!("file-{name}")),
+                    format!(
+                        "no hydrant.dev/secret-{name} or hydrant.dev/template-{name} says what {name} holds"
+                    ),
+                ));
+            }
+        };
+        let perms = part
+            .perms
+            .map(|p| FileMode::parse(p).map_err(|e| Denial::bad(&key(&format!("perms-{name}")), e)))
+            .transpose()?;
+        r.outputs.push(Output {
+            name: name.to_owned(),
+            source,
+            file: part.file.map(|f| f.trim().to_owned()),
+            perms,
+            mount_path: None,
+        });
+    }
+    Ok(r)
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    let v = value.trim();
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+fn absolute_path(key: &str, value: &str) -> Result<String, Denial> {
+    let path = value.trim().trim_end_matches('/');
+    if !path.starts_with('/') || path.split('/').any(|s| s == "..") {
+        return Err(Denial::bad(
+            key,
+            format!("{value:?} is not an absolute path without '..', such as /vault/secrets"),
+        ));
+    }
+    Ok(path.to_owned())
+}
+
+fn log_level(key: &str, value: &str) -> Result<String, Denial> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "trace" => Ok("trace".to_owned()),
+        "debug" => Ok("debug".to_owned()),
+        "info" | "" => Ok("info".to_owned()),
+        "warn" | "warning" => Ok("warn".to_owned()),
+        "err" | "error" => Ok("error".to_owned()),
+        other => Err(Denial::bad(
+            key,
+            format!("{other:?} is not a log level; use trace, debug, info, warn or error"),
+        )),
+    }
+}
+
+fn log_format(key: &str, value: &str) -> Result<String, Denial> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "standard" | "plain" | "" => Ok("plain".to_owned()),
+        "json" => Ok("json".to_owned()),
+        other => Err(Denial::bad(
+            key,
+            format!("{other:?} is not a log format; use standard or json"),
+        )),
+    }
+}
+
+fn json_patch_of(key: &str, value: &str) -> Result<Option<json_patch::Patch>, Denial> {
+    let text = value.trim();
+    if text.is_empty() || text == "null" || text == "[]" {
+        return Ok(None);
+    }
+    serde_json::from_str(text).map(Some).map_err(|e| {
+        Denial::bad(
+            key,
+            format!("is not an RFC 6902 JSON patch ({e}); write it like [{{\"op\": \"replace\", \"path\": \"/resources\", \"value\": {{}}}}]"),
+        )
+    })
+}
+
+/// Whether a vault-k8s template is written for consul-template (Go templates): those are
+/// refused, while a template in Jinja is accepted as it is.
+pub fn looks_like_consul_template(text: &str) -> bool {
+    // Go template keywords, followed by anything but a name character or a call's "(".
+    const GO_KEYWORDS: [&str; 8] = [
+        "with", "range", "end", "if", "else", "define", "template", "block",
+    ];
+    // consul-template calls take space-separated string arguments; Go variables start with $.
+    const GO_STARTS: [&str; 3] = ["secret \"", "pkiCert \"", "$"];
+    if text.contains(".Data") || text.contains("{{-") || text.contains("-}}") {
+        return true;
+    }
+    text.match_indices("{{").any(|(i, _)| {
+        let after = text[i + 2..].trim_start();
+        GO_STARTS.iter().any(|start| after.starts_with(start))
+            || GO_KEYWORDS.iter().any(|keyword| {
+                after.starts_with(keyword)
+                    && after[keyword.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_' && c != '(')
+            })
+    })
+}
+
+fn check_vault_k8s_template(key: &str, text: &str) -> Result<(), Denial> {
+    if looks_like_consul_template(text) {
+        return Err(Denial::unsupported(
+            key,
+            "it is written for consul-template (Go templates), which hydrant does not run; write \
+             it in Jinja in hydrant.dev/template-<name>, where {{ with secret \"p\" }}{{ .Data.data.k }}{{ end }} \
+             becomes {{ secret('p').data.k }} (see the README's migration table)",
+        ));
+    }
+    check_template(key, text)
+}
+
+/// Compiles a template so that a syntax error denies the pod instead of failing its start.
+pub fn check_template(key: &str, text: &str) -> Result<(), Denial> {
+    let mut env = minijinja::Environment::new();
+    env.set_debug(true);
+    match env.template_from_str(text) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let line = e.line().unwrap_or(1);
+            let column = e
+                .range()
+                .filter(|r| r.start <= text.len())
+                .map(|r| {
+                    let start = text[..r.start].rfind('\n').map_or(0, |i| i + 1);
+                    text[start..r.start].chars().count() + 1
+                })
+                .unwrap_or(1);
+            Err(Denial::new(
+                "invalid_template",
+                format!(
+                    "{key}: line {line} column {column}: syntax error: {}",
+                    e.detail().unwrap_or("invalid syntax")
+                ),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn settings() -> Settings {
+        Settings::new(
+            "https://vault.vault:8200",
+            "ghcr.io/hydrant-dev/hydrant:0.1.0",
+        )
+    }
+
+    fn parse_vault(pairs: &[(&str, &str)]) -> Result<Request, Denial> {
+        parse(&annotations(pairs), Family::VaultK8s, &settings())
+    }
+
+    fn parse_hydrant(pairs: &[(&str, &str)]) -> Result<Request, Denial> {
+        parse(&annotations(pairs), Family::Hydrant, &settings())
+    }
+
+    #[test]
+    fn inject_annotations_choose_the_family() {
+        let a = annotations(&[("vault.hashicorp.com/agent-inject", "true")]);
+        assert_eq!(wanted(&a), Ok(Some(Family::VaultK8s)));
+        let a = annotations(&[("hydrant.dev/inject", "1")]);
+        assert_eq!(wanted(&a), Ok(Some(Family::Hydrant)));
+        let a = annotations(&[("vault.hashicorp.com/agent-inject", "false")]);
+        assert_eq!(wanted(&a), Ok(None));
+        let a = annotations(&[("vault.hashicorp.com/agent-inject", "tRuE")]);
+        assert_eq!(wanted(&a).expect_err("bad bool").reason, "bad_annotation");
+        let a = annotations(&[
+            ("vault.hashicorp.com/agent-inject", "true"),
+            ("hydrant.dev/inject", "true"),
+        ]);
+        assert_eq!(wanted(&a).expect_err("both").reason, "mixed_families");
+    }
+
+    #[test]
+    fn vault_secret_names_are_lower_cased_unless_preserved() {
+        let r = parse_vault(&[
+            (
+                "vault.hashicorp.com/agent-inject-secret-DB-Creds",
+                "database/creds/ro",
+            ),
+            (
+                "vault.hashicorp.com/agent-inject-secret-Keep",
+                "secret/data/k",
+            ),
+            ("vault.hashicorp.com/preserve-secret-case-Keep", "true"),
+        ])
+        .expect("parses");
+        let names: Vec<&str> = r.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["Keep", "db-creds"]);
+        let r = parse_vault(&[
+            (
+                "vault.hashicorp.com/agent-inject-secret-Upper",
+                "secret/data/u",
+            ),
+            ("vault.hashicorp.com/preserve-secret-case", "true"),
+        ])
+        .expect("parses");
+        assert_eq!(r.outputs[0].name, "Upper");
+    }
+
+    #[test]
+    fn template_file_prefix_wins_over_template_prefix() {
+        let err = parse_vault(&[(
+            "vault.hashicorp.com/agent-inject-template-file-db",
+            "/vault/templates/db.ctmpl",
+        )])
+        .expect_err("template files are refused");
+        assert!(
+            err.message
+                .starts_with("vault.hashicorp.com/agent-inject-template-file-db:"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn default_templates_and_companions_apply_to_secrets() {
+        let r = parse_vault(&[
+            (
+                "vault.hashicorp.com/agent-inject-secret-db",
+                "secret/data/db",
+            ),
+            ("vault.hashicorp.com/agent-inject-file-db", "conf/db.env"),
+            ("vault.hashicorp.com/agent-inject-perms-db", "0400"),
+            ("vault.hashicorp.com/agent-inject-default-template", "JSON"),
+            ("vault.hashicorp.com/secret-volume-path-db", "/etc/db/"),
+        ])
+        .expect("parses");
+        assert_eq!(
+            r.outputs,
+            [Output {
+                name: "db".into(),
+                source: OutputSource::Secret {
+                    path: "secret/data/db".into(),
+                    format: SecretFormat::VaultK8sJson
+                },
+                file: Some("conf/db.env".into()),
+                perms: Some(FileMode(0o400)),
+                mount_path: Some("/etc/db".into()),
+            }]
+        );
+    }
+
+    #[test]
+    fn consul_templates_are_refused_and_jinja_accepted() {
+        let ct = "{{ with secret \"secret/data/db\" }}{{ .Data.data.password }}{{ end }}";
+        let err = parse_vault(&[("vault.hashicorp.com/agent-inject-template-db", ct)])
+            .expect_err("consul-template");
+        assert_eq!(err.reason, "unsupported_annotation");
+        assert!(
+            err.message.contains("hydrant.dev/template-<name>"),
+            "{}",
+            err.message
+        );
+        let jinja = "{{ secret('secret/data/db').data.password }}";
+        let r =
+            parse_vault(&[("vault.hashicorp.com/agent-inject-template-db", jinja)]).expect("jinja");
+        assert_eq!(r.outputs[0].source, OutputSource::Template(jinja.into()));
+    }
+
+    #[test]
+    fn consul_template_detection() {
+        let go = [
+            "{{ with secret \"a\" }}x{{ end }}",
+            "{{- with secret \"a\" -}}",
+            "{{ range $k, $v := .Data }}{{ end }}",
+            "{{ if .Data.x }}y{{ end }}",
+            "{{ secret \"pki/issue/x\" \"common_name=a\" }}",
+            "{{ $x := 1 }}",
+        ];
+        for t in go {
+            assert!(looks_like_consul_template(t), "{t}");
+        }
+        let jinja = [
+            "{{ secret('a').data.b }}",
+            "{% if x %}{{ y }}{% endif %}",
+            "{{ endpoint }}",
+            "{{ ifconfig }}",
+            "plain text",
+            "{{ range(3) | list }}",
+        ];
+        for t in jinja {
+            assert!(!looks_like_consul_template(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn unsupported_annotations_are_denied_naming_the_alternative() {
+        let cases = [
+            (
+                "vault.hashicorp.com/agent-configmap",
+                "my-config",
+                "Vault Agent HCL",
+            ),
+            ("vault.hashicorp.com/auth-type", "aws", "kubernetes, jwt"),
+            (
+                "vault.hashicorp.com/client-cert",
+                "/c.pem",
+                "client certificates",
+            ),
+            ("vault.hashicorp.com/agent-inject-token", "true", "token"),
+            (
+                "vault.hashicorp.com/agent-template-left-delim-db",
+                "[[",
+                "Jinja",
+            ),
+            (
+                "vault.hashicorp.com/auth-config-region",
+                "eu",
+                "role_id_file_path",
+            ),
+        ];
+        for (key, value, hint) in cases {
+            let err = parse_vault(&[(key, value)]).expect_err(key);
+            assert!(
+                err.message.starts_with(&format!("{key}: ")),
+                "{}",
+                err.message
+            );
+            assert!(err.message.contains(hint), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn harmless_vault_agent_knobs_and_unknown_keys_become_warnings() {
+        let r = parse_vault(&[
+            ("vault.hashicorp.com/go-max-procs", "2"),
+            ("vault.hashicorp.com/agent-image", "hashicorp/vault:1.15"),
+            ("vault.hashicorp.com/agnet-inject-secret-x", "typo"),
+        ])
+        .expect("parses");
+        assert_eq!(r.warnings.len(), 3, "{:?}", r.warnings);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("agnet-inject-secret-x"))
+        );
+    }
+
+    #[test]
+    fn modes_follow_pre_populate_annotations() {
+        let mode = |pairs: &[(&str, &str)]| parse_vault(pairs).expect("parses").mode;
+        assert_eq!(mode(&[]), None);
+        assert_eq!(
+            mode(&[("vault.hashicorp.com/agent-pre-populate-only", "true")]),
+            Some(Mode::InitOnly)
+        );
+        assert_eq!(
+            mode(&[("vault.hashicorp.com/agent-pre-populate", "false")]),
+            Some(Mode::SidecarOnly)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_denied_with_the_key_and_a_valid_example() {
+        let cases = [
+            ("vault.hashicorp.com/agent-limits-cpu", "500mi"),
+            ("vault.hashicorp.com/agent-requests-mem", "128mb"),
+            ("vault.hashicorp.com/agent-run-as-user", "root"),
+            ("vault.hashicorp.com/agent-inject-perms-db", "777x"),
+            ("vault.hashicorp.com/agent-inject-default-template", "yaml"),
+            ("vault.hashicorp.com/secret-volume-path", "relative/path"),
+            ("vault.hashicorp.com/log-level", "loud"),
+            ("vault.hashicorp.com/agent-json-patch", "{not json"),
+        ];
+        for (key, value) in cases {
+            let mut pairs = vec![(key, value)];
+            if key.ends_with("-db") {
+                pairs.push((
+                    "vault.hashicorp.com/agent-inject-secret-db",
+                    "secret/data/db",
+                ));
+            }
+            let err = parse_vault(&pairs).expect_err(key);
+            assert_eq!(err.reason, "bad_annotation", "{key}");
+            assert!(
+                err.message.starts_with(&format!("{key}: ")),
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn empty_resource_values_leave_the_key_out() {
+        let r = parse_vault(&[("vault.hashicorp.com/agent-limits-cpu", "")]).expect("parses");
+        assert_eq!(r.resources.cpu_limit, Some(None));
+    }
+
+    #[test]
+    fn hydrant_annotations_parse_outputs_and_settings() {
+        let r = parse_hydrant(&[
+            ("hydrant.dev/inject", "true"),
+            ("hydrant.dev/role", "app"),
+            ("hydrant.dev/auth-method", "jwt"),
+            ("hydrant.dev/auth-mount", "/jwt-k8s/"),
+            ("hydrant.dev/secret-config", "secret/data/app/config"),
+            ("hydrant.dev/format-config", "yaml"),
+            ("hydrant.dev/file-config", "config.yaml"),
+            (
+                "hydrant.dev/template-db.env",
+                "DB={{ secret('secret/data/db').data.url }}\n",
+            ),
+            ("hydrant.dev/perms-db.env", "0600"),
+            ("hydrant.dev/mode", "init-only"),
+            ("hydrant.dev/containers", "app"),
+            ("hydrant.dev/memory-limit", "32Mi"),
+        ])
+        .expect("parses");
+        assert_eq!(r.auth_method, Some(AuthMethod::Jwt));
+        assert_eq!(r.auth_mount.as_deref(), Some("jwt-k8s"));
+        assert_eq!(r.mode, Some(Mode::InitOnly));
+        assert_eq!(r.outputs.len(), 2);
+        assert_eq!(r.outputs[0].name, "config");
+        assert_eq!(
+            r.outputs[0].source,
+            OutputSource::Secret {
+                path: "secret/data/app/config".into(),
+                format: SecretFormat::Yaml
+            }
+        );
+        assert_eq!(r.outputs[1].perms, Some(FileMode(0o600)));
+        assert_eq!(r.resources.memory_limit, Some(Some("32Mi".into())));
+    }
+
+    #[test]
+    fn hydrant_annotations_are_strict() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("hydrant.dev/scret-db", "x")],
+                "hydrant.dev/scret-db: is not a hydrant annotation",
+            ),
+            (
+                &[
+                    ("hydrant.dev/secret-db", "a"),
+                    ("hydrant.dev/template-db", "b"),
+                ],
+                "keep one",
+            ),
+            (
+                &[("hydrant.dev/file-db", "db.env")],
+                "no hydrant.dev/secret-db",
+            ),
+            (
+                &[
+                    ("hydrant.dev/secret-db", "a"),
+                    ("hydrant.dev/format-db", "toml"),
+                ],
+                "not a format",
+            ),
+            (
+                &[("hydrant.dev/template-db", "{% if %}")],
+                "hydrant.dev/template-db: line 1 column",
+            ),
+            (&[("hydrant.dev/mode", "sidecar")], "not a mode"),
+            (&[("hydrant.dev/auth-method", "aws")], "not an auth method"),
+            (&[("vault.hashicorp.com/role", "x")], "other family"),
+        ];
+        for (pairs, want) in cases {
+            let err = parse_hydrant(pairs).expect_err(want);
+            assert!(
+                err.message.contains(want),
+                "{} does not contain {want}",
+                err.message
+            );
+        }
+    }
+}

@@ -1,0 +1,846 @@
+//! The pod mutation: from a pod and the injector's settings to a JSON Patch that adds hydrant's
+//! agent, or a denial. Pure and deterministic: the same pod gives the same bytes.
+
+use std::collections::BTreeMap;
+
+use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, ExecAction, Pod, PodSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::Value;
+
+use crate::agent_config::{
+    AgentConfig, AuthConfig, AuthMethod, RetryConfig, SecretFileConfig, TemplateConfig, VaultConfig,
+};
+use crate::annotations::{self, Family, INJECTED, Output, OutputSource, QuantityOverride, Request};
+use crate::settings::{Mode, Resources, Settings};
+use crate::{AGENT_BINARY, AGENT_CONFIG_ENV, Denial, names};
+
+/// What the webhook adds to a pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mutation {
+    /// The JSON Patch (RFC 6902) to apply to the pod.
+    pub patch: Patch,
+    /// Things the user should know: accepted annotations that change nothing, modes changed.
+    pub warnings: Vec<String>,
+    /// The mode the pod got.
+    pub mode: Mode,
+}
+
+/// Where a pod is being created.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    /// The pod's namespace.
+    pub namespace: &'a str,
+    /// The pod runs to completion (a Job's or CronJob's): it must never get a sidecar that keeps
+    /// it running.
+    pub batch: bool,
+}
+
+/// Mutates a pod about to be created in `namespace`. `Ok(None)`: nothing to do (not asked for,
+/// already injected, or not a pending pod). A pod owned by a Job counts as batch.
+pub fn mutate(pod: &Pod, namespace: &str, settings: &Settings) -> Result<Option<Mutation>, Denial> {
+    let batch = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "Job" && o.api_version.starts_with("batch/"));
+    mutate_in(pod, &Context { namespace, batch }, settings)
+}
+
+/// [`mutate`] with the context given explicitly: `hydrant inject` knows a Job's or CronJob's pod
+/// template has no owner yet.
+pub fn mutate_in(
+    pod: &Pod,
+    context: &Context<'_>,
+    settings: &Settings,
+) -> Result<Option<Mutation>, Denial> {
+    let no_annotations = BTreeMap::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&no_annotations);
+    let Some(family) = annotations::wanted(annotations)? else {
+        return Ok(None);
+    };
+    if annotations::already_injected(annotations) {
+        return Ok(None);
+    }
+    // vault-k8s GH-501: only pods about to be created.
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if phase.is_some_and(|p| p != "Pending") {
+        return Ok(None);
+    }
+    if settings
+        .excluded_namespaces
+        .iter()
+        .any(|n| n == context.namespace)
+    {
+        return Err(Denial::new(
+            "excluded_namespace",
+            format!(
+                "cannot inject into namespace {}: it is excluded by the injector's settings; run the pod in an application namespace",
+                context.namespace
+            ),
+        ));
+    }
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| Denial::new("no_spec", "the pod has no spec"))?;
+    let request = annotations::parse(annotations, family, settings)?;
+    let plan = Plan::new(&request, spec, context, settings)?;
+    Ok(Some(plan.into_mutation(spec, &request)))
+}
+
+/// A file's destination and the volume it lives in.
+struct Destination {
+    path: String,
+}
+
+/// Everything decided, ready to be written as a patch.
+struct Plan {
+    mode: Mode,
+    warnings: Vec<String>,
+    /// New volumes, in patch order.
+    volumes: Vec<Volume>,
+    /// Mounts for the app's containers (index into `spec.containers`).
+    app_mounts: Vec<VolumeMount>,
+    targets: Vec<usize>,
+    /// App init containers that run after the agent and get the mounts too.
+    init_targets: Vec<usize>,
+    init_container: Option<Value>,
+    init_first: bool,
+    sidecar_container: Option<Value>,
+    share_process_namespace: bool,
+}
+
+impl Plan {
+    fn new(
+        request: &Request,
+        spec: &PodSpec,
+        context: &Context<'_>,
+        settings: &Settings,
+    ) -> Result<Plan, Denial> {
+        let family = request.family;
+        let mut warnings = request.warnings.clone();
+        let asked = request.mode.unwrap_or(settings.mode);
+        let mode = match asked {
+            Mode::InitAndSidecar | Mode::SidecarOnly if context.batch => {
+                warnings.push(format!(
+                    "the pod runs to completion (a Job's): it gets mode native instead of {asked}, so that its sidecar ends with it"
+                ));
+                Mode::Native
+            }
+            other => other,
+        };
+        let targets = target_containers(request, spec)?;
+        let agent_first = match mode {
+            Mode::Native => true,
+            Mode::InitAndSidecar | Mode::InitOnly => request.init_first,
+            Mode::SidecarOnly => false,
+        };
+        let init_targets: Vec<usize> = if agent_first {
+            (0..spec.init_containers.as_ref().map_or(0, Vec::len)).collect()
+        } else {
+            Vec::new()
+        };
+
+        // Volumes and mounts for the files.
+        let mut volumes = vec![
+            memory_volume(names::STATE_VOLUME),
+            memory_volume(names::SECRETS_VOLUME),
+        ];
+        let mut app_mounts = vec![mount(names::SECRETS_VOLUME, &request.mount_path, false)];
+        let mut custom: Vec<&str> = request
+            .outputs
+            .iter()
+            .filter_map(|o| o.mount_path.as_deref())
+            .filter(|p| *p != request.mount_path)
+            .collect();
+        custom.sort_unstable();
+        custom.dedup();
+        for (i, path) in custom.iter().enumerate() {
+            let name = format!("{}-custom-{i}", names::SECRETS_VOLUME);
+            volumes.push(memory_volume(&name));
+            app_mounts.push(mount(&name, path, false));
+        }
+        let destinations = request
+            .outputs
+            .iter()
+            .map(|o| destination(family, request, o))
+            .collect::<Result<Vec<_>, Denial>>()?;
+
+        // The agent's own mounts: its state, the files, and what it logs in with.
+        let mut agent_mounts = vec![mount(names::STATE_VOLUME, names::STATE_PATH, false)];
+        agent_mounts.extend(app_mounts.iter().cloned());
+        let method = request.auth_method.unwrap_or(settings.auth_method);
+        let mut jwt_path = request.jwt_path.clone();
+        if matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt) && jwt_path.is_none() {
+            let (volume, token_mount, path) = service_account_token(request, spec)?;
+            volumes.extend(volume);
+            agent_mounts.push(token_mount);
+            jwt_path = Some(path);
+        }
+        if let Some(secret) = &request.tls_secret {
+            volumes.push(secret_volume(names::TLS_VOLUME, secret));
+            agent_mounts.push(mount(names::TLS_VOLUME, names::TLS_PATH, true));
+        }
+        if let Some(secret) = &request.extra_secret {
+            volumes.push(secret_volume(names::EXTRA_VOLUME, secret));
+            agent_mounts.push(mount(names::EXTRA_VOLUME, names::EXTRA_PATH, true));
+        }
+        if let Some(source) = &request.copy_volume_mounts {
+            agent_mounts.extend(copied_mounts(family, spec, source)?);
+        }
+        check_conflicts(spec, &volumes, &app_mounts, &targets)?;
+
+        let config = agent_config(request, settings, method, jwt_path, &destinations)?;
+        let config_json = serde_json::to_string(&config).map_err(|e| {
+            Denial::new(
+                "internal",
+                format!("cannot encode the agent configuration: {e}"),
+            )
+        })?;
+        let security = security_context(request, spec, settings)?;
+        let image = request
+            .image
+            .clone()
+            .unwrap_or_else(|| settings.agent_image.clone());
+        let env = agent_env(request, &config_json);
+        let container = |name: &str, args: &[&str], resources: &Resources| Container {
+            name: name.to_owned(),
+            image: Some(image.clone()),
+            command: Some(
+                std::iter::once(AGENT_BINARY)
+                    .chain(args.iter().copied())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            env: Some(env.clone()),
+            resources: resource_requirements(resources, &request.resources),
+            security_context: security.clone(),
+            volume_mounts: Some(agent_mounts.clone()),
+            ..Container::default()
+        };
+
+        let init = match mode {
+            Mode::InitAndSidecar | Mode::InitOnly => Some(container(
+                names::INIT_CONTAINER,
+                &["agent", "--once"],
+                &settings.init_resources,
+            )),
+            Mode::Native => Some(Container {
+                restart_policy: Some("Always".to_owned()),
+                startup_probe: Some(Probe {
+                    exec: Some(ExecAction {
+                        command: Some(
+                            [AGENT_BINARY, "agent", "--check-ready"]
+                                .map(str::to_owned)
+                                .to_vec(),
+                        ),
+                    }),
+                    period_seconds: Some(1),
+                    timeout_seconds: Some(5),
+                    failure_threshold: Some(settings.startup_timeout_seconds.max(1)),
+                    ..Probe::default()
+                }),
+                ..container(
+                    names::SIDECAR_CONTAINER,
+                    &["agent"],
+                    &settings.sidecar_resources,
+                )
+            }),
+            Mode::SidecarOnly => None,
+        };
+        let sidecar = match mode {
+            Mode::InitAndSidecar | Mode::SidecarOnly => Some(container(
+                names::SIDECAR_CONTAINER,
+                &["agent"],
+                &settings.sidecar_resources,
+            )),
+            Mode::Native | Mode::InitOnly => None,
+        };
+        // In native mode the one container is the sidecar: the sidecar's patch applies to it.
+        let (init_patch, init_annotation) = match mode {
+            Mode::Native => (&request.sidecar_patch, "agent-json-patch"),
+            _ => (&request.init_patch, "agent-init-json-patch"),
+        };
+        let init_container = init
+            .map(|c| patched(family, c, init_patch, init_annotation))
+            .transpose()?;
+        let sidecar_container = sidecar
+            .map(|c| patched(family, c, &request.sidecar_patch, "agent-json-patch"))
+            .transpose()?;
+
+        let share_process_namespace = match request.share_process_namespace {
+            Some(true) if spec.share_process_namespace == Some(false) => {
+                return Err(Denial::bad(
+                    &format!("{}agent-share-process-namespace", family.prefix()),
+                    "the pod sets shareProcessNamespace: false; remove one of the two".to_owned(),
+                ));
+            }
+            Some(share) => share && spec.share_process_namespace != Some(true),
+            None => false,
+        };
+        Ok(Plan {
+            mode,
+            warnings,
+            volumes,
+            app_mounts,
+            targets,
+            init_targets,
+            init_container,
+            init_first: agent_first,
+            sidecar_container,
+            share_process_namespace,
+        })
+    }
+
+    fn into_mutation(self, spec: &PodSpec, request: &Request) -> Mutation {
+        let mut ops = Vec::new();
+        // The pod has annotations: it asked for injection with one.
+        ops.push(add(
+            &["metadata", "annotations", request.family.status_key()],
+            Value::String(INJECTED.to_owned()),
+        ));
+        let has_volumes = spec.volumes.as_ref().is_some_and(|v| !v.is_empty());
+        append_all(
+            &mut ops,
+            &["spec", "volumes"],
+            has_volumes,
+            to_values(&self.volumes),
+        );
+        for &i in &self.targets {
+            let has = spec.containers[i]
+                .volume_mounts
+                .as_ref()
+                .is_some_and(|m| !m.is_empty());
+            let index = i.to_string();
+            let base = ["spec", "containers", &index, "volumeMounts"];
+            append_all(&mut ops, &base, has, to_values(&self.app_mounts));
+        }
+        let app_init = spec.init_containers.as_deref().unwrap_or_default();
+        for &i in &self.init_targets {
+            let has = app_init[i]
+                .volume_mounts
+                .as_ref()
+                .is_some_and(|m| !m.is_empty());
+            let index = i.to_string();
+            let base = ["spec", "initContainers", &index, "volumeMounts"];
+            append_all(&mut ops, &base, has, to_values(&self.app_mounts));
+        }
+        if let Some(init) = self.init_container {
+            if app_init.is_empty() {
+                ops.push(add(&["spec", "initContainers"], Value::Array(vec![init])));
+            } else if self.init_first {
+                // RFC 6902 add at an index inserts before it.
+                ops.push(add(&["spec", "initContainers", "0"], init));
+            } else {
+                ops.push(add(&["spec", "initContainers", "-"], init));
+            }
+        }
+        if let Some(sidecar) = self.sidecar_container {
+            ops.push(add(&["spec", "containers", "-"], sidecar));
+        }
+        if self.share_process_namespace {
+            ops.push(add(&["spec", "shareProcessNamespace"], Value::Bool(true)));
+        }
+        Mutation {
+            patch: Patch(ops),
+            warnings: self.warnings,
+            mode: self.mode,
+        }
+    }
+}
+
+/// An `add` at the JSON Pointer made of `tokens` (escaped as RFC 6901 says: `~0`, `~1`).
+fn add(tokens: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: jsonptr::PointerBuf::from_tokens(tokens.iter().copied()),
+        value,
+    })
+}
+
+/// Appends values to an array: one `add` of the whole array when it is absent or empty (an
+/// `add /spec/volumes/-` on a missing array fails, and vault-k8s's repeated whole-array adds
+/// replace each other), else one `add .../-` per value.
+fn append_all(ops: &mut Vec<PatchOperation>, base: &[&str], exists: bool, values: Vec<Value>) {
+    if values.is_empty() {
+        return;
+    }
+    if exists {
+        let mut tokens = base.to_vec();
+        tokens.push("-");
+        for value in values {
+            ops.push(add(&tokens, value));
+        }
+    } else {
+        ops.push(add(base, Value::Array(values)));
+    }
+}
+
+fn to_values<T: serde::Serialize>(items: &[T]) -> Vec<Value> {
+    items
+        .iter()
+        .map(|i| serde_json::to_value(i).unwrap_or(Value::Null))
+        .collect()
+}
+
+fn memory_volume(name: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".to_owned()),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn secret_volume(name: &str, secret: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn target_containers(request: &Request, spec: &PodSpec) -> Result<Vec<usize>, Denial> {
+    let Some(wanted) = &request.containers else {
+        return Ok((0..spec.containers.len()).collect());
+    };
+    let key = match request.family {
+        Family::VaultK8s => "vault.hashicorp.com/agent-inject-containers",
+        Family::Hydrant => "hydrant.dev/containers",
+    };
+    let mut targets = Vec::new();
+    for name in wanted {
+        let i = spec
+            .containers
+            .iter()
+            .position(|c| &c.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+                Denial::bad(
+                    key,
+                    format!(
+                        "the pod has no container {name:?}; its containers are {}",
+                        known.join(", ")
+                    ),
+                )
+            })?;
+        if !targets.contains(&i) {
+            targets.push(i);
+        }
+    }
+    targets.sort_unstable();
+    Ok(targets)
+}
+
+fn destination(family: Family, request: &Request, output: &Output) -> Result<Destination, Denial> {
+    let mount = output.mount_path.as_deref().unwrap_or(&request.mount_path);
+    let file = output.file.as_deref().unwrap_or(&output.name);
+    // vault-k8s joins even an absolute file name under the mount path.
+    let relative = file.trim_start_matches('/');
+    let key = match family {
+        Family::VaultK8s => format!("vault.hashicorp.com/agent-inject-file-{}", output.name),
+        Family::Hydrant => format!("hydrant.dev/file-{}", output.name),
+    };
+    if relative.is_empty()
+        || relative.ends_with('/')
+        || relative.split('/').any(|s| s == ".." || s == ".")
+    {
+        return Err(Denial::bad(
+            &key,
+            format!(
+                "{file:?} is not a file name under {mount}; use a name such as db.env or conf/db.env, without '..'"
+            ),
+        ));
+    }
+    Ok(Destination {
+        path: format!("{mount}/{relative}"),
+    })
+}
+
+/// The service-account token the agent logs in with: a token projected for the audience the
+/// pod names, the volume vault-k8s's annotation names, the app's own mounted token, or (when the
+/// pod mounts none) a token projected for the agent.
+fn service_account_token(
+    request: &Request,
+    spec: &PodSpec,
+) -> Result<(Option<Volume>, VolumeMount, String), Denial> {
+    let projected = |audience: Option<&str>| Volume {
+        name: names::TOKEN_VOLUME.to_owned(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: audience.map(str::to_owned),
+                    expiration_seconds: Some(3600),
+                    path: "token".to_owned(),
+                }),
+                ..VolumeProjection::default()
+            }]),
+            ..ProjectedVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let own_token = |audience: Option<&str>| {
+        (
+            Some(projected(audience)),
+            mount(names::TOKEN_VOLUME, names::TOKEN_PATH, true),
+            format!("{}/token", names::TOKEN_PATH),
+        )
+    };
+    if let Some(audience) = &request.token_audience {
+        return Ok(own_token(Some(audience)));
+    }
+    let all_mounts = || {
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .flat_map(|c| c.volume_mounts.iter().flatten())
+    };
+    if let Some(name) = &request.token_volume {
+        let volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| &v.name == name)
+            .ok_or_else(|| {
+                Denial::bad(
+                    "vault.hashicorp.com/agent-service-account-token-volume-name",
+                    format!("the pod has no volume named {name:?}"),
+                )
+            })?;
+        let file = volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+            .find_map(|s| s.service_account_token.as_ref().map(|t| t.path.clone()))
+            .unwrap_or_else(|| "token".to_owned());
+        let path = all_mounts()
+            .find(|m| &m.name == name)
+            .map(|m| m.mount_path.clone())
+            .unwrap_or_else(|| "/var/run/secrets/vault.hashicorp.com/serviceaccount".to_owned());
+        return Ok((None, mount(name, &path, true), format!("{path}/{file}")));
+    }
+    match spec
+        .containers
+        .iter()
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .find(|m| m.mount_path.contains("serviceaccount"))
+    {
+        Some(m) => Ok((
+            None,
+            mount(&m.name, &m.mount_path, true),
+            format!("{}/token", m.mount_path.trim_end_matches('/')),
+        )),
+        None => Ok(own_token(None)),
+    }
+}
+
+fn copied_mounts(family: Family, spec: &PodSpec, source: &str) -> Result<Vec<VolumeMount>, Denial> {
+    let container = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == source)
+        .ok_or_else(|| {
+            Denial::bad(
+                &format!("{}agent-copy-volume-mounts", family.prefix()),
+                format!("the pod has no container {source:?}"),
+            )
+        })?;
+    Ok(container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| !m.mount_path.contains("serviceaccount"))
+        .cloned()
+        .collect())
+}
+
+/// Names already used in the pod would make the patch clobber or duplicate them.
+fn check_conflicts(
+    spec: &PodSpec,
+    volumes: &[Volume],
+    app_mounts: &[VolumeMount],
+    targets: &[usize],
+) -> Result<(), Denial> {
+    for volume in volumes {
+        if spec.volumes.iter().flatten().any(|v| v.name == volume.name) {
+            return Err(Denial::new(
+                "conflict",
+                format!(
+                    "the pod already has a volume named {}; hydrant adds its own under that name",
+                    volume.name
+                ),
+            ));
+        }
+    }
+    for &i in targets {
+        let container = &spec.containers[i];
+        for m in app_mounts {
+            if container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|e| e.mount_path == m.mount_path)
+            {
+                return Err(Denial::new(
+                    "conflict",
+                    format!(
+                        "container {} already mounts something at {}, where the secrets go; choose another mount path",
+                        container.name, m.mount_path
+                    ),
+                ));
+            }
+        }
+    }
+    let taken = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in taken {
+        if c.name == names::INIT_CONTAINER || c.name == names::SIDECAR_CONTAINER {
+            return Err(Denial::new(
+                "conflict",
+                format!("the pod already has a container named {}", c.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn agent_config(
+    request: &Request,
+    settings: &Settings,
+    method: AuthMethod,
+    jwt_path: Option<String>,
+    destinations: &[Destination],
+) -> Result<AgentConfig, Denial> {
+    let family = request.family;
+    if matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt) && request.role.is_none() {
+        let key = match family {
+            Family::VaultK8s => "vault.hashicorp.com/role",
+            Family::Hydrant => "hydrant.dev/role",
+        };
+        return Err(Denial::new(
+            "missing_annotation",
+            format!("{key} is required: name the Vault role the pod logs in with ({method} auth)"),
+        ));
+    }
+    let uses_jwt = matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt);
+    let mut templates = Vec::new();
+    let mut secrets = Vec::new();
+    for (output, destination) in request.outputs.iter().zip(destinations) {
+        match &output.source {
+            OutputSource::Template(text) => templates.push(TemplateConfig {
+                name: output.name.clone(),
+                contents: Some(text.clone()),
+                source: None,
+                destination: destination.path.clone().into(),
+                perms: output.perms,
+            }),
+            OutputSource::Secret { path, format } => secrets.push(SecretFileConfig {
+                name: output.name.clone(),
+                path: path.clone(),
+                format: *format,
+                destination: destination.path.clone().into(),
+                perms: output.perms,
+            }),
+        }
+    }
+    if templates.is_empty() && secrets.is_empty() {
+        let hint = match family {
+            Family::VaultK8s => "vault.hashicorp.com/agent-inject-secret-<name>",
+            Family::Hydrant => "hydrant.dev/secret-<name> or hydrant.dev/template-<name>",
+        };
+        return Err(Denial::new(
+            "missing_annotation",
+            format!(
+                "{} is set but no file is asked for: add {hint}",
+                family.inject_key()
+            ),
+        ));
+    }
+    let config = AgentConfig {
+        vault: VaultConfig {
+            address: request
+                .vault_address
+                .clone()
+                .unwrap_or_else(|| settings.vault_address.clone()),
+            namespace: request.vault_namespace.clone(),
+            ca_cert: request.ca_cert.clone().map(Into::into),
+            tls_server_name: request.tls_server_name.clone(),
+            tls_skip_verify: request.tls_skip_verify,
+            max_concurrent_requests: None,
+        },
+        auth: AuthConfig {
+            method,
+            mount: request
+                .auth_mount
+                .clone()
+                .or_else(|| settings.auth_mount.clone()),
+            role: request.role.clone().filter(|_| uses_jwt),
+            jwt_path: jwt_path.filter(|_| uses_jwt).map(Into::into),
+            role_id_path: request.role_id_path.clone().map(Into::into),
+            secret_id_path: request.secret_id_path.clone().map(Into::into),
+            token_path: request.token_path.clone().map(Into::into),
+        },
+        templates,
+        secrets,
+        retry: RetryConfig::default(),
+    };
+    config.validate().map_err(|issues| {
+        Denial::new(
+            "invalid_config",
+            format!("the agent configuration these annotations give is invalid: {issues}"),
+        )
+    })?;
+    Ok(config)
+}
+
+fn security_context(
+    request: &Request,
+    spec: &PodSpec,
+    settings: &Settings,
+) -> Result<Option<SecurityContext>, Denial> {
+    let explicit_ids =
+        request.run_as_user.is_some() || request.run_as_group.is_some() || request.run_as_same_user;
+    if request.set_security_context == Some(false) && !explicit_ids {
+        return Ok(None);
+    }
+    let mut user = request.run_as_user.or(settings.run_as.map(|r| r.user));
+    let group = request.run_as_group.or(settings.run_as.map(|r| r.group));
+    if request.run_as_same_user {
+        let same = spec
+            .containers
+            .first()
+            .and_then(|c| c.security_context.as_ref())
+            .and_then(|s| s.run_as_user)
+            .filter(|uid| *uid != 0)
+            .ok_or_else(|| {
+                Denial::bad(
+                    "vault.hashicorp.com/agent-run-as-same-user",
+                    "the pod's first container sets no runAsUser, or runs as root; set one or remove the annotation".to_owned(),
+                )
+            })?;
+        user = Some(same);
+    }
+    let root = user == Some(0) || group == Some(0);
+    Ok(Some(SecurityContext {
+        run_as_user: user,
+        run_as_group: group,
+        run_as_non_root: Some(!root),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }))
+}
+
+fn agent_env(request: &Request, config_json: &str) -> Vec<EnvVar> {
+    let var = |name: &str, value: &str| EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    };
+    let mut env = vec![var(AGENT_CONFIG_ENV, config_json)];
+    if let Some(level) = &request.log_level {
+        env.push(var("HYDRANT_LOG", level));
+    }
+    if let Some(format) = &request.log_format {
+        env.push(var("HYDRANT_LOG_FORMAT", format));
+    }
+    if let Some(proxy) = &request.proxy_address {
+        env.push(var("HTTPS_PROXY", proxy));
+    }
+    env
+}
+
+fn resource_requirements(
+    base: &Resources,
+    overrides: &crate::annotations::ResourceOverrides,
+) -> Option<ResourceRequirements> {
+    let pick = |base: &Option<String>, over: &QuantityOverride| match over {
+        Some(value) => value.clone(),
+        None => base.clone(),
+    };
+    let map = |entries: [(&str, Option<String>); 3]| {
+        let map: BTreeMap<String, Quantity> = entries
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), Quantity(v?))))
+            .collect();
+        (!map.is_empty()).then_some(map)
+    };
+    let requests = map([
+        ("cpu", pick(&base.cpu_request, &overrides.cpu_request)),
+        (
+            "ephemeral-storage",
+            pick(&base.ephemeral_request, &overrides.ephemeral_request),
+        ),
+        (
+            "memory",
+            pick(&base.memory_request, &overrides.memory_request),
+        ),
+    ]);
+    let limits = map([
+        ("cpu", pick(&base.cpu_limit, &overrides.cpu_limit)),
+        (
+            "ephemeral-storage",
+            pick(&base.ephemeral_limit, &overrides.ephemeral_limit),
+        ),
+        ("memory", pick(&base.memory_limit, &overrides.memory_limit)),
+    ]);
+    (requests.is_some() || limits.is_some()).then(|| ResourceRequirements {
+        requests,
+        limits,
+        ..ResourceRequirements::default()
+    })
+}
+
+/// Applies vault-k8s's `agent-json-patch` / `agent-init-json-patch` to a generated container.
+fn patched(
+    family: Family,
+    container: Container,
+    patch: &Option<Patch>,
+    annotation: &str,
+) -> Result<Value, Denial> {
+    let mut value = serde_json::to_value(&container).map_err(|e| {
+        Denial::new(
+            "internal",
+            format!("cannot encode the agent container: {e}"),
+        )
+    })?;
+    if let Some(patch) = patch {
+        let key = format!("{}{annotation}", family.prefix());
+        json_patch::patch(&mut value, patch).map_err(|e| {
+            Denial::bad(&key, format!("does not apply to the agent container: {e}"))
+        })?;
+        serde_json::from_value::<Container>(value.clone())
+            .map_err(|e| Denial::bad(&key, format!("leaves the agent container invalid: {e}")))?;
+    }
+    Ok(value)
+}

@@ -1,0 +1,206 @@
+//! The injector's settings: what the webhook's flags (and the Helm chart's values) decide for
+//! every pod, before annotations refine it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::agent_config::AuthMethod;
+
+/// How the agent is added to a pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mode {
+    /// One init container with `restartPolicy: Always` (a native sidecar, Kubernetes ≥ 1.29)
+    /// and a startup probe that passes once every file is rendered: the app starts only with its
+    /// files, and the agent stops by itself when the app's containers end (Jobs finish).
+    Native,
+    /// vault-k8s's pair: an init container that renders and exits, and a sidecar container.
+    InitAndSidecar,
+    /// Only the init container: files are rendered once, nothing is renewed.
+    InitOnly,
+    /// Only the sidecar container: the app may start before its files exist.
+    SidecarOnly,
+}
+
+impl Mode {
+    /// Every mode, for messages and help.
+    pub const ALL: [Mode; 4] = [
+        Mode::Native,
+        Mode::InitAndSidecar,
+        Mode::InitOnly,
+        Mode::SidecarOnly,
+    ];
+
+    /// The name used in annotations, flags and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Native => "native",
+            Mode::InitAndSidecar => "init-and-sidecar",
+            Mode::InitOnly => "init-only",
+            Mode::SidecarOnly => "sidecar-only",
+        }
+    }
+
+    /// Whether the pod gets a container that keeps running beside the app.
+    pub fn has_sidecar(self) -> bool {
+        matches!(
+            self,
+            Mode::Native | Mode::InitAndSidecar | Mode::SidecarOnly
+        )
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mode, String> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == s.trim())
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not a mode; use one of {}",
+                    Mode::ALL.map(Mode::name).join(", ")
+                )
+            })
+    }
+}
+
+/// What vault-k8s's default template renders when a secret has no template of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultTemplate {
+    /// `key: value` lines of the response's `data`, as Go prints them.
+    Map,
+    /// The response's `data` as one line of JSON.
+    Json,
+}
+
+impl FromStr for DefaultTemplate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DefaultTemplate, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "map" => Ok(DefaultTemplate::Map),
+            "json" => Ok(DefaultTemplate::Json),
+            _ => Err(format!("{s:?} is not a default template; use map or json")),
+        }
+    }
+}
+
+/// Requests and limits of one agent container; `None` leaves the key out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU request, such as `10m`.
+    pub cpu_request: Option<String>,
+    /// Memory request, such as `16Mi`.
+    pub memory_request: Option<String>,
+    /// Ephemeral-storage request.
+    pub ephemeral_request: Option<String>,
+    /// CPU limit.
+    pub cpu_limit: Option<String>,
+    /// Memory limit.
+    pub memory_limit: Option<String>,
+    /// Ephemeral-storage limit.
+    pub ephemeral_limit: Option<String>,
+}
+
+impl Resources {
+    /// hydrant's defaults: it measures about 7 MiB; requests are small, limits unset.
+    pub fn small() -> Resources {
+        Resources {
+            cpu_request: Some("10m".to_owned()),
+            memory_request: Some("16Mi".to_owned()),
+            ..Resources::default()
+        }
+    }
+}
+
+/// The user and group the agent runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// `runAsUser`.
+    pub user: i64,
+    /// `runAsGroup`.
+    pub group: i64,
+}
+
+/// The distroless `nonroot` user that hydrant's image runs as.
+pub const DEFAULT_RUN_AS: RunAs = RunAs {
+    user: 65532,
+    group: 65532,
+};
+
+/// Everything the webhook decides for all pods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Vault's address as the agent reaches it (`vault.hashicorp.com/service` overrides it).
+    pub vault_address: String,
+    /// The agent's image: hydrant's own.
+    pub agent_image: String,
+    /// The auth method when a pod names none.
+    pub auth_method: AuthMethod,
+    /// The auth mount when a pod names none; the method's name when `None`.
+    pub auth_mount: Option<String>,
+    /// The mode when a pod names none.
+    pub mode: Mode,
+    /// vault-k8s's default template for secrets without one.
+    pub default_template: DefaultTemplate,
+    /// The init container's resources (also used by native mode's single container).
+    pub init_resources: Resources,
+    /// The sidecar container's resources.
+    pub sidecar_resources: Resources,
+    /// The user and group to run as; `None` leaves them out (OpenShift assigns its own).
+    pub run_as: Option<RunAs>,
+    /// Namespaces where pods are never mutated: asking for injection there is denied.
+    pub excluded_namespaces: Vec<String>,
+    /// How long a native sidecar may take to render every file before the pod fails to start.
+    pub startup_timeout_seconds: i32,
+}
+
+impl Settings {
+    /// Settings with hydrant's defaults for everything but the two things it cannot guess.
+    pub fn new(vault_address: impl Into<String>, agent_image: impl Into<String>) -> Settings {
+        Settings {
+            vault_address: vault_address.into(),
+            agent_image: agent_image.into(),
+            auth_method: AuthMethod::Kubernetes,
+            auth_mount: None,
+            mode: Mode::Native,
+            default_template: DefaultTemplate::Map,
+            init_resources: Resources::small(),
+            sidecar_resources: Resources::small(),
+            run_as: Some(DEFAULT_RUN_AS),
+            excluded_namespaces: vec!["kube-system".to_owned(), "kube-public".to_owned()],
+            startup_timeout_seconds: 300,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_by_name_and_refuse_others_listing_them() {
+        for mode in Mode::ALL {
+            assert_eq!(mode.name().parse::<Mode>(), Ok(mode));
+        }
+        let err = "sidecar".parse::<Mode>().expect_err("unknown");
+        assert!(
+            err.contains("native, init-and-sidecar, init-only, sidecar-only"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn default_templates_parse_case_insensitively() {
+        assert_eq!("MAP".parse(), Ok(DefaultTemplate::Map));
+        assert_eq!(" json".parse(), Ok(DefaultTemplate::Json));
+        assert!("yaml".parse::<DefaultTemplate>().is_err());
+    }
+}

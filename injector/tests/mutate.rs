@@ -1,0 +1,868 @@
+//! The mutation, end to end on pods: the patch applies, the pod it gives is what each mode and
+//! annotation asks for, and every refusal names the annotation.
+
+use injector::agent_config::{AgentConfig, AuthMethod, SecretFormat};
+use injector::settings::{Mode, RunAs};
+use injector::{Denial, Mutation, Settings, mutate, mutate_in, names};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::{Value, json};
+
+/// Builds pods the way they reach the webhook.
+struct PodBuilder(Value);
+
+impl PodBuilder {
+    /// An app pod with one container that mounts its service-account token, as the
+    /// ServiceAccount admission plugin leaves it.
+    fn new() -> PodBuilder {
+        PodBuilder(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "app-0", "namespace": "team-a", "annotations": {}},
+            "spec": {
+                "serviceAccountName": "app",
+                "containers": [{
+                    "name": "app",
+                    "image": "registry.example/app:1",
+                    "volumeMounts": [{"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}]
+                }],
+                "volumes": [{"name": "kube-api-access-x", "projected": {"sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]}}]
+            }
+        }))
+    }
+
+    /// A pod with nothing optional: no annotations, no volumes, no mounts.
+    fn bare() -> PodBuilder {
+        PodBuilder(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "bare"},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}
+        }))
+    }
+
+    fn annotate(mut self, key: &str, value: &str) -> PodBuilder {
+        if self.0["metadata"]["annotations"].is_null() {
+            self.0["metadata"]["annotations"] = json!({});
+        }
+        self.0["metadata"]["annotations"][key] = json!(value);
+        self
+    }
+
+    fn vault(self, pairs: &[(&str, &str)]) -> PodBuilder {
+        pairs.iter().fold(
+            self.annotate("vault.hashicorp.com/agent-inject", "true"),
+            |p, (k, v)| p.annotate(&format!("vault.hashicorp.com/{k}"), v),
+        )
+    }
+
+    fn hydrant(self, pairs: &[(&str, &str)]) -> PodBuilder {
+        pairs
+            .iter()
+            .fold(self.annotate("hydrant.dev/inject", "true"), |p, (k, v)| {
+                p.annotate(&format!("hydrant.dev/{k}"), v)
+            })
+    }
+
+    fn init_container(mut self, name: &str) -> PodBuilder {
+        let list = self.0["spec"]["initContainers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut list = list;
+        list.push(json!({"name": name, "image": "busybox"}));
+        self.0["spec"]["initContainers"] = Value::Array(list);
+        self
+    }
+
+    fn owned_by_job(mut self) -> PodBuilder {
+        self.0["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "migrate", "uid": "u-1", "controller": true}]);
+        self
+    }
+
+    fn set(mut self, pointer: &str, value: Value) -> PodBuilder {
+        *self.0.pointer_mut(pointer).expect("pointer exists") = value;
+        self
+    }
+
+    fn build(self) -> Pod {
+        serde_json::from_value(self.0).expect("a valid pod")
+    }
+}
+
+fn settings() -> Settings {
+    Settings::new(
+        "https://vault.vault.svc:8200",
+        "ghcr.io/hydrant-dev/hydrant:0.1.0",
+    )
+}
+
+fn mutated(pod: &Pod) -> Mutation {
+    mutate(pod, "team-a", &settings())
+        .expect("allowed")
+        .expect("a patch")
+}
+
+fn denied(pod: &Pod) -> Denial {
+    mutate(pod, "team-a", &settings()).expect_err("denied")
+}
+
+/// The pod after the patch, checked to be a valid pod.
+fn apply(pod: &Pod, mutation: &Mutation) -> Pod {
+    let mut value = serde_json::to_value(pod).expect("pod json");
+    json_patch::patch(&mut value, &mutation.patch).expect("the patch applies");
+    serde_json::from_value(value).expect("the result is a pod")
+}
+
+fn agent_config(container: &Container) -> AgentConfig {
+    let env = container.env.as_ref().expect("env");
+    let json = env
+        .iter()
+        .find(|e| e.name == "HYDRANT_AGENT_CONFIG")
+        .and_then(|e| e.value.as_deref())
+        .expect("HYDRANT_AGENT_CONFIG");
+    let config: AgentConfig = serde_json::from_str(json).expect("the agent reads it");
+    config.validate().expect("and finds it valid");
+    config
+}
+
+fn container<'a>(list: &'a Option<Vec<Container>>, name: &str) -> &'a Container {
+    list.iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+#[test]
+fn a_vault_k8s_pod_gets_a_native_sidecar_that_renders_its_secrets() {
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db-creds", "database/creds/ro"),
+            ("agent-inject-secret-config", "secret/data/app/config"),
+            (
+                "agent-inject-template-config",
+                "{{ secret('secret/data/app/config').data.url }}\n",
+            ),
+        ])
+        .build();
+    let mutation = mutated(&pod);
+    assert_eq!(mutation.mode, Mode::Native);
+    let after = apply(&pod, &mutation);
+    let spec = after.spec.as_ref().expect("spec");
+
+    let agent = &spec.init_containers.as_ref().expect("init containers")[0];
+    assert_eq!(agent.name, "vault-agent");
+    assert_eq!(agent.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        agent.command.as_ref().expect("command"),
+        &["/usr/local/bin/hydrant", "agent"]
+    );
+    let probe = agent.startup_probe.as_ref().expect("startup probe");
+    assert_eq!(
+        probe
+            .exec
+            .as_ref()
+            .and_then(|e| e.command.clone())
+            .expect("exec"),
+        ["/usr/local/bin/hydrant", "agent", "--check-ready"]
+    );
+    assert_eq!(spec.containers.len(), 1, "no classic sidecar");
+
+    let config = agent_config(agent);
+    assert_eq!(config.vault.address, "https://vault.vault.svc:8200");
+    assert_eq!(config.auth.method, AuthMethod::Kubernetes);
+    assert_eq!(config.auth.role.as_deref(), Some("app"));
+    assert_eq!(
+        config.auth.jwt_path.as_deref(),
+        Some(std::path::Path::new(
+            "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        ))
+    );
+    assert_eq!(config.secrets.len(), 1);
+    assert_eq!(config.secrets[0].name, "db-creds");
+    assert_eq!(config.secrets[0].format, SecretFormat::VaultK8sMap);
+    assert_eq!(
+        config.secrets[0].destination.to_str(),
+        Some("/vault/secrets/db-creds")
+    );
+    assert_eq!(
+        config.templates[0].destination.to_str(),
+        Some("/vault/secrets/config")
+    );
+
+    let app = &spec.containers[0];
+    let mounts: Vec<(&str, &str)> = app
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+        .collect();
+    assert!(
+        mounts.contains(&("vault-secrets", "/vault/secrets")),
+        "{mounts:?}"
+    );
+    assert!(
+        !mounts.iter().any(|(n, _)| *n == names::STATE_VOLUME),
+        "the app never sees the agent's state"
+    );
+    let volumes = spec.volumes.as_ref().expect("volumes");
+    for name in [names::STATE_VOLUME, names::SECRETS_VOLUME] {
+        let v = volumes.iter().find(|v| v.name == name).expect("volume");
+        assert_eq!(
+            v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()),
+            Some("Memory")
+        );
+    }
+    assert_eq!(
+        after
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("vault.hashicorp.com/agent-inject-status"))
+            .map(String::as_str),
+        Some("injected")
+    );
+}
+
+#[test]
+fn every_mode_adds_the_containers_it_promises() {
+    let cases = [
+        ("native", vec![], vec![("vault-agent", true)]),
+        (
+            "init-and-sidecar",
+            vec!["vault-agent"],
+            vec![("vault-agent-init", false)],
+        ),
+        ("init-only", vec![], vec![("vault-agent-init", false)]),
+        ("sidecar-only", vec!["vault-agent"], vec![]),
+    ];
+    for (mode, sidecars, inits) in cases {
+        let pod = PodBuilder::new()
+            .hydrant(&[
+                ("role", "app"),
+                ("secret-db", "secret/data/db"),
+                ("mode", mode),
+            ])
+            .build();
+        let after = apply(&pod, &mutated(&pod));
+        let spec = after.spec.expect("spec");
+        let added: Vec<&str> = spec.containers[1..]
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(added, sidecars, "{mode}");
+        let init: Vec<(&str, bool)> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.restart_policy.as_deref() == Some("Always"),
+                )
+            })
+            .collect();
+        assert_eq!(init, inits, "{mode}");
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers[1..])
+        {
+            let once = c
+                .command
+                .as_ref()
+                .expect("command")
+                .contains(&"--once".to_string());
+            assert_eq!(once, c.name == "vault-agent-init", "{mode}: {}", c.name);
+        }
+    }
+}
+
+#[test]
+fn a_job_pod_never_gets_a_classic_sidecar() {
+    for mode in ["init-and-sidecar", "sidecar-only"] {
+        let pod = PodBuilder::new()
+            .owned_by_job()
+            .hydrant(&[
+                ("role", "app"),
+                ("secret-db", "secret/data/db"),
+                ("mode", mode),
+            ])
+            .build();
+        let mutation = mutated(&pod);
+        assert_eq!(mutation.mode, Mode::Native, "{mode}");
+        assert!(
+            mutation
+                .warnings
+                .iter()
+                .any(|w| w.contains("runs to completion"))
+        );
+        let spec = apply(&pod, &mutation).spec.expect("spec");
+        assert_eq!(spec.containers.len(), 1, "{mode}: no sidecar in containers");
+    }
+    let pod = PodBuilder::new()
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("mode", "init-and-sidecar"),
+        ])
+        .build();
+    let batch = injector::Context {
+        namespace: "team-a",
+        batch: true,
+    };
+    let mutation = mutate_in(&pod, &batch, &settings())
+        .expect("allowed")
+        .expect("patch");
+    assert_eq!(
+        mutation.mode,
+        Mode::Native,
+        "a CronJob's template, through hydrant inject"
+    );
+    let pod = PodBuilder::new()
+        .owned_by_job()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("agent-pre-populate-only", "true"),
+        ])
+        .build();
+    assert_eq!(
+        mutated(&pod).mode,
+        Mode::InitOnly,
+        "init-only stays init-only"
+    );
+}
+
+#[test]
+fn a_bare_pod_gets_a_patch_that_applies() {
+    let pod = PodBuilder::bare()
+        .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+        .build();
+    let pod = {
+        let mut pod = pod;
+        pod.metadata.annotations.as_mut().expect("annotations");
+        pod
+    };
+    let mutation = mutated(&pod);
+    let ops = serde_json::to_value(&mutation.patch).expect("json");
+    let paths: Vec<&str> = ops
+        .as_array()
+        .expect("ops")
+        .iter()
+        .map(|o| o["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/metadata/annotations/hydrant.dev~1status",
+            "/spec/volumes",
+            "/spec/containers/0/volumeMounts",
+            "/spec/initContainers",
+        ],
+        "one add per missing array, never a second add replacing the first"
+    );
+    let spec = apply(&pod, &mutation).spec.expect("spec");
+    let volumes: Vec<&str> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(
+        volumes,
+        [
+            names::STATE_VOLUME,
+            names::SECRETS_VOLUME,
+            names::TOKEN_VOLUME
+        ]
+    );
+}
+
+#[test]
+fn a_pod_without_annotations_is_not_asking() {
+    let mut pod = PodBuilder::bare().build();
+    pod.metadata.annotations = None;
+    assert_eq!(
+        mutate(&pod, "team-a", &settings()),
+        Ok(None),
+        "not asked for"
+    );
+}
+
+#[test]
+fn annotation_keys_are_escaped_as_rfc_6901_says() {
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let ops = serde_json::to_value(&mutated(&pod).patch).expect("json");
+    assert_eq!(
+        ops[0]["path"],
+        "/metadata/annotations/vault.hashicorp.com~1agent-inject-status"
+    );
+}
+
+#[test]
+fn mutating_twice_gives_no_patch_and_the_same_input_the_same_bytes() {
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-b", "secret/data/b"),
+            ("agent-inject-secret-a", "secret/data/a"),
+            ("agent-inject-secret-c", "secret/data/c"),
+            ("secret-volume-path-c", "/etc/c"),
+            ("secret-volume-path-a", "/etc/a"),
+        ])
+        .build();
+    let first = serde_json::to_vec(&mutated(&pod).patch).expect("json");
+    for _ in 0..20 {
+        assert_eq!(
+            serde_json::to_vec(&mutated(&pod).patch).expect("json"),
+            first
+        );
+    }
+    let after = apply(&pod, &mutated(&pod));
+    assert_eq!(mutate(&after, "team-a", &settings()), Ok(None));
+}
+
+#[test]
+fn pods_not_pending_or_not_asking_are_left_alone() {
+    let running = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let mut running = running;
+    running.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        phase: Some("Running".into()),
+        ..Default::default()
+    });
+    assert_eq!(mutate(&running, "team-a", &settings()), Ok(None));
+    let off = PodBuilder::new()
+        .annotate("vault.hashicorp.com/agent-inject", "false")
+        .build();
+    assert_eq!(mutate(&off, "team-a", &settings()), Ok(None));
+}
+
+#[test]
+fn the_agent_runs_hardened_with_small_requests() {
+    let pod = PodBuilder::new()
+        .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    let agent = container(&spec.init_containers, "vault-agent");
+    let sc = agent.security_context.as_ref().expect("security context");
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.run_as_user, Some(65532));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+        Some(vec!["ALL".to_string()])
+    );
+    assert_eq!(
+        sc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+        Some("RuntimeDefault")
+    );
+    let resources = agent.resources.as_ref().expect("resources");
+    let requests = resources.requests.as_ref().expect("requests");
+    assert_eq!(requests["cpu"].0, "10m");
+    assert_eq!(requests["memory"].0, "16Mi");
+    assert!(resources.limits.is_none(), "no limits by default");
+}
+
+#[test]
+fn openshift_settings_leave_the_ids_out() {
+    let pod = PodBuilder::new()
+        .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+        .build();
+    let mut s = settings();
+    s.run_as = None;
+    let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
+    let spec = apply(&pod, &mutation).spec.expect("spec");
+    let sc = container(&spec.init_containers, "vault-agent")
+        .security_context
+        .clone()
+        .expect("sc");
+    assert_eq!((sc.run_as_user, sc.run_as_group), (None, None));
+    assert_eq!(sc.run_as_non_root, Some(true));
+}
+
+#[test]
+fn vault_k8s_resource_and_identity_annotations_apply() {
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("agent-pre-populate-only", "true"),
+            ("agent-limits-mem", "64Mi"),
+            ("agent-requests-cpu", ""),
+            ("agent-run-as-user", "1000"),
+            ("agent-run-as-group", "0"),
+        ])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    let init = container(&spec.init_containers, "vault-agent-init");
+    let resources = init.resources.as_ref().expect("resources");
+    assert_eq!(
+        resources.limits.as_ref().expect("limits")["memory"].0,
+        "64Mi"
+    );
+    assert!(
+        !resources
+            .requests
+            .as_ref()
+            .expect("requests")
+            .contains_key("cpu"),
+        "empty value omits the key"
+    );
+    let sc = init.security_context.as_ref().expect("sc");
+    assert_eq!(
+        (sc.run_as_user, sc.run_as_group, sc.run_as_non_root),
+        (Some(1000), Some(0), Some(false))
+    );
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("agent-set-security-context", "false"),
+        ])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    assert!(
+        container(&spec.init_containers, "vault-agent")
+            .security_context
+            .is_none()
+    );
+}
+
+#[test]
+fn the_token_comes_from_the_app_mount_a_named_volume_or_a_projection() {
+    // No token mounted (automountServiceAccountToken: false): one is projected for the agent.
+    let pod = PodBuilder::bare()
+        .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    let config = agent_config(container(&spec.init_containers, "vault-agent"));
+    assert_eq!(
+        config.auth.jwt_path.as_deref().and_then(|p| p.to_str()),
+        Some("/var/run/secrets/hydrant.dev/serviceaccount/token")
+    );
+    // An audience asked for: projected for it.
+    let pod = PodBuilder::new()
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("auth-method", "jwt"),
+            ("token-audience", "vault"),
+        ])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    let token = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == names::TOKEN_VOLUME)
+        .expect("token volume");
+    let projection = token
+        .projected
+        .as_ref()
+        .and_then(|p| p.sources.as_ref())
+        .expect("sources")[0]
+        .service_account_token
+        .clone()
+        .expect("token projection");
+    assert_eq!(projection.audience.as_deref(), Some("vault"));
+    // approle needs none.
+    let pod = PodBuilder::bare()
+        .vault(&[
+            ("auth-type", "approle"),
+            ("auth-config-role-id-file-path", "/vault/custom/role-id"),
+            ("auth-config-secret-id-file-path", "/vault/custom/secret-id"),
+            ("agent-extra-secret", "approle-creds"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    assert!(
+        !spec
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == names::TOKEN_VOLUME)
+    );
+    let agent = container(&spec.init_containers, "vault-agent");
+    assert!(
+        agent
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == "/vault/custom")
+    );
+    assert_eq!(agent_config(agent).auth.method, AuthMethod::Approle);
+}
+
+#[test]
+fn native_agent_comes_first_and_app_init_containers_after_it_get_the_files() {
+    let pod = PodBuilder::new()
+        .init_container("migrate")
+        .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    let inits = spec.init_containers.expect("init containers");
+    assert_eq!(
+        inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["vault-agent", "migrate"]
+    );
+    assert!(
+        inits[1]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "vault-secrets")
+    );
+
+    let pod = PodBuilder::new()
+        .init_container("migrate")
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("agent-pre-populate-only", "true"),
+        ])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    let inits = spec.init_containers.expect("init containers");
+    assert_eq!(
+        inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["migrate", "vault-agent-init"]
+    );
+    assert!(
+        inits[0].volume_mounts.is_none(),
+        "it runs before the files exist"
+    );
+}
+
+#[test]
+fn custom_mount_paths_get_their_own_volumes_in_sorted_order() {
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-z", "secret/data/z"),
+            ("secret-volume-path-z", "/etc/z"),
+            ("agent-inject-secret-a", "secret/data/a"),
+            ("secret-volume-path-a", "/etc/a"),
+            ("agent-inject-file-a", "/conf/a.env"),
+        ])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    let mounts: Vec<(String, String)> = spec.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.clone(), m.mount_path.clone()))
+        .collect();
+    assert!(
+        mounts.contains(&("vault-secrets-custom-0".into(), "/etc/a".into())),
+        "{mounts:?}"
+    );
+    assert!(
+        mounts.contains(&("vault-secrets-custom-1".into(), "/etc/z".into())),
+        "{mounts:?}"
+    );
+    let config = agent_config(container(&spec.init_containers, "vault-agent"));
+    let destinations: Vec<&str> = config
+        .secrets
+        .iter()
+        .map(|s| s.destination.to_str().expect("utf-8"))
+        .collect();
+    assert_eq!(destinations, ["/etc/a/conf/a.env", "/etc/z/z"]);
+}
+
+#[test]
+fn json_patch_annotations_apply_to_the_agent_container() {
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            (
+                "agent-json-patch",
+                r#"[{"op": "add", "path": "/env/-", "value": {"name": "EXTRA", "value": "1"}}]"#,
+            ),
+        ])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    let env = container(&spec.init_containers, "vault-agent")
+        .env
+        .clone()
+        .expect("env");
+    assert!(env.iter().any(|e| e.name == "EXTRA"));
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            (
+                "agent-json-patch",
+                r#"[{"op": "remove", "path": "/nothing"}]"#,
+            ),
+        ])
+        .build();
+    let denial = denied(&pod);
+    assert!(
+        denial
+            .message
+            .starts_with("vault.hashicorp.com/agent-json-patch: does not apply"),
+        "{}",
+        denial.message
+    );
+}
+
+#[test]
+fn each_denial_names_what_to_change() {
+    let base = || PodBuilder::new();
+    let cases: Vec<(Pod, &str, &str)> = vec![
+        (
+            base()
+                .vault(&[("agent-inject-secret-db", "secret/data/db")])
+                .build(),
+            "missing_annotation",
+            "vault.hashicorp.com/role is required",
+        ),
+        (
+            base().vault(&[("role", "app")]).build(),
+            "missing_annotation",
+            "no file is asked for",
+        ),
+        (
+            base()
+                .vault(&[
+                    ("role", "app"),
+                    ("agent-inject-secret-db", "secret/data/db"),
+                    ("agent-inject-containers", "app, nope"),
+                ])
+                .build(),
+            "bad_annotation",
+            "the pod has no container \"nope\"",
+        ),
+        (
+            base()
+                .vault(&[
+                    ("role", "app"),
+                    ("agent-inject-secret-db", "secret/data/db"),
+                    ("agent-inject-file-db", "../../etc/passwd"),
+                ])
+                .build(),
+            "bad_annotation",
+            "without '..'",
+        ),
+        (
+            base()
+                .vault(&[
+                    ("role", "app"),
+                    ("agent-inject-secret-db", "secret/data/db"),
+                    ("agent-run-as-same-user", "true"),
+                ])
+                .build(),
+            "bad_annotation",
+            "sets no runAsUser",
+        ),
+        (
+            base()
+                .vault(&[
+                    ("role", "app"),
+                    ("agent-inject-secret-db", "secret/data/db"),
+                    ("agent-share-process-namespace", "true"),
+                ])
+                .set("/spec/serviceAccountName", json!("app"))
+                .build()
+                .with_share(false),
+            "bad_annotation",
+            "shareProcessNamespace: false",
+        ),
+        (
+            base()
+                .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+                .build()
+                .with_volume("vault-secrets"),
+            "conflict",
+            "already has a volume named vault-secrets",
+        ),
+        (
+            base()
+                .vault(&[
+                    ("role", "app"),
+                    ("agent-inject-secret-db", "secret/data/db"),
+                    ("service", "vault:8200"),
+                ])
+                .build(),
+            "invalid_config",
+            "vault.address",
+        ),
+    ];
+    for (pod, reason, text) in cases {
+        let denial = denied(&pod);
+        assert_eq!(denial.reason, reason, "{}", denial.message);
+        assert!(
+            denial.message.contains(text),
+            "{} does not contain {text}",
+            denial.message
+        );
+    }
+    let pod = base()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let denial = mutate(&pod, "kube-system", &settings()).expect_err("excluded");
+    assert_eq!(denial.reason, "excluded_namespace");
+    assert!(denial.message.contains("kube-system"));
+}
+
+#[test]
+fn run_as_settings_apply_when_no_annotation_overrides() {
+    let pod = PodBuilder::new()
+        .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+        .build();
+    let mut s = settings();
+    s.run_as = Some(RunAs {
+        user: 100,
+        group: 1000,
+    });
+    let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
+    let spec = apply(&pod, &mutation).spec.expect("spec");
+    let sc = container(&spec.init_containers, "vault-agent")
+        .security_context
+        .clone()
+        .expect("sc");
+    assert_eq!((sc.run_as_user, sc.run_as_group), (Some(100), Some(1000)));
+}
+
+trait PodExt {
+    fn with_share(self, share: bool) -> Pod;
+    fn with_volume(self, name: &str) -> Pod;
+}
+
+impl PodExt for Pod {
+    fn with_share(mut self, share: bool) -> Pod {
+        self.spec.as_mut().expect("spec").share_process_namespace = Some(share);
+        self
+    }
+
+    fn with_volume(mut self, name: &str) -> Pod {
+        self.spec
+            .as_mut()
+            .expect("spec")
+            .volumes
+            .get_or_insert_with(Vec::new)
+            .push(k8s_openapi::api::core::v1::Volume {
+                name: name.to_owned(),
+                ..Default::default()
+            });
+        self
+    }
+}

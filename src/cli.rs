@@ -1,8 +1,16 @@
 //! The command line: one binary, one subcommand per job.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use injector::agent_config::{AuthMethod, Duration};
+use injector::settings::{DefaultTemplate, Mode, Resources, RunAs, Settings};
+use injector::values::parse_quantity;
+
+/// The agent image the injector names when none is configured: this very binary's release.
+pub const DEFAULT_AGENT_IMAGE: &str =
+    concat!("ghcr.io/hydrant-dev/hydrant:", env!("CARGO_PKG_VERSION"));
 
 /// Delivers Vault secrets and composed platform configuration into Kubernetes pods.
 #[derive(Debug, Parser)]
@@ -29,10 +37,19 @@ pub enum Command {
     Agent(AgentArgs),
     /// Render composed config snapshots and templates for CI and laptops (not implemented yet).
     Render(NotYet),
-    /// Mutate pod manifests offline (not implemented yet).
-    Inject(NotYet),
-    /// Serve the mutating admission webhook (not implemented yet).
-    Webhook(NotYet),
+    /// Mutate pod manifests offline: what the webhook would do, for GitOps pipelines and
+    /// debugging.
+    ///
+    /// Reads YAML or JSON documents (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job,
+    /// CronJob, List), mutates every pod template that asks for injection, leaves everything else
+    /// as it is, and prints YAML. A pod the webhook would deny makes it exit 1 with the denial.
+    Inject(InjectArgs),
+    /// Serve the mutating admission webhook over HTTPS.
+    ///
+    /// POST /mutate takes an AdmissionReview (admission.k8s.io/v1 or v1beta1) and answers in kind;
+    /// GET /healthz, /readyz and /metrics serve probes and Prometheus. The certificate and key are
+    /// reloaded when their files change.
+    Webhook(WebhookArgs),
     /// Keep Vault policies and roles applied from git (not implemented yet).
     Controller(NotYet),
     /// Lint, plan and apply a policy repository (not implemented yet).
@@ -48,6 +65,165 @@ pub struct AgentArgs {
     /// Render every file once, then exit: what the init container does before the app starts.
     #[arg(long)]
     pub once: bool,
+}
+
+/// `hydrant inject`.
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// The manifests: a file of YAML or JSON documents, or - for standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The namespace of documents that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// What the webhook decides for every pod.
+    #[command(flatten)]
+    pub injector: InjectorArgs,
+}
+
+/// `hydrant webhook`.
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Where to listen.
+    #[arg(long, env = "HYDRANT_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// The serving certificate chain (PEM); reloaded when it changes.
+    #[arg(long, env = "HYDRANT_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// The serving certificate's private key (PEM); reloaded when it changes.
+    #[arg(long, env = "HYDRANT_TLS_KEY", value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// How long one review may take before it is answered 503.
+    #[arg(long, env = "HYDRANT_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// The largest request body accepted, in bytes (a pod is at most about 1.5 MiB).
+    #[arg(long, env = "HYDRANT_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// What the webhook decides for every pod.
+    #[command(flatten)]
+    pub injector: InjectorArgs,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    Duration::parse(text)
+}
+
+fn parse_optional_quantity(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Ok(String::new())
+    } else {
+        parse_quantity(text)
+    }
+}
+
+/// What the injector decides for every pod: flags, each with an environment variable (a flag
+/// given on the command line wins over its variable).
+#[derive(Debug, Args)]
+pub struct InjectorArgs {
+    /// Vault's address as agents reach it.
+    #[arg(long, env = "HYDRANT_VAULT_ADDR")]
+    pub vault_addr: String,
+    /// The agent image (hydrant's own image; the agent is a subcommand of this binary).
+    #[arg(long, env = "HYDRANT_AGENT_IMAGE", default_value = DEFAULT_AGENT_IMAGE)]
+    pub agent_image: String,
+    /// The auth method of pods that name none: kubernetes, jwt, approle or token.
+    #[arg(long, env = "HYDRANT_AUTH_METHOD", default_value = "kubernetes")]
+    pub auth_method: AuthMethod,
+    /// The auth mount of pods that name none; the method's name when unset.
+    #[arg(long, env = "HYDRANT_AUTH_MOUNT")]
+    pub auth_mount: Option<String>,
+    /// The mode of pods that name none: native, init-and-sidecar, init-only or sidecar-only.
+    #[arg(long, env = "HYDRANT_MODE", default_value = "native")]
+    pub mode: Mode,
+    /// vault-k8s's default template for secrets without one: map or json.
+    #[arg(long, env = "HYDRANT_DEFAULT_TEMPLATE", default_value = "map", value_parser = parse_default_template)]
+    pub default_template: DefaultTemplate,
+    /// CPU request of the init container (and of native mode's container); empty leaves it out.
+    #[arg(long, env = "HYDRANT_INIT_CPU_REQUEST", default_value = "10m", value_parser = parse_optional_quantity)]
+    pub init_cpu_request: String,
+    /// Memory request of the init container; empty leaves it out.
+    #[arg(long, env = "HYDRANT_INIT_MEMORY_REQUEST", default_value = "16Mi", value_parser = parse_optional_quantity)]
+    pub init_memory_request: String,
+    /// CPU limit of the init container; empty (the default) leaves it out.
+    #[arg(long, env = "HYDRANT_INIT_CPU_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
+    pub init_cpu_limit: String,
+    /// Memory limit of the init container; empty (the default) leaves it out.
+    #[arg(long, env = "HYDRANT_INIT_MEMORY_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
+    pub init_memory_limit: String,
+    /// CPU request of the sidecar; empty leaves it out.
+    #[arg(long, env = "HYDRANT_SIDECAR_CPU_REQUEST", default_value = "10m", value_parser = parse_optional_quantity)]
+    pub sidecar_cpu_request: String,
+    /// Memory request of the sidecar; empty leaves it out.
+    #[arg(long, env = "HYDRANT_SIDECAR_MEMORY_REQUEST", default_value = "16Mi", value_parser = parse_optional_quantity)]
+    pub sidecar_memory_request: String,
+    /// CPU limit of the sidecar; empty (the default) leaves it out.
+    #[arg(long, env = "HYDRANT_SIDECAR_CPU_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
+    pub sidecar_cpu_limit: String,
+    /// Memory limit of the sidecar; empty (the default) leaves it out.
+    #[arg(long, env = "HYDRANT_SIDECAR_MEMORY_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
+    pub sidecar_memory_limit: String,
+    /// The user the agent runs as.
+    #[arg(long, env = "HYDRANT_RUN_AS_USER", default_value_t = 65532)]
+    pub run_as_user: i64,
+    /// The group the agent runs as.
+    #[arg(long, env = "HYDRANT_RUN_AS_GROUP", default_value_t = 65532)]
+    pub run_as_group: i64,
+    /// Leave runAsUser and runAsGroup out, for OpenShift, which assigns them.
+    #[arg(long, env = "HYDRANT_OMIT_RUN_AS")]
+    pub omit_run_as: bool,
+    /// Namespaces where injection is refused (comma-separated).
+    #[arg(
+        long = "exclude-namespaces",
+        env = "HYDRANT_EXCLUDE_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system,kube-public"
+    )]
+    pub exclude_namespaces: Vec<String>,
+    /// Seconds a native sidecar may take to render every file before the pod fails to start.
+    #[arg(long, env = "HYDRANT_STARTUP_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub startup_timeout_seconds: i32,
+}
+
+fn parse_default_template(text: &str) -> Result<DefaultTemplate, String> {
+    text.parse()
+}
+
+impl InjectorArgs {
+    /// The injector's settings.
+    pub fn settings(&self) -> Settings {
+        let some = |q: &str| (!q.is_empty()).then(|| q.to_owned());
+        let mut settings = Settings::new(self.vault_addr.clone(), self.agent_image.clone());
+        settings.auth_method = self.auth_method;
+        settings.auth_mount = self.auth_mount.clone().filter(|m| !m.is_empty());
+        settings.mode = self.mode;
+        settings.default_template = self.default_template;
+        settings.init_resources = Resources {
+            cpu_request: some(&self.init_cpu_request),
+            memory_request: some(&self.init_memory_request),
+            cpu_limit: some(&self.init_cpu_limit),
+            memory_limit: some(&self.init_memory_limit),
+            ..Resources::default()
+        };
+        settings.sidecar_resources = Resources {
+            cpu_request: some(&self.sidecar_cpu_request),
+            memory_request: some(&self.sidecar_memory_request),
+            cpu_limit: some(&self.sidecar_cpu_limit),
+            memory_limit: some(&self.sidecar_memory_limit),
+            ..Resources::default()
+        };
+        settings.run_as = (!self.omit_run_as).then_some(RunAs {
+            user: self.run_as_user,
+            group: self.run_as_group,
+        });
+        settings.excluded_namespaces = self
+            .exclude_namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        settings.startup_timeout_seconds = self.startup_timeout_seconds;
+        settings
+    }
 }
 
 /// A subcommand whose issue has not landed: it accepts anything and exits 64.

@@ -6,9 +6,11 @@
 pub mod agent;
 pub mod cli;
 pub mod env;
+pub mod inject;
 pub mod telemetry;
 pub mod template;
 pub mod vault;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -37,6 +39,26 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
             agent::run(&options, env)?;
             Ok(())
         }
+        Command::Inject(args) => {
+            let settings = args.injector.settings();
+            let injected = inject::run(&args.file, &args.namespace, &settings)?;
+            for warning in &injected.warnings {
+                eprintln!("hydrant: warning: {warning}");
+            }
+            std::io::Write::write_all(&mut std::io::stdout(), injected.yaml.as_bytes())?;
+            Ok(())
+        }
+        Command::Webhook(args) => {
+            webhook::run(webhook::Options {
+                listen: args.listen,
+                tls_cert: args.tls_cert,
+                tls_key: args.tls_key,
+                request_timeout: args.request_timeout.0,
+                max_body_bytes: args.max_body_bytes,
+                settings: args.injector.settings(),
+            })?;
+            Ok(())
+        }
         other => Err(NotImplemented(other.name()).into()),
     }
 }
@@ -45,6 +67,16 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     if let Some(e) = error.downcast_ref::<agent::Error>() {
         e.exit_code()
+    } else if let Some(e) = error.downcast_ref::<inject::Error>() {
+        match e {
+            inject::Error::Denied(_) => EXIT_FAILURE,
+            inject::Error::Read { .. } | inject::Error::Parse { .. } => EXIT_USAGE,
+        }
+    } else if let Some(e) = error.downcast_ref::<webhook::Error>() {
+        match e {
+            webhook::Error::Tls(_) | webhook::Error::TlsConfig(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
     } else if error.is::<NotImplemented>() {
         EXIT_USAGE
     } else {

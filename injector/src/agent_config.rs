@@ -108,6 +108,24 @@ impl AuthMethod {
     }
 }
 
+impl std::str::FromStr for AuthMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<AuthMethod, String> {
+        [
+            AuthMethod::Kubernetes,
+            AuthMethod::Jwt,
+            AuthMethod::Approle,
+            AuthMethod::Token,
+        ]
+        .into_iter()
+        .find(|m| m.name() == s.trim())
+        .ok_or_else(|| {
+            format!("{s:?} is not an auth method; use kubernetes, jwt, approle or token")
+        })
+    }
+}
+
 impl fmt::Display for AuthMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

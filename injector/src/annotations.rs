@@ -671,14 +671,7 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
             "inject" | "status" => {}
             "mode" => r.mode = Some(value.parse().map_err(|e| Denial::bad(&k, e))?),
             "role" => r.role = non_empty(value),
-            "auth-method" => {
-                r.auth_method = Some(
-                    serde_json::from_value(serde_json::Value::String(value.trim().to_owned()))
-                        .map_err(|_| {
-                            Denial::bad(&k, format!("{value:?} is not an auth method; use kubernetes, jwt, approle or token"))
-                        })?,
-                )
-            }
+            "auth-method" => r.auth_method = Some(value.parse().map_err(|e| Denial::bad(&k, e))?),
             "auth-mount" => r.auth_mount = non_empty(value.trim().trim_matches('/')),
             "token-audience" => r.token_audience = non_empty(value),
             "vault-namespace" => r.vault_namespace = non_empty(value),
@@ -706,7 +699,9 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
                 if !valid_name(name) {
                     return Err(Denial::bad(
                         &k,
-                        format!("{name:?} is not a valid name: letters, digits, '-', '_' and '.', starting with a letter or digit"),
+                        format!(
+                            "{name:?} is not a valid name: letters, digits, '-', '_' and '.', starting with a letter or digit"
+                        ),
                     ));
                 }
                 let part = parts.entry(name).or_default();

@@ -1,0 +1,321 @@
+//! `hydrant inject`: the webhook's mutation applied offline to manifests, for GitOps pipelines
+//! and debugging.
+
+use std::io::Read as _;
+
+use injector::{Context, Settings, mutate_in};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+
+/// Why `hydrant inject` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input cannot be read.
+    #[error("cannot read {source_name}: {error}")]
+    Read {
+        /// The file, or standard input.
+        source_name: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The input is not YAML or JSON documents.
+    #[error("{source_name}: {message}")]
+    Parse {
+        /// The file, or standard input.
+        source_name: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// Pods the webhook would deny: one line each.
+    #[error("{}", .0.join("\nhydrant: "))]
+    Denied(Vec<String>),
+}
+
+/// The mutated documents, and what the user should know about them.
+#[derive(Debug, PartialEq)]
+pub struct Injected {
+    /// The documents as YAML, separated by `---`.
+    pub yaml: String,
+    /// Warnings, each naming its document.
+    pub warnings: Vec<String>,
+}
+
+/// Reads `path` (`-` for standard input) and mutates it.
+pub fn run(
+    path: &std::path::Path,
+    namespace: &str,
+    settings: &Settings,
+) -> Result<Injected, Error> {
+    let (source_name, text) = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|error| Error::Read {
+                source_name: "standard input".to_owned(),
+                error,
+            })?;
+        ("standard input".to_owned(), text)
+    } else {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| Error::Read {
+            source_name: name.clone(),
+            error,
+        })?;
+        (name, text)
+    };
+    inject(&text, &source_name, namespace, settings)
+}
+
+/// Mutates every pod template in the documents of `text`.
+pub fn inject(
+    text: &str,
+    source_name: &str,
+    namespace: &str,
+    settings: &Settings,
+) -> Result<Injected, Error> {
+    let parse_error = |message: String| Error::Parse {
+        source_name: source_name.to_owned(),
+        message,
+    };
+    let mut documents: Vec<Value> = if text.trim_start().starts_with(['{', '[']) {
+        vec![serde_json::from_str(text).map_err(|e| parse_error(format!("invalid JSON: {e}")))?]
+    } else {
+        serde_saphyr::from_multiple(text)
+            .map_err(|e| parse_error(format!("invalid YAML: {}", first_line(&e.to_string()))))?
+    };
+    documents.retain(|d| !d.is_null());
+    let mut warnings = Vec::new();
+    let mut denials = Vec::new();
+    for document in &mut documents {
+        visit(document, namespace, settings, &mut warnings, &mut denials);
+    }
+    if !denials.is_empty() {
+        return Err(Error::Denied(denials));
+    }
+    let mut yaml = String::new();
+    for (i, document) in documents.iter().enumerate() {
+        if i > 0 {
+            yaml.push_str("---\n");
+        }
+        yaml.push_str(
+            &serde_saphyr::to_string(document)
+                .map_err(|e| parse_error(format!("cannot write YAML: {e}")))?,
+        );
+    }
+    Ok(Injected { yaml, warnings })
+}
+
+/// Where a kind keeps its pod template, and whether its pods run to completion.
+fn template_of(kind: &str) -> Option<(&'static str, bool)> {
+    match kind {
+        "Pod" => Some(("", false)),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "ReplicationController" => {
+            Some(("/spec/template", false))
+        }
+        "Job" => Some(("/spec/template", true)),
+        "CronJob" => Some(("/spec/jobTemplate/spec/template", true)),
+        _ => None,
+    }
+}
+
+fn visit(
+    document: &mut Value,
+    namespace: &str,
+    settings: &Settings,
+    warnings: &mut Vec<String>,
+    denials: &mut Vec<String>,
+) {
+    let kind = document["kind"].as_str().unwrap_or_default().to_owned();
+    if kind.ends_with("List") {
+        if let Some(items) = document.get_mut("items").and_then(Value::as_array_mut) {
+            for item in items {
+                visit(item, namespace, settings, warnings, denials);
+            }
+        }
+        return;
+    }
+    let Some((pointer, batch)) = template_of(&kind) else {
+        return;
+    };
+    let name = document["metadata"]["name"]
+        .as_str()
+        .unwrap_or("(unnamed)")
+        .to_owned();
+    let namespace = document["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(namespace)
+        .to_owned();
+    let label = format!("{kind}/{name}");
+    let Some(template) = document.pointer_mut(pointer) else {
+        return;
+    };
+    let pod_value = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": template.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
+        "spec": template.get("spec").cloned().unwrap_or(Value::Null),
+    });
+    let pod: Pod = match serde_json::from_value(pod_value) {
+        Ok(pod) => pod,
+        Err(e) => {
+            denials.push(format!("{label}: its pod template is not a valid pod: {e}"));
+            return;
+        }
+    };
+    // A bare Pod carries its own owner references; a template's pods have no owner yet.
+    let batch = batch
+        || pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "Job");
+    let context = Context {
+        namespace: &namespace,
+        batch,
+    };
+    match mutate_in(&pod, &context, settings) {
+        Ok(None) => {}
+        Ok(Some(mutation)) => {
+            if let Err(e) = json_patch::patch(template, &mutation.patch) {
+                denials.push(format!(
+                    "{label}: the patch does not apply (a bug in hydrant): {e}"
+                ));
+                return;
+            }
+            warnings.extend(
+                mutation
+                    .warnings
+                    .into_iter()
+                    .map(|w| format!("{label}: {w}")),
+            );
+        }
+        Err(denial) => denials.push(format!("{label}: {}", denial.message)),
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::new("https://vault:8200", "hydrant:test")
+    }
+
+    const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations:
+        vault.hashicorp.com/agent-inject: \"true\"
+        vault.hashicorp.com/role: web
+        vault.hashicorp.com/agent-inject-secret-db: secret/data/web/db
+    spec:
+      containers:
+        - name: web
+          image: web:1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{port: 80}]}
+";
+
+    #[test]
+    fn pod_templates_are_mutated_and_other_kinds_left_alone() {
+        let out = inject(DEPLOYMENT, "test", "team-a", &settings()).expect("injects");
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&out.yaml).expect("yaml");
+        assert_eq!(docs.len(), 2);
+        let template = &docs[0]["spec"]["template"];
+        assert_eq!(
+            template["metadata"]["annotations"]["vault.hashicorp.com/agent-inject-status"],
+            "injected"
+        );
+        assert_eq!(template["spec"]["initContainers"][0]["name"], "vault-agent");
+        assert_eq!(docs[1]["kind"], "Service");
+        assert_eq!(docs[1]["spec"]["ports"][0]["port"], 80);
+    }
+
+    #[test]
+    fn a_cronjob_template_gets_no_classic_sidecar() {
+        let cron = "\
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: \"0 3 * * *\"
+  jobTemplate:
+    spec:
+      template:
+        metadata:
+          annotations:
+            hydrant.dev/inject: \"true\"
+            hydrant.dev/role: nightly
+            hydrant.dev/mode: init-and-sidecar
+            hydrant.dev/secret-db: secret/data/db
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: job, image: job:1}]
+";
+        let out = inject(cron, "test", "team-a", &settings()).expect("injects");
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&out.yaml).expect("yaml");
+        let spec = &docs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(spec["containers"].as_array().expect("containers").len(), 1);
+        assert_eq!(spec["initContainers"][0]["restartPolicy"], "Always");
+        assert!(
+            out.warnings[0].starts_with("CronJob/nightly: the pod runs to completion"),
+            "{:?}",
+            out.warnings
+        );
+    }
+
+    #[test]
+    fn lists_and_json_are_read_too() {
+        let list = serde_json::json!({
+            "apiVersion": "v1", "kind": "List",
+            "items": [{"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "annotations": {"hydrant.dev/inject": "true", "hydrant.dev/role": "r", "hydrant.dev/secret-a": "kv/a"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}}]
+        });
+        let out = inject(&list.to_string(), "test", "team-a", &settings()).expect("injects");
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&out.yaml).expect("yaml");
+        assert_eq!(
+            docs[0]["items"][0]["metadata"]["annotations"]["hydrant.dev/status"],
+            "injected"
+        );
+    }
+
+    #[test]
+    fn a_pod_the_webhook_would_deny_fails_the_run_naming_it() {
+        let bad = DEPLOYMENT.replace(
+            "vault.hashicorp.com/role: web",
+            "vault.hashicorp.com/agent-configmap: cfg",
+        );
+        let err = inject(&bad, "test", "team-a", &settings()).expect_err("denied");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("Deployment/web: vault.hashicorp.com/agent-configmap: "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn invalid_yaml_names_the_source() {
+        let err = inject("kind: [unclosed", "manifests.yaml", "team-a", &settings())
+            .expect_err("invalid");
+        assert!(
+            err.to_string().starts_with("manifests.yaml: invalid YAML"),
+            "{err}"
+        );
+    }
+}

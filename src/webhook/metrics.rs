@@ -1,0 +1,95 @@
+//! The webhook's Prometheus metrics, prefixed `hydrant_webhook_`. Labels are fixed strings.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::review::Outcome;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Requests by result, denials by reason, latency.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<ResultLabel, Counter>,
+    denials: Family<ReasonLabel, Counter>,
+    duration: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("hydrant_webhook");
+        let requests = Family::<ResultLabel, Counter>::default();
+        let denials = Family::<ReasonLabel, Counter>::default();
+        // 50 µs to about 1.6 s.
+        let duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "requests",
+            "Admission reviews answered, by result (patched, allowed, denied, invalid)",
+            requests.clone(),
+        );
+        registry.register("denials", "Pods refused, by reason", denials.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer one admission review",
+            duration.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            denials,
+            duration,
+        }
+    }
+
+    /// Counts one answered review.
+    pub fn answered(&self, outcome: &Outcome, seconds: f64) {
+        self.requests
+            .get_or_create(&ResultLabel {
+                result: outcome.label(),
+            })
+            .inc();
+        if let Outcome::Denied(reason) = outcome {
+            self.denials.get_or_create(&ReasonLabel { reason }).inc();
+        }
+        self.duration.observe(seconds);
+    }
+
+    /// Counts a body that was not an AdmissionReview.
+    pub fn invalid(&self) {
+        self.requests
+            .get_or_create(&ResultLabel { result: "invalid" })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

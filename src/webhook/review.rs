@@ -1,0 +1,145 @@
+//! One AdmissionReview in, one out: decoding, the call to `injector::mutate`, and the response
+//! in the form the API documents. No I/O.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use injector::Settings;
+use k8s_openapi::api::core::v1::Pod;
+use kube_core::admission::{AdmissionReview, Operation};
+use serde_json::{Value, json};
+
+/// The API versions of AdmissionReview answered, each in kind.
+const VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
+
+/// What happened to a review, for metrics and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Injected: the response carries a patch.
+    Patched,
+    /// Allowed unchanged: not asked for, already injected, not a pod creation.
+    Allowed,
+    /// Refused, with the denial's fixed reason.
+    Denied(&'static str),
+}
+
+impl Outcome {
+    /// A fixed label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Patched => "patched",
+            Outcome::Allowed => "allowed",
+            Outcome::Denied(_) => "denied",
+        }
+    }
+}
+
+/// A body that is not an AdmissionReview: answered HTTP 400 with this reason.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadReview(pub String);
+
+/// The answer to one review.
+#[derive(Debug)]
+pub struct Answer {
+    /// The AdmissionReview to send back.
+    pub body: Value,
+    /// What happened.
+    pub outcome: Outcome,
+    /// The denial's message, for the log.
+    pub message: Option<String>,
+    /// `namespace/name` of the pod, for the log.
+    pub pod: String,
+}
+
+/// Answers one AdmissionReview body.
+pub fn review(body: &[u8], settings: &Settings) -> Result<Answer, BadReview> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| BadReview(format!("the body is not JSON: {e}")))?;
+    let api_version = value["apiVersion"].as_str().unwrap_or_default().to_owned();
+    if value["kind"] != "AdmissionReview" || !VERSIONS.contains(&api_version.as_str()) {
+        return Err(BadReview(format!(
+            "the body is not an AdmissionReview of {} (apiVersion {:?}, kind {:?})",
+            VERSIONS.join(" or "),
+            value["apiVersion"],
+            value["kind"]
+        )));
+    }
+    let review: AdmissionReview<Pod> = serde_json::from_value(value)
+        .map_err(|e| BadReview(format!("the AdmissionReview cannot be read: {e}")))?;
+    let request = review
+        .request
+        .ok_or_else(|| BadReview("the AdmissionReview has no request".to_owned()))?;
+    let uid = request.uid.clone();
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| {
+            request
+                .object
+                .as_ref()
+                .and_then(|p| p.metadata.namespace.clone())
+        })
+        .unwrap_or_else(|| "default".to_owned());
+    let name = request
+        .object
+        .as_ref()
+        .and_then(|p| {
+            p.metadata
+                .name
+                .clone()
+                .or_else(|| p.metadata.generate_name.clone())
+        })
+        .unwrap_or_else(|| request.name.clone());
+    let pod_label = format!("{namespace}/{name}");
+    let respond = |response: Value, outcome: Outcome, message: Option<String>| Answer {
+        body: json!({
+            "apiVersion": api_version,
+            "kind": "AdmissionReview",
+            "response": response,
+        }),
+        outcome,
+        message,
+        pod: pod_label.clone(),
+    };
+    let allowed = json!({"uid": uid, "allowed": true});
+    let is_pod = request.kind.kind == "Pod" && request.kind.group.is_empty();
+    let (Operation::Create, true, Some(pod)) = (&request.operation, is_pod, &request.object) else {
+        // Not a pod being created: the webhook's rules should not send it; let it through.
+        return Ok(respond(allowed, Outcome::Allowed, None));
+    };
+    match injector::mutate(pod, &namespace, settings) {
+        Ok(None) => Ok(respond(allowed, Outcome::Allowed, None)),
+        Ok(Some(mutation)) => {
+            let patch = serde_json::to_vec(&mutation.patch)
+                .map_err(|e| BadReview(format!("cannot encode the patch: {e}")))?;
+            let mut response = json!({
+                "uid": uid,
+                "allowed": true,
+                "patchType": "JSONPatch",
+                // admission.k8s.io documents the patch as base64 (kube 5 would send an array of
+                // numbers, kube-rs#1781).
+                "patch": BASE64.encode(patch),
+            });
+            if !mutation.warnings.is_empty() {
+                response["warnings"] = json!(mutation.warnings);
+            }
+            Ok(respond(response, Outcome::Patched, None))
+        }
+        Err(denial) => {
+            let response = json!({
+                "uid": uid,
+                "allowed": false,
+                "status": {
+                    "code": 403,
+                    "reason": "Forbidden",
+                    "message": format!("hydrant: {}", denial.message),
+                },
+            });
+            Ok(respond(
+                response,
+                Outcome::Denied(denial.reason),
+                Some(denial.message),
+            ))
+        }
+    }
+}

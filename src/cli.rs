@@ -65,6 +65,13 @@ pub struct AgentArgs {
     /// Render every file once, then exit: what the init container does before the app starts.
     #[arg(long)]
     pub once: bool,
+    /// Exit 0 if the running agent has rendered every file, 1 if not: native mode's startup
+    /// probe. Reads nothing but the ready file.
+    #[arg(long, conflicts_with_all = ["once", "config"])]
+    pub check_ready: bool,
+    /// The file a running agent creates once every file is rendered.
+    #[arg(long, value_name = "FILE", default_value = injector::names::READY_FILE)]
+    pub ready_file: PathBuf,
 }
 
 /// `hydrant inject`.

@@ -28,9 +28,21 @@ pub const EXIT_USAGE: u8 = 64;
 #[error("{0} is not implemented yet")]
 pub struct NotImplemented(&'static str);
 
+/// The agent has not rendered every file yet (`hydrant agent --check-ready`).
+#[derive(Debug, thiserror::Error)]
+#[error("not ready: {} does not exist yet", .0.display())]
+pub struct NotReady(std::path::PathBuf);
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
     match cli.command {
+        Command::Agent(args) if args.check_ready => {
+            if args.ready_file.exists() {
+                Ok(())
+            } else {
+                Err(NotReady(args.ready_file).into())
+            }
+        }
         Command::Agent(args) => {
             let options = agent::Options {
                 config: args.config.as_deref(),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use crate::util::jwt::{self, Signer};
-use crate::util::token_review::TokenReviewer;
+use crate::util::token_review::{TokenReviewer, kubernetes_setup};
 use crate::util::{Hydrant, Vault, VaultOptions, free_port, mode, read};
 
 /// A value that must reach the files and nothing else.
@@ -198,39 +198,13 @@ fn jwt_auth_refusal_names_method_mount_and_role() {
     assert!(!line.contains(&token), "the JWT never appears: {line}");
 }
 
-/// Configures kubernetes auth against a TokenReview responder (no kube-apiserver can run here).
-fn kubernetes_setup(vault: &Vault, reviewer: &TokenReviewer) {
-    vault.enable_auth("kubernetes", "kubernetes");
-    let ca = rcgen::generate_simple_self_signed(vec!["kubernetes.default.svc".into()]).expect("ca");
-    vault.api(
-        "POST",
-        "auth/kubernetes/config",
-        Some(json!({
-            "kubernetes_host": reviewer.url,
-            "kubernetes_ca_cert": ca.cert.pem(),
-            "disable_local_ca_jwt": true,
-        })),
-    );
-    vault.api(
-        "POST",
-        "auth/kubernetes/role/app",
-        Some(json!({
-            "bound_service_account_names": ["app"],
-            "bound_service_account_namespaces": ["team-a"],
-            "audience": "vault",
-            "token_policies": ["app-read"],
-            "token_ttl": "1h",
-        })),
-    );
-}
-
 /// Kubernetes auth through a small TokenReview responder standing in for the kube-apiserver as
 /// Vault's `kubernetes_host`: no kube-apiserver can run on these machines.
 #[test]
 fn kubernetes_auth_logs_in_through_a_token_review() {
     let vault = seeded();
     let reviewer = TokenReviewer::start();
-    kubernetes_setup(&vault, &reviewer);
+    kubernetes_setup(&vault, &reviewer, "app", Some("vault"), &["app-read"]);
     let signer = Signer::new();
     let token = signer.sign(&jwt::service_account_claims(
         "team-a", "app", "vault", "5e1d-uid",
@@ -258,7 +232,7 @@ fn kubernetes_auth_logs_in_through_a_token_review() {
 fn kubernetes_auth_refusal_names_method_mount_and_role() {
     let vault = seeded();
     let reviewer = TokenReviewer::start();
-    kubernetes_setup(&vault, &reviewer);
+    kubernetes_setup(&vault, &reviewer, "app", Some("vault"), &["app-read"]);
     let token = Signer::new().sign(&jwt::service_account_claims(
         "team-a", "app", "vault", "uid",
     ));

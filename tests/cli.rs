@@ -63,3 +63,17 @@ fn bad_log_settings_are_usage_errors_naming_the_variable() {
         "{line}"
     );
 }
+
+#[test]
+fn check_ready_answers_from_the_ready_file_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let line = Hydrant::new(["agent", "--check-ready", "--ready-file"])
+        .run_with_arg(&ready)
+        .failure(1);
+    assert!(line.starts_with("hydrant: not ready: "), "{line}");
+    std::fs::write(&ready, "").expect("write");
+    Hydrant::new(["agent", "--check-ready", "--ready-file"])
+        .run_with_arg(&ready)
+        .success();
+}

@@ -6,4 +6,5 @@ mod util;
 mod agent;
 mod cli;
 mod examples;
+mod inject;
 mod webhook;

@@ -153,3 +153,260 @@ fn bodies_that_are_not_reviews_are_refused_with_the_reason() {
         assert!(err.to_string().contains(want), "{err}");
     }
 }
+
+/// A certificate authority and a serving certificate for 127.0.0.1, as PEM.
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki(name: &str) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} CA"));
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("cert");
+    Pki {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// The webhook served in this process on a free port, stopped when dropped.
+struct Server {
+    url: String,
+    dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(pki: &Pki, max_body_bytes: usize) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("tls.crt"), &pki.cert_pem).expect("cert");
+        std::fs::write(dir.path().join("tls.key"), &pki.key_pem).expect("key");
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("https://{}", std_listener.local_addr().expect("addr"));
+        let options = hydrant::webhook::Options {
+            listen: std_listener.local_addr().expect("addr"),
+            tls_cert: dir.path().join("tls.crt"),
+            tls_key: dir.path().join("tls.key"),
+            request_timeout: std::time::Duration::from_secs(5),
+            max_body_bytes,
+            settings: settings(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                hydrant::webhook::serve(listener, options, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serves");
+            });
+        });
+        Server {
+            url,
+            dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn client(ca_pem: &str) -> reqwest::blocking::Client {
+        let roots = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).expect("ca");
+        reqwest::blocking::Client::builder()
+            .tls_certs_only(roots)
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .expect("client")
+    }
+
+    /// Stops the server and waits for it, returning how long the drain took.
+    fn shutdown(mut self) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread");
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn post_json(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> reqwest::blocking::Response {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .expect("request")
+}
+
+#[test]
+fn the_https_server_reviews_probes_and_counts() {
+    let pki = pki("first");
+    let server = Server::start(&pki, 3 * 1024 * 1024);
+    let client = Server::client(&pki.ca_pem);
+    for probe in ["healthz", "readyz"] {
+        let r = client
+            .get(format!("{}/{probe}", server.url))
+            .send()
+            .expect("probe");
+        assert_eq!(r.status(), 200, "{probe}");
+    }
+    let body = std::fs::read(fixtures().join("vault-k8s-secret-map-native.json")).expect("fixture");
+    let response = post_json(&client, &format!("{}/mutate", server.url), body);
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().expect("json");
+    assert_eq!(
+        answer["response"]["uid"],
+        "2f0c1e8a-0001-4a7b-9c3d-000000000001"
+    );
+    assert!(
+        answer["response"]["patch"].is_string(),
+        "base64, as the API documents"
+    );
+    let denied = std::fs::read(fixtures().join("denied-mixed-families.json")).expect("fixture");
+    let answer: Value = post_json(&client, &format!("{}/mutate", server.url), denied)
+        .json()
+        .expect("json");
+    assert_eq!(answer["response"]["allowed"], false);
+
+    let response = post_json(
+        &client,
+        &format!("{}/mutate", server.url),
+        b"{\"hello\": 1}".to_vec(),
+    );
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .expect("text")
+            .contains("not an AdmissionReview")
+    );
+    let response = client
+        .post(format!("{}/mutate", server.url))
+        .body("x")
+        .send()
+        .expect("request");
+    assert_eq!(response.status(), 400, "content-type is checked");
+
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains("hydrant_webhook_requests_total{result=\"patched\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hydrant_webhook_requests_total{result=\"denied\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hydrant_webhook_requests_total{result=\"invalid\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hydrant_webhook_denials_total{reason=\"mixed_families\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hydrant_webhook_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(
+        server.shutdown() < std::time::Duration::from_secs(5),
+        "drains promptly"
+    );
+}
+
+#[test]
+fn an_oversized_body_is_refused() {
+    let pki = pki("small");
+    let server = Server::start(&pki, 16 * 1024);
+    let client = Server::client(&pki.ca_pem);
+    let response = post_json(
+        &client,
+        &format!("{}/mutate", server.url),
+        vec![b' '; 64 * 1024],
+    );
+    assert_eq!(response.status(), 413);
+}
+
+#[test]
+fn a_new_certificate_is_served_without_a_restart() {
+    let first = pki("first");
+    let server = Server::start(&first, 3 * 1024 * 1024);
+    let old_client = Server::client(&first.ca_pem);
+    assert_eq!(
+        old_client
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .expect("ok")
+            .status(),
+        200
+    );
+
+    let second = pki("second");
+    std::fs::write(server.dir.path().join("tls.key"), &second.key_pem).expect("key");
+    std::fs::write(server.dir.path().join("tls.crt"), &second.cert_pem).expect("cert");
+    let new_client = Server::client(&second.ca_pem);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if new_client
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let fresh_old = Server::client(&first.ca_pem);
+    assert!(
+        fresh_old
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .is_err(),
+        "new handshakes get the new certificate"
+    );
+}

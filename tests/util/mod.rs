@@ -353,6 +353,7 @@ impl Vault {
 /// The real `hydrant` binary, with a clean environment.
 pub struct Hydrant {
     cmd: Command,
+    stdin: Option<String>,
 }
 
 impl Hydrant {
@@ -367,7 +368,13 @@ impl Hydrant {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdin(Stdio::null());
-        Hydrant { cmd }
+        Hydrant { cmd, stdin: None }
+    }
+
+    /// Feeds `text` on standard input.
+    pub fn stdin_text(mut self, text: &str) -> Hydrant {
+        self.stdin = Some(text.to_owned());
+        self
     }
 
     /// `hydrant agent --once --config FILE`.
@@ -398,7 +405,26 @@ impl Hydrant {
     /// Runs to completion.
     pub fn run(mut self) -> Run {
         let started = Instant::now();
-        let output = self.cmd.output().expect("run hydrant");
+        let output = match self.stdin.take() {
+            None => self.cmd.output().expect("run hydrant"),
+            Some(text) => {
+                use std::io::Write as _;
+                let mut child = self
+                    .cmd
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("run hydrant");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(text.as_bytes())
+                    .expect("write stdin");
+                child.wait_with_output().expect("wait")
+            }
+        };
         Run {
             output,
             elapsed: started.elapsed(),

@@ -97,3 +97,35 @@ async fn review(
     });
     (StatusCode::CREATED, Json(answer))
 }
+
+/// Configures OpenBao's kubernetes auth at `kubernetes/` against `reviewer`: a role `role` for
+/// service account `team-a/<role>`, with an audience when given, holding `policies`.
+pub fn kubernetes_setup(
+    vault: &super::Vault,
+    reviewer: &TokenReviewer,
+    role: &str,
+    audience: Option<&str>,
+    policies: &[&str],
+) {
+    vault.enable_auth("kubernetes", "kubernetes");
+    let ca = rcgen::generate_simple_self_signed(vec!["kubernetes.default.svc".into()]).expect("ca");
+    vault.api(
+        "POST",
+        "auth/kubernetes/config",
+        Some(json!({
+            "kubernetes_host": reviewer.url,
+            "kubernetes_ca_cert": ca.cert.pem(),
+            "disable_local_ca_jwt": true,
+        })),
+    );
+    let mut body = json!({
+        "bound_service_account_names": [role],
+        "bound_service_account_namespaces": ["team-a"],
+        "token_policies": policies,
+        "token_ttl": "1h",
+    });
+    if let Some(audience) = audience {
+        body["audience"] = json!(audience);
+    }
+    vault.api("POST", &format!("auth/kubernetes/role/{role}"), Some(body));
+}

@@ -1,0 +1,214 @@
+//! `hydrant inject` end to end: a Deployment goes through the real binary, and the agent
+//! container it gets (its command and `HYDRANT_AGENT_CONFIG`) runs against a real OpenBao with
+//! its paths mapped into a temporary directory; the files are what the annotations asked for.
+//! The kubernetes login it makes goes through a TokenReview responder standing in for the
+//! kube-apiserver, which cannot run on these machines.
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::util::jwt::{self, Signer};
+use crate::util::token_review::{TokenReviewer, kubernetes_setup};
+use crate::util::{Hydrant, Vault, read};
+
+const PASSWORD: &str = "pa55-e2e-7731";
+
+fn seeded() -> Vault {
+    let vault = Vault::start();
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": PASSWORD}),
+    );
+    vault.kv2_put("app/config", json!({"port": 8080, "name": "shop"}));
+    vault.policy(
+        "app",
+        "path \"secret/data/app/*\" { capabilities = [\"read\"] }\n",
+    );
+    vault
+}
+
+/// Runs `hydrant inject` on one Deployment and returns the mutated Deployment.
+fn inject(vault: &Vault, annotations: Value) -> Value {
+    let deployment = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "shop", "namespace": "team-a"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "shop"}},
+            "template": {
+                "metadata": {"labels": {"app": "shop"}, "annotations": annotations},
+                "spec": {"containers": [{"name": "shop", "image": "shop:1"}]}
+            }
+        }
+    });
+    let input = vault.file("deployment.json", &deployment.to_string());
+    let run = Hydrant::new(["inject", "--vault-addr", &vault.addr, "-f"])
+        .run_with_arg(&input)
+        .success();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&run.stdout()).expect("YAML out");
+    docs.into_iter().next().expect("one document")
+}
+
+/// Runs the named agent container's command with its config, paths mapped under `root`.
+fn run_agent_container(
+    vault: &Vault,
+    deployment: &Value,
+    container: &str,
+    root: &Path,
+    token: &str,
+) {
+    let spec = &deployment["spec"]["template"]["spec"];
+    let agent = spec["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(spec["containers"].as_array().into_iter().flatten())
+        .find(|c| c["name"] == container)
+        .unwrap_or_else(|| panic!("no container {container} in {spec}"));
+    let command: Vec<String> = serde_json::from_value(agent["command"].clone()).expect("command");
+    assert_eq!(command[0], "/usr/local/bin/hydrant");
+    let config = agent["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "HYDRANT_AGENT_CONFIG")
+        .and_then(|e| e["value"].as_str())
+        .expect("HYDRANT_AGENT_CONFIG")
+        .to_owned();
+    let token_file = vault.file("sa/token", token);
+    let mapped = config
+        .replace(
+            "/vault/secrets",
+            &root.join("vault/secrets").display().to_string(),
+        )
+        .replace(
+            "/var/run/secrets/kubernetes.io/serviceaccount/token",
+            &token_file.display().to_string(),
+        )
+        .replace(
+            "/var/run/secrets/hydrant.dev/serviceaccount/token",
+            &token_file.display().to_string(),
+        );
+    Hydrant::new(&command[1..])
+        .env("HYDRANT_AGENT_CONFIG", mapped)
+        .run()
+        .success();
+}
+
+/// A service-account-shaped token for `team-a/shop`, accepted by the TokenReview responder
+/// that stands in for the kube-apiserver (none can run here).
+fn shop_token(vault: &Vault) -> (TokenReviewer, String) {
+    let reviewer = TokenReviewer::start();
+    kubernetes_setup(vault, &reviewer, "shop", None, &["app"]);
+    let token = Signer::new().sign(&jwt::service_account_claims(
+        "team-a",
+        "shop",
+        "https://kubernetes.default.svc",
+        "9f1c-uid",
+    ));
+    reviewer.accept(&token);
+    (reviewer, token)
+}
+
+#[test]
+fn a_vault_k8s_annotated_deployment_renders_what_vault_k8s_would() {
+    let vault = seeded();
+    let deployment = inject(
+        &vault,
+        json!({
+            "vault.hashicorp.com/agent-inject": "true",
+            "vault.hashicorp.com/role": "shop",
+            "vault.hashicorp.com/agent-pre-populate-only": "true",
+            "vault.hashicorp.com/agent-inject-secret-db": "secret/data/app/db",
+            "vault.hashicorp.com/agent-inject-secret-config.json": "secret/data/app/config",
+            "vault.hashicorp.com/agent-inject-default-template": "json",
+            "vault.hashicorp.com/agent-inject-template-url": "postgres://{{ secret('secret/data/app/db').data.username }}@db/shop\n",
+            "vault.hashicorp.com/agent-inject-file-url": "conf/url",
+        }),
+    );
+    let root = vault.path("root");
+    let (_reviewer, token) = shop_token(&vault);
+    run_agent_container(&vault, &deployment, "vault-agent-init", &root, &token);
+
+    let secrets = root.join("vault/secrets");
+    let db = read(&secrets.join("db"));
+    assert!(
+        db.starts_with(&format!("{{\"data\":{{\"password\":\"{PASSWORD}\",\"username\":\"app-user\"}},\"metadata\":{{\"created_time\":")),
+        "vault-k8s's json template renders the whole response data: {db}"
+    );
+    assert!(
+        read(&secrets.join("config.json")).contains("\"data\":{\"name\":\"shop\",\"port\":8080}")
+    );
+    assert_eq!(
+        read(&secrets.join("conf/url")),
+        "postgres://app-user@db/shop\n"
+    );
+}
+
+#[test]
+fn a_hydrant_annotated_deployment_renders_its_formats_and_templates() {
+    let vault = seeded();
+    let deployment = inject(
+        &vault,
+        json!({
+            "hydrant.dev/inject": "true",
+            "hydrant.dev/role": "shop",
+            "hydrant.dev/mode": "init-and-sidecar",
+            "hydrant.dev/secret-config": "secret/data/app/config",
+            "hydrant.dev/format-config": "yaml",
+            "hydrant.dev/file-config": "config.yaml",
+            "hydrant.dev/template-db.env": "DB_USER={{ secret('secret/data/app/db').data.username }}\nDB_PASSWORD={{ secret('secret/data/app/db').data.password }}\n",
+            "hydrant.dev/perms-db.env": "0600",
+        }),
+    );
+    let spec = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["containers"][1]["name"], "vault-agent",
+        "the classic pair"
+    );
+    let root = vault.path("root");
+    let (_reviewer, token) = shop_token(&vault);
+    run_agent_container(&vault, &deployment, "vault-agent-init", &root, &token);
+
+    let secrets = root.join("vault/secrets");
+    assert_eq!(
+        read(&secrets.join("config.yaml")),
+        "name: shop\nport: 8080\n"
+    );
+    assert_eq!(
+        read(&secrets.join("db.env")),
+        format!("DB_USER=app-user\nDB_PASSWORD={PASSWORD}\n")
+    );
+    assert_eq!(crate::util::mode(&secrets.join("db.env")), 0o600);
+    assert!(fs::metadata(secrets.join("db.env")).is_ok());
+}
+
+#[test]
+fn inject_refuses_what_the_webhook_would_deny_and_reads_standard_input() {
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "annotations": {
+            "vault.hashicorp.com/agent-inject": "true",
+            "vault.hashicorp.com/role": "r",
+            "vault.hashicorp.com/agent-configmap": "agent-hcl"}},
+        "spec": {"containers": [{"name": "c", "image": "i"}]}
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("pod.json");
+    fs::write(&input, pod.to_string()).expect("write");
+    let line = Hydrant::new(["inject", "--vault-addr", "https://v:8200", "-f"])
+        .run_with_arg(&input)
+        .failure(1);
+    assert!(line.starts_with("hydrant: Pod/p: vault.hashicorp.com/agent-configmap: hydrant does not run Vault Agent HCL"), "{line}");
+
+    let run = Hydrant::new(["inject", "--vault-addr", "https://v:8200", "-f", "-"])
+        .stdin_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n")
+        .run()
+        .success();
+    assert_eq!(
+        run.stdout(),
+        "apiVersion: v1\ndata:\n  a: b\nkind: ConfigMap\nmetadata:\n  name: c\n"
+    );
+}

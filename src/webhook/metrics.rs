@@ -24,6 +24,7 @@ pub struct Metrics {
     requests: Family<ResultLabel, Counter>,
     denials: Family<ReasonLabel, Counter>,
     duration: Histogram,
+    reloads: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -57,11 +58,18 @@ impl Metrics {
             "Time to answer one admission review",
             duration.clone(),
         );
+        let reloads = Counter::default();
+        registry.register(
+            "certificate_reads",
+            "Times the serving certificate files were read again (changed or not)",
+            reloads.clone(),
+        );
         Metrics {
             registry,
             requests,
             denials,
             duration,
+            reloads,
         }
     }
 
@@ -76,6 +84,11 @@ impl Metrics {
             self.denials.get_or_create(&ReasonLabel { reason }).inc();
         }
         self.duration.observe(seconds);
+    }
+
+    /// Counts one read of the certificate files.
+    pub fn certificate_read(&self) {
+        self.reloads.inc();
     }
 
     /// Counts a body that was not an AdmissionReview.

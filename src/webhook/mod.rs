@@ -36,6 +36,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the certificate files are read again even without a file event.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long to let a burst of file events settle before reloading.
+const RELOAD_SETTLE: Duration = Duration::from_millis(200);
+
 /// Why the webhook could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -124,11 +127,11 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let resolver = Arc::new(tls::Reloading::new(&options.tls_cert, &options.tls_key)?);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())?));
-    let _watcher = watch_certificates(resolver)?;
     let shared = Arc::new(Shared {
         settings: options.settings,
         metrics: Metrics::new(),
     });
+    let _watcher = watch_certificates(resolver, shared.clone())?;
     let app = router(shared, options.request_timeout, options.max_body_bytes);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let local = listener.local_addr().ok();
@@ -257,22 +260,21 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// Reloads the certificate when its directory changes, and every minute in case an event was
-/// missed.
-fn watch_certificates(resolver: Arc<tls::Reloading>) -> Result<notify::RecommendedWatcher, Error> {
-    let reload = {
-        let resolver = resolver.clone();
-        move || match resolver.reload() {
-            Ok(true) => info!("serving certificate reloaded"),
-            Ok(false) => {}
-            Err(error) => {
-                warn!(%error, "cannot reload the serving certificate; keeping the current one")
-            }
-        }
-    };
-    let on_event = reload.clone();
+/// missed. Events are coalesced: a burst of them (a Secret volume swaps several links) causes
+/// one reload, and reloads happen at most every [`RELOAD_SETTLE`].
+fn watch_certificates(
+    resolver: Arc<tls::Reloading>,
+    shared: Arc<Shared>,
+) -> Result<notify::RecommendedWatcher, Error> {
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let on_event = changed.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            on_event();
+        // Reading the files raises access events in the same directory: reacting to those
+        // would reload in a loop.
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+        {
+            on_event.notify_one();
         }
     })?;
     for dir in resolver.watched_dirs() {
@@ -282,8 +284,18 @@ fn watch_certificates(resolver: Arc<tls::Reloading>) -> Result<notify::Recommend
         let mut tick = tokio::time::interval(RELOAD_INTERVAL);
         tick.tick().await;
         loop {
-            tick.tick().await;
-            reload();
+            tokio::select! {
+                () = changed.notified() => tokio::time::sleep(RELOAD_SETTLE).await,
+                _ = tick.tick() => {}
+            }
+            shared.metrics.certificate_read();
+            match resolver.reload() {
+                Ok(true) => info!("serving certificate reloaded"),
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(%error, "cannot reload the serving certificate; keeping the current one")
+                }
+            }
         }
     });
     Ok(watcher)

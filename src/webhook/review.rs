@@ -51,21 +51,39 @@ pub struct Answer {
     pub pod: String,
 }
 
+fn not_a_review(api_version: &str, kind: &str) -> BadReview {
+    BadReview(format!(
+        "the body is not an AdmissionReview of {} (apiVersion {api_version:?}, kind {kind:?})",
+        VERSIONS.join(" or "),
+    ))
+}
+
+/// Why a body does not decode as an AdmissionReview.
+fn explain(body: &[u8], error: serde_json::Error) -> BadReview {
+    match serde_json::from_slice::<Value>(body) {
+        Err(e) => BadReview(format!("the body is not JSON: {e}")),
+        Ok(value)
+            if value["kind"] != "AdmissionReview"
+                || !VERSIONS.iter().any(|v| value["apiVersion"] == *v) =>
+        {
+            not_a_review(
+                value["apiVersion"].as_str().unwrap_or_default(),
+                value["kind"].as_str().unwrap_or_default(),
+            )
+        }
+        Ok(_) => BadReview(format!("the AdmissionReview cannot be read: {error}")),
+    }
+}
+
 /// Answers one AdmissionReview body.
 pub fn review(body: &[u8], settings: &Settings) -> Result<Answer, BadReview> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| BadReview(format!("the body is not JSON: {e}")))?;
-    let api_version = value["apiVersion"].as_str().unwrap_or_default().to_owned();
-    if value["kind"] != "AdmissionReview" || !VERSIONS.contains(&api_version.as_str()) {
-        return Err(BadReview(format!(
-            "the body is not an AdmissionReview of {} (apiVersion {:?}, kind {:?})",
-            VERSIONS.join(" or "),
-            value["apiVersion"],
-            value["kind"]
-        )));
+    // Decoded straight into kube's types; the body is looked at again only to explain a failure.
+    let review: AdmissionReview<Pod> =
+        serde_json::from_slice(body).map_err(|e| explain(body, e))?;
+    let api_version = review.types.api_version.clone();
+    if review.types.kind != "AdmissionReview" || !VERSIONS.contains(&api_version.as_str()) {
+        return Err(not_a_review(&review.types.api_version, &review.types.kind));
     }
-    let review: AdmissionReview<Pod> = serde_json::from_value(value)
-        .map_err(|e| BadReview(format!("the AdmissionReview cannot be read: {e}")))?;
     let request = review
         .request
         .ok_or_else(|| BadReview("the AdmissionReview has no request".to_owned()))?;

@@ -77,3 +77,76 @@ fn check_ready_answers_from_the_ready_file_alone() {
         .run_with_arg(&ready)
         .success();
 }
+
+/// The webhook binary stops cleanly on SIGTERM.
+#[test]
+fn the_webhook_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
+    std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).expect("cert");
+    std::fs::write(dir.path().join("tls.key"), cert.signing_key.serialize_pem()).expect("key");
+    let port = crate::util::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hydrant"))
+        .args(["webhook", "--vault-addr", "https://v:8200", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--tls-cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .env_clear()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start webhook");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the webhook never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn the_webhook_refuses_a_key_that_does_not_match_its_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = rcgen::generate_simple_self_signed(vec!["a".to_string()]).expect("cert");
+    let two = rcgen::generate_simple_self_signed(vec!["b".to_string()]).expect("cert");
+    std::fs::write(dir.path().join("tls.crt"), one.cert.pem()).expect("cert");
+    std::fs::write(dir.path().join("tls.key"), two.signing_key.serialize_pem()).expect("key");
+    let line = Hydrant::new([
+        "webhook",
+        "--vault-addr",
+        "https://v:8200",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+    ])
+    .run_with_args(&[
+        dir.path().join("tls.crt").as_os_str(),
+        "--tls-key".as_ref(),
+        dir.path().join("tls.key").as_os_str(),
+    ])
+    .failure(64);
+    assert!(
+        line.contains("does not belong to the certificate"),
+        "{line}"
+    );
+}

@@ -396,6 +396,12 @@ impl Hydrant {
         self
     }
 
+    /// Adds arguments and runs to completion.
+    pub fn run_with_args(mut self, args: &[&std::ffi::OsStr]) -> Run {
+        self.cmd.args(args);
+        self.run()
+    }
+
     /// Adds one more argument and runs to completion.
     pub fn run_with_arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Run {
         self.cmd.arg(arg);

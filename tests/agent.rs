@@ -678,7 +678,7 @@ fn an_invalid_config_is_a_usage_error_naming_the_key() {
     let line = Hydrant::agent_once(&path).run().failure(64);
     assert!(
         line.starts_with(&format!(
-            "hydrant: config invalid: {}: templates[0].destnation: unknown field `destnation`, expected one of name, contents, source, destination, perms at line 9",
+            "hydrant: config invalid: {}: templates[0].destnation: unknown field `destnation`, expected one of name, contents, source, destination, perms, command, command_timeout at line 9",
             path.display()
         )),
         "{line}"

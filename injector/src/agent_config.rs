@@ -26,7 +26,7 @@ pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u16 = 10;
 pub const DEFAULT_FILE_MODE: FileMode = FileMode(0o644);
 
 /// The whole agent configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// How to reach Vault.
@@ -42,6 +42,59 @@ pub struct AgentConfig {
     /// Retry limits.
     #[serde(default, skip_serializing_if = "RetryConfig::is_default")]
     pub retry: RetryConfig,
+    /// Sidecar: how often KV values and other secrets without a lease are read again
+    /// (default 5m, ±10% jitter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_interval: Option<Duration>,
+    /// Sidecar: the port on 127.0.0.1 of /healthz, /readyz, /metrics and POST /quit; no
+    /// listener when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<u16>,
+    /// Sidecar: revoke the token, and with it its leases, when stopping.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub revoke_on_shutdown: bool,
+    /// Sidecar: how long to wait after SIGTERM before revoking (the app may still be using
+    /// its credentials while it stops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_delay: Option<Duration>,
+    /// The agent's private directory: the token and lease records an init container hands to
+    /// the sidecar, and the ready file. Never one the app mounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// Files and directories templates may read with `file(path)`; a change re-renders the
+    /// templates that read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<PathBuf>,
+    /// The fraction of a certificate's or non-renewable lease's lifetime after which it is
+    /// replaced (default 0.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_threshold: Option<f64>,
+}
+
+/// How often a sidecar reads lease-less secrets again when the config gives nothing.
+pub const DEFAULT_REFRESH_INTERVAL: time::Duration = time::Duration::from_secs(300);
+
+/// The fraction of a lifetime after which certificates and non-renewable leases are replaced.
+pub const DEFAULT_RENEWAL_THRESHOLD: f64 = 0.9;
+
+/// How long a change command may run.
+pub const DEFAULT_COMMAND_TIMEOUT: time::Duration = time::Duration::from_secs(30);
+
+/// The shortest and longest pause between two login attempts.
+pub const DEFAULT_LOGIN_BACKOFF: (time::Duration, time::Duration) =
+    (time::Duration::from_secs(1), time::Duration::from_secs(300));
+
+impl AgentConfig {
+    /// The refresh interval, with its default.
+    pub fn refresh_interval(&self) -> time::Duration {
+        self.refresh_interval
+            .map_or(DEFAULT_REFRESH_INTERVAL, |d| d.0)
+    }
+
+    /// The renewal threshold, with its default.
+    pub fn renewal_threshold(&self) -> f64 {
+        self.renewal_threshold.unwrap_or(DEFAULT_RENEWAL_THRESHOLD)
+    }
 }
 
 /// The Vault server and the TLS settings to reach it.
@@ -157,6 +210,12 @@ pub struct AuthConfig {
     /// File holding a Vault token (token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_path: Option<PathBuf>,
+    /// Sidecar: the first pause after a failed login (default 1s); pauses double with jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_backoff: Option<Duration>,
+    /// Sidecar: the longest pause between logins (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<Duration>,
 }
 
 impl AuthConfig {
@@ -166,6 +225,14 @@ impl AuthConfig {
             .as_deref()
             .map(|m| m.trim_matches('/'))
             .unwrap_or(self.method.name())
+    }
+
+    /// The login backoff bounds, with their defaults.
+    pub fn backoff(&self) -> (time::Duration, time::Duration) {
+        (
+            self.min_backoff.map_or(DEFAULT_LOGIN_BACKOFF.0, |d| d.0),
+            self.max_backoff.map_or(DEFAULT_LOGIN_BACKOFF.1, |d| d.0),
+        )
     }
 
     /// The JWT file, defaulting to the projected service-account token.
@@ -193,6 +260,12 @@ pub struct TemplateConfig {
     /// The rendered file's mode, `0644` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perms: Option<FileMode>,
+    /// Sidecar: a command (argv, no shell) run after the file changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// How long the command may run (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_timeout: Option<Duration>,
 }
 
 /// How the `secrets` shorthand writes a secret's data.
@@ -235,6 +308,12 @@ pub struct SecretFileConfig {
     /// The rendered file's mode, `0644` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perms: Option<FileMode>,
+    /// Sidecar: a command (argv, no shell) run after the file changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// How long the command may run (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_timeout: Option<Duration>,
 }
 
 /// Retry limits.
@@ -418,6 +497,7 @@ impl AgentConfig {
         self.validate_vault(&mut issues);
         self.validate_auth(&mut issues);
         self.validate_outputs(&mut issues);
+        self.validate_sidecar(&mut issues);
         match self.retry.deadline {
             Some(d) if d.0.is_zero() => {
                 issues.push("retry.deadline", "must be longer than zero, such as 2m")
@@ -432,6 +512,57 @@ impl AgentConfig {
             _ => {}
         }
         issues.finish()
+    }
+
+    fn validate_sidecar(&self, issues: &mut Issues) {
+        if self
+            .refresh_interval
+            .is_some_and(|d| d.0 < time::Duration::from_secs(1))
+        {
+            issues.push("refresh_interval", "must be at least 1s, such as 5m");
+        }
+        if self.listen == Some(0) {
+            issues.push("listen", "must be a port number (1 to 65535), such as 8200");
+        }
+        if let Some(t) = self.renewal_threshold
+            && !(0.5..1.0).contains(&t)
+        {
+            issues.push(
+                "renewal_threshold",
+                format!("{t} is outside 0.5 to 1 (exclusive); the default is 0.9"),
+            );
+        }
+        let (min, max) = self.auth.backoff();
+        if min.is_zero() || min > max {
+            issues.push(
+                "auth.min_backoff",
+                "must be longer than zero and not longer than auth.max_backoff",
+            );
+        }
+        if self.watch.iter().any(|p| p.as_os_str().is_empty()) {
+            issues.push("watch", "holds an empty path");
+        }
+        let commands = self
+            .templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("templates[{i}]"), &t.command, t.command_timeout))
+            .chain(
+                self.secrets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (format!("secrets[{i}]"), &s.command, s.command_timeout)),
+            );
+        for (key, command, timeout) in commands {
+            if let Some(argv) = command
+                && argv.first().is_none_or(|program| program.trim().is_empty())
+            {
+                issues.push(format!("{key}.command"), "is empty; give the program and its arguments, such as [\"/bin/kill\", \"-HUP\", \"1\"]");
+            }
+            if timeout.is_some_and(|t| t.0.is_zero()) {
+                issues.push(format!("{key}.command_timeout"), "must be longer than zero");
+            }
+        }
     }
 
     fn validate_vault(&self, issues: &mut Issues) {
@@ -796,6 +927,8 @@ mod tests {
             source: None,
             destination: "/vault/secrets/db".into(),
             perms: None,
+            command: None,
+            command_timeout: None,
         });
         let issues = config.validate().expect_err("invalid").0;
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
@@ -834,6 +967,8 @@ mod tests {
                 role_id_path: None,
                 secret_id_path: None,
                 token_path: None,
+                min_backoff: None,
+                max_backoff: None,
             };
             let issues = config.validate().expect_err("keys missing").0;
             let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
@@ -911,6 +1046,36 @@ mod tests {
             serde_json::from_str::<Duration>("\"2m\"").expect("text").0,
             time::Duration::from_secs(120)
         );
+    }
+
+    #[test]
+    fn sidecar_keys_are_checked() {
+        let mut config = minimal();
+        config.refresh_interval = Some(Duration(time::Duration::from_millis(10)));
+        config.listen = Some(0);
+        config.renewal_threshold = Some(1.5);
+        config.auth.min_backoff = Some(Duration(time::Duration::from_secs(600)));
+        config.templates[0].command = Some(vec![String::new()]);
+        let keys: Vec<String> = config
+            .validate()
+            .expect_err("invalid")
+            .0
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "refresh_interval",
+                "listen",
+                "renewal_threshold",
+                "auth.min_backoff",
+                "templates[0].command"
+            ]
+        );
+        let config = minimal();
+        assert_eq!(config.refresh_interval(), DEFAULT_REFRESH_INTERVAL);
+        assert_eq!(config.auth.backoff(), DEFAULT_LOGIN_BACKOFF);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::Denial;
-use crate::agent_config::{AuthMethod, FileMode, SecretFormat};
+use crate::agent_config::{AuthMethod, Duration, FileMode, SecretFormat};
 use crate::settings::{DefaultTemplate, Mode, Settings};
 use crate::values::{parse_bool, parse_id, parse_list, parse_quantity};
 
@@ -83,6 +83,8 @@ pub struct Output {
     pub perms: Option<FileMode>,
     /// A mount path of its own (vault-k8s `secret-volume-path-<name>`).
     pub mount_path: Option<String>,
+    /// A command run after the file changes (argv).
+    pub command: Option<Vec<String>>,
 }
 
 /// Overrides of one resource quantity: `None` not given, `Some(None)` left out (empty value).
@@ -106,7 +108,7 @@ pub struct ResourceOverrides {
 }
 
 /// What a pod's annotations ask for, in either family.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     /// The family the pod uses.
     pub family: Family,
@@ -178,6 +180,20 @@ pub struct Request {
     pub sidecar_patch: Option<json_patch::Patch>,
     /// RFC 6902 patch applied to the init container.
     pub init_patch: Option<json_patch::Patch>,
+    /// How often lease-less secrets are read again.
+    pub refresh_interval: Option<Duration>,
+    /// The sidecar's local port (/quit, /metrics).
+    pub listen: Option<u16>,
+    /// Revoke the token when the sidecar stops.
+    pub revoke_on_shutdown: bool,
+    /// Wait before revoking.
+    pub revoke_delay: Option<Duration>,
+    /// When certificates and non-renewable leases are replaced.
+    pub renewal_threshold: Option<f64>,
+    /// Login backoff bounds.
+    pub min_backoff: Option<Duration>,
+    /// Login backoff bounds.
+    pub max_backoff: Option<Duration>,
     /// Annotations accepted that change nothing in hydrant, said back to the user.
     pub warnings: Vec<String>,
 }
@@ -220,6 +236,13 @@ impl Request {
             log_format: None,
             sidecar_patch: None,
             init_patch: None,
+            refresh_interval: None,
+            listen: None,
+            revoke_on_shutdown: false,
+            revoke_delay: None,
+            renewal_threshold: None,
+            min_backoff: None,
+            max_backoff: None,
             warnings: Vec::new(),
         }
     }
@@ -315,6 +338,7 @@ const VAULT_PER_SECRET: [&str; 13] = [
 /// What a per-secret vault-k8s annotation said, grouped by the secret's raw name.
 #[derive(Default)]
 struct VaultSecret<'a> {
+    command: Option<&'a str>,
     path: Option<&'a str>,
     template: Option<&'a str>,
     file: Option<&'a str>,
@@ -328,6 +352,8 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
     let key = |rest: &str| format!("{VAULT}{rest}");
     let mut default_template = settings.default_template;
     let mut preserve_case = false;
+    let mut enable_quit = false;
+    let mut listener_port = None;
     let mut pre_populate = true;
     let mut pre_populate_only = false;
     let mut secrets: BTreeMap<&str, VaultSecret<'_>> = BTreeMap::new();
@@ -428,25 +454,39 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
                     ));
                 }
             }
-            "agent-enable-quit"
-            | "agent-revoke-on-shutdown"
-            | "agent-revoke-grace"
-            | "template-static-secret-render-interval"
-            | "template-lease-renewal-threshold"
-            | "auth-min-backoff"
-            | "auth-max-backoff" => {
-                return Err(Denial::unsupported(
-                    &key(rest),
-                    "the sidecar features it tunes (renewal, refresh, change commands, quit, \
-                     revocation) are not in this hydrant version yet; remove it or use \
-                     hydrant.dev/mode: init-only",
-                ));
+            "agent-enable-quit" => enable_quit = bool_of(value)?,
+            "agent-cache-listener-port" => listener_port = Some(port(&key(rest), value)?),
+            "agent-revoke-on-shutdown" => r.revoke_on_shutdown = bool_of(value)?,
+            "agent-revoke-grace" => {
+                let seconds = value.trim().parse::<u64>().map_err(|_| {
+                    Denial::bad(&key(rest), format!("{value:?} is not a number of seconds"))
+                })?;
+                r.revoke_delay = Some(Duration(std::time::Duration::from_secs(seconds)));
             }
+            "template-static-secret-render-interval" => {
+                r.refresh_interval = Some(duration(&key(rest), value)?)
+            }
+            "template-lease-renewal-threshold" => {
+                let threshold = value
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|t| (0.5..1.0).contains(t))
+                    .ok_or_else(|| {
+                        Denial::bad(
+                            &key(rest),
+                            format!("{value:?} is not a fraction between 0.5 and 1, such as 0.9"),
+                        )
+                    })?;
+                r.renewal_threshold = Some(threshold);
+            }
+            "auth-min-backoff" => r.min_backoff = Some(duration(&key(rest), value)?),
+            "auth-max-backoff" => r.max_backoff = Some(duration(&key(rest), value)?),
             "agent-cache-enable"
             | "agent-cache-use-auto-auth-token"
-            | "agent-cache-listener-port"
             | "agent-cache-exit-on-err" => r.warnings.push(format!(
-                "{}: hydrant's agent keeps no cache to configure; it has no effect",
+                "{}: hydrant's init container always hands its token and leases to the \
+                     sidecar; it has no effect",
                 key(rest)
             )),
             "template-config-exit-on-retry-failure" | "agent-auto-auth-exit-on-err" => {
@@ -467,6 +507,10 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
             )),
             _ => vault_per_secret(&mut r, rest, value, &mut secrets)?,
         }
+    }
+    if enable_quit {
+        // vault-k8s's quit endpoint listens on the cache listener's port, 8200 by default.
+        r.listen = Some(listener_port.unwrap_or(8200));
     }
     r.mode = match (pre_populate, pre_populate_only) {
         (_, true) => Some(Mode::InitOnly),
@@ -516,12 +560,18 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
             .mount_path
             .map(|p| absolute_path(&key(&format!("secret-volume-path-{raw}")), p))
             .transpose()?;
+        let command = secret
+            .command
+            .map(|c| command(&key(&format!("agent-inject-command-{raw}")), c))
+            .transpose()?
+            .flatten();
         r.outputs.push(Output {
             name,
             source,
             file,
             perms,
             mount_path,
+            command,
         });
     }
     r.outputs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -570,13 +620,7 @@ fn vault_per_secret<'a>(
             // hydrant's templates are always strict: a missing key is always an error.
             parse_bool(value).map_err(|e| Denial::bad(&key, e))?;
         }
-        "agent-inject-command-" => {
-            return Err(Denial::unsupported(
-                &key,
-                "change commands come with hydrant's sidecar, which is not in this version yet; \
-                 remove it or use hydrant.dev/mode: init-only",
-            ));
-        }
+        "agent-inject-command-" => secrets.entry(raw).or_default().command = Some(value),
         "agent-template-left-delim-" | "agent-template-right-delim-" => {
             return Err(Denial::unsupported(
                 &key,
@@ -644,7 +688,14 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// hydrant's per-output annotations.
-const HYDRANT_PER_OUTPUT: [&str; 5] = ["secret-", "template-", "file-", "perms-", "format-"];
+const HYDRANT_PER_OUTPUT: [&str; 6] = [
+    "secret-",
+    "template-",
+    "file-",
+    "perms-",
+    "format-",
+    "command-",
+];
 
 fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
     let mut r = Request::new(Family::Hydrant);
@@ -656,6 +707,7 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
         file: Option<&'a str>,
         perms: Option<&'a str>,
         format: Option<&'a str>,
+        command: Option<&'a str>,
     }
     let mut parts: BTreeMap<&str, Parts<'_>> = BTreeMap::new();
     for (&rest, &value) in ours {
@@ -682,6 +734,11 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
             "memory-request" => r.resources.memory_request = Some(quantity(value)?),
             "cpu-limit" => r.resources.cpu_limit = Some(quantity(value)?),
             "memory-limit" => r.resources.memory_limit = Some(quantity(value)?),
+            "refresh-interval" => r.refresh_interval = Some(duration(&k, value)?),
+            "revoke-on-shutdown" => {
+                r.revoke_on_shutdown = parse_bool(value).map_err(|e| Denial::bad(&k, e))?
+            }
+            "listen" => r.listen = Some(port(&k, value)?),
             "run-as-user" => r.run_as_user = Some(parse_id(value).map_err(|e| Denial::bad(&k, e))?),
             "run-as-group" => {
                 r.run_as_group = Some(parse_id(value).map_err(|e| Denial::bad(&k, e))?)
@@ -710,6 +767,7 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
                     "template-" => part.template = Some(value),
                     "file-" => part.file = Some(value),
                     "perms-" => part.perms = Some(value),
+                    "command-" => part.command = Some(value),
                     _ => part.format = Some(value),
                 }
             }
@@ -764,15 +822,61 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
             .perms
             .map(|p| FileMode::parse(p).map_err(|e| Denial::bad(&key(&format!("perms-{name}")), e)))
             .transpose()?;
+        let command = part
+            .command
+            .map(|c| command(&key(&format!("command-{name}")), c))
+            .transpose()?
+            .flatten();
         r.outputs.push(Output {
             name: name.to_owned(),
             source,
             file: part.file.map(|f| f.trim().to_owned()),
             perms,
             mount_path: None,
+            command,
         });
     }
     Ok(r)
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration, Denial> {
+    Duration::parse(value).map_err(|e| Denial::bad(key, e))
+}
+
+fn port(key: &str, value: &str) -> Result<u16, Denial> {
+    value
+        .trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| Denial::bad(key, format!("{value:?} is not a port number, such as 8200")))
+}
+
+/// A command written the way a shell would split it. hydrant's image has no shell, so shell
+/// syntax (pipes, `&&`, redirections, variables) is refused rather than passed as arguments.
+/// An empty value means no command.
+fn command(key: &str, value: &str) -> Result<Option<Vec<String>>, Denial> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    let argv = shlex::split(value)
+        .ok_or_else(|| Denial::bad(key, format!("{value:?} has an unclosed quote")))?;
+    let shell = argv.iter().any(|arg| {
+        matches!(
+            arg.as_str(),
+            "|" | "||" | "&&" | "&" | ";" | ">" | ">>" | "<"
+        ) || arg.contains('$')
+            || arg.contains('`')
+    });
+    if shell {
+        return Err(Denial::unsupported(
+            key,
+            "it needs a shell (pipes, &&, redirections or variables), and hydrant's image has \
+             none; give one program and its arguments, such as \"kill -HUP 1\" with a shared \
+             process namespace",
+        ));
+    }
+    Ok(Some(argv))
 }
 
 fn non_empty(value: &str) -> Option<String> {
@@ -1002,6 +1106,7 @@ mod tests {
                 file: Some("conf/db.env".into()),
                 perms: Some(FileMode(0o400)),
                 mount_path: Some("/etc/db".into()),
+                command: None,
             }]
         );
     }
@@ -1144,6 +1249,88 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    #[test]
+    fn sidecar_annotations_map_to_the_agent_config() {
+        let r = parse_vault(&[
+            (
+                "vault.hashicorp.com/agent-inject-secret-db",
+                "secret/data/db",
+            ),
+            ("vault.hashicorp.com/agent-inject-command-db", "kill -HUP 1"),
+            ("vault.hashicorp.com/agent-enable-quit", "true"),
+            ("vault.hashicorp.com/agent-revoke-on-shutdown", "true"),
+            ("vault.hashicorp.com/agent-revoke-grace", "7"),
+            (
+                "vault.hashicorp.com/template-static-secret-render-interval",
+                "30s",
+            ),
+            (
+                "vault.hashicorp.com/template-lease-renewal-threshold",
+                "0.8",
+            ),
+            ("vault.hashicorp.com/auth-min-backoff", "2s"),
+        ])
+        .expect("parses");
+        assert_eq!(
+            r.outputs[0].command,
+            Some(vec!["kill".into(), "-HUP".into(), "1".into()])
+        );
+        assert_eq!(r.listen, Some(8200));
+        assert!(r.revoke_on_shutdown);
+        assert_eq!(r.revoke_delay.map(|d| d.0.as_secs()), Some(7));
+        assert_eq!(r.refresh_interval.map(|d| d.0.as_secs()), Some(30));
+        assert_eq!(r.renewal_threshold, Some(0.8));
+        assert_eq!(r.min_backoff.map(|d| d.0.as_secs()), Some(2));
+        let r = parse_vault(&[
+            ("vault.hashicorp.com/agent-enable-quit", "true"),
+            ("vault.hashicorp.com/agent-cache-listener-port", "9000"),
+        ])
+        .expect("parses");
+        assert_eq!(r.listen, Some(9000));
+    }
+
+    #[test]
+    fn commands_that_need_a_shell_are_refused() {
+        for command in [
+            "kill -HUP $(pidof app)",
+            "touch /a && echo",
+            "echo x > /f",
+            "a | b",
+            "cat '",
+        ] {
+            let err = parse_vault(&[
+                (
+                    "vault.hashicorp.com/agent-inject-secret-db",
+                    "secret/data/db",
+                ),
+                ("vault.hashicorp.com/agent-inject-command-db", command),
+            ])
+            .expect_err(command);
+            assert!(
+                err.message
+                    .starts_with("vault.hashicorp.com/agent-inject-command-db: "),
+                "{}",
+                err.message
+            );
+        }
+        let r = parse_hydrant(&[
+            ("hydrant.dev/secret-db", "secret/data/db"),
+            ("hydrant.dev/command-db", "/usr/bin/pkill -HUP -f 'my app'"),
+        ])
+        .expect("parses");
+        assert_eq!(
+            r.outputs[0].command.as_deref(),
+            Some(
+                &[
+                    "/usr/bin/pkill".to_string(),
+                    "-HUP".into(),
+                    "-f".into(),
+                    "my app".into()
+                ][..]
+            )
+        );
     }
 
     #[test]

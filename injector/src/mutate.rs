@@ -655,6 +655,8 @@ fn agent_config(
                 source: None,
                 destination: destination.path.clone().into(),
                 perms: output.perms,
+                command: output.command.clone(),
+                command_timeout: None,
             }),
             OutputSource::Secret { path, format } => secrets.push(SecretFileConfig {
                 name: output.name.clone(),
@@ -662,6 +664,8 @@ fn agent_config(
                 format: *format,
                 destination: destination.path.clone().into(),
                 perms: output.perms,
+                command: output.command.clone(),
+                command_timeout: None,
             }),
         }
     }
@@ -701,10 +705,19 @@ fn agent_config(
             role_id_path: request.role_id_path.clone().map(Into::into),
             secret_id_path: request.secret_id_path.clone().map(Into::into),
             token_path: request.token_path.clone().map(Into::into),
+            min_backoff: request.min_backoff,
+            max_backoff: request.max_backoff,
         },
         templates,
         secrets,
         retry: RetryConfig::default(),
+        refresh_interval: request.refresh_interval,
+        listen: request.listen,
+        revoke_on_shutdown: request.revoke_on_shutdown,
+        revoke_delay: request.revoke_delay,
+        state_dir: Some(names::STATE_PATH.into()),
+        watch: Vec::new(),
+        renewal_threshold: request.renewal_threshold,
     };
     config.validate().map_err(|issues| {
         Denial::new(

@@ -63,7 +63,8 @@ pub async fn login(client: &mut Client, auth: &AuthConfig) -> Result<TokenInfo, 
         AuthMethod::Token => {
             let path = auth.token_path.as_deref().unwrap_or(Path::new(""));
             let token = Token::new(read_credential("token", path)?);
-            return lookup_self(client, token, path).await;
+            let who = format!("the token in {}", path.display());
+            return lookup_self(client, token, &who).await;
         }
     };
     let token = Token::new(result.client_token);
@@ -76,8 +77,14 @@ pub async fn login(client: &mut Client, auth: &AuthConfig) -> Result<TokenInfo, 
     })
 }
 
+/// Takes over a token an earlier run left (the init container's, for the sidecar): checks it
+/// with `auth/token/lookup-self`, which also tells how long it has left.
+pub async fn adopt(client: &mut Client, token: Token) -> Result<TokenInfo, Error> {
+    lookup_self(client, token, "the token the init container left").await
+}
+
 /// The token method: checks the token with `auth/token/lookup-self`, which also tells its TTL.
-async fn lookup_self(client: &mut Client, token: Token, path: &Path) -> Result<TokenInfo, Error> {
+async fn lookup_self(client: &mut Client, token: Token, who: &str) -> Result<TokenInfo, Error> {
     client.set_token(&token, Vec::new());
     let data = match client.read("auth/token/lookup-self").await {
         Ok(secret) => secret.data,
@@ -85,7 +92,7 @@ async fn lookup_self(client: &mut Client, token: Token, path: &Path) -> Result<T
             return Err(Error::LoginDenied {
                 method: "token",
                 mount: "token".to_owned(),
-                who: format!("the token in {}", path.display()),
+                who: who.to_owned(),
                 message: "permission denied: the token is invalid, expired or revoked, or its \
                           policies do not allow auth/token/lookup-self (the default policy does)"
                     .to_owned(),

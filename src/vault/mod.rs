@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettings};
 
-pub use self::auth::{TokenInfo, login};
+pub use self::auth::{TokenInfo, adopt, login};
 pub use self::error::Error;
 
 /// How long to wait for a TCP (and TLS) connection to Vault.
@@ -65,6 +65,17 @@ pub struct Secret {
     pub data: Value,
     /// The lease, when Vault returned a lease ID or duration.
     pub lease: Option<Lease>,
+    /// The `auth` section's lifetime, for token operations (renew-self).
+    pub auth: Option<AuthLease>,
+}
+
+/// The lifetime Vault gives a token in an `auth` section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthLease {
+    /// How long the token lives from the response.
+    pub ttl: Duration,
+    /// Whether it can be renewed.
+    pub renewable: bool,
 }
 
 impl fmt::Debug for Secret {
@@ -72,6 +83,7 @@ impl fmt::Debug for Secret {
         f.debug_struct("Secret")
             .field("data", &"<redacted>")
             .field("lease", &self.lease)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -152,6 +164,41 @@ impl Client {
         self.policies = policies;
     }
 
+    /// Renews the client's token (`auth/token/renew-self`), asking for `increment` more; returns
+    /// what Vault granted.
+    pub async fn renew_self(&self, increment: Duration) -> Result<AuthLease, Error> {
+        let mut params = Map::new();
+        params.insert(
+            "increment".to_owned(),
+            format!("{}s", increment.as_secs()).into(),
+        );
+        let secret = self.write("auth/token/renew-self", &params).await?;
+        secret.auth.ok_or(Error::InvalidResponse {
+            operation: Operation::Write,
+            path: "auth/token/renew-self".to_owned(),
+        })
+    }
+
+    /// Revokes the client's token, and with it every lease it created.
+    pub async fn revoke_self(&self) -> Result<(), Error> {
+        self.write("auth/token/revoke-self", &Map::new())
+            .await
+            .map(drop)
+    }
+
+    /// Renews a lease (`sys/leases/renew`), asking for `increment` more; returns what Vault
+    /// granted.
+    pub async fn renew_lease(&self, lease_id: &str, increment: Duration) -> Result<Lease, Error> {
+        let mut params = Map::new();
+        params.insert("lease_id".to_owned(), lease_id.into());
+        params.insert("increment".to_owned(), increment.as_secs().into());
+        let secret = self.write("sys/leases/renew", &params).await?;
+        secret.lease.ok_or(Error::InvalidResponse {
+            operation: Operation::Write,
+            path: "sys/leases/renew".to_owned(),
+        })
+    }
+
     /// Reads any path (`GET /v1/<path>`) and returns its data and lease.
     pub async fn read(&self, path: &str) -> Result<Secret, Error> {
         self.send(RawRequest::get(path)).await
@@ -180,6 +227,7 @@ impl Client {
             return Ok(Secret {
                 data: Value::Null,
                 lease: None,
+                auth: None,
             });
         }
         // Parsed here rather than through rustify: its parse error carries the body, which holds
@@ -280,6 +328,17 @@ struct Envelope {
     lease_duration: u64,
     #[serde(default)]
     renewable: bool,
+    #[serde(default)]
+    auth: Option<AuthEnvelope>,
+}
+
+/// The lifetime fields of a response's `auth` section (the token itself is never kept here).
+#[derive(Deserialize)]
+struct AuthEnvelope {
+    #[serde(default)]
+    lease_duration: u64,
+    #[serde(default)]
+    renewable: bool,
 }
 
 impl Envelope {
@@ -292,6 +351,10 @@ impl Envelope {
         Secret {
             data: self.data.unwrap_or(Value::Null),
             lease,
+            auth: self.auth.map(|a| AuthLease {
+                ttl: Duration::from_secs(a.lease_duration),
+                renewable: a.renewable,
+            }),
         }
     }
 }
@@ -320,6 +383,24 @@ mod tests {
     }
 
     #[test]
+    fn envelope_keeps_the_auth_lifetime_but_not_the_token() {
+        let envelope: Envelope = serde_json::from_str(
+            r#"{"lease_id":"","lease_duration":0,"renewable":false,"data":null,
+                "auth":{"client_token":"hvs.secret","lease_duration":120,"renewable":true}}"#,
+        )
+        .expect("parses");
+        let secret = envelope.into_secret();
+        assert_eq!(
+            secret.auth,
+            Some(AuthLease {
+                ttl: Duration::from_secs(120),
+                renewable: true
+            })
+        );
+        assert!(!format!("{secret:?}").contains("hvs.secret"));
+    }
+
+    #[test]
     fn envelope_without_lease_has_none() {
         let envelope: Envelope = serde_json::from_str(
             r#"{"lease_id":"","lease_duration":0,"renewable":false,"data":{"data":{"a":1}}}"#,
@@ -335,6 +416,7 @@ mod tests {
         let secret = Secret {
             data: serde_json::json!({"password": "hunter2"}),
             lease: None,
+            auth: None,
         };
         assert!(!format!("{secret:?}").contains("hunter2"));
     }

@@ -25,12 +25,14 @@ pub(super) fn register(
     lookups: Arc<Mutex<Lookups>>,
     env: Arc<dyn Env>,
 ) {
+    let files = lookups.clone();
     jinja.add_function(
         "secret",
         move |path: String, params: Kwargs| -> Result<Value, Error> {
             secret(&lookups, &path, &params)
         },
     );
+    jinja.add_function("file", move |path: String| file(&files, &path));
     jinja.add_function("env", move |name: String, default: Option<String>| {
         match (env.var(&name), default) {
             (Some(value), _) => Ok(value),
@@ -102,6 +104,7 @@ fn secret(lookups: &Mutex<Lookups>, path: &str, params: &Kwargs) -> Result<Value
     } else {
         Request::write(path, &written)
     };
+    lookups.touched.insert(request.clone());
     match lookups.fetched.get(&request) {
         Some(Ok(data)) if data.is_none() => Err(Error::new(
             ErrorKind::InvalidOperation,
@@ -145,6 +148,35 @@ fn contains_placeholder(value: &Value) -> bool {
         }
         _ => false,
     }
+}
+
+/// `file(path)`: a file's text, for paths under the config's `watch` list; the template is
+/// rendered again when the file changes.
+fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
+    let mut lookups = lookups.lock().unwrap_or_else(|p| p.into_inner());
+    let wanted = std::path::Path::new(path);
+    if !lookups
+        .readable
+        .iter()
+        .any(|allowed| wanted.starts_with(allowed))
+    {
+        let watched: Vec<String> = lookups
+            .readable
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "file({path:?}): only files under the config's watch list may be read (now: [{}]); add the path to watch",
+                watched.join(", ")
+            ),
+        ));
+    }
+    lookups.files.insert(wanted.to_owned());
+    std::fs::read_to_string(wanted)
+        .map(Value::from)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("file({path:?}): {e}")))
 }
 
 /// The Vault failure carried by a template error, if any.

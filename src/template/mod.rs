@@ -19,6 +19,7 @@ mod functions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::StreamExt as _;
@@ -214,10 +215,17 @@ fn at(line: Option<usize>, column: Option<usize>) -> String {
 /// What the functions know and learn during one attempt at an output.
 #[derive(Default)]
 struct Lookups {
-    /// Requests fetched in this render, with their data or failure.
+    /// Requests fetched, with their data or failure: for one render (`render_all`), or kept
+    /// between renders by a sidecar (`render_some`).
     fetched: HashMap<Request, Result<minijinja::Value, Arc<vault::Error>>>,
     /// Requests the attempt asked for that are not fetched yet.
     missing: BTreeSet<Request>,
+    /// Every request the attempt asked for, fetched or not.
+    touched: BTreeSet<Request>,
+    /// Every file the attempt read with `file()`.
+    files: BTreeSet<PathBuf>,
+    /// The paths `file()` may read: the config's `watch` list.
+    readable: Vec<PathBuf>,
     /// How many times the template being rendered got a placeholder.
     placeholders: usize,
 }
@@ -234,11 +242,21 @@ struct Progress {
     queue: VecDeque<Request>,
 }
 
+/// What an output read in its last final attempt: what a change must re-render.
+#[derive(Clone, Debug, Default)]
+pub struct Dependencies {
+    /// Vault requests.
+    pub requests: BTreeSet<Request>,
+    /// Files read with `file()`.
+    pub files: BTreeSet<PathBuf>,
+}
+
 /// Compiled templates and the functions they may call.
 pub struct Engine {
     env: Environment<'static>,
     outputs: Vec<(String, Source)>,
     lookups: Arc<Mutex<Lookups>>,
+    dependencies: Mutex<Vec<Dependencies>>,
     max_in_flight: usize,
 }
 
@@ -285,12 +303,71 @@ impl Engine {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let dependencies = Mutex::new(vec![Dependencies::default(); outputs.len()]);
         Ok(Engine {
             env: jinja,
             outputs,
             lookups,
+            dependencies,
             max_in_flight: max_in_flight.max(1),
         })
+    }
+
+    /// Lets `file(path)` read under these paths (the config's `watch` list).
+    pub fn allow_files(&self, paths: Vec<PathBuf>) {
+        self.lock().readable = paths;
+    }
+
+    /// The number of outputs.
+    pub fn len(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Whether there are no outputs.
+    pub fn is_empty(&self) -> bool {
+        self.outputs.is_empty()
+    }
+
+    /// What output `i` read in its last final attempt.
+    pub fn dependencies(&self, i: usize) -> Dependencies {
+        self.dependencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(i)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The outputs whose last final attempt read `request`.
+    pub fn using(&self, request: &Request) -> Vec<usize> {
+        let deps = self.dependencies.lock().unwrap_or_else(|p| p.into_inner());
+        (0..deps.len())
+            .filter(|i| deps[*i].requests.contains(request))
+            .collect()
+    }
+
+    /// The outputs whose last final attempt read a file at or under `path`.
+    pub fn using_file(&self, path: &Path) -> Vec<usize> {
+        let deps = self.dependencies.lock().unwrap_or_else(|p| p.into_inner());
+        (0..deps.len())
+            .filter(|i| deps[*i].files.iter().any(|f| f.starts_with(path)))
+            .collect()
+    }
+
+    /// Puts a request's data in the cache a sidecar keeps between renders.
+    pub fn store(&self, request: Request, data: &Json) {
+        let value = minijinja::Value::from(minijinja::value::Serde(data));
+        self.lock().fetched.insert(request, Ok(value));
+    }
+
+    /// Drops a request from the cache: the next render that needs it fetches it again.
+    pub fn forget(&self, request: &Request) {
+        self.lock().fetched.remove(request);
+    }
+
+    /// Whether the cache holds a request, fetched or failed.
+    pub fn cached(&self, request: &Request) -> bool {
+        self.lock().fetched.contains_key(request)
     }
 
     /// The outputs' names, in order.
@@ -305,6 +382,8 @@ impl Engine {
             self.outputs.iter().map(|_| None).collect();
         self.render_each(fetcher, |i, result| results[i] = Some(result))
             .await;
+        // Fetched data is dropped with the render; only the rendered files keep secrets.
+        self.lock().fetched.clear();
         results
             .into_iter()
             .map(|r| r.expect("render_each calls back once for every output"))
@@ -318,16 +397,28 @@ impl Engine {
     pub async fn render_each(
         &self,
         fetcher: &impl Fetch,
-        mut done: impl FnMut(usize, Result<Rendered, Error>),
+        done: impl FnMut(usize, Result<Rendered, Error>),
     ) {
         self.lock().fetched.clear();
+        let all: Vec<usize> = (0..self.outputs.len()).collect();
+        self.render_some(&all, fetcher, done).await;
+    }
+
+    /// Renders the outputs `which` with the cache as it is (a sidecar's, kept between renders),
+    /// fetching only what it lacks, and hands each result to `done`.
+    pub async fn render_some(
+        &self,
+        which: &[usize],
+        fetcher: &impl Fetch,
+        mut done: impl FnMut(usize, Result<Rendered, Error>),
+    ) {
         let mut state = Progress {
             waiting: vec![None; self.outputs.len()],
             attempts: vec![0; self.outputs.len()],
             requested: HashSet::new(),
             queue: VecDeque::new(),
         };
-        for i in 0..self.outputs.len() {
+        for &i in which {
             self.attempt(i, &mut state, &mut done);
         }
         let mut in_flight = FuturesUnordered::new();
@@ -364,8 +455,6 @@ impl Engine {
                 done(i, Err(self.too_many_rounds(i)));
             }
         }
-        // Fetched data is dropped with the render; only the rendered files keep secrets.
-        self.lock().fetched.clear();
     }
 
     /// Renders output `i` with what is fetched so far; queues what it still needs.
@@ -382,10 +471,30 @@ impl Engine {
             return;
         }
         let (name, source) = &self.outputs[i];
-        self.lock().missing.clear();
+        {
+            let mut lookups = self.lock();
+            lookups.missing.clear();
+            lookups.touched.clear();
+            lookups.files.clear();
+        }
         match self.try_render(name, source) {
             Some(result) => {
                 state.waiting[i] = None;
+                let (requests, files) = {
+                    let mut lookups = self.lock();
+                    (
+                        std::mem::take(&mut lookups.touched),
+                        std::mem::take(&mut lookups.files),
+                    )
+                };
+                if let Some(deps) = self
+                    .dependencies
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(i)
+                {
+                    *deps = Dependencies { requests, files };
+                }
                 done(i, result);
             }
             None => {
@@ -412,6 +521,7 @@ impl Engine {
             Source::Secret { path, format } => {
                 let request = Request::read(path);
                 let mut lookups = self.lock();
+                lookups.touched.insert(request.clone());
                 match lookups.fetched.get(&request) {
                     Some(Ok(data)) if data.is_none() => Some(Err(Error::Format {
                         name: name.to_owned(),

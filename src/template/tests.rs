@@ -465,3 +465,77 @@ fn each_output_is_handed_over_as_soon_as_its_secrets_arrive() {
         "the fast output did not wait for the slow one"
     );
 }
+
+#[test]
+fn dependencies_name_what_each_output_read() {
+    let memory = Memory::default()
+        .with("secret/data/a", json!({"data": {"v": "1"}}))
+        .with("secret/data/b", json!({"data": {"v": "2"}}));
+    let engine = engine(&[
+        ("one", "{{ secret('secret/data/a').data.v }}"),
+        (
+            "both",
+            "{{ secret('secret/data/a').data.v }}{{ secret('secret/data/b').data.v }}",
+        ),
+    ]);
+    block_on(engine.render_all(&memory));
+    assert_eq!(engine.using(&Request::read("secret/data/a")), [0, 1]);
+    assert_eq!(engine.using(&Request::read("secret/data/b")), [1]);
+    assert_eq!(engine.dependencies(1).requests.len(), 2);
+}
+
+#[test]
+fn a_kept_cache_fetches_only_what_was_forgotten() {
+    let memory = Memory::default()
+        .with("secret/data/a", json!({"data": {"v": "1"}}))
+        .with("secret/data/b", json!({"data": {"v": "2"}}));
+    let engine = engine(&[(
+        "t",
+        "{{ secret('secret/data/a').data.v }}{{ secret('secret/data/b').data.v }}",
+    )]);
+    let render = |which: &[usize]| {
+        let mut out = Vec::new();
+        block_on(engine.render_some(which, &memory, |i, r| out.push((i, text(&r).to_owned()))));
+        out
+    };
+    assert_eq!(render(&[0]), [(0, "12".to_string())]);
+    assert_eq!(memory.requests().len(), 2);
+    assert_eq!(render(&[0]), [(0, "12".to_string())]);
+    assert_eq!(memory.requests().len(), 2, "everything came from the cache");
+    engine.store(Request::read("secret/data/b"), &json!({"data": {"v": "3"}}));
+    assert_eq!(render(&[0]), [(0, "13".to_string())]);
+    engine.forget(&Request::read("secret/data/a"));
+    assert_eq!(render(&[0]), [(0, "13".to_string())]);
+    assert_eq!(
+        memory.requests().len(),
+        3,
+        "only the forgotten request was fetched again"
+    );
+}
+
+#[test]
+fn file_reads_only_watched_paths_and_is_a_dependency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let watched = dir.path().join("conf");
+    std::fs::create_dir(&watched).expect("mkdir");
+    std::fs::write(watched.join("site"), "atlantida").expect("write");
+    let engine = engine(&[
+        (
+            "ok",
+            &format!(
+                "{{{{ file('{}') | upper }}}}",
+                watched.join("site").display()
+            ),
+        ),
+        ("outside", "{{ file('/etc/hostname') }}"),
+    ]);
+    engine.allow_files(vec![watched.clone()]);
+    let results = block_on(engine.render_all(&Memory::default()));
+    assert_eq!(text(&results[0]), "ATLANTIDA");
+    let message = results[1].as_ref().expect_err("sandboxed").to_string();
+    assert!(
+        message.contains("only files under the config's watch list"),
+        "{message}"
+    );
+    assert_eq!(engine.using_file(&watched), [0]);
+}

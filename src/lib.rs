@@ -75,6 +75,22 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
     }
 }
 
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// The exit status for an error returned by [`run`].
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     if let Some(e) = error.downcast_ref::<agent::Error>() {

@@ -25,23 +25,20 @@ fn version_is_printed() {
     assert!(run.stdout().starts_with("hydrant "), "{}", run.stdout());
 }
 
+/// The sidecar checks its config as the init container does, before anything else.
 #[test]
-fn agent_without_once_says_the_sidecar_is_not_there_yet() {
+fn the_sidecar_refuses_a_bad_config_with_a_usage_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("agent.yaml");
     std::fs::write(
         &config,
-        "vault: {address: 'http://127.0.0.1:1'}\nauth: {method: token, token_path: /t}\nsecrets: [{name: a, path: kv/a, destination: /tmp/a}]\n",
+        "vault: {address: 'http://127.0.0.1:1'}\nauth: {method: token, token_path: /t}\nrefresh_interval: 0s\nsecrets: [{name: a, path: kv/a, destination: /tmp/a}]\n",
     )
     .expect("write");
     let line = Hydrant::new(["agent", "--config"])
-        .env("X", "y")
         .run_with_arg(&config)
         .failure(64);
-    assert!(
-        line.contains("not implemented yet; run with --once"),
-        "{line}"
-    );
+    assert!(line.contains("refresh_interval"), "{line}");
 }
 
 #[test]

@@ -7,4 +7,5 @@ mod agent;
 mod cli;
 mod examples;
 mod inject;
+mod sidecar;
 mod webhook;

@@ -77,6 +77,9 @@ pub const DEFAULT_REFRESH_INTERVAL: time::Duration = time::Duration::from_secs(3
 /// The fraction of a lifetime after which certificates and non-renewable leases are replaced.
 pub const DEFAULT_RENEWAL_THRESHOLD: f64 = 0.9;
 
+/// How long one Vault request may take when the config gives nothing.
+pub const DEFAULT_REQUEST_TIMEOUT: time::Duration = time::Duration::from_secs(30);
+
 /// How long a change command may run.
 pub const DEFAULT_COMMAND_TIMEOUT: time::Duration = time::Duration::from_secs(30);
 
@@ -118,12 +121,20 @@ pub struct VaultConfig {
     /// Vault requests kept in flight at most while rendering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_requests: Option<u16>,
+    /// How long one request may take before it counts as failed (default 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
 }
 
 impl VaultConfig {
     /// The namespace to send, if any: an empty string means none.
     pub fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref().filter(|ns| !ns.is_empty())
+    }
+
+    /// The per-request timeout, with its default.
+    pub fn timeout(&self) -> time::Duration {
+        self.timeout.map_or(DEFAULT_REQUEST_TIMEOUT, |d| d.0)
     }
 
     /// The bound on concurrent requests, with its default.
@@ -596,6 +607,9 @@ impl AgentConfig {
         }
         if vault.max_concurrent_requests == Some(0) {
             issues.push("vault.max_concurrent_requests", "must be at least 1");
+        }
+        if vault.timeout.is_some_and(|t| t.0.is_zero()) {
+            issues.push("vault.timeout", "must be longer than zero, such as 30s");
         }
         if let Some(namespace) = vault.namespace()
             && !namespace.bytes().all(|b| b.is_ascii_graphic())

@@ -136,6 +136,8 @@ pub struct Request {
     pub vault_address: Option<String>,
     /// Vault namespace.
     pub vault_namespace: Option<String>,
+    /// Per-request timeout of the agent's Vault client.
+    pub client_timeout: Option<Duration>,
     /// CA file in the agent container.
     pub ca_cert: Option<String>,
     /// Name to check Vault's certificate against.
@@ -214,6 +216,7 @@ impl Request {
             token_volume: None,
             vault_address: None,
             vault_namespace: None,
+            client_timeout: None,
             ca_cert: None,
             tls_server_name: None,
             tls_skip_verify: false,
@@ -496,8 +499,8 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
                     key(rest)
                 ))
             }
+            "client-timeout" => r.client_timeout = Some(duration(&key(rest), value)?),
             "client-max-retries"
-            | "client-timeout"
             | "go-max-procs"
             | "template-max-connections-per-host"
             | "agent-disable-idle-connections"

@@ -693,6 +693,7 @@ fn agent_config(
             tls_server_name: request.tls_server_name.clone(),
             tls_skip_verify: request.tls_skip_verify,
             max_concurrent_requests: None,
+            timeout: request.client_timeout,
         },
         auth: AuthConfig {
             method,

@@ -1,8 +1,13 @@
 //! The in-pod agent: log in to Vault, render every template and secret, write the files
-//! atomically. With `--once` (the init container) it then exits; the sidecar comes with its issue.
+//! atomically. With `--once` (the init container) it then exits; without, it is the sidecar
+//! that keeps every file fresh for the life of the pod.
 
 mod config;
 mod files;
+mod server;
+mod sidecar;
+pub mod state;
+pub mod timing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,9 +77,6 @@ pub enum Error {
     /// The process could not start its runtime.
     #[error("cannot start: {0}")]
     Runtime(String),
-    /// The sidecar (no `--once`) is not built yet.
-    #[error("the sidecar (agent without --once) is not implemented yet; run with --once")]
-    SidecarNotImplemented,
 }
 
 impl Error {
@@ -82,7 +84,6 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Source { .. } | Error::Syntax(_) => 64,
-            Error::SidecarNotImplemented => 64,
             Error::Login(vault::Error::Config { .. }) => 64,
             Error::Login(_) | Error::Render(_) | Error::Write { .. } => 1,
             Error::Unwritable { .. } | Error::Runtime(_) => 1,
@@ -121,10 +122,7 @@ pub struct Options<'a> {
 /// Runs the agent to completion.
 pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
     let config = config::load(options.config, env.as_ref()).map_err(Error::Config)?;
-    if !options.once {
-        return Err(Error::SidecarNotImplemented);
-    }
-    let engine = compile(&config, env)?;
+    let (engine, sources) = compile(&config, env)?;
     let mut checked: Vec<&Path> = Vec::new();
     for output in outputs(&config) {
         let dir = files::parent(output.destination);
@@ -142,6 +140,12 @@ pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(format!("the async runtime: {e}")))?;
+    if !options.once {
+        let sidecar = sidecar::run(&config, engine, sources, crate::shutdown_signal());
+        let result = runtime.block_on(sidecar);
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        return result;
+    }
     let result = runtime.block_on(render_once(&config, &engine));
     // Every file is written and synced: idle connections and pool threads need no goodbye, and
     // an init container that exits sooner lets the app start sooner.
@@ -168,10 +172,7 @@ async fn render_once(config: &AgentConfig, engine: &Engine) -> Result<(), Error>
         ttl_s = token.ttl.as_secs(),
         "logged in to vault"
     );
-    let fetch = VaultFetch {
-        client: &client,
-        deadline,
-    };
+    let fetch = VaultFetch::new(&client, deadline);
     let results = engine.render_all(&fetch).await;
     let mut rendered = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
@@ -189,7 +190,46 @@ async fn render_once(config: &AgentConfig, engine: &Engine) -> Result<(), Error>
         }
         return Err(Error::Render(failures));
     }
-    write(config, &rendered)
+    write(config, &rendered)?;
+    if let Some(dir) = &config.state_dir {
+        hand_over(dir, &token, fetch.take());
+    }
+    Ok(())
+}
+
+/// Leaves the token and what was fetched for the sidecar. A failure here costs the sidecar a
+/// login and new dynamic credentials, not the app its files: it is logged, not fatal.
+fn hand_over(dir: &Path, token: &vault::TokenInfo, fetched: Vec<Fetched>) {
+    let now = std::time::SystemTime::now();
+    let expires = (!token.ttl.is_zero()).then(|| state::unix(now + token.ttl));
+    let entries = fetched
+        .into_iter()
+        .filter_map(|f| {
+            let secret = f.result.ok()?;
+            let (path, params) = (f.request.path.clone(), f.request.params());
+            Some(state::Entry {
+                path,
+                params,
+                data: secret.data,
+                fetched_at: state::unix(f.at),
+                lease: secret
+                    .lease
+                    .filter(|l| !l.id.is_empty())
+                    .map(|l| state::LeaseRecord {
+                        id: l.id,
+                        seconds: l.duration.as_secs(),
+                        renewable: l.renewable,
+                    }),
+            })
+        })
+        .collect();
+    let handover = state::State::new(token.token.expose().to_owned(), expires, entries);
+    match std::fs::create_dir_all(dir).and_then(|()| state::save(dir, &handover)) {
+        Ok(()) => info!(dir = %dir.display(), "handed the token and leases over to the sidecar"),
+        Err(error) => {
+            warn!(%error, dir = %dir.display(), "cannot hand the token and leases over; the sidecar will log in again")
+        }
+    }
 }
 
 /// Writes every rendered file, all or nothing.
@@ -245,17 +285,25 @@ fn outputs(config: &AgentConfig) -> impl Iterator<Item = Output<'_>> {
     templates.chain(secrets)
 }
 
+/// A template read from a file: its output's index, the file and the text compiled.
+pub(crate) type SourceFile = (usize, PathBuf, String);
+
 /// Reads template sources and compiles everything.
-fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<Engine, Error> {
+fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<(Engine, Vec<SourceFile>), Error> {
     let mut sources = Vec::new();
-    for t in &config.templates {
+    let mut files = Vec::new();
+    for (i, t) in config.templates.iter().enumerate() {
         let text = match (&t.contents, &t.source) {
             (Some(contents), _) => contents.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path).map_err(|error| Error::Source {
-                template: t.name.clone(),
-                path: path.clone(),
-                error,
-            })?,
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|error| Error::Source {
+                    template: t.name.clone(),
+                    path: path.clone(),
+                    error,
+                })?;
+                files.push((i, path.clone(), text.clone()));
+                text
+            }
             // Refused by validation.
             (None, None) => String::new(),
         };
@@ -270,13 +318,39 @@ fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<Engine, Error> {
             },
         ));
     }
-    Engine::new(sources, env, config.vault.max_concurrent_requests()).map_err(Error::Syntax)
+    let engine =
+        Engine::new(sources, env, config.vault.max_concurrent_requests()).map_err(Error::Syntax)?;
+    Ok((engine, files))
 }
 
-/// Fetches from Vault, retrying transient failures until the render's deadline.
-struct VaultFetch<'a> {
+/// Fetches from Vault, retrying transient failures until a deadline, and keeps every response
+/// with its lease details (for the hand-over to the sidecar, and for the sidecar's schedule).
+pub(crate) struct VaultFetch<'a> {
     client: &'a vault::Client,
     deadline: Instant,
+    fetched: std::sync::Mutex<Vec<Fetched>>,
+}
+
+/// One response, as fetched.
+pub(crate) struct Fetched {
+    pub(crate) request: Request,
+    pub(crate) result: Result<vault::Secret, ()>,
+    pub(crate) at: std::time::SystemTime,
+}
+
+impl<'a> VaultFetch<'a> {
+    pub(crate) fn new(client: &'a vault::Client, deadline: Instant) -> VaultFetch<'a> {
+        VaultFetch {
+            client,
+            deadline,
+            fetched: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Everything fetched since the last call.
+    pub(crate) fn take(&self) -> Vec<Fetched> {
+        std::mem::take(&mut *self.fetched.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl Fetch for VaultFetch<'_> {
@@ -288,11 +362,20 @@ impl Fetch for VaultFetch<'_> {
             None => format!("reading {path}"),
             Some(_) => format!("writing {path}"),
         };
-        let secret = vault::retry::until(self.deadline, &what, async || match &params {
+        let result = vault::retry::until(self.deadline, &what, async || match &params {
             None => client.read(path).await,
             Some(params) => client.write(path, params).await,
         })
-        .await?;
-        Ok(secret.data)
+        .await;
+        let record = Fetched {
+            request: request.clone(),
+            result: result.as_ref().map(Clone::clone).map_err(drop),
+            at: std::time::SystemTime::now(),
+        };
+        self.fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+        result.map(|secret| secret.data)
     }
 }

@@ -68,6 +68,7 @@ pub(super) fn register(
         },
     );
     jinja.add_filter("toyaml", toyaml);
+    jinja.add_filter("fromjson", fromjson);
     jinja.add_filter("b64encode", b64encode);
     jinja.add_filter("b64decode", b64decode);
 }
@@ -155,6 +156,17 @@ fn contains_placeholder(value: &Value) -> bool {
 fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
     let mut lookups = lookups.lock().unwrap_or_else(|p| p.into_inner());
     let wanted = std::path::Path::new(path);
+    if wanted
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "file({path:?}): a path with `..` may leave the watched directories; give it without"
+            ),
+        ));
+    }
     if !lookups
         .readable
         .iter()
@@ -263,6 +275,32 @@ fn toyaml(value: Value) -> Result<Value, Error> {
             Error::new(
                 ErrorKind::InvalidOperation,
                 "toyaml: the value cannot be written as YAML",
+            )
+        })
+}
+
+/// Parses JSON text (a file a ConfigMap holds, a secret value holding JSON). The message never
+/// quotes the text: it may be a secret.
+fn fromjson(value: Value) -> Result<Value, Error> {
+    if is_placeholder(&value) {
+        return Ok(value);
+    }
+    let text = value.as_str().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "fromjson: expects a string of JSON text",
+        )
+    })?;
+    serde_json::from_str::<Json>(text)
+        .map(|json| Value::from(minijinja::value::Serde(&json)))
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "fromjson: not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
             )
         })
 }

@@ -65,6 +65,23 @@ impl Request {
         }
     }
 
+    /// The request from a path and, for a write, its parameters.
+    pub fn from_parts(path: &str, params: Option<&Map<String, Json>>) -> Request {
+        match params {
+            None => Request::read(path),
+            Some(params) => {
+                let params: BTreeMap<String, Json> =
+                    params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                Request::write(path, &params)
+            }
+        }
+    }
+
+    /// Whether this request writes (has parameters).
+    pub fn is_write(&self) -> bool {
+        self.params.is_some()
+    }
+
     /// The parameters of a write.
     pub fn params(&self) -> Option<Map<String, Json>> {
         self.params
@@ -311,6 +328,22 @@ impl Engine {
             dependencies,
             max_in_flight: max_in_flight.max(1),
         })
+    }
+
+    /// Replaces output `i`'s template with `text` (its source file changed). On a syntax error
+    /// the old template stays.
+    pub fn set_template(&mut self, i: usize, text: &str) -> Result<(), Error> {
+        let Some((name, source)) = self.outputs.get_mut(i) else {
+            return Ok(());
+        };
+        if !matches!(source, Source::Template(_)) {
+            return Ok(());
+        }
+        self.env
+            .add_template_owned(name.clone(), text.to_owned())
+            .map_err(|e| template_error(name, text, &e))?;
+        *source = Source::Template(text.to_owned());
+        Ok(())
     }
 
     /// Lets `file(path)` read under these paths (the config's `watch` list).

@@ -528,6 +528,10 @@ fn file_reads_only_watched_paths_and_is_a_dependency() {
             ),
         ),
         ("outside", "{{ file('/etc/hostname') }}"),
+        (
+            "escape",
+            &format!("{{{{ file('{}/../../etc/hostname') }}}}", watched.display()),
+        ),
     ]);
     engine.allow_files(vec![watched.clone()]);
     let results = block_on(engine.render_all(&Memory::default()));
@@ -537,5 +541,26 @@ fn file_reads_only_watched_paths_and_is_a_dependency() {
         message.contains("only files under the config's watch list"),
         "{message}"
     );
+    let message = results[2].as_ref().expect_err("no way out").to_string();
+    assert!(message.contains("a path with `..`"), "{message}");
     assert_eq!(engine.using_file(&watched), [0]);
+}
+
+#[test]
+fn fromjson_parses_json_text_and_names_the_position_of_an_error() {
+    let engine = engine(&[
+        (
+            "ok",
+            r#"{{ ('{"region": "eu", "n": [1, 2]}' | fromjson).n[1] }}"#,
+        ),
+        ("bad", r#"{{ '{"password": "hunter2",' | fromjson }}"#),
+    ]);
+    let results = block_on(engine.render_all(&Memory::default()));
+    assert_eq!(text(&results[0]), "2");
+    let message = results[1].as_ref().expect_err("invalid").to_string();
+    assert!(
+        message.contains("fromjson: not valid JSON (line 1"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "no text quoted: {message}");
 }

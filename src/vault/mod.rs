@@ -22,9 +22,6 @@ pub use self::error::Error;
 /// How long to wait for a TCP (and TLS) connection to Vault.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long one request may take in all. Retries happen above this, up to the caller's deadline.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A Vault token. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
@@ -112,9 +109,10 @@ impl Client {
             key: "vault.address",
             problem: format!("{address:?} is not a valid URL: {e}"),
         })?;
+        let timeout = config.timeout();
         let http = tls::http_client(config, &address)?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .timeout(timeout)
             .build()
             .map_err(|e| Error::Config {
                 key: "vault",
@@ -127,7 +125,7 @@ impl Client {
             address: url,
             ca_certs: Vec::new(),
             identity: None,
-            timeout: Some(REQUEST_TIMEOUT),
+            timeout: Some(timeout),
             token: String::new(),
             verify: !config.tls_skip_verify,
             version: 1,

@@ -99,24 +99,8 @@ pub fn run(options: Options) -> Result<(), Error> {
                 addr: options.listen,
                 error,
             })?;
-        serve(listener, options, shutdown_signal()).await
+        serve(listener, options, crate::shutdown_signal()).await
     })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// Serves on `listener` until `shutdown` resolves, then lets open connections finish.

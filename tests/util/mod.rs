@@ -322,6 +322,26 @@ impl Vault {
             .collect()
     }
 
+    /// When each request `"operation path"` since `mark` reached the server.
+    pub fn audit_times(&self, mark: u64, request: &str) -> Vec<std::time::SystemTime> {
+        let text = fs::read(&self.audit).unwrap_or_default();
+        let start = (mark as usize).min(text.len());
+        String::from_utf8_lossy(&text[start..])
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|entry| entry["type"] == "request")
+            .filter(|entry| {
+                let op = entry["request"]["operation"].as_str().unwrap_or_default();
+                let path = entry["request"]["path"].as_str().unwrap_or_default();
+                format!("{op} {path}") == request
+            })
+            .map(|entry| {
+                let time = entry["time"].as_str().expect("audit entry time");
+                humantime::parse_rfc3339_weak(time.trim_end_matches('Z')).expect("RFC 3339 time")
+            })
+            .collect()
+    }
+
     /// Requests since `mark`, counted by `"operation path"`.
     pub fn audit_counts(&self, mark: u64) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
@@ -533,4 +553,225 @@ pub fn read(path: &Path) -> String {
 pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     fs::metadata(path).expect("metadata").permissions().mode() & 0o7777
+}
+
+/// Polls `check` every 50 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends a signal (`TERM`, `STOP`, `CONT`...) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+impl Hydrant {
+    /// Starts the binary in the background, its stderr going to `log`.
+    pub fn spawn(mut self, log: &Path) -> Running {
+        let file = File::create(log).expect("create log");
+        let child = self
+            .cmd
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start hydrant");
+        Running {
+            child: KillOnDrop(child),
+            log: log.to_owned(),
+        }
+    }
+
+    /// `hydrant agent --config FILE`: the sidecar.
+    pub fn sidecar(config: &Path) -> Hydrant {
+        let mut h = Hydrant::new(["agent", "--config"]);
+        h.cmd.arg(config);
+        h
+    }
+}
+
+/// The binary running in the background, killed when dropped.
+pub struct Running {
+    child: KillOnDrop,
+    log: PathBuf,
+}
+
+impl Running {
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends it a signal.
+    pub fn signal(&self, name: &str) {
+        signal(self.pid(), name);
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        self.child.0.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits for it to exit; panics with its log after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {timeout:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A real PostgreSQL server (the Debian package's binaries) on a free loopback port, with a
+/// `postgres` superuser whose password is `postgres`; stopped when dropped. As root, the server
+/// runs as the `postgres` user: initdb and pg_ctl refuse root.
+pub struct Postgres {
+    /// The port it listens on, at 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    /// The superuser's password.
+    pub const PASSWORD: &'static str = "postgres";
+
+    /// Creates a cluster in a fresh directory and starts it.
+    pub fn start() -> Postgres {
+        let bin = fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("pg_ctl").is_file())
+            .max()
+            .expect(
+                "PostgreSQL is not installed: tests/run installs the Debian package postgresql",
+            );
+        let dir = tempfile::Builder::new()
+            .prefix("hydrant-pg-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let root = running_as_root();
+        if root {
+            run_ok(Command::new("chown").args(["postgres:postgres"]).arg(&dir));
+        }
+        let data = dir.join("data");
+        let pwfile = dir.join("pw");
+        fs::write(&pwfile, Self::PASSWORD).expect("pwfile");
+        if root {
+            run_ok(
+                Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&pwfile),
+            );
+        }
+        as_postgres(
+            root,
+            Command::new(bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "-A", "scram-sha-256", "--no-sync"])
+                .arg(format!("--pwfile={}", pwfile.display())),
+        );
+        for _attempt in 0..5 {
+            let port = free_port();
+            let options = format!(
+                "-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.display()
+            );
+            let started = as_postgres_status(
+                root,
+                Command::new(bin.join("pg_ctl"))
+                    .arg("-D")
+                    .arg(&data)
+                    .args(["-o", &options, "-w", "-t", "30", "-l"])
+                    .arg(dir.join("log"))
+                    .arg("start"),
+            );
+            if started {
+                return Postgres { port, dir, bin };
+            }
+        }
+        panic!(
+            "PostgreSQL did not start: {}",
+            fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    /// Whether `user` with `password` can log in and run a query.
+    pub fn can_log_in(&self, user: &str, password: &str) -> bool {
+        let psql = self.bin.join("psql");
+        Command::new(psql)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user])
+            .args(["-d", "postgres", "-tAc", "select 1", "-w"])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .is_ok_and(|out| {
+                out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1"
+            })
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let root = running_as_root();
+        let _ = as_postgres_status(
+            root,
+            Command::new(self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", "immediate", "stop"]),
+        );
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether the tests run as root (`id -u`; no libc call needed).
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn as_postgres(root: bool, cmd: &mut Command) {
+    assert!(as_postgres_status(root, cmd), "{cmd:?} failed");
+}
+
+fn as_postgres_status(root: bool, cmd: &mut Command) -> bool {
+    let status = if root {
+        let mut wrapped = Command::new("runuser");
+        wrapped
+            .args(["-u", "postgres", "--"])
+            .arg(cmd.get_program());
+        wrapped.args(cmd.get_args());
+        wrapped.stdout(Stdio::null()).stderr(Stdio::null()).status()
+    } else {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()
+    };
+    status.is_ok_and(|s| s.success())
 }

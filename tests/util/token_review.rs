@@ -55,6 +55,11 @@ impl TokenReviewer {
     pub fn accept(&self, token: &str) {
         self.accepted.lock().expect("lock").insert(token.to_owned());
     }
+
+    /// Makes `token` one the "API server" no longer recognises (it expired, or was rotated).
+    pub fn reject(&self, token: &str) {
+        self.accepted.lock().expect("lock").remove(token);
+    }
 }
 
 type Shared = (Arc<Mutex<HashSet<String>>>, Arc<Mutex<Vec<String>>>);

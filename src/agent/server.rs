@@ -1,0 +1,259 @@
+//! The sidecar's local endpoints on 127.0.0.1: `/healthz`, `/readyz` (ready once every file
+//! was rendered, and never back), `/metrics`, and `POST /quit` (also at vault-k8s's
+//! `/agent/v1/quit`) for Jobs: the app asks the agent to stop when it is done.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RenewalLabel {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TemplateLabel {
+    template: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabel {
+    path: String,
+}
+
+/// What the sidecar shares with its endpoints: readiness, the quit request, metrics.
+pub struct Shared {
+    ready: AtomicBool,
+    quit: tokio::sync::Notify,
+    registry: Registry,
+    logins: Family<ResultLabel, Counter>,
+    renewals: Family<RenewalLabel, Counter>,
+    renders: Family<TemplateLabel, Counter>,
+    commands: Family<TemplateLabel, Counter>,
+    token_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
+    lease_expiry: Family<PathLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    expiries: Mutex<Expiries>,
+}
+
+/// When the token and each lease expire, for the gauges (computed when scraped).
+#[derive(Debug, Default)]
+pub struct Expiries {
+    /// The token's end; `None` when it does not expire or there is none.
+    pub token: Option<Instant>,
+    /// Each lease's end, by Vault path.
+    pub leases: BTreeMap<String, Instant>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared::new()
+    }
+}
+
+impl Shared {
+    /// Everything at zero, not ready.
+    pub fn new() -> Shared {
+        let mut registry = Registry::with_prefix("hydrant_agent");
+        let logins = Family::<ResultLabel, Counter>::default();
+        let renewals = Family::<RenewalLabel, Counter>::default();
+        let renders = Family::<TemplateLabel, Counter>::default();
+        let commands = Family::<TemplateLabel, Counter>::default();
+        let token_expiry = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let lease_expiry = Family::<PathLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register("logins", "Logins to Vault, by result", logins.clone());
+        registry.register(
+            "renewals",
+            "Renewals of the token and of leases, by result",
+            renewals.clone(),
+        );
+        registry.register(
+            "renders",
+            "Renders of each file, by result",
+            renders.clone(),
+        );
+        registry.register(
+            "commands",
+            "Change commands run, by file and result",
+            commands.clone(),
+        );
+        registry.register(
+            "token_expiry_seconds",
+            "Seconds until the token expires (absent: it does not)",
+            token_expiry.clone(),
+        );
+        registry.register(
+            "lease_expiry_seconds",
+            "Seconds until each lease expires, by Vault path",
+            lease_expiry.clone(),
+        );
+        Shared {
+            ready: AtomicBool::new(false),
+            quit: tokio::sync::Notify::new(),
+            registry,
+            logins,
+            renewals,
+            renders,
+            commands,
+            token_expiry,
+            lease_expiry,
+            expiries: Mutex::new(Expiries::default()),
+        }
+    }
+
+    /// Marks the agent ready; it never becomes unready again.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether every file was rendered once.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when `POST /quit` is called.
+    pub async fn quit_requested(&self) {
+        self.quit.notified().await;
+    }
+
+    /// Counts a login.
+    pub fn login(&self, ok: bool) {
+        self.logins
+            .get_or_create(&ResultLabel {
+                result: outcome(ok),
+            })
+            .inc();
+    }
+
+    /// Counts a renewal of the token (`kind` "token") or a lease ("lease").
+    pub fn renewal(&self, kind: &'static str, ok: bool) {
+        self.renewals
+            .get_or_create(&RenewalLabel {
+                kind,
+                result: outcome(ok),
+            })
+            .inc();
+    }
+
+    /// Counts a render of a file.
+    pub fn render(&self, template: &str, ok: bool) {
+        self.renders
+            .get_or_create(&TemplateLabel {
+                template: template.to_owned(),
+                result: outcome(ok),
+            })
+            .inc();
+    }
+
+    /// Counts a change command.
+    pub fn command(&self, template: &str, ok: bool) {
+        self.commands
+            .get_or_create(&TemplateLabel {
+                template: template.to_owned(),
+                result: outcome(ok),
+            })
+            .inc();
+    }
+
+    /// Replaces what the expiry gauges report.
+    pub fn set_expiries(&self, expiries: Expiries) {
+        *self.expiries.lock().unwrap_or_else(|p| p.into_inner()) = expiries;
+    }
+
+    fn encode(&self) -> String {
+        let now = Instant::now();
+        {
+            let expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+            let left = |at: Instant| at.saturating_duration_since(now).as_secs_f64();
+            self.token_expiry.set(expiries.token.map_or(0.0, left));
+            self.lease_expiry.clear();
+            for (path, at) in &expiries.leases {
+                self.lease_expiry
+                    .get_or_create(&PathLabel { path: path.clone() })
+                    .set(left(*at));
+            }
+        }
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn outcome(ok: bool) -> &'static str {
+    if ok { "ok" } else { "error" }
+}
+
+/// Serves the endpoints on 127.0.0.1:`port` until the process ends.
+pub async fn serve(port: u16, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/quit", post(quit))
+        .route("/agent/v1/quit", post(quit))
+        .with_state(shared);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::warn!(%error, "the local endpoints stopped");
+        }
+    });
+    Ok(local)
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.is_ready() {
+        "ready".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not every file is rendered yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.encode(),
+    )
+        .into_response()
+}
+
+async fn quit(State(shared): State<Arc<Shared>>) -> &'static str {
+    shared.quit.notify_one();
+    "stopping\n"
+}

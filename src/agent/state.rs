@@ -1,0 +1,183 @@
+//! What an init container hands to the sidecar, in the agent's private memory volume: its token
+//! and what it fetched (with lease details), so that the sidecar takes them over and renews them
+//! instead of logging in again and fetching a second set of dynamic credentials (vault-k8s#125,
+//! #162). The file is 0600 and never in a volume an app container mounts.
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::files;
+
+/// The file in the state directory.
+pub const STATE_FILE: &str = "state.json";
+
+/// The file whose presence says every output was rendered once (native mode's probe).
+pub const READY_FILE: &str = "ready";
+
+const VERSION: u32 = 1;
+
+/// The hand-over.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct State {
+    version: u32,
+    /// The Vault token.
+    pub token: String,
+    /// When the token expires (Unix seconds); `None` when it does not.
+    pub token_expires_at: Option<u64>,
+    /// What was fetched.
+    pub entries: Vec<Entry>,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("token", &"<redacted>")
+            .field("token_expires_at", &self.token_expires_at)
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+/// One fetched response.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Entry {
+    /// The Vault path.
+    pub path: String,
+    /// A write's parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Map<String, Value>>,
+    /// The response's data.
+    pub data: Value,
+    /// When it was fetched (Unix seconds).
+    pub fetched_at: u64,
+    /// Its lease, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseRecord>,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("path", &self.path)
+            .field("data", &"<redacted>")
+            .field("fetched_at", &self.fetched_at)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lease as fetched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The lease ID.
+    pub id: String,
+    /// Its duration when fetched, in seconds.
+    pub seconds: u64,
+    /// Whether it can be renewed.
+    pub renewable: bool,
+}
+
+impl State {
+    /// A hand-over of `token` and `entries`.
+    pub fn new(token: String, token_expires_at: Option<u64>, entries: Vec<Entry>) -> State {
+        State {
+            version: VERSION,
+            token,
+            token_expires_at,
+            entries,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A Unix time in seconds.
+pub fn system_time(seconds: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(seconds)
+}
+
+/// Reads the hand-over, if there is one. A file that cannot be read is reported, and the
+/// sidecar starts afresh.
+pub fn load(dir: &Path) -> Result<Option<State>, String> {
+    let path = dir.join(STATE_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    // The message never quotes the file: it holds the token.
+    let state: State = serde_json::from_slice(&text)
+        .map_err(|_| format!("{} is not a hydrant state file", path.display()))?;
+    if state.version != VERSION {
+        return Err(format!(
+            "{} has version {}, not {VERSION}",
+            path.display(),
+            state.version
+        ));
+    }
+    Ok(Some(state))
+}
+
+/// Writes the hand-over, atomically and readable by the agent alone.
+pub fn save(dir: &Path, state: &State) -> std::io::Result<()> {
+    let json = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+    files::write_atomic(&dir.join(STATE_FILE), &json, 0o600).map(drop)
+}
+
+/// Creates the ready file.
+pub fn mark_ready(dir: &Path) -> std::io::Result<()> {
+    files::write_atomic(&dir.join(READY_FILE), b"", 0o644).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_hand_over_round_trips_privately_and_never_shows_the_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = State::new(
+            "hvs.secret-token".into(),
+            Some(123),
+            vec![Entry {
+                path: "database/creds/ro".into(),
+                params: None,
+                data: serde_json::json!({"username": "u", "password": "p"}),
+                fetched_at: 100,
+                lease: Some(LeaseRecord {
+                    id: "database/creds/ro/x".into(),
+                    seconds: 60,
+                    renewable: true,
+                }),
+            }],
+        );
+        save(dir.path(), &state).expect("saves");
+        let mode = std::fs::metadata(dir.path().join(STATE_FILE))
+            .expect("file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let back = load(dir.path()).expect("loads").expect("present");
+        assert_eq!(back.token, "hvs.secret-token");
+        assert_eq!(back.entries[0].lease, state.entries[0].lease);
+        assert!(!format!("{back:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn a_missing_file_is_none_and_a_bad_one_an_error_that_quotes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(load(dir.path()).expect("fine").is_none());
+        std::fs::write(dir.path().join(STATE_FILE), "{\"token\": \"hvs.leak\"").expect("write");
+        let err = load(dir.path()).expect_err("corrupt");
+        assert!(err.ends_with("is not a hydrant state file"), "{err}");
+        assert!(!err.contains("hvs.leak"));
+    }
+}

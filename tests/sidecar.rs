@@ -1,0 +1,754 @@
+//! `hydrant agent` as the sidecar, against a real OpenBao (and a real PostgreSQL for dynamic
+//! credentials): token renewal and re-login, lease renewal and replacement, certificate
+//! re-issue, KV refresh, an outage, the init-to-sidecar hand-over, watched files, the local
+//! endpoints and shutdown. Every schedule is checked in the server's audit log.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+
+use crate::util::jwt::{self, Signer};
+use crate::util::token_review::{TokenReviewer, kubernetes_setup};
+use crate::util::{Hydrant, Postgres, Running, Vault, free_port, read, wait_for};
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+/// A dev server with a KV secret and a policy that reads it, issues certificates and
+/// database credentials.
+fn seeded() -> Vault {
+    let vault = Vault::start();
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "pw-1"}),
+    );
+    vault.policy(
+        "app",
+        r#"
+path "secret/data/app/*" { capabilities = ["read"] }
+path "pki/issue/web" { capabilities = ["update"] }
+path "database/creds/app" { capabilities = ["read"] }
+"#,
+    );
+    vault
+}
+
+/// AppRole auth whose tokens live `ttl` and at most `max_ttl`.
+fn approle(vault: &Vault, ttl: &str, max_ttl: &str) -> Value {
+    let (role_id, secret_id) = vault.approle("app", &["app"]);
+    vault.api(
+        "POST",
+        "auth/approle/role/app",
+        Some(json!({"token_policies": ["app"], "token_ttl": ttl, "token_max_ttl": max_ttl})),
+    );
+    json!({
+        "method": "approle",
+        "role_id_path": vault.file("creds/role-id", &role_id),
+        "secret_id_path": vault.file("creds/secret-id", &secret_id),
+    })
+}
+
+/// Writes an agent config with `auth` and the other top-level keys in `rest`.
+fn config(vault: &Vault, auth: Value, rest: Value) -> PathBuf {
+    let mut doc = json!({"vault": {"address": vault.addr}, "auth": auth});
+    for (key, value) in rest.as_object().expect("object") {
+        doc[key] = value.clone();
+    }
+    vault.file(
+        "agent.json",
+        &serde_json::to_string_pretty(&doc).expect("json"),
+    )
+}
+
+fn out(vault: &Vault, name: &str) -> PathBuf {
+    vault.path("out").join(name)
+}
+
+fn db_template(vault: &Vault) -> Value {
+    json!({
+        "name": "db",
+        "contents": "user={{ secret('secret/data/app/db').data.username }}\npass={{ secret('secret/data/app/db').data.password }}\n",
+        "destination": out(vault, "db.env"),
+    })
+}
+
+/// Starts the sidecar and waits for its first complete render.
+fn start(vault: &Vault, config: &Path) -> Running {
+    let mut agent = Hydrant::sidecar(config)
+        .env("HYDRANT_LOG", "hydrant=debug")
+        .spawn(&vault.path("agent.log"));
+    let ready = vault.path("state/ready");
+    let deadline = Instant::now() + S(20);
+    while !ready.exists() {
+        assert!(agent.running(), "the sidecar exited:\n{}", agent.log());
+        assert!(Instant::now() < deadline, "never ready:\n{}", agent.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent
+}
+
+fn state_dir(vault: &Vault) -> PathBuf {
+    vault.path("state")
+}
+
+fn count(counts: &std::collections::BTreeMap<String, usize>, key: &str) -> usize {
+    counts.get(key).copied().unwrap_or(0)
+}
+
+/// The seconds between consecutive times.
+fn gaps(times: &[SystemTime]) -> Vec<f64> {
+    times
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).unwrap_or_default().as_secs_f64())
+        .collect()
+}
+
+/// Polls for `duration`, asserting `check` every 100 ms.
+fn holds_for(duration: Duration, mut check: impl FnMut()) {
+    let end = Instant::now() + duration;
+    while Instant::now() < end {
+        check();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A token living 3 s, at most 12 s: for 40 s the sidecar renews it at about two thirds of its
+/// TTL and logs in again near the max TTL (re-reading the service-account token each time), and
+/// reads the KV secret only once: a new token does not re-fetch what did not die with the old.
+#[test]
+fn the_token_is_renewed_and_replaced_on_schedule_and_nothing_is_fetched_again() {
+    let vault = seeded();
+    let reviewer = TokenReviewer::start();
+    kubernetes_setup(&vault, &reviewer, "app", None, &["app"]);
+    vault.api(
+        "POST",
+        "auth/kubernetes/role/app",
+        Some(json!({
+            "bound_service_account_names": ["app"],
+            "bound_service_account_namespaces": ["team-a"],
+            "token_policies": ["app"],
+            "token_ttl": "3s",
+            "token_max_ttl": "12s",
+        })),
+    );
+    let signer = Signer::new();
+    let first = signer.sign(&jwt::service_account_claims("team-a", "app", "", "uid-1"));
+    reviewer.accept(&first);
+    let jwt_path = vault.file("sa/token", &first);
+    let auth = json!({"method": "kubernetes", "role": "app", "jwt_path": jwt_path});
+    let config = config(
+        &vault,
+        auth,
+        json!({"state_dir": state_dir(&vault), "templates": [db_template(&vault)]}),
+    );
+    let mark = vault.audit_mark();
+    let agent = start(&vault, &config);
+    let expected = "user=app-user\npass=pw-1\n";
+
+    holds_for(S(20), || assert_eq!(read(&out(&vault, "db.env")), expected));
+    // The kubelet rotates the projected token: the next login must use the new one.
+    let second = signer.sign(&jwt::service_account_claims("team-a", "app", "", "uid-1"));
+    reviewer.accept(&second);
+    reviewer.reject(&first);
+    fs::write(&jwt_path, &second).expect("rotate the token");
+    holds_for(S(20), || assert_eq!(read(&out(&vault, "db.env")), expected));
+
+    drop(agent);
+    let counts = vault.audit_counts(mark);
+    let logins = count(&counts, "update auth/kubernetes/login");
+    let renewals = count(&counts, "update auth/token/renew-self");
+    // Each token lives about 11 s (renewed at ~2 s intervals until its max TTL cuts a renewal
+    // short): 4 logins in 40 s, 5 renewals each.
+    assert!((3..=5).contains(&logins), "logins: {counts:?}");
+    assert!((12..=26).contains(&renewals), "renewals: {counts:?}");
+    assert_eq!(count(&counts, "read secret/data/app/db"), 1, "{counts:?}");
+    let total: usize = counts.values().sum();
+    assert_eq!(total, logins + renewals + 1, "nothing else: {counts:?}");
+    let reviewed = reviewer.reviewed.lock().expect("lock").clone();
+    assert!(reviewed.contains(&second), "the rotated token was used");
+    assert!(
+        !reviewed
+            .iter()
+            .skip_while(|t| **t != second)
+            .any(|t| *t == first),
+        "the old token was not sent after the rotation"
+    );
+}
+
+/// KV values are read again every refresh interval: an update reaches the file within it, and
+/// an unchanged value does not touch the file.
+#[test]
+fn a_kv_update_reaches_the_file_within_the_refresh_interval_and_no_change_means_no_write() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "refresh_interval": "2s",
+            "templates": [db_template(&vault)],
+        }),
+    );
+    let agent = start(&vault, &config);
+    let file = out(&vault, "db.env");
+    let before = fs::metadata(&file).expect("metadata");
+    let mark = vault.audit_mark();
+
+    std::thread::sleep(S(5));
+    let reads = count(&vault.audit_counts(mark), "read secret/data/app/db");
+    assert!((2..=3).contains(&reads), "read every 2 s ±10%: {reads}");
+    let after = fs::metadata(&file).expect("metadata");
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec()),
+        "an unchanged value leaves the file alone"
+    );
+
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "pw-2"}),
+    );
+    wait_for("the new password in the file", S(2) + S(2), || {
+        read(&file).contains("pw-2")
+    });
+    assert_eq!(read(&file), "user=app-user\npass=pw-2\n");
+    drop(agent);
+}
+
+/// A certificate issued for 10 s is re-issued at about 90% of its life, while the 3-second
+/// tokens come and go: a login does not re-issue it.
+#[test]
+fn a_certificate_is_reissued_at_ninety_percent_of_its_life_not_at_each_login() {
+    let vault = seeded();
+    vault.mount("pki", "pki", json!({}));
+    vault.api(
+        "POST",
+        "sys/mounts/pki/tune",
+        Some(json!({"max_lease_ttl": "24h"})),
+    );
+    vault.api(
+        "POST",
+        "pki/root/generate/internal",
+        Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
+    );
+    vault.api(
+        "POST",
+        "pki/roles/web",
+        Some(json!({
+            "allowed_domains": ["example.com"],
+            "allow_subdomains": true,
+            "max_ttl": "1h",
+            "not_before_duration": "1s",
+        })),
+    );
+    let auth = approle(&vault, "3s", "6s");
+    let issue = "secret('pki/issue/web', common_name='web.example.com', ttl='10s')";
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "templates": [
+                {"name": "cert", "contents": format!("{{{{ {issue}.certificate }}}}\n"), "destination": out(&vault, "tls.crt")},
+                {"name": "key", "contents": format!("{{{{ {issue}.private_key }}}}\n"), "destination": out(&vault, "tls.key")},
+            ],
+        }),
+    );
+    let mark = vault.audit_mark();
+    let agent = start(&vault, &config);
+    let mut certs = vec![read(&out(&vault, "tls.crt"))];
+    holds_for(S(26), || {
+        let cert = read(&out(&vault, "tls.crt"));
+        if certs.last() != Some(&cert) {
+            certs.push(cert);
+        }
+    });
+    drop(agent);
+
+    let counts = vault.audit_counts(mark);
+    let issued = vault.audit_times(mark, "update pki/issue/web");
+    let logins = count(&counts, "update auth/approle/login");
+    assert!(logins >= 4, "tokens were replaced: {counts:?}");
+    assert!((3..=4).contains(&issued.len()), "{counts:?}");
+    assert_eq!(
+        certs.len(),
+        issued.len(),
+        "each certificate reached the file"
+    );
+    // Each is re-issued at 90% ±2% of the previous one's validity (notBefore to notAfter).
+    for (cert, next) in certs.iter().zip(&issued[1..]) {
+        let (not_before, not_after) = validity(cert);
+        let life = not_after
+            .duration_since(not_before)
+            .expect("valid")
+            .as_secs_f64();
+        let at = next
+            .duration_since(not_before)
+            .expect("after")
+            .as_secs_f64()
+            / life;
+        assert!(
+            (0.87..=0.95).contains(&at),
+            "re-issued at {:.1}% of its life",
+            at * 100.0
+        );
+    }
+}
+
+/// A PEM certificate's notBefore and notAfter.
+fn validity(pem: &str) -> (SystemTime, SystemTime) {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("PEM");
+    let cert = pem.parse_x509().expect("certificate");
+    let at = |t: &x509_parser::time::ASN1Time| {
+        SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(t.timestamp()).expect("after 1970"))
+    };
+    (
+        at(&cert.validity().not_before),
+        at(&cert.validity().not_after),
+    )
+}
+
+/// Dynamic PostgreSQL credentials with a 5 s default and 15 s max TTL: renewed while they can
+/// be, replaced before they expire, the newest always able to log in, and the change command
+/// run once per change.
+#[test]
+fn database_credentials_are_renewed_then_replaced_before_they_expire() {
+    let vault = seeded();
+    let postgres = Postgres::start();
+    database_setup(&vault, &postgres, "5s", "15s");
+    let auth = approle(&vault, "1h", "24h");
+    let changes = vault.path("changes.log");
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "templates": [{
+                "name": "pg",
+                "contents": "{% set c = secret('database/creds/app') %}{{ c.username }}\n{{ c.password }}\n",
+                "destination": out(&vault, "pg"),
+                "command": ["sh", "-c", format!("cat {} >> {}", out(&vault, "pg").display(), changes.display())],
+            }],
+        }),
+    );
+    let mark = vault.audit_mark();
+    let agent = start(&vault, &config);
+    let mut seen = vec![read(&out(&vault, "pg"))];
+    holds_for(S(35), || {
+        let creds = read(&out(&vault, "pg"));
+        if seen.last() != Some(&creds) {
+            seen.push(creds);
+        }
+    });
+    let newest = seen.last().expect("credentials").clone();
+    let (user, password) = newest.trim().split_once('\n').expect("two lines");
+    assert!(
+        postgres.can_log_in(user, password),
+        "the newest credentials log in"
+    );
+    drop(agent);
+
+    let counts = vault.audit_counts(mark);
+    let reads = vault.audit_times(mark, "read database/creds/app");
+    assert!(
+        count(&counts, "update sys/leases/renew") >= 3,
+        "renewed: {counts:?}"
+    );
+    assert!(reads.len() >= 3, "replaced twice in 35 s: {counts:?}");
+    // Each set is replaced before its lease's 15 s max TTL ends.
+    for gap in gaps(&reads) {
+        assert!((9.0..15.0).contains(&gap), "replaced after {gap:.2} s");
+    }
+    assert_eq!(seen.len(), reads.len(), "every new set reached the file");
+    // The command ran once per change, after the file held the new credentials.
+    let ran = fs::read_to_string(&changes).unwrap_or_default();
+    assert_eq!(ran, seen[1..].concat(), "one command run per change");
+}
+
+/// A `database/` mount on `postgres` with role `app`.
+fn database_setup(vault: &Vault, postgres: &Postgres, ttl: &str, max_ttl: &str) {
+    vault.mount("database", "database", json!({}));
+    vault.api(
+        "POST",
+        "database/config/pg",
+        Some(json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": format!("postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable", postgres.port),
+            "username": "postgres",
+            "password": Postgres::PASSWORD,
+            "allowed_roles": ["app"],
+        })),
+    );
+    vault.api(
+        "POST",
+        "database/roles/app",
+        Some(json!({
+            "db_name": "pg",
+            "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"],
+            "default_ttl": ttl,
+            "max_ttl": max_ttl,
+        })),
+    );
+}
+
+/// The init container renders and leaves its token and lease records; the sidecar adopts them:
+/// one login and one set of database credentials in all.
+#[test]
+fn the_sidecar_takes_over_the_init_containers_token_and_leases() {
+    let vault = seeded();
+    let postgres = Postgres::start();
+    database_setup(&vault, &postgres, "1h", "24h");
+    let auth = approle(&vault, "1h", "24h");
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "templates": [
+                db_template(&vault),
+                {
+                    "name": "pg",
+                    "contents": "{% set c = secret('database/creds/app') %}{{ c.username }}\n{{ c.password }}\n",
+                    "destination": out(&vault, "pg"),
+                },
+            ],
+        }),
+    );
+    let mark = vault.audit_mark();
+
+    Hydrant::agent_once(&config).run().success();
+    let state = state_dir(&vault).join("state.json");
+    assert_eq!(
+        crate::util::mode(&state) & 0o777,
+        0o600,
+        "private hand-over"
+    );
+    let init_creds = read(&out(&vault, "pg"));
+    let handed = read(&state);
+    assert!(
+        !handed.contains("pw-1") || handed.contains("\"data\""),
+        "records"
+    );
+    let agent = start(&vault, &config);
+    std::thread::sleep(S(3));
+    drop(agent);
+
+    assert_eq!(read(&out(&vault, "pg")), init_creds, "the same credentials");
+    let (user, password) = init_creds.trim().split_once('\n').expect("two lines");
+    assert!(postgres.can_log_in(user, password));
+    let counts = vault.audit_counts(mark);
+    assert_eq!(count(&counts, "update auth/approle/login"), 1, "{counts:?}");
+    assert_eq!(count(&counts, "read database/creds/app"), 1, "{counts:?}");
+    assert_eq!(count(&counts, "read secret/data/app/db"), 1, "{counts:?}");
+    assert_eq!(
+        count(&counts, "read auth/token/lookup-self"),
+        1,
+        "the sidecar checks the token it adopts: {counts:?}"
+    );
+}
+
+/// OpenBao paused (SIGSTOP) for 20 s: the files keep their content, the sidecar retries with
+/// growing, jittered pauses instead of a loop, and after the outage it picks up a change by
+/// itself.
+#[test]
+fn a_paused_vault_leaves_the_files_alone_and_the_sidecar_backs_off_then_recovers() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "vault": {"address": vault.addr, "timeout": "2s"},
+            "state_dir": state_dir(&vault),
+            "refresh_interval": "2s",
+            "templates": [db_template(&vault)],
+        }),
+    );
+    let agent = start(&vault, &config);
+    let file = out(&vault, "db.env");
+    let before = read(&file);
+    let mark = vault.audit_mark();
+
+    crate::util::signal(vault.pid(), "STOP");
+    holds_for(S(20), || assert_eq!(read(&file), before));
+    crate::util::signal(vault.pid(), "CONT");
+    std::thread::sleep(S(1));
+    let during = vault.audit_requests(mark);
+    // Attempts at 0, ~3, ~7, ~13 s (2 s timeouts, pauses of 1, 2, 4, 8 s less jitter).
+    assert!(
+        (2..=7).contains(&during.len()),
+        "backoff, not a loop: {during:?}"
+    );
+    let log = agent.log();
+    let pauses: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("fetch failed"))
+        .filter_map(|l| {
+            l.split("retry_in_s=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(pauses.len() >= 2, "retries were logged:\n{log}");
+    for pair in pauses.windows(2) {
+        assert!(pair[1] > pair[0], "growing pauses: {pauses:?}");
+    }
+    assert!(
+        pauses.iter().any(|p| p.fract() != 0.0),
+        "jittered pauses: {pauses:?}"
+    );
+
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "pw-3"}),
+    );
+    wait_for(
+        "the sidecar to recover and render the change",
+        S(30),
+        || read(&file).contains("pw-3"),
+    );
+    drop(agent);
+}
+
+/// `POST /quit` stops the sidecar with status 0 (for Jobs); the local endpoints answer.
+#[test]
+fn the_local_endpoints_answer_and_quit_stops_the_sidecar() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let port = free_port();
+    let config = config(
+        &vault,
+        auth,
+        json!({"state_dir": state_dir(&vault), "listen": port, "templates": [db_template(&vault)]}),
+    );
+    let mut agent = start(&vault, &config);
+    let http = reqwest::blocking::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let get = |path: &str| http.get(url(path)).send().expect("get");
+
+    assert_eq!(get("/healthz").status(), 200);
+    assert_eq!(get("/readyz").status(), 200);
+    let metrics = get("/metrics").text().expect("metrics");
+    for line in [
+        "hydrant_agent_logins_total{result=\"ok\"} 1",
+        "hydrant_agent_renders_total{template=\"db\",result=\"ok\"} 1",
+        "hydrant_agent_token_expiry_seconds ",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(!metrics.contains("pw-1"), "no secret in metrics");
+
+    let quit = http.post(url("/quit")).send().expect("quit");
+    assert_eq!(quit.status(), 200);
+    let status = agent.wait(S(5));
+    assert!(status.success(), "{status}");
+}
+
+/// SIGTERM stops the sidecar; with `revoke_on_shutdown` its token is revoked first, and with it
+/// the database credentials it created.
+#[test]
+fn sigterm_with_revoke_on_shutdown_revokes_the_token_and_its_leases() {
+    let vault = seeded();
+    let postgres = Postgres::start();
+    database_setup(&vault, &postgres, "1h", "24h");
+    let auth = approle(&vault, "1h", "24h");
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "revoke_on_shutdown": true,
+            "templates": [{
+                "name": "pg",
+                "contents": "{% set c = secret('database/creds/app') %}{{ c.username }}\n{{ c.password }}\n",
+                "destination": out(&vault, "pg"),
+            }],
+        }),
+    );
+    let mut agent = start(&vault, &config);
+    let state: Value =
+        serde_json::from_str(&read(&state_dir(&vault).join("state.json"))).expect("state");
+    let token = state["token"].as_str().expect("token").to_owned();
+    let creds = read(&out(&vault, "pg"));
+    let (user, password) = creds.trim().split_once('\n').expect("two lines");
+    assert!(postgres.can_log_in(user, password));
+
+    agent.signal("TERM");
+    let status = agent.wait(S(10));
+    assert!(status.success(), "{status}");
+
+    let lookup = vault.api_as(&token, "GET", "auth/token/lookup-self", None);
+    assert!(
+        matches!(lookup, Err((403, _))),
+        "the token is revoked: {lookup:?}"
+    );
+    assert!(
+        !postgres.can_log_in(user, password),
+        "its credentials are revoked with it"
+    );
+    assert!(
+        !state_dir(&vault).join("state.json").exists(),
+        "no hand-over of a revoked token"
+    );
+}
+
+/// SIGTERM without `revoke_on_shutdown` leaves the token alone; a Vault that does not answer
+/// does not hold the stop up.
+#[test]
+fn sigterm_stops_the_sidecar_even_while_vault_does_not_answer() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "refresh_interval": "1s",
+            "templates": [db_template(&vault)],
+        }),
+    );
+    let mut agent = start(&vault, &config);
+    crate::util::signal(vault.pid(), "STOP");
+    std::thread::sleep(S(2));
+    agent.signal("TERM");
+    let status = agent.wait(S(3));
+    crate::util::signal(vault.pid(), "CONT");
+    assert!(status.success(), "{status}");
+}
+
+/// A template that stops rendering keeps its last good file and retries with backoff; the other
+/// template goes on updating.
+#[test]
+fn a_failing_template_keeps_its_file_and_does_not_hold_up_the_others() {
+    let vault = seeded();
+    vault.kv2_put("app/flags", json!({"beta": "on"}));
+    let auth = approle(&vault, "1h", "24h");
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "refresh_interval": "1s",
+            "templates": [
+                db_template(&vault),
+                {
+                    "name": "flags",
+                    "contents": "beta={{ secret('secret/data/app/flags').data.beta }}\n",
+                    "destination": out(&vault, "flags"),
+                },
+            ],
+        }),
+    );
+    let agent = start(&vault, &config);
+    assert_eq!(read(&out(&vault, "flags")), "beta=on\n");
+
+    // The key the template needs disappears: rendering `flags` fails from now on.
+    vault.kv2_put("app/flags", json!({"gamma": "on"}));
+    let mark = vault.audit_mark();
+    std::thread::sleep(S(3));
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "pw-4"}),
+    );
+    wait_for("db to update", S(4), || {
+        read(&out(&vault, "db.env")).contains("pw-4")
+    });
+    std::thread::sleep(S(3));
+    drop(agent);
+
+    assert_eq!(read(&out(&vault, "flags")), "beta=on\n", "last good file");
+    let log = read(&vault.path("agent.log"));
+    let failures = log
+        .lines()
+        .filter(|l| l.contains("render failed") && l.contains("flags"))
+        .count();
+    // Retried at 1, 2, 4 s (and when its secret is read again): a handful in 8 s, not a loop.
+    assert!((1..=8).contains(&failures), "{failures} failures:\n{log}");
+    let counts = vault.audit_counts(mark);
+    assert!(
+        count(&counts, "read secret/data/app/flags") <= 10,
+        "read on its schedule only: {counts:?}"
+    );
+    assert!(
+        !log.contains("pw-4") && !log.contains("pw-1"),
+        "no secret in the log"
+    );
+}
+
+/// A template source and a ConfigMap-style directory (files behind a `..data` symlink swapped
+/// atomically) are watched: a change re-renders what used them.
+#[test]
+fn watched_template_sources_and_configmap_volumes_re_render_on_change() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let source = vault.file(
+        "templates/app.j2",
+        "user={{ secret('secret/data/app/db').data.username }}\n",
+    );
+    let cm = vault.path("configmap");
+    configmap_version(&cm, "v1", r#"{"region": "eu-west-1"}"#);
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "watch": [cm],
+            "templates": [
+                {"name": "app", "source": source, "destination": out(&vault, "app")},
+                {
+                    "name": "settings",
+                    "contents": format!("{{{{ (file('{}') | fromjson).region }}}}\n", cm.join("settings.json").display()),
+                    "destination": out(&vault, "settings"),
+                },
+            ],
+        }),
+    );
+    let mark = vault.audit_mark();
+    let agent = start(&vault, &config);
+    assert_eq!(read(&out(&vault, "app")), "user=app-user\n");
+    assert_eq!(read(&out(&vault, "settings")), "eu-west-1\n");
+
+    fs::write(
+        &source,
+        "user={{ secret('secret/data/app/db').data.username | upper }}\n",
+    )
+    .expect("edit template");
+    wait_for("the edited template's output", S(5), || {
+        read(&out(&vault, "app")) == "user=APP-USER\n"
+    });
+    configmap_version(&cm, "v2", r#"{"region": "us-east-2"}"#);
+    wait_for("the new ConfigMap value", S(5), || {
+        read(&out(&vault, "settings")) == "us-east-2\n"
+    });
+    drop(agent);
+    let counts = vault.audit_counts(mark);
+    assert_eq!(
+        count(&counts, "read secret/data/app/db"),
+        1,
+        "a template edit re-renders from what was fetched: {counts:?}"
+    );
+}
+
+/// Writes a ConfigMap volume's next version the way the kubelet does: a new timestamped
+/// directory, a `..data_tmp` symlink to it renamed over `..data`, and file symlinks into `..data`.
+fn configmap_version(dir: &Path, version: &str, settings: &str) {
+    use std::os::unix::fs::symlink;
+    let versioned = dir.join(format!("..{version}"));
+    fs::create_dir_all(&versioned).expect("mkdir");
+    fs::write(versioned.join("settings.json"), settings).expect("write");
+    let tmp = dir.join("..data_tmp");
+    let _ = fs::remove_file(&tmp);
+    symlink(format!("..{version}"), &tmp).expect("symlink");
+    fs::rename(&tmp, dir.join("..data")).expect("swap ..data");
+    let link = dir.join("settings.json");
+    if fs::symlink_metadata(&link).is_err() {
+        symlink("..data/settings.json", &link).expect("symlink");
+    }
+}

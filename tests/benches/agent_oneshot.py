@@ -17,9 +17,9 @@ writing to the same file system, and are measured the same way:
 
 Run it from the project's root after a release build:
 
-    cargo build --release && target/tools/venv/bin/python tests/benches/agent_oneshot.py
+    cargo dist && target/tools/venv/bin/python tests/benches/agent_oneshot.py
 
-Knobs (environment): NS="10 50" RUNS=11 RSS_RUNS=3 SETTLE_S=0.5 AGENTS="hydrant,bao agent" HYDRANT=target/release/hydrant OUT_DIR=target/bench
+Knobs (environment): NS="10 50" RUNS=11 RSS_RUNS=3 SETTLE_S=0.5 AGENTS="hydrant,bao agent" HYDRANT=target/x86_64-unknown-linux-gnu/release/hydrant OUT_DIR=target/bench
 It prints a markdown table and writes it to target/bench/agent-oneshot.md.
 """
 import json
@@ -43,7 +43,7 @@ RUNS = int(os.environ.get("RUNS", "11"))
 SETTLE_S = float(os.environ.get("SETTLE_S", "0.5"))
 RSS_RUNS = int(os.environ.get("RSS_RUNS", "3"))
 AGENTS = os.environ.get("AGENTS", "hydrant,bao agent").split(",")
-HYDRANT = os.path.abspath(os.environ.get("HYDRANT", os.path.join(ROOT, "target", "release", "hydrant")))
+HYDRANT = os.path.abspath(os.environ.get("HYDRANT", os.path.join(ROOT, "target", "x86_64-unknown-linux-gnu", "release", "hydrant")))
 TIME = os.environ.get("GNU_TIME", "/usr/bin/time")
 
 
@@ -123,7 +123,7 @@ def summarise(runs, rss):
 
 def main():
     if not os.path.exists(HYDRANT):
-        raise SystemExit(f"{HYDRANT} not found: run `cargo build --release` first")
+        raise SystemExit(f"{HYDRANT} not found: run `cargo dist` first")
     if not os.path.exists(TIME):
         raise SystemExit(f"{TIME} not found: install GNU time (apt-get install time) or set GNU_TIME")
     shutil.rmtree(WORK, ignore_errors=True)

@@ -16,9 +16,9 @@ counts only its requests; both run at once, so that the hour of counting is spen
 
 Run it from the project's root after a release build:
 
-    cargo build --release && target/tools/venv/bin/python tests/benches/agent_sidecar.py
+    cargo dist && target/tools/venv/bin/python tests/benches/agent_sidecar.py
 
-Knobs (environment): N=50 SETTLE_S=20 IDLE_S=60 WINDOW_S=3600 HYDRANT=target/release/hydrant
+Knobs (environment): N=50 SETTLE_S=20 IDLE_S=60 WINDOW_S=3600 HYDRANT=target/x86_64-unknown-linux-gnu/release/hydrant
 OUT_DIR=target/bench. It prints a markdown table and writes it to target/bench/agent-sidecar.md.
 """
 import json
@@ -38,7 +38,7 @@ N = int(os.environ.get("N", "50"))
 SETTLE_S = float(os.environ.get("SETTLE_S", "20"))
 IDLE_S = float(os.environ.get("IDLE_S", "60"))
 WINDOW_S = float(os.environ.get("WINDOW_S", "3600"))
-HYDRANT = os.path.abspath(os.environ.get("HYDRANT", os.path.join(ROOT, "target", "release", "hydrant")))
+HYDRANT = os.path.abspath(os.environ.get("HYDRANT", os.path.join(ROOT, "target", "x86_64-unknown-linux-gnu", "release", "hydrant")))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -146,7 +146,7 @@ class Agent:
 
 def main():
     if not os.path.exists(HYDRANT):
-        raise SystemExit(f"{HYDRANT} not found: run `cargo build --release` first")
+        raise SystemExit(f"{HYDRANT} not found: run `cargo dist` first")
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     bao = bao_binary()

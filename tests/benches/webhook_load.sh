@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load test of the running HTTPS webhook: wrk (Debian package, installed when missing and root)
 # keeps many keep-alive connections busy POSTing a typical AdmissionReview to /mutate on a
-# release build, on this same 2-core machine. Prints requests/s and latency percentiles.
+# static release build (`cargo dist`), on this same 2-core machine. Prints requests/s and latency percentiles.
 #
 #   tests/benches/webhook_load.sh            # 64 connections, 2 wrk threads, 20 s
 #   CONNECTIONS=128 DURATION=30s tests/benches/webhook_load.sh
@@ -17,13 +17,13 @@ if ! command -v wrk >/dev/null; then
   [ "$(id -u)" = 0 ] || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
   apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --quiet --bin hydrant
+cargo dist --quiet
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj /CN=hydrant-webhook -addext subjectAltName=IP:127.0.0.1 \
   -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-HYDRANT_LOG=warn target/release/hydrant webhook --listen "127.0.0.1:$port" \
+HYDRANT_LOG=warn target/x86_64-unknown-linux-gnu/release/hydrant webhook --listen "127.0.0.1:$port" \
   --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
   --vault-addr https://vault.vault.svc:8200 >"$work/server.log" 2>&1 &
 server=$!

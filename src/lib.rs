@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod config;
 pub mod env;
 pub mod inject;
 pub mod telemetry;

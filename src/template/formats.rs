@@ -183,13 +183,14 @@ fn env_lines(map: &Map<String, Json>) -> Result<String, String> {
                 "key {key:?} is not a valid environment variable name (letters, digits and _, not starting with a digit); use format json or yaml"
             ));
         }
-        let value = scalar_text(&map[key]);
-        out.push_str(key);
-        out.push_str("='");
-        out.push_str(&value.replace('\'', r"'\''"));
-        out.push_str("'\n");
+        out.push_str(&env_assignment(key, &scalar_text(&map[key])));
     }
     Ok(out)
+}
+
+/// One `KEY='value'` line, single-quoted so that a shell can `source` it whatever the value.
+pub(crate) fn env_assignment(key: &str, value: &str) -> String {
+    format!("{key}='{}'\n", value.replace('\'', r"'\''"))
 }
 
 /// `key: value` lines, sorted by key, as vault-k8s's default `map` template writes them for a

@@ -14,7 +14,7 @@
 //! for the attempt in which the template reaches it with real data. Most outputs take two
 //! attempts.
 
-mod formats;
+pub(crate) mod formats;
 mod functions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};

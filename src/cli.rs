@@ -35,8 +35,15 @@ pub enum Command {
     /// failed (no file is changed when a render fails); 64 when the configuration or a template's
     /// syntax is invalid (nothing is sent to Vault).
     Agent(AgentArgs),
-    /// Render composed config snapshots and templates for CI and laptops (not implemented yet).
-    Render(NotYet),
+    /// Compose an app instance's config snapshot from config containers, validate it against the
+    /// app's JSON Schema, and write it in a format or through a template: for CI and laptops.
+    ///
+    /// Secrets for templates come from --secrets-file, from Vault via --agent-config (its vault
+    /// and auth), or from VAULT_ADDR and VAULT_TOKEN.
+    ///
+    /// Exit status: 0 rendered (or valid, with --check); 1 invalid input or a snapshot that fails
+    /// its schema (every error listed); 2 a Vault or file failure; 64 a usage error.
+    Render(RenderArgs),
     /// Mutate pod manifests offline: what the webhook would do, for GitOps pipelines and
     /// debugging.
     ///
@@ -72,6 +79,61 @@ pub struct AgentArgs {
     /// The file a running agent creates once every file is rendered.
     #[arg(long, value_name = "FILE", default_value = injector::names::READY_FILE)]
     pub ready_file: PathBuf,
+}
+
+/// `hydrant render`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("output").args(["format", "template"]))]
+pub struct RenderArgs {
+    /// A directory of config containers (.yaml, .yml, .json, read recursively) or one file;
+    /// repeat for more.
+    #[arg(long = "containers", value_name = "DIR", required = true)]
+    pub containers: Vec<PathBuf>,
+    /// The instance's labels, k=v,k=v; repeat for more. Sources must agree on a key.
+    #[arg(long, value_name = "K=V,...")]
+    pub labels: Vec<String>,
+    /// More labels: a downward API file (key="value" lines) or a YAML map.
+    #[arg(long, value_name = "FILE")]
+    pub labels_file: Option<PathBuf>,
+    /// The levels containers rank by, lowest precedence first.
+    #[arg(
+        long,
+        value_name = "LEVEL,...",
+        value_delimiter = ',',
+        default_value = "global,region,site,line,environment"
+    )]
+    pub levels: Vec<String>,
+    /// The app's JSON Schema (draft-07 or 2020-12, JSON or YAML).
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+    /// json (default), yaml, properties, env or configmap.
+    #[arg(long, value_name = "FMT", value_parser = |s: &str| s.parse::<crate::config::Format>())]
+    pub format: Option<crate::config::Format>,
+    /// A minijinja template that sees config and snapshot (version, labels, containers) and may
+    /// call secret().
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// The ConfigMap's name (--format configmap).
+    #[arg(long, value_name = "N")]
+    pub name: Option<String>,
+    /// The ConfigMap's namespace (--format configmap).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Write here (atomically) instead of standard output; - is standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print every value with the container that set it and the ones it overrode.
+    #[arg(long, conflicts_with = "check")]
+    pub explain: bool,
+    /// Only validate: exit 0 when the snapshot is valid, 1 with every error.
+    #[arg(long)]
+    pub check: bool,
+    /// Secrets for templates from this YAML file mapping Vault paths to what secret() returns.
+    #[arg(long, value_name = "FILE", conflicts_with = "agent_config")]
+    pub secrets_file: Option<PathBuf>,
+    /// Take Vault's address, TLS settings and login from this agent config.
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<PathBuf>,
 }
 
 /// `hydrant inject`.

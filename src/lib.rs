@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod env;
 pub mod inject;
+pub mod render;
 pub mod telemetry;
 pub mod template;
 pub mod vault;
@@ -50,6 +51,27 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
                 once: args.once,
             };
             agent::run(&options, env)?;
+            Ok(())
+        }
+        Command::Render(args) => {
+            let options = render::Options {
+                containers: args.containers,
+                labels: args.labels,
+                labels_file: args.labels_file,
+                levels: args.levels,
+                schema: args.schema,
+                format: args.format,
+                template: args.template,
+                name: args.name,
+                namespace: args.namespace,
+                out: args.out,
+                explain: args.explain,
+                check: args.check,
+                secrets_file: args.secrets_file,
+                agent_config: args.agent_config,
+            };
+            let text = render::run(&options, env)?;
+            std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
             Ok(())
         }
         Command::Inject(args) => {
@@ -95,6 +117,8 @@ pub async fn shutdown_signal() {
 /// The exit status for an error returned by [`run`].
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     if let Some(e) = error.downcast_ref::<agent::Error>() {
+        e.exit_code()
+    } else if let Some(e) = error.downcast_ref::<render::Error>() {
         e.exit_code()
     } else if let Some(e) = error.downcast_ref::<inject::Error>() {
         match e {

@@ -87,3 +87,124 @@ fn assert_same_key_pair(cert: &Path, key: &Path) {
         "certificate and key belong together"
     );
 }
+
+/// `examples/config/`: the factory scenario of the platform-config article. Every format, both
+/// templates, `--explain` and a failing `--check` give exactly the files in `expected/`.
+#[test]
+fn the_config_example_renders_every_expected_file() {
+    let dir = util::root().join("examples/config");
+    let line1 = "app=patch-to-core,region=emea,site=atlantida,line=line1,env=qa";
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "line1-qa.json",
+            &[
+                "--labels",
+                line1,
+                "--schema",
+                "schema.json",
+                "--format",
+                "json",
+            ],
+        ),
+        (
+            "line1-qa.yaml",
+            &[
+                "--labels",
+                line1,
+                "--schema",
+                "schema.json",
+                "--format",
+                "yaml",
+            ],
+        ),
+        (
+            "line1-qa.properties",
+            &[
+                "--labels",
+                line1,
+                "--schema",
+                "schema.json",
+                "--format",
+                "properties",
+            ],
+        ),
+        (
+            "line1-qa.env",
+            &[
+                "--labels",
+                line1,
+                "--schema",
+                "schema.json",
+                "--format",
+                "env",
+            ],
+        ),
+        (
+            "line1-qa.configmap.yaml",
+            &[
+                "--labels",
+                line1,
+                "--format",
+                "configmap",
+                "--name",
+                "platform-config",
+                "--namespace",
+                "line1",
+            ],
+        ),
+        (
+            "line1-qa.catalog.yaml",
+            &["--labels", line1, "--template", "catalog.yaml.j2"],
+        ),
+        (
+            "line1-qa.db.env",
+            &[
+                "--labels",
+                line1,
+                "--template",
+                "db.env.j2",
+                "--secrets-file",
+                "secrets.yaml",
+            ],
+        ),
+        ("line1-qa.explain.txt", &["--labels", line1, "--explain"]),
+        (
+            "line2-prod.json",
+            &[
+                "--labels",
+                "app=patch-to-core,region=amer,site=atlantida,line=line2,env=prod",
+                "--schema",
+                "schema.json",
+            ],
+        ),
+    ];
+    for (expected, args) in cases {
+        let run = Hydrant::new(["render", "--containers", "containers"])
+            .current_dir(&dir)
+            .run_with_args(&args.iter().map(|a| a.as_ref()).collect::<Vec<_>>())
+            .success();
+        assert_eq!(
+            run.stdout(),
+            read(&dir.join("expected").join(expected)),
+            "{expected}"
+        );
+    }
+    let failed = Hydrant::new([
+        "render",
+        "--containers",
+        "containers",
+        "--schema",
+        "schema.json",
+        "--check",
+    ])
+    .current_dir(&dir)
+    .run_with_args(&[
+        "--labels".as_ref(),
+        "app=patch-to-core,site=atlantida,line=line2,env=dev".as_ref(),
+    ]);
+    assert_eq!(failed.code(), 1);
+    assert_eq!(
+        failed.stderr(),
+        read(&dir.join("expected/line2-dev.check.txt"))
+    );
+}

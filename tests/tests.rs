@@ -7,5 +7,6 @@ mod agent;
 mod cli;
 mod examples;
 mod inject;
+mod render;
 mod sidecar;
 mod webhook;

@@ -2,8 +2,8 @@
 //! atomically. With `--once` (the init container) it then exits; without, it is the sidecar
 //! that keeps every file fresh for the life of the pod.
 
-mod config;
-mod files;
+pub mod config;
+pub(crate) mod files;
 mod schedule;
 mod server;
 mod sidecar;

@@ -330,6 +330,11 @@ impl Engine {
         })
     }
 
+    /// Makes `value` visible to every template as `name` (`config`, `snapshot`).
+    pub fn set_global(&mut self, name: &'static str, value: minijinja::Value) {
+        self.env.add_global(name, value);
+    }
+
     /// Replaces output `i`'s template with `text` (its source file changed). On a syntax error
     /// the old template stays.
     pub fn set_template(&mut self, i: usize, text: &str) -> Result<(), Error> {

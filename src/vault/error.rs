@@ -148,6 +148,17 @@ pub enum Error {
         /// The last failure.
         last: Box<Error>,
     },
+    /// `hydrant render --secrets-file`: the file does not hold a path a template reads.
+    #[error(
+        "secret {path} is not in the secrets file {}; add it there, mapped to what secret() returns (for KV v2, {{data: {{...}}}})",
+        .file.display()
+    )]
+    NotInFile {
+        /// The Vault path.
+        path: String,
+        /// The secrets file.
+        file: PathBuf,
+    },
     /// The Vault settings cannot be used.
     #[error("config invalid: {key}: {problem}")]
     Config {
@@ -183,6 +194,7 @@ impl Error {
             Error::MalformedCredential { .. } => "malformed_credential",
             Error::EmptyCredential { .. } => "empty_credential",
             Error::GaveUp { last, .. } => last.kind(),
+            Error::NotInFile { .. } => "not_in_file",
             Error::Config { .. } => "config",
         }
     }

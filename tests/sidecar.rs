@@ -754,3 +754,137 @@ fn configmap_version(dir: &Path, version: &str, settings: &str) {
         symlink("..data/settings.json", &link).expect("symlink");
     }
 }
+
+/// Writes a file the way a ConfigMap volume or an editor's save does: beside it, then renamed.
+fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp-write");
+    fs::write(&tmp, text).expect("write");
+    fs::rename(&tmp, path).expect("rename");
+}
+
+fn site_container(query_interval: &str) -> String {
+    format!(
+        "kind: ConfigContainer\nmetadata: {{name: site-atlantida}}\nspec:\n  level: site\n  selector: {{matchLabels: {{site: atlantida}}}}\n  values: {{FACTORY_NAME: Atlantida, QueryIntervalSec: {query_interval}}}\n"
+    )
+}
+
+/// A config snapshot in the sidecar: a container edit reaches the file; an edit that breaks
+/// the schema is reported in the log and in /metrics, the file keeps its last good content and
+/// the other templates go on; the fix is picked up.
+#[test]
+fn a_container_change_re_renders_and_an_invalid_one_keeps_the_last_good_file() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let containers = vault.path("platform/containers");
+    fs::create_dir_all(&containers).expect("containers dir");
+    fs::write(
+        containers.join("global.yaml"),
+        "kind: ConfigContainer\nmetadata: {name: global}\nspec:\n  level: global\n  values: {QueryIntervalSec: 60, ENVIRONMENT: qa}\n",
+    )
+    .expect("global");
+    fs::write(containers.join("site.yaml"), site_container("911")).expect("site");
+    let labels = vault.file("podinfo/labels", "app=\"shop\"\nsite=\"atlantida\"\n");
+    let schema = vault.file(
+        "platform/schema.json",
+        r#"{"type": "object", "properties": {"QueryIntervalSec": {"type": "integer", "minimum": 1}}, "required": ["ENVIRONMENT"]}"#,
+    );
+    let port = free_port();
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "listen": port,
+            "refresh_interval": "1s",
+            "config": {"containers": [containers], "labels_file": labels, "schema": schema},
+            "templates": [
+                {"name": "platform", "contents": "{{ config_as('env') }}# {{ snapshot.version }}\n", "destination": out(&vault, "platform.env")},
+                db_template(&vault),
+            ],
+        }),
+    );
+    let mut agent = start(&vault, &config);
+    let platform = out(&vault, "platform.env");
+    let first = read(&platform);
+    assert!(
+        first.starts_with("ENVIRONMENT='qa'\nFACTORY_NAME='Atlantida'\nQueryIntervalSec='911'\n# "),
+        "{first}"
+    );
+
+    replace_file(&containers.join("site.yaml"), &site_container("30"));
+    wait_for("the new interval in the file", S(10), || {
+        read(&platform).contains("QueryIntervalSec='30'")
+    });
+    let good = read(&platform);
+    assert_ne!(good.lines().last(), first.lines().last(), "a new version");
+
+    // Zero breaks the schema's minimum: reported, and the file stays as it was.
+    replace_file(&containers.join("site.yaml"), &site_container("0"));
+    let metrics = || {
+        reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    };
+    wait_for("the invalid snapshot counted", S(10), || {
+        metrics().contains("hydrant_agent_snapshots_total{result=\"error\"} 1")
+    });
+    assert!(
+        agent.log().contains(
+            "/QueryIntervalSec: 0 is less than the minimum of 1 (minimum; set by site-atlantida)"
+        ),
+        "{}",
+        agent.log()
+    );
+    // Meanwhile a template that does not read the config goes on: a KV change reaches it.
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "pw-2"}),
+    );
+    wait_for("the KV change", S(10), || {
+        read(&out(&vault, "db.env")).contains("pw-2")
+    });
+    assert_eq!(read(&platform), good, "the last good snapshot stays");
+
+    replace_file(&containers.join("site.yaml"), &site_container("45"));
+    wait_for("the fix in the file", S(10), || {
+        read(&platform).contains("QueryIntervalSec='45'")
+    });
+    agent.signal("TERM");
+    assert!(agent.wait(S(10)).success());
+}
+
+/// `--once` with a snapshot that fails its schema: exit 1 with every violation, no file
+/// written and nothing sent to Vault.
+#[test]
+fn an_invalid_snapshot_stops_the_init_container_before_it_logs_in() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let containers = vault.path("platform");
+    fs::create_dir_all(&containers).expect("dir");
+    fs::write(containers.join("site.yaml"), site_container("\"911\"")).expect("site");
+    let schema = vault.file(
+        "schema.json",
+        r#"{"type": "object", "properties": {"QueryIntervalSec": {"type": "integer"}}, "required": ["ENVIRONMENT"]}"#,
+    );
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "config": {"containers": [containers], "labels": {"site": "atlantida"}, "schema": schema},
+            "templates": [{"name": "platform", "contents": "{{ config | tojson }}", "destination": out(&vault, "platform.json")}],
+        }),
+    );
+    let mark = vault.audit_mark();
+    let run = Hydrant::agent_once(&config).run();
+    assert_eq!(run.code(), 1);
+    let line = run.stderr();
+    assert!(line.contains("/ENVIRONMENT: \"ENVIRONMENT\" is a required property (required; required by the schema, set by no container)"), "{line}");
+    assert!(
+        line.contains(
+            "/QueryIntervalSec: \"911\" is not of type \"integer\" (type; set by site-atlantida)"
+        ),
+        "{line}"
+    );
+    assert!(!out(&vault, "platform.json").exists());
+    assert!(vault.audit_counts(mark).is_empty(), "nothing sent to Vault");
+}

@@ -69,6 +69,32 @@ pub struct AgentConfig {
     /// replaced (default 0.9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_threshold: Option<f64>,
+    /// A composed config snapshot that templates see as `config` and `snapshot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<SnapshotConfig>,
+}
+
+/// Where the agent's config snapshot comes from: container directories, the instance's
+/// labels, the levels and the app's schema. The directories and files are watched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Directories (or files) of config containers.
+    pub containers: Vec<PathBuf>,
+    /// Labels of the instance (the host's, as the injector settings give them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// A file of more labels: the downward API's `key="value"` lines of the pod's labels, or a
+    /// YAML map. Must agree with `labels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels_file: Option<PathBuf>,
+    /// The levels containers rank by, lowest precedence first (default global, region, site,
+    /// line, environment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<String>>,
+    /// The app's JSON Schema; a snapshot that fails it is never rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<PathBuf>,
 }
 
 /// How often a sidecar reads lease-less secrets again when the config gives nothing.
@@ -552,6 +578,22 @@ impl AgentConfig {
         }
         if self.watch.iter().any(|p| p.as_os_str().is_empty()) {
             issues.push("watch", "holds an empty path");
+        }
+        if let Some(config) = &self.config {
+            if config.containers.is_empty()
+                || config.containers.iter().any(|p| p.as_os_str().is_empty())
+            {
+                issues.push(
+                    "config.containers",
+                    "needs at least one directory of config containers, and no empty path",
+                );
+            }
+            if config.levels.as_ref().is_some_and(|l| l.is_empty()) {
+                issues.push(
+                    "config.levels",
+                    "is empty; leave it out for the default levels",
+                );
+            }
         }
         let commands = self
             .templates

@@ -719,6 +719,7 @@ fn agent_config(
         state_dir: Some(names::STATE_PATH.into()),
         watch: Vec::new(),
         renewal_threshold: request.renewal_threshold,
+        config: None,
     };
     config.validate().map_err(|issues| {
         Denial::new(

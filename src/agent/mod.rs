@@ -75,6 +75,9 @@ pub enum Error {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// The config snapshot cannot be composed, or fails its schema; nothing was written.
+    #[error("{0}")]
+    Snapshot(String),
     /// The process could not start its runtime.
     #[error("cannot start: {0}")]
     Runtime(String),
@@ -87,7 +90,7 @@ impl Error {
             Error::Config(_) | Error::Source { .. } | Error::Syntax(_) => 64,
             Error::Login(vault::Error::Config { .. }) => 64,
             Error::Login(_) | Error::Render(_) | Error::Write { .. } => 1,
-            Error::Unwritable { .. } | Error::Runtime(_) => 1,
+            Error::Unwritable { .. } | Error::Runtime(_) | Error::Snapshot(_) => 1,
         }
     }
 }
@@ -123,7 +126,18 @@ pub struct Options<'a> {
 /// Runs the agent to completion.
 pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
     let config = config::load(options.config, env.as_ref()).map_err(Error::Config)?;
-    let (engine, sources) = compile(&config, env)?;
+    let (mut engine, sources) = compile(&config, env)?;
+    // The snapshot is composed before anything is sent to Vault: an invalid one costs no login.
+    let snapshot = config.config.as_ref().map(snapshot);
+    if let Some(result) = &snapshot {
+        match result {
+            Ok(snapshot) => use_snapshot(&mut engine, snapshot),
+            Err(e) if options.once => return Err(Error::Snapshot(e.clone())),
+            Err(error) => {
+                warn!(%error, "the config snapshot is invalid; templates that read it wait for a valid one")
+            }
+        }
+    }
     let mut checked: Vec<&Path> = Vec::new();
     for output in outputs(&config) {
         let dir = files::parent(output.destination);
@@ -142,7 +156,8 @@ pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
         .build()
         .map_err(|e| Error::Runtime(format!("the async runtime: {e}")))?;
     if !options.once {
-        let sidecar = sidecar::run(&config, engine, sources, crate::shutdown_signal());
+        let snapshot = snapshot.and_then(Result::ok);
+        let sidecar = sidecar::run(&config, engine, sources, snapshot, crate::shutdown_signal());
         let result = runtime.block_on(sidecar);
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         return result;
@@ -290,6 +305,48 @@ fn outputs(config: &AgentConfig) -> impl Iterator<Item = Output<'_>> {
 pub(crate) type SourceFile = (usize, PathBuf, String);
 
 /// Reads template sources and compiles everything.
+/// Composes the config snapshot the agent config asks for and checks it against its schema.
+/// The error lists every problem, one per line.
+pub(crate) fn snapshot(
+    settings: &injector::agent_config::SnapshotConfig,
+) -> Result<Arc<crate::config::Snapshot>, String> {
+    use crate::config::{self, Labels, Schema};
+    let lines = |errors: Vec<config::Error>| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut labels = Labels::default();
+    labels
+        .add("config.labels", settings.labels.clone())
+        .map_err(|e| e.to_string())?;
+    if let Some(path) = &settings.labels_file {
+        labels.add_file(path).map_err(|e| e.to_string())?;
+    }
+    let levels: Vec<String> = match &settings.levels {
+        Some(levels) => levels.clone(),
+        None => config::DEFAULT_LEVELS
+            .iter()
+            .map(|l| l.to_string())
+            .collect(),
+    };
+    let snapshot = config::compose_from(&settings.containers, &labels, &levels).map_err(lines)?;
+    if let Some(path) = &settings.schema {
+        let schema = Schema::load(path).map_err(|e| e.to_string())?;
+        schema.check(&snapshot).map_err(|e| e.to_string())?;
+    }
+    Ok(Arc::new(snapshot))
+}
+
+/// Makes a snapshot what templates see as `config`, `snapshot` and `config_as`.
+pub(crate) fn use_snapshot(engine: &mut Engine, snapshot: &Arc<crate::config::Snapshot>) {
+    for (name, value) in crate::config::template_globals(snapshot) {
+        engine.set_global(name, value);
+    }
+}
+
 fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<(Engine, Vec<SourceFile>), Error> {
     let mut sources = Vec::new();
     let mut files = Vec::new();

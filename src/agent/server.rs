@@ -50,6 +50,7 @@ pub struct Shared {
     renewals: Family<RenewalLabel, Counter>,
     renders: Family<TemplateLabel, Counter>,
     commands: Family<TemplateLabel, Counter>,
+    snapshots: Family<ResultLabel, Counter>,
     token_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
     lease_expiry: Family<PathLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     expiries: Mutex<Expiries>,
@@ -86,6 +87,7 @@ impl Shared {
         let renewals = Family::<RenewalLabel, Counter>::default();
         let renders = Family::<TemplateLabel, Counter>::default();
         let commands = Family::<TemplateLabel, Counter>::default();
+        let snapshots = Family::<ResultLabel, Counter>::default();
         let token_expiry = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let lease_expiry = Family::<PathLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register("logins", "Logins to Vault, by result", logins.clone());
@@ -105,6 +107,11 @@ impl Shared {
             commands.clone(),
         );
         registry.register(
+            "snapshots",
+            "Config snapshots composed after a change of their inputs, by result (error: invalid, the files keep the last good one)",
+            snapshots.clone(),
+        );
+        registry.register(
             "token_expiry_seconds",
             "Seconds until the token expires (absent: it does not)",
             token_expiry.clone(),
@@ -122,6 +129,7 @@ impl Shared {
             renewals,
             renders,
             commands,
+            snapshots,
             token_expiry,
             lease_expiry,
             expiries: Mutex::new(Expiries::default()),
@@ -177,6 +185,15 @@ impl Shared {
         self.commands
             .get_or_create(&TemplateLabel {
                 template: template.to_owned(),
+                result: outcome(ok),
+            })
+            .inc();
+    }
+
+    /// Counts a config snapshot composed.
+    pub fn snapshot(&self, ok: bool) {
+        self.snapshots
+            .get_or_create(&ResultLabel {
                 result: outcome(ok),
             })
             .inc();

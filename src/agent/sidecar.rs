@@ -55,6 +55,8 @@ struct Sidecar<'a> {
     ready: bool,
     shared: Arc<Shared>,
     sources: Vec<SourceFile>,
+    /// The version of the config snapshot templates see, if any.
+    snapshot: Option<String>,
 }
 
 /// Runs the sidecar until SIGTERM, SIGINT or `POST /quit`.
@@ -62,6 +64,7 @@ pub(super) async fn run(
     config: &AgentConfig,
     engine: Engine,
     sources: Vec<SourceFile>,
+    snapshot: Option<Arc<crate::config::Snapshot>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let client = vault::Client::connect(&config.vault).map_err(Error::Login)?;
@@ -95,6 +98,7 @@ pub(super) async fn run(
         ready: false,
         shared,
         sources,
+        snapshot: snapshot.map(|s| s.version().to_owned()),
     };
     let (events, mut changes) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let _watcher = watch(config, &sidecar.sources, events);
@@ -513,6 +517,11 @@ impl Sidecar<'_> {
                 }
             }
         }
+        if let Some(settings) = &self.config.config
+            && paths.iter().any(|p| snapshot_input(settings, p))
+        {
+            self.recompose(&mut which);
+        }
         for path in paths {
             for watched in &self.config.watch {
                 if path.starts_with(watched) || watched.starts_with(path) {
@@ -524,6 +533,31 @@ impl Sidecar<'_> {
         which.dedup();
         if !which.is_empty() {
             self.render(which).await;
+        }
+    }
+
+    /// The config snapshot's inputs changed: compose it again. A valid new snapshot re-renders
+    /// every output (the unchanged ones are not written); an invalid one is reported and the
+    /// files keep what the last good one gave them.
+    fn recompose(&mut self, which: &mut Vec<usize>) {
+        let Some(settings) = &self.config.config else {
+            return;
+        };
+        match super::snapshot(settings) {
+            Ok(snapshot) => {
+                self.shared.snapshot(true);
+                if self.snapshot.as_deref() == Some(snapshot.version()) {
+                    return;
+                }
+                info!(version = snapshot.version(), "config snapshot changed");
+                super::use_snapshot(&mut self.engine, &snapshot);
+                self.snapshot = Some(snapshot.version().to_owned());
+                which.extend(0..self.rendered.len());
+            }
+            Err(error) => {
+                self.shared.snapshot(false);
+                warn!(%error, "the changed config snapshot is invalid; the files keep the last good one");
+            }
         }
     }
 
@@ -628,6 +662,21 @@ pub fn certificate_validity(data: &Json) -> Option<(SystemTime, SystemTime)> {
     Some((at(&validity.not_before)?, at(&validity.not_after)?))
 }
 
+/// Whether a changed path is one the config snapshot is composed from.
+fn snapshot_input(settings: &injector::agent_config::SnapshotConfig, path: &Path) -> bool {
+    let related = |input: &PathBuf| {
+        path.starts_with(input)
+            || input.starts_with(path)
+            || input.parent().is_some_and(|parent| parent == path)
+    };
+    settings.containers.iter().any(related)
+        || settings
+            .labels_file
+            .iter()
+            .chain(&settings.schema)
+            .any(related)
+}
+
 /// Watches template sources and the config's watch list (their directories: a ConfigMap volume
 /// changes by swapping a symlink beside the files). Access events are ignored: reading the files
 /// raises them.
@@ -641,7 +690,14 @@ fn watch(
         .iter()
         .filter_map(|(_, p, _)| p.parent().map(Path::to_owned))
         .collect();
-    for path in &config.watch {
+    let mut recursive: Vec<&PathBuf> = config.watch.iter().collect();
+    let mut inputs: Vec<&PathBuf> = config.watch.iter().collect();
+    if let Some(settings) = &config.config {
+        recursive.extend(&settings.containers);
+        inputs.extend(&settings.containers);
+        inputs.extend(settings.labels_file.iter().chain(&settings.schema));
+    }
+    for path in inputs {
         if path.is_dir() {
             dirs.push(path.clone());
         } else if let Some(parent) = path.parent() {
@@ -673,7 +729,7 @@ fn watch(
     .map_err(|error| warn!(%error, "cannot watch files; changes to them are not picked up"))
     .ok()?;
     for dir in &dirs {
-        let mode = if config.watch.contains(dir) {
+        let mode = if recursive.contains(&dir) {
             notify::RecursiveMode::Recursive
         } else {
             notify::RecursiveMode::NonRecursive

@@ -160,10 +160,59 @@ impl Labels {
         Ok(())
     }
 
+    /// Adds the labels of a labels file (see [`parse_labels_file`]), named by its path.
+    pub fn add_file(&mut self, path: &std::path::Path) -> Result<(), Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let source = path.display().to_string();
+        let labels = parse_labels_file(&source, &text)?;
+        self.add(&source, labels)
+    }
+
     /// The combined labels.
     pub fn map(&self) -> &BTreeMap<String, String> {
         &self.labels
     }
+}
+
+/// Loads the containers under `paths` and composes the snapshot of an instance with these
+/// labels. Every problem with the containers is reported.
+pub fn compose_from(
+    paths: &[PathBuf],
+    labels: &Labels,
+    levels: &[String],
+) -> Result<Snapshot, Vec<Error>> {
+    let containers = container::load(paths)?;
+    let composer = Composer::new(containers, levels)?;
+    composer.compose(labels.map()).map_err(|e| vec![e])
+}
+
+/// What templates see of a snapshot: `config` (the values), `snapshot` (version, labels,
+/// containers) and `config_as(format)` (the values in a built-in format, such as
+/// `{{ config_as('properties') }}`).
+pub fn template_globals(snapshot: &Arc<Snapshot>) -> Vec<(&'static str, minijinja::Value)> {
+    let for_function = snapshot.clone();
+    let config_as = move |format: String| -> Result<String, minijinja::Error> {
+        let format: Format = format.parse().map_err(|e: String| {
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e)
+        })?;
+        output::write(&for_function, format, &output::Target::default()).map_err(|e| {
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+        })
+    };
+    vec![
+        (
+            "config",
+            minijinja::Value::from(minijinja::value::Serde(snapshot.config())),
+        ),
+        (
+            "snapshot",
+            minijinja::Value::from(minijinja::value::Serde(snapshot.info())),
+        ),
+        ("config_as", minijinja::Value::from_function(config_as)),
+    ]
 }
 
 /// Parses `k=v,k=v` (spaces around pairs ignored; an empty text gives no labels).

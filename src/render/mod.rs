@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
 use crate::config::output::{self, Format, Target};
-use crate::config::{self, Composer, Labels, Schema, Snapshot};
+use crate::config::{self, Labels, Schema, Snapshot};
 use crate::env::{Env, non_empty};
 use crate::template::{self, Engine, Fetch, Request, Source};
 use crate::vault;
@@ -175,7 +175,6 @@ pub fn run(options: &Options, env: Arc<dyn Env>) -> Result<String, Error> {
 
 /// Composes the instance's snapshot from the options' containers and labels.
 pub fn compose(options: &Options) -> Result<Snapshot, Error> {
-    let containers = config::container::load(&options.containers).map_err(Error::Input)?;
     let mut labels = Labels::default();
     let input = |e| Error::Input(vec![e]);
     for text in &options.labels {
@@ -183,17 +182,16 @@ pub fn compose(options: &Options) -> Result<Snapshot, Error> {
         labels.add("--labels", parsed).map_err(input)?;
     }
     if let Some(path) = &options.labels_file {
-        let text = std::fs::read_to_string(path).map_err(|error| Error::Io {
-            what: "read",
-            path: path.clone(),
-            error,
+        labels.add_file(path).map_err(|e| match e {
+            config::Error::Read { path, message } => Error::Io {
+                what: "read",
+                path,
+                error: std::io::Error::other(message),
+            },
+            other => input(other),
         })?;
-        let source = path.display().to_string();
-        let parsed = config::parse_labels_file(&source, &text).map_err(input)?;
-        labels.add(&source, parsed).map_err(input)?;
     }
-    let composer = Composer::new(containers, &options.levels).map_err(Error::Input)?;
-    composer.compose(labels.map()).map_err(input)
+    config::compose_from(&options.containers, &labels, &options.levels).map_err(Error::Input)
 }
 
 fn validate(options: &Options, snapshot: &Snapshot) -> Result<(), Error> {
@@ -221,14 +219,9 @@ fn render_template(
     );
     let mut engine = Engine::new(vec![(name, Source::Template(text))], env.clone(), 10)
         .map_err(Error::Template)?;
-    engine.set_global(
-        "config",
-        minijinja::Value::from(minijinja::value::Serde(snapshot.config())),
-    );
-    engine.set_global(
-        "snapshot",
-        minijinja::Value::from(minijinja::value::Serde(snapshot.info())),
-    );
+    for (name, value) in config::template_globals(&Arc::new(snapshot.clone())) {
+        engine.set_global(name, value);
+    }
     let secrets = match &options.secrets_file {
         Some(path) => Secrets::File(read_secrets_file(path)?, path.clone()),
         None => Secrets::Vault(Box::new(VaultSource::new(options, env.as_ref())?)),

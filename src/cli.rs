@@ -251,6 +251,22 @@ pub struct InjectorArgs {
     /// Seconds a native sidecar may take to render every file before the pod fails to start.
     #[arg(long, env = "HYDRANT_STARTUP_TIMEOUT_SECONDS", default_value_t = 300)]
     pub startup_timeout_seconds: i32,
+    /// The host's labels (k=v,k=v), added to each pod's own when its config snapshot is composed.
+    #[arg(
+        long = "host-labels",
+        env = "HYDRANT_HOST_LABELS",
+        value_name = "K=V,...",
+        value_parser = parse_label,
+        value_delimiter = ','
+    )]
+    pub host_labels: Vec<(String, String)>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{text:?} is not a label; write key=value"))
 }
 
 fn parse_default_template(text: &str) -> Result<DefaultTemplate, String> {
@@ -291,6 +307,7 @@ impl InjectorArgs {
             .filter(|n| !n.is_empty())
             .collect();
         settings.startup_timeout_seconds = self.startup_timeout_seconds;
+        settings.host_labels = self.host_labels.iter().cloned().collect();
         settings
     }
 }

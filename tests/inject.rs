@@ -101,7 +101,8 @@ fn agent_container(
     let mut mapped = config;
     for (from, to) in [
         ("/vault/secrets", root.join("vault/secrets")),
-        ("/hydrant/state", root.join("hydrant/state")),
+        // The agent's own volumes (state, config ConfigMaps, schema, pod labels) under one root.
+        ("/hydrant/", root.join("hydrant/")),
         (
             "/var/run/secrets/kubernetes.io/serviceaccount/token",
             token_file.clone(),
@@ -378,5 +379,60 @@ fn the_init_container_hands_its_token_to_the_sidecar_through_the_state_volume() 
         sidecar.wait(Duration::from_secs(10)).success(),
         "{}",
         sidecar.log()
+    );
+}
+
+/// Config snapshot annotations: the agent composes the containers of its ConfigMap volumes for
+/// the pod's labels (downward API) and the host's (`--host-labels`), validates them against
+/// the schema ConfigMap, and writes the file the annotations ask for, beside a template that
+/// mixes config and a secret.
+#[test]
+fn config_annotations_give_the_composed_snapshot_file() {
+    let vault = seeded();
+    let deployment = inject_with(
+        &vault,
+        &[
+            "--mode",
+            "init-only",
+            "--host-labels",
+            "region=emea,site=atlantida",
+        ],
+        json!({
+            "hydrant.dev/inject": "true",
+            "hydrant.dev/role": "shop",
+            "hydrant.dev/config-containers": "platform",
+            "hydrant.dev/config-schema": "shop-schema/schema.json",
+            "hydrant.dev/config-format": "properties",
+            "hydrant.dev/template-db.env": "DB_HOST=db.{{ config.LINE_NAME_LOWER }}.example.com\nDB_PASSWORD={{ secret('secret/data/app/db').data.password }}\n",
+        }),
+    );
+    // What the kubelet would mount: the ConfigMaps, and the pod's labels as the downward API
+    // writes them.
+    let root = vault.path("root");
+    let example = crate::util::root().join("examples/config");
+    fs::create_dir_all(root.join("hydrant/config")).expect("config dir");
+    std::os::unix::fs::symlink(
+        example.join("containers"),
+        root.join("hydrant/config/platform"),
+    )
+    .expect("containers");
+    std::os::unix::fs::symlink(&example, root.join("hydrant/schema")).expect("schema");
+    fs::create_dir_all(root.join("hydrant/podinfo")).expect("podinfo");
+    fs::write(
+        root.join("hydrant/podinfo/labels"),
+        "app=\"shop\"\nenv=\"qa\"\nline=\"line1\"\npod-template-hash=\"7d9f\"\n",
+    )
+    .expect("labels");
+    let (_reviewer, token) = shop_token(&vault);
+    run_agent_container(&vault, &deployment, "vault-agent-init", &root, &token);
+
+    let secrets = root.join("vault/secrets");
+    assert_eq!(
+        read(&secrets.join("platform-config.properties")),
+        read(&example.join("expected/line1-qa.properties"))
+    );
+    assert_eq!(
+        read(&secrets.join("db.env")),
+        format!("DB_HOST=db.line1.example.com\nDB_PASSWORD={PASSWORD}\n")
     );
 }

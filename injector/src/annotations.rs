@@ -87,6 +87,28 @@ pub struct Output {
     pub command: Option<Vec<String>>,
 }
 
+/// A config snapshot asked for with `hydrant.dev/config-*`: composed by the agent from config
+/// containers held in ConfigMaps, for the pod's labels and the host's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigRequest {
+    /// ConfigMaps in the pod's namespace holding config containers, mounted into the agent.
+    pub config_maps: Vec<String>,
+    /// The schema: a ConfigMap and its key.
+    pub schema: Option<(String, String)>,
+    /// json, yaml, properties or env.
+    pub format: String,
+    /// The file's name under the mount path.
+    pub file: String,
+    /// The levels, lowest precedence first, when not the default.
+    pub levels: Option<Vec<String>>,
+}
+
+/// The formats a snapshot file can have through annotations.
+pub const CONFIG_FORMATS: [&str; 4] = ["json", "yaml", "properties", "env"];
+
+/// The name of the output that holds the snapshot.
+pub const CONFIG_OUTPUT: &str = "platform-config";
+
 /// Overrides of one resource quantity: `None` not given, `Some(None)` left out (empty value).
 pub type QuantityOverride = Option<Option<String>>;
 
@@ -196,6 +218,8 @@ pub struct Request {
     pub min_backoff: Option<Duration>,
     /// Login backoff bounds.
     pub max_backoff: Option<Duration>,
+    /// A config snapshot (`hydrant.dev/config-*`).
+    pub config: Option<ConfigRequest>,
     /// Annotations accepted that change nothing in hydrant, said back to the user.
     pub warnings: Vec<String>,
 }
@@ -246,6 +270,7 @@ impl Request {
             renewal_threshold: None,
             min_backoff: None,
             max_backoff: None,
+            config: None,
             warnings: Vec::new(),
         }
     }
@@ -713,8 +738,13 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
         command: Option<&'a str>,
     }
     let mut parts: BTreeMap<&str, Parts<'_>> = BTreeMap::new();
+    let mut config: BTreeMap<&str, (&str, String)> = BTreeMap::new();
     for (&rest, &value) in ours {
         let k = key(rest);
+        if let Some(what) = rest.strip_prefix("config-") {
+            config.insert(what, (value, k));
+            continue;
+        }
         let quantity = |v: &str| -> Result<Option<String>, Denial> {
             if v.trim().is_empty() {
                 Ok(None)
@@ -775,6 +805,24 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
                 }
             }
         }
+    }
+    if !config.is_empty() {
+        let request = config_request(&config)?;
+        if parts.contains_key(CONFIG_OUTPUT) {
+            return Err(Denial::bad(
+                &key(&format!("secret-{CONFIG_OUTPUT}")),
+                format!("{CONFIG_OUTPUT} is the config snapshot's name; name this file otherwise"),
+            ));
+        }
+        r.outputs.push(Output {
+            name: CONFIG_OUTPUT.to_owned(),
+            source: OutputSource::Template(format!("{{{{ config_as('{}') }}}}", request.format)),
+            file: Some(request.file.clone()),
+            perms: None,
+            mount_path: None,
+            command: None,
+        });
+        r.config = Some(request);
     }
     for (name, part) in parts {
         let source = match (part.secret, part.template) {
@@ -840,6 +888,114 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
         });
     }
     Ok(r)
+}
+
+/// `hydrant.dev/config-containers`, `-schema`, `-format`, `-file` and `-levels`.
+fn config_request(given: &BTreeMap<&str, (&str, String)>) -> Result<ConfigRequest, Denial> {
+    for (what, (_, k)) in given {
+        if !matches!(
+            *what,
+            "containers" | "schema" | "format" | "file" | "levels"
+        ) {
+            return Err(Denial::bad(
+                k,
+                "is not a hydrant annotation; the config annotations are config-containers, config-schema, config-format, config-file and config-levels".to_owned(),
+            ));
+        }
+    }
+    let Some((containers, k)) = given.get("containers") else {
+        let k = given
+            .values()
+            .next()
+            .map_or("hydrant.dev/config-*", |(_, k)| k.as_str());
+        return Err(Denial::new(
+            "missing_annotation",
+            format!(
+                "{k} needs hydrant.dev/config-containers: the ConfigMaps that hold the config containers"
+            ),
+        ));
+    };
+    let config_maps = parse_list(containers);
+    if config_maps.is_empty() {
+        return Err(Denial::bad(
+            k,
+            "names no ConfigMap; list them: platform-global,platform-site".to_owned(),
+        ));
+    }
+    for name in &config_maps {
+        config_map_name(k, name)?;
+    }
+    let schema = match given.get("schema") {
+        None => None,
+        Some((value, k)) => {
+            let (map, item) = value
+                .trim()
+                .split_once('/')
+                .unwrap_or((value.trim(), "schema.json"));
+            config_map_name(k, map)?;
+            if item.is_empty() || item.contains('/') || item.starts_with('.') {
+                return Err(Denial::bad(
+                    k,
+                    format!(
+                        "{item:?} is not a ConfigMap key; write configmap/key, such as app-schema/schema.json"
+                    ),
+                ));
+            }
+            Some((map.to_owned(), item.to_owned()))
+        }
+    };
+    let format = match given.get("format") {
+        None => "json".to_owned(),
+        Some((value, k)) => {
+            let f = value.trim();
+            if !CONFIG_FORMATS.contains(&f) {
+                return Err(Denial::bad(
+                    k,
+                    format!("{f:?} is not a format; use {}", CONFIG_FORMATS.join(", ")),
+                ));
+            }
+            f.to_owned()
+        }
+    };
+    let file = match given.get("file") {
+        None => format!("{CONFIG_OUTPUT}.{format}"),
+        Some((value, _)) => value.trim().to_owned(),
+    };
+    let levels = given.get("levels").map(|(v, _)| parse_list(v));
+    if let (Some(levels), Some((_, k))) = (&levels, given.get("levels"))
+        && levels.is_empty()
+    {
+        return Err(Denial::bad(
+            k,
+            "names no level; leave it out for the default levels".to_owned(),
+        ));
+    }
+    Ok(ConfigRequest {
+        config_maps,
+        schema,
+        format,
+        file,
+        levels,
+    })
+}
+
+/// A ConfigMap's name: a DNS subdomain.
+fn config_map_name(key: &str, name: &str) -> Result<(), Denial> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Denial::bad(
+            key,
+            format!("{name:?} is not a ConfigMap name (lower-case letters, digits, '-' and '.')"),
+        ))
+    }
 }
 
 fn duration(key: &str, value: &str) -> Result<Duration, Denial> {
@@ -1419,5 +1575,83 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    #[test]
+    fn config_annotations_ask_for_a_snapshot_file() {
+        let r = parse_hydrant(&[
+            ("hydrant.dev/inject", "true"),
+            ("hydrant.dev/role", "app"),
+            (
+                "hydrant.dev/config-containers",
+                " platform-global , platform-site ",
+            ),
+            ("hydrant.dev/config-schema", "app-schema"),
+            ("hydrant.dev/config-format", "env"),
+            ("hydrant.dev/config-levels", "global,site"),
+        ])
+        .expect("allowed");
+        let config = r.config.expect("a snapshot");
+        assert_eq!(config.config_maps, ["platform-global", "platform-site"]);
+        assert_eq!(
+            config.schema,
+            Some(("app-schema".to_owned(), "schema.json".to_owned()))
+        );
+        assert_eq!(config.file, "platform-config.env");
+        assert_eq!(
+            config.levels,
+            Some(vec!["global".to_owned(), "site".to_owned()])
+        );
+        assert_eq!(r.outputs.len(), 1);
+        assert_eq!(r.outputs[0].name, CONFIG_OUTPUT);
+        assert_eq!(
+            r.outputs[0].source,
+            OutputSource::Template("{{ config_as('env') }}".to_owned())
+        );
+    }
+
+    #[test]
+    fn config_annotations_are_refused_with_the_fix() {
+        let refused = |pairs: &[(&str, &str)]| -> String {
+            let mut all = vec![("hydrant.dev/inject", "true"), ("hydrant.dev/role", "app")];
+            all.extend_from_slice(pairs);
+            parse_hydrant(&all).expect_err("refused").message
+        };
+        assert_eq!(
+            refused(&[("hydrant.dev/config-format", "yaml")]),
+            "hydrant.dev/config-format needs hydrant.dev/config-containers: the ConfigMaps that hold the config containers"
+        );
+        assert!(
+            refused(&[("hydrant.dev/config-containers", "Platform_Global")])
+                .contains("\"Platform_Global\" is not a ConfigMap name"),
+        );
+        assert!(
+            refused(&[
+                ("hydrant.dev/config-containers", "p"),
+                ("hydrant.dev/config-format", "toml")
+            ])
+            .contains("\"toml\" is not a format; use json, yaml, properties, env"),
+        );
+        assert!(
+            refused(&[
+                ("hydrant.dev/config-containers", "p"),
+                ("hydrant.dev/config-sheme", "s")
+            ])
+            .contains("the config annotations are config-containers, config-schema"),
+        );
+        assert!(
+            refused(&[
+                ("hydrant.dev/config-containers", "p"),
+                ("hydrant.dev/config-schema", "s/../x")
+            ])
+            .contains("is not a ConfigMap key"),
+        );
+        assert!(
+            refused(&[
+                ("hydrant.dev/config-containers", "p"),
+                ("hydrant.dev/secret-platform-config", "secret/data/x"),
+            ])
+            .contains("platform-config is the config snapshot's name"),
+        );
     }
 }

@@ -41,6 +41,20 @@ pub mod names {
     pub const TOKEN_VOLUME: &str = "hydrant-token";
     /// Where that token is mounted.
     pub const TOKEN_PATH: &str = "/var/run/secrets/hydrant.dev/serviceaccount";
+    /// The first of the ConfigMap volumes holding config containers (`-0`, `-1` ...).
+    pub const CONFIG_VOLUME: &str = "hydrant-config";
+    /// Where each is mounted, under its ConfigMap's name.
+    pub const CONFIG_PATH: &str = "/hydrant/config";
+    /// The ConfigMap volume holding the app's schema.
+    pub const SCHEMA_VOLUME: &str = "hydrant-config-schema";
+    /// Where it is mounted.
+    pub const SCHEMA_PATH: &str = "/hydrant/schema";
+    /// The downward-API volume with the pod's labels.
+    pub const PODINFO_VOLUME: &str = "hydrant-podinfo";
+    /// Where it is mounted.
+    pub const PODINFO_PATH: &str = "/hydrant/podinfo";
+    /// The file of the pod's labels in it.
+    pub const LABELS_FILE: &str = "labels";
     /// vault-k8s's `tls-secret` volume.
     pub const TLS_VOLUME: &str = "vault-tls-secrets";
     /// Where it is mounted.

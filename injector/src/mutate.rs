@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, ExecAction, Pod, PodSpec, Probe,
+    Capabilities, ConfigMapVolumeSource, Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource,
+    EmptyDirVolumeSource, EnvVar, ExecAction, ObjectFieldSelector, Pod, PodSpec, Probe,
     ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretVolumeSource,
     SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
@@ -13,7 +14,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
 
 use crate::agent_config::{
-    AgentConfig, AuthConfig, AuthMethod, RetryConfig, SecretFileConfig, TemplateConfig, VaultConfig,
+    AgentConfig, AuthConfig, AuthMethod, RetryConfig, SecretFileConfig, SnapshotConfig,
+    TemplateConfig, VaultConfig,
 };
 use crate::annotations::{self, Family, INJECTED, Output, OutputSource, QuantityOverride, Request};
 use crate::settings::{Mode, Resources, Settings};
@@ -193,6 +195,20 @@ impl Plan {
         }
         if let Some(source) = &request.copy_volume_mounts {
             agent_mounts.extend(copied_mounts(family, spec, source)?);
+        }
+        if let Some(config) = &request.config {
+            // Only the agent reads the containers, the schema and the pod's labels.
+            for (i, map) in config.config_maps.iter().enumerate() {
+                let name = format!("{}-{i}", names::CONFIG_VOLUME);
+                volumes.push(config_map_volume(&name, map));
+                agent_mounts.push(mount(&name, &format!("{}/{map}", names::CONFIG_PATH), true));
+            }
+            if let Some((map, _)) = &config.schema {
+                volumes.push(config_map_volume(names::SCHEMA_VOLUME, map));
+                agent_mounts.push(mount(names::SCHEMA_VOLUME, names::SCHEMA_PATH, true));
+            }
+            volumes.push(labels_volume());
+            agent_mounts.push(mount(names::PODINFO_VOLUME, names::PODINFO_PATH, true));
         }
         check_conflicts(spec, &volumes, &app_mounts, &targets)?;
 
@@ -394,6 +410,36 @@ fn memory_volume(name: &str) -> Volume {
         empty_dir: Some(EmptyDirVolumeSource {
             medium: Some("Memory".to_owned()),
             ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn config_map_volume(name: &str, map: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: map.to_owned(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The pod's labels as the downward API writes them: `key="value"` lines, updated in place.
+fn labels_volume() -> Volume {
+    Volume {
+        name: names::PODINFO_VOLUME.to_owned(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: names::LABELS_FILE.to_owned(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.labels".to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..DownwardAPIVolumeFile::default()
+            }]),
+            ..DownwardAPIVolumeSource::default()
         }),
         ..Volume::default()
     }
@@ -719,7 +765,20 @@ fn agent_config(
         state_dir: Some(names::STATE_PATH.into()),
         watch: Vec::new(),
         renewal_threshold: request.renewal_threshold,
-        config: None,
+        config: request.config.as_ref().map(|c| SnapshotConfig {
+            containers: c
+                .config_maps
+                .iter()
+                .map(|map| format!("{}/{map}", names::CONFIG_PATH).into())
+                .collect(),
+            labels: settings.host_labels.clone(),
+            labels_file: Some(format!("{}/{}", names::PODINFO_PATH, names::LABELS_FILE).into()),
+            levels: c.levels.clone(),
+            schema: c
+                .schema
+                .as_ref()
+                .map(|(_, item)| format!("{}/{item}", names::SCHEMA_PATH).into()),
+        }),
     };
     config.validate().map_err(|issues| {
         Denial::new(

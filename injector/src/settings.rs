@@ -1,6 +1,7 @@
 //! The injector's settings: what the webhook's flags (and the Helm chart's values) decide for
 //! every pod, before annotations refine it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -160,6 +161,8 @@ pub struct Settings {
     pub excluded_namespaces: Vec<String>,
     /// How long a native sidecar may take to render every file before the pod fails to start.
     pub startup_timeout_seconds: i32,
+    /// The host's labels, added to a pod's own when composing its config snapshot.
+    pub host_labels: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -177,6 +180,7 @@ impl Settings {
             run_as: Some(DEFAULT_RUN_AS),
             excluded_namespaces: vec!["kube-system".to_owned(), "kube-public".to_owned()],
             startup_timeout_seconds: 300,
+            host_labels: BTreeMap::new(),
         }
     }
 }

@@ -260,6 +260,15 @@ pub struct InjectorArgs {
         value_delimiter = ','
     )]
     pub host_labels: Vec<(String, String)>,
+    /// When the host's and a pod's labels disagree on a key: error (the snapshot is invalid),
+    /// host-wins or app-wins.
+    #[arg(long, env = "HYDRANT_LABEL_CONFLICT", value_name = "POLICY", default_value = "error", value_parser = parse_label_conflict)]
+    pub label_conflict: injector::agent_config::LabelConflict,
+}
+
+fn parse_label_conflict(text: &str) -> Result<injector::agent_config::LabelConflict, String> {
+    serde_json::from_value(serde_json::Value::String(text.trim().to_owned()))
+        .map_err(|_| format!("{text:?} is not a policy; use error, host-wins or app-wins"))
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -308,6 +317,7 @@ impl InjectorArgs {
             .collect();
         settings.startup_timeout_seconds = self.startup_timeout_seconds;
         settings.host_labels = self.host_labels.iter().cloned().collect();
+        settings.label_conflict = self.label_conflict;
         settings
     }
 }

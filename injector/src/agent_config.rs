@@ -95,6 +95,28 @@ pub struct SnapshotConfig {
     /// The app's JSON Schema; a snapshot that fails it is never rendered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<PathBuf>,
+    /// When `labels` (the host's) and `labels_file` (the pod's) give a key different values.
+    #[serde(default, skip_serializing_if = "LabelConflict::is_default")]
+    pub label_conflict: LabelConflict,
+}
+
+/// What to do when the host's and the pod's labels disagree on a key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelConflict {
+    /// Refuse to compose: the snapshot is invalid until they agree.
+    #[default]
+    Error,
+    /// The host's value wins.
+    HostWins,
+    /// The pod's value wins.
+    AppWins,
+}
+
+impl LabelConflict {
+    fn is_default(&self) -> bool {
+        *self == LabelConflict::Error
+    }
 }
 
 /// How often a sidecar reads lease-less secrets again when the config gives nothing.

@@ -772,6 +772,7 @@ fn agent_config(
                 .map(|map| format!("{}/{map}", names::CONFIG_PATH).into())
                 .collect(),
             labels: settings.host_labels.clone(),
+            label_conflict: settings.label_conflict,
             labels_file: Some(format!("{}/{}", names::PODINFO_PATH, names::LABELS_FILE).into()),
             levels: c.levels.clone(),
             schema: c

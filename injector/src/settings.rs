@@ -163,6 +163,8 @@ pub struct Settings {
     pub startup_timeout_seconds: i32,
     /// The host's labels, added to a pod's own when composing its config snapshot.
     pub host_labels: BTreeMap<String, String>,
+    /// When the host's and a pod's labels disagree on a key.
+    pub label_conflict: crate::agent_config::LabelConflict,
 }
 
 impl Settings {
@@ -181,6 +183,7 @@ impl Settings {
             excluded_namespaces: vec!["kube-system".to_owned(), "kube-public".to_owned()],
             startup_timeout_seconds: 300,
             host_labels: BTreeMap::new(),
+            label_conflict: crate::agent_config::LabelConflict::Error,
         }
     }
 }

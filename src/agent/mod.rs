@@ -323,7 +323,15 @@ pub(crate) fn snapshot(
         .add("config.labels", settings.labels.clone())
         .map_err(|e| e.to_string())?;
     if let Some(path) = &settings.labels_file {
-        labels.add_file(path).map_err(|e| e.to_string())?;
+        use injector::agent_config::LabelConflict;
+        let on_conflict = match settings.label_conflict {
+            LabelConflict::Error => config::OnConflict::Error,
+            LabelConflict::HostWins => config::OnConflict::Keep,
+            LabelConflict::AppWins => config::OnConflict::Replace,
+        };
+        labels
+            .add_file_with(path, on_conflict)
+            .map_err(|e| e.to_string())?;
     }
     let levels: Vec<String> = match &settings.levels {
         Some(levels) => levels.clone(),
@@ -435,5 +443,49 @@ impl Fetch for VaultFetch<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .push(record);
         result.map(|secret| secret.data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use injector::agent_config::{LabelConflict, SnapshotConfig};
+
+    /// The host says site a, the pod says site b: the policy decides which container applies.
+    #[test]
+    fn the_label_conflict_policy_decides_between_the_host_and_the_pod() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let containers = dir.path().join("containers");
+        std::fs::create_dir(&containers).expect("dir");
+        for site in ["a", "b"] {
+            std::fs::write(
+                containers.join(format!("{site}.yaml")),
+                format!("kind: ConfigContainer\nmetadata: {{name: site-{site}}}\nspec:\n  selector: {{matchLabels: {{site: {site}}}}}\n  values: {{SITE: {site}}}\n"),
+            )
+            .expect("container");
+        }
+        let labels_file = dir.path().join("labels");
+        std::fs::write(&labels_file, "site=\"b\"\n").expect("labels");
+        let settings = |label_conflict| SnapshotConfig {
+            containers: vec![containers.clone()],
+            labels: BTreeMap::from([("site".to_owned(), "a".to_owned())]),
+            labels_file: Some(labels_file.clone()),
+            label_conflict,
+            ..SnapshotConfig::default()
+        };
+        let error = super::snapshot(&settings(LabelConflict::Error)).expect_err("conflict");
+        assert!(
+            error.starts_with("label site is \"a\" in config.labels and \"b\" in "),
+            "{error}"
+        );
+        let site = |policy| {
+            super::snapshot(&settings(policy))
+                .expect("composes")
+                .config()["SITE"]
+                .clone()
+        };
+        assert_eq!(site(LabelConflict::HostWins), "a");
+        assert_eq!(site(LabelConflict::AppWins), "b");
     }
 }

@@ -131,6 +131,18 @@ pub struct Labels {
     sources: BTreeMap<String, String>,
 }
 
+/// What to do when a source gives a label another source gave a different value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Refuse: the instance's labels must agree.
+    #[default]
+    Error,
+    /// Keep the value given first.
+    Keep,
+    /// Take the value given now.
+    Replace,
+}
+
 impl Labels {
     /// Adds the labels of one source (`--labels`, a labels file, the host's labels); a key
     /// another source gave a different value is an error.
@@ -139,8 +151,23 @@ impl Labels {
         source: &str,
         labels: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(), Error> {
+        self.add_with(source, labels, OnConflict::Error)
+    }
+
+    /// Adds the labels of one source, resolving a conflict with an earlier source as asked.
+    pub fn add_with(
+        &mut self,
+        source: &str,
+        labels: impl IntoIterator<Item = (String, String)>,
+        on_conflict: OnConflict,
+    ) -> Result<(), Error> {
         for (key, value) in labels {
             match self.labels.get(&key) {
+                Some(existing) if *existing != value && on_conflict == OnConflict::Keep => {}
+                Some(existing) if *existing != value && on_conflict == OnConflict::Replace => {
+                    self.sources.insert(key.clone(), source.to_owned());
+                    self.labels.insert(key, value);
+                }
                 Some(existing) if *existing != value => {
                     return Err(Error::LabelConflict {
                         first: existing.clone(),
@@ -162,13 +189,22 @@ impl Labels {
 
     /// Adds the labels of a labels file (see [`parse_labels_file`]), named by its path.
     pub fn add_file(&mut self, path: &std::path::Path) -> Result<(), Error> {
+        self.add_file_with(path, OnConflict::Error)
+    }
+
+    /// Adds the labels of a labels file, resolving conflicts as asked.
+    pub fn add_file_with(
+        &mut self,
+        path: &std::path::Path,
+        on_conflict: OnConflict,
+    ) -> Result<(), Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
         let source = path.display().to_string();
         let labels = parse_labels_file(&source, &text)?;
-        self.add(&source, labels)
+        self.add_with(&source, labels, on_conflict)
     }
 
     /// The combined labels.

@@ -367,6 +367,31 @@ fn labels_from_two_sources_must_agree() {
 }
 
 #[test]
+fn a_label_conflict_is_an_error_unless_a_side_is_chosen_to_win() {
+    let host = || [("site".to_owned(), "a".to_owned())];
+    let app = || {
+        [
+            ("site".to_owned(), "b".to_owned()),
+            ("app".to_owned(), "x".to_owned()),
+        ]
+    };
+    let mut refuse = Labels::default();
+    refuse.add("host", host()).expect("host");
+    assert!(refuse.add_with("pod", app(), OnConflict::Error).is_err());
+    let mut keep = Labels::default();
+    keep.add("host", host()).expect("host");
+    keep.add_with("pod", app(), OnConflict::Keep)
+        .expect("host wins");
+    assert_eq!(keep.map(), &labels(&[("app", "x"), ("site", "a")]));
+    let mut replace = Labels::default();
+    replace.add("host", host()).expect("host");
+    replace
+        .add_with("pod", app(), OnConflict::Replace)
+        .expect("pod wins");
+    assert_eq!(replace.map(), &labels(&[("app", "x"), ("site", "b")]));
+}
+
+#[test]
 fn every_value_knows_who_set_it_and_whom_it_overrode() {
     let yaml = [
         doc("global", "  level: global\n  values: {A: 1, B: {x: 1}}"),

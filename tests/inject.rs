@@ -314,12 +314,7 @@ fn native_mode_passes_its_startup_probe_only_with_every_file_and_keeps_them_fres
     crate::util::wait_for("the new port in the file", Duration::from_secs(10), || {
         read(&secrets.join("config")).contains("9090")
     });
-    running.signal("TERM");
-    assert!(
-        running.wait(Duration::from_secs(10)).success(),
-        "{}",
-        running.log()
-    );
+    running.stop();
 }
 
 /// vault-k8s's classic pair: the init container logs in and renders, the sidecar adopts its
@@ -374,12 +369,7 @@ fn the_init_container_hands_its_token_to_the_sidecar_through_the_state_volume() 
         root.join("hydrant/state/state.json").exists(),
         "the hand-over record"
     );
-    sidecar.signal("TERM");
-    assert!(
-        sidecar.wait(Duration::from_secs(10)).success(),
-        "{}",
-        sidecar.log()
-    );
+    sidecar.stop();
 }
 
 /// Config snapshot annotations: the agent composes the containers of its ConfigMap volumes for

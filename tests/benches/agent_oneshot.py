@@ -22,7 +22,6 @@ Run it from the project's root after a release build:
 Knobs (environment): NS="10 50" RUNS=11 RSS_RUNS=3 SETTLE_S=0.5 AGENTS="hydrant,bao agent" HYDRANT=target/x86_64-unknown-linux-gnu/release/hydrant OUT_DIR=target/bench
 It prints a markdown table and writes it to target/bench/agent-oneshot.md.
 """
-import json
 import os
 import shutil
 import statistics
@@ -31,7 +30,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Server, bao_binary, kv_data, log, setup  # noqa: E402
+from benchlib import (Server, bao_agent_hcl, bao_binary, hydrant_agent_config, kv_data, log,  # noqa: E402
+                      setup)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.abspath(os.environ.get("OUT_DIR", os.path.join(ROOT, "target", "bench")))
@@ -48,36 +48,16 @@ TIME = os.environ.get("GNU_TIME", "/usr/bin/time")
 
 
 def hydrant_config(server, n, jwt_path, out):
-    keys = "".join(f"k{j}={{{{ secret('secret/data/app/s{{i}}').data.k{j} }}}}\n" for j in range(1, 6))
-    doc = {
-        "vault": {"address": server.addr},
-        "auth": {"method": "jwt", "role": "app", "jwt_path": jwt_path},
-        "templates": [{"name": f"s{i}", "contents": keys.replace("{i}", str(i)), "destination": f"{out}/s{i}.env"}
-                      for i in range(n)],
-    }
     path = os.path.join(WORK, f"hydrant-n{n}.json")
     with open(path, "w") as f:
-        json.dump(doc, f)
+        f.write(hydrant_agent_config(server.addr, n, jwt_path, out))
     return [HYDRANT, "agent", "--once", "--config", path]
 
 
 def bao_config(bao, server, n, jwt_path, out):
-    q = json.dumps
-    lines = [
-        "exit_after_auth = true",
-        f"vault {{\n  address = {q(server.addr)}\n}}",
-        "auto_auth {\n  method \"jwt\" {\n    mount_path = \"auth/jwt\"\n    config = {\n"
-        f"      path = {q(jwt_path)}\n      role = \"app\"\n      remove_jwt_after_reading = false\n    }}\n  }}\n"
-        f"  sink \"file\" {{\n    config = {{\n      path = {q(out + '/.agent-token')}\n    }}\n  }}\n}}",
-        "template_config {\n  exit_on_retry_failure = true\n}",
-    ]
-    for i in range(n):
-        keys = "".join(f"k{j}={{{{ .Data.data.k{j} }}}}\n" for j in range(1, 6))
-        contents = f'{{{{ with secret "secret/data/app/s{i}" }}}}{keys}{{{{ end }}}}'
-        lines.append(f"template {{\n  destination = {q(f'{out}/s{i}.env')}\n  contents = {q(contents)}\n}}")
     path = os.path.join(WORK, f"bao-n{n}.hcl")
     with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(bao_agent_hcl(server.addr, n, jwt_path, out, out + "/.agent-token", exit_after_auth=True))
     return [bao, "agent", f"-config={path}"]
 
 

@@ -21,7 +21,6 @@ Run it from the project's root after a release build:
 Knobs (environment): N=50 SETTLE_S=20 IDLE_S=60 WINDOW_S=3600 HYDRANT=target/x86_64-unknown-linux-gnu/release/hydrant
 OUT_DIR=target/bench. It prints a markdown table and writes it to target/bench/agent-sidecar.md.
 """
-import json
 import os
 import shutil
 import subprocess
@@ -29,7 +28,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Server, bao_binary, kv_data, log, setup  # noqa: E402
+from benchlib import (Server, bao_agent_hcl, bao_binary, hydrant_agent_config, kv_data, log,  # noqa: E402
+                      setup)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.abspath(os.environ.get("OUT_DIR", os.path.join(ROOT, "target", "bench")))
@@ -43,37 +43,16 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def hydrant_argv(server, work, jwt_path, out):
-    keys = "".join(f"k{j}={{{{ secret('secret/data/app/s{{i}}').data.k{j} }}}}\n" for j in range(1, 6))
-    doc = {
-        "vault": {"address": server.addr},
-        "auth": {"method": "jwt", "role": "app", "jwt_path": jwt_path},
-        "state_dir": os.path.join(work, "state"),
-        "templates": [{"name": f"s{i}", "contents": keys.replace("{i}", str(i)), "destination": f"{out}/s{i}.env"}
-                      for i in range(N)],
-    }
     path = os.path.join(work, "hydrant.json")
     with open(path, "w") as f:
-        json.dump(doc, f)
+        f.write(hydrant_agent_config(server.addr, N, jwt_path, out, state_dir=os.path.join(work, "state")))
     return [HYDRANT, "agent", "--config", path]
 
 
 def bao_argv(bao, server, work, jwt_path, out):
-    q = json.dumps
-    lines = [
-        "exit_after_auth = false",
-        f"vault {{\n  address = {q(server.addr)}\n}}",
-        "auto_auth {\n  method \"jwt\" {\n    mount_path = \"auth/jwt\"\n    config = {\n"
-        f"      path = {q(jwt_path)}\n      role = \"app\"\n      remove_jwt_after_reading = false\n    }}\n  }}\n"
-        f"  sink \"file\" {{\n    config = {{\n      path = {q(os.path.join(work, 'agent-token'))}\n    }}\n  }}\n}}",
-        "template_config {\n  exit_on_retry_failure = true\n}",
-    ]
-    for i in range(N):
-        keys = "".join(f"k{j}={{{{ .Data.data.k{j} }}}}\n" for j in range(1, 6))
-        contents = f'{{{{ with secret "secret/data/app/s{i}" }}}}{keys}{{{{ end }}}}'
-        lines.append(f"template {{\n  destination = {q(f'{out}/s{i}.env')}\n  contents = {q(contents)}\n}}")
     path = os.path.join(work, "bao.hcl")
     with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(bao_agent_hcl(server.addr, N, jwt_path, out, os.path.join(work, "agent-token"), exit_after_auth=False))
     return [bao, "agent", f"-config={path}"]
 
 

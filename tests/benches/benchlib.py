@@ -127,3 +127,34 @@ def setup(server, maxn, work):
     return token_path
 
 
+
+
+def hydrant_agent_config(addr, n, jwt_path, out, **extra):
+    """hydrant's agent config for the scenario: one template per secret, five keys each."""
+    keys = "".join(f"k{j}={{{{ secret('secret/data/app/s{{i}}').data.k{j} }}}}\n" for j in range(1, 6))
+    doc = {
+        "vault": {"address": addr},
+        "auth": {"method": "jwt", "role": "app", "jwt_path": jwt_path},
+        "templates": [{"name": f"s{i}", "contents": keys.replace("{i}", str(i)), "destination": f"{out}/s{i}.env"}
+                      for i in range(n)],
+    }
+    doc.update(extra)
+    return json.dumps(doc)
+
+
+def bao_agent_hcl(addr, n, jwt_path, out, token_sink, exit_after_auth):
+    """bao agent's HCL for the same scenario, as the anchor writes it."""
+    q = json.dumps
+    lines = [
+        f"exit_after_auth = {'true' if exit_after_auth else 'false'}",
+        f"vault {{\n  address = {q(addr)}\n}}",
+        "auto_auth {\n  method \"jwt\" {\n    mount_path = \"auth/jwt\"\n    config = {\n"
+        f"      path = {q(jwt_path)}\n      role = \"app\"\n      remove_jwt_after_reading = false\n    }}\n  }}\n"
+        f"  sink \"file\" {{\n    config = {{\n      path = {q(token_sink)}\n    }}\n  }}\n}}",
+        "template_config {\n  exit_on_retry_failure = true\n}",
+    ]
+    for i in range(n):
+        keys = "".join(f"k{j}={{{{ .Data.data.k{j} }}}}\n" for j in range(1, 6))
+        contents = f'{{{{ with secret "secret/data/app/s{i}" }}}}{keys}{{{{ end }}}}'
+        lines.append(f"template {{\n  destination = {q(f'{out}/s{i}.env')}\n  contents = {q(contents)}\n}}")
+    return "\n".join(lines) + "\n"

@@ -625,6 +625,13 @@ impl Running {
         self.child.0.try_wait().expect("try_wait").is_none()
     }
 
+    /// Sends SIGTERM and asserts that it exits with status 0 within ten seconds.
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        let status = self.wait(Duration::from_secs(10));
+        assert!(status.success(), "{status}; log:\n{}", self.log());
+    }
+
     /// Waits for it to exit; panics with its log after `timeout`.
     pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;

@@ -59,8 +59,11 @@ pub enum Command {
     Webhook(WebhookArgs),
     /// Keep Vault policies and roles applied from git (not implemented yet).
     Controller(NotYet),
-    /// Lint, plan and apply a policy repository (not implemented yet).
-    Policy(NotYet),
+    /// Check a policy repository (Vault policies and Kubernetes-auth roles per namespace) against
+    /// its guardrails; plan and apply come next.
+    ///
+    /// Exit status: 0 clean; 1 with every problem listed (file, line, rule); 64 usage.
+    Policy(PolicyArgs),
 }
 
 /// `hydrant agent`.
@@ -79,6 +82,28 @@ pub struct AgentArgs {
     /// The file a running agent creates once every file is rendered.
     #[arg(long, value_name = "FILE", default_value = injector::names::READY_FILE)]
     pub ready_file: PathBuf,
+}
+
+/// `hydrant policy`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+/// `hydrant policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse and check every file offline: for CI on the policy repository.
+    Lint {
+        /// The repository's directory.
+        dir: PathBuf,
+    },
+    /// Compare with Vault and print the plan (not implemented yet).
+    Plan(NotYet),
+    /// Apply the plan to Vault (not implemented yet).
+    Apply(NotYet),
 }
 
 /// `hydrant render`.

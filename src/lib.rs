@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod env;
 pub mod inject;
+pub mod policy;
 pub mod render;
 pub mod telemetry;
 pub mod template;
@@ -94,6 +95,15 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
             })?;
             Ok(())
         }
+        Command::Policy(args) => match args.command {
+            cli::PolicyCommand::Lint { dir } => {
+                let summary = policy::lint(&dir)?;
+                std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes())?;
+                Ok(())
+            }
+            cli::PolicyCommand::Plan(_) => Err(NotImplemented("policy plan").into()),
+            cli::PolicyCommand::Apply(_) => Err(NotImplemented("policy apply").into()),
+        },
         other => Err(NotImplemented(other.name()).into()),
     }
 }
@@ -130,6 +140,8 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             webhook::Error::Tls(_) | webhook::Error::TlsConfig(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
+    } else if error.is::<policy::Error>() {
+        EXIT_FAILURE
     } else if error.is::<NotImplemented>() {
         EXIT_USAGE
     } else {

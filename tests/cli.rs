@@ -4,9 +4,12 @@ use crate::util::Hydrant;
 
 #[test]
 fn subcommands_whose_issue_has_not_landed_exit_64_saying_so() {
-    for sub in ["controller", "policy"] {
-        let line = Hydrant::new([sub, "--anything"]).run().failure(64);
-        assert_eq!(line, format!("hydrant: {sub} is not implemented yet"));
+    for (args, what) in [
+        (["controller", "--anything"], "controller"),
+        (["policy", "apply"], "policy apply"),
+    ] {
+        let line = Hydrant::new(args).run().failure(64);
+        assert_eq!(line, format!("hydrant: {what} is not implemented yet"));
     }
 }
 
@@ -146,4 +149,34 @@ fn the_webhook_refuses_a_key_that_does_not_match_its_certificate() {
         line.contains("does not belong to the certificate"),
         "{line}"
     );
+}
+
+#[test]
+fn policy_lint_exits_0_on_a_clean_repository_and_1_listing_every_problem() {
+    let run = Hydrant::new(["policy", "lint"])
+        .run_with_arg(crate::util::root().join("examples/policy"))
+        .success();
+    assert_eq!(run.stdout(), "ok: 3 namespaces, 4 policies, 2 roles\n");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("hydrant-policy.yaml"),
+        "prefix: tenant\naudience: vault\nallowed_paths: [\"secret/data/{{ namespace }}/*\"]\n",
+    )
+    .expect("settings");
+    let policies = dir.path().join("namespaces/team-a/policies");
+    std::fs::create_dir_all(&policies).expect("dirs");
+    std::fs::write(
+        policies.join("steal.hcl"),
+        "path \"secret/data/team-b/*\" { capabilities = [\"read\"] }\n",
+    )
+    .expect("policy");
+    let run = Hydrant::new(["policy", "lint"]).run_with_arg(dir.path());
+    assert_eq!(run.code(), 1);
+    assert_eq!(
+        run.stderr(),
+        "hydrant: 1 problem in the policy repository; nothing is applied:\n  namespaces/team-a/policies/steal.hcl:1: path \"secret/data/team-b/*\" is outside what namespace team-a may use (secret/data/team-a/*) [allowed-paths]\n"
+    );
+    let plan = Hydrant::new(["policy", "plan"]).run_with_arg(dir.path());
+    assert_eq!(plan.code(), 64, "plan has not landed: {}", plan.stderr());
 }

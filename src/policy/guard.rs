@@ -1,0 +1,172 @@
+//! The guardrails: what a namespace's policies may grant and how its roles may bind. Pure
+//! functions of the parsed files and the settings; every refusal names its rule.
+
+use std::collections::BTreeSet;
+
+use super::Settings;
+use super::acl::Policy;
+use super::repo::RoleFile;
+
+/// A refusal: the line (when known), what is wrong, and the rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The line in the file.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// The rule's name, as the README lists them.
+    pub rule: &'static str,
+}
+
+/// Path prefixes no namespace may grant unless the settings allow system paths.
+pub const SYSTEM_PREFIXES: [&str; 3] = ["sys/", "auth/", "identity/"];
+
+/// Checks every rule of `namespace`'s policy against the settings.
+pub fn check_policy(namespace: &str, policy: &Policy, settings: &Settings) -> Vec<Refusal> {
+    let allowed = settings.allowed_paths(namespace);
+    let mut refusals = Vec::new();
+    for rule in &policy.rules {
+        let refuse = |message: String, rule_name: &'static str| Refusal {
+            line: Some(rule.line),
+            message,
+            rule: rule_name,
+        };
+        let path = rule.path.as_str();
+        if rule.capabilities.contains("sudo") && !settings.allow.sudo {
+            refusals.push(refuse(
+                format!("path {path:?} grants sudo, which only the platform grants"),
+                "no-sudo",
+            ));
+        }
+        if !settings.allow.system_paths
+            && let Some(prefix) = SYSTEM_PREFIXES
+                .iter()
+                .find(|p| path.trim_start_matches('/').starts_with(*p))
+        {
+            refusals.push(refuse(
+                format!("path {path:?} is under {prefix}, which only the platform grants"),
+                "no-system-paths",
+            ));
+            continue;
+        }
+        if !settings.allow.plus_segments && path.split('/').any(|s| s == "+") {
+            refusals.push(refuse(
+                format!(
+                    "path {path:?} has a + segment, which matches every namespace's name there"
+                ),
+                "no-plus-segments",
+            ));
+            continue;
+        }
+        if !allowed.iter().any(|t| covers(t, path)) {
+            refusals.push(refuse(
+                format!(
+                    "path {path:?} is outside what namespace {namespace} may use ({})",
+                    allowed.join(", ")
+                ),
+                "allowed-paths",
+            ));
+        }
+    }
+    refusals
+}
+
+/// Whether every path `path` can match is one the template `allowed` matches. A template
+/// ending in `*` allows every path that starts with what comes before the `*` (a `*` in the
+/// path comes after that prefix, so it cannot reach beyond it); a template without `*` allows
+/// itself alone.
+pub fn covers(allowed: &str, path: &str) -> bool {
+    match allowed.strip_suffix('*') {
+        Some(prefix) => {
+            let literal = path.strip_suffix('*').unwrap_or(path);
+            literal.starts_with(prefix) && !literal.contains('*')
+        }
+        None => path == allowed,
+    }
+}
+
+/// Checks a role: bound to its own namespace, no wildcard service account, its own policies
+/// and the platform's only, an audience, TTLs under the caps.
+pub fn check_role(
+    namespace: &str,
+    role: &RoleFile,
+    own_policies: &BTreeSet<String>,
+    settings: &Settings,
+) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    let mut refuse = |message: String, rule: &'static str| {
+        refusals.push(Refusal {
+            line: None,
+            message,
+            rule,
+        })
+    };
+    if let Some(bound) = &role.bound_service_account_namespaces
+        && bound.iter().any(|n| n != namespace)
+    {
+        refuse(
+            format!(
+                "binds namespaces [{}]; a role binds its own namespace, {namespace}, only (leave the key out)",
+                bound.join(", ")
+            ),
+            "own-namespace",
+        );
+    }
+    if role.bound_service_account_namespace_selector.is_some() {
+        refuse(
+            "has a namespace selector; a role binds its own namespace only".to_owned(),
+            "own-namespace",
+        );
+    }
+    if role.service_accounts.is_empty() {
+        refuse(
+            "names no service account; list the ones that may log in".to_owned(),
+            "service-accounts",
+        );
+    }
+    if role.service_accounts.iter().any(|s| s.contains('*')) && !settings.allow.any_service_account
+    {
+        refuse(
+            "binds every service account (*); name them".to_owned(),
+            "no-wildcard-service-account",
+        );
+    }
+    for policy in &role.policies {
+        if !own_policies.contains(policy) && !settings.platform_policies.contains(policy) {
+            refuse(
+                format!(
+                    "attaches policy {policy:?}, which is neither namespace {namespace}'s own nor a platform policy ({})",
+                    settings.platform_policies.join(", ")
+                ),
+                "own-policies",
+            );
+        }
+    }
+    if role
+        .audience
+        .as_deref()
+        .or(settings.audience.as_deref())
+        .is_none_or(|a| a.trim().is_empty())
+    {
+        refuse(
+            "has no audience; set audience (or a default in hydrant-policy.yaml)".to_owned(),
+            "audience",
+        );
+    }
+    if let (Some(ttl), Some(cap)) = (role.ttl, settings.ttl_cap)
+        && ttl.0 > cap.0
+    {
+        refuse(format!("ttl {ttl} is over the cap of {cap}"), "ttl-cap");
+    }
+    if let (Some(max), Some(cap)) = (role.max_ttl, settings.max_ttl_cap)
+        && max.0 > cap.0
+    {
+        refuse(format!("max_ttl {max} is over the cap of {cap}"), "ttl-cap");
+    }
+    if let (Some(ttl), Some(max)) = (role.ttl, role.max_ttl)
+        && ttl.0 > max.0
+    {
+        refuse("ttl is longer than max_ttl".to_owned(), "ttl-cap");
+    }
+    refusals
+}

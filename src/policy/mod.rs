@@ -1,0 +1,206 @@
+//! Vault policies and Kubernetes-auth roles from a git repository, per namespace, with
+//! guardrails: a namespace may grant only its own paths and bind only its own service accounts.
+//! This module reads and checks the repository (`hydrant policy lint`); nothing here speaks to
+//! Vault.
+
+pub mod acl;
+pub mod guard;
+pub mod repo;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use injector::agent_config::Duration;
+use serde::Deserialize;
+
+pub use repo::{Desired, DesiredPolicy, DesiredRole};
+
+/// `hydrant-policy.yaml`: what every namespace may do.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Vault names are `<prefix>-<namespace>-<name>`; nothing outside the prefix is touched.
+    pub prefix: String,
+    /// The Kubernetes auth mount the roles live under.
+    #[serde(default = "default_mount")]
+    pub auth_mount: String,
+    /// Path templates a namespace's policies may grant; `{{ namespace }}` is its name.
+    pub allowed_paths: Vec<String>,
+    /// Namespaces that get the defaults even without a directory of their own.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Policies outside the prefix that roles may also attach.
+    #[serde(default)]
+    pub platform_policies: Vec<String>,
+    /// The audience roles get when their file gives none.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Whether roles leave Vault's `default` policy out of their tokens.
+    #[serde(default)]
+    pub token_no_default_policy: bool,
+    /// The longest `ttl` a role may ask for.
+    #[serde(default)]
+    pub ttl_cap: Option<Duration>,
+    /// The longest `max_ttl` a role may ask for.
+    #[serde(default)]
+    pub max_ttl_cap: Option<Duration>,
+    /// The most objects one apply may delete.
+    #[serde(default = "default_max_deletions")]
+    pub max_deletions: usize,
+    /// Explicit exceptions to the guardrails.
+    #[serde(default)]
+    pub allow: Allow,
+}
+
+/// Guardrails the platform team may lift, each explicitly.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allow {
+    /// Let policies grant `sudo`.
+    #[serde(default)]
+    pub sudo: bool,
+    /// Let policies grant paths under `sys/`, `auth/` and `identity/` (when allowed_paths does).
+    #[serde(default)]
+    pub system_paths: bool,
+    /// Let policies use `+` segments.
+    #[serde(default)]
+    pub plus_segments: bool,
+    /// Let roles bind every service account of their namespace (`*`).
+    #[serde(default)]
+    pub any_service_account: bool,
+}
+
+fn default_mount() -> String {
+    "kubernetes".to_owned()
+}
+
+fn default_max_deletions() -> usize {
+    10
+}
+
+impl Settings {
+    /// Parses and checks the settings file.
+    pub fn parse(text: &str) -> Result<Settings, String> {
+        let settings: Settings = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+        if !repo::valid_name(&settings.prefix) {
+            return Err(format!(
+                "prefix {:?} is not a name (lower-case letters, digits and -)",
+                settings.prefix
+            ));
+        }
+        if settings.allowed_paths.is_empty() {
+            return Err("allowed_paths is empty; list the path templates namespaces may use, such as secret/data/{{ namespace }}/*".to_owned());
+        }
+        for template in &settings.allowed_paths {
+            let expanded = template.replace("{{ namespace }}", "x");
+            if expanded.contains("{{") {
+                return Err(format!(
+                    "allowed_paths: {template:?} uses a variable other than {{{{ namespace }}}}"
+                ));
+            }
+            if !template.contains("{{ namespace }}") {
+                return Err(format!(
+                    "allowed_paths: {template:?} does not name the namespace; every namespace could use it"
+                ));
+            }
+        }
+        Ok(settings)
+    }
+
+    /// The path templates for one namespace.
+    pub fn allowed_paths(&self, namespace: &str) -> Vec<String> {
+        self.allowed_paths
+            .iter()
+            .map(|t| t.replace("{{ namespace }}", namespace))
+            .collect()
+    }
+
+    /// The Vault name of a namespace's policy or role.
+    pub fn vault_name(&self, namespace: &str, name: &str) -> Result<String, String> {
+        if name.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(format!(
+                "{name:?} has upper case, which Vault lower-cases silently; use lower case"
+            ));
+        }
+        if !repo::valid_name(name) {
+            return Err(format!(
+                "{name:?} is not a name (lower-case letters, digits and -)"
+            ));
+        }
+        let full = format!("{}-{namespace}-{name}", self.prefix);
+        if full.len() > repo::MAX_NAME {
+            return Err(format!(
+                "the Vault name {full} is longer than {} characters",
+                repo::MAX_NAME
+            ));
+        }
+        Ok(full)
+    }
+}
+
+/// A problem in the repository: the file, the line when known, what is wrong, the rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file, relative to the repository.
+    pub file: PathBuf,
+    /// The line.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// The rule (`allowed-paths`, `own-namespace` ...), or `parse`, `layout`, `names`.
+    pub rule: &'static str,
+}
+
+impl Problem {
+    fn new(
+        file: impl AsRef<Path>,
+        line: Option<usize>,
+        message: String,
+        rule: &'static str,
+    ) -> Problem {
+        Problem {
+            file: file.as_ref().to_owned(),
+            line,
+            message,
+            rule,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {} [{}]", self.message, self.rule)
+    }
+}
+
+/// Why a policy command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The repository has problems; nothing was applied.
+    #[error("{} problem{} in the policy repository; nothing is applied:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// `hydrant policy lint DIR`: reads and checks everything; returns the summary line.
+pub fn lint(dir: &Path) -> Result<String, Error> {
+    let (_, desired) = repo::load(dir).map_err(Error::Invalid)?;
+    let namespaces: std::collections::BTreeSet<&str> = desired
+        .policies
+        .values()
+        .map(|p| p.namespace.as_str())
+        .chain(desired.roles.values().map(|r| r.namespace.as_str()))
+        .collect();
+    Ok(format!(
+        "ok: {} namespaces, {} policies, {} roles\n",
+        namespaces.len(),
+        desired.policies.len(),
+        desired.roles.len()
+    ))
+}

@@ -1,0 +1,351 @@
+//! The policy repository on disk: its settings, the defaults every namespace gets, and each
+//! namespace's policies and roles, read into the objects hydrant keeps in Vault. Every file is
+//! read and every problem reported before anything is decided (fail closed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use injector::agent_config::Duration;
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use super::guard::{self, Refusal};
+use super::{Problem, Settings, acl};
+
+/// The settings file at the repository's root.
+pub const SETTINGS_FILE: &str = "hydrant-policy.yaml";
+
+/// The longest Vault name hydrant creates.
+pub const MAX_NAME: usize = 128;
+
+/// A role file: `namespaces/<ns>/roles/<name>.yaml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleFile {
+    /// The service accounts of the namespace that may log in.
+    pub service_accounts: Vec<String>,
+    /// Short names of the namespace's policies, or platform policies.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// The token's TTL.
+    #[serde(default)]
+    pub ttl: Option<Duration>,
+    /// The token's max TTL.
+    #[serde(default)]
+    pub max_ttl: Option<Duration>,
+    /// The audience the service-account token must carry.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Vault's own key, accepted only to refuse anything but the role's namespace.
+    #[serde(default)]
+    pub bound_service_account_namespaces: Option<Vec<String>>,
+    /// Vault's own key, always refused.
+    #[serde(default)]
+    pub bound_service_account_namespace_selector: Option<Json>,
+}
+
+/// A policy as hydrant keeps it in Vault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredPolicy {
+    /// The namespace.
+    pub namespace: String,
+    /// The file it came from, relative to the repository.
+    pub source: PathBuf,
+    /// The policy in normal form.
+    pub text: String,
+}
+
+/// A Kubernetes-auth role as hydrant keeps it in Vault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredRole {
+    /// The namespace.
+    pub namespace: String,
+    /// The file it came from, relative to the repository.
+    pub source: PathBuf,
+    /// The role's fields, as Vault's API takes them.
+    pub body: BTreeMap<String, Json>,
+}
+
+/// Everything the repository asks for, by Vault name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Policies.
+    pub policies: BTreeMap<String, DesiredPolicy>,
+    /// Roles.
+    pub roles: BTreeMap<String, DesiredRole>,
+}
+
+/// The settings and everything asked for, or every problem found.
+pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let settings_path = root.join(SETTINGS_FILE);
+    let settings = match std::fs::read_to_string(&settings_path) {
+        Ok(text) => match Settings::parse(&text) {
+            Ok(s) => s,
+            Err(message) => {
+                return Err(vec![Problem::new(SETTINGS_FILE, None, message, "settings")]);
+            }
+        },
+        Err(e) => {
+            return Err(vec![Problem::new(
+                SETTINGS_FILE,
+                None,
+                format!("cannot read it: {e}; a policy repository has {SETTINGS_FILE} at its root"),
+                "settings",
+            )]);
+        }
+    };
+    let mut namespaces: BTreeSet<String> = settings.namespaces.iter().cloned().collect();
+    let namespaces_dir = root.join("namespaces");
+    for name in dir_names(&namespaces_dir, &mut problems, root) {
+        namespaces.insert(name);
+    }
+    let defaults = files(&root.join("defaults/policies"), "hcl", &mut problems, root);
+    let mut desired = Desired::default();
+    for namespace in &namespaces {
+        if !valid_name(namespace) {
+            problems.push(Problem::new(
+                format!("namespaces/{namespace}"),
+                None,
+                format!("{namespace:?} is not a namespace name (lower-case letters, digits and -)"),
+                "names",
+            ));
+            continue;
+        }
+        let dir = namespaces_dir.join(namespace);
+        let mut own = BTreeMap::new();
+        for (name, path) in &defaults {
+            own.insert(name.clone(), (path.clone(), true));
+        }
+        for (name, path) in files(&dir.join("policies"), "hcl", &mut problems, root) {
+            if let Some((default, _)) = own.get(&name) {
+                problems.push(Problem::new(
+                    relative(root, &path),
+                    None,
+                    format!(
+                        "policy {name} is also a default ({}); name it otherwise",
+                        relative(root, default).display()
+                    ),
+                    "names",
+                ));
+                continue;
+            }
+            own.insert(name, (path, false));
+        }
+        let own_names: BTreeSet<String> = own.keys().cloned().collect();
+        for (name, (path, is_default)) in &own {
+            let file = relative(root, path);
+            let vault_name = match settings.vault_name(namespace, name) {
+                Ok(n) => n,
+                Err(message) => {
+                    problems.push(Problem::new(&file, None, message, "names"));
+                    continue;
+                }
+            };
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(Problem::new(
+                        &file,
+                        None,
+                        format!("cannot read it: {e}"),
+                        "parse",
+                    ));
+                    continue;
+                }
+            };
+            let text = if *is_default {
+                text.replace("{{ namespace }}", namespace)
+                    .replace("{{namespace}}", namespace)
+            } else {
+                text
+            };
+            let policy = match acl::parse(&text) {
+                Ok(p) => p,
+                Err(errors) => {
+                    for e in errors {
+                        problems.push(Problem::new(&file, e.line, e.message, "parse"));
+                    }
+                    continue;
+                }
+            };
+            for Refusal {
+                line,
+                message,
+                rule,
+            } in guard::check_policy(namespace, &policy, &settings)
+            {
+                let context = if *is_default {
+                    format!("{message} (the default, for namespace {namespace})")
+                } else {
+                    message
+                };
+                problems.push(Problem::new(&file, line, context, rule));
+            }
+            desired.policies.insert(
+                vault_name,
+                DesiredPolicy {
+                    namespace: namespace.clone(),
+                    source: file,
+                    text: policy.normal_form(),
+                },
+            );
+        }
+        for (name, path) in files(&dir.join("roles"), "yaml", &mut problems, root) {
+            let file = relative(root, &path);
+            let vault_name = match settings.vault_name(namespace, &name) {
+                Ok(n) => n,
+                Err(message) => {
+                    problems.push(Problem::new(&file, None, message, "names"));
+                    continue;
+                }
+            };
+            let role: RoleFile = match std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read it: {e}"))
+                .and_then(|t| serde_saphyr::from_str::<Json>(&t).map_err(|e| e.to_string()))
+                .and_then(|doc| {
+                    serde_path_to_error::deserialize(doc)
+                        .map_err(|e| format!("{}: {}", e.path(), e.inner()))
+                }) {
+                Ok(r) => r,
+                Err(message) => {
+                    problems.push(Problem::new(&file, None, message, "parse"));
+                    continue;
+                }
+            };
+            for r in guard::check_role(namespace, &role, &own_names, &settings) {
+                problems.push(Problem::new(&file, r.line, r.message, r.rule));
+            }
+            let policies: Vec<String> = role
+                .policies
+                .iter()
+                .map(|p| {
+                    if own_names.contains(p) {
+                        settings.vault_name(namespace, p).unwrap_or_default()
+                    } else {
+                        p.clone()
+                    }
+                })
+                .collect();
+            let mut body = BTreeMap::from([
+                (
+                    "bound_service_account_names".to_owned(),
+                    json!(role.service_accounts),
+                ),
+                (
+                    "bound_service_account_namespaces".to_owned(),
+                    json!([namespace]),
+                ),
+                ("token_policies".to_owned(), json!(policies)),
+                (
+                    "audience".to_owned(),
+                    json!(
+                        role.audience
+                            .clone()
+                            .or(settings.audience.clone())
+                            .unwrap_or_default()
+                    ),
+                ),
+                (
+                    "token_no_default_policy".to_owned(),
+                    json!(settings.token_no_default_policy),
+                ),
+            ]);
+            if let Some(ttl) = role.ttl {
+                body.insert("token_ttl".to_owned(), json!(ttl.0.as_secs()));
+            }
+            if let Some(max) = role.max_ttl {
+                body.insert("token_max_ttl".to_owned(), json!(max.0.as_secs()));
+            }
+            desired.roles.insert(
+                vault_name,
+                DesiredRole {
+                    namespace: namespace.clone(),
+                    source: file,
+                    body,
+                },
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok((settings, desired))
+    } else {
+        problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        Err(problems)
+    }
+}
+
+/// A name hydrant accepts for a namespace, policy or role: lower-case, as Vault keeps names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn relative(root: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(root).unwrap_or(path).to_owned()
+}
+
+fn dir_names(dir: &Path, problems: &mut Vec<Problem>, root: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            names.push(name);
+        } else {
+            problems.push(Problem::new(
+                relative(root, &path),
+                None,
+                "is a file; namespaces/ holds one directory per namespace".to_owned(),
+                "layout",
+            ));
+        }
+    }
+    names.sort();
+    names
+}
+
+/// The files with `ext` in `dir`, by their name without it; anything else there is a problem.
+fn files(
+    dir: &Path,
+    ext: &str,
+    problems: &mut Vec<Problem>,
+    root: &Path,
+) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with('.') {
+            continue;
+        }
+        match file.strip_suffix(&format!(".{ext}")) {
+            Some(stem) if path.is_file() => out.push((stem.to_owned(), path)),
+            _ => problems.push(Problem::new(
+                relative(root, &path),
+                None,
+                format!(
+                    "is not a .{ext} file; {} holds .{ext} files only",
+                    relative(root, dir).display()
+                ),
+                "layout",
+            )),
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,358 @@
+//! Policy repository tests: a temporary repository per case, every guardrail refused with its
+//! file, line and rule, and the objects a clean repository asks for.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{Error, acl, guard, lint, repo};
+
+const SETTINGS: &str = "prefix: tenant\nallowed_paths:\n  - secret/data/{{ namespace }}/*\n  - secret/metadata/{{ namespace }}/*\nplatform_policies: [platform-read]\naudience: vault\nttl_cap: 1h\nmax_ttl_cap: 24h\n";
+
+/// A repository with the settings above (or `settings`) and these files.
+fn repository(settings: Option<&str>, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(repo::SETTINGS_FILE),
+        settings.unwrap_or(SETTINGS),
+    )
+    .expect("settings");
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(path, text).expect("file");
+    }
+    dir
+}
+
+/// Every problem line of linting `files`.
+fn problems(files: &[(&str, &str)]) -> Vec<String> {
+    let dir = repository(None, files);
+    match lint(dir.path()) {
+        Ok(summary) => panic!("accepted: {summary}"),
+        Err(Error::Invalid(problems)) => problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const OK_ROLE: &str = "service_accounts: [app]\npolicies: [read]\n";
+
+#[test]
+fn a_clean_repository_asks_for_prefixed_objects_with_defaults_per_namespace() {
+    let dir = repository(
+        Some(&format!(
+            "{SETTINGS}namespaces: [team-c]\ntoken_no_default_policy: true\n"
+        )),
+        &[
+            (
+                "defaults/policies/base.hcl",
+                "path \"secret/data/{{ namespace }}/*\" { capabilities = [\"read\"] }\n",
+            ),
+            (
+                "namespaces/team-a/policies/read.hcl",
+                "path \"secret/metadata/team-a/*\" {\n  capabilities = [\"read\", \"list\"]\n}\n",
+            ),
+            (
+                "namespaces/team-a/roles/app.yaml",
+                "service_accounts: [app]\npolicies: [read, base, platform-read]\nttl: 20m\n",
+            ),
+            (
+                "namespaces/team-b/policies/read.hcl",
+                "path \"secret/data/team-b/x\" { capabilities = [\"read\"] }\n",
+            ),
+        ],
+    );
+    let (settings, desired) = repo::load(dir.path()).expect("clean");
+    assert_eq!(settings.prefix, "tenant");
+    let names: Vec<&str> = desired.policies.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "tenant-team-a-base",
+            "tenant-team-a-read",
+            "tenant-team-b-base",
+            "tenant-team-b-read",
+            "tenant-team-c-base",
+        ],
+        "two namespaces may use one short name; team-c gets the defaults from the settings"
+    );
+    assert_eq!(
+        desired.policies["tenant-team-c-base"].text,
+        "path \"secret/data/team-c/*\" {\n  capabilities = [\"read\"]\n}\n"
+    );
+    assert_eq!(
+        desired.policies["tenant-team-a-read"].text,
+        "path \"secret/metadata/team-a/*\" {\n  capabilities = [\"list\", \"read\"]\n}\n",
+        "capabilities sorted: the normal form"
+    );
+    let role = &desired.roles["tenant-team-a-app"].body;
+    assert_eq!(role["bound_service_account_namespaces"], json!(["team-a"]));
+    assert_eq!(
+        role["token_policies"],
+        json!(["tenant-team-a-read", "tenant-team-a-base", "platform-read"])
+    );
+    assert_eq!(role["audience"], "vault");
+    assert_eq!(role["token_ttl"], 1200);
+    assert_eq!(role["token_no_default_policy"], true);
+}
+
+#[test]
+fn a_namespace_cannot_grant_itself_another_namespaces_path() {
+    assert_eq!(
+        problems(&[(
+            "namespaces/team-a/policies/steal.hcl",
+            "# reads team-b's secrets\npath \"secret/data/team-a/*\" { capabilities = [\"read\"] }\npath \"secret/data/team-b/*\" { capabilities = [\"read\"] }\n"
+        )]),
+        [
+            "namespaces/team-a/policies/steal.hcl:3: path \"secret/data/team-b/*\" is outside what namespace team-a may use (secret/data/team-a/*, secret/metadata/team-a/*) [allowed-paths]"
+        ]
+    );
+}
+
+#[test]
+fn globs_that_escape_the_namespace_are_refused() {
+    let lines = problems(&[(
+        "namespaces/team-a/policies/globs.hcl",
+        "path \"secret/data/team-a*\" { capabilities = [\"read\"] }\npath \"secret/data/+/db\" { capabilities = [\"read\"] }\npath \"secret/*\" { capabilities = [\"read\"] }\n",
+    )]);
+    assert_eq!(
+        lines,
+        [
+            "namespaces/team-a/policies/globs.hcl:1: path \"secret/data/team-a*\" is outside what namespace team-a may use (secret/data/team-a/*, secret/metadata/team-a/*) [allowed-paths]",
+            "namespaces/team-a/policies/globs.hcl:2: path \"secret/data/+/db\" has a + segment, which matches every namespace's name there [no-plus-segments]",
+            "namespaces/team-a/policies/globs.hcl:3: path \"secret/*\" is outside what namespace team-a may use (secret/data/team-a/*, secret/metadata/team-a/*) [allowed-paths]",
+        ]
+    );
+}
+
+#[test]
+fn system_paths_and_sudo_are_refused_unless_allowed() {
+    let files = [(
+        "namespaces/team-a/policies/admin.hcl",
+        "path \"sys/policies/acl/*\" { capabilities = [\"update\"] }\npath \"secret/data/team-a/*\" { capabilities = [\"read\", \"sudo\"] }\n",
+    )];
+    assert_eq!(
+        problems(&files),
+        [
+            "namespaces/team-a/policies/admin.hcl:1: path \"sys/policies/acl/*\" is under sys/, which only the platform grants [no-system-paths]",
+            "namespaces/team-a/policies/admin.hcl:2: path \"secret/data/team-a/*\" grants sudo, which only the platform grants [no-sudo]",
+        ]
+    );
+    let allowed = repository(
+        Some(
+            "prefix: tenant\naudience: vault\nallowed_paths:\n  - secret/data/{{ namespace }}/*\n  - sys/policies/acl/x{{ namespace }}\nallow: {sudo: true, system_paths: true}\n",
+        ),
+        &[(
+            "namespaces/team-a/policies/admin.hcl",
+            "path \"secret/data/team-a/*\" { capabilities = [\"read\", \"sudo\"] }\npath \"sys/policies/acl/xteam-a\" { capabilities = [\"read\"] }\n",
+        )],
+    );
+    assert!(lint(allowed.path()).is_ok(), "explicitly allowed");
+}
+
+#[test]
+fn a_role_binds_its_own_namespace_only() {
+    let lines = problems(&[
+        (
+            "namespaces/team-a/policies/read.hcl",
+            "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
+        ),
+        (
+            "namespaces/team-a/roles/other.yaml",
+            "service_accounts: [app]\npolicies: [read]\nbound_service_account_namespaces: [team-b]\n",
+        ),
+        (
+            "namespaces/team-a/roles/selector.yaml",
+            "service_accounts: [app]\npolicies: [read]\nbound_service_account_namespace_selector: {matchLabels: {team: b}}\n",
+        ),
+    ]);
+    assert_eq!(
+        lines,
+        [
+            "namespaces/team-a/roles/other.yaml: binds namespaces [team-b]; a role binds its own namespace, team-a, only (leave the key out) [own-namespace]",
+            "namespaces/team-a/roles/selector.yaml: has a namespace selector; a role binds its own namespace only [own-namespace]",
+        ]
+    );
+}
+
+#[test]
+fn roles_attach_own_or_platform_policies_name_service_accounts_and_stay_under_the_caps() {
+    let lines = problems(&[
+        (
+            "namespaces/team-a/policies/read.hcl",
+            "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
+        ),
+        (
+            "namespaces/team-b/policies/admin.hcl",
+            "path \"secret/data/team-b/*\" { capabilities = [\"read\"] }\n",
+        ),
+        (
+            "namespaces/team-a/roles/borrow.yaml",
+            "service_accounts: [app]\npolicies: [read, admin, tenant-team-b-admin]\n",
+        ),
+        (
+            "namespaces/team-a/roles/all.yaml",
+            "service_accounts: [\"*\"]\npolicies: [read]\n",
+        ),
+        (
+            "namespaces/team-a/roles/long.yaml",
+            "service_accounts: [app]\npolicies: [read]\nttl: 2h\nmax_ttl: 48h\n",
+        ),
+    ]);
+    assert_eq!(
+        lines,
+        [
+            "namespaces/team-a/roles/all.yaml: binds every service account (*); name them [no-wildcard-service-account]",
+            "namespaces/team-a/roles/borrow.yaml: attaches policy \"admin\", which is neither namespace team-a's own nor a platform policy (platform-read) [own-policies]",
+            "namespaces/team-a/roles/borrow.yaml: attaches policy \"tenant-team-b-admin\", which is neither namespace team-a's own nor a platform policy (platform-read) [own-policies]",
+            "namespaces/team-a/roles/long.yaml: ttl 2h is over the cap of 1h [ttl-cap]",
+            "namespaces/team-a/roles/long.yaml: max_ttl 2days is over the cap of 1day [ttl-cap]",
+        ]
+    );
+}
+
+#[test]
+fn a_role_needs_an_audience() {
+    let dir = repository(
+        Some(&SETTINGS.replace("audience: vault\n", "")),
+        &[
+            (
+                "namespaces/team-a/policies/read.hcl",
+                "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
+            ),
+            ("namespaces/team-a/roles/app.yaml", OK_ROLE),
+        ],
+    );
+    let Err(Error::Invalid(problems)) = lint(dir.path()) else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        problems[0].to_string(),
+        "namespaces/team-a/roles/app.yaml: has no audience; set audience (or a default in hydrant-policy.yaml) [audience]"
+    );
+}
+
+#[test]
+fn names_are_lower_case_and_files_must_parse() {
+    let lines = problems(&[
+        (
+            "namespaces/team-a/policies/Read.hcl",
+            "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
+        ),
+        (
+            "namespaces/team-a/policies/broken.hcl",
+            "path \"secret/data/team-a/*\" {\n  capabilities = [\"read\"\n",
+        ),
+        (
+            "namespaces/team-a/policies/params.hcl",
+            "path \"secret/data/team-a/*\" {\n  capabilities = [\"read\"]\n  allowed_parameters = { \"*\" = [] }\n}\n",
+        ),
+        ("namespaces/team-a/policies/notes.txt", "x"),
+        (
+            "namespaces/team-a/roles/typo.yaml",
+            "service_acounts: [app]\n",
+        ),
+    ]);
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert!(lines[0].starts_with("namespaces/team-a/policies/Read.hcl: \"Read\" has upper case, which Vault lower-cases silently"), "{lines:#?}");
+    assert!(
+        lines[1].starts_with("namespaces/team-a/policies/broken.hcl:"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].ends_with("[parse]"), "{lines:#?}");
+    assert_eq!(
+        lines[2],
+        "namespaces/team-a/policies/notes.txt: is not a .hcl file; namespaces/team-a/policies holds .hcl files only [layout]"
+    );
+    assert_eq!(
+        lines[3],
+        "namespaces/team-a/policies/params.hcl:3: path \"secret/data/team-a/*\": allowed_parameters is not checked by hydrant, so it is refused; grant with capabilities only [parse]"
+    );
+    assert!(
+        lines[4].starts_with(
+            "namespaces/team-a/roles/typo.yaml: service_acounts: unknown field `service_acounts`"
+        ),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_default_that_grants_too_much_is_refused_for_each_namespace() {
+    let lines = problems(&[
+        (
+            "defaults/policies/base.hcl",
+            "path \"secret/data/*\" { capabilities = [\"read\"] }\n",
+        ),
+        (
+            "namespaces/team-a/roles/app.yaml",
+            "service_accounts: [app]\npolicies: [base]\n",
+        ),
+    ]);
+    assert_eq!(
+        lines,
+        ["defaults/policies/base.hcl:1: path \"secret/data/*\" is outside what namespace team-a may use (secret/data/team-a/*, secret/metadata/team-a/*) [allowed-paths] (the default, for namespace team-a)".replace(" [allowed-paths] (the default, for namespace team-a)", " (the default, for namespace team-a) [allowed-paths]")]
+    );
+}
+
+#[test]
+fn bad_settings_stop_everything() {
+    let dir = repository(Some("prefix: Tenant\nallowed_paths: [x]\n"), &[]);
+    let Err(Error::Invalid(problems)) = lint(dir.path()) else {
+        panic!("accepted")
+    };
+    assert!(
+        problems[0]
+            .to_string()
+            .starts_with("hydrant-policy.yaml: prefix \"Tenant\" is not a name"),
+        "{problems:?}"
+    );
+    let dir = repository(Some("prefix: t\nallowed_paths: [\"secret/data/*\"]\n"), &[]);
+    let Err(Error::Invalid(problems)) = lint(dir.path()) else {
+        panic!("accepted")
+    };
+    assert!(
+        problems[0].message.contains("does not name the namespace"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn coverage_is_by_prefix_and_exact_paths_match_only_themselves() {
+    assert!(guard::covers("secret/data/a/*", "secret/data/a/*"));
+    assert!(guard::covers("secret/data/a/*", "secret/data/a/db"));
+    assert!(guard::covers("secret/data/a/*", "secret/data/a/x/*"));
+    assert!(!guard::covers("secret/data/a/*", "secret/data/a*"));
+    assert!(!guard::covers("secret/data/a/*", "secret/data/ab/*"));
+    assert!(!guard::covers("secret/data/a/*", "secret/data/*/x"));
+    assert!(guard::covers("database/creds/a-*", "database/creds/a-app"));
+    assert!(!guard::covers(
+        "database/creds/a-app",
+        "database/creds/a-app2"
+    ));
+    assert!(guard::covers(
+        "database/creds/a-app",
+        "database/creds/a-app"
+    ));
+}
+
+#[test]
+fn two_spellings_of_a_policy_have_one_normal_form() {
+    let one = acl::parse("path \"b\" { capabilities = [\"read\", \"list\"] }\npath \"a\" {\n  capabilities = [\"read\"]\n}\n").expect("parses");
+    let two = acl::parse("# comment\npath \"a\" { capabilities = [\"read\"] }\n\npath \"b\" {\n    capabilities = [ \"list\", \"read\" ]\n}").expect("parses");
+    assert_eq!(one.normal_form(), two.normal_form());
+    assert!(acl::parse("path \"a\" { capabilities = [\"reed\"] }").is_err());
+    assert!(
+        acl::parse(
+            "path \"a\" { capabilities = [\"read\"] }\npath \"a\" { capabilities = [\"list\"] }"
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn the_example_repository_is_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy");
+    assert_eq!(
+        lint(&root).expect("clean"),
+        "ok: 3 namespaces, 4 policies, 2 roles\n"
+    );
+}

@@ -100,10 +100,22 @@ pub enum PolicyCommand {
         /// The repository's directory.
         dir: PathBuf,
     },
-    /// Compare with Vault and print the plan (not implemented yet).
-    Plan(NotYet),
-    /// Apply the plan to Vault (not implemented yet).
-    Apply(NotYet),
+    /// Compare with Vault and print the plan: creates, updates (with a diff) and deletes.
+    /// Nothing is written.
+    Plan(PolicyVaultArgs),
+    /// Apply the plan: deletes only what hydrant owns, at most max_deletions.
+    Apply(PolicyVaultArgs),
+}
+
+/// `hydrant policy plan` and `apply`.
+#[derive(Debug, Args)]
+pub struct PolicyVaultArgs {
+    /// The repository's directory.
+    pub dir: PathBuf,
+    /// Take Vault's address, TLS settings and login from this agent config (otherwise
+    /// VAULT_ADDR and VAULT_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<PathBuf>,
 }
 
 /// `hydrant render`.

@@ -101,8 +101,16 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
                 std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes())?;
                 Ok(())
             }
-            cli::PolicyCommand::Plan(_) => Err(NotImplemented("policy plan").into()),
-            cli::PolicyCommand::Apply(_) => Err(NotImplemented("policy apply").into()),
+            cli::PolicyCommand::Plan(a) => {
+                let text = policy::plan_command(&a.dir, a.agent_config.as_deref(), env.as_ref())?;
+                std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
+                Ok(())
+            }
+            cli::PolicyCommand::Apply(a) => {
+                let text = policy::apply_command(&a.dir, a.agent_config.as_deref(), env.as_ref())?;
+                std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
+                Ok(())
+            }
         },
         other => Err(NotImplemented(other.name()).into()),
     }
@@ -140,8 +148,11 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             webhook::Error::Tls(_) | webhook::Error::TlsConfig(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
-    } else if error.is::<policy::Error>() {
-        EXIT_FAILURE
+    } else if let Some(e) = error.downcast_ref::<policy::Error>() {
+        match e {
+            policy::Error::NoVault | policy::Error::AgentConfig(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
     } else if error.is::<NotImplemented>() {
         EXIT_USAGE
     } else {

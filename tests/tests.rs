@@ -7,6 +7,7 @@ mod agent;
 mod cli;
 mod examples;
 mod inject;
+mod policy;
 mod render;
 mod sidecar;
 mod webhook;

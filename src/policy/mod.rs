@@ -4,7 +4,9 @@
 //! Vault.
 
 pub mod acl;
+pub mod apply;
 pub mod guard;
+pub mod plan;
 pub mod repo;
 
 #[cfg(test)]
@@ -53,6 +55,9 @@ pub struct Settings {
     /// Explicit exceptions to the guardrails.
     #[serde(default)]
     pub allow: Allow,
+    /// The KV v2 path of the ownership index (default `secret/data/hydrant/policy-index/<prefix>`).
+    #[serde(default)]
+    pub ownership_index: Option<String>,
 }
 
 /// Guardrails the platform team may lift, each explicitly.
@@ -108,6 +113,13 @@ impl Settings {
             }
         }
         Ok(settings)
+    }
+
+    /// The KV v2 path of the ownership index.
+    pub fn index_path(&self) -> String {
+        self.ownership_index
+            .clone()
+            .unwrap_or_else(|| format!("secret/data/hydrant/policy-index/{}", self.prefix))
     }
 
     /// The path templates for one namespace.
@@ -186,6 +198,53 @@ pub enum Error {
     /// The repository has problems; nothing was applied.
     #[error("{} problem{} in the policy repository; nothing is applied:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
+    /// No Vault to plan against.
+    #[error("no Vault: set VAULT_ADDR and VAULT_TOKEN, or pass --agent-config")]
+    NoVault,
+    /// The agent config given for Vault is invalid.
+    #[error("agent config invalid: {0}")]
+    AgentConfig(String),
+    /// Vault refused or failed; what was applied before is listed in the log.
+    #[error("{0}")]
+    Vault(crate::vault::Error),
+    /// The plan deletes more than the settings allow; nothing was applied.
+    #[error(
+        "the plan deletes {deletions} objects, more than max_deletions ({max}) allows; nothing is applied. Check the repository, or raise max_deletions in hydrant-policy.yaml"
+    )]
+    TooManyDeletions {
+        /// Deletions in the plan.
+        deletions: usize,
+        /// The cap.
+        max: usize,
+    },
+}
+
+/// `hydrant policy plan DIR`: the plan against Vault, as text.
+pub fn plan_command(
+    dir: &Path,
+    agent_config: Option<&Path>,
+    env: &dyn crate::env::Env,
+) -> Result<String, Error> {
+    let (settings, desired) = repo::load(dir).map_err(Error::Invalid)?;
+    apply::blocking(agent_config, env, async |client| {
+        let actual = apply::read_actual(client, &settings).await?;
+        Ok(plan::plan(&desired, &actual).to_string())
+    })
+}
+
+/// `hydrant policy apply DIR`: applies the plan and returns what it did, as text.
+pub fn apply_command(
+    dir: &Path,
+    agent_config: Option<&Path>,
+    env: &dyn crate::env::Env,
+) -> Result<String, Error> {
+    let (settings, desired) = repo::load(dir).map_err(Error::Invalid)?;
+    apply::blocking(agent_config, env, async |client| {
+        let actual = apply::read_actual(client, &settings).await?;
+        let plan = plan::plan(&desired, &actual);
+        apply::apply(client, &settings, &desired, &actual, &plan).await?;
+        Ok(plan.to_string())
+    })
 }
 
 /// `hydrant policy lint DIR`: reads and checks everything; returns the summary line.

@@ -31,6 +31,7 @@ fn problems(files: &[(&str, &str)]) -> Vec<String> {
     match lint(dir.path()) {
         Ok(summary) => panic!("accepted: {summary}"),
         Err(Error::Invalid(problems)) => problems.iter().map(ToString::to_string).collect(),
+        Err(other) => panic!("{other}"),
     }
 }
 

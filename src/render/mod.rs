@@ -6,22 +6,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use injector::agent_config::{AuthConfig, VaultConfig};
 use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
 use crate::config::output::{self, Format, Target};
 use crate::config::{self, Labels, Schema, Snapshot};
-use crate::env::{Env, non_empty};
+use crate::env::Env;
 use crate::template::{self, Engine, Fetch, Request, Source};
 use crate::vault;
-
-/// The Vault address when no agent config is given. Unset or empty: no Vault; a template that
-/// reads a secret then fails and says to set it or pass --secrets-file.
-pub const VAULT_ADDR: &str = "VAULT_ADDR";
-
-/// The Vault token used with `VAULT_ADDR`. Unset or empty: as for `VAULT_ADDR`.
-pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
 
 /// Exit status: the snapshot is invalid, or an input is (a container, a label, the schema).
 pub const EXIT_INVALID: u8 = 1;
@@ -282,39 +274,14 @@ impl Fetch for Secrets {
 /// Vault from an agent config (its `vault` and `auth`), or from `VAULT_ADDR` and
 /// `VAULT_TOKEN`; connected on first use, so that a template without secrets needs neither.
 struct VaultSource {
-    settings: Option<(VaultConfig, Login)>,
+    settings: Option<vault::cli::CliVault>,
     client: OnceCell<vault::Client>,
-}
-
-enum Login {
-    Agent(AuthConfig),
-    Token(vault::Token),
 }
 
 impl VaultSource {
     fn new(options: &Options, env: &dyn Env) -> Result<VaultSource, Error> {
-        let settings = match &options.agent_config {
-            Some(path) => {
-                let config =
-                    crate::agent::config::load(Some(path), env).map_err(Error::AgentConfig)?;
-                Some((config.vault, Login::Agent(config.auth)))
-            }
-            None => match (non_empty(env, VAULT_ADDR), non_empty(env, VAULT_TOKEN)) {
-                (Some(address), Some(token)) => Some((
-                    VaultConfig {
-                        address: address.trim().to_owned(),
-                        namespace: None,
-                        ca_cert: None,
-                        tls_server_name: None,
-                        tls_skip_verify: false,
-                        max_concurrent_requests: None,
-                        timeout: None,
-                    },
-                    Login::Token(vault::Token::new(token.trim().to_owned())),
-                )),
-                _ => None,
-            },
-        };
+        let settings = vault::cli::CliVault::from(options.agent_config.as_deref(), env)
+            .map_err(Error::AgentConfig)?;
         Ok(VaultSource {
             settings,
             client: OnceCell::new(),
@@ -324,7 +291,7 @@ impl VaultSource {
     async fn client(&self) -> Result<&vault::Client, vault::Error> {
         self.client
             .get_or_try_init(async || {
-                let Some((vault_config, login)) = &self.settings else {
+                let Some(settings) = &self.settings else {
                     return Err(vault::Error::Config {
                         key: "VAULT_ADDR",
                         problem: "a template reads a secret but no Vault is configured; set \
@@ -333,12 +300,7 @@ impl VaultSource {
                             .to_owned(),
                     });
                 };
-                let mut client = vault::Client::connect(vault_config)?;
-                match login {
-                    Login::Agent(auth) => drop(vault::login(&mut client, auth).await?),
-                    Login::Token(token) => drop(vault::adopt(&mut client, token.clone()).await?),
-                }
-                Ok(client)
+                settings.connect().await
             })
             .await
     }

@@ -2,6 +2,7 @@
 //! that keep a response's lease fields (vaultrs strips them).
 
 mod auth;
+pub mod cli;
 mod error;
 pub mod retry;
 mod tls;
@@ -207,6 +208,37 @@ impl Client {
     pub async fn write(&self, path: &str, params: &Map<String, Value>) -> Result<Secret, Error> {
         let body = Value::Object(params.clone()).to_string().into_bytes();
         self.send(RawRequest::post(path, body)).await
+    }
+
+    /// Lists the keys under a path (`LIST /v1/<path>`); nothing there gives no keys.
+    pub async fn list(&self, path: &str) -> Result<Vec<String>, Error> {
+        let request = RawRequest {
+            method: RequestMethod::LIST,
+            path: path.trim_matches('/').to_owned(),
+            body: None,
+        };
+        match self.send(request).await {
+            Ok(secret) => Ok(secret.data["keys"]
+                .as_array()
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(|k| k.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()),
+            Err(Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a path (`DELETE /v1/<path>`).
+    pub async fn delete(&self, path: &str) -> Result<(), Error> {
+        let request = RawRequest {
+            method: RequestMethod::DELETE,
+            path: path.trim_matches('/').to_owned(),
+            body: None,
+        };
+        self.send(request).await.map(drop)
     }
 
     async fn send(&self, request: RawRequest) -> Result<Secret, Error> {

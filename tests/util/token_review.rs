@@ -112,6 +112,21 @@ pub fn kubernetes_setup(
     audience: Option<&str>,
     policies: &[&str],
 ) {
+    kubernetes_auth(vault, reviewer);
+    let mut body = json!({
+        "bound_service_account_names": [role],
+        "bound_service_account_namespaces": ["team-a"],
+        "token_policies": policies,
+        "token_ttl": "1h",
+    });
+    if let Some(audience) = audience {
+        body["audience"] = json!(audience);
+    }
+    vault.api("POST", &format!("auth/kubernetes/role/{role}"), Some(body));
+}
+
+/// Enables OpenBao's kubernetes auth at `kubernetes/`, reviewing tokens with `reviewer`.
+pub fn kubernetes_auth(vault: &super::Vault, reviewer: &TokenReviewer) {
     vault.enable_auth("kubernetes", "kubernetes");
     let ca = rcgen::generate_simple_self_signed(vec!["kubernetes.default.svc".into()]).expect("ca");
     vault.api(
@@ -123,14 +138,4 @@ pub fn kubernetes_setup(
             "disable_local_ca_jwt": true,
         })),
     );
-    let mut body = json!({
-        "bound_service_account_names": [role],
-        "bound_service_account_namespaces": ["team-a"],
-        "token_policies": policies,
-        "token_ttl": "1h",
-    });
-    if let Some(audience) = audience {
-        body["audience"] = json!(audience);
-    }
-    vault.api("POST", &format!("auth/kubernetes/role/{role}"), Some(body));
 }

@@ -1,0 +1,183 @@
+//! Reading what Vault holds under the prefix, and applying a plan: the only part of the policy
+//! commands that talks to Vault (through `crate::vault`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::{Map, Value as Json, json};
+use tracing::info;
+
+use super::plan::{Actual, Change, Kind, Plan};
+use super::{Desired, Error, Settings};
+use crate::vault::{self, Client};
+
+/// The role fields hydrant sets, and so compares.
+pub const ROLE_FIELDS: [&str; 7] = [
+    "bound_service_account_names",
+    "bound_service_account_namespaces",
+    "token_policies",
+    "audience",
+    "token_no_default_policy",
+    "token_ttl",
+    "token_max_ttl",
+];
+
+/// Runs `work` with a client logged in as the options say, on a runtime of its own.
+pub fn blocking<T>(
+    agent_config: Option<&Path>,
+    env: &dyn crate::env::Env,
+    work: impl AsyncFnOnce(&Client) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let settings = vault::cli::CliVault::from(agent_config, env)
+        .map_err(Error::AgentConfig)?
+        .ok_or(Error::NoVault)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Error::Vault(vault::Error::Config {
+                key: "runtime",
+                problem: e.to_string(),
+            })
+        })?;
+    let result = runtime.block_on(async {
+        let client = settings.connect().await.map_err(Error::Vault)?;
+        work(&client).await
+    });
+    runtime.shutdown_background();
+    result
+}
+
+fn policy_path(name: &str) -> String {
+    format!("sys/policies/acl/{name}")
+}
+
+fn role_path(settings: &Settings, name: &str) -> String {
+    format!("auth/{}/role/{name}", settings.auth_mount.trim_matches('/'))
+}
+
+/// What Vault holds under the prefix, and the ownership index.
+pub async fn read_actual(client: &Client, settings: &Settings) -> Result<Actual, Error> {
+    let prefix = format!("{}-", settings.prefix);
+    let mut actual = Actual::default();
+    for name in client
+        .list("sys/policies/acl")
+        .await
+        .map_err(Error::Vault)?
+    {
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        let data = client
+            .read(&policy_path(&name))
+            .await
+            .map_err(Error::Vault)?
+            .data;
+        let text = data["policy"].as_str().unwrap_or_default().to_owned();
+        actual.policies.insert(name, text);
+    }
+    let roles = client
+        .list(&format!(
+            "auth/{}/role",
+            settings.auth_mount.trim_matches('/')
+        ))
+        .await
+        .map_err(Error::Vault)?;
+    for name in roles {
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        let data = client
+            .read(&role_path(settings, &name))
+            .await
+            .map_err(Error::Vault)?
+            .data;
+        let fields: BTreeMap<String, Json> = ROLE_FIELDS
+            .iter()
+            .filter_map(|f| data.get(*f).map(|v| (f.to_string(), v.clone())))
+            .collect();
+        actual.roles.insert(name, fields);
+    }
+    match client.read(&settings.index_path()).await {
+        Ok(secret) => {
+            actual.owned = secret.data["data"]["owned"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+        Err(vault::Error::NotFound { .. }) => {}
+        Err(e) => return Err(Error::Vault(e)),
+    }
+    Ok(actual)
+}
+
+/// Applies the plan: creates and updates, then deletions (never more than `max_deletions`),
+/// then the ownership index when it changed. With nothing to change, nothing is written.
+pub async fn apply(
+    client: &Client,
+    settings: &Settings,
+    desired: &Desired,
+    actual: &Actual,
+    plan: &Plan,
+) -> Result<(), Error> {
+    let deletions = plan.deletions();
+    if deletions > settings.max_deletions {
+        return Err(Error::TooManyDeletions {
+            deletions,
+            max: settings.max_deletions,
+        });
+    }
+    for change in &plan.changes {
+        match change {
+            Change::Create(Kind::Policy, name) | Change::Update(Kind::Policy, name, _) => {
+                let mut body = Map::new();
+                body.insert("policy".to_owned(), json!(desired.policies[name].text));
+                client
+                    .write(&policy_path(name), &body)
+                    .await
+                    .map_err(Error::Vault)?;
+                info!(policy = %name, source = %desired.policies[name].source.display(), "policy written");
+            }
+            Change::Create(Kind::Role, name) | Change::Update(Kind::Role, name, _) => {
+                let body: Map<String, Json> = desired.roles[name]
+                    .body
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                client
+                    .write(&role_path(settings, name), &body)
+                    .await
+                    .map_err(Error::Vault)?;
+                info!(role = %name, source = %desired.roles[name].source.display(), "role written");
+            }
+            Change::Delete(Kind::Policy, name) => {
+                client
+                    .delete(&policy_path(name))
+                    .await
+                    .map_err(Error::Vault)?;
+                info!(policy = %name, "policy deleted");
+            }
+            Change::Delete(Kind::Role, name) => {
+                client
+                    .delete(&role_path(settings, name))
+                    .await
+                    .map_err(Error::Vault)?;
+                info!(role = %name, "role deleted");
+            }
+        }
+    }
+    if plan.owned != actual.owned {
+        let owned: BTreeSet<&String> = plan.owned.iter().collect();
+        let mut body = Map::new();
+        body.insert("data".to_owned(), json!({ "owned": owned }));
+        client
+            .write(&settings.index_path(), &body)
+            .await
+            .map_err(Error::Vault)?;
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use futures_util::{StreamExt as _, stream};
 use serde_json::{Map, Value as Json, json};
 use tracing::info;
 
@@ -56,46 +57,50 @@ fn role_path(settings: &Settings, name: &str) -> String {
     format!("auth/{}/role/{name}", settings.auth_mount.trim_matches('/'))
 }
 
+/// Requests kept in flight at once while reading and writing.
+const IN_FLIGHT: usize = 16;
+
 /// What Vault holds under the prefix, and the ownership index.
 pub async fn read_actual(client: &Client, settings: &Settings) -> Result<Actual, Error> {
     let prefix = format!("{}-", settings.prefix);
     let mut actual = Actual::default();
-    for name in client
+    let names: Vec<String> = client
         .list("sys/policies/acl")
         .await
         .map_err(Error::Vault)?
-    {
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        let data = client
-            .read(&policy_path(&name))
-            .await
-            .map_err(Error::Vault)?
-            .data;
-        let text = data["policy"].as_str().unwrap_or_default().to_owned();
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    let mut reads = stream::iter(names.into_iter().map(|name| async move {
+        let data = client.read(&policy_path(&name)).await?.data;
+        Ok::<_, vault::Error>((name, data["policy"].as_str().unwrap_or_default().to_owned()))
+    }))
+    .buffer_unordered(IN_FLIGHT);
+    while let Some(read) = reads.next().await {
+        let (name, text) = read.map_err(Error::Vault)?;
         actual.policies.insert(name, text);
     }
-    let roles = client
+    let names: Vec<String> = client
         .list(&format!(
             "auth/{}/role",
             settings.auth_mount.trim_matches('/')
         ))
         .await
-        .map_err(Error::Vault)?;
-    for name in roles {
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        let data = client
-            .read(&role_path(settings, &name))
-            .await
-            .map_err(Error::Vault)?
-            .data;
+        .map_err(Error::Vault)?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    let mut reads = stream::iter(names.into_iter().map(|name| async move {
+        let data = client.read(&role_path(settings, &name)).await?.data;
         let fields: BTreeMap<String, Json> = ROLE_FIELDS
             .iter()
             .filter_map(|f| data.get(*f).map(|v| (f.to_string(), v.clone())))
             .collect();
+        Ok::<_, vault::Error>((name, fields))
+    }))
+    .buffer_unordered(IN_FLIGHT);
+    while let Some(read) = reads.next().await {
+        let (name, fields) = read.map_err(Error::Vault)?;
         actual.roles.insert(name, fields);
     }
     match client.read(&settings.index_path()).await {
@@ -131,43 +136,34 @@ pub async fn apply(
             max: settings.max_deletions,
         });
     }
-    for change in &plan.changes {
-        match change {
-            Change::Create(Kind::Policy, name) | Change::Update(Kind::Policy, name, _) => {
-                let mut body = Map::new();
-                body.insert("policy".to_owned(), json!(desired.policies[name].text));
-                client
-                    .write(&policy_path(name), &body)
-                    .await
-                    .map_err(Error::Vault)?;
-                info!(policy = %name, source = %desired.policies[name].source.display(), "policy written");
-            }
-            Change::Create(Kind::Role, name) | Change::Update(Kind::Role, name, _) => {
-                let body: Map<String, Json> = desired.roles[name]
-                    .body
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                client
-                    .write(&role_path(settings, name), &body)
-                    .await
-                    .map_err(Error::Vault)?;
-                info!(role = %name, source = %desired.roles[name].source.display(), "role written");
-            }
-            Change::Delete(Kind::Policy, name) => {
-                client
-                    .delete(&policy_path(name))
-                    .await
-                    .map_err(Error::Vault)?;
-                info!(policy = %name, "policy deleted");
-            }
-            Change::Delete(Kind::Role, name) => {
-                client
-                    .delete(&role_path(settings, name))
-                    .await
-                    .map_err(Error::Vault)?;
-                info!(role = %name, "role deleted");
-            }
+    // Policies first (roles name them), then roles; deletions after, roles before the
+    // policies they name. Within a phase the requests run concurrently.
+    let phases: [fn(&Change) -> bool; 4] = [
+        |c| {
+            matches!(
+                c,
+                Change::Create(Kind::Policy, _) | Change::Update(Kind::Policy, ..)
+            )
+        },
+        |c| {
+            matches!(
+                c,
+                Change::Create(Kind::Role, _) | Change::Update(Kind::Role, ..)
+            )
+        },
+        |c| matches!(c, Change::Delete(Kind::Role, _)),
+        |c| matches!(c, Change::Delete(Kind::Policy, _)),
+    ];
+    for phase in phases {
+        let mut done = stream::iter(
+            plan.changes
+                .iter()
+                .filter(|c| phase(c))
+                .map(|change| execute(client, settings, desired, change)),
+        )
+        .buffer_unordered(IN_FLIGHT);
+        while let Some(result) = done.next().await {
+            result.map_err(Error::Vault)?;
         }
     }
     if plan.owned != actual.owned {
@@ -178,6 +174,40 @@ pub async fn apply(
             .write(&settings.index_path(), &body)
             .await
             .map_err(Error::Vault)?;
+    }
+    Ok(())
+}
+
+async fn execute(
+    client: &Client,
+    settings: &Settings,
+    desired: &Desired,
+    change: &Change,
+) -> Result<(), vault::Error> {
+    match change {
+        Change::Create(Kind::Policy, name) | Change::Update(Kind::Policy, name, _) => {
+            let mut body = Map::new();
+            body.insert("policy".to_owned(), json!(desired.policies[name].text));
+            client.write(&policy_path(name), &body).await?;
+            info!(policy = %name, source = %desired.policies[name].source.display(), "policy written");
+        }
+        Change::Create(Kind::Role, name) | Change::Update(Kind::Role, name, _) => {
+            let body: Map<String, Json> = desired.roles[name]
+                .body
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            client.write(&role_path(settings, name), &body).await?;
+            info!(role = %name, source = %desired.roles[name].source.display(), "role written");
+        }
+        Change::Delete(Kind::Policy, name) => {
+            client.delete(&policy_path(name)).await?;
+            info!(policy = %name, "policy deleted");
+        }
+        Change::Delete(Kind::Role, name) => {
+            client.delete(&role_path(settings, name)).await?;
+            info!(role = %name, "role deleted");
+        }
     }
     Ok(())
 }

@@ -127,8 +127,6 @@ def setup(server, maxn, work):
     return token_path
 
 
-
-
 def hydrant_agent_config(addr, n, jwt_path, out, **extra):
     """hydrant's agent config for the scenario: one template per secret, five keys each."""
     keys = "".join(f"k{j}={{{{ secret('secret/data/app/s{{i}}').data.k{j} }}}}\n" for j in range(1, 6))

@@ -325,3 +325,42 @@ fn the_documented_least_privilege_policy_is_enough() {
     );
     assert!(matches!(outside, Err((403, _))), "{outside:?}");
 }
+
+/// The ownership index of more than a thousand objects is stored: Vault refuses JSON bodies
+/// with more than a thousand strings (the 1,000-namespace benchmark found it).
+#[test]
+fn an_ownership_index_of_thousands_of_objects_is_stored_and_read_back() {
+    let vault = Vault::start();
+    vault.enable_auth("kubernetes", "kubernetes");
+    let repo = vault.path("big-repo");
+    let names: Vec<String> = (0..1100).map(|i| format!("ns-{i:04}")).collect();
+    std::fs::create_dir_all(repo.join("defaults/policies")).expect("dirs");
+    std::fs::write(
+        repo.join("hydrant-policy.yaml"),
+        format!(
+            "prefix: t\naudience: vault\nallowed_paths: [\"secret/data/{{{{ namespace }}}}/*\"]\nnamespaces: [{}]\n",
+            names.join(", ")
+        ),
+    )
+    .expect("settings");
+    std::fs::write(
+        repo.join("defaults/policies/read.hcl"),
+        "path \"secret/data/{{ namespace }}/*\" { capabilities = [\"read\"] }\n",
+    )
+    .expect("default");
+    let first = policy(&vault, "apply", &repo).success();
+    assert!(
+        first
+            .stdout()
+            .ends_with("1100 to create, 0 to update, 0 to delete\n"),
+        "{}",
+        first.stdout()
+    );
+    let mark = vault.audit_mark();
+    let second = policy(&vault, "apply", &repo).success();
+    assert_eq!(
+        second.stdout(),
+        "no changes: Vault holds what the repository asks for\n"
+    );
+    assert_eq!(writes(&vault, mark), Vec::<String>::new());
+}

@@ -1,7 +1,7 @@
 //! Reading what Vault holds under the prefix, and applying a plan: the only part of the policy
 //! commands that talks to Vault (through `crate::vault`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use futures_util::{StreamExt as _, stream};
@@ -106,13 +106,12 @@ pub async fn read_actual(client: &Client, settings: &Settings) -> Result<Actual,
     match client.read(&settings.index_path()).await {
         Ok(secret) => {
             actual.owned = secret.data["data"]["owned"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         Err(vault::Error::NotFound { .. }) => {}
         Err(e) => return Err(Error::Vault(e)),
@@ -167,7 +166,9 @@ pub async fn apply(
         }
     }
     if plan.owned != actual.owned {
-        let owned: BTreeSet<&String> = plan.owned.iter().collect();
+        // One string, a key per line: Vault refuses JSON bodies holding more than a thousand
+        // strings, and a platform has thousands of objects.
+        let owned: String = plan.owned.iter().map(|k| format!("{k}\n")).collect();
         let mut body = Map::new();
         body.insert("data".to_owned(), json!({ "owned": owned }));
         client

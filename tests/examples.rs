@@ -51,7 +51,10 @@ fn quickstart_renders_the_expected_files() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["app.properties", "db.env", "features.json"]);
+    assert_eq!(
+        names,
+        ["app.properties", "db.env", "features.json", "platform.properties"]
+    );
     for name in &names {
         assert_eq!(
             read(&secrets.join(name)),

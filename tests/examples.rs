@@ -53,7 +53,12 @@ fn quickstart_renders_the_expected_files() {
     names.sort();
     assert_eq!(
         names,
-        ["app.properties", "db.env", "features.json", "platform.properties"]
+        [
+            "app.properties",
+            "db.env",
+            "features.json",
+            "platform.properties"
+        ]
     );
     for name in &names {
         assert_eq!(

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use hcl_edit::Span as _;
-use hcl_edit::expr::Expression;
-use hcl_edit::structure::Structure;
+use hcl_edit::Ident;
+use hcl_edit::expr::{Array, Expression};
+use hcl_edit::structure::{Attribute, Block, Body, Structure};
+use hcl_edit::{Decorate as _, Span as _};
 
 /// The capabilities Vault knows.
 pub const CAPABILITIES: [&str; 10] = [
@@ -168,22 +169,25 @@ fn strings(expr: &Expression) -> Option<Vec<String>> {
 }
 
 impl Policy {
-    /// The policy in normal form: rules sorted by path, capabilities sorted, one layout.
+    /// The policy in normal form: rules sorted by path, capabilities sorted, one layout,
+    /// written by hcl-edit's encoder so that any path reads back as itself.
     pub fn normal_form(&self) -> String {
         let mut rules: Vec<&Rule> = self.rules.iter().collect();
         rules.sort_by(|a, b| a.path.cmp(&b.path));
         let mut out = String::new();
         for rule in rules {
-            let caps: Vec<String> = rule
+            let capabilities: Array = rule
                 .capabilities
                 .iter()
-                .map(|c| format!("\"{c}\""))
+                .map(|c| Expression::from(c.as_str()))
                 .collect();
-            out.push_str(&format!(
-                "path {} {{\n  capabilities = [{}]\n}}\n",
-                serde_json::Value::String(rule.path.clone()),
-                caps.join(", ")
-            ));
+            let mut attribute = Attribute::new(Ident::new("capabilities"), capabilities);
+            attribute.decor_mut().set_prefix("  ");
+            let block = Block::builder(Ident::new("path"))
+                .label(rule.path.as_str())
+                .attribute(attribute)
+                .build();
+            out.push_str(&Body::builder().block(block).build().to_string());
         }
         out
     }

@@ -349,6 +349,26 @@ fn two_spellings_of_a_policy_have_one_normal_form() {
     );
 }
 
+/// Found by fuzzing: `$${` is an escaped `${` in HCL, so a path holding `${` must be written
+/// back escaped, or the normal form does not parse.
+#[test]
+fn a_path_with_template_characters_survives_the_normal_form() {
+    let policy =
+        acl::parse("path \"secret/$${x}/%%{y}/\\\"q\\\"\" { capabilities = [\"read\"] }\n")
+            .expect("parses");
+    assert_eq!(policy.rules[0].path, "secret/${x}/%{y}/\"q\"");
+    let again = acl::parse(&policy.normal_form()).expect("the normal form parses");
+    assert_eq!(
+        again,
+        acl::Policy {
+            rules: vec![acl::Rule {
+                line: 1,
+                ..policy.rules[0].clone()
+            }]
+        }
+    );
+}
+
 #[test]
 fn the_example_repository_is_clean() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy");

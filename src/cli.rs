@@ -60,7 +60,7 @@ pub enum Command {
     /// Keep Vault policies and roles applied from git (not implemented yet).
     Controller(NotYet),
     /// Check a policy repository (Vault policies and Kubernetes-auth roles per namespace) against
-    /// its guardrails; plan and apply come next.
+    /// its guardrails, plan it against Vault, apply it.
     ///
     /// Exit status: 0 clean; 1 with every problem listed (file, line, rule); 64 usage.
     Policy(PolicyArgs),

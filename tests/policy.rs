@@ -195,7 +195,7 @@ fn drift_in_vault_is_planned_as_a_diff_and_corrected() {
     policy(&vault, "apply", &repo).success();
     vault.policy(
         "tenant-team-a-db",
-        "path \"database/creds/team-a-app\" { capabilities = [\"read\", \"update\"] }\n",
+        "path \"database/creds/team-a_app\" { capabilities = [\"read\", \"update\"] }\n",
     );
     vault.api(
         "POST",

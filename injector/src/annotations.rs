@@ -915,7 +915,10 @@ fn config_request(given: &BTreeMap<&str, (&str, String)>) -> Result<ConfigReques
             ),
         ));
     };
-    let config_maps = parse_list(containers);
+    let mut config_maps = parse_list(containers);
+    // Named twice, mounted once: two mounts at one path would be refused by the API server.
+    let mut seen = std::collections::BTreeSet::new();
+    config_maps.retain(|m| seen.insert(m.clone()));
     if config_maps.is_empty() {
         return Err(Denial::bad(
             k,

@@ -304,7 +304,6 @@ fn outputs(config: &AgentConfig) -> impl Iterator<Item = Output<'_>> {
 /// A template read from a file: its output's index, the file and the text compiled.
 pub(crate) type SourceFile = (usize, PathBuf, String);
 
-/// Reads template sources and compiles everything.
 /// Composes the config snapshot the agent config asks for and checks it against its schema.
 /// The error lists every problem, one per line.
 pub(crate) fn snapshot(
@@ -355,6 +354,7 @@ pub(crate) fn use_snapshot(engine: &mut Engine, snapshot: &Arc<crate::config::Sn
     }
 }
 
+/// Reads template sources and compiles everything.
 fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<(Engine, Vec<SourceFile>), Error> {
     let mut sources = Vec::new();
     let mut files = Vec::new();

@@ -55,7 +55,7 @@ struct Sidecar<'a> {
     ready: bool,
     shared: Arc<Shared>,
     sources: Vec<SourceFile>,
-    /// The version of the config snapshot templates see, if any.
+    /// What templates see of the config snapshot, if any: see [`fingerprint`].
     snapshot: Option<String>,
 }
 
@@ -98,7 +98,7 @@ pub(super) async fn run(
         ready: false,
         shared,
         sources,
-        snapshot: snapshot.map(|s| s.version().to_owned()),
+        snapshot: snapshot.as_deref().map(fingerprint),
     };
     let (events, mut changes) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let _watcher = watch(config, &sidecar.sources, events);
@@ -546,12 +546,14 @@ impl Sidecar<'_> {
         match super::snapshot(settings) {
             Ok(snapshot) => {
                 self.shared.snapshot(true);
-                if self.snapshot.as_deref() == Some(snapshot.version()) {
+                // Templates see the labels and containers too, not only the values.
+                let seen = fingerprint(&snapshot);
+                if self.snapshot.as_ref() == Some(&seen) {
                     return;
                 }
                 info!(version = snapshot.version(), "config snapshot changed");
                 super::use_snapshot(&mut self.engine, &snapshot);
-                self.snapshot = Some(snapshot.version().to_owned());
+                self.snapshot = Some(seen);
                 which.extend(0..self.rendered.len());
             }
             Err(error) => {
@@ -660,6 +662,11 @@ pub fn certificate_validity(data: &Json) -> Option<(SystemTime, SystemTime)> {
     let at =
         |t: &x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).ok().map(state::system_time);
     Some((at(&validity.not_before)?, at(&validity.not_after)?))
+}
+
+/// What templates see of a snapshot, in one string: a change to it re-renders them.
+fn fingerprint(snapshot: &crate::config::Snapshot) -> String {
+    serde_json::to_string(&snapshot.info()).unwrap_or_default()
 }
 
 /// Whether a changed path is one the config snapshot is composed from.

@@ -86,6 +86,12 @@ pub fn write(snapshot: &Snapshot, format: Format, target: &Target<'_>) -> Result
         Format::Properties => {
             let mut flat = Vec::new();
             flatten(config, String::new(), &Style::Properties, &mut flat);
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some((key, _)) = flat.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+                return Err(fail(format!(
+                    "two values become property {key} (a key with a dot beside a map of the same name); rename one"
+                )));
+            }
             let mut bytes = Vec::new();
             let mut writer = java_properties::PropertiesWriter::new(&mut bytes);
             for (key, value) in &flat {

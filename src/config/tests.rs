@@ -575,6 +575,15 @@ fn the_formats_write_what_apps_read() {
         err.to_string(),
         "cannot write the snapshot as env: two values become variable a_b (values 1 and 2 in order); rename one of the keys"
     );
+    let dotted = composer(&doc("g", "  values: {a.b: 1, a: {b: 2}}"))
+        .compose(&BTreeMap::new())
+        .expect("composes");
+    let err =
+        output::write(&dotted, Format::Properties, &Target::default()).expect_err("one key twice");
+    assert!(
+        err.to_string().contains("two values become property a.b"),
+        "{err}"
+    );
     let err = output::write(&snapshot, Format::ConfigMap, &Target::default()).expect_err("no name");
     assert_eq!(
         err.to_string(),

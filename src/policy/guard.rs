@@ -49,6 +49,18 @@ pub fn check_policy(namespace: &str, policy: &Policy, settings: &Settings) -> Ve
             ));
             continue;
         }
+        if path != path.trim()
+            || path.contains("//")
+            || path
+                .split('/')
+                .any(|segment| segment == ".." || segment == ".")
+        {
+            refusals.push(refuse(
+                format!("path {path:?} has spaces around it, an empty, . or .. segment; write the path as Vault stores it"),
+                "path-syntax",
+            ));
+            continue;
+        }
         if !settings.allow.plus_segments && path.split('/').any(|s| s == "+") {
             refusals.push(refuse(
                 format!(

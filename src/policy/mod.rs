@@ -106,9 +106,21 @@ impl Settings {
                     "allowed_paths: {template:?} uses a variable other than {{{{ namespace }}}}"
                 ));
             }
-            if !template.contains("{{ namespace }}") {
+            let Some((_, after)) = template.split_once("{{ namespace }}") else {
                 return Err(format!(
                     "allowed_paths: {template:?} does not name the namespace; every namespace could use it"
+                ));
+            };
+            // A namespace name is letters, digits and '-': what follows it must not be one of
+            // those, or namespace team could use team-a's paths (team-a-admin starts with team-).
+            if after
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*' || c == '+')
+            {
+                return Err(format!(
+                    "allowed_paths: {template:?}: after {{{{ namespace }}}} comes {:?}, so one namespace's paths could start with another's name; follow it with /, _ or . (database/creds/{{{{ namespace }}}}_*)",
+                    after.chars().next().unwrap_or_default()
                 ));
             }
         }

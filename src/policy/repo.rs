@@ -182,6 +182,19 @@ pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
                 };
                 problems.push(Problem::new(&file, line, context, rule));
             }
+            if let Some(other) = desired.policies.get(&vault_name) {
+                problems.push(Problem::new(
+                    &file,
+                    None,
+                    format!(
+                        "its Vault name {vault_name} is also the name of {} (namespace {}); rename one",
+                        other.source.display(),
+                        other.namespace
+                    ),
+                    "names",
+                ));
+                continue;
+            }
             desired.policies.insert(
                 vault_name,
                 DesiredPolicy {
@@ -251,11 +264,28 @@ pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
                     json!(settings.token_no_default_policy),
                 ),
             ]);
-            if let Some(ttl) = role.ttl {
-                body.insert("token_ttl".to_owned(), json!(ttl.0.as_secs()));
-            }
-            if let Some(max) = role.max_ttl {
-                body.insert("token_max_ttl".to_owned(), json!(max.0.as_secs()));
+            // Always given, 0 (Vault's "the mount's default") when the file says nothing, so
+            // that removing a TTL from the file resets it in Vault rather than leaving it.
+            body.insert(
+                "token_ttl".to_owned(),
+                json!(role.ttl.map_or(0, |d| d.0.as_secs())),
+            );
+            body.insert(
+                "token_max_ttl".to_owned(),
+                json!(role.max_ttl.map_or(0, |d| d.0.as_secs())),
+            );
+            if let Some(other) = desired.roles.get(&vault_name) {
+                problems.push(Problem::new(
+                    &file,
+                    None,
+                    format!(
+                        "its Vault name {vault_name} is also the name of {} (namespace {}); rename one",
+                        other.source.display(),
+                        other.namespace
+                    ),
+                    "names",
+                ));
+                continue;
             }
             desired.roles.insert(
                 vault_name,

@@ -294,6 +294,88 @@ fn a_default_that_grants_too_much_is_refused_for_each_namespace() {
     );
 }
 
+/// Found in review: namespace `team` with policy `a-db` and namespace `team-a` with policy
+/// `db` are both `tenant-team-a-db`; one would silently replace the other.
+#[test]
+fn two_files_that_give_one_vault_name_are_refused() {
+    let lines = problems(&[
+        (
+            "namespaces/team/policies/a-db.hcl",
+            "path \"secret/data/team/db\" { capabilities = [\"read\"] }\n",
+        ),
+        (
+            "namespaces/team-a/policies/db.hcl",
+            "path \"secret/data/team-a/db\" { capabilities = [\"read\"] }\n",
+        ),
+        (
+            "namespaces/team/roles/a-app.yaml",
+            "service_accounts: [app]\npolicies: [a-db]\n",
+        ),
+        (
+            "namespaces/team-a/roles/app.yaml",
+            "service_accounts: [app]\npolicies: [db]\n",
+        ),
+    ]);
+    assert_eq!(
+        lines,
+        [
+            "namespaces/team-a/policies/db.hcl: its Vault name tenant-team-a-db is also the name of namespaces/team/policies/a-db.hcl (namespace team); rename one [names]",
+            "namespaces/team-a/roles/app.yaml: its Vault name tenant-team-a-app is also the name of namespaces/team/roles/a-app.yaml (namespace team); rename one [names]",
+        ]
+    );
+}
+
+#[test]
+fn paths_are_written_as_vault_stores_them() {
+    let lines = problems(&[(
+        "namespaces/team/policies/odd.hcl",
+        "path \"secret/data/team/../team-a/x\" { capabilities = [\"read\"] }\npath \"secret/data/team//x\" { capabilities = [\"read\"] }\npath \"secret/data/team/x \" { capabilities = [\"read\"] }\n",
+    )]);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines.iter().all(|l| l.ends_with("[path-syntax]")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_template_must_end_the_namespace_where_no_namespace_name_can_go_on() {
+    let dir = repository(
+        Some("prefix: t\naudience: vault\nallowed_paths: [\"database/creds/{{ namespace }}-*\"]\n"),
+        &[],
+    );
+    let Err(Error::Invalid(problems)) = lint(dir.path()) else {
+        panic!("accepted")
+    };
+    assert!(
+        problems[0].message.contains(
+            "so one namespace's paths could start with another's name; follow it with /, _ or ."
+        ),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn removing_a_ttl_from_a_role_file_resets_it() {
+    let dir = repository(
+        None,
+        &[
+            (
+                "namespaces/team-a/policies/read.hcl",
+                "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
+            ),
+            ("namespaces/team-a/roles/app.yaml", OK_ROLE),
+        ],
+    );
+    let (_, desired) = repo::load(dir.path()).expect("clean");
+    let role = &desired.roles["tenant-team-a-app"].body;
+    assert_eq!(
+        role["token_ttl"], 0,
+        "0: the mount's default, written, not left out"
+    );
+    assert_eq!(role["token_max_ttl"], 0);
+}
+
 #[test]
 fn bad_settings_stop_everything() {
     let dir = repository(Some("prefix: Tenant\nallowed_paths: [x]\n"), &[]);

@@ -94,6 +94,13 @@ impl Error {
     /// failures.
     pub fn exit_code(&self) -> u8 {
         match self {
+            Error::Input(errors)
+                if errors
+                    .iter()
+                    .any(|e| matches!(e, config::Error::Read { .. })) =>
+            {
+                EXIT_IO
+            }
             Error::Input(_)
             | Error::Snapshot(_)
             | Error::SecretsFile { .. }
@@ -152,7 +159,8 @@ pub fn run(options: &Options, env: Arc<dyn Env>) -> Result<String, Error> {
     };
     match options.out.as_deref() {
         Some(path) if path != Path::new("-") => {
-            crate::agent::files::write_atomic(path, text.as_bytes(), 0o644).map_err(|error| {
+            // 0600: a template's output may hold secrets.
+            crate::agent::files::write_atomic(path, text.as_bytes(), 0o600).map_err(|error| {
                 Error::Io {
                     what: "write",
                     path: path.to_owned(),
@@ -174,14 +182,7 @@ pub fn compose(options: &Options) -> Result<Snapshot, Error> {
         labels.add("--labels", parsed).map_err(input)?;
     }
     if let Some(path) = &options.labels_file {
-        labels.add_file(path).map_err(|e| match e {
-            config::Error::Read { path, message } => Error::Io {
-                what: "read",
-                path,
-                error: std::io::Error::other(message),
-            },
-            other => input(other),
-        })?;
+        labels.add_file(path).map_err(input)?;
     }
     config::compose_from(&options.containers, &labels, &options.levels).map_err(Error::Input)
 }

@@ -30,7 +30,7 @@ SETTINGS = """prefix: tenant
 allowed_paths:
   - secret/data/{{ namespace }}/*
   - secret/metadata/{{ namespace }}/*
-  - database/creds/{{ namespace }}-*
+  - database/creds/{{ namespace }}_*
 platform_policies: [platform-read]
 audience: vault
 ttl_cap: 1h
@@ -52,7 +52,7 @@ def repository(root):
         write(f"{d}/policies/read.hcl", f'path "secret/data/{ns}/*" {{\n  capabilities = ["read"]\n}}\n'
                                         f'path "secret/metadata/{ns}/*" {{\n  capabilities = ["list", "read"]\n}}\n')
         write(f"{d}/policies/write.hcl", f'path "secret/data/{ns}/app/*" {{\n  capabilities = ["create", "update", "read"]\n}}\n')
-        write(f"{d}/policies/db.hcl", f'path "database/creds/{ns}-app" {{\n  capabilities = ["read"]\n}}\n')
+        write(f"{d}/policies/db.hcl", f'path "database/creds/{ns}_app" {{\n  capabilities = ["read"]\n}}\n')
         write(f"{d}/roles/app.yaml", "service_accounts: [app]\npolicies: [read, db]\nttl: 20m\nmax_ttl: 4h\n")
         write(f"{d}/roles/ci.yaml", "service_accounts: [ci, deployer]\npolicies: [read, write, platform-read]\nttl: 10m\n")
 

@@ -1,3 +1,3 @@
-path "database/creds/team-a-app" {
+path "database/creds/team-a_app" {
   capabilities = ["read"]
 }

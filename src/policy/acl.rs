@@ -87,6 +87,15 @@ pub fn parse(text: &str) -> Result<Policy, Vec<ParseError>> {
                 continue;
             }
         };
+        if label.chars().any(char::is_control) || label.contains("${") || label.contains("%{") {
+            errors.push(ParseError {
+                line,
+                message: format!(
+                    "path {label:?} holds a control character or a template sequence (${{ or %{{), which no Vault path needs"
+                ),
+            });
+            continue;
+        }
         let mut capabilities = None;
         for inner in block.body.iter() {
             let inner_line = inner.span().map(|s| line_of(text, s.start)).or(line);

@@ -1,0 +1,3 @@
+path "database/creds/team-a-app" {
+  capabilities = ["read"]
+}

@@ -1,0 +1,4 @@
+path "a" { capabilities = ["read"] }
+path "b/+/c" {
+  capabilities = ["list", "sudo"]
+}

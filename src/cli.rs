@@ -309,9 +309,9 @@ fn parse_label_conflict(text: &str) -> Result<injector::agent_config::LabelConfl
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .filter(|(k, _)| !k.is_empty())
+    crate::config::parse_labels("--host-labels", text)
+        .map_err(|e| e.to_string())?
+        .pop()
         .ok_or_else(|| format!("{text:?} is not a label; write key=value"))
 }
 

@@ -316,7 +316,7 @@ impl Merge<'_> {
         for (key, value) in overlay {
             let len = pointer.len();
             pointer.push('/');
-            pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            pointer.push_str(&super::pointer_token(key));
             if value.is_null() {
                 base.remove(key);
             } else if let Some(old) = base.get_mut(key) {

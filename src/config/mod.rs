@@ -433,7 +433,7 @@ fn explain(node: &Node, pointer: &mut String, out: &mut Vec<Explained>) {
         compose::Value::Map(map) => {
             for (k, v) in map {
                 pointer.push('/');
-                pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                pointer.push_str(&pointer_token(k));
                 explain(v, pointer, out);
                 pointer.truncate(len);
             }
@@ -447,6 +447,11 @@ fn explain(node: &Node, pointer: &mut String, out: &mut Vec<Explained>) {
         }
         compose::Value::Scalar(_) => {}
     }
+}
+
+/// A map key as one JSON pointer token (RFC 6901): `~` and `/` escaped.
+pub fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }
 
 /// SHA-256 of the canonical JSON (RFC 8785) of a value, in lowercase hex.

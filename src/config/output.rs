@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value as Json;
 
 use super::{Error, Snapshot};
+use crate::template::formats::{env_assignment, is_env_name, scalar_text};
 
 /// The annotation on a written ConfigMap that holds the snapshot's version.
 pub const VERSION_ANNOTATION: &str = "hydrant.dev/config-version";
@@ -107,7 +108,7 @@ pub fn write(snapshot: &Snapshot, format: Format, target: &Target<'_>) -> Result
             let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
             let mut out = String::new();
             for (i, (key, value)) in flat.iter().enumerate() {
-                if key.is_empty() || key.starts_with(|c: char| c.is_ascii_digit()) {
+                if !is_env_name(key) {
                     return Err(fail(format!(
                         "{key:?} cannot be a variable name (it starts with a digit); rename the key or use another format"
                     )));
@@ -119,7 +120,7 @@ pub fn write(snapshot: &Snapshot, format: Format, target: &Target<'_>) -> Result
                         i + 1
                     )));
                 }
-                out.push_str(&crate::template::formats::env_assignment(key, value));
+                out.push_str(&env_assignment(key, value));
             }
             Ok(out)
         }
@@ -142,12 +143,7 @@ pub fn write(snapshot: &Snapshot, format: Format, target: &Target<'_>) -> Result
                         "{key:?} is not a valid ConfigMap key (letters, digits, '-', '_' and '.', at most 253); rename it or use another format"
                     )));
                 }
-                let text = match value {
-                    Json::String(s) => s.clone(),
-                    Json::Null => String::new(),
-                    other => other.to_string(),
-                };
-                data.insert(key.clone(), text);
+                data.insert(key.clone(), scalar_text(value));
             }
             let cm = ConfigMap {
                 metadata: ObjectMeta {
@@ -205,8 +201,6 @@ fn flatten(value: &Json, prefix: String, style: &Style, out: &mut Vec<(String, S
                 flatten(v, key, style, out);
             }
         }
-        Json::String(s) => out.push((prefix, s.clone())),
-        Json::Null => out.push((prefix, String::new())),
-        other => out.push((prefix, other.to_string())),
+        scalar => out.push((prefix, scalar_text(scalar))),
     }
 }

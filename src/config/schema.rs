@@ -93,7 +93,7 @@ impl Schema {
                     let name = property
                         .as_str()
                         .map_or_else(|| property.to_string(), str::to_owned);
-                    pointer = format!("{pointer}/{}", name.replace('~', "~0").replace('/', "~1"));
+                    pointer = format!("{pointer}/{}", super::pointer_token(&name));
                 }
                 let containers = snapshot
                     .at(&pointer)

@@ -203,7 +203,8 @@ fn map_lines(map: &Map<String, Json>) -> String {
         .collect()
 }
 
-fn scalar_text(value: &Json) -> String {
+/// A value as one line of text: strings as they are, null as nothing, the rest as JSON.
+pub(crate) fn scalar_text(value: &Json) -> String {
     match value {
         Json::String(s) => s.clone(),
         Json::Null => String::new(),
@@ -211,7 +212,8 @@ fn scalar_text(value: &Json) -> String {
     }
 }
 
-fn is_env_name(key: &str) -> bool {
+/// Whether a key can be a shell variable's name.
+pub(crate) fn is_env_name(key: &str) -> bool {
     let mut chars = key.chars();
     chars
         .next()

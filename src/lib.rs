@@ -101,19 +101,18 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
                 std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes())?;
                 Ok(())
             }
-            cli::PolicyCommand::Plan(a) => {
-                let text = policy::plan_command(&a.dir, a.agent_config.as_deref(), env.as_ref())?;
-                std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
-                Ok(())
-            }
-            cli::PolicyCommand::Apply(a) => {
-                let text = policy::apply_command(&a.dir, a.agent_config.as_deref(), env.as_ref())?;
-                std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
-                Ok(())
-            }
+            cli::PolicyCommand::Plan(a) => policy_plan(&a, env.as_ref(), false),
+            cli::PolicyCommand::Apply(a) => policy_plan(&a, env.as_ref(), true),
         },
         other => Err(NotImplemented(other.name()).into()),
     }
+}
+
+/// `hydrant policy plan` and `apply`: prints the plan, applied when `apply`.
+fn policy_plan(args: &cli::PolicyVaultArgs, env: &dyn Env, apply: bool) -> anyhow::Result<()> {
+    let text = policy::plan_command(&args.dir, args.agent_config.as_deref(), env, apply)?;
+    std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -231,30 +231,21 @@ pub enum Error {
     },
 }
 
-/// `hydrant policy plan DIR`: the plan against Vault, as text.
+/// `hydrant policy plan DIR` (`apply: false`: nothing is written) and `hydrant policy apply
+/// DIR`: the plan against Vault, as text, applied when asked.
 pub fn plan_command(
     dir: &Path,
     agent_config: Option<&Path>,
     env: &dyn crate::env::Env,
-) -> Result<String, Error> {
-    let (settings, desired) = repo::load(dir).map_err(Error::Invalid)?;
-    apply::blocking(agent_config, env, async |client| {
-        let actual = apply::read_actual(client, &settings).await?;
-        Ok(plan::plan(&desired, &actual).to_string())
-    })
-}
-
-/// `hydrant policy apply DIR`: applies the plan and returns what it did, as text.
-pub fn apply_command(
-    dir: &Path,
-    agent_config: Option<&Path>,
-    env: &dyn crate::env::Env,
+    apply: bool,
 ) -> Result<String, Error> {
     let (settings, desired) = repo::load(dir).map_err(Error::Invalid)?;
     apply::blocking(agent_config, env, async |client| {
         let actual = apply::read_actual(client, &settings).await?;
         let plan = plan::plan(&desired, &actual);
-        apply::apply(client, &settings, &desired, &actual, &plan).await?;
+        if apply {
+            apply::apply(client, &settings, &desired, &actual, &plan).await?;
+        }
         Ok(plan.to_string())
     })
 }

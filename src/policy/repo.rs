@@ -183,15 +183,11 @@ pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
                 problems.push(Problem::new(&file, line, context, rule));
             }
             if let Some(other) = desired.policies.get(&vault_name) {
-                problems.push(Problem::new(
+                problems.push(collision(
                     &file,
-                    None,
-                    format!(
-                        "its Vault name {vault_name} is also the name of {} (namespace {}); rename one",
-                        other.source.display(),
-                        other.namespace
-                    ),
-                    "names",
+                    &vault_name,
+                    &other.source,
+                    &other.namespace,
                 ));
                 continue;
             }
@@ -275,15 +271,11 @@ pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
                 json!(role.max_ttl.map_or(0, |d| d.0.as_secs())),
             );
             if let Some(other) = desired.roles.get(&vault_name) {
-                problems.push(Problem::new(
+                problems.push(collision(
                     &file,
-                    None,
-                    format!(
-                        "its Vault name {vault_name} is also the name of {} (namespace {}); rename one",
-                        other.source.display(),
-                        other.namespace
-                    ),
-                    "names",
+                    &vault_name,
+                    &other.source,
+                    &other.namespace,
                 ));
                 continue;
             }
@@ -303,6 +295,19 @@ pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
         problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         Err(problems)
     }
+}
+
+/// Two files that give one Vault name: the later one is refused.
+fn collision(file: &Path, vault_name: &str, other: &Path, namespace: &str) -> Problem {
+    Problem::new(
+        file,
+        None,
+        format!(
+            "its Vault name {vault_name} is also the name of {} (namespace {namespace}); rename one",
+            other.display()
+        ),
+        "names",
+    )
 }
 
 /// A name hydrant accepts for a namespace, policy or role: lower-case, as Vault keeps names.

@@ -57,8 +57,15 @@ pub enum Command {
     /// GET /healthz, /readyz and /metrics serve probes and Prometheus. The certificate and key are
     /// reloaded when their files change.
     Webhook(WebhookArgs),
-    /// Keep Vault policies and roles applied from git (not implemented yet).
-    Controller(NotYet),
+    /// Keep a policy repository's branch applied to Vault: fetch on an interval and on POST
+    /// /sync, apply each new commit (a commit with any problem is refused whole), correct or
+    /// report drift, follow Namespaces, lead through a Lease.
+    ///
+    /// Vault: --agent-config (its vault and auth; Kubernetes auth in a pod) or VAULT_ADDR and
+    /// VAULT_TOKEN. Kubernetes (for --namespace-selector and --leader-election): the pod's
+    /// service account, or KUBECONFIG. GET /healthz, /readyz and /metrics serve probes and
+    /// Prometheus.
+    Controller(ControllerArgs),
     /// Check a policy repository (Vault policies and Kubernetes-auth roles per namespace) against
     /// its guardrails, plan it against Vault, apply it.
     ///
@@ -82,6 +89,73 @@ pub struct AgentArgs {
     /// The file a running agent creates once every file is rendered.
     #[arg(long, value_name = "FILE", default_value = injector::names::READY_FILE)]
     pub ready_file: PathBuf,
+}
+
+/// `hydrant controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// The policy repository's git remote: https://, git:// or file://.
+    #[arg(long, value_name = "URL")]
+    pub repository: String,
+    /// The branch applied.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// The user name for an https:// remote that asks for credentials.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "git",
+        requires = "git_password_file"
+    )]
+    pub git_username: String,
+    /// A file holding the password or token for an https:// remote (a mounted Secret; read
+    /// at every fetch). Never put credentials in the URL: it is logged.
+    #[arg(long, value_name = "FILE")]
+    pub git_password_file: Option<PathBuf>,
+    /// Where the clone and checkouts are kept (an emptyDir in a pod).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/hydrant")]
+    pub state_dir: PathBuf,
+    /// How often the remote is fetched (POST /sync fetches at once).
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// How often Vault is compared with the applied commit.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub drift_interval: Duration,
+    /// What drift leads to: correct it, or only report it (log and metric).
+    #[arg(long, value_enum, default_value = "correct")]
+    pub drift_mode: crate::controller::DriftMode,
+    /// Where /healthz, /readyz, /metrics and POST /sync are served.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Take Vault's address, TLS settings and login from this agent config (otherwise
+    /// VAULT_ADDR and VAULT_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<PathBuf>,
+    /// Follow the cluster's Namespaces that match this label selector (such as
+    /// hydrant.dev/policy=enabled): each gets the defaults, and a namespace that is deleted
+    /// loses its objects. Namespaces that do not exist or do not match get nothing.
+    #[arg(long, value_name = "SELECTOR")]
+    pub namespace_selector: Option<String>,
+    /// Act only while holding a coordination.k8s.io Lease, for running several replicas.
+    #[arg(long)]
+    pub leader_election: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "hydrant-controller")]
+    pub lease_name: String,
+    /// The Lease's namespace (in a pod: POD_NAMESPACE from the downward API).
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        value_name = "NAMESPACE",
+        default_value = "default"
+    )]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease (in a pod: POD_NAME from the downward API).
+    #[arg(long, env = "POD_NAME", value_name = "NAME")]
+    pub identity: Option<String>,
+    /// How long a leader holds the Lease without renewing it.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
 }
 
 /// `hydrant policy`.
@@ -359,27 +433,6 @@ impl InjectorArgs {
     }
 }
 
-/// A subcommand whose issue has not landed: it accepts anything and exits 64.
-#[derive(Debug, Args)]
-pub struct NotYet {
-    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
-}
-
-impl Command {
-    /// The subcommand's name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Agent(_) => "agent",
-            Command::Render(_) => "render",
-            Command::Inject(_) => "inject",
-            Command::Webhook(_) => "webhook",
-            Command::Controller(_) => "controller",
-            Command::Policy(_) => "policy",
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,9 +455,34 @@ mod tests {
     }
 
     #[test]
-    fn pending_subcommands_accept_any_arguments() {
-        let cli = Cli::try_parse_from(["hydrant", "render", "--containers", "x", "--check"])
-            .expect("parses");
-        assert_eq!(cli.command.name(), "render");
+    fn controller_takes_durations_and_a_drift_mode() {
+        let cli = Cli::try_parse_from([
+            "hydrant",
+            "controller",
+            "--repository",
+            "file:///srv/policy.git",
+            "--poll-interval",
+            "30s",
+            "--drift-mode",
+            "report",
+        ])
+        .expect("parses");
+        let Command::Controller(args) = cli.command else {
+            panic!("not controller")
+        };
+        assert_eq!(args.poll_interval.0, std::time::Duration::from_secs(30));
+        assert_eq!(args.drift_interval.0, std::time::Duration::from_secs(300));
+        assert_eq!(args.drift_mode, crate::controller::DriftMode::Report);
+        assert!(
+            Cli::try_parse_from([
+                "hydrant",
+                "controller",
+                "--repository",
+                "x",
+                "--drift-mode",
+                "fix"
+            ])
+            .is_err()
+        );
     }
 }

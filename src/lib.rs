@@ -6,8 +6,10 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod controller;
 pub mod env;
 pub mod inject;
+pub mod lease;
 pub mod policy;
 pub mod render;
 pub mod telemetry;
@@ -25,11 +27,6 @@ pub const EXIT_FAILURE: u8 = 1;
 
 /// Exit status for a usage or configuration error (BSD `EX_USAGE`).
 pub const EXIT_USAGE: u8 = 64;
-
-/// A subcommand whose issue has not landed yet.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} is not implemented yet")]
-pub struct NotImplemented(&'static str);
 
 /// The agent has not rendered every file yet (`hydrant agent --check-ready`).
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +101,47 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
             cli::PolicyCommand::Plan(a) => policy_plan(&a, env.as_ref(), false),
             cli::PolicyCommand::Apply(a) => policy_plan(&a, env.as_ref(), true),
         },
-        other => Err(NotImplemented(other.name()).into()),
+        Command::Controller(args) => {
+            let election = args.leader_election.then(|| controller::Election {
+                namespace: args.lease_namespace.clone(),
+                params: lease::Params {
+                    name: args.lease_name.clone(),
+                    identity: args.identity.clone().unwrap_or_else(default_identity),
+                    duration: args.lease_duration.0,
+                },
+            });
+            controller::run(
+                controller::Options {
+                    repository: args.repository,
+                    branch: args.branch,
+                    credentials: args.git_password_file.map(|password_file| {
+                        controller::git::Credentials {
+                            username: args.git_username,
+                            password_file,
+                        }
+                    }),
+                    state_dir: args.state_dir,
+                    poll_interval: args.poll_interval.0,
+                    drift_interval: args.drift_interval.0,
+                    drift_mode: args.drift_mode,
+                    listen: args.listen,
+                    agent_config: args.agent_config,
+                    namespace_selector: args.namespace_selector,
+                    election,
+                },
+                env.as_ref(),
+            )?;
+            Ok(())
+        }
     }
+}
+
+/// A Lease identity outside a pod: the host name and process id.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "hydrant".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 /// `hydrant policy plan` and `apply`: prints the plan, applied when `apply`.
@@ -152,8 +188,11 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             policy::Error::NoVault | policy::Error::AgentConfig(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
-    } else if error.is::<NotImplemented>() {
-        EXIT_USAGE
+    } else if let Some(e) = error.downcast_ref::<controller::Error>() {
+        match e {
+            controller::Error::Runtime(_) => EXIT_FAILURE,
+            _ => EXIT_USAGE,
+        }
     } else {
         EXIT_FAILURE
     }

@@ -3,9 +3,29 @@
 use crate::util::Hydrant;
 
 #[test]
-fn the_controller_has_not_landed_and_exits_64_saying_so() {
-    let line = Hydrant::new(["controller", "--anything"]).run().failure(64);
-    assert_eq!(line, "hydrant: controller is not implemented yet");
+fn the_controller_refuses_to_start_without_vault_or_with_a_password_in_the_url() {
+    let line = Hydrant::new(["controller", "--repository", "file:///nowhere"])
+        .run()
+        .failure(64);
+    assert_eq!(
+        line,
+        "hydrant: no Vault: set VAULT_ADDR and VAULT_TOKEN, or pass --agent-config"
+    );
+    let run = Hydrant::new([
+        "controller",
+        "--repository",
+        "https://bot:hunter2@git.example.com/policy.git",
+    ])
+    .env("VAULT_ADDR", "http://127.0.0.1:1")
+    .env("VAULT_TOKEN", "t")
+    .run();
+    assert_eq!(run.code(), 64);
+    assert!(
+        run.stderr().contains("--git-password-file"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stderr().contains("hunter2"), "{}", run.stderr());
 }
 
 #[test]

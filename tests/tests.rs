@@ -5,6 +5,7 @@ mod util;
 
 mod agent;
 mod cli;
+mod controller;
 mod examples;
 mod inject;
 mod policy;

@@ -112,6 +112,7 @@ pub async fn read_actual(client: &Client, settings: &Settings) -> Result<Actual,
                 .filter(|l| !l.is_empty())
                 .map(str::to_owned)
                 .collect();
+            actual.commit = secret.data["data"]["commit"].as_str().map(str::to_owned);
         }
         Err(vault::Error::NotFound { .. }) => {}
         Err(e) => return Err(Error::Vault(e)),
@@ -120,13 +121,15 @@ pub async fn read_actual(client: &Client, settings: &Settings) -> Result<Actual,
 }
 
 /// Applies the plan: creates and updates, then deletions (never more than `max_deletions`),
-/// then the ownership index when it changed. With nothing to change, nothing is written.
+/// then the ownership index when it changed, or when `commit` (the repository's commit, which
+/// the index records) differs from the one recorded. With nothing to change, nothing is written.
 pub async fn apply(
     client: &Client,
     settings: &Settings,
     desired: &Desired,
     actual: &Actual,
     plan: &Plan,
+    commit: Option<&str>,
 ) -> Result<(), Error> {
     let deletions = plan.deletions();
     if deletions > settings.max_deletions {
@@ -165,12 +168,17 @@ pub async fn apply(
             result.map_err(Error::Vault)?;
         }
     }
-    if plan.owned != actual.owned {
+    let commit = commit.or(actual.commit.as_deref());
+    if plan.owned != actual.owned || commit != actual.commit.as_deref() {
         // One string, a key per line: Vault refuses JSON bodies holding more than a thousand
         // strings, and a platform has thousands of objects.
         let owned: String = plan.owned.iter().map(|k| format!("{k}\n")).collect();
+        let mut data = json!({ "owned": owned });
+        if let Some(commit) = commit {
+            data["commit"] = json!(commit);
+        }
         let mut body = Map::new();
-        body.insert("data".to_owned(), json!({ "owned": owned }));
+        body.insert("data".to_owned(), data);
         client
             .write(&settings.index_path(), &body)
             .await
@@ -190,7 +198,8 @@ async fn execute(
             let mut body = Map::new();
             body.insert("policy".to_owned(), json!(desired.policies[name].text));
             client.write(&policy_path(name), &body).await?;
-            info!(policy = %name, source = %desired.policies[name].source.display(), "policy written");
+            let policy = &desired.policies[name];
+            info!(policy = %name, namespace = %policy.namespace, source = %policy.source.display(), "policy written");
         }
         Change::Create(Kind::Role, name) | Change::Update(Kind::Role, name, _) => {
             let body: Map<String, Json> = desired.roles[name]
@@ -199,7 +208,8 @@ async fn execute(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             client.write(&role_path(settings, name), &body).await?;
-            info!(role = %name, source = %desired.roles[name].source.display(), "role written");
+            let role = &desired.roles[name];
+            info!(role = %name, namespace = %role.namespace, source = %role.source.display(), "role written");
         }
         Change::Delete(Kind::Policy, name) => {
             client.delete(&policy_path(name)).await?;

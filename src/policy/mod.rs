@@ -244,7 +244,7 @@ pub fn plan_command(
         let actual = apply::read_actual(client, &settings).await?;
         let plan = plan::plan(&desired, &actual);
         if apply {
-            apply::apply(client, &settings, &desired, &actual, &plan).await?;
+            apply::apply(client, &settings, &desired, &actual, &plan, None).await?;
         }
         Ok(plan.to_string())
     })

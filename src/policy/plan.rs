@@ -19,6 +19,8 @@ pub struct Actual {
     pub roles: BTreeMap<String, BTreeMap<String, Json>>,
     /// The objects hydrant created (`policy/<name>`, `role/<name>`), from the ownership index.
     pub owned: BTreeSet<String>,
+    /// The commit of the policy repository last applied (`hydrant controller` records it).
+    pub commit: Option<String>,
 }
 
 /// A kind of object.

@@ -77,6 +77,16 @@ pub struct Desired {
 
 /// The settings and everything asked for, or every problem found.
 pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
+    load_for(root, None)
+}
+
+/// As [`load`], for the namespaces that exist (`live`, from the cluster) when given: each of
+/// them gets the defaults, and a namespace that does not exist gets nothing. Every file is
+/// checked either way: a problem anywhere still refuses the whole repository.
+pub fn load_for(
+    root: &Path,
+    live: Option<&BTreeSet<String>>,
+) -> Result<(Settings, Desired), Vec<Problem>> {
     let mut problems = Vec::new();
     let settings_path = root.join(SETTINGS_FILE);
     let settings = match std::fs::read_to_string(&settings_path) {
@@ -99,6 +109,9 @@ pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
     let namespaces_dir = root.join("namespaces");
     for name in dir_names(&namespaces_dir, &mut problems, root) {
         namespaces.insert(name);
+    }
+    if let Some(live) = live {
+        namespaces.extend(live.iter().cloned());
     }
     let defaults = files(&root.join("defaults/policies"), "hcl", &mut problems, root);
     let mut desired = Desired::default();
@@ -288,6 +301,10 @@ pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
                 },
             );
         }
+    }
+    if let Some(live) = live {
+        desired.policies.retain(|_, p| live.contains(&p.namespace));
+        desired.roles.retain(|_, r| live.contains(&r.namespace));
     }
     if problems.is_empty() {
         Ok((settings, desired))

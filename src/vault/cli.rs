@@ -59,11 +59,16 @@ impl CliVault {
 
     /// Connects and logs in (a token is checked with `lookup-self`).
     pub async fn connect(&self) -> Result<Client, Error> {
+        Ok(self.session().await?.0)
+    }
+
+    /// Connects and logs in; also says how long the token lives (zero: it does not expire).
+    pub async fn session(&self) -> Result<(Client, std::time::Duration), Error> {
         let mut client = Client::connect(&self.vault)?;
-        match &self.login {
-            CliLogin::Agent(auth) => drop(login(&mut client, auth).await?),
-            CliLogin::Token(token) => drop(adopt(&mut client, token.clone()).await?),
-        }
-        Ok(client)
+        let info = match &self.login {
+            CliLogin::Agent(auth) => login(&mut client, auth).await?,
+            CliLogin::Token(token) => adopt(&mut client, token.clone()).await?,
+        };
+        Ok((client, info.ttl))
     }
 }

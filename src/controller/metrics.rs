@@ -1,0 +1,293 @@
+//! The controller's endpoints: `/healthz`, `/readyz` (ready once the leader applied a commit, or
+//! at once for a replica standing by), `/metrics` (prefix `hydrant_controller_`) and
+//! `POST /sync` (fetch now instead of at the next poll).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabel {
+    change: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommitLabel {
+    commit: String,
+}
+
+/// How an apply ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyResult {
+    /// Vault holds what the commit asks for.
+    Ok,
+    /// Vault or the login failed; retried.
+    Error,
+    /// Refused before anything was written: a guardrail, a parse error, the deletion cap.
+    Refused,
+}
+
+/// What the controller shares with its endpoints.
+pub struct Shared {
+    registry: Registry,
+    applies: Family<ResultLabel, Counter>,
+    objects: Family<ChangeLabel, Counter>,
+    drift: Counter,
+    refusals: Family<RuleLabel, Counter>,
+    fetches: Family<ResultLabel, Counter>,
+    watch_errors: Counter,
+    leading: Gauge,
+    since_apply: Gauge<f64, AtomicU64>,
+    applied_commit: Family<CommitLabel, Gauge>,
+    state: Mutex<Status>,
+    sync: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Status {
+    last_success: Option<Instant>,
+    commit: Option<String>,
+    leading: bool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared::new()
+    }
+}
+
+impl Shared {
+    /// Everything at zero, not ready.
+    pub fn new() -> Shared {
+        let mut registry = Registry::with_prefix("hydrant_controller");
+        let applies = Family::<ResultLabel, Counter>::default();
+        let objects = Family::<ChangeLabel, Counter>::default();
+        let drift = Counter::default();
+        let refusals = Family::<RuleLabel, Counter>::default();
+        let fetches = Family::<ResultLabel, Counter>::default();
+        let watch_errors = Counter::default();
+        let leading = Gauge::default();
+        let since_apply = Gauge::<f64, AtomicU64>::default();
+        let applied_commit = Family::<CommitLabel, Gauge>::default();
+        registry.register(
+            "applies",
+            "Applies of the repository to Vault, by result (ok, error, refused)",
+            applies.clone(),
+        );
+        registry.register(
+            "objects",
+            "Policies and roles written or deleted, by change (created, updated, deleted)",
+            objects.clone(),
+        );
+        registry.register(
+            "drift_objects",
+            "Objects found differing from the repository on the drift interval",
+            drift.clone(),
+        );
+        registry.register(
+            "guardrail_refusals",
+            "Problems that made a commit be refused, by rule",
+            refusals.clone(),
+        );
+        registry.register(
+            "fetches",
+            "Fetches of the git remote, by result",
+            fetches.clone(),
+        );
+        registry.register(
+            "namespace_watch_errors",
+            "Failures of the Namespace watch (retried with backoff)",
+            watch_errors.clone(),
+        );
+        registry.register(
+            "leading",
+            "1 while this replica holds the Lease (or runs without election)",
+            leading.clone(),
+        );
+        registry.register(
+            "seconds_since_last_successful_apply",
+            "Seconds since Vault last held what the repository asks for (absent before the first apply)",
+            since_apply.clone(),
+        );
+        registry.register(
+            "applied_commit",
+            "The commit last applied, as a label; the value is 1",
+            applied_commit.clone(),
+        );
+        Shared {
+            registry,
+            applies,
+            objects,
+            drift,
+            refusals,
+            fetches,
+            watch_errors,
+            leading,
+            since_apply,
+            applied_commit,
+            state: Mutex::new(Status::default()),
+            sync: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resolves when `POST /sync` is called (several calls before a fetch make one).
+    pub async fn sync_requested(&self) {
+        self.sync.notified().await;
+    }
+
+    /// Whether this replica leads.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
+        self.state().leading = leading;
+    }
+
+    /// Counts a fetch.
+    pub fn fetched(&self, ok: bool) {
+        self.fetches
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// Counts a Namespace watch failure.
+    pub fn watch_error(&self) {
+        self.watch_errors.inc();
+    }
+
+    /// Counts a problem that refused a commit.
+    pub fn refused(&self, rule: &'static str) {
+        self.refusals.get_or_create(&RuleLabel { rule }).inc();
+    }
+
+    /// Counts drifted objects.
+    pub fn drift(&self, objects: usize) {
+        self.drift.inc_by(objects as u64);
+    }
+
+    /// Counts an apply; a successful one gives its commit and (created, updated, deleted).
+    pub fn applied(&self, result: ApplyResult, success: Option<(&str, (u64, u64, u64))>) {
+        let label = match result {
+            ApplyResult::Ok => "ok",
+            ApplyResult::Error => "error",
+            ApplyResult::Refused => "refused",
+        };
+        self.applies
+            .get_or_create(&ResultLabel { result: label })
+            .inc();
+        if let Some((commit, (created, updated, deleted))) = success {
+            for (change, n) in [
+                ("created", created),
+                ("updated", updated),
+                ("deleted", deleted),
+            ] {
+                self.objects
+                    .get_or_create(&ChangeLabel { change })
+                    .inc_by(n);
+            }
+            let mut state = self.state();
+            state.last_success = Some(Instant::now());
+            if state.commit.as_deref() != Some(commit) {
+                self.applied_commit.clear();
+                self.applied_commit
+                    .get_or_create(&CommitLabel {
+                        commit: commit.to_owned(),
+                    })
+                    .set(1);
+                state.commit = Some(commit.to_owned());
+            }
+        }
+    }
+
+    /// Vault was compared with the applied commit and holds what it asks for.
+    pub fn verified(&self) {
+        self.state().last_success = Some(Instant::now());
+    }
+
+    /// The commit last applied.
+    pub fn applied_commit(&self) -> Option<String> {
+        self.state().commit.clone()
+    }
+
+    fn ready(&self) -> Result<String, &'static str> {
+        let state = self.state();
+        match (&state.commit, state.leading) {
+            (Some(commit), _) => Ok(format!("ready: applied {commit}\n")),
+            (None, false) => Ok("ready: standing by for the lease\n".to_owned()),
+            (None, true) => Err("no commit applied yet\n"),
+        }
+    }
+
+    fn encode(&self) -> String {
+        if let Some(at) = self.state().last_success {
+            self.since_apply.set(at.elapsed().as_secs_f64());
+        }
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/sync", post(sync))
+        .with_state(shared)
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.ready() {
+        Ok(text) => text.into_response(),
+        Err(text) => (StatusCode::SERVICE_UNAVAILABLE, text).into_response(),
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.encode(),
+    )
+        .into_response()
+}
+
+async fn sync(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
+    shared.sync.notify_one();
+    (StatusCode::ACCEPTED, "fetching\n")
+}

@@ -1,0 +1,616 @@
+//! `hydrant controller`: keeps a policy repository's branch applied to Vault. It fetches the
+//! git remote on a poll interval and on `POST /sync`, applies each new commit (fail closed: a
+//! commit with any problem is refused whole and the last good one stays), re-reads Vault on a
+//! drift interval to correct or report changes made by hand, optionally follows the cluster's
+//! Namespaces (a namespace that appears gets the defaults; one that goes loses its objects,
+//! within the deletion cap), and acts only while it holds the Lease when there are replicas.
+//!
+//! Kubernetes I/O (the Namespace watch and the Lease) is thin and goes through `kube`; the
+//! tests run it against a small fake API service because no API server can run there.
+
+pub mod git;
+mod metrics;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{Instrument as _, error, info, info_span, warn};
+
+pub use metrics::Shared;
+
+use crate::policy::plan::{Change, Plan};
+use crate::policy::{self, Desired, Settings, apply};
+use crate::vault::{self, Client, cli::CliVault};
+
+/// What drift found on the drift interval leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriftMode {
+    /// Put Vault back as the repository says.
+    Correct,
+    /// Log and count the drift; change nothing.
+    Report,
+}
+
+/// Leader election: which Lease, and who this replica is.
+#[derive(Clone, Debug)]
+pub struct Election {
+    /// The Lease's namespace.
+    pub namespace: String,
+    /// The Lease's name and this replica's identity and term.
+    pub params: crate::lease::Params,
+}
+
+/// The controller's settings, from the command line.
+#[derive(Debug)]
+pub struct Options {
+    /// The git remote (`https://`, `git://`, `file://`).
+    pub repository: String,
+    /// The branch applied.
+    pub branch: String,
+    /// Credentials for an `https://` remote.
+    pub credentials: Option<git::Credentials>,
+    /// Where the bare clone and checkouts live.
+    pub state_dir: PathBuf,
+    /// How often the remote is fetched.
+    pub poll_interval: Duration,
+    /// How often Vault is compared with the last applied commit.
+    pub drift_interval: Duration,
+    /// What drift leads to.
+    pub drift_mode: DriftMode,
+    /// Where `/healthz`, `/readyz`, `/metrics` and `POST /sync` are served.
+    pub listen: SocketAddr,
+    /// Vault's address and login from an agent config (else `VAULT_ADDR`/`VAULT_TOKEN`).
+    pub agent_config: Option<PathBuf>,
+    /// Follow the Namespaces matching this label selector (`""`: every namespace).
+    pub namespace_selector: Option<String>,
+    /// Compete for a Lease; without it this process always acts.
+    pub election: Option<Election>,
+}
+
+/// Why the controller cannot start. Failures while running are logged and retried instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No Vault settings.
+    #[error("no Vault: set VAULT_ADDR and VAULT_TOKEN, or pass --agent-config")]
+    NoVault,
+    /// The agent config given for Vault is invalid.
+    #[error("agent config invalid: {0}")]
+    AgentConfig(String),
+    /// The endpoints' address cannot be bound.
+    #[error("cannot listen on {address}: {source}; pass a free --listen address")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state directory cannot be made.
+    #[error("cannot use the state directory {}: {source}; pass a writable --state-dir", path.display())]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The Kubernetes API is needed (namespace watch or Lease) and cannot be reached.
+    #[error(
+        "no Kubernetes API for --namespace-selector or --leader-election: {0}; run in a pod with a service account, or set KUBECONFIG"
+    )]
+    Kubernetes(String),
+    /// The remote's URL holds a password, which would be logged.
+    #[error(
+        "--repository holds a password; pass the URL without it and the password through --git-password-file"
+    )]
+    PasswordInUrl,
+    /// The runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs the controller until SIGTERM or SIGINT.
+pub fn run(options: Options, env: &dyn crate::env::Env) -> Result<(), Error> {
+    if password_in_url(&options.repository) {
+        return Err(Error::PasswordInUrl);
+    }
+    let vault = CliVault::from(options.agent_config.as_deref(), env)
+        .map_err(Error::AgentConfig)?
+        .ok_or(Error::NoVault)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let (stop, stopped) = watch::channel(false);
+    runtime.block_on(async move {
+        tokio::spawn(async move {
+            crate::shutdown_signal().await;
+            info!("stopping");
+            stop.send_replace(true);
+        });
+        serve(options, vault, Arc::new(Shared::new()), stopped).await
+    })
+}
+
+/// Whether a URL carries `user:password@`.
+fn password_in_url(url: &str) -> bool {
+    url.split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// Resolves once `stopped` turns true (or its sender is gone).
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// The controller with its endpoints, until `stopped` turns true.
+pub async fn serve(
+    options: Options,
+    vault: CliVault,
+    shared: Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(&options.state_dir).map_err(|source| Error::StateDir {
+        path: options.state_dir.clone(),
+        source,
+    })?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            address: options.listen,
+            source,
+        })?;
+    info!(address = %options.listen, repository = %options.repository, branch = %options.branch, "controller listening");
+    let server = {
+        let app = metrics::router(shared.clone());
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(until(stopped))
+                .await;
+        })
+    };
+    let client = if options.namespace_selector.is_some() || options.election.is_some() {
+        Some(
+            kube::Client::try_default()
+                .await
+                .map_err(|e| Error::Kubernetes(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let (leading_tx, leading) = watch::channel(options.election.is_none());
+    let election = match (&options.election, &client) {
+        (Some(election), Some(client)) => {
+            let api = kube::Api::namespaced(client.clone(), &election.namespace);
+            Some(tokio::spawn(crate::lease::run(
+                api,
+                election.params.clone(),
+                leading_tx,
+                until(stopped.clone()),
+            )))
+        }
+        _ => None,
+    };
+    let (namespaces_tx, namespaces) = watch::channel(None);
+    if let (Some(selector), Some(client)) = (&options.namespace_selector, &client) {
+        let api = kube::Api::<Namespace>::all(client.clone());
+        let config = watcher::Config::default().labels(selector);
+        tokio::spawn(watch_namespaces(api, config, namespaces_tx, shared.clone()));
+    }
+    let mut controller = Controller {
+        remote: Arc::new(git::Remote::new(
+            options.repository.clone(),
+            options.branch.clone(),
+            options.state_dir.join("repository.git"),
+        )),
+        credentials: options.credentials.clone(),
+        checkouts: options.state_dir.join("checkouts"),
+        vault,
+        session: None,
+        applied: None,
+        refused: None,
+        drift_mode: options.drift_mode,
+        follow_namespaces: options.namespace_selector.is_some(),
+        shared: shared.clone(),
+    };
+    controller
+        .run(&options, leading, namespaces, stopped.clone())
+        .await;
+    if let Some(election) = election {
+        let _ = election.await;
+    }
+    let _ = server.await;
+    Ok(())
+}
+
+/// Keeps the set of Namespaces matching the selector; `None` until the first list is complete.
+async fn watch_namespaces(
+    api: kube::Api<Namespace>,
+    config: watcher::Config,
+    namespaces: watch::Sender<Option<BTreeSet<String>>>,
+    shared: Arc<Shared>,
+) {
+    let mut listing = BTreeSet::new();
+    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+    while let Some(event) = events.next().await {
+        let name = |ns: &Namespace| ns.metadata.name.clone().unwrap_or_default();
+        match event {
+            Ok(watcher::Event::Init) => listing.clear(),
+            Ok(watcher::Event::InitApply(ns)) => {
+                listing.insert(name(&ns));
+            }
+            Ok(watcher::Event::InitDone) => {
+                info!(count = listing.len(), "namespaces listed");
+                namespaces.send_replace(Some(listing.clone()));
+            }
+            Ok(watcher::Event::Apply(ns)) => {
+                let name = name(&ns);
+                namespaces.send_if_modified(|set| match set {
+                    Some(set) => set.insert(name.clone()),
+                    None => false,
+                });
+            }
+            Ok(watcher::Event::Delete(ns)) => {
+                let name = name(&ns);
+                namespaces.send_if_modified(|set| match set {
+                    Some(set) => set.remove(&name),
+                    None => false,
+                });
+            }
+            Err(e) => {
+                shared.watch_error();
+                warn!(error = %e, "namespace watch failed; retrying");
+            }
+        }
+    }
+}
+
+/// The last commit applied, and where its files are.
+#[derive(Debug)]
+struct Applied {
+    commit: String,
+    dir: PathBuf,
+}
+
+/// A logged-in client, and when to log in again.
+#[derive(Debug)]
+struct Session {
+    client: Arc<Client>,
+    renew_after: Option<Instant>,
+}
+
+/// Why a cycle runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trigger {
+    /// The poll interval, `POST /sync`, or becoming the leader: fetch, apply what is new.
+    Fetch,
+    /// The drift interval: compare Vault with the last applied commit.
+    Drift,
+    /// The set of namespaces changed.
+    Namespaces,
+}
+
+struct Controller {
+    remote: Arc<git::Remote>,
+    credentials: Option<git::Credentials>,
+    checkouts: PathBuf,
+    vault: CliVault,
+    session: Option<Session>,
+    applied: Option<Applied>,
+    /// A commit refused for problems: not tried again until the branch moves.
+    refused: Option<String>,
+    drift_mode: DriftMode,
+    follow_namespaces: bool,
+    shared: Arc<Shared>,
+}
+
+impl Controller {
+    async fn run(
+        &mut self,
+        options: &Options,
+        mut leading: watch::Receiver<bool>,
+        mut namespaces: watch::Receiver<Option<BTreeSet<String>>>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let mut poll = tokio::time::interval(options.poll_interval);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut drift = tokio::time::interval_at(
+            Instant::now() + options.drift_interval,
+            options.drift_interval,
+        );
+        drift.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut leading_open = true;
+        let mut namespaces_open = true;
+        loop {
+            let trigger = tokio::select! {
+                _ = poll.tick() => Trigger::Fetch,
+                () = self.shared.sync_requested() => Trigger::Fetch,
+                _ = drift.tick() => Trigger::Drift,
+                changed = leading.changed(), if leading_open => {
+                    leading_open = changed.is_ok();
+                    Trigger::Fetch
+                }
+                changed = namespaces.changed(), if namespaces_open => {
+                    namespaces_open = changed.is_ok();
+                    Trigger::Namespaces
+                }
+                _ = stopped.wait_for(|s| *s) => break,
+            };
+            let is_leader = *leading.borrow();
+            self.shared.set_leading(is_leader);
+            if !is_leader {
+                continue;
+            }
+            let live = namespaces.borrow().clone();
+            if self.follow_namespaces && live.is_none() {
+                info!("waiting for the namespace list before applying");
+                continue;
+            }
+            // Until a commit is applied, whatever woke the loop (the namespace list arriving,
+            // say) is a reason to fetch.
+            let trigger = if self.applied.is_none() {
+                Trigger::Fetch
+            } else {
+                trigger
+            };
+            match trigger {
+                Trigger::Fetch => self.fetch_and_apply(live.as_ref()).await,
+                Trigger::Drift | Trigger::Namespaces => {
+                    self.reapply(trigger, live.as_ref()).await;
+                }
+            }
+        }
+    }
+
+    /// Fetches; applies the branch's commit when it is new.
+    async fn fetch_and_apply(&mut self, live: Option<&BTreeSet<String>>) {
+        let remote = self.remote.clone();
+        let credentials = self.credentials.clone();
+        let fetched = tokio::task::spawn_blocking(move || remote.fetch(credentials.as_ref())).await;
+        let commit = match fetched {
+            Ok(Ok(commit)) => {
+                self.shared.fetched(true);
+                commit
+            }
+            Ok(Err(e)) => {
+                self.shared.fetched(false);
+                error!(error = %e, "fetch failed; the last applied commit stays");
+                return;
+            }
+            Err(e) => {
+                self.shared.fetched(false);
+                error!(error = %e, "fetch panicked");
+                return;
+            }
+        };
+        if self.applied.as_ref().is_some_and(|a| a.commit == commit)
+            || self.refused.as_deref() == Some(commit.as_str())
+        {
+            return;
+        }
+        let dir = self.checkouts.join(&commit);
+        if !dir.exists() {
+            let remote = self.remote.clone();
+            let (c, d) = (commit.clone(), dir.clone());
+            let staging = self.checkouts.join(format!(".{commit}"));
+            let written = tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_dir_all(&staging);
+                remote.checkout(&c, &staging)?;
+                std::fs::rename(&staging, &d).map_err(|e| git::Error::Read {
+                    commit: c.clone(),
+                    message: e.to_string(),
+                })
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    error!(commit = %commit, error = %e, "cannot read the commit");
+                    return;
+                }
+                Err(e) => {
+                    error!(commit = %commit, error = %e, "checkout panicked");
+                    return;
+                }
+            }
+        }
+        let Some((settings, desired)) = self.load(&commit, &dir, live) else {
+            self.refused = Some(commit);
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        };
+        let span = info_span!("apply", commit = %commit);
+        if self
+            .apply(&settings, &desired, &commit, Trigger::Fetch)
+            .instrument(span)
+            .await
+        {
+            self.refused = None;
+            if let Some(old) = self.applied.replace(Applied { commit, dir }) {
+                let _ = std::fs::remove_dir_all(old.dir);
+            }
+        }
+    }
+
+    /// Applies the last applied commit again: for drift, or for a changed set of namespaces.
+    async fn reapply(&mut self, trigger: Trigger, live: Option<&BTreeSet<String>>) {
+        let Some(applied) = &self.applied else {
+            return;
+        };
+        let (commit, dir) = (applied.commit.clone(), applied.dir.clone());
+        let Some((settings, desired)) = self.load(&commit, &dir, live) else {
+            return;
+        };
+        let span = info_span!("apply", commit = %commit);
+        self.apply(&settings, &desired, &commit, trigger)
+            .instrument(span)
+            .await;
+    }
+
+    /// Reads and checks a commit's files; every problem is logged and counted.
+    fn load(
+        &self,
+        commit: &str,
+        dir: &Path,
+        live: Option<&BTreeSet<String>>,
+    ) -> Option<(Settings, Desired)> {
+        match policy::repo::load_for(dir, live) {
+            Ok(loaded) => Some(loaded),
+            Err(problems) => {
+                for problem in &problems {
+                    self.shared.refused(problem.rule);
+                    error!(
+                        commit = %commit,
+                        file = %problem.file.display(),
+                        line = problem.line,
+                        rule = problem.rule,
+                        "{}",
+                        problem.message
+                    );
+                }
+                error!(
+                    commit = %commit,
+                    problems = problems.len(),
+                    "commit refused; nothing is applied and the last applied commit stays"
+                );
+                self.shared.applied(metrics::ApplyResult::Refused, None);
+                None
+            }
+        }
+    }
+
+    /// Plans against Vault and applies; true when Vault now holds what `desired` asks for
+    /// (or, for drift in report mode, when the comparison worked).
+    async fn apply(
+        &mut self,
+        settings: &Settings,
+        desired: &Desired,
+        commit: &str,
+        trigger: Trigger,
+    ) -> bool {
+        let client = match self.client().await {
+            Ok(client) => client,
+            Err(e) => {
+                error!(error = %e, "cannot log in to Vault; retrying at the next interval");
+                self.shared.applied(metrics::ApplyResult::Error, None);
+                return false;
+            }
+        };
+        let actual = match apply::read_actual(&client, settings).await {
+            Ok(actual) => actual,
+            Err(e) => return self.failed(&e),
+        };
+        let plan = policy::plan::plan(desired, &actual);
+        if trigger == Trigger::Drift {
+            if plan.changes.is_empty() {
+                self.shared.verified();
+                return true;
+            }
+            self.shared.drift(plan.changes.len());
+            for change in &plan.changes {
+                let (what, kind, name) = describe(change);
+                warn!(object = %name, kind, change = what, "drift: Vault differs from the repository");
+            }
+            if self.drift_mode == DriftMode::Report {
+                return true;
+            }
+        }
+        match apply::apply(&client, settings, desired, &actual, &plan, Some(commit)).await {
+            Ok(()) => {
+                let counts = counts(&plan);
+                self.shared
+                    .applied(metrics::ApplyResult::Ok, Some((commit, counts)));
+                info!(
+                    created = counts.0,
+                    updated = counts.1,
+                    deleted = counts.2,
+                    reason = ?trigger,
+                    "applied"
+                );
+                true
+            }
+            Err(policy::Error::TooManyDeletions { deletions, max }) => {
+                self.shared.applied(metrics::ApplyResult::Refused, None);
+                error!(
+                    deletions,
+                    max, "the plan deletes more than max_deletions allows; nothing is applied"
+                );
+                false
+            }
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    fn failed(&mut self, e: &policy::Error) -> bool {
+        if let policy::Error::Vault(vault::Error::PermissionDenied { .. }) = e {
+            // The token may be gone: log in again next time.
+            self.session = None;
+        }
+        self.shared.applied(metrics::ApplyResult::Error, None);
+        error!(error = %e, "apply failed; retrying at the next interval");
+        false
+    }
+
+    /// The logged-in client, logging in again when two thirds of the token's life are gone.
+    async fn client(&mut self) -> Result<Arc<Client>, vault::Error> {
+        if let Some(session) = &self.session
+            && session.renew_after.is_none_or(|at| Instant::now() < at)
+        {
+            return Ok(session.client.clone());
+        }
+        let (client, ttl) = self.vault.session().await?;
+        let client = Arc::new(client);
+        let renew_after = (!ttl.is_zero()).then(|| Instant::now() + ttl * 2 / 3);
+        self.session = Some(Session {
+            client: client.clone(),
+            renew_after,
+        });
+        Ok(client)
+    }
+}
+
+/// Created, updated, deleted.
+fn counts(plan: &Plan) -> (u64, u64, u64) {
+    let mut counts = (0, 0, 0);
+    for change in &plan.changes {
+        match change {
+            Change::Create(..) => counts.0 += 1,
+            Change::Update(..) => counts.1 += 1,
+            Change::Delete(..) => counts.2 += 1,
+        }
+    }
+    counts
+}
+
+fn describe(change: &Change) -> (&'static str, &'static str, &str) {
+    match change {
+        Change::Create(kind, name) => ("missing", kind.name(), name),
+        Change::Update(kind, name, _) => ("changed", kind.name(), name),
+        Change::Delete(kind, name) => ("unexpected", kind.name(), name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::password_in_url;
+
+    #[test]
+    fn a_password_in_the_url_is_found_and_a_user_name_alone_is_not() {
+        assert!(password_in_url(
+            "https://bot:s3cret@git.example.com/policy.git"
+        ));
+        assert!(!password_in_url("https://bot@git.example.com/policy.git"));
+        assert!(!password_in_url("https://git.example.com/a:b@c"));
+        assert!(!password_in_url("file:///srv/policy.git"));
+        assert!(!password_in_url("git://127.0.0.1:9418/policy.git"));
+    }
+}

@@ -14,7 +14,11 @@ pub const DEFAULT_AGENT_IMAGE: &str =
 
 /// Delivers Vault secrets and composed platform configuration into Kubernetes pods.
 #[derive(Debug, Parser)]
-#[command(name = "hydrant", version, propagate_version = true)]
+#[command(
+    name = "hydrant",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HYDRANT_REVISION"), ")"),
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]

@@ -549,6 +549,15 @@ impl fmt::Display for ConfigIssues {
 impl std::error::Error for ConfigIssues {}
 
 impl AgentConfig {
+    /// Checks only `vault` and `auth`: for tools that log in but render nothing of the
+    /// config's own (`hydrant render --agent-config`, `hydrant policy`, `hydrant controller`).
+    pub fn validate_connection(&self) -> Result<(), ConfigIssues> {
+        let mut issues = Issues::default();
+        self.validate_vault(&mut issues);
+        self.validate_auth(&mut issues);
+        issues.finish()
+    }
+
     /// Checks what the types alone cannot: required and forbidden keys per auth method, unique
     /// names and destinations, values in range. Reports every problem at once.
     pub fn validate(&self) -> Result<(), ConfigIssues> {

@@ -9,6 +9,19 @@ use crate::env::{Env, non_empty};
 /// Loads and validates the configuration from `path`, or from the environment when `path` is
 /// `None`. The error is one line naming the source and every bad key.
 pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<AgentConfig, String> {
+    load_checked(path, env, AgentConfig::validate)
+}
+
+/// As [`load`], checking only `vault` and `auth`: for the tools that only log in.
+pub fn load_connection(path: &Path, env: &dyn Env) -> Result<AgentConfig, String> {
+    load_checked(Some(path), env, AgentConfig::validate_connection)
+}
+
+fn load_checked(
+    path: Option<&Path>,
+    env: &dyn Env,
+    validate: fn(&AgentConfig) -> Result<(), injector::agent_config::ConfigIssues>,
+) -> Result<AgentConfig, String> {
     let (origin, config) = match path {
         Some(path) => {
             let origin = path.display().to_string();
@@ -25,9 +38,7 @@ pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<AgentConfig, String> {
             (AGENT_CONFIG_ENV.to_owned(), config)
         }
     };
-    config
-        .validate()
-        .map_err(|issues| format!("{origin}: {issues}"))?;
+    validate(&config).map_err(|issues| format!("{origin}: {issues}"))?;
     Ok(config)
 }
 

@@ -32,7 +32,7 @@ impl CliVault {
     /// neither says where Vault is. The error names what is wrong with the agent config.
     pub fn from(agent_config: Option<&Path>, env: &dyn Env) -> Result<Option<CliVault>, String> {
         if let Some(path) = agent_config {
-            let config = crate::agent::config::load(Some(path), env)?;
+            let config = crate::agent::config::load_connection(path, env)?;
             return Ok(Some(CliVault {
                 vault: config.vault,
                 login: CliLogin::Agent(config.auth),

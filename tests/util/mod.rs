@@ -70,6 +70,33 @@ pub fn bao() -> &'static Path {
     })
 }
 
+/// The venv's Python with the given pip packages importable (installed once, under the same
+/// lock as OpenBao): `modules` are tried with `import`, `packages` installed when one fails.
+pub fn python_with(modules: &[&str], packages: &[&str]) -> PathBuf {
+    let tools = tools_dir();
+    fs::create_dir_all(&tools).expect("create target/tools");
+    let lock = File::create(tools.join(".install.lock")).expect("lock file");
+    lock.lock().expect("lock");
+    let venv = tools.join("venv");
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    }
+    let import = format!("import {}", modules.join(", "));
+    let present = Command::new(&python)
+        .args(["-c", &import])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        run_ok(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "--disable-pip-version-check"])
+                .args(packages),
+        );
+    }
+    python
+}
+
 fn run_ok(cmd: &mut Command) {
     let out = cmd
         .output()

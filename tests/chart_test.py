@@ -1,0 +1,269 @@
+"""charts/hydrant with the real Helm library (helm-python-sdk) and kubernetes-validate.
+
+Run by tests/chart.rs (python tests/chart_test.py HYDRANT_BINARY). Lints the chart; renders it
+with the default values and every file under charts/hydrant/ci/; validates every rendered
+document strictly against Kubernetes 1.29 and the newest schema kubernetes-validate ships; checks
+that the MutatingWebhookConfiguration reaches the webhook's Service, port and /mutate; that
+every argument the Deployments pass is one the binary accepts (the binary parses them); that
+values.schema.json rejects wrong types and unknown keys; and that the Dockerfile's binary, user
+and entrypoint match what the chart runs. Exits non-zero with every failure listed.
+"""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import kubernetes_validate
+import yaml
+from helm_python.chart import Chart, lint
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "hydrant"
+RELEASE, NAMESPACE = "hydrant", "hydrant-system"
+VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
+# Custom resources have no schema in kubernetes-validate.
+CUSTOM = ("cert-manager.io/", "monitoring.coreos.com/")
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+    return condition
+
+
+def render(values):
+    chart = Chart.load(str(CHART))
+    chart.validate_schema(values)
+    rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    docs = []
+    for path, text in rendered.items():
+        if path.endswith(".yaml"):
+            docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs, rendered.get("hydrant/templates/NOTES.txt", "")
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def accepted_by_binary(binary, args, label):
+    """Runs the binary with the chart's arguments: clap parses them (values, enums, durations),
+    then the run stops at the first file it cannot read. A usage error means a bad flag."""
+    run = subprocess.run(
+        [binary, *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={"PATH": "/usr/bin:/bin", "VAULT_ADDR": "", "VAULT_TOKEN": ""},
+    )
+    stderr = run.stderr
+    check(
+        "Usage:" not in stderr and "unexpected argument" not in stderr,
+        f"{label}: the binary refuses the chart's arguments {args}:\n{stderr}",
+    )
+    return stderr
+
+
+def flags_in_help(binary, subcommand):
+    text = subprocess.run(
+        [binary, subcommand, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    return set(re.findall(r"(--[a-z][a-z0-9-]*)", text))
+
+
+def check_documents(name, docs, binary):
+    for doc in docs:
+        what = f"{name}: {doc['kind']} {doc['metadata'].get('name')}"
+        if doc["apiVersion"].startswith(CUSTOM):
+            continue
+        for version in VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                failures.append(f"{what} is invalid for Kubernetes {version}: {e.message}")
+    services = {d["metadata"]["name"]: d for d in by_kind(docs, "Service")}
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    hooks = by_kind(docs, "MutatingWebhookConfiguration")
+    check(len(hooks) == 1, f"{name}: {len(hooks)} MutatingWebhookConfigurations")
+    for hook in hooks:
+        for entry in hook["webhooks"]:
+            service = entry["clientConfig"]["service"]
+            check(service["path"] == "/mutate", f"{name}: webhook path {service['path']}")
+            check(service["namespace"] == NAMESPACE, f"{name}: webhook namespace")
+            target = services.get(service["name"])
+            if not check(target is not None, f"{name}: no Service {service['name']}"):
+                continue
+            port = [p for p in target["spec"]["ports"] if p["port"] == service["port"]]
+            if not check(port, f"{name}: Service has no port {service['port']}"):
+                continue
+            deployment = deployments[service["name"]]
+            pod = deployment["spec"]["template"]
+            selector = target["spec"]["selector"]
+            check(
+                all(pod["metadata"]["labels"].get(k) == v for k, v in selector.items()),
+                f"{name}: the Service does not select the webhook pods",
+            )
+            container = pod["spec"]["containers"][0]
+            named = {p["name"]: p["containerPort"] for p in container["ports"]}
+            target_port = port[0]["targetPort"]
+            listen = next(a for a in container["args"] if a.startswith("--listen="))
+            check(
+                listen.endswith(f":{named.get(target_port)}"),
+                f"{name}: the webhook listens on {listen}, the Service sends to {target_port}",
+            )
+            check(entry["sideEffects"] == "None", f"{name}: sideEffects")
+            check(
+                "caBundle" in entry["clientConfig"]
+                or "cert-manager.io/inject-ca-from" in hook["metadata"].get("annotations", {}),
+                f"{name}: webhook {entry['name']} gets no CA bundle",
+            )
+            excluded = [
+                e
+                for e in entry["namespaceSelector"].get("matchExpressions", [])
+                if e["key"] == "kubernetes.io/metadata.name" and e["operator"] == "NotIn"
+            ]
+            check(
+                excluded and {NAMESPACE, "kube-system"} <= set(excluded[0]["values"]),
+                f"{name}: the release namespace and kube-system are not excluded",
+            )
+    for deployment in deployments.values():
+        spec = deployment["spec"]["template"]["spec"]
+        for container in spec["containers"]:
+            args = container["args"]
+            label = f"{name}: {deployment['metadata']['name']}"
+            check("command" not in container, f"{label} overrides the image's entrypoint")
+            check(
+                container["securityContext"].get("readOnlyRootFilesystem") is True
+                and container["securityContext"].get("allowPrivilegeEscalation") is False,
+                f"{label}: securityContext not hardened",
+            )
+            known = flags_in_help(binary, args[0])
+            for arg in args[1:]:
+                flag = arg.split("=", 1)[0]
+                check(flag in known, f"{label}: {flag} is not a flag of hydrant {args[0]}")
+            accepted_by_binary(binary, args, label)
+        check(
+            spec["securityContext"]["runAsUser"] == 65532,
+            f"{name}: pods do not run as the image's user 65532",
+        )
+
+
+def main():
+    binary = sys.argv[1]
+    result = lint(str(CHART), strict=True)
+    check(not result["errors"], f"helm lint: {result['errors']}")
+    for message in result["messages"]:
+        check(message["severity"] < 3, f"helm lint: {message}")
+
+    value_sets = {"default": {}}
+    for path in sorted((CHART / "ci").glob("*.yaml")):
+        value_sets[path.name] = yaml.safe_load(path.read_text()) or {}
+    check(len(value_sets) >= 5, "fewer values files under ci/ than the issue lists")
+    rendered = {}
+    for name, values in value_sets.items():
+        docs, notes = render(values)
+        rendered[name] = docs
+        check_documents(name, docs, binary)
+        check("kubectl" in notes, f"{name}: NOTES.txt does not say how to check a pod")
+
+    # What the values select.
+    default = rendered["default"]
+    hook = by_kind(default, "MutatingWebhookConfiguration")[0]["webhooks"][0]
+    check(hook["failurePolicy"] == "Fail", "default failurePolicy is not Fail")
+    check(
+        hook["namespaceSelector"].get("matchLabels") == {"hydrant.dev/injection": "enabled"},
+        "namespaces do not opt in by default",
+    )
+    check(
+        hook["objectSelector"]["matchExpressions"][0]["operator"] == "NotIn",
+        "pods cannot opt out",
+    )
+    check(
+        not by_kind(default, "ServiceMonitor"), "ServiceMonitor rendered without the CRD"
+    )
+    check(
+        any(d["kind"] == "PodDisruptionBudget" for d in default), "no PodDisruptionBudget"
+    )
+    webhook = by_kind(default, "Deployment")[0]
+    check(webhook["spec"]["replicas"] == 2, "the webhook does not run 2 replicas")
+    check(
+        webhook["spec"]["template"]["spec"].get("topologySpreadConstraints"),
+        "webhook replicas are not spread",
+    )
+    check(not any(d["kind"] == "ClusterRole" for d in default), "RBAC without the controller")
+    everything = rendered["all-namespaces-values.yaml"]
+    hook = by_kind(everything, "MutatingWebhookConfiguration")[0]["webhooks"][0]
+    check("matchLabels" not in hook["namespaceSelector"], "all namespaces still need a label")
+    check(
+        "monitoring" in hook["namespaceSelector"]["matchExpressions"][0]["values"],
+        "excludeNamespaces not excluded",
+    )
+    args = by_kind(everything, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    check("--omit-run-as" in args, "runAs.omit does not omit")
+    secret = rendered["secret-values.yaml"]
+    check(not any(d["apiVersion"].startswith("cert-manager") for d in secret), "secret mode renders cert-manager objects")
+    hook = by_kind(secret, "MutatingWebhookConfiguration")[0]["webhooks"][0]
+    check(hook["clientConfig"].get("caBundle", "").startswith("LS0t"), "secret mode without caBundle")
+    issuer = rendered["cert-manager-issuer-values.yaml"]
+    certs = [d for d in issuer if d["kind"] == "Certificate"]
+    check(
+        len(certs) == 1 and certs[0]["spec"]["issuerRef"]["kind"] == "ClusterIssuer",
+        "issuerRef not used",
+    )
+    controller = rendered["controller-values.yaml"]
+    roles = {d["kind"]: d for d in controller if d["kind"] in ("Role", "ClusterRole")}
+    check(
+        roles.get("ClusterRole", {}).get("rules")
+        == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}],
+        "the controller's ClusterRole is more than reading Namespaces",
+    )
+    check(
+        {r["resources"][0] for r in roles.get("Role", {}).get("rules", [])} == {"leases"},
+        "the controller's Role is more than its Lease",
+    )
+
+    # values.schema.json refuses wrong types and unknown keys.
+    chart = Chart.load(str(CHART))
+    for bad in (
+        {"webhook": {"replicas": "two"}},
+        {"injection": {"failurePolicy": "Sometimes"}},
+        {"replica": 3},
+        {"controller": {"enabled": True}},
+        {"certificates": {"mode": "secret"}},
+        {"controller": {"pollInterval": 60}},
+    ):
+        try:
+            chart.validate_schema(bad)
+            failures.append(f"values.schema.json accepts {bad}")
+        except Exception:
+            pass
+
+    # The Dockerfile builds what the chart runs.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    check(
+        'ENTRYPOINT ["/usr/local/bin/hydrant"]' in dockerfile,
+        "the Dockerfile's entrypoint is not /usr/local/bin/hydrant",
+    )
+    check(re.search(r"^USER 65532:65532$", dockerfile, re.M), "the image's user is not 65532")
+    check(
+        "release/hydrant /hydrant" in dockerfile
+        and "COPY --from=build /hydrant /usr/local/bin/hydrant" in dockerfile,
+        "the Dockerfile does not ship the hydrant binary",
+    )
+    check("distroless" in dockerfile, "the runtime stage is not distroless")
+    cargo = (ROOT / "Cargo.toml").read_text()
+    check('name = "hydrant"' in cargo, "the package's binary is not named hydrant")
+
+    if failures:
+        print(f"{len(failures)} chart failure(s):")
+        for f in failures:
+            print(f"  - {f}")
+        sys.exit(1)
+    print(f"chart ok: {len(value_sets)} values sets, Kubernetes {', '.join(VERSIONS)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ values.schema.json rejects wrong types and unknown keys; and that the Dockerfile
 and entrypoint match what the chart runs. Exits non-zero with every failure listed.
 """
 
+import json
 import pathlib
 import re
 import subprocess
@@ -151,6 +152,71 @@ def check_documents(name, docs, binary):
         )
 
 
+def check_install_examples(binary):
+    """The README's install walk-through: the values install the chart; every manifest is valid,
+    and so is what `hydrant inject` (the webhook's mutation, offline) makes of it."""
+    examples = ROOT / "examples" / "install"
+    values = yaml.safe_load((examples / "values.yaml").read_text())
+    docs, _ = render(values)
+    check_documents("examples/install/values.yaml", docs, binary)
+    injected = {}
+    for path in sorted(examples.glob("0*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            for version in VERSIONS:
+                try:
+                    kubernetes_validate.validate(doc, version, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    failures.append(f"{path.name} is invalid for Kubernetes {version}: {e.message}")
+        if doc["kind"] == "Namespace":
+            labels = doc["metadata"]["labels"]
+            check(
+                labels.get(values.get("injection", {}).get("optInLabel", {}).get("key", "hydrant.dev/injection")) == "enabled",
+                f"{path.name} does not opt in",
+            )
+            continue
+        run = subprocess.run(
+            [binary, "inject", "-f", str(path), "--vault-addr", values["vault"]["address"]],
+            capture_output=True,
+            text=True,
+        )
+        if not check(run.returncode == 0, f"hydrant inject {path.name}: {run.stderr}"):
+            continue
+        out = yaml.safe_load(run.stdout)
+        injected[path.name] = out
+        for version in VERSIONS:
+            try:
+                kubernetes_validate.validate(out, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                failures.append(f"{path.name} injected is invalid for Kubernetes {version}: {e.message}")
+    def pod(name):
+        spec = injected[name]["spec"]
+        return spec["jobTemplate"]["spec"]["template"]["spec"] if "jobTemplate" in spec else spec["template"]["spec"]
+    def agent_config(name):
+        for c in pod(name).get("initContainers", []) + pod(name)["containers"]:
+            for env in c.get("env", []):
+                if env["name"] == "HYDRANT_AGENT_CONFIG":
+                    return json.loads(env["value"])
+        return {}
+    if check(len(injected) == 4, f"{len(injected)} of 4 examples injected"):
+        config = agent_config("02-vault-k8s-deployment.yaml")
+        check(
+            sorted(s["path"] for s in config.get("secrets", []))
+            == ["database/creds/team-a_app", "secret/data/team-a/orders"],
+            "the vault-k8s annotations did not become the agent's secrets",
+        )
+        native = [c for c in pod("03-hydrant-deployment.yaml").get("initContainers", []) if c.get("restartPolicy") == "Always"]
+        check(len(native) == 1, "the hydrant-annotated Deployment has no native agent")
+        job = pod("04-job.yaml")
+        check(
+            job["restartPolicy"] == "Never"
+            and len(job["containers"]) == 1
+            and not any(c.get("restartPolicy") == "Always" for c in job.get("initContainers", [])),
+            "the Job got a long-running agent",
+        )
+        config = agent_config("05-config-snapshot.yaml")
+        check(config.get("config", {}).get("schema"), "the config snapshot has no schema")
+
+
 def main():
     binary = sys.argv[1]
     result = lint(str(CHART), strict=True)
@@ -256,6 +322,8 @@ def main():
     check("distroless" in dockerfile, "the runtime stage is not distroless")
     cargo = (ROOT / "Cargo.toml").read_text()
     check('name = "hydrant"' in cargo, "the package's binary is not named hydrant")
+
+    check_install_examples(binary)
 
     if failures:
         print(f"{len(failures)} chart failure(s):")

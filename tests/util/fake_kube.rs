@@ -65,21 +65,8 @@ impl FakeKube {
             store: Mutex::new(Store::default()),
             events,
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = shared.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = Router::new().fallback(handle).with_state(state);
-                axum::serve(listener, app).await.expect("serve");
-            });
-        });
+        let url =
+            super::serve_in_background(Router::new().fallback(handle).with_state(shared.clone()));
         FakeKube { url, shared }
     }
 

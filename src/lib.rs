@@ -89,6 +89,24 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
                 request_timeout: args.request_timeout.0,
                 max_body_bytes: args.max_body_bytes,
                 settings: args.injector.settings(),
+                self_managed: args
+                    .self_managed_certificates
+                    .then(|| webhook::SelfManaged {
+                        certificates: webhook::certs::Settings {
+                            namespace: args.namespace.clone(),
+                            secret: args.cert_secret.clone(),
+                            webhook_config: args.webhook_config.clone(),
+                            service: args.service.clone(),
+                            ca_validity: args.ca_validity.0,
+                            cert_validity: args.cert_validity.0,
+                            interval: args.cert_check_interval.0,
+                        },
+                        election: lease::Params {
+                            name: args.cert_lease_name.clone(),
+                            identity: args.identity.clone().unwrap_or_else(default_identity),
+                            duration: std::time::Duration::from_secs(15),
+                        },
+                    }),
             })?;
             Ok(())
         }
@@ -180,7 +198,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         }
     } else if let Some(e) = error.downcast_ref::<webhook::Error>() {
         match e {
-            webhook::Error::Tls(_) | webhook::Error::TlsConfig(_) => EXIT_USAGE,
+            webhook::Error::Tls(_)
+            | webhook::Error::TlsConfig(_)
+            | webhook::Error::Kubernetes(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     } else if let Some(e) = error.downcast_ref::<policy::Error>() {

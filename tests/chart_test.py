@@ -116,11 +116,20 @@ def check_documents(name, docs, binary):
                 f"{name}: the webhook listens on {listen}, the Service sends to {target_port}",
             )
             check(entry["sideEffects"] == "None", f"{name}: sideEffects")
+            self_managed = "--self-managed-certificates" in container["args"]
             check(
                 "caBundle" in entry["clientConfig"]
-                or "cert-manager.io/inject-ca-from" in hook["metadata"].get("annotations", {}),
+                or "cert-manager.io/inject-ca-from" in hook["metadata"].get("annotations", {})
+                or self_managed,
                 f"{name}: webhook {entry['name']} gets no CA bundle",
             )
+            if self_managed:
+                args = dict(a.split("=", 1) for a in container["args"] if "=" in a)
+                check(
+                    args.get("--webhook-config") == hook["metadata"]["name"]
+                    and args.get("--service") == service["name"],
+                    f"{name}: the webhook would manage another configuration or Service",
+                )
             excluded = [
                 e
                 for e in entry["namespaceSelector"].get("matchExpressions", [])
@@ -278,6 +287,28 @@ def main():
     check(
         len(certs) == 1 and certs[0]["spec"]["issuerRef"]["kind"] == "ClusterIssuer",
         "issuerRef not used",
+    )
+    own = rendered["self-managed-values.yaml"]
+    check(not any(d["apiVersion"].startswith("cert-manager") for d in own), "self-managed renders cert-manager objects")
+    rules = {d["kind"]: d["rules"] for d in own if d["kind"] in ("Role", "ClusterRole")}
+    check(
+        rules.get("ClusterRole")
+        == [{"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+             "resourceNames": ["hydrant-webhook"], "verbs": ["get", "update"]}],
+        "self-managed certificates may touch more than their own webhook configuration",
+    )
+    named = [r for r in rules.get("Role", []) if "resourceNames" in r]
+    check(
+        sorted(n for r in named for n in r["resourceNames"]) == ["hydrant-webhook-certificates", "hydrant-webhook-tls"]
+        and all(r["verbs"] == ["create"] for r in rules.get("Role", []) if "resourceNames" not in r),
+        "self-managed certificates may read or change more than their Secret and Lease",
+    )
+    pod = by_kind(own, "Deployment")[0]["spec"]["template"]["spec"]
+    check(pod["automountServiceAccountToken"] is True, "self-managed webhook has no API token")
+    check("emptyDir" in pod["volumes"][0], "self-managed certificates are not written to an emptyDir")
+    check(
+        by_kind(default, "Deployment")[0]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False,
+        "the webhook gets an API token it does not use",
     )
     controller = rendered["controller-values.yaml"]
     roles = {d["kind"]: d for d in controller if d["kind"] in ("Role", "ClusterRole")}

@@ -4,6 +4,7 @@
 mod util;
 
 mod agent;
+mod certs;
 mod chart;
 mod cli;
 mod controller;

@@ -206,6 +206,7 @@ impl Server {
             request_timeout: std::time::Duration::from_secs(5),
             max_body_bytes,
             settings: settings(),
+            self_managed: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -1,6 +1,7 @@
 //! `hydrant webhook`: the mutating admission webhook over HTTPS. The handler only decodes and
 //! encodes; `injector::mutate` decides.
 
+pub mod certs;
 mod metrics;
 pub mod review;
 pub mod tls;
@@ -62,6 +63,20 @@ pub enum Error {
     /// The runtime cannot start.
     #[error("cannot start: {0}")]
     Runtime(std::io::Error),
+    /// Self-managed certificates need the Kubernetes API.
+    #[error(
+        "no Kubernetes API for --self-managed-certificates: {0}; run in a pod with a service account, or set KUBECONFIG"
+    )]
+    Kubernetes(String),
+}
+
+/// Certificates the webhook makes and renews itself, one replica writing.
+#[derive(Debug)]
+pub struct SelfManaged {
+    /// The Secret, webhook configuration, Service and lifetimes.
+    pub certificates: certs::Settings,
+    /// The Lease that chooses the replica that writes.
+    pub election: crate::lease::Params,
 }
 
 /// What `hydrant webhook` was asked to do.
@@ -79,6 +94,8 @@ pub struct Options {
     pub max_body_bytes: usize,
     /// What the injector decides for every pod.
     pub settings: Settings,
+    /// Make and renew the certificate (written to `tls_cert` and `tls_key`) instead of reading it.
+    pub self_managed: Option<SelfManaged>,
 }
 
 struct Shared {
@@ -99,6 +116,34 @@ pub fn run(options: Options) -> Result<(), Error> {
                 addr: options.listen,
                 error,
             })?;
+        if let Some(self_managed) = &options.self_managed {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| Error::Kubernetes(e.to_string()))?;
+            let (leading_tx, leading) = tokio::sync::watch::channel(false);
+            let leases =
+                kube::Api::namespaced(client.clone(), &self_managed.certificates.namespace);
+            tokio::spawn(crate::lease::run(
+                leases,
+                self_managed.election.clone(),
+                leading_tx,
+                crate::shutdown_signal(),
+            ));
+            let (ready_tx, mut ready) = tokio::sync::watch::channel(false);
+            tokio::spawn(certs::run(
+                client,
+                self_managed.certificates.clone(),
+                leading,
+                options.tls_cert.clone(),
+                options.tls_key.clone(),
+                ready_tx,
+            ));
+            info!(secret = %self_managed.certificates.secret, "waiting for the certificate");
+            tokio::select! {
+                _ = ready.wait_for(|r| *r) => {}
+                () = crate::shutdown_signal() => return Ok(()),
+            }
+        }
         serve(listener, options, crate::shutdown_signal()).await
     })
 }

@@ -162,7 +162,6 @@ impl Controller {
     /// Waits until /readyz says `commit` is applied.
     fn wait_applied(&mut self, commit: &str) {
         let wanted = format!("ready: applied {commit}\n");
-        let log = self.process.log();
         let mut last = String::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
@@ -174,7 +173,7 @@ impl Controller {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!(
-            "{commit} not applied; /readyz: {last}\nlog:\n{log}{}",
+            "{commit} not applied; /readyz: {last}\nlog:\n{}",
             self.process.log()
         );
     }

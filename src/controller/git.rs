@@ -9,6 +9,8 @@ use gix::bstr::ByteSlice as _;
 use gix::progress::Discard;
 use gix::remote::Direction;
 
+use crate::vault::chain;
+
 /// Why fetching or reading the repository failed. Messages name the remote and the branch.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -86,7 +88,7 @@ impl Remote {
     /// it points at. The password file, when given, is read at every fetch (a mounted Secret
     /// may be rotated) and given only when the server asks for credentials.
     pub fn fetch(&self, credentials: Option<&Credentials>) -> Result<String, Error> {
-        let fetch_error = |e: &dyn std::error::Error| Error::Fetch {
+        let fetch_error = |e: &(dyn std::error::Error + 'static)| Error::Fetch {
             url: self.url.clone(),
             message: chain(e),
         };
@@ -192,16 +194,4 @@ impl Remote {
         }
         Ok(())
     }
-}
-
-/// An error and its sources, one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

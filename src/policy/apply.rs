@@ -60,17 +60,22 @@ fn role_path(settings: &Settings, name: &str) -> String {
 /// Requests kept in flight at once while reading and writing.
 const IN_FLIGHT: usize = 16;
 
+/// The names Vault lists at `path` that start with `prefix`.
+async fn names_under(client: &Client, path: &str, prefix: &str) -> Result<Vec<String>, Error> {
+    Ok(client
+        .list(path)
+        .await
+        .map_err(Error::Vault)?
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect())
+}
+
 /// What Vault holds under the prefix, and the ownership index.
 pub async fn read_actual(client: &Client, settings: &Settings) -> Result<Actual, Error> {
     let prefix = format!("{}-", settings.prefix);
     let mut actual = Actual::default();
-    let names: Vec<String> = client
-        .list("sys/policies/acl")
-        .await
-        .map_err(Error::Vault)?
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect();
+    let names = names_under(client, "sys/policies/acl", &prefix).await?;
     let mut reads = stream::iter(names.into_iter().map(|name| async move {
         let data = client.read(&policy_path(&name)).await?.data;
         Ok::<_, vault::Error>((name, data["policy"].as_str().unwrap_or_default().to_owned()))
@@ -80,16 +85,8 @@ pub async fn read_actual(client: &Client, settings: &Settings) -> Result<Actual,
         let (name, text) = read.map_err(Error::Vault)?;
         actual.policies.insert(name, text);
     }
-    let names: Vec<String> = client
-        .list(&format!(
-            "auth/{}/role",
-            settings.auth_mount.trim_matches('/')
-        ))
-        .await
-        .map_err(Error::Vault)?
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix))
-        .collect();
+    let roles = format!("auth/{}/role", settings.auth_mount.trim_matches('/'));
+    let names = names_under(client, &roles, &prefix).await?;
     let mut reads = stream::iter(names.into_iter().map(|name| async move {
         let data = client.read(&role_path(settings, &name)).await?.data;
         let fields: BTreeMap<String, Json> = ROLE_FIELDS

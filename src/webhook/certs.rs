@@ -308,12 +308,12 @@ fn live_cas(bundle: &str, now: SystemTime) -> Vec<String> {
 }
 
 /// One round for the leader: renew what is due, bundle into the webhook configuration first,
-/// then the Secret.
+/// then the Secret. Returns what the Secret holds after the round.
 async fn reconcile(
     secrets: &Api<Secret>,
     configs: &Api<MutatingWebhookConfiguration>,
     settings: &Settings,
-) -> Result<(), Error> {
+) -> Result<Material, Error> {
     let existing = secrets.get_opt(&settings.secret).await?;
     let current = existing.as_ref().and_then(Material::from_secret);
     let next = next(SystemTime::now(), current.as_ref(), settings)?;
@@ -324,7 +324,7 @@ async fn reconcile(
         .unwrap_or_default();
     write_bundle(configs, settings, &bundle).await?;
     let Some(next) = next else {
-        return Ok(());
+        return Ok(current.unwrap_or_default());
     };
     match existing {
         Some(mut secret) => {
@@ -349,7 +349,7 @@ async fn reconcile(
             info!(secret = %settings.secret, "webhook CA and certificate created");
         }
     }
-    Ok(())
+    Ok(next)
 }
 
 /// Puts the bundle into every webhook entry that does not hold it yet.
@@ -382,43 +382,21 @@ async fn write_bundle(
     Ok(())
 }
 
-/// Copies the Secret's serving certificate into `cert` and `key` when they differ; true when
-/// the files hold a certificate.
-async fn copy_to_files(
-    secrets: &Api<Secret>,
-    settings: &Settings,
-    cert: &Path,
-    key: &Path,
-) -> Result<bool, Error> {
-    let Some(material) = secrets
-        .get_opt(&settings.secret)
-        .await?
-        .as_ref()
-        .and_then(Material::from_secret)
-    else {
-        return Ok(false);
-    };
-    let same = std::fs::read_to_string(cert).is_ok_and(|c| c == material.tls_cert)
-        && std::fs::read_to_string(key).is_ok_and(|k| k == material.tls_key);
-    if !same {
-        // Key first: the reloader refuses a certificate whose key does not match, and the
-        // certificate's change is the one that makes it load both.
-        write_atomically(key, &material.tls_key)?;
-        write_atomically(cert, &material.tls_cert)?;
+/// Copies the serving certificate into `cert` and `key` (unchanged files are left alone).
+fn copy_to_files(material: &Material, cert: &Path, key: &Path) -> Result<(), Error> {
+    // Key first: the reloader refuses a certificate whose key does not match, and the
+    // certificate's change is the one that makes it load both.
+    for (path, text, mode) in [
+        (key, &material.tls_key, 0o600),
+        (cert, &material.tls_cert, 0o644),
+    ] {
+        let fail = |source| Error::Write {
+            path: path.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(crate::agent::files::parent(path)).map_err(fail)?;
+        crate::agent::files::write_atomic(path, text.as_bytes(), mode).map_err(fail)?;
     }
-    Ok(true)
-}
-
-fn write_atomically(path: &Path, text: &str) -> Result<(), Error> {
-    let fail = |source| Error::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
-    file.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
 }
 
@@ -437,21 +415,34 @@ pub async fn run(
     let mut tick = tokio::time::interval(settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = leading;
+    let mut leading_open = true;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = leading.changed() => {}
+            changed = leading.changed(), if leading_open => leading_open = changed.is_ok(),
         }
         let is_leader = *leading.borrow();
-        if is_leader && let Err(e) = reconcile(&secrets, &configs, &settings).await {
-            warn!(error = %e, "cannot renew the webhook certificate; retrying");
-        }
-        match copy_to_files(&secrets, &settings, &cert, &key).await {
-            Ok(true) => {
-                ready.send_replace(true);
+        // The leader has the Secret's contents from its round; the others read them.
+        let material = if is_leader {
+            reconcile(&secrets, &configs, &settings).await.map(Some)
+        } else {
+            secrets
+                .get_opt(&settings.secret)
+                .await
+                .map(|s| s.as_ref().and_then(Material::from_secret))
+                .map_err(Error::from)
+        };
+        match material {
+            Ok(Some(material)) if !material.tls_cert.is_empty() => {
+                match copy_to_files(&material, &cert, &key) {
+                    Ok(()) => {
+                        ready.send_replace(true);
+                    }
+                    Err(e) => warn!(error = %e, "cannot write the certificate files; retrying"),
+                }
             }
-            Ok(false) => info!(secret = %settings.secret, "waiting for the certificate Secret"),
-            Err(e) => warn!(error = %e, "cannot read the certificate Secret; retrying"),
+            Ok(_) => info!(secret = %settings.secret, "waiting for the certificate Secret"),
+            Err(e) => warn!(error = %e, "cannot renew or read the webhook certificate; retrying"),
         }
     }
 }

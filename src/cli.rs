@@ -348,6 +348,10 @@ pub struct InjectorArgs {
     /// Vault's address as agents reach it.
     #[arg(long, env = "HYDRANT_VAULT_ADDR")]
     pub vault_addr: String,
+    /// PEM file of the CA(s) that sign Vault's certificate, given to every agent whose pod names
+    /// no vault.hashicorp.com/ca-cert of its own. Read once at start.
+    #[arg(long, env = "HYDRANT_VAULT_CA_CERT", value_name = "FILE", value_parser = read_ca_bundle)]
+    pub vault_ca_cert: Option<CaBundle>,
     /// The agent image (hydrant's own image; the agent is a subcommand of this binary).
     #[arg(long, env = "HYDRANT_AGENT_IMAGE", default_value = DEFAULT_AGENT_IMAGE)]
     pub agent_image: String,
@@ -422,6 +426,24 @@ pub struct InjectorArgs {
     pub label_conflict: injector::agent_config::LabelConflict,
 }
 
+/// The PEM text of a CA bundle, read from the file a flag names.
+#[derive(Clone, Debug)]
+pub struct CaBundle(pub String);
+
+fn read_ca_bundle(path: &str) -> Result<CaBundle, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    use rustls::pki_types::pem::PemObject as _;
+    let certificates = rustls::pki_types::CertificateDer::pem_slice_iter(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{path} is not PEM: {e}"))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{path} holds no PEM certificate; give the CA that signs Vault's certificate"
+        ));
+    }
+    Ok(CaBundle(text))
+}
+
 fn parse_label_conflict(text: &str) -> Result<injector::agent_config::LabelConflict, String> {
     serde_json::from_value(serde_json::Value::String(text.trim().to_owned()))
         .map_err(|_| format!("{text:?} is not a policy; use error, host-wins or app-wins"))
@@ -443,6 +465,7 @@ impl InjectorArgs {
     pub fn settings(&self) -> Settings {
         let some = |q: &str| (!q.is_empty()).then(|| q.to_owned());
         let mut settings = Settings::new(self.vault_addr.clone(), self.agent_image.clone());
+        settings.vault_ca_pem = self.vault_ca_cert.as_ref().map(|ca| ca.0.clone());
         settings.auth_method = self.auth_method;
         settings.auth_mount = self.auth_mount.clone().filter(|m| !m.is_empty());
         settings.mode = self.mode;

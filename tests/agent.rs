@@ -828,6 +828,9 @@ fn tls_to_vault_checks_the_configured_ca_and_server_name() {
     Hydrant::agent_once(&ok).run().success();
     assert_eq!(read(&out(&vault, "db.env")), expected_db());
 
+    let pem = base(json!({"address": vault.addr, "ca_cert_pem": read(&ca)}));
+    Hydrant::agent_once(&pem).run().success();
+
     let named = base(json!({"address": vault.addr, "ca_cert": ca, "tls_server_name": "localhost"}));
     Hydrant::agent_once(&named).run().success();
 

@@ -14,6 +14,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import tempfile
 
 import kubernetes_validate
 import yaml
@@ -159,6 +160,61 @@ def check_documents(name, docs, binary):
             spec["securityContext"]["runAsUser"] == 65532,
             f"{name}: pods do not run as the image's user 65532",
         )
+
+
+def check_vault_ca(binary, values, docs):
+    """vault.caBundle reaches the webhook as the file its flag names, the agents it injects, and
+    the controller's own Vault connection."""
+    bundle = values["vault"]["caBundle"]
+    maps = {d["metadata"]["name"]: d for d in by_kind(docs, "ConfigMap")}
+    ca_map = maps.get(f"{RELEASE}-vault-ca")
+    if not check(ca_map and ca_map["data"]["ca.crt"] == bundle, "vault.caBundle is not in a ConfigMap"):
+        return
+    webhook = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-webhook"))
+    pod = webhook["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    flag = next((a.split("=", 1)[1] for a in container["args"] if a.startswith("--vault-ca-cert=")), "")
+    volume = next((v["name"] for v in pod["volumes"] if v.get("configMap", {}).get("name") == ca_map["metadata"]["name"]), None)
+    mounts = [m["mountPath"] for m in container["volumeMounts"] if m["name"] == volume]
+    check(
+        mounts and flag == f"{mounts[0]}/ca.crt",
+        f"the webhook's --vault-ca-cert={flag} is not the mounted ConfigMap's ca.crt ({mounts})",
+    )
+    check(
+        "checksum/vault-ca" in webhook["spec"]["template"]["metadata"].get("annotations", {}),
+        "a new vault.caBundle does not roll the webhook, which reads it once",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        ca = pathlib.Path(tmp) / "ca.crt"
+        ca.write_text(ca_map["data"]["ca.crt"])
+        pod_file = pathlib.Path(tmp) / "pod.yaml"
+        pod_file.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "app", "annotations": {
+                "vault.hashicorp.com/agent-inject": "true",
+                "vault.hashicorp.com/role": "app",
+                "vault.hashicorp.com/agent-inject-secret-db": "secret/data/app/db"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+        }))
+        run = subprocess.run(
+            [binary, "inject", "-f", str(pod_file), "--vault-addr", values["vault"]["address"], f"--vault-ca-cert={ca}"],
+            capture_output=True, text=True,
+        )
+        if check(run.returncode == 0, f"hydrant inject with the chart's Vault CA: {run.stderr}"):
+            out = yaml.safe_load(run.stdout)
+            configs = [
+                json.loads(e["value"])
+                for c in out["spec"].get("initContainers", []) + out["spec"]["containers"]
+                for e in c.get("env", []) if e["name"] == "HYDRANT_AGENT_CONFIG"
+            ]
+            check(
+                configs and all(c["vault"].get("ca_cert_pem") == bundle for c in configs),
+                "the injected agents do not get the chart's Vault CA",
+            )
+    controller = maps.get(f"{RELEASE}-controller")
+    if check(controller is not None, "no controller ConfigMap"):
+        vault = yaml.safe_load(controller["data"]["vault.yaml"])["vault"]
+        check(vault.get("ca_cert_pem") == bundle, "the controller does not trust vault.caBundle")
 
 
 def check_install_examples(binary):
@@ -321,6 +377,21 @@ def main():
         {r["resources"][0] for r in roles.get("Role", {}).get("rules", [])} == {"leases"},
         "the controller's Role is more than its Lease",
     )
+
+    check_vault_ca(binary, value_sets["controller-values.yaml"], controller)
+    check(
+        not any(d["metadata"]["name"].endswith("-vault-ca") for d in default),
+        "a Vault CA ConfigMap without vault.caBundle",
+    )
+    for bad_ca in (
+        {"vault": {"address": "http://vault:8200", "caBundle": value_sets["controller-values.yaml"]["vault"]["caBundle"]}},
+        {"vault": {"address": "https://vault:8200", "caBundle": "/etc/ssl/vault-ca.pem"}},
+    ):
+        try:
+            render(bad_ca)
+            failures.append(f"the chart renders {bad_ca}")
+        except Exception as e:
+            check("vault.caBundle" in str(e), f"the refusal of {bad_ca} does not name vault.caBundle: {e}")
 
     # values.schema.json refuses wrong types and unknown keys.
     chart = Chart.load(str(CHART))

@@ -14,12 +14,16 @@ use serde_json::{Value, json};
 
 use crate::util::jwt::{self, Signer};
 use crate::util::token_review::{TokenReviewer, kubernetes_setup};
-use crate::util::{Hydrant, Vault, read};
+use crate::util::{Hydrant, Vault, VaultOptions, read};
 
 const PASSWORD: &str = "pa55-e2e-7731";
 
 fn seeded() -> Vault {
-    let vault = Vault::start();
+    seeded_with(VaultOptions::default())
+}
+
+fn seeded_with(options: VaultOptions) -> Vault {
+    let vault = Vault::start_with(options);
     vault.kv2_put(
         "app/db",
         json!({"username": "app-user", "password": PASSWORD}),
@@ -233,6 +237,43 @@ fn a_hydrant_annotated_deployment_renders_its_formats_and_templates() {
     );
     assert_eq!(crate::util::mode(&secrets.join("db.env")), 0o600);
     assert!(fs::metadata(secrets.join("db.env")).is_ok());
+}
+
+#[test]
+fn the_cluster_vault_ca_given_to_inject_lets_agents_reach_a_tls_vault() {
+    let vault = seeded_with(VaultOptions { tls: true });
+    let ca = vault.ca_cert.clone().expect("dev CA");
+    let annotations = json!({
+        "vault.hashicorp.com/agent-inject": "true",
+        "vault.hashicorp.com/role": "shop",
+        "vault.hashicorp.com/agent-pre-populate-only": "true",
+        "vault.hashicorp.com/agent-inject-secret-db": "secret/data/app/db",
+    });
+    let (_reviewer, token) = shop_token(&vault);
+
+    let with_ca = inject_with(
+        &vault,
+        &["--vault-ca-cert", ca.to_str().expect("utf-8")],
+        annotations.clone(),
+    );
+    let root = vault.path("with-ca");
+    run_agent_container(&vault, &with_ca, "vault-agent-init", &root, &token);
+    assert!(read(&root.join("vault/secrets/db")).contains(PASSWORD));
+
+    let without = inject(&vault, annotations);
+    let run = agent_container(
+        &vault,
+        &without,
+        "vault-agent-init",
+        &vault.path("without"),
+        &token,
+    )
+    .run();
+    let line = run.failure(1);
+    assert!(
+        line.contains("TLS to vault at") && line.contains("certificate"),
+        "without the CA the agent cannot trust Vault: {line}"
+    );
 }
 
 #[test]

@@ -160,6 +160,10 @@ pub struct VaultConfig {
     /// PEM file of the CA(s) that sign Vault's certificate; the system roots when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<PathBuf>,
+    /// The same CA(s) as PEM text, for when no file can be mounted: the injector puts its
+    /// cluster-wide Vault CA bundle here. Set `ca_cert` or this, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_pem: Option<String>,
     /// The name Vault's certificate is checked against, when it differs from the address's host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
@@ -700,8 +704,23 @@ impl AgentConfig {
                 ),
             _ => {}
         }
+        if let Some(pem) = &vault.ca_cert_pem
+            && !pem.contains("-----BEGIN CERTIFICATE-----")
+        {
+            issues.push(
+                "vault.ca_cert_pem",
+                "holds no PEM certificate; give the CA as -----BEGIN CERTIFICATE----- text",
+            );
+        }
+        if vault.ca_cert.is_some() && vault.ca_cert_pem.is_some() {
+            issues.push(
+                "vault.ca_cert_pem",
+                "is set together with vault.ca_cert; keep one of them",
+            );
+        }
         let tls_keys = [
             ("vault.ca_cert", vault.ca_cert.is_some()),
+            ("vault.ca_cert_pem", vault.ca_cert_pem.is_some()),
             ("vault.tls_server_name", vault.tls_server_name.is_some()),
         ];
         for (key, present) in tls_keys {
@@ -1094,6 +1113,27 @@ mod tests {
         config.vault.tls_skip_verify = true;
         let issues = config.validate().expect_err("skip with a CA").0;
         assert!(issues[0].problem.contains("tls_skip_verify"));
+    }
+
+    #[test]
+    fn a_ca_as_text_must_be_pem_and_cannot_join_a_ca_file() {
+        let mut config = minimal();
+        config.vault.address = "https://vault:8200".into();
+        config.vault.ca_cert_pem =
+            Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into());
+        assert_eq!(config.validate(), Ok(()));
+        config.vault.ca_cert = Some("/ca.pem".into());
+        let issues = config.validate().expect_err("both").0;
+        assert_eq!(issues[0].key, "vault.ca_cert_pem");
+        assert!(
+            issues[0].problem.contains("keep one"),
+            "{}",
+            issues[0].problem
+        );
+        config.vault.ca_cert = None;
+        config.vault.ca_cert_pem = Some("/etc/ssl/ca.pem".into());
+        let issues = config.validate().expect_err("a path, not PEM").0;
+        assert!(issues[0].problem.contains("no PEM certificate"));
     }
 
     #[test]

@@ -728,14 +728,22 @@ fn agent_config(
             ),
         ));
     }
+    let address = request
+        .vault_address
+        .clone()
+        .unwrap_or_else(|| settings.vault_address.clone());
+    // The cluster-wide CA bundle, unless the pod names its own CA file or checks nothing.
+    let ca_cert_pem = settings
+        .vault_ca_pem
+        .clone()
+        .filter(|_| request.ca_cert.is_none() && !request.tls_skip_verify)
+        .filter(|_| address.starts_with("https://"));
     let config = AgentConfig {
         vault: VaultConfig {
-            address: request
-                .vault_address
-                .clone()
-                .unwrap_or_else(|| settings.vault_address.clone()),
+            address,
             namespace: request.vault_namespace.clone(),
             ca_cert: request.ca_cert.clone().map(Into::into),
+            ca_cert_pem,
             tls_server_name: request.tls_server_name.clone(),
             tls_skip_verify: request.tls_skip_verify,
             max_concurrent_requests: None,

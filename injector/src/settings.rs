@@ -141,6 +141,9 @@ pub const DEFAULT_RUN_AS: RunAs = RunAs {
 pub struct Settings {
     /// Vault's address as the agent reaches it (`vault.hashicorp.com/service` overrides it).
     pub vault_address: String,
+    /// PEM of the CA(s) that sign Vault's certificate, given to every agent whose pod names no
+    /// `ca-cert` of its own (vault-k8s's `-vault-cacert-bytes`).
+    pub vault_ca_pem: Option<String>,
     /// The agent's image: hydrant's own.
     pub agent_image: String,
     /// The auth method when a pod names none.
@@ -172,6 +175,7 @@ impl Settings {
     pub fn new(vault_address: impl Into<String>, agent_image: impl Into<String>) -> Settings {
         Settings {
             vault_address: vault_address.into(),
+            vault_ca_pem: None,
             agent_image: agent_image.into(),
             auth_method: AuthMethod::Kubernetes,
             auth_mount: None,

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
 
 /// Builds pods the way they reach the webhook.
+#[derive(Clone)]
 struct PodBuilder(Value);
 
 impl PodBuilder {
@@ -865,4 +866,53 @@ impl PodExt for Pod {
             });
         self
     }
+}
+
+#[test]
+fn the_cluster_vault_ca_goes_to_agents_unless_the_pod_names_its_own_or_checks_nothing() {
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let mut s = settings();
+    s.vault_ca_pem = Some(CA.to_owned());
+    let config_of = |pod: &Pod, s: &Settings| {
+        let mutation = mutate(pod, "team-a", s).expect("allowed").expect("patch");
+        let spec = apply(pod, &mutation).spec.expect("spec");
+        agent_config(container(&spec.init_containers, "vault-agent"))
+    };
+    let plain = PodBuilder::new().vault(&[
+        ("role", "app"),
+        ("agent-inject-secret-db", "secret/data/db"),
+    ]);
+
+    let config = config_of(&plain.clone().build(), &s);
+    assert_eq!(config.vault.ca_cert_pem.as_deref(), Some(CA));
+    assert_eq!(config.vault.ca_cert, None);
+
+    let own = plain
+        .clone()
+        .vault(&[("ca-cert", "/vault/tls/ca.crt")])
+        .build();
+    let config = config_of(&own, &s);
+    assert_eq!(
+        config.vault.ca_cert.as_deref(),
+        Some("/vault/tls/ca.crt".as_ref())
+    );
+    assert_eq!(config.vault.ca_cert_pem, None, "the pod's own CA file wins");
+
+    let skip = plain.clone().vault(&[("tls-skip-verify", "true")]).build();
+    assert_eq!(config_of(&skip, &s).vault.ca_cert_pem, None);
+
+    let http = plain
+        .clone()
+        .vault(&[("service", "http://vault.dev:8200")])
+        .build();
+    assert_eq!(
+        config_of(&http, &s).vault.ca_cert_pem,
+        None,
+        "no TLS, no CA"
+    );
+
+    assert_eq!(
+        config_of(&plain.build(), &settings()).vault.ca_cert_pem,
+        None
+    );
 }

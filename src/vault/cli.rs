@@ -1,5 +1,5 @@
 //! How the command-line tools (`hydrant render`, `hydrant policy`) reach Vault: the `vault` and
-//! `auth` of an agent config, or `VAULT_ADDR` and `VAULT_TOKEN` as every Vault CLI takes them.
+//! `auth` of an agent config, or `VAULT_ADDR` and `VAULT_TOKEN` (and `VAULT_CACERT`) as every Vault CLI takes them.
 
 use std::path::Path;
 
@@ -13,6 +13,9 @@ pub const VAULT_ADDR: &str = "VAULT_ADDR";
 
 /// The Vault token used with `VAULT_ADDR`. Unset or empty: no Vault.
 pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
+
+/// The PEM file of Vault's CA with `VAULT_ADDR`, as every Vault CLI takes it. Optional.
+pub const VAULT_CACERT: &str = "VAULT_CACERT";
 
 /// Where a command-line tool's Vault is and how it logs in.
 #[derive(Debug)]
@@ -44,7 +47,8 @@ impl CliVault {
                     vault: VaultConfig {
                         address: address.trim().to_owned(),
                         namespace: None,
-                        ca_cert: None,
+                        ca_cert: non_empty(env, VAULT_CACERT).map(Into::into),
+                        ca_cert_pem: None,
                         tls_server_name: None,
                         tls_skip_verify: false,
                         max_concurrent_requests: None,

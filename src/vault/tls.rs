@@ -46,23 +46,32 @@ fn verifier(
             algorithms: provider.signature_verification_algorithms,
         }));
     }
-    let inner: Arc<dyn ServerCertVerifier> = match &config.ca_cert {
-        Some(path) => {
+    let certs = match (&config.ca_cert, &config.ca_cert_pem) {
+        (Some(path), _) => {
             let shown = path.display();
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| tls_error("vault.ca_cert", format!("cannot read {shown}: {e}")))?;
+            Some(("vault.ca_cert", shown.to_string(), certs))
+        }
+        (None, Some(pem)) => {
+            let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| tls_error("vault.ca_cert_pem", format!("not PEM: {e}")))?;
+            Some(("vault.ca_cert_pem", "the text".to_owned(), certs))
+        }
+        (None, None) => None,
+    };
+    let inner: Arc<dyn ServerCertVerifier> = match certs {
+        Some((key, shown, certs)) => {
             let mut roots = RootCertStore::empty();
             let (added, _ignored) = roots.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(tls_error(
-                    "vault.ca_cert",
-                    format!("{shown} holds no PEM certificate"),
-                ));
+                return Err(tls_error(key, format!("{shown} holds no PEM certificate")));
             }
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
-                .map_err(|e| tls_error("vault.ca_cert", format!("{shown}: {e}")))?
+                .map_err(|e| tls_error(key, format!("{shown}: {e}")))?
         }
         None => Arc::new(
             rustls_platform_verifier::Verifier::new(provider.clone())

@@ -160,6 +160,14 @@ pub struct ControllerArgs {
     /// How long a leader holds the Lease without renewing it.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
+    /// Publish Kubernetes Events (events.k8s.io) on this controller's Pod: applied and refused
+    /// commits, drift, failures. The Pod is POD_NAME in POD_NAMESPACE (--identity,
+    /// --lease-namespace), with POD_UID, all from the downward API.
+    #[arg(long)]
+    pub events: bool,
+    /// The uid of this controller's Pod, by which `kubectl describe pod` finds its Events.
+    #[arg(long, env = "POD_UID", value_name = "UID")]
+    pub pod_uid: Option<String>,
 }
 
 /// `hydrant policy`.

@@ -128,6 +128,19 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
                     duration: args.lease_duration.0,
                 },
             });
+            let events = if args.events {
+                let name = args
+                    .identity
+                    .clone()
+                    .ok_or(controller::Error::NoPodForEvents)?;
+                Some(controller::events::Regarding {
+                    namespace: args.lease_namespace.clone(),
+                    name,
+                    uid: args.pod_uid.clone(),
+                })
+            } else {
+                None
+            };
             controller::run(
                 controller::Options {
                     repository: args.repository,
@@ -146,6 +159,7 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
                     agent_config: args.agent_config,
                     namespace_selector: args.namespace_selector,
                     election,
+                    events,
                 },
                 env.as_ref(),
             )?;

@@ -373,9 +373,26 @@ def main():
         == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}],
         "the controller's ClusterRole is more than reading Namespaces",
     )
+    role_rules = roles.get("Role", {}).get("rules", [])
     check(
-        {r["resources"][0] for r in roles.get("Role", {}).get("rules", [])} == {"leases"},
-        "the controller's Role is more than its Lease",
+        {r["resources"][0] for r in role_rules} == {"leases", "events"}
+        and all(
+            r["verbs"] == ["create", "patch"] and r["apiGroups"] == ["events.k8s.io"]
+            for r in role_rules
+            if r["resources"] == ["events"]
+        ),
+        "the controller's Role is more than its Lease and creating its Events",
+    )
+    container = next(
+        d for d in by_kind(controller, "Deployment") if d["metadata"]["name"].endswith("-controller")
+    )["spec"]["template"]["spec"]["containers"][0]
+    downward = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    check(
+        "--events" in container["args"]
+        and downward.get("POD_NAME") == "metadata.name"
+        and downward.get("POD_NAMESPACE") == "metadata.namespace"
+        and downward.get("POD_UID") == "metadata.uid",
+        "the controller does not publish Events about its own Pod",
     )
 
     check_vault_ca(binary, value_sets["controller-values.yaml"], controller)

@@ -3,6 +3,7 @@
 //! whole, drift corrected or only reported, the applied commit recorded. Namespaces and the
 //! Lease go through the fake Kubernetes API service (no kube-apiserver can run here).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -113,7 +114,7 @@ fn start(
     name: &str,
     url: &str,
     extra: &[&str],
-    env: &[(&str, &Path)],
+    env: &[(&str, &OsStr)],
 ) -> Controller {
     let port = util::free_port();
     let state = vault.path(&format!("{name}-state"));
@@ -208,13 +209,59 @@ fn recorded_commit(vault: &Vault) -> String {
         .to_owned()
 }
 
+/// Where the controller's Events go: its Pod's namespace.
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/hydrant/events";
+
+/// The environment of a controller Pod named `name` whose API is `kube`, as the chart gives it.
+fn pod_env<'a>(kubeconfig: &'a Path, name: &'a str) -> [(&'static str, &'a OsStr); 4] {
+    [
+        ("KUBECONFIG", kubeconfig.as_os_str()),
+        ("POD_NAME", OsStr::new(name)),
+        ("POD_NAMESPACE", OsStr::new("hydrant")),
+        ("POD_UID", OsStr::new("0c5e-uid")),
+    ]
+}
+
+/// The Events published so far with `reason`.
+fn events(kube: &FakeKube, reason: &str) -> Vec<Value> {
+    kube.list(EVENTS)
+        .into_iter()
+        .filter(|e| e["reason"] == reason)
+        .collect()
+}
+
+/// Waits for the Events with `reason` whose note contains `text`.
+fn wait_event(kube: &FakeKube, reason: &str, text: &str) -> Value {
+    let mut found = None;
+    util::wait_for(
+        &format!("a {reason} Event"),
+        Duration::from_secs(20),
+        || {
+            found = events(kube, reason)
+                .into_iter()
+                .find(|e| e["note"].as_str().unwrap_or_default().contains(text));
+            found.is_some()
+        },
+    );
+    found.expect("found")
+}
+
 #[test]
 fn controller_applies_each_new_commit_from_git_daemon_and_refuses_a_bad_one_whole() {
     let vault = Vault::start();
     vault.enable_auth("kubernetes", "kubernetes");
     let remote = Remote::new(&vault);
     let (_daemon, url) = remote.serve();
-    let mut c = start(&vault, "c", &url, &[], &[]);
+    // Events on its Pod, through the fake API service (no kube-apiserver can run here).
+    let kube = FakeKube::start();
+    let kubeconfig = kube.kubeconfig(&vault.path(""));
+    let mut c = start(
+        &vault,
+        "c",
+        &url,
+        &["--events"],
+        &pod_env(&kubeconfig, "controller-0"),
+    );
     let first = remote.head();
     c.wait_applied(&first);
     assert_eq!(
@@ -228,6 +275,22 @@ fn controller_applies_each_new_commit_from_git_daemon_and_refuses_a_bad_one_whol
             .contains("database/creds/team-a_app")
     );
     assert_eq!(c.metric("hydrant_controller_objects_total", "created"), 6.0);
+    let applied = wait_event(&kube, "Applied", &first[..12]);
+    assert_eq!(applied["type"], "Normal");
+    assert_eq!(
+        applied["note"],
+        format!(
+            "commit {} applied: 6 created, 0 updated, 0 deleted",
+            &first[..12]
+        )
+    );
+    assert_eq!(
+        applied["regarding"],
+        json!({"apiVersion": "v1", "kind": "Pod", "namespace": "hydrant", "name": "controller-0", "uid": "0c5e-uid"}),
+        "the Event is about the controller's own Pod, found by kubectl describe"
+    );
+    assert_eq!(applied["reportingController"], "hydrant-controller");
+    assert_eq!(applied["reportingInstance"], "controller-0");
 
     // A new commit, fetched on POST /sync.
     let db = "namespaces/team-a/policies/db.hcl";
@@ -272,6 +335,15 @@ fn controller_applies_each_new_commit_from_git_daemon_and_refuses_a_bad_one_whol
         log.contains(&format!("commit={bad}")) && log.contains("namespaces/team-a/policies/db.hcl"),
         "the log names the commit and file:\n{log}"
     );
+    let refused = wait_event(&kube, "CommitRefused", &bad[..12]);
+    assert_eq!(refused["type"], "Warning");
+    let note = refused["note"].as_str().expect("note");
+    assert!(
+        note.contains("namespaces/team-a/policies/db.hcl")
+            && note.contains("[allowed-paths]")
+            && note.contains(&format!("commit {} stays applied", &second[..12])),
+        "the Event names the file, the rule and what stays: {note}"
+    );
     assert_eq!(c.get("/readyz").1, format!("ready: applied {second}\n"));
     assert_eq!(recorded_commit(&vault), second);
     let text = policy_text(&vault, "tenant-team-a-db").expect("policy");
@@ -293,6 +365,12 @@ fn controller_applies_each_new_commit_from_git_daemon_and_refuses_a_bad_one_whol
             .contains("secret/data/team-a/shared")
     );
     assert_eq!(recorded_commit(&vault), fixed);
+    wait_event(&kube, "Applied", &fixed[..12]);
+    assert_eq!(
+        events(&kube, "Applied").len(),
+        3,
+        "each applied commit is an Event of its own"
+    );
     c.process.stop();
 }
 
@@ -318,12 +396,20 @@ fn controller_over_file_url_corrects_drift_and_only_reports_it_in_report_mode() 
     c.process.stop();
 
     // Report mode: found and counted, left alone.
+    let kube = FakeKube::start();
+    let kubeconfig = kube.kubeconfig(&vault.path(""));
     let mut r = start(
         &vault,
         "report",
         &url,
-        &["--drift-interval", "1s", "--drift-mode", "report"],
-        &[],
+        &[
+            "--drift-interval",
+            "1s",
+            "--drift-mode",
+            "report",
+            "--events",
+        ],
+        &pod_env(&kubeconfig, "controller-1"),
     );
     r.wait_applied(&head);
     let manual = "path \"secret/data/team-a/*\" {\n  capabilities = [\"deny\"]\n}\n";
@@ -331,6 +417,24 @@ fn controller_over_file_url_corrects_drift_and_only_reports_it_in_report_mode() 
     util::wait_for("drift reported twice", Duration::from_secs(20), || {
         r.metric("hydrant_controller_drift_objects_total", "") >= 2.0
     });
+    // One Warning, counted as a series as the same drift is found again.
+    util::wait_for(
+        "the DriftFound Event's series",
+        Duration::from_secs(20),
+        || {
+            let found = events(&kube, "DriftFound");
+            found.len() == 1 && found[0]["series"]["count"].as_i64().unwrap_or(0) >= 2
+        },
+    );
+    let drift = &events(&kube, "DriftFound")[0];
+    assert_eq!(drift["type"], "Warning");
+    assert!(
+        drift["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("policy tenant-team-a-db (changed)"),
+        "{drift}"
+    );
     assert_eq!(
         policy_text(&vault, "tenant-team-a-db").as_deref(),
         Some(manual)
@@ -362,7 +466,7 @@ fn controller_follows_namespaces_defaults_for_new_ones_and_removal_for_deleted_o
         "ns",
         &remote.file_url(),
         &["--namespace-selector", "hydrant.dev/policy=enabled"],
-        &[("KUBECONFIG", &kubeconfig)],
+        &[("KUBECONFIG", kubeconfig.as_os_str())],
     );
     c.wait_applied(&remote.head());
     assert!(policy_text(&vault, "tenant-team-a-app-read").is_some());
@@ -428,7 +532,7 @@ fn two_controllers_one_lease_only_the_holder_applies_and_a_stopped_leader_hands_
                 "--lease-duration",
                 "60s",
             ],
-            &[("KUBECONFIG", &kubeconfig)],
+            &[("KUBECONFIG", kubeconfig.as_os_str())],
         )
     };
     let mut a = replica("a");

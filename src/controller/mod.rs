@@ -8,6 +8,7 @@
 //! Kubernetes I/O (the Namespace watch and the Lease) is thin and goes through `kube`; the
 //! tests run it against a small fake API service because no API server can run there.
 
+pub mod events;
 pub mod git;
 mod metrics;
 
@@ -25,6 +26,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{Instrument as _, error, info, info_span, warn};
 
 pub use metrics::Shared;
+
+use events::Reason;
 
 use crate::policy::plan::{Change, Plan};
 use crate::policy::{self, Desired, Settings, apply};
@@ -73,6 +76,8 @@ pub struct Options {
     pub namespace_selector: Option<String>,
     /// Compete for a Lease; without it this process always acts.
     pub election: Option<Election>,
+    /// Publish Kubernetes Events regarding this Pod.
+    pub events: Option<events::Regarding>,
 }
 
 /// Why the controller cannot start. Failures while running are logged and retried instead.
@@ -102,7 +107,7 @@ pub enum Error {
     },
     /// The Kubernetes API is needed (namespace watch or Lease) and cannot be reached.
     #[error(
-        "no Kubernetes API for --namespace-selector or --leader-election: {0}; run in a pod with a service account, or set KUBECONFIG"
+        "no Kubernetes API for --namespace-selector, --leader-election or --events: {0}; run in a pod with a service account, or set KUBECONFIG"
     )]
     Kubernetes(String),
     /// The remote's URL holds a password, which would be logged.
@@ -110,6 +115,11 @@ pub enum Error {
         "--repository holds a password; pass the URL without it and the password through --git-password-file"
     )]
     PasswordInUrl,
+    /// `--events` without the Pod they are about.
+    #[error(
+        "--events needs the controller's Pod: set POD_NAME, POD_NAMESPACE and POD_UID from the downward API (or --identity and --lease-namespace)"
+    )]
+    NoPodForEvents,
     /// The runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -178,7 +188,10 @@ pub async fn serve(
                 .await;
         })
     };
-    let client = if options.namespace_selector.is_some() || options.election.is_some() {
+    let client = if options.namespace_selector.is_some()
+        || options.election.is_some()
+        || options.events.is_some()
+    {
         Some(
             kube::Client::try_default()
                 .await
@@ -221,6 +234,10 @@ pub async fn serve(
         drift_mode: options.drift_mode,
         follow_namespaces: options.namespace_selector.is_some(),
         shared: shared.clone(),
+        events: match (&options.events, &client) {
+            (Some(pod), Some(client)) => Some(events::Events::new(client.clone(), pod)),
+            _ => None,
+        },
     };
     controller
         .run(&options, leading, namespaces, stopped.clone())
@@ -311,6 +328,7 @@ struct Controller {
     drift_mode: DriftMode,
     follow_namespaces: bool,
     shared: Arc<Shared>,
+    events: Option<events::Events>,
 }
 
 impl Controller {
@@ -384,6 +402,9 @@ impl Controller {
             Ok(Err(e)) => {
                 self.shared.fetched(false);
                 error!(error = %e, "fetch failed; the last applied commit stays");
+                self.event(Reason::FetchFailed, || {
+                    format!("fetch failed: {e}; {}", self.last_applied())
+                });
                 return;
             }
             Err(e) => {
@@ -415,6 +436,13 @@ impl Controller {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     error!(commit = %commit, error = %e, "cannot read the commit");
+                    self.event(Reason::FetchFailed, || {
+                        format!(
+                            "cannot read commit {}: {e}; {}",
+                            short(&commit),
+                            self.last_applied()
+                        )
+                    });
                     return;
                 }
                 Err(e) => {
@@ -482,6 +510,16 @@ impl Controller {
                     problems = problems.len(),
                     "commit refused; nothing is applied and the last applied commit stays"
                 );
+                self.event(Reason::CommitRefused, || {
+                    let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                    format!(
+                        "commit {} refused, nothing of it is applied ({}): {} problem(s): {}",
+                        short(commit),
+                        self.last_applied(),
+                        problems.len(),
+                        listed.join("; ")
+                    )
+                });
                 self.shared.applied(metrics::ApplyResult::Refused, None);
                 None
             }
@@ -502,6 +540,9 @@ impl Controller {
             Err(e) => {
                 error!(error = %e, "cannot log in to Vault; retrying at the next interval");
                 self.shared.applied(metrics::ApplyResult::Error, None);
+                self.event(Reason::ApplyFailed, || {
+                    format!("cannot log in to Vault: {e}; retrying at the next interval")
+                });
                 return false;
             }
         };
@@ -521,6 +562,14 @@ impl Controller {
                 warn!(object = %name, kind, change = what, "drift: Vault differs from the repository");
             }
             if self.drift_mode == DriftMode::Report {
+                self.event(Reason::DriftFound, || {
+                    format!(
+                        "{} in Vault differ(s) from commit {}: {}; --drift-mode report leaves them",
+                        plan.changes.len(),
+                        short(commit),
+                        listed(&plan)
+                    )
+                });
                 return true;
             }
         }
@@ -536,6 +585,37 @@ impl Controller {
                     reason = ?trigger,
                     "applied"
                 );
+                match trigger {
+                    Trigger::Fetch => self.event(Reason::Applied, || {
+                        format!(
+                            "commit {} applied: {} created, {} updated, {} deleted",
+                            short(commit),
+                            counts.0,
+                            counts.1,
+                            counts.2
+                        )
+                    }),
+                    Trigger::Namespaces if !plan.changes.is_empty() => {
+                        self.event(Reason::Applied, || {
+                            format!(
+                                "commit {} applied again for a change of namespaces: {} created, {} updated, {} deleted",
+                                short(commit),
+                                counts.0,
+                                counts.1,
+                                counts.2
+                            )
+                        });
+                    }
+                    Trigger::Drift => self.event(Reason::DriftCorrected, || {
+                        format!(
+                            "{} in Vault differed from commit {} and were put back: {}",
+                            plan.changes.len(),
+                            short(commit),
+                            listed(&plan)
+                        )
+                    }),
+                    Trigger::Namespaces => {}
+                }
                 true
             }
             Err(policy::Error::TooManyDeletions { deletions, max }) => {
@@ -544,6 +624,12 @@ impl Controller {
                     deletions,
                     max, "the plan deletes more than max_deletions allows; nothing is applied"
                 );
+                self.event(Reason::TooManyDeletions, || {
+                    format!(
+                        "commit {} would delete {deletions} objects, more than max_deletions ({max}) allows; nothing is applied",
+                        short(commit)
+                    )
+                });
                 false
             }
             Err(e) => self.failed(&e),
@@ -557,7 +643,25 @@ impl Controller {
         }
         self.shared.applied(metrics::ApplyResult::Error, None);
         error!(error = %e, "apply failed; retrying at the next interval");
+        self.event(Reason::ApplyFailed, || {
+            format!("apply failed: {e}; retrying at the next interval")
+        });
         false
+    }
+
+    /// Publishes an Event when Events are on; `note` is only made then.
+    fn event(&self, reason: Reason, note: impl FnOnce() -> String) {
+        if let Some(events) = &self.events {
+            events.publish(reason, &note());
+        }
+    }
+
+    /// What stays in Vault, for a note.
+    fn last_applied(&self) -> String {
+        match &self.applied {
+            Some(applied) => format!("commit {} stays applied", short(&applied.commit)),
+            None => "no commit is applied yet".to_owned(),
+        }
     }
 
     /// The logged-in client, logging in again when two thirds of the token's life are gone.
@@ -576,6 +680,24 @@ impl Controller {
         });
         Ok(client)
     }
+}
+
+/// A commit's short name, as `git log --oneline` shows it.
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// The changed objects, as `kind name (missing|changed|unexpected)`, for a note.
+fn listed(plan: &Plan) -> String {
+    let names: Vec<String> = plan
+        .changes
+        .iter()
+        .map(|change| {
+            let (what, kind, name) = describe(change);
+            format!("{kind} {name} ({what})")
+        })
+        .collect();
+    names.join(", ")
 }
 
 /// Created, updated, deleted.

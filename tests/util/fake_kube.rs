@@ -117,6 +117,16 @@ impl FakeKube {
         store.collections.get(collection)?.get(name).cloned()
     }
 
+    /// Every object of a collection, in name order.
+    pub fn list(&self, collection: &str) -> Vec<Value> {
+        let store = self.shared.store.lock().expect("lock");
+        store
+            .collections
+            .get(collection)
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Every request so far, as `METHOD path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.shared.store.lock().expect("lock").requests.clone()

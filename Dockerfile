@@ -11,8 +11,11 @@ ARG HYDRANT_REVISION=unknown
 ENV HYDRANT_REVISION=${HYDRANT_REVISION}
 WORKDIR /src
 COPY . .
+# The release profile keeps the symbol table (tests/benches/symbol_order.py reads it); the image
+# does not need it. Stripping leaves the loaded segments as they are.
 RUN cargo dist --locked \
  && cp target/x86_64-unknown-linux-gnu/release/hydrant /hydrant \
+ && strip --strip-all /hydrant \
  && /hydrant --version
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -439,8 +439,8 @@ pub struct InjectorArgs {
 pub struct CaBundle(pub String);
 
 fn read_ca_bundle(path: &str) -> Result<CaBundle, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     use rustls::pki_types::pem::PemObject as _;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let certificates = rustls::pki_types::CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{path} is not PEM: {e}"))?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::util::{self, Hydrant, Vault, read};
+use crate::util::{self, Hydrant, Vault, VaultOptions, read};
 
 const PASSWORD: &str = "vault-pw-4410";
 
@@ -26,7 +26,11 @@ fn render() -> Hydrant {
 }
 
 fn seeded() -> (Vault, String) {
-    let vault = Vault::start();
+    seeded_with(VaultOptions::default())
+}
+
+fn seeded_with(options: VaultOptions) -> (Vault, String) {
+    let vault = Vault::start_with(options);
     vault.kv2_put("factory/db", json!({"password": PASSWORD}));
     vault.policy(
         "factory",
@@ -48,6 +52,30 @@ fn a_template_reads_its_secret_from_vault_with_vault_addr_and_vault_token() {
         .replace("ci-not-a-real-password", PASSWORD);
     assert_eq!(run.stdout(), expected);
     assert!(!run.stderr().contains(&token), "the token is never logged");
+}
+
+#[test]
+fn vault_cacert_is_the_ca_with_vault_addr_as_for_every_vault_cli() {
+    let (vault, token) = seeded_with(VaultOptions { tls: true });
+    let ca = vault.ca_cert.clone().expect("dev CA");
+    let with_env = |ca: Option<&PathBuf>| {
+        let run = render()
+            .env("VAULT_ADDR", &vault.addr)
+            .env("VAULT_TOKEN", &token);
+        match ca {
+            Some(ca) => run.env("VAULT_CACERT", ca),
+            None => run,
+        }
+        .run_with_args(&["--template".as_ref(), "db.env.j2".as_ref()])
+    };
+    assert!(with_env(Some(&ca)).success().stdout().contains(PASSWORD));
+    let run = with_env(None);
+    assert_ne!(run.code(), 0);
+    assert!(
+        run.stderr().contains("TLS to vault at"),
+        "without VAULT_CACERT Vault's certificate is not trusted: {}",
+        run.stderr()
+    );
 }
 
 #[test]

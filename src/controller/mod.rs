@@ -5,8 +5,8 @@
 //! Namespaces (a namespace that appears gets the defaults; one that goes loses its objects,
 //! within the deletion cap), and acts only while it holds the Lease when there are replicas.
 //!
-//! Kubernetes I/O (the Namespace watch and the Lease) is thin and goes through `kube`; the
-//! tests run it against a small fake API service because no API server can run there.
+//! Kubernetes I/O (the Namespace watch, the Lease and the Events) is thin and goes through
+//! `kube`; the tests run it against a small fake API service because no API server can run there.
 
 pub mod events;
 pub mod git;
@@ -564,7 +564,7 @@ impl Controller {
             if self.drift_mode == DriftMode::Report {
                 self.event(Reason::DriftFound, || {
                     format!(
-                        "{} in Vault differ(s) from commit {}: {}; --drift-mode report leaves them",
+                        "{} object(s) in Vault differ from commit {}: {}; --drift-mode report leaves them",
                         plan.changes.len(),
                         short(commit),
                         listed(&plan)
@@ -608,7 +608,7 @@ impl Controller {
                     }
                     Trigger::Drift => self.event(Reason::DriftCorrected, || {
                         format!(
-                            "{} in Vault differed from commit {} and were put back: {}",
+                            "{} object(s) in Vault differed from commit {} and were put back: {}",
                             plan.changes.len(),
                             short(commit),
                             listed(&plan)

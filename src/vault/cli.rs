@@ -1,5 +1,6 @@
 //! How the command-line tools (`hydrant render`, `hydrant policy`) reach Vault: the `vault` and
-//! `auth` of an agent config, or `VAULT_ADDR` and `VAULT_TOKEN` (and `VAULT_CACERT`) as every Vault CLI takes them.
+//! `auth` of an agent config, or `VAULT_ADDR` and `VAULT_TOKEN` (and `VAULT_CACERT`) as every
+//! Vault CLI takes them.
 
 use std::path::Path;
 

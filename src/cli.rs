@@ -441,6 +441,12 @@ pub struct CaBundle(pub String);
 fn read_ca_bundle(path: &str) -> Result<CaBundle, String> {
     use rustls::pki_types::pem::PemObject as _;
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    // The bundle is copied into every injected pod's environment: never a key with it.
+    if text.contains("PRIVATE KEY") {
+        return Err(format!(
+            "{path} holds a private key; give a file with only the CA certificate(s)"
+        ));
+    }
     let certificates = rustls::pki_types::CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{path} is not PEM: {e}"))?;
@@ -513,6 +519,27 @@ impl InjectorArgs {
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
+
+    #[test]
+    fn a_ca_bundle_file_must_hold_certificates_and_no_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path.display().to_string()
+        };
+        let key = path(
+            "with-key.pem",
+            "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n",
+        );
+        let err = read_ca_bundle(&key).expect_err("a key");
+        assert!(err.contains("holds a private key"), "{err}");
+        let none = path("empty.pem", "hello\n");
+        let err = read_ca_bundle(&none).expect_err("no certificate");
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let err = read_ca_bundle("/nonexistent/ca.pem").expect_err("no file");
+        assert!(err.starts_with("cannot read /nonexistent/ca.pem"), "{err}");
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -133,6 +133,11 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
                     .identity
                     .clone()
                     .ok_or(controller::Error::NoPodForEvents)?;
+                if args.pod_uid.is_none() {
+                    tracing::warn!(
+                        "POD_UID is unset: the Events are published, but kubectl describe pod does not show them; set it from the downward API (metadata.uid)"
+                    );
+                }
                 Some(controller::events::Regarding {
                     namespace: args.lease_namespace.clone(),
                     name,

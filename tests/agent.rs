@@ -851,7 +851,9 @@ fn tls_to_vault_checks_the_configured_ca_and_server_name() {
         "{line}"
     );
     assert!(
-        line.ends_with("; check vault.ca_cert and vault.tls_server_name"),
+        line.ends_with(
+            "; check vault.ca_cert (or VAULT_CACERT, or the injector's --vault-ca-cert) and vault.tls_server_name"
+        ),
         "{line}"
     );
 

@@ -400,9 +400,25 @@ def main():
         not any(d["metadata"]["name"].endswith("-vault-ca") for d in default),
         "a Vault CA ConfigMap without vault.caBundle",
     )
+    bundle = value_sets["controller-values.yaml"]["vault"]["caBundle"]
+    # Without a final newline (--set, or |- in a values file) the PEM is indented the same.
+    trimmed = dict(value_sets["controller-values.yaml"], vault={"address": "https://vault:8200", "caBundle": bundle.rstrip("\n")})
+    docs, _ = render(trimmed)
+    maps = {d["metadata"]["name"]: d for d in by_kind(docs, "ConfigMap")}
+    check(
+        maps[f"{RELEASE}-vault-ca"]["data"]["ca.crt"].rstrip("\n") == bundle.rstrip("\n")
+        and yaml.safe_load(maps[f"{RELEASE}-controller"]["data"]["vault.yaml"])["vault"]["ca_cert_pem"].rstrip("\n") == bundle.rstrip("\n"),
+        "a vault.caBundle without a final newline is rendered differently",
+    )
+    controllers = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-controller")]
+    check(
+        controllers and "checksum/vault" in controllers[0]["spec"]["template"]["metadata"].get("annotations", {}),
+        "a new Vault CA or address does not roll the controller, which reads them once",
+    )
     for bad_ca in (
-        {"vault": {"address": "http://vault:8200", "caBundle": value_sets["controller-values.yaml"]["vault"]["caBundle"]}},
+        {"vault": {"address": "http://vault:8200", "caBundle": bundle}},
         {"vault": {"address": "https://vault:8200", "caBundle": "/etc/ssl/vault-ca.pem"}},
+        {"vault": {"address": "https://vault:8200", "caBundle": bundle + "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"}},
     ):
         try:
             render(bad_ca)

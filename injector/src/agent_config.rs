@@ -712,6 +712,16 @@ impl AgentConfig {
                 "holds no PEM certificate; give the CA as -----BEGIN CERTIFICATE----- text",
             );
         }
+        if vault
+            .ca_cert_pem
+            .as_deref()
+            .is_some_and(|pem| pem.contains("PRIVATE KEY"))
+        {
+            issues.push(
+                "vault.ca_cert_pem",
+                "holds a private key; give only the CA certificate(s)",
+            );
+        }
         if vault.ca_cert.is_some() && vault.ca_cert_pem.is_some() {
             issues.push(
                 "vault.ca_cert_pem",
@@ -1134,6 +1144,15 @@ mod tests {
         config.vault.ca_cert_pem = Some("/etc/ssl/ca.pem".into());
         let issues = config.validate().expect_err("a path, not PEM").0;
         assert!(issues[0].problem.contains("no PEM certificate"));
+        config.vault.ca_cert_pem = Some(
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n".into(),
+        );
+        let issues = config.validate().expect_err("a key travels with it").0;
+        assert!(
+            issues[0].problem.contains("private key"),
+            "{}",
+            issues[0].problem
+        );
     }
 
     #[test]

@@ -2,7 +2,13 @@
 //! `kubectl describe pod` and `kubectl get events` show applied and refused commits and drift
 //! beside the pod's own events. Publishing never holds up the controller: each Event is sent in
 //! the background, and a failure is logged, not retried.
+//!
+//! The same reason with the same note again (a failure that persists, a commit refused at every
+//! re-apply) is one Event whose count grows (an `EventSeries`); a different note is a new Event.
+//! kube's recorder groups by reason alone and would keep the first note, hiding a new cause.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -34,9 +40,9 @@ pub struct Events {
     client: kube::Client,
     reporter: Reporter,
     pod: ObjectReference,
-    /// For conditions that repeat (a failing fetch or apply): a repeat within six minutes adds
-    /// to the first Event's count (an `EventSeries`) instead of making a new Event.
-    repeating: Recorder,
+    /// Per reason, the last note and the recorder that published it: the same note again goes
+    /// through that recorder, which counts it in the first Event's series.
+    last: Mutex<HashMap<Reason, (String, Recorder)>>,
 }
 
 impl std::fmt::Debug for Events {
@@ -48,7 +54,7 @@ impl std::fmt::Debug for Events {
 }
 
 /// Why an Event is published; its reason, type and action.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// A commit (or a change of namespaces) is now in Vault.
     Applied,
@@ -93,15 +99,6 @@ impl Reason {
             _ => "Apply",
         }
     }
-
-    /// Whether the same reason recurring is one condition (counted in a series) rather than a
-    /// new fact (an Event of its own, such as each applied commit).
-    fn repeats(self) -> bool {
-        matches!(
-            self,
-            Reason::FetchFailed | Reason::ApplyFailed | Reason::DriftFound
-        )
-    }
 }
 
 impl Events {
@@ -112,7 +109,7 @@ impl Events {
             instance: Some(pod.name.clone()),
         };
         Events {
-            repeating: Recorder::new(client.clone(), reporter.clone()),
+            last: Mutex::default(),
             client,
             reporter,
             pod: ObjectReference {
@@ -128,16 +125,23 @@ impl Events {
 
     /// Publishes an Event in the background; `note` is cut to the API's 1 kB.
     pub fn publish(&self, reason: Reason, note: &str) {
-        let recorder = if reason.repeats() {
-            self.repeating.clone()
-        } else {
-            // A fresh recorder has no cache: the Event is always a new one.
-            Recorder::new(self.client.clone(), self.reporter.clone())
+        let note = truncate(note, MAX_NOTE).into_owned();
+        let recorder = {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            match last.get(&reason) {
+                Some((previous, recorder)) if *previous == note => recorder.clone(),
+                _ => {
+                    // A fresh recorder has no cache: its first Event is a new one.
+                    let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+                    last.insert(reason, (note.clone(), recorder.clone()));
+                    recorder
+                }
+            }
         };
         let event = Event {
             type_: reason.event_type(),
             reason: reason.name().to_owned(),
-            note: Some(truncate(note, MAX_NOTE).into_owned()),
+            note: Some(note),
             action: reason.action().to_owned(),
             secondary: None,
         };
@@ -179,10 +183,10 @@ mod tests {
     }
 
     #[test]
-    fn failures_repeat_and_outcomes_are_each_an_event() {
-        assert!(Reason::FetchFailed.repeats() && Reason::ApplyFailed.repeats());
-        assert!(!Reason::Applied.repeats() && !Reason::CommitRefused.repeats());
+    fn outcomes_are_normal_and_problems_warnings() {
         assert_eq!(Reason::Applied.event_type(), EventType::Normal);
+        assert_eq!(Reason::DriftCorrected.event_type(), EventType::Normal);
+        assert_eq!(Reason::TooManyDeletions.event_type(), EventType::Warning);
         assert_eq!(Reason::CommitRefused.event_type(), EventType::Warning);
     }
 }

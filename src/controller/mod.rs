@@ -117,7 +117,7 @@ pub enum Error {
     PasswordInUrl,
     /// `--events` without the Pod they are about.
     #[error(
-        "--events needs the controller's Pod: set POD_NAME, POD_NAMESPACE and POD_UID from the downward API (or --identity and --lease-namespace)"
+        "--events needs the controller's Pod name: set POD_NAME (with POD_NAMESPACE and POD_UID) from the downward API, or pass --identity"
     )]
     NoPodForEvents,
     /// The runtime could not start.
@@ -626,7 +626,7 @@ impl Controller {
                 );
                 self.event(Reason::TooManyDeletions, || {
                     format!(
-                        "commit {} would delete {deletions} objects, more than max_deletions ({max}) allows; nothing is applied",
+                        "commit {} would delete {deletions} objects, more than max_deletions ({max}) allows; nothing is applied: raise max_deletions in the repository's settings, or restore the objects",
                         short(commit)
                     )
                 });

@@ -21,7 +21,7 @@ pub enum Error {
     },
     /// The TLS handshake failed: Vault's certificate is not trusted or names another host.
     #[error(
-        "TLS to vault at {address} failed: {reason}; check vault.ca_cert and vault.tls_server_name"
+        "TLS to vault at {address} failed: {reason}; check vault.ca_cert (or VAULT_CACERT, or the injector's --vault-ca-cert) and vault.tls_server_name"
     )]
     Tls {
         /// The configured address.

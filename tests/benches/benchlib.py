@@ -36,9 +36,14 @@ def free_port():
 
 
 class Server:
-    def __init__(self, bao, work):
+    def __init__(self, bao, work, tls=False):
         self.port = free_port()
-        self.addr = f"http://127.0.0.1:{self.port}"
+        self.addr = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        # -dev-tls: a CA of the server's own, written beside its certificate.
+        self.ca_cert = os.path.join(work, "tls", "vault-ca.pem") if tls else None
+        tls_args = ["-dev-tls", f"-dev-tls-cert-dir={os.path.join(work, 'tls')}"] if tls else []
+        if tls:
+            os.makedirs(os.path.join(work, "tls"), exist_ok=True)
         self.audit = os.path.join(work, "audit.log")
         hcl = os.path.join(work, "audit.hcl")
         with open(hcl, "w") as f:
@@ -46,7 +51,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
         self.proc = subprocess.Popen(
             [bao, "server", "-dev", "-dev-root-token-id=root", "-dev-no-store-token",
-             f"-dev-listen-address=127.0.0.1:{self.port}", f"-config={hcl}"],
+             f"-dev-listen-address=127.0.0.1:{self.port}", f"-config={hcl}", *tls_args],
             stdout=open(os.path.join(work, "server.log"), "w"), stderr=subprocess.STDOUT,
             env=env, start_new_session=True)
         for _ in range(200):
@@ -60,11 +65,14 @@ class Server:
     def api(self, method, path, body=None, token="root"):
         import urllib.request
 
+        import ssl
+
         req = urllib.request.Request(f"{self.addr}/v1/{path}", method=method,
                                      data=None if body is None else json.dumps(body).encode())
         if token:
             req.add_header("X-Vault-Token", token)
-        with urllib.request.urlopen(req, timeout=10) as r:
+        context = ssl.create_default_context(cafile=self.ca_cert) if self.ca_cert else None
+        with urllib.request.urlopen(req, timeout=10, context=context) as r:
             data = r.read()
         return json.loads(data) if data else None
 

@@ -10,7 +10,8 @@ runs little of it. `src/build.rs` hands this file to lld when building the shipp
 How the list is made: the shipped binary (the release profile keeps its symbol table) runs under
 valgrind's callgrind, on the benchmarks' scenario (JWT login, 50 KV v2 secrets, one template
 each), once as the init container (`--once`) and once as a sidecar for SIDECAR_S seconds with a
-short refresh interval and a short token TTL, so that refreshes, renewals and re-renders all run.
+short refresh interval and a short token TTL, so that refreshes, renewals and re-renders all run;
+all of it twice, against a server over http and over https (as Vault is reached in clusters).
 Every function callgrind saw run is listed, sorted by name (a stable, reviewable diff).
 
     cargo dist && target/tools/venv/bin/python tests/benches/symbol_order.py && cargo dist
@@ -19,6 +20,7 @@ Run it again when the agent's code paths change a lot; a name that no longer exi
 by lld, so a stale list only loses some of the benefit. Needs valgrind (apt install valgrind).
 """
 import glob
+import json
 import os
 import shutil
 import signal
@@ -38,16 +40,16 @@ N = 50
 SIDECAR_S = float(os.environ.get("SIDECAR_S", "40"))
 
 
-def callgrind(name, argv, env, seconds=None):
-    out = os.path.join(WORK, f"callgrind.{name}")
+def callgrind(work, name, argv, env, seconds=None):
+    out = os.path.join(work, f"callgrind.{name}")
     command = ["valgrind", "--tool=callgrind", "--demangle=no", "--compress-strings=no",
                "--compress-pos=no", f"--callgrind-out-file={out}", *argv]
     log("callgrind:", name)
-    with open(os.path.join(WORK, f"{name}.log"), "w") as stderr:
+    with open(os.path.join(work, f"{name}.log"), "w") as stderr:
         proc = subprocess.Popen(command, env=env, stdout=stderr, stderr=stderr)
         if seconds is None:
             if proc.wait(600) != 0:
-                raise SystemExit(f"{name} failed; see {WORK}/{name}.log")
+                raise SystemExit(f"{name} failed; see {work}/{name}.log")
         else:
             time.sleep(seconds)
             proc.send_signal(signal.SIGTERM)
@@ -67,16 +69,20 @@ def functions(path):
     return names
 
 
-def main():
-    if not shutil.which("valgrind"):
-        raise SystemExit("valgrind is needed: apt install valgrind")
-    if subprocess.run(["nm", HYDRANT], capture_output=True).returncode != 0:
-        raise SystemExit(f"{HYDRANT} has no symbol table; build it with `cargo dist`")
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
-    server = Server(bao_binary(), WORK)
+def trusting(server, config):
+    """The agent config, trusting the server's own CA when it serves https."""
+    doc = json.loads(config)
+    if server.ca_cert:
+        doc["vault"]["ca_cert"] = server.ca_cert
+    return json.dumps(doc)
+
+
+def profile(work, tls):
+    """The functions the agent runs against a server over http or https (Vault's usual way)."""
+    os.makedirs(work)
+    server = Server(bao_binary(), work, tls=tls)
     try:
-        jwt_path = setup(server, N, WORK)
+        jwt_path = setup(server, N, work)
         # Short-lived tokens, so that the sidecar renews within the run.
         server.api("POST", "auth/jwt/role/app", {
             "role_type": "jwt", "user_claim": "sub", "bound_subject": "system:serviceaccount:app-ns:app-sa",
@@ -84,24 +90,37 @@ def main():
             "token_ttl": "15s", "token_max_ttl": "1h"})
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HYDRANT_LOG": "info"}
         names = set()
-        once = os.path.join(WORK, "once.json")
+        once = os.path.join(work, "once.json")
         with open(once, "w") as f:
-            f.write(hydrant_agent_config(server.addr, N, jwt_path, os.path.join(WORK, "once-out")))
-        names |= functions(callgrind("once", [HYDRANT, "agent", "--once", "--config", once], env))
-        sidecar = os.path.join(WORK, "sidecar.json")
+            f.write(trusting(server, hydrant_agent_config(server.addr, N, jwt_path, os.path.join(work, "once-out"))))
+        names |= functions(callgrind(work, "once", [HYDRANT, "agent", "--once", "--config", once], env))
+        sidecar = os.path.join(work, "sidecar.json")
         with open(sidecar, "w") as f:
-            f.write(hydrant_agent_config(server.addr, N, jwt_path, os.path.join(WORK, "sidecar-out"),
-                                         state_dir=os.path.join(WORK, "state"), refresh_interval="5s"))
-        names |= functions(callgrind("sidecar", [HYDRANT, "agent", "--config", sidecar], env, SIDECAR_S))
+            f.write(trusting(server, hydrant_agent_config(
+                server.addr, N, jwt_path, os.path.join(work, "sidecar-out"),
+                state_dir=os.path.join(work, "state"), refresh_interval="5s")))
+        names |= functions(callgrind(work, "sidecar", [HYDRANT, "agent", "--config", sidecar], env, SIDECAR_S))
+        return names
     finally:
         server.stop()
+
+
+def main():
+    if not shutil.which("valgrind"):
+        raise SystemExit("valgrind is needed: apt install valgrind")
+    if subprocess.run(["nm", HYDRANT], capture_output=True).returncode != 0:
+        raise SystemExit(f"{HYDRANT} has no symbol table; build it with `cargo dist`")
+    shutil.rmtree(WORK, ignore_errors=True)
+    names = set()
+    for tls in (False, True):
+        names |= profile(os.path.join(WORK, "https" if tls else "http"), tls)
     defined = set(subprocess.run(["nm", "--defined-only", "--format=just-symbols", HYDRANT],
                                  capture_output=True, text=True, check=True).stdout.split())
     listed = sorted(n for n in names if n in defined)
     with open(ORDER, "w") as f:
         f.write("".join(f"{n}\n" for n in listed))
     log(f"{len(listed)} functions ({len(names) - len(listed)} names callgrind saw are not symbols) -> {ORDER}")
-    for path in glob.glob(os.path.join(WORK, "callgrind.*")):
+    for path in glob.glob(os.path.join(WORK, "*", "callgrind.*")):
         os.remove(path)
 
 

@@ -439,7 +439,6 @@ pub struct InjectorArgs {
 pub struct CaBundle(pub String);
 
 fn read_ca_bundle(path: &str) -> Result<CaBundle, String> {
-    use rustls::pki_types::pem::PemObject as _;
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     // The bundle is copied into every injected pod's environment: never a key with it.
     if text.contains("PRIVATE KEY") {
@@ -447,14 +446,7 @@ fn read_ca_bundle(path: &str) -> Result<CaBundle, String> {
             "{path} holds a private key; give a file with only the CA certificate(s)"
         ));
     }
-    let certificates = rustls::pki_types::CertificateDer::pem_slice_iter(text.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{path} is not PEM: {e}"))?;
-    if certificates.is_empty() {
-        return Err(format!(
-            "{path} holds no PEM certificate; give the CA that signs Vault's certificate"
-        ));
-    }
+    crate::vault::ca_certificates(text.as_bytes(), path)?;
     Ok(CaBundle(text))
 }
 

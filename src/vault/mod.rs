@@ -20,6 +20,7 @@ use vaultrs::client::{Client as _, VaultClient, VaultClientSettings};
 pub use self::auth::{TokenInfo, adopt, login};
 pub use self::error::Error;
 pub(crate) use self::error::chain;
+pub use self::tls::ca_certificates;
 
 /// How long to wait for a TCP (and TLS) connection to Vault.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -46,28 +46,30 @@ fn verifier(
             algorithms: provider.signature_verification_algorithms,
         }));
     }
-    let certs = match (&config.ca_cert, &config.ca_cert_pem) {
+    let bundle = match (&config.ca_cert, &config.ca_cert_pem) {
         (Some(path), _) => {
-            let shown = path.display();
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            let shown = path.display().to_string();
+            let pem = std::fs::read(path)
                 .map_err(|e| tls_error("vault.ca_cert", format!("cannot read {shown}: {e}")))?;
-            Some(("vault.ca_cert", shown.to_string(), certs))
+            Some(("vault.ca_cert", shown, pem))
         }
-        (None, Some(pem)) => {
-            let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| tls_error("vault.ca_cert_pem", format!("not PEM: {e}")))?;
-            Some(("vault.ca_cert_pem", "the text".to_owned(), certs))
-        }
+        (None, Some(pem)) => Some((
+            "vault.ca_cert_pem",
+            "the PEM text".to_owned(),
+            pem.as_bytes().to_vec(),
+        )),
         (None, None) => None,
     };
-    let inner: Arc<dyn ServerCertVerifier> = match certs {
-        Some((key, shown, certs)) => {
+    let inner: Arc<dyn ServerCertVerifier> = match bundle {
+        Some((key, shown, pem)) => {
+            let certs = ca_certificates(&pem, &shown).map_err(|problem| tls_error(key, problem))?;
             let mut roots = RootCertStore::empty();
             let (added, _ignored) = roots.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(tls_error(key, format!("{shown} holds no PEM certificate")));
+                return Err(tls_error(
+                    key,
+                    format!("{shown} holds no valid certificate"),
+                ));
             }
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
@@ -90,6 +92,20 @@ fn verifier(
         }
         None => Ok(inner),
     }
+}
+
+/// The certificates of a PEM CA bundle: what `vault.ca_cert`, `vault.ca_cert_pem` and the
+/// injector's `--vault-ca-cert` hold. The error names `shown` and what to give instead.
+pub fn ca_certificates(pem: &[u8], shown: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{shown} is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{shown} holds no PEM certificate; give the CA that signs Vault's certificate"
+        ));
+    }
+    Ok(certs)
 }
 
 fn tls_error(key: &'static str, problem: String) -> Error {

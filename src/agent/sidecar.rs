@@ -119,7 +119,7 @@ pub(super) async fn run(
             tokio::time::sleep(delay.0).await;
         }
         match sidecar.client.revoke_self().await {
-            Ok(()) => info!("token revoked, and with it its leases"),
+            Ok(()) => info!("token revoked; Vault revokes its leases in the background"),
             Err(error) => warn!(%error, "cannot revoke the token"),
         }
         if let Some(dir) = &config.state_dir {

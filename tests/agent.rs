@@ -511,7 +511,7 @@ fn an_unreachable_vault_is_retried_with_backoff_until_the_deadline() {
     assert!((3..=6).contains(&retries), "retried {retries} times");
     assert!(elapsed.as_secs_f64() >= 1.5, "backed off: {elapsed:?}");
     assert!(
-        elapsed.as_secs_f64() < 6.0,
+        elapsed.as_secs_f64() < 8.0,
         "stopped at the deadline: {elapsed:?}"
     );
 }
@@ -839,8 +839,8 @@ fn tls_to_vault_checks_the_configured_ca_and_server_name() {
     );
     let run = Hydrant::agent_once(&wrong_name).run();
     assert!(
-        run.elapsed.as_secs() < 5,
-        "a certificate problem is not retried until the deadline"
+        run.elapsed.as_secs() < 10,
+        "a certificate problem is not retried until the deadline (2 min)"
     );
     let line = run.failure(1);
     assert!(

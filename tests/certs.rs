@@ -218,21 +218,21 @@ fn a_replica_that_does_not_hold_the_lease_writes_nothing_and_waits_for_the_secre
         }),
     );
     let mut b = replica(dir.path(), &kube, "b", &[]);
+    util::wait_for("it reads the Secret", Duration::from_secs(20), || {
+        kube.requests()
+            .iter()
+            .any(|r| r.starts_with(&format!("GET {SECRETS}/hydrant-webhook-tls")))
+    });
+    util::wait_for(
+        "it waits for the certificate",
+        Duration::from_secs(20),
+        || b.process.log().contains("waiting for the certificate"),
+    );
+    // It goes on holding back while the other holds the Lease.
     std::thread::sleep(Duration::from_secs(3));
     assert!(b.process.running(), "{}", b.process.log());
     assert_eq!(writes(&kube, SECRETS), Vec::<String>::new());
     assert_eq!(writes(&kube, CONFIGS), Vec::<String>::new());
     assert_eq!(writes(&kube, LEASES), Vec::<String>::new());
-    assert!(
-        kube.requests()
-            .iter()
-            .any(|r| r.starts_with(&format!("GET {SECRETS}/hydrant-webhook-tls"))),
-        "it reads the Secret"
-    );
-    assert!(
-        b.process.log().contains("waiting for the certificate"),
-        "{}",
-        b.process.log()
-    );
     b.process.stop();
 }

@@ -330,10 +330,15 @@ fn controller_applies_each_new_commit_from_git_daemon_and_refuses_a_bad_one_whol
             "allowed-paths",
         ) >= 1.0
     });
-    let log = c.process.log();
-    assert!(
-        log.contains(&format!("commit={bad}")) && log.contains("namespaces/team-a/policies/db.hcl"),
-        "the log names the commit and file:\n{log}"
+    // The count comes just before the log line.
+    util::wait_for(
+        "the log naming the commit and file",
+        Duration::from_secs(10),
+        || {
+            let log = c.process.log();
+            log.contains(&format!("commit={bad}"))
+                && log.contains("namespaces/team-a/policies/db.hcl")
+        },
     );
     let refused = wait_event(&kube, "CommitRefused", &bad[..12]);
     assert_eq!(refused["type"], "Warning");

@@ -554,8 +554,14 @@ fn wait_until_up(
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(50));
-        let pem = fs::read(ca).expect("dev CA");
+        // The file may still be being written: wait for a whole certificate.
+        let pem = loop {
+            let pem = fs::read(ca).unwrap_or_default();
+            if pem.windows(20).any(|w| w == b"-----END CERTIFICATE") || Instant::now() > deadline {
+                break pem;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         builder =
             builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("CA pem"));
     } else {

@@ -658,6 +658,7 @@ fn a_failing_template_keeps_its_file_and_does_not_hold_up_the_others() {
     // The key the template needs disappears: rendering `flags` fails from now on.
     vault.kv2_put("app/flags", json!({"gamma": "on"}));
     let mark = vault.audit_mark();
+    let window = Instant::now();
     std::thread::sleep(S(3));
     vault.kv2_put(
         "app/db",
@@ -668,6 +669,7 @@ fn a_failing_template_keeps_its_file_and_does_not_hold_up_the_others() {
     });
     std::thread::sleep(S(3));
     drop(agent);
+    let window = window.elapsed().as_secs_f64();
 
     assert_eq!(read(&out(&vault, "flags")), "beta=on\n", "last good file");
     let log = read(&vault.path("agent.log"));
@@ -678,9 +680,11 @@ fn a_failing_template_keeps_its_file_and_does_not_hold_up_the_others() {
     // Retried at 1, 2, 4 s (and when its secret is read again): a handful in 8 s, not a loop.
     assert!((1..=8).contains(&failures), "{failures} failures:\n{log}");
     let counts = vault.audit_counts(mark);
+    // Once a refresh interval (1 s, -10% at worst) over the window, which is ~6 to 10 s.
+    let reads = count(&counts, "read secret/data/app/flags");
     assert!(
-        count(&counts, "read secret/data/app/flags") <= 10,
-        "read on its schedule only: {counts:?}"
+        reads as f64 <= window / 0.9 + 1.0,
+        "read on its schedule only: {reads} in {window:.1} s: {counts:?}"
     );
     assert!(
         !log.contains("pw-4") && !log.contains("pw-1"),

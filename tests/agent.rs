@@ -875,3 +875,107 @@ fn tls_to_vault_checks_the_configured_ca_and_server_name() {
         "{line}"
     );
 }
+
+/// What a stand-in server on loopback received: each request's path, token header and body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>, String)>>>;
+
+/// A server that records every request and answers 200 with an empty Vault response.
+fn recorder() -> (String, Received) {
+    let received: Received = Default::default();
+    let seen = received.clone();
+    let app = axum::Router::new().fallback(
+        move |headers: axum::http::HeaderMap, uri: axum::http::Uri, body: String| {
+            let seen = seen.clone();
+            async move {
+                let token = headers
+                    .get("x-vault-token")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                seen.lock()
+                    .expect("lock")
+                    .push((uri.to_string(), token, body));
+                axum::Json(json!({"data": {"ttl": 3600, "policies": ["default"]}}))
+            }
+        },
+    );
+    (crate::util::serve_in_background(app), received)
+}
+
+/// A server that answers every request with a 307 to `target` (the same path appended), or,
+/// when `target` is `None`, to another path on itself.
+fn redirector(target: Option<String>) -> String {
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let target = target.clone();
+        async move {
+            let location = match target {
+                Some(base) => format!("{base}{uri}"),
+                None => format!("/v1/again{}", uri.path()),
+            };
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, location)],
+            )
+        }
+    });
+    crate::util::serve_in_background(app)
+}
+
+/// Hardening #6: a redirect never carries the token or a login's JWT to another host over plain
+/// http, and a request follows one redirect at most. The agent fails with one line saying why,
+/// and the other host sees nothing.
+#[test]
+fn redirects_never_carry_credentials_to_another_host_in_clear() {
+    let vault = seeded();
+    let (elsewhere, received) = recorder();
+    let cross_host = redirector(Some(elsewhere));
+    let token_file = vault.file("creds/token", "hvs.the-agents-token");
+    let signer = Signer::new();
+    let jwt = signer.sign(&jwt::service_account_claims("team-a", "app", "", "uid-1"));
+    let jwt_file = vault.file("sa/token", &jwt);
+    let cases = [
+        json!({"method": "token", "token_path": token_file}),
+        json!({"method": "kubernetes", "role": "app", "jwt_path": jwt_file}),
+    ];
+    for auth in cases {
+        let mut config_doc: Value = serde_json::from_str(&read(&config(
+            &vault,
+            auth,
+            json!({"templates": [db_template(&vault)]}),
+        )))
+        .expect("config");
+        config_doc["vault"]["address"] = json!(cross_host);
+        let path = vault.file(
+            "redirected.json",
+            &serde_json::to_string(&config_doc).expect("json"),
+        );
+        let stderr = Hydrant::agent_once(&path).run().failure(1);
+        assert!(
+            stderr.contains("redirected to another host over plain http"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("the-agents-token") && !stderr.contains(&jwt),
+            "{stderr}"
+        );
+        assert!(
+            received.lock().expect("lock").is_empty(),
+            "the other host got a request"
+        );
+    }
+
+    // Same origin, but a second hop: refused.
+    let looping = redirector(None);
+    let mut config_doc: Value = serde_json::from_str(&read(&config(
+        &vault,
+        json!({"method": "token", "token_path": token_file}),
+        json!({"templates": [db_template(&vault)]}),
+    )))
+    .expect("config");
+    config_doc["vault"]["address"] = json!(looping);
+    let path = vault.file(
+        "looping.json",
+        &serde_json::to_string(&config_doc).expect("json"),
+    );
+    let stderr = Hydrant::agent_once(&path).run().failure(1);
+    assert!(stderr.contains("redirected more than 1 time"), "{stderr}");
+}

@@ -894,3 +894,164 @@ fn an_invalid_snapshot_stops_the_init_container_before_it_logs_in() {
     assert!(!out(&vault, "platform.json").exists());
     assert!(vault.audit_counts(mark).is_empty(), "nothing sent to Vault");
 }
+
+/// The sidecar's token, as its hand-over file has it.
+fn agent_token(vault: &Vault) -> String {
+    let state: Value =
+        serde_json::from_str(&read(&state_dir(vault).join("state.json"))).expect("state json");
+    state["token"].as_str().expect("token").to_owned()
+}
+
+fn scrape(port: u16) -> String {
+    reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+        .and_then(|r| r.text())
+        .unwrap_or_default()
+}
+
+/// A token revoked behind the agent's back (hardening #2): with a 1 h TTL its renewal is 40 min
+/// away, but the next KV read is denied; lookup-self says the token is gone, so the agent logs in
+/// again at once and reads what failed with the new token. The rotated value reaches the file
+/// within about one refresh interval, with one login and a bounded number of requests.
+#[test]
+fn a_revoked_token_is_replaced_at_the_next_denial_and_the_rotated_value_arrives() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let port = free_port();
+    let config = config(
+        &vault,
+        auth,
+        json!({"state_dir": state_dir(&vault), "listen": port, "refresh_interval": "3s",
+               "templates": [db_template(&vault)]}),
+    );
+    let agent = start(&vault, &config);
+    let mark = vault.audit_mark();
+    let revoked_at = SystemTime::now();
+    vault.api(
+        "POST",
+        "auth/token/revoke",
+        Some(json!({"token": agent_token(&vault)})),
+    );
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "pw-2"}),
+    );
+    let file = out(&vault, "db.env");
+    // One refresh interval (3 s ±10%), a lookup and a login, with slack for a loaded machine.
+    wait_for("the rotated value in the file", S(10), || {
+        read(&file).contains("pw-2")
+    });
+    let logins = vault.audit_times(mark, "update auth/approle/login");
+    assert_eq!(logins.len(), 1, "{:?}", vault.audit_counts(mark));
+    let after = logins[0].duration_since(revoked_at).unwrap_or_default();
+    assert!(after < S(10), "logged in {after:?} after the revocation");
+
+    // Bounded afterwards: no storm of logins or lookups, reads at the refresh interval.
+    std::thread::sleep(S(6));
+    let counts = vault.audit_counts(mark);
+    assert_eq!(count(&counts, "update auth/approle/login"), 1, "{counts:?}");
+    assert!(
+        count(&counts, "read auth/token/lookup-self") <= 2,
+        "{counts:?}"
+    );
+    let elapsed = SystemTime::now()
+        .duration_since(revoked_at)
+        .unwrap_or_default()
+        .as_secs_f64();
+    assert!(
+        (count(&counts, "read secret/data/app/db") as f64) <= elapsed / 2.7 + 3.0,
+        "{counts:?} in {elapsed:.1}s"
+    );
+    let metrics = scrape(port);
+    for line in [
+        "hydrant_agent_tokens_lost_total 1",
+        "hydrant_agent_fetch_failures_total{reason=\"permission_denied\"} 1",
+        "hydrant_agent_last_render_timestamp_seconds{template=\"db\"} ",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(!agent.log().contains("pw-2"), "no secret in the log");
+}
+
+/// A Vault that comes back without its data (restored, rebuilt): the agent's token is unknown
+/// there, every read is denied, logins fail until the auth method is set up again; the agent
+/// recovers by itself, without a storm of requests meanwhile.
+#[test]
+fn the_agent_recovers_by_itself_when_vault_comes_back_empty() {
+    let mut vault = seeded();
+    let reviewer = TokenReviewer::start();
+    let setup = |vault: &Vault| {
+        kubernetes_setup(vault, &reviewer, "app", None, &["app"]);
+    };
+    setup(&vault);
+    let signer = Signer::new();
+    let jwt = signer.sign(&jwt::service_account_claims("team-a", "app", "", "uid-1"));
+    reviewer.accept(&jwt);
+    let auth =
+        json!({"method": "kubernetes", "role": "app", "jwt_path": vault.file("sa/token", &jwt)});
+    let config = config(
+        &vault,
+        auth,
+        json!({"state_dir": state_dir(&vault), "refresh_interval": "2s",
+               "templates": [db_template(&vault)]}),
+    );
+    let agent = start(&vault, &config);
+    vault.restart_empty();
+    let mark = vault.audit_mark();
+    // Empty for a while: reads are denied, logins find no auth method.
+    std::thread::sleep(S(6));
+    let empty = vault.audit_counts(mark);
+    vault.policy(
+        "app",
+        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+    );
+    setup(&vault);
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "pw-restored"}),
+    );
+    let file = out(&vault, "db.env");
+    wait_for("the restored value in the file", S(30), || {
+        read(&file).contains("pw-restored")
+    });
+    // While Vault was empty: a login now and then (backoff from 1 s), a read now and then.
+    let requests: usize = empty.values().sum();
+    assert!(requests <= 15, "{requests} requests in 6 s: {empty:?}");
+    let counts = vault.audit_counts(mark);
+    assert!(
+        count(&counts, "update auth/kubernetes/login") <= 8,
+        "{counts:?}"
+    );
+    assert!(!agent.log().contains("pw-restored"), "no secret in the log");
+}
+
+/// `exit_on_retry_failure` (vault-k8s's `template-config-exit-on-retry-failure`): once a fetch
+/// has failed `retry.attempts` times in a row the sidecar exits 1 naming the path, so the kubelet
+/// restarts it; the file keeps its last good content and the failures are counted by reason.
+#[test]
+fn with_exit_on_retry_failure_the_sidecar_exits_when_a_fetch_keeps_failing() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let port = free_port();
+    let config = config(
+        &vault,
+        auth,
+        json!({"state_dir": state_dir(&vault), "listen": port, "refresh_interval": "1s",
+               "exit_on_retry_failure": true, "retry": {"attempts": 3},
+               "templates": [db_template(&vault)]}),
+    );
+    let mut agent = start(&vault, &config);
+    let good = read(&out(&vault, "db.env"));
+    vault.api("DELETE", "secret/metadata/app/db", None);
+    wait_for("two failures counted", S(15), || {
+        scrape(port).contains("hydrant_agent_fetch_failures_total{reason=\"not_found\"} 2")
+    });
+    // 1 s refresh, then pauses of about 1 and 2 s: gone well within 20 s.
+    let status = agent.wait(S(20));
+    assert_eq!(status.code(), Some(1), "{}", agent.log());
+    let log = agent.log();
+    assert!(
+        log.contains("fetching secret/data/app/db failed 3 times in a row"),
+        "{log}"
+    );
+    assert_eq!(read(&out(&vault, "db.env")), good, "the last good content");
+}

@@ -72,6 +72,13 @@ pub struct AgentConfig {
     /// A composed config snapshot that templates see as `config` and `snapshot`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<SnapshotConfig>,
+    /// Sidecar: exit (status 1) when one fetch has failed `retry.attempts` times in a row, so
+    /// that the kubelet restarts the agent and the failure shows in the pod's restarts (Vault
+    /// Agent's `exit_on_retry_failure`). Unset: false, the sidecar retries forever with backoff
+    /// and the files keep their last good content. The webhook sets it for vault-k8s pods, whose
+    /// `template-config-exit-on-retry-failure` defaults to true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_on_retry_failure: Option<bool>,
 }
 
 /// Where the agent's config snapshot comes from: container directories, the instance's
@@ -145,6 +152,11 @@ impl AgentConfig {
     /// The renewal threshold, with its default.
     pub fn renewal_threshold(&self) -> f64 {
         self.renewal_threshold.unwrap_or(DEFAULT_RENEWAL_THRESHOLD)
+    }
+
+    /// Whether the sidecar exits once a fetch has failed `retry.attempts` times in a row.
+    pub fn exit_on_retry_failure(&self) -> bool {
+        self.exit_on_retry_failure.unwrap_or(false)
     }
 }
 
@@ -387,12 +399,24 @@ pub struct RetryConfig {
     /// sealed, overloaded) are retried until then, after which the agent exits 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Duration>,
+    /// Sidecar, with `exit_on_retry_failure`: the failures in a row of one fetch after which
+    /// the agent exits (default 12, Vault Agent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
+
+/// The default of `retry.attempts`: Vault Agent's 12.
+pub const DEFAULT_RETRY_ATTEMPTS: u32 = 12;
 
 impl RetryConfig {
     /// The deadline, with its default.
     pub fn deadline(&self) -> time::Duration {
         self.deadline.map_or(DEFAULT_RETRY_DEADLINE, |d| d.0)
+    }
+
+    /// `retry.attempts`, with its default; at least 1.
+    pub fn attempts(&self) -> u32 {
+        self.attempts.unwrap_or(DEFAULT_RETRY_ATTEMPTS).max(1)
     }
 
     fn is_default(&self) -> bool {

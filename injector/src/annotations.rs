@@ -210,6 +210,9 @@ pub struct Request {
     pub listen: Option<u16>,
     /// Revoke the token when the sidecar stops.
     pub revoke_on_shutdown: bool,
+    /// Exit when a fetch keeps failing (`template-config-exit-on-retry-failure`, true by
+    /// default for vault-k8s pods; `hydrant.dev/exit-on-retry-failure`).
+    pub exit_on_retry_failure: Option<bool>,
     /// Wait before revoking.
     pub revoke_delay: Option<Duration>,
     /// When certificates and non-renewable leases are replaced.
@@ -266,6 +269,7 @@ impl Request {
             refresh_interval: None,
             listen: None,
             revoke_on_shutdown: false,
+            exit_on_retry_failure: None,
             revoke_delay: None,
             renewal_threshold: None,
             min_backoff: None,
@@ -517,13 +521,14 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
                      sidecar; it has no effect",
                 key(rest)
             )),
-            "template-config-exit-on-retry-failure" | "agent-auto-auth-exit-on-err" => {
-                r.warnings.push(format!(
-                    "{}: has no effect; hydrant's init container always exits on failure and its \
-                     sidecar always retries",
-                    key(rest)
-                ))
+            "template-config-exit-on-retry-failure" => {
+                r.exit_on_retry_failure = Some(bool_of(value)?)
             }
+            "agent-auto-auth-exit-on-err" => r.warnings.push(format!(
+                "{}: has no effect; hydrant's init container always exits on failure and its \
+                     sidecar retries logins with backoff",
+                key(rest)
+            )),
             "client-timeout" => r.client_timeout = Some(duration(&key(rest), value)?),
             "client-max-retries"
             | "go-max-procs"
@@ -536,6 +541,8 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
             _ => vault_per_secret(&mut r, rest, value, &mut secrets)?,
         }
     }
+    // vault-k8s's default: Vault Agent exits once a template's retries are spent.
+    r.exit_on_retry_failure.get_or_insert(true);
     if enable_quit {
         // vault-k8s's quit endpoint listens on the cache listener's port, 8200 by default.
         r.listen = Some(listener_port.unwrap_or(8200));
@@ -770,6 +777,9 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
             "refresh-interval" => r.refresh_interval = Some(duration(&k, value)?),
             "revoke-on-shutdown" => {
                 r.revoke_on_shutdown = parse_bool(value).map_err(|e| Denial::bad(&k, e))?
+            }
+            "exit-on-retry-failure" => {
+                r.exit_on_retry_failure = Some(parse_bool(value).map_err(|e| Denial::bad(&k, e))?)
             }
             "listen" => r.listen = Some(port(&k, value)?),
             "run-as-user" => r.run_as_user = Some(parse_id(value).map_err(|e| Denial::bad(&k, e))?),
@@ -1411,6 +1421,35 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    /// vault-k8s's `template-config-exit-on-retry-failure` defaults to true; hydrant's own
+    /// family retries forever unless asked.
+    #[test]
+    fn exit_on_retry_failure_defaults_as_each_family_does() {
+        let secret = (
+            "vault.hashicorp.com/agent-inject-secret-db",
+            "secret/data/db",
+        );
+        let r = parse_vault(&[secret]).expect("parses");
+        assert_eq!(r.exit_on_retry_failure, Some(true));
+        let r = parse_vault(&[
+            secret,
+            (
+                "vault.hashicorp.com/template-config-exit-on-retry-failure",
+                "false",
+            ),
+        ])
+        .expect("parses");
+        assert_eq!(r.exit_on_retry_failure, Some(false));
+        let r = parse_hydrant(&[("hydrant.dev/secret-db", "secret/data/db")]).expect("parses");
+        assert_eq!(r.exit_on_retry_failure, None);
+        let r = parse_hydrant(&[
+            ("hydrant.dev/secret-db", "secret/data/db"),
+            ("hydrant.dev/exit-on-retry-failure", "true"),
+        ])
+        .expect("parses");
+        assert_eq!(r.exit_on_retry_failure, Some(true));
     }
 
     #[test]

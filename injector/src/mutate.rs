@@ -769,6 +769,7 @@ fn agent_config(
         refresh_interval: request.refresh_interval,
         listen: request.listen,
         revoke_on_shutdown: request.revoke_on_shutdown,
+        exit_on_retry_failure: request.exit_on_retry_failure,
         revoke_delay: request.revoke_delay,
         state_dir: Some(names::STATE_PATH.into()),
         watch: Vec::new(),

@@ -81,6 +81,19 @@ pub enum Error {
     /// The process could not start its runtime.
     #[error("cannot start: {0}")]
     Runtime(String),
+    /// `exit_on_retry_failure`: a fetch kept failing; the agent exits so that the kubelet
+    /// restarts it (vault-k8s's `template-config-exit-on-retry-failure`).
+    #[error(
+        "giving up: fetching {path} failed {attempts} times in a row (last: {reason});          exit_on_retry_failure is set, so the agent exits and is restarted"
+    )]
+    RetriesExhausted {
+        /// The Vault path.
+        path: String,
+        /// Failures in a row.
+        attempts: u32,
+        /// The last failure's fixed label.
+        reason: &'static str,
+    },
 }
 
 impl Error {
@@ -91,6 +104,7 @@ impl Error {
             Error::Login(vault::Error::Config { .. }) => 64,
             Error::Login(_) | Error::Render(_) | Error::Write { .. } => 1,
             Error::Unwritable { .. } | Error::Runtime(_) | Error::Snapshot(_) => 1,
+            Error::RetriesExhausted { .. } => 1,
         }
     }
 }
@@ -400,7 +414,8 @@ pub(crate) struct VaultFetch<'a> {
 /// One response, as fetched.
 pub(crate) struct Fetched {
     pub(crate) request: Request,
-    pub(crate) result: Result<vault::Secret, ()>,
+    /// The response, or the failure's fixed label ([`vault::Error::kind`]).
+    pub(crate) result: Result<vault::Secret, &'static str>,
     pub(crate) at: std::time::SystemTime,
 }
 
@@ -435,7 +450,10 @@ impl Fetch for VaultFetch<'_> {
         .await;
         let record = Fetched {
             request: request.clone(),
-            result: result.as_ref().map(Clone::clone).map_err(drop),
+            result: result
+                .as_ref()
+                .map(Clone::clone)
+                .map_err(vault::Error::kind),
             at: std::time::SystemTime::now(),
         };
         self.fetched

@@ -115,6 +115,8 @@ struct Token {
     failures: u32,
     /// Counts logins: a lease belongs to the token that created it.
     generation: u64,
+    /// Tokens found gone in a row (see [`Schedule::token_lost`]) with none proven alive since.
+    lost: u32,
 }
 
 #[derive(Debug)]
@@ -174,6 +176,7 @@ impl Schedule {
                 at: now,
                 failures: 0,
                 generation: 0,
+                lost: 0,
             },
             entries: BTreeMap::new(),
             renders: vec![(None, 0); outputs],
@@ -252,22 +255,52 @@ impl Schedule {
     }
 
     /// A login succeeded with a token of `ttl`. Leases of earlier tokens are due now: they die
-    /// with the token that created them. Nothing else is fetched again.
+    /// with the token that created them; so is what failed to fetch (it may have failed for
+    /// want of a live token). Nothing else is fetched again.
     pub fn logged_in(&mut self, now: Instant, ttl: Duration, renewable: bool) {
         self.token.generation += 1;
         self.granted(now, ttl, renewable);
         let generation = self.token.generation;
         for entry in self.entries.values_mut() {
-            if entry
+            let old_lease = entry
                 .lease
                 .as_ref()
-                .is_some_and(|l| l.generation < generation)
-            {
+                .is_some_and(|l| l.generation < generation);
+            if old_lease || (entry.failures > 0 && entry.next == Next::Fetch) {
                 entry.next = Next::Fetch;
                 entry.at = now;
                 entry.failures = 0;
             }
         }
+    }
+
+    /// Vault no longer knows the token (a request was denied and lookup-self was denied too: it
+    /// was revoked, or Vault came back without its data). Nothing can be done with it: the next
+    /// login is due at once the first time, and after a backoff (1 s doubling to 5 min) when
+    /// tokens keep being found gone with none proven alive in between, so that a role whose
+    /// policies do not allow lookup-self costs a login now and then, not a storm. Returns the
+    /// pause.
+    pub fn token_lost(&mut self, now: Instant) -> Duration {
+        let (min, max) = RETRY_BACKOFF;
+        let token = &mut self.token;
+        let pause = match token.lost {
+            0 => Duration::ZERO,
+            n => backoff(n - 1, min, max, self.rng.f64()),
+        };
+        token.lost = token.lost.saturating_add(1);
+        token.live = false;
+        (token.next, token.at, token.failures) = (Next::Login, now + pause, 0);
+        pause
+    }
+
+    /// Vault confirmed the token is alive (lookup-self or a renewal answered).
+    pub fn token_confirmed(&mut self) {
+        self.token.lost = 0;
+    }
+
+    /// How many times in a row fetching `request` has failed.
+    pub fn fetch_failures(&self, request: &Request) -> u32 {
+        self.entries.get(request).map_or(0, |e| e.failures)
     }
 
     /// An init container's token was taken over: lookup-self says it has `ttl` left.
@@ -315,6 +348,7 @@ impl Schedule {
     pub fn token_renewed(&mut self, now: Instant, ttl: Duration, renewable: bool) {
         let token = &mut self.token;
         token.failures = 0;
+        token.lost = 0;
         let end = now + ttl;
         token.expires = Some(end);
         if renewable && !truncated(token.asked, ttl) {

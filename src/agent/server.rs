@@ -37,6 +37,16 @@ struct TemplateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutputLabel {
+    template: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PathLabel {
     path: String,
 }
@@ -51,6 +61,9 @@ pub struct Shared {
     renders: Family<TemplateLabel, Counter>,
     commands: Family<TemplateLabel, Counter>,
     snapshots: Family<ResultLabel, Counter>,
+    fetch_failures: Family<ReasonLabel, Counter>,
+    tokens_lost: Counter,
+    last_render: Family<OutputLabel, Gauge>,
     token_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
     lease_expiry: Family<PathLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     expiries: Mutex<Expiries>,
@@ -88,6 +101,9 @@ impl Shared {
         let renders = Family::<TemplateLabel, Counter>::default();
         let commands = Family::<TemplateLabel, Counter>::default();
         let snapshots = Family::<ResultLabel, Counter>::default();
+        let fetch_failures = Family::<ReasonLabel, Counter>::default();
+        let tokens_lost = Counter::default();
+        let last_render = Family::<OutputLabel, Gauge>::default();
         let token_expiry = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         let lease_expiry = Family::<PathLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register("logins", "Logins to Vault, by result", logins.clone());
@@ -112,6 +128,21 @@ impl Shared {
             snapshots.clone(),
         );
         registry.register(
+            "fetch_failures",
+            "Failed fetches from Vault, by reason (permission_denied, not_found, unreachable, ...); the files keep what they have",
+            fetch_failures.clone(),
+        );
+        registry.register(
+            "tokens_lost",
+            "Times Vault no longer knew the agent's token (revoked, or Vault lost its data) and the agent logged in again",
+            tokens_lost.clone(),
+        );
+        registry.register(
+            "last_render_timestamp_seconds",
+            "Unix time of each file's last successful render (written or found unchanged)",
+            last_render.clone(),
+        );
+        registry.register(
             "token_expiry_seconds",
             "Seconds until the token expires (absent: it does not)",
             token_expiry.clone(),
@@ -130,6 +161,9 @@ impl Shared {
             renders,
             commands,
             snapshots,
+            fetch_failures,
+            tokens_lost,
+            last_render,
             token_expiry,
             lease_expiry,
             expiries: Mutex::new(Expiries::default()),
@@ -197,6 +231,30 @@ impl Shared {
                 result: outcome(ok),
             })
             .inc();
+    }
+
+    /// Counts a failed fetch by its fixed reason label.
+    pub fn fetch_failed(&self, reason: &'static str) {
+        self.fetch_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Counts a token found gone.
+    pub fn token_lost(&self) {
+        self.tokens_lost.inc();
+    }
+
+    /// Records a file's successful render at `at`.
+    pub fn rendered_at(&self, template: &str, at: std::time::SystemTime) {
+        let unix = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.last_render
+            .get_or_create(&OutputLabel {
+                template: template.to_owned(),
+            })
+            .set(unix);
     }
 
     /// Replaces what the expiry gauges report.

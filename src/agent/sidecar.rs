@@ -38,6 +38,7 @@ struct Stored {
 enum Stop {
     Signal,
     Quit,
+    GaveUp,
 }
 
 struct Sidecar<'a> {
@@ -57,6 +58,9 @@ struct Sidecar<'a> {
     sources: Vec<SourceFile>,
     /// What templates see of the config snapshot, if any: see [`fingerprint`].
     snapshot: Option<String>,
+    /// Set when `exit_on_retry_failure` gives up: the loop ends with this error.
+    gave_up: Option<Error>,
+    gave_up_notify: Arc<tokio::sync::Notify>,
 }
 
 /// Runs the sidecar until SIGTERM, SIGINT or `POST /quit`.
@@ -99,10 +103,13 @@ pub(super) async fn run(
         shared,
         sources,
         snapshot: snapshot.as_deref().map(fingerprint),
+        gave_up: None,
+        gave_up_notify: Arc::new(tokio::sync::Notify::new()),
     };
     let (events, mut changes) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let _watcher = watch(config, &sidecar.sources, events);
     let quit = sidecar.shared.clone();
+    let gave_up = sidecar.gave_up_notify.clone();
     tokio::pin!(shutdown);
     // A stop cancels work in flight, in the middle of a request if need be: it never waits for
     // a Vault that does not answer. The schedule changes only after an answer, so a cancelled
@@ -111,9 +118,14 @@ pub(super) async fn run(
         biased;
         () = &mut shutdown => Stop::Signal,
         () = quit.quit_requested() => Stop::Quit,
+        () = gave_up.notified() => Stop::GaveUp,
         never = sidecar.work(&mut changes) => match never {},
     };
     info!(reason = ?stop, "stopping");
+    if let Some(error) = sidecar.gave_up.take() {
+        // The token is kept: the restarted agent takes it over from the hand-over.
+        return Err(error);
+    }
     if config.revoke_on_shutdown && sidecar.schedule.has_token() {
         if let Some(delay) = config.revoke_delay {
             tokio::time::sleep(delay.0).await;
@@ -336,7 +348,49 @@ impl Sidecar<'_> {
             Err(error) => {
                 let pause = self.schedule.fetch_failed(now, &request);
                 warn!(%error, path = %request.path, retry_in_s = pause.as_secs_f64(), "fetch failed; the files keep what they have");
+                self.fetch_failed(&request, error.kind()).await;
             }
+        }
+    }
+
+    /// After a failed fetch: counts it, checks the token when Vault said 403, and gives up when
+    /// `exit_on_retry_failure` says so.
+    async fn fetch_failed(&mut self, request: &Request, reason: &'static str) {
+        self.shared.fetch_failed(reason);
+        if reason == "permission_denied" {
+            self.check_token().await;
+        }
+        let attempts = self.schedule.fetch_failures(request);
+        if self.config.exit_on_retry_failure() && attempts >= self.config.retry.attempts() {
+            warn!(path = %request.path, attempts, "fetches keep failing; exiting (exit_on_retry_failure)");
+            self.gave_up = Some(Error::RetriesExhausted {
+                path: request.path.clone(),
+                attempts,
+                reason,
+            });
+            self.gave_up_notify.notify_one();
+        }
+    }
+
+    /// A request was denied: either the policies do not allow it, or the token is gone (revoked,
+    /// or Vault came back without its data). lookup-self tells them apart; a token that is gone
+    /// is replaced by a login at once (backed off if that keeps happening), and what failed is
+    /// fetched again with the new token.
+    async fn check_token(&mut self) {
+        if !self.schedule.has_token() {
+            return;
+        }
+        match self.client.token_alive().await {
+            Ok(true) => self.schedule.token_confirmed(),
+            Ok(false) => {
+                self.shared.token_lost();
+                let pause = self.schedule.token_lost(Instant::now());
+                warn!(
+                    retry_in_s = pause.as_secs_f64(),
+                    "vault no longer knows the token (revoked, or Vault lost its data); logging in again"
+                );
+            }
+            Err(error) => debug!(%error, "cannot check the token; the fetch is retried"),
         }
     }
 
@@ -368,16 +422,18 @@ impl Sidecar<'_> {
             .await;
         let fetched = fetch.take();
         let now = Instant::now();
+        let mut failed = Vec::new();
         for Fetched {
             request, result, ..
         } in fetched
         {
             match result {
                 Ok(secret) => self.remember(now, &request, secret),
-                Err(()) => {
+                Err(reason) => {
                     // Retried on the schedule, with backoff; the engine must ask again.
                     self.engine.forget(&request);
                     self.schedule.fetch_failed(now, &request);
+                    failed.push((request, reason));
                 }
             }
         }
@@ -392,6 +448,15 @@ impl Sidecar<'_> {
         }
         self.save();
         self.publish();
+        // One token check for the whole render, however many of its fetches were denied.
+        let mut checked = false;
+        for (request, reason) in failed {
+            if reason == "permission_denied" && std::mem::replace(&mut checked, true) {
+                self.shared.fetch_failed(reason);
+                continue;
+            }
+            self.fetch_failed(&request, reason).await;
+        }
     }
 
     fn write(
@@ -410,6 +475,7 @@ impl Sidecar<'_> {
         match written {
             Ok(written) => {
                 self.shared.render(output.name, true);
+                self.shared.rendered_at(output.name, SystemTime::now());
                 self.schedule.rendered(i);
                 self.rendered[i] = true;
                 self.failing.remove(&i);

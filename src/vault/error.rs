@@ -29,6 +29,14 @@ pub enum Error {
         /// What rustls said.
         reason: String,
     },
+    /// Vault answered with a redirect that would send the credential where it must not go.
+    #[error("vault at {address}: {refusal}")]
+    Redirect {
+        /// The configured address.
+        address: String,
+        /// Which rule the redirect broke.
+        refusal: super::redirect::Refusal,
+    },
     /// A request was still waiting for its answer when the deadline came.
     #[error(
         "vault did not answer {what} before retry.deadline; check Vault's health, or raise \
@@ -183,6 +191,7 @@ impl Error {
         match self {
             Error::Unreachable { .. } => "unreachable",
             Error::Tls { .. } => "tls",
+            Error::Redirect { .. } => "redirect",
             Error::Unanswered { .. } => "unanswered",
             Error::Unavailable { .. } => "unavailable",
             Error::LoginDenied { .. } => "login_denied",
@@ -246,16 +255,24 @@ pub(super) fn classify(
             }
         }
         // Sending or receiving failed: the network, DNS, TLS, a timeout.
-        E::RequestError { .. } | E::ResponseError { .. } => match tls_failure(&e) {
-            Some(reason) => Error::Tls {
-                address: address.to_owned(),
-                reason,
-            },
-            None => Error::Unreachable {
-                address: address.to_owned(),
-                reason: innermost(&e),
-            },
-        },
+        E::RequestError { .. } | E::ResponseError { .. } => {
+            if let Some(refusal) = redirect_refusal(&e) {
+                return Error::Redirect {
+                    address: address.to_owned(),
+                    refusal,
+                };
+            }
+            match tls_failure(&e) {
+                Some(reason) => Error::Tls {
+                    address: address.to_owned(),
+                    reason,
+                },
+                None => Error::Unreachable {
+                    address: address.to_owned(),
+                    reason: innermost(&e),
+                },
+            }
+        }
         // Anything else is a response hydrant cannot read, or a request it could not build. The
         // cause is not kept: a parse error quotes the body, which may hold secrets.
         _ => Error::InvalidResponse {
@@ -283,6 +300,14 @@ fn causes<'a>(
         };
     }
     out
+}
+
+/// The redirect the client refused to follow, if that is why the request failed.
+fn redirect_refusal(e: &(dyn std::error::Error + 'static)) -> Option<super::redirect::Refusal> {
+    causes(e)
+        .into_iter()
+        .find_map(|c| c.downcast_ref::<super::redirect::Refusal>())
+        .cloned()
 }
 
 /// The rustls error behind a failed request, if the failure was the TLS handshake.

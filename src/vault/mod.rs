@@ -4,6 +4,7 @@
 mod auth;
 pub mod cli;
 mod error;
+pub mod redirect;
 pub mod retry;
 mod tls;
 
@@ -108,12 +109,13 @@ impl Client {
     /// Builds a client for the configured server. Nothing is sent yet.
     pub fn connect(config: &VaultConfig) -> Result<Client, Error> {
         let address = config.address.trim().trim_end_matches('/').to_owned();
-        let url = address.parse().map_err(|e| Error::Config {
+        let url: reqwest::Url = address.parse().map_err(|e| Error::Config {
             key: "vault.address",
             problem: format!("{address:?} is not a valid URL: {e}"),
         })?;
         let timeout = config.timeout();
         let http = tls::http_client(config, &address)?
+            .redirect(redirect::policy(url.clone()))
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout)
             .build()
@@ -178,6 +180,18 @@ impl Client {
             operation: Operation::Write,
             path: "auth/token/renew-self".to_owned(),
         })
+    }
+
+    /// Whether the client's token still exists: `auth/token/lookup-self`, which the default
+    /// policy allows. A 403 from any other path means either a policy that does not allow it or
+    /// a token that is gone (revoked, expired, or a Vault restored without it); this tells them
+    /// apart. `Ok(false)` is a 403 here too.
+    pub async fn token_alive(&self) -> Result<bool, Error> {
+        match self.read("auth/token/lookup-self").await {
+            Ok(_) => Ok(true),
+            Err(Error::PermissionDenied { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Revokes the client's token, and with it every lease it created.

@@ -9,10 +9,11 @@ use tokio::time::Instant;
 
 use super::Error;
 
-/// The first delay; later ones double, with jitter, up to [`MAX_DELAY`].
+/// The first delay; later ones double, with jitter, up to [`MAX_DELAY`] (jitter included).
 const MIN_DELAY: Duration = Duration::from_millis(250);
 
-/// The longest delay between two attempts.
+/// The longest delay between two attempts, jitter included. backon adds its jitter on top of the
+/// doubled step (up to as much again), so the step stops doubling at half of this.
 const MAX_DELAY: Duration = Duration::from_secs(10);
 
 /// Runs `op` until it succeeds, fails for good, or `deadline` would pass before the next attempt.
@@ -26,7 +27,7 @@ pub async fn until<T>(
     let mut delays = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(MIN_DELAY)
-        .with_max_delay(MAX_DELAY)
+        .with_max_delay(MAX_DELAY / 2)
         .without_max_times()
         .build();
     let mut attempts = 0;
@@ -40,7 +41,7 @@ pub async fn until<T>(
                 what: what.to_owned(),
             },
         };
-        let delay = delays.next().unwrap_or(MAX_DELAY);
+        let delay = delays.next().unwrap_or(MAX_DELAY).min(MAX_DELAY);
         if Instant::now() + delay >= deadline {
             return Err(Error::GaveUp {
                 attempts,
@@ -82,13 +83,34 @@ mod tests {
         // Never a tight loop: every gap is at least the minimum delay, and they grow.
         let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps.iter().all(|g| *g >= MIN_DELAY), "{gaps:?}");
-        assert!(gaps.iter().all(|g| *g <= MAX_DELAY * 2), "{gaps:?}");
+        assert!(gaps.iter().all(|g| *g <= MAX_DELAY), "{gaps:?}");
         assert!(gaps.last() > gaps.first(), "{gaps:?}");
         assert!(*calls.last().expect("calls") < Duration::from_secs(30));
         assert!(
             (5..=16).contains(&calls.len()),
             "{} attempts in 30 s",
             calls.len()
+        );
+    }
+
+    /// The documented cap holds with jitter: over ten minutes of failures no pause passes 10 s,
+    /// and the late ones come close to it (backon's jitter alone reached 20 s).
+    #[tokio::test(start_paused = true)]
+    async fn no_pause_passes_the_cap_even_with_jitter() {
+        let start = Instant::now();
+        let mut calls = Vec::new();
+        let _: Result<(), Error> =
+            until(start + Duration::from_secs(600), "reading x", async || {
+                calls.push(Instant::now());
+                Err(unreachable())
+            })
+            .await;
+        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.len() > 50, "{} attempts", calls.len());
+        assert!(gaps.iter().all(|g| *g <= MAX_DELAY), "{gaps:?}");
+        assert!(
+            gaps.iter().rev().take(20).all(|g| *g >= MAX_DELAY / 2),
+            "{gaps:?}"
         );
     }
 

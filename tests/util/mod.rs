@@ -177,29 +177,7 @@ impl Vault {
         for _attempt in 0..5 {
             let port = free_port();
             let scheme = if options.tls { "https" } else { "http" };
-            let log = File::create(&log_path).expect("server log");
-            let mut cmd = Command::new(bao());
-            cmd.args(["server", "-dev", "-dev-no-store-token"])
-                .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
-                .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-                .arg(format!("-config={}", config.display()));
-            let ca_cert = options.tls.then(|| {
-                let certs = dir.path().join("tls");
-                fs::create_dir_all(&certs).expect("tls dir");
-                cmd.arg("-dev-tls")
-                    .arg(format!("-dev-tls-cert-dir={}", certs.display()));
-                certs.join("vault-ca.pem")
-            });
-            let mut child = KillOnDrop(
-                cmd.env_clear()
-                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                    .env("HOME", dir.path())
-                    .stdin(Stdio::null())
-                    .stdout(log.try_clone().expect("log"))
-                    .stderr(log)
-                    .spawn()
-                    .expect("start bao server"),
-            );
+            let (mut child, ca_cert) = spawn_server(dir.path(), port, options.tls);
             let addr = format!("{scheme}://127.0.0.1:{port}");
             match wait_until_up(&mut child.0, &addr, ca_cert.as_deref()) {
                 Some(http) => {
@@ -218,6 +196,35 @@ impl Vault {
             }
         }
         panic!("bao server did not start: {}", read(&log_path));
+    }
+
+    /// Stops the server and starts an empty one at the same address, with the same audit log:
+    /// a Vault rebuilt, or restored from before the agent logged in. Its tokens, auth methods
+    /// and secrets are gone; only root's token is the same.
+    pub fn restart_empty(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        let port: u16 = self
+            .addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in address");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (mut child, _ca) = spawn_server(self.dir.path(), port, self.ca_cert.is_some());
+            if let Some(http) = wait_until_up(&mut child.0, &self.addr, self.ca_cert.as_deref()) {
+                (self.child, self.http) = (child, http);
+                return;
+            }
+            // The old listener may take a moment to let go of the port.
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bao server did not start again: {}",
+                read(&self.dir.path().join("server.log"))
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     /// Sends a request as root and returns the parsed body (`Null` for an empty one).
@@ -538,6 +545,35 @@ impl Run {
 }
 
 /// Waits for the dev server to answer `sys/health`; returns a client that trusts it.
+/// Starts a dev server in `dir` (its audit.hcl, server.log and tls/) on `port`; returns it and,
+/// with TLS, its generated CA.
+fn spawn_server(dir: &Path, port: u16, tls: bool) -> (KillOnDrop, Option<PathBuf>) {
+    let log = File::create(dir.join("server.log")).expect("server log");
+    let mut cmd = Command::new(bao());
+    cmd.args(["server", "-dev", "-dev-no-store-token"])
+        .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
+        .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+        .arg(format!("-config={}", dir.join("audit.hcl").display()));
+    let ca_cert = tls.then(|| {
+        let certs = dir.join("tls");
+        fs::create_dir_all(&certs).expect("tls dir");
+        cmd.arg("-dev-tls")
+            .arg(format!("-dev-tls-cert-dir={}", certs.display()));
+        certs.join("vault-ca.pem")
+    });
+    let child = KillOnDrop(
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start bao server"),
+    );
+    (child, ca_cert)
+}
+
 fn wait_until_up(
     child: &mut Child,
     addr: &str,

@@ -527,3 +527,48 @@ async fn a_lease_of_no_length_is_read_again_like_a_plain_value() {
     schedule.fetched(now, SystemTime::now(), Duration::ZERO, &db(), lease);
     assert!(schedule.next() >= now + S(270), "not due again at once");
 }
+
+/// A token found gone is replaced by a login at once, and what failed with it is fetched again
+/// right after; a token found gone again and again (a role whose policies do not allow
+/// lookup-self, say) costs logins backed off from 1 s to 5 min, not a storm.
+#[tokio::test(start_paused = true)]
+async fn a_lost_token_is_replaced_at_once_and_then_backed_off_while_it_keeps_happening() {
+    let start = Instant::now();
+    let mut schedule = Schedule::new(rules(), 1, fastrand::Rng::with_seed(7), start);
+    schedule.logged_in(start, S(3600), true);
+    schedule.fetched(
+        start,
+        SystemTime::now(),
+        Duration::ZERO,
+        &kv(),
+        Response::Static,
+    );
+    let now = start + S(60);
+    schedule.fetch_failed(now, &kv());
+    assert_eq!(schedule.token_lost(now), Duration::ZERO);
+    assert!(!schedule.has_token());
+    assert_eq!(schedule.due(now), vec![Work::Login]);
+    schedule.logged_in(now, S(3600), true);
+    assert_eq!(
+        schedule.due(now),
+        vec![Work::Fetch(kv())],
+        "what failed, at once"
+    );
+
+    let mut pauses = Vec::new();
+    for _ in 0..12 {
+        pauses.push(schedule.token_lost(now));
+        schedule.logged_in(now, S(3600), true);
+    }
+    assert!(pauses[0] >= Duration::from_millis(750), "{pauses:?}");
+    assert!(
+        pauses.windows(2).all(|w| w[1] >= w[0].mul_f64(0.7)),
+        "{pauses:?}"
+    );
+    assert!(pauses.iter().all(|p| *p <= S(300)), "{pauses:?}");
+    assert!(*pauses.last().expect("pauses") >= S(225), "{pauses:?}");
+
+    // Proven alive: the next loss is replaced at once again.
+    schedule.token_confirmed();
+    assert_eq!(schedule.token_lost(now), Duration::ZERO);
+}

@@ -375,7 +375,8 @@ pub struct InjectorArgs {
     /// vault-k8s's default template for secrets without one: map or json.
     #[arg(long, env = "HYDRANT_DEFAULT_TEMPLATE", default_value = "map", value_parser = parse_default_template)]
     pub default_template: DefaultTemplate,
-    /// CPU request of the init container (and of native mode's container); empty leaves it out.
+    /// CPU request of the init container (init-and-sidecar and init-only modes; native mode's one
+    /// container runs all the pod's life and takes the --sidecar-* values); empty leaves it out.
     #[arg(long, env = "HYDRANT_INIT_CPU_REQUEST", default_value = "10m", value_parser = parse_optional_quantity)]
     pub init_cpu_request: String,
     /// Memory request of the init container; empty leaves it out.
@@ -387,7 +388,7 @@ pub struct InjectorArgs {
     /// Memory limit of the init container; empty (the default) leaves it out.
     #[arg(long, env = "HYDRANT_INIT_MEMORY_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
     pub init_memory_limit: String,
-    /// CPU request of the sidecar; empty leaves it out.
+    /// CPU request of the sidecar (and of native mode's one container); empty leaves it out.
     #[arg(long, env = "HYDRANT_SIDECAR_CPU_REQUEST", default_value = "10m", value_parser = parse_optional_quantity)]
     pub sidecar_cpu_request: String,
     /// Memory request of the sidecar; empty leaves it out.

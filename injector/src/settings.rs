@@ -154,9 +154,10 @@ pub struct Settings {
     pub mode: Mode,
     /// vault-k8s's default template for secrets without one.
     pub default_template: DefaultTemplate,
-    /// The init container's resources (also used by native mode's single container).
+    /// The init container's resources, in the init-and-sidecar and init-only modes.
     pub init_resources: Resources,
-    /// The sidecar container's resources.
+    /// The sidecar container's resources, and those of native mode's single container (a
+    /// restartable init container that lives as long as the pod).
     pub sidecar_resources: Resources,
     /// The user and group to run as; `None` leaves them out (OpenShift assigns its own).
     pub run_as: Option<RunAs>,

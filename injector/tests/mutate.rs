@@ -477,6 +477,35 @@ fn the_agent_runs_hardened_with_small_requests() {
     assert!(resources.limits.is_none(), "no limits by default");
 }
 
+/// The init resources are the init container's; native mode's one container lives as long as
+/// the pod, so it takes the sidecar's (the chart's agent.resources.sidecar).
+#[test]
+fn native_mode_takes_the_sidecar_resources_and_init_mode_the_init_ones() {
+    let mut settings = settings();
+    settings.init_resources.memory_request = Some("11Mi".into());
+    settings.sidecar_resources.memory_request = Some("22Mi".into());
+    let memory = |mode: &str| {
+        let pod = PodBuilder::new()
+            .hydrant(&[
+                ("role", "app"),
+                ("secret-db", "secret/data/db"),
+                ("mode", mode),
+            ])
+            .build();
+        let mutation = injector::mutate(&pod, "team-a", &settings)
+            .expect("allowed")
+            .expect("mutated");
+        let spec = apply(&pod, &mutation).spec.expect("spec");
+        // The first init container is the agent: vault-agent-init, or native mode's vault-agent.
+        let agent = &spec.init_containers.as_ref().expect("init containers")[0];
+        assert!(agent.name.starts_with("vault-agent"), "{}", agent.name);
+        let resources = agent.resources.clone().expect("resources");
+        resources.requests.expect("requests")["memory"].0.clone()
+    };
+    assert_eq!(memory("native"), "22Mi");
+    assert_eq!(memory("init-only"), "11Mi");
+}
+
 #[test]
 fn openshift_settings_leave_the_ids_out() {
     let pod = PodBuilder::new()

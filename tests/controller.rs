@@ -625,3 +625,47 @@ fn a_storm_of_sync_requests_makes_few_fetches_and_a_sync_after_a_push_still_appl
     c.wait_applied(&second);
     assert_eq!(fetches(&c), after_storm + 1.0, "one sync, one fetch");
 }
+
+/// A symlink in a commit was left out of the checkout silently, so the controller applied a
+/// commit that `policy lint` refuses. It is refused whole, naming the link, which is never
+/// followed; the last good commit stays.
+#[test]
+fn a_commit_with_a_symlink_where_hydrant_reads_is_refused_by_name() {
+    let vault = Vault::start();
+    vault.enable_auth("kubernetes", "kubernetes");
+    let remote = Remote::new(&vault);
+    let mut c = start(&vault, "c", &remote.file_url(), &[], &[]);
+    let first = remote.head();
+    c.wait_applied(&first);
+
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        remote.work.join("namespaces/team-a/policies/link.hcl"),
+    )
+    .expect("symlink");
+    let db = "namespaces/team-a/policies/db.hcl";
+    let bad = remote.commit(
+        db,
+        "path \"database/creds/team-a_other\" {\n  capabilities = [\"read\"]\n}\n",
+    );
+    c.sync();
+    util::wait_for("the refusal", Duration::from_secs(30), || {
+        c.metric("hydrant_controller_guardrail_refusals_total", "layout") >= 1.0
+    });
+    util::wait_for("the log naming the link", Duration::from_secs(10), || {
+        let log = c.process.log();
+        log.contains(&format!("commit={bad}"))
+            && log.contains("namespaces/team-a/policies/link.hcl")
+    });
+    assert_eq!(
+        c.get("/readyz").1,
+        format!("ready: applied {first}\n"),
+        "the last good commit stays"
+    );
+    assert!(
+        !policy_text(&vault, "tenant-team-a-db")
+            .expect("policy")
+            .contains("team-a_other"),
+        "nothing of the commit is applied"
+    );
+}

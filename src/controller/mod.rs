@@ -440,22 +440,34 @@ impl Controller {
         {
             return;
         }
-        let dir = self.checkouts.join(&commit);
+        let mut dir = self.checkouts.join(&commit);
+        // Entries that are not files fail the commit, as `policy lint` fails them in a
+        // working tree; such a checkout stays in staging, so that a restart checks it again.
+        let mut not_regular = Vec::new();
         if !dir.exists() {
             let remote = self.remote.clone();
             let (c, d) = (commit.clone(), dir.clone());
             let staging = self.checkouts.join(format!(".{commit}"));
+            let s = staging.clone();
             let written = tokio::task::spawn_blocking(move || {
-                let _ = std::fs::remove_dir_all(&staging);
-                remote.checkout(&c, &staging)?;
-                std::fs::rename(&staging, &d).map_err(|e| git::Error::Read {
-                    commit: c.clone(),
-                    message: e.to_string(),
-                })
+                let _ = std::fs::remove_dir_all(&s);
+                let not_regular = policy::repo::not_regular(&remote.checkout(&c, &s)?);
+                if not_regular.is_empty() {
+                    std::fs::rename(&s, &d).map_err(|e| git::Error::Read {
+                        commit: c.clone(),
+                        message: e.to_string(),
+                    })?;
+                }
+                Ok::<_, git::Error>(not_regular)
             })
             .await;
             match written {
-                Ok(Ok(())) => {}
+                Ok(Ok(problems)) => {
+                    if !problems.is_empty() {
+                        dir = staging;
+                    }
+                    not_regular = problems;
+                }
                 Ok(Err(e)) => {
                     error!(commit = %commit, error = %e, "cannot read the commit");
                     self.event(Reason::FetchFailed, || {
@@ -473,7 +485,7 @@ impl Controller {
                 }
             }
         }
-        let Some((settings, desired)) = self.load(&commit, &dir, live) else {
+        let Some((settings, desired)) = self.load(&commit, &dir, live, not_regular) else {
             self.refused = Some(commit);
             let _ = std::fs::remove_dir_all(&dir);
             return;
@@ -497,7 +509,7 @@ impl Controller {
             return;
         };
         let (commit, dir) = (applied.commit.clone(), applied.dir.clone());
-        let Some((settings, desired)) = self.load(&commit, &dir, live) else {
+        let Some((settings, desired)) = self.load(&commit, &dir, live, Vec::new()) else {
             return;
         };
         let span = info_span!("apply", commit = %commit);
@@ -506,14 +518,26 @@ impl Controller {
             .await;
     }
 
-    /// Reads and checks a commit's files; every problem is logged and counted.
+    /// Reads and checks a commit's files; every problem, with those found before (`found`), is
+    /// logged and counted.
     fn load(
         &self,
         commit: &str,
         dir: &Path,
         live: Option<&BTreeSet<String>>,
+        found: Vec<policy::Problem>,
     ) -> Option<(Settings, Desired)> {
-        match policy::repo::load_for(dir, live) {
+        let loaded = match policy::repo::load_for(dir, live) {
+            Ok(loaded) if found.is_empty() => Ok(loaded),
+            Ok(_) => Err(Vec::new()),
+            Err(problems) => Err(problems),
+        }
+        .map_err(|mut problems| {
+            problems.extend(found);
+            problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+            problems
+        });
+        match loaded {
             Ok(loaded) => Some(loaded),
             Err(problems) => {
                 for problem in &problems {

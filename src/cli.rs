@@ -122,6 +122,10 @@ pub struct ControllerArgs {
     /// How often the remote is fetched (POST /sync fetches at once).
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// The least time between fetches that POST /sync asks for: requests in between wait for
+    /// one fetch together, so that a flood of them cannot make a flood of fetches.
+    #[arg(long, env = "HYDRANT_SYNC_INTERVAL", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub sync_interval: Duration,
     /// How often Vault is compared with the applied commit.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub drift_interval: Duration,

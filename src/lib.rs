@@ -158,6 +158,7 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
                     }),
                     state_dir: args.state_dir,
                     poll_interval: args.poll_interval.0,
+                    sync_interval: args.sync_interval.0,
                     drift_interval: args.drift_interval.0,
                     drift_mode: args.drift_mode,
                     listen: args.listen,

@@ -567,3 +567,105 @@ fn two_controllers_one_lease_only_the_holder_applies_and_a_stopped_leader_hands_
     assert_eq!(lease["spec"]["leaseTransitions"], 1, "{lease}");
     b.process.stop();
 }
+
+/// The hardening campaign's 500 `POST /sync` made about 500 fetches. Now a storm of them is
+/// coalesced: at most one fetch in flight, the rest wait for the next one, and sync fetches are
+/// at least `--sync-interval` (5s) apart; a sync after a new commit still applies it within that.
+#[test]
+fn a_storm_of_sync_requests_makes_few_fetches_and_a_sync_after_a_push_still_applies() {
+    let vault = Vault::start();
+    vault.enable_auth("kubernetes", "kubernetes");
+    let remote = Remote::new(&vault);
+    let mut c = start(&vault, "c", &remote.file_url(), &[], &[]);
+    let first = remote.head();
+    c.wait_applied(&first);
+    let fetches = |c: &Controller| c.metric("hydrant_controller_fetches_total", "");
+    // Whatever else the start fetched (a closed namespace channel wakes the loop too).
+    std::thread::sleep(Duration::from_secs(1));
+    let before = fetches(&c);
+
+    // 200 requests, 4 at a time, each sent when the last one was answered: the pace of a
+    // client that waits for its 202 before sending the next.
+    let client = reqwest::blocking::Client::new();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..50 {
+                    let response = client
+                        .post(format!("{}/sync", c.url))
+                        .send()
+                        .expect("POST /sync");
+                    assert_eq!(response.status().as_u16(), 202);
+                }
+            });
+        }
+    });
+    // The storm's fetch (at most one more, should the storm outlast the interval).
+    util::wait_for("the storm's fetch", Duration::from_secs(30), || {
+        fetches(&c) > before
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let after_storm = fetches(&c);
+    assert!(
+        after_storm - before <= 2.0,
+        "200 syncs made {} fetches\nlog:\n{}",
+        after_storm - before,
+        c.process.log()
+    );
+
+    let db = "namespaces/team-a/policies/db.hcl";
+    let original = std::fs::read_to_string(remote.work.join(db)).expect("read");
+    let second = remote.commit(
+        db,
+        &format!(
+            "{original}\npath \"secret/data/team-a/extra\" {{\n  capabilities = [\"read\"]\n}}\n"
+        ),
+    );
+    c.sync();
+    c.wait_applied(&second);
+    assert_eq!(fetches(&c), after_storm + 1.0, "one sync, one fetch");
+}
+
+/// A symlink in a commit was left out of the checkout silently, so the controller applied a
+/// commit that `policy lint` refuses. It is refused whole, naming the link, which is never
+/// followed; the last good commit stays.
+#[test]
+fn a_commit_with_a_symlink_where_hydrant_reads_is_refused_by_name() {
+    let vault = Vault::start();
+    vault.enable_auth("kubernetes", "kubernetes");
+    let remote = Remote::new(&vault);
+    let mut c = start(&vault, "c", &remote.file_url(), &[], &[]);
+    let first = remote.head();
+    c.wait_applied(&first);
+
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        remote.work.join("namespaces/team-a/policies/link.hcl"),
+    )
+    .expect("symlink");
+    let db = "namespaces/team-a/policies/db.hcl";
+    let bad = remote.commit(
+        db,
+        "path \"database/creds/team-a_other\" {\n  capabilities = [\"read\"]\n}\n",
+    );
+    c.sync();
+    util::wait_for("the refusal", Duration::from_secs(30), || {
+        c.metric("hydrant_controller_guardrail_refusals_total", "layout") >= 1.0
+    });
+    util::wait_for("the log naming the link", Duration::from_secs(10), || {
+        let log = c.process.log();
+        log.contains(&format!("commit={bad}"))
+            && log.contains("namespaces/team-a/policies/link.hcl")
+    });
+    assert_eq!(
+        c.get("/readyz").1,
+        format!("ready: applied {first}\n"),
+        "the last good commit stays"
+    );
+    assert!(
+        !policy_text(&vault, "tenant-team-a-db")
+            .expect("policy")
+            .contains("team-a_other"),
+        "nothing of the commit is applied"
+    );
+}

@@ -365,3 +365,105 @@ fn an_ownership_index_of_thousands_of_objects_is_stored_and_read_back() {
     );
     assert_eq!(writes(&vault, mark), Vec::<String>::new());
 }
+
+/// Hardening item 3: a role file without `ttl`/`max_ttl` passed, and Vault issued 768h tokens
+/// (the mount's default) under caps of 1h/24h. Now, through a real Kubernetes-auth login (the
+/// TokenReview responder stands in for the kube-apiserver), the token lives the ttl cap and a
+/// renewal asking for ten years gets no more than the max_ttl cap.
+#[test]
+fn a_role_without_ttls_issues_tokens_within_the_caps_at_login_and_renewal() {
+    let vault = Vault::start();
+    let reviewer = TokenReviewer::start();
+    kubernetes_auth(&vault, &reviewer);
+    let repo = repository(&vault);
+    std::fs::write(
+        repo.join("namespaces/team-a/roles/app.yaml"),
+        "service_accounts: [app]\npolicies: [db]\n",
+    )
+    .expect("role without ttls");
+    policy(&vault, "apply", &repo).success();
+
+    let signer = Signer::new();
+    let jwt = signer.sign(&jwt::service_account_claims(
+        "team-a", "app", "vault", "uid-1",
+    ));
+    reviewer.accept(&jwt);
+    let login = vault
+        .api_as(
+            "",
+            "POST",
+            "auth/kubernetes/login",
+            Some(json!({"role": "tenant-team-a-app", "jwt": jwt})),
+        )
+        .expect("team-a's app logs in");
+    let ttl = login["auth"]["lease_duration"].as_u64().expect("ttl");
+    assert!(
+        ttl > 0 && ttl <= 3600,
+        "ttl_cap is 1h; the token got {ttl}s"
+    );
+    assert_eq!(login["auth"]["renewable"], true);
+    assert_eq!(login["auth"]["token_type"], "service");
+    let token = login["auth"]["client_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    // The token has no default policy (token_no_default_policy), so renew-self is denied:
+    // root renews it, which Vault caps the same way.
+    let renewed = vault.api(
+        "POST",
+        "auth/token/renew",
+        Some(json!({"token": token, "increment": "87600h"})),
+    );
+    let renewed_ttl = renewed["auth"]["lease_duration"]
+        .as_u64()
+        .expect("renewed ttl");
+    assert!(
+        renewed_ttl <= 24 * 3600,
+        "max_ttl_cap is 24h; a renewal got {renewed_ttl}s"
+    );
+    let looked_up = vault.api("POST", "auth/token/lookup", Some(json!({"token": token})));
+    assert_eq!(
+        looked_up["data"]["explicit_max_ttl"], 86400,
+        "a hard cap, should a period ever be set by hand"
+    );
+    let period = &looked_up["data"]["period"];
+    assert!(period.is_null() || period == 0, "not periodic: {period}");
+}
+
+/// Hardening item 3: `apply` refuses, naming each, a zero TTL (with its line), a hidden policy
+/// and a stray file; Vault is not even asked.
+#[test]
+fn apply_refuses_a_zero_ttl_a_hidden_policy_and_a_stray_file_by_name() {
+    let vault = Vault::start();
+    vault.enable_auth("kubernetes", "kubernetes");
+    let repo = repository(&vault);
+    std::fs::write(
+        repo.join("namespaces/team-a/roles/app.yaml"),
+        "service_accounts: [app]\npolicies: [db]\nttl: 0s\n",
+    )
+    .expect("zero ttl");
+    std::fs::write(
+        repo.join("namespaces/team-a/policies/.evil.hcl"),
+        "path \"secret/data/team-b/*\" { capabilities = [\"read\"] }\n",
+    )
+    .expect("hidden policy");
+    std::fs::write(repo.join("namespaces/team-a/policies/notes.txt"), "x").expect("stray");
+    std::fs::write(repo.join("README.md"), "The repository's own: not read.\n").expect("readme");
+    let mark = vault.audit_mark();
+    let run = policy(&vault, "apply", &repo);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let stderr = run.stderr();
+    for wanted in [
+        "3 problems in the policy repository; nothing is applied",
+        "namespaces/team-a/policies/.evil.hcl: is hidden",
+        "namespaces/team-a/policies/notes.txt: is not a .hcl file",
+        "namespaces/team-a/roles/app.yaml:3: ttl 0s is Vault's \"the mount's default\"",
+    ] {
+        assert!(stderr.contains(wanted), "{wanted:?} in\n{stderr}");
+    }
+    assert!(!stderr.contains("README"), "{stderr}");
+    assert!(
+        vault.audit_requests(mark).is_empty(),
+        "Vault was not even asked"
+    );
+}

@@ -145,8 +145,10 @@ impl Remote {
         })
     }
 
-    /// Writes the files of `commit` under `into` (which must not exist yet).
-    pub fn checkout(&self, commit: &str, into: &Path) -> Result<(), Error> {
+    /// Writes the files of `commit` under `into` (which must not exist yet); returns the paths
+    /// of entries that are not files, which are not written: symlinks (a link could point
+    /// anywhere on this machine) and submodules.
+    pub fn checkout(&self, commit: &str, into: &Path) -> Result<Vec<PathBuf>, Error> {
         let read_error = |message: String| Error::Read {
             commit: commit.to_owned(),
             message,
@@ -163,14 +165,19 @@ impl Remote {
             .breadthfirst(&mut recorder)
             .map_err(|e| read_error(chain(&e)))?;
         std::fs::create_dir_all(into).map_err(|e| read_error(e.to_string()))?;
+        let mut not_written = Vec::new();
         for entry in recorder.records {
-            if !entry.mode.is_blob() {
+            if entry.mode.is_tree() {
                 continue;
             }
             let relative = entry
                 .filepath
                 .to_path()
                 .map_err(|_| read_error(format!("{} is not a valid path", entry.filepath)))?;
+            if !entry.mode.is_blob() {
+                not_written.push(relative.to_owned());
+                continue;
+            }
             // Tree entries never hold `..` or absolute names (git refuses them), but the
             // files come from the network: check anyway.
             if relative
@@ -192,6 +199,6 @@ impl Remote {
             std::fs::write(&path, &blob.data)
                 .map_err(|e| read_error(format!("{}: {e}", path.display())))?;
         }
-        Ok(())
+        Ok(not_written)
     }
 }

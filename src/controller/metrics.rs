@@ -161,7 +161,7 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Resolves when `POST /sync` is called (several calls before a fetch make one).
+    /// Resolves when `POST /sync` is called (several calls while nobody waits make one).
     pub async fn sync_requested(&self) {
         self.sync.notified().await;
     }

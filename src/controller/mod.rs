@@ -64,6 +64,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// How often the remote is fetched.
     pub poll_interval: Duration,
+    /// The least time from one fetch to a fetch asked for by `POST /sync`.
+    pub sync_interval: Duration,
     /// How often Vault is compared with the last applied commit.
     pub drift_interval: Duration,
     /// What drift leads to.
@@ -348,10 +350,25 @@ impl Controller {
         drift.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut leading_open = true;
         let mut namespaces_open = true;
+        // POST /sync asks for a fetch that starts after the request: requests coalesce into one
+        // pending fetch, due `sync_interval` after the last fetch started (the hardening
+        // campaign's 500 requests made about 500 fetches).
+        let mut last_fetch: Option<Instant> = None;
+        let mut sync_due: Option<Instant> = None;
         loop {
+            let due = sync_due;
             let trigger = tokio::select! {
                 _ = poll.tick() => Trigger::Fetch,
-                () = self.shared.sync_requested() => Trigger::Fetch,
+                () = self.shared.sync_requested() => {
+                    if sync_due.is_none() {
+                        sync_due = Some(sync_at(last_fetch, Instant::now(), options.sync_interval));
+                    }
+                    continue;
+                }
+                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    sync_due = None;
+                    Trigger::Fetch
+                }
                 _ = drift.tick() => Trigger::Drift,
                 changed = leading.changed(), if leading_open => {
                     leading_open = changed.is_ok();
@@ -381,7 +398,12 @@ impl Controller {
                 trigger
             };
             match trigger {
-                Trigger::Fetch => self.fetch_and_apply(live.as_ref()).await,
+                Trigger::Fetch => {
+                    // Any fetch starting now answers the syncs asked for so far.
+                    last_fetch = Some(Instant::now());
+                    sync_due = None;
+                    self.fetch_and_apply(live.as_ref()).await;
+                }
                 Trigger::Drift | Trigger::Namespaces => {
                     self.reapply(trigger, live.as_ref()).await;
                 }
@@ -418,22 +440,34 @@ impl Controller {
         {
             return;
         }
-        let dir = self.checkouts.join(&commit);
+        let mut dir = self.checkouts.join(&commit);
+        // Entries that are not files fail the commit, as `policy lint` fails them in a
+        // working tree; such a checkout stays in staging, so that a restart checks it again.
+        let mut not_regular = Vec::new();
         if !dir.exists() {
             let remote = self.remote.clone();
             let (c, d) = (commit.clone(), dir.clone());
             let staging = self.checkouts.join(format!(".{commit}"));
+            let s = staging.clone();
             let written = tokio::task::spawn_blocking(move || {
-                let _ = std::fs::remove_dir_all(&staging);
-                remote.checkout(&c, &staging)?;
-                std::fs::rename(&staging, &d).map_err(|e| git::Error::Read {
-                    commit: c.clone(),
-                    message: e.to_string(),
-                })
+                let _ = std::fs::remove_dir_all(&s);
+                let not_regular = policy::repo::not_regular(&remote.checkout(&c, &s)?);
+                if not_regular.is_empty() {
+                    std::fs::rename(&s, &d).map_err(|e| git::Error::Read {
+                        commit: c.clone(),
+                        message: e.to_string(),
+                    })?;
+                }
+                Ok::<_, git::Error>(not_regular)
             })
             .await;
             match written {
-                Ok(Ok(())) => {}
+                Ok(Ok(problems)) => {
+                    if !problems.is_empty() {
+                        dir = staging;
+                    }
+                    not_regular = problems;
+                }
                 Ok(Err(e)) => {
                     error!(commit = %commit, error = %e, "cannot read the commit");
                     self.event(Reason::FetchFailed, || {
@@ -451,7 +485,7 @@ impl Controller {
                 }
             }
         }
-        let Some((settings, desired)) = self.load(&commit, &dir, live) else {
+        let Some((settings, desired)) = self.load(&commit, &dir, live, not_regular) else {
             self.refused = Some(commit);
             let _ = std::fs::remove_dir_all(&dir);
             return;
@@ -475,7 +509,7 @@ impl Controller {
             return;
         };
         let (commit, dir) = (applied.commit.clone(), applied.dir.clone());
-        let Some((settings, desired)) = self.load(&commit, &dir, live) else {
+        let Some((settings, desired)) = self.load(&commit, &dir, live, Vec::new()) else {
             return;
         };
         let span = info_span!("apply", commit = %commit);
@@ -484,14 +518,26 @@ impl Controller {
             .await;
     }
 
-    /// Reads and checks a commit's files; every problem is logged and counted.
+    /// Reads and checks a commit's files; every problem, with those found before (`found`), is
+    /// logged and counted.
     fn load(
         &self,
         commit: &str,
         dir: &Path,
         live: Option<&BTreeSet<String>>,
+        found: Vec<policy::Problem>,
     ) -> Option<(Settings, Desired)> {
-        match policy::repo::load_for(dir, live) {
+        let loaded = match policy::repo::load_for(dir, live) {
+            Ok(loaded) if found.is_empty() => Ok(loaded),
+            Ok(_) => Err(Vec::new()),
+            Err(problems) => Err(problems),
+        }
+        .map_err(|mut problems| {
+            problems.extend(found);
+            problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+            problems
+        });
+        match loaded {
             Ok(loaded) => Some(loaded),
             Err(problems) => {
                 for problem in &problems {
@@ -682,6 +728,12 @@ impl Controller {
     }
 }
 
+/// When a fetch asked for by `POST /sync` at `now` runs: at once, unless the last fetch started
+/// less than `interval` ago, then `interval` after it.
+fn sync_at(last_fetch: Option<Instant>, now: Instant, interval: Duration) -> Instant {
+    last_fetch.map_or(now, |last| (last + interval).max(now))
+}
+
 /// A commit's short name, as `git log --oneline` shows it.
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
@@ -723,7 +775,32 @@ fn describe(change: &Change) -> (&'static str, &'static str, &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::password_in_url;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{password_in_url, sync_at};
+
+    #[test]
+    fn a_sync_fetches_at_once_unless_the_last_fetch_is_too_recent() {
+        // Far enough from the clock's start that subtracting a minute cannot underflow.
+        let now = Instant::now() + Duration::from_secs(3600);
+        let five = Duration::from_secs(5);
+        let table = [
+            (None, now),
+            (Some(now - Duration::from_secs(60)), now),
+            (Some(now - five), now),
+            (
+                Some(now - Duration::from_secs(2)),
+                now + Duration::from_secs(3),
+            ),
+            (Some(now), now + five),
+        ];
+        for (last, want) in table {
+            assert_eq!(sync_at(last, now, five), want, "last fetch {last:?}");
+        }
+        assert_eq!(sync_at(Some(now), now, Duration::ZERO), now, "no interval");
+    }
 
     #[test]
     fn a_password_in_the_url_is_found_and_a_user_name_alone_is_not() {

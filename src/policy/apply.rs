@@ -13,7 +13,7 @@ use super::{Desired, Error, Settings};
 use crate::vault::{self, Client};
 
 /// The role fields hydrant sets, and so compares.
-pub const ROLE_FIELDS: [&str; 7] = [
+pub const ROLE_FIELDS: [&str; 9] = [
     "bound_service_account_names",
     "bound_service_account_namespaces",
     "token_policies",
@@ -21,6 +21,8 @@ pub const ROLE_FIELDS: [&str; 7] = [
     "token_no_default_policy",
     "token_ttl",
     "token_max_ttl",
+    "token_explicit_max_ttl",
+    "token_period",
 ];
 
 /// Runs `work` with a client logged in as the options say, on a runtime of its own.

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::Settings;
 use super::acl::Policy;
 use super::repo::RoleFile;
+use injector::agent_config::Duration;
 
 /// A refusal: the line (when known), what is wrong, and the rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,9 +107,10 @@ pub fn check_role(
     settings: &Settings,
 ) -> Vec<Refusal> {
     let mut refusals = Vec::new();
-    let mut refuse = |message: String, rule: &'static str| {
+    // Each refusal points at the line of the key it is about, when the file has that key.
+    let mut refuse = |key: &str, message: String, rule: &'static str| {
         refusals.push(Refusal {
-            line: None,
+            line: role.lines.get(key).copied(),
             message,
             rule,
         })
@@ -117,6 +119,7 @@ pub fn check_role(
         && bound.iter().any(|n| n != namespace)
     {
         refuse(
+            "bound_service_account_namespaces",
             format!(
                 "binds namespaces [{}]; a role binds its own namespace, {namespace}, only (leave the key out)",
                 bound.join(", ")
@@ -126,12 +129,14 @@ pub fn check_role(
     }
     if role.bound_service_account_namespace_selector.is_some() {
         refuse(
+            "bound_service_account_namespace_selector",
             "has a namespace selector; a role binds its own namespace only".to_owned(),
             "own-namespace",
         );
     }
     if role.service_accounts.is_empty() {
         refuse(
+            "service_accounts",
             "names no service account; list the ones that may log in".to_owned(),
             "service-accounts",
         );
@@ -139,6 +144,7 @@ pub fn check_role(
     if role.service_accounts.iter().any(|s| s.contains('*')) && !settings.allow.any_service_account
     {
         refuse(
+            "service_accounts",
             "binds every service account (*); name them".to_owned(),
             "no-wildcard-service-account",
         );
@@ -146,6 +152,7 @@ pub fn check_role(
     for policy in &role.policies {
         if !own_policies.contains(policy) && !settings.platform_policies.contains(policy) {
             refuse(
+                "policies",
                 format!(
                     "attaches policy {policy:?}, which is neither namespace {namespace}'s own nor a platform policy ({})",
                     settings.platform_policies.join(", ")
@@ -161,24 +168,72 @@ pub fn check_role(
         .is_none_or(|a| a.trim().is_empty())
     {
         refuse(
+            "audience",
             "has no audience; set audience (or a default in hydrant-policy.yaml)".to_owned(),
             "audience",
         );
     }
+    for (key, given, cap) in [
+        ("ttl", role.ttl, settings.ttl_cap),
+        ("max_ttl", role.max_ttl, settings.max_ttl_cap),
+    ] {
+        if given.is_some_and(|d| d.0.is_zero()) {
+            let instead = match cap {
+                Some(cap) => {
+                    format!("give a duration up to {cap}, or leave {key} out to get {cap}")
+                }
+                None => "give a duration".to_owned(),
+            };
+            refuse(
+                key,
+                format!(
+                    "{key} 0s is Vault's \"the mount's default\" (768h unless tuned), not a short TTL; {instead}"
+                ),
+                "ttl-cap",
+            );
+        }
+    }
     if let (Some(ttl), Some(cap)) = (role.ttl, settings.ttl_cap)
         && ttl.0 > cap.0
     {
-        refuse(format!("ttl {ttl} is over the cap of {cap}"), "ttl-cap");
+        refuse(
+            "ttl",
+            format!("ttl {ttl} is over the cap of {cap}"),
+            "ttl-cap",
+        );
     }
     if let (Some(max), Some(cap)) = (role.max_ttl, settings.max_ttl_cap)
         && max.0 > cap.0
     {
-        refuse(format!("max_ttl {max} is over the cap of {cap}"), "ttl-cap");
+        refuse(
+            "max_ttl",
+            format!("max_ttl {max} is over the cap of {cap}"),
+            "ttl-cap",
+        );
     }
-    if let (Some(ttl), Some(max)) = (role.ttl, role.max_ttl)
+    if let (Some(ttl), (_, Some(max))) = (role.ttl, ttls(role, settings))
+        && !max.0.is_zero()
         && ttl.0 > max.0
     {
-        refuse("ttl is longer than max_ttl".to_owned(), "ttl-cap");
+        let whose = if role.max_ttl.is_some() {
+            "max_ttl"
+        } else {
+            "the max_ttl cap"
+        };
+        refuse(
+            "ttl",
+            format!("ttl {ttl} is longer than {whose} {max}"),
+            "ttl-cap",
+        );
     }
     refusals
+}
+
+/// The TTL and max TTL a role's tokens get: the file's, else the settings' caps; `None` (Vault's
+/// 0, the mount's default) only where the settings have no cap either.
+pub fn ttls(role: &RoleFile, settings: &Settings) -> (Option<Duration>, Option<Duration>) {
+    (
+        role.ttl.or(settings.ttl_cap),
+        role.max_ttl.or(settings.max_ttl_cap),
+    )
 }

@@ -43,10 +43,10 @@ pub struct Settings {
     /// Whether roles leave Vault's `default` policy out of their tokens.
     #[serde(default)]
     pub token_no_default_policy: bool,
-    /// The longest `ttl` a role may ask for.
+    /// The longest `ttl` a role may ask for, and the `ttl` of a role that asks for none.
     #[serde(default)]
     pub ttl_cap: Option<Duration>,
-    /// The longest `max_ttl` a role may ask for.
+    /// The longest `max_ttl` a role may ask for, and the `max_ttl` of a role that asks for none.
     #[serde(default)]
     pub max_ttl_cap: Option<Duration>,
     /// The most objects one apply may delete.
@@ -94,6 +94,23 @@ impl Settings {
             return Err(format!(
                 "prefix {:?} is not a name (lower-case letters, digits and -)",
                 settings.prefix
+            ));
+        }
+        for (key, cap) in [
+            ("ttl_cap", settings.ttl_cap),
+            ("max_ttl_cap", settings.max_ttl_cap),
+        ] {
+            if cap.is_some_and(|c| c.0.is_zero()) {
+                return Err(format!(
+                    "{key} 0s caps nothing (Vault reads 0 as the mount's default, 768h unless tuned); give a duration such as 1h, or leave it out"
+                ));
+            }
+        }
+        if let (Some(ttl), Some(max)) = (settings.ttl_cap, settings.max_ttl_cap)
+            && ttl.0 > max.0
+        {
+            return Err(format!(
+                "ttl_cap {ttl} is longer than max_ttl_cap {max}; a token cannot outlive its max TTL"
             ));
         }
         if settings.allowed_paths.is_empty() {

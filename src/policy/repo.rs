@@ -42,6 +42,23 @@ pub struct RoleFile {
     /// Vault's own key, always refused.
     #[serde(default)]
     pub bound_service_account_namespace_selector: Option<Json>,
+    /// The line of each top-level key, for problems (not a key of the file).
+    #[serde(skip)]
+    pub lines: BTreeMap<String, usize>,
+}
+
+/// The line of each top-level key of a YAML mapping; empty when the text is not one.
+fn key_lines(text: &str) -> BTreeMap<String, usize> {
+    serde_saphyr::from_str::<BTreeMap<String, serde_saphyr::Spanned<serde::de::IgnoredAny>>>(text)
+        .map(|keys| {
+            keys.into_iter()
+                .filter_map(|(key, value)| {
+                    let line = usize::try_from(value.referenced.line()).ok()?;
+                    (line > 0).then_some((key, line))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A policy as hydrant keeps it in Vault.
@@ -89,6 +106,14 @@ pub fn load_for(
 ) -> Result<(Settings, Desired), Vec<Problem>> {
     let mut problems = Vec::new();
     let settings_path = root.join(SETTINGS_FILE);
+    if std::fs::symlink_metadata(&settings_path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(vec![Problem::new(
+            SETTINGS_FILE,
+            None,
+            "is a symlink; hydrant reads regular files only (a link could point outside the repository)".to_owned(),
+            "settings",
+        )]);
+    }
     let settings = match std::fs::read_to_string(&settings_path) {
         Ok(text) => match Settings::parse(&text) {
             Ok(s) => s,
@@ -113,6 +138,7 @@ pub fn load_for(
     if let Some(live) = live {
         namespaces.extend(live.iter().cloned());
     }
+    only(&root.join("defaults"), &["policies"], &mut problems, root);
     let defaults = files(&root.join("defaults/policies"), "hcl", &mut problems, root);
     let mut desired = Desired::default();
     for namespace in &namespaces {
@@ -126,6 +152,7 @@ pub fn load_for(
             continue;
         }
         let dir = namespaces_dir.join(namespace);
+        only(&dir, &["policies", "roles"], &mut problems, root);
         let mut own = BTreeMap::new();
         for (name, path) in &defaults {
             own.insert(name.clone(), (path.clone(), true));
@@ -224,9 +251,13 @@ pub fn load_for(
             };
             let role: RoleFile = match std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read it: {e}"))
-                .and_then(|t| serde_saphyr::from_str::<Json>(&t).map_err(|e| e.to_string()))
-                .and_then(|doc| {
+                .and_then(|t| {
+                    let doc = serde_saphyr::from_str::<Json>(&t).map_err(|e| e.to_string())?;
+                    Ok((doc, key_lines(&t)))
+                })
+                .and_then(|(doc, lines)| {
                     serde_path_to_error::deserialize(doc)
+                        .map(|role: RoleFile| RoleFile { lines, ..role })
                         .map_err(|e| format!("{}: {}", e.path(), e.inner()))
                 }) {
                 Ok(r) => r,
@@ -273,16 +304,17 @@ pub fn load_for(
                     json!(settings.token_no_default_policy),
                 ),
             ]);
-            // Always given, 0 (Vault's "the mount's default") when the file says nothing, so
-            // that removing a TTL from the file resets it in Vault rather than leaving it.
-            body.insert(
-                "token_ttl".to_owned(),
-                json!(role.ttl.map_or(0, |d| d.0.as_secs())),
-            );
-            body.insert(
-                "token_max_ttl".to_owned(),
-                json!(role.max_ttl.map_or(0, |d| d.0.as_secs())),
-            );
+            // Always given, so that removing a TTL from the file resets it in Vault rather
+            // than leaving it. A TTL the file leaves out is the cap: Vault's 0 would be the
+            // mount's default, 768h unless tuned, whatever the caps say. The max TTL caps
+            // renewals, the explicit max caps the token even if a period were set by hand,
+            // and the period is 0 because a periodic token renews forever.
+            let (ttl, max_ttl) = guard::ttls(&role, &settings);
+            let secs = |d: Option<Duration>| d.map_or(0, |d| d.0.as_secs());
+            body.insert("token_ttl".to_owned(), json!(secs(ttl)));
+            body.insert("token_max_ttl".to_owned(), json!(secs(max_ttl)));
+            body.insert("token_explicit_max_ttl".to_owned(), json!(secs(max_ttl)));
+            body.insert("token_period".to_owned(), json!(0));
             if let Some(other) = desired.roles.get(&vault_name) {
                 problems.push(collision(
                     &file,
@@ -342,29 +374,131 @@ fn relative(root: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(root).unwrap_or(path).to_owned()
 }
 
-fn dir_names(dir: &Path, problems: &mut Vec<Problem>, root: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// An entry of a directory hydrant reads, as it is on disk: symlinks are not followed.
+struct Entry {
+    name: String,
+    path: PathBuf,
+    /// `Some(true)` for a directory, `Some(false)` for a regular file, `None` for anything
+    /// else (a symlink, a socket).
+    is_dir: Option<bool>,
+}
+
+/// The entries of `dir`, by name; none when it does not exist. A `dir` that is not a directory
+/// (a symlink to one, a file) is a problem. Reading never follows a symlink: a link in the
+/// repository could point anywhere on the machine that lints or applies it.
+fn entries(dir: &Path, problems: &mut Vec<Problem>, root: &Path) -> Vec<Entry> {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
         return Vec::new();
     };
-    let mut names = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
+    if !meta.is_dir() {
+        problems.push(Problem::new(
+            relative(root, dir),
+            None,
+            format!(
+                "is {}, not a directory; hydrant reads directories and regular files only",
+                describe(&meta.file_type())
+            ),
+            "layout",
+        ));
+        return Vec::new();
+    }
+    let Ok(read) = std::fs::read_dir(dir) else {
+        problems.push(Problem::new(
+            relative(root, dir),
+            None,
+            "cannot be read".to_owned(),
+            "layout",
+        ));
+        return Vec::new();
+    };
+    let mut out: Vec<Entry> = read
+        .flatten()
+        .map(|entry| {
+            let file_type = entry.file_type().ok();
+            Entry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                path: entry.path(),
+                is_dir: match file_type {
+                    Some(t) if t.is_dir() => Some(true),
+                    Some(t) if t.is_file() => Some(false),
+                    _ => None,
+                },
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn describe(file_type: &std::fs::FileType) -> &'static str {
+    if file_type.is_symlink() {
+        "a symlink"
+    } else if file_type.is_file() {
+        "a file"
+    } else {
+        "neither a file nor a directory"
+    }
+}
+
+/// The problem with an entry hydrant does not read, or None for a visible directory or file
+/// (whose place the caller judges). Hidden entries are problems too: skipping them silently
+/// would let `.evil.hcl` sit in a namespace's policies unread and unreviewed.
+fn unread(entry: &Entry, root: &Path) -> Option<Problem> {
+    let message = if entry.name.starts_with('.') {
+        "is hidden, and hydrant reads no hidden file: remove it (nothing under defaults/ or namespaces/ is skipped silently)"
+    } else if entry.is_dir.is_none() {
+        "is a symlink or special file; hydrant reads directories and regular files only: replace it with the file itself"
+    } else {
+        return None;
+    };
+    Some(Problem::new(
+        relative(root, &entry.path),
+        None,
+        message.to_owned(),
+        "layout",
+    ))
+}
+
+/// `dir` (when it exists) holds the directories `allowed` and nothing else.
+fn only(dir: &Path, allowed: &[&str], problems: &mut Vec<Problem>, root: &Path) {
+    for entry in entries(dir, problems, root) {
+        if let Some(problem) = unread(&entry, root) {
+            problems.push(problem);
+        } else if entry.is_dir != Some(true) || !allowed.contains(&entry.name.as_str()) {
+            problems.push(Problem::new(
+                relative(root, &entry.path),
+                None,
+                format!(
+                    "is not read by hydrant: {} holds {} only",
+                    relative(root, dir).display(),
+                    allowed
+                        .iter()
+                        .map(|a| format!("{a}/"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+                "layout",
+            ));
         }
-        if path.is_dir() {
-            names.push(name);
+    }
+}
+
+fn dir_names(dir: &Path, problems: &mut Vec<Problem>, root: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in entries(dir, problems, root) {
+        if let Some(problem) = unread(&entry, root) {
+            problems.push(problem);
+        } else if entry.is_dir == Some(true) {
+            names.push(entry.name);
         } else {
             problems.push(Problem::new(
-                relative(root, &path),
+                relative(root, &entry.path),
                 None,
                 "is a file; namespaces/ holds one directory per namespace".to_owned(),
                 "layout",
             ));
         }
     }
-    names.sort();
     names
 }
 
@@ -375,20 +509,16 @@ fn files(
     problems: &mut Vec<Problem>,
     root: &Path,
 ) -> Vec<(String, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if file.starts_with('.') {
+    for entry in entries(dir, problems, root) {
+        if let Some(problem) = unread(&entry, root) {
+            problems.push(problem);
             continue;
         }
-        match file.strip_suffix(&format!(".{ext}")) {
-            Some(stem) if path.is_file() => out.push((stem.to_owned(), path)),
+        match entry.name.strip_suffix(&format!(".{ext}")) {
+            Some(stem) if entry.is_dir == Some(false) => out.push((stem.to_owned(), entry.path)),
             _ => problems.push(Problem::new(
-                relative(root, &path),
+                relative(root, &entry.path),
                 None,
                 format!(
                     "is not a .{ext} file; {} holds .{ext} files only",
@@ -398,6 +528,32 @@ fn files(
             )),
         }
     }
-    out.sort();
     out
+}
+
+/// Whether hydrant reads `path` (relative to the repository): the settings file and everything
+/// under `defaults/` and `namespaces/`. The rest of the repository (a README, CI configuration,
+/// CODEOWNERS) is its owners' and never read.
+pub fn is_read(path: &Path) -> bool {
+    path == Path::new(SETTINGS_FILE)
+        || path.starts_with("defaults")
+        || path.starts_with("namespaces")
+}
+
+/// The problems of entries that a checkout could not write as regular files (symlinks,
+/// submodules) where hydrant reads: `policy lint` refuses them in a working tree, so the
+/// controller refuses them in a commit.
+pub fn not_regular(paths: &[PathBuf]) -> Vec<Problem> {
+    paths
+        .iter()
+        .filter(|p| is_read(p))
+        .map(|p| {
+            Problem::new(
+                p,
+                None,
+                "is a symlink or submodule; hydrant reads directories and regular files only: replace it with the file itself".to_owned(),
+                "layout",
+            )
+        })
+        .collect()
 }

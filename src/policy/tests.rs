@@ -169,8 +169,8 @@ fn a_role_binds_its_own_namespace_only() {
     assert_eq!(
         lines,
         [
-            "namespaces/team-a/roles/other.yaml: binds namespaces [team-b]; a role binds its own namespace, team-a, only (leave the key out) [own-namespace]",
-            "namespaces/team-a/roles/selector.yaml: has a namespace selector; a role binds its own namespace only [own-namespace]",
+            "namespaces/team-a/roles/other.yaml:3: binds namespaces [team-b]; a role binds its own namespace, team-a, only (leave the key out) [own-namespace]",
+            "namespaces/team-a/roles/selector.yaml:3: has a namespace selector; a role binds its own namespace only [own-namespace]",
         ]
     );
 }
@@ -202,11 +202,11 @@ fn roles_attach_own_or_platform_policies_name_service_accounts_and_stay_under_th
     assert_eq!(
         lines,
         [
-            "namespaces/team-a/roles/all.yaml: binds every service account (*); name them [no-wildcard-service-account]",
-            "namespaces/team-a/roles/borrow.yaml: attaches policy \"admin\", which is neither namespace team-a's own nor a platform policy (platform-read) [own-policies]",
-            "namespaces/team-a/roles/borrow.yaml: attaches policy \"tenant-team-b-admin\", which is neither namespace team-a's own nor a platform policy (platform-read) [own-policies]",
-            "namespaces/team-a/roles/long.yaml: ttl 2h is over the cap of 1h [ttl-cap]",
-            "namespaces/team-a/roles/long.yaml: max_ttl 2days is over the cap of 1day [ttl-cap]",
+            "namespaces/team-a/roles/all.yaml:1: binds every service account (*); name them [no-wildcard-service-account]",
+            "namespaces/team-a/roles/borrow.yaml:2: attaches policy \"admin\", which is neither namespace team-a's own nor a platform policy (platform-read) [own-policies]",
+            "namespaces/team-a/roles/borrow.yaml:2: attaches policy \"tenant-team-b-admin\", which is neither namespace team-a's own nor a platform policy (platform-read) [own-policies]",
+            "namespaces/team-a/roles/long.yaml:3: ttl 2h is over the cap of 1h [ttl-cap]",
+            "namespaces/team-a/roles/long.yaml:4: max_ttl 2days is over the cap of 1day [ttl-cap]",
         ]
     );
 }
@@ -355,8 +355,10 @@ fn a_template_must_end_the_namespace_where_no_namespace_name_can_go_on() {
     );
 }
 
+/// Hardening item 3: a role without `ttl`/`max_ttl` got Vault's 0, the mount's default (768h),
+/// whatever the caps. It gets the caps, renewals included, and never a period.
 #[test]
-fn removing_a_ttl_from_a_role_file_resets_it() {
+fn a_role_without_ttls_gets_the_caps_and_removing_one_resets_it_to_the_cap() {
     let dir = repository(
         None,
         &[
@@ -365,15 +367,166 @@ fn removing_a_ttl_from_a_role_file_resets_it() {
                 "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
             ),
             ("namespaces/team-a/roles/app.yaml", OK_ROLE),
+            (
+                "namespaces/team-a/roles/short.yaml",
+                "service_accounts: [app]\npolicies: [read]\nttl: 5m\nmax_ttl: 2h\n",
+            ),
         ],
     );
     let (_, desired) = repo::load(dir.path()).expect("clean");
     let role = &desired.roles["tenant-team-a-app"].body;
-    assert_eq!(
-        role["token_ttl"], 0,
-        "0: the mount's default, written, not left out"
-    );
+    assert_eq!(role["token_ttl"], 3600, "ttl_cap: 1h");
+    assert_eq!(role["token_max_ttl"], 86400, "max_ttl_cap: 24h");
+    assert_eq!(role["token_explicit_max_ttl"], 86400);
+    assert_eq!(role["token_period"], 0, "a periodic token renews forever");
+    let short = &desired.roles["tenant-team-a-short"].body;
+    assert_eq!(short["token_ttl"], 300);
+    assert_eq!(short["token_max_ttl"], 7200);
+    assert_eq!(short["token_explicit_max_ttl"], 7200);
+
+    // Without caps in the settings, nothing caps: Vault's 0, written, not left out.
+    let uncapped = SETTINGS.replace("ttl_cap: 1h\nmax_ttl_cap: 24h\n", "");
+    std::fs::write(dir.path().join(repo::SETTINGS_FILE), uncapped).expect("settings");
+    let (_, desired) = repo::load(dir.path()).expect("clean");
+    let role = &desired.roles["tenant-team-a-app"].body;
+    assert_eq!(role["token_ttl"], 0);
     assert_eq!(role["token_max_ttl"], 0);
+}
+
+#[test]
+fn a_zero_ttl_a_period_and_a_ttl_over_the_max_cap_are_refused_with_their_line() {
+    let lines = problems(&[
+        (
+            "namespaces/team-a/policies/read.hcl",
+            "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
+        ),
+        (
+            "namespaces/team-a/roles/zero.yaml",
+            "service_accounts: [app]\npolicies: [read]\nttl: 0s\nmax_ttl: 0\n",
+        ),
+        (
+            "namespaces/team-a/roles/periodic.yaml",
+            "service_accounts: [app]\nperiod: 1h\n",
+        ),
+        (
+            "namespaces/team-a/roles/token-period.yaml",
+            "service_accounts: [app]\ntoken_period: 1h\n",
+        ),
+        (
+            "namespaces/team-a/roles/explicit.yaml",
+            "service_accounts: [app]\ntoken_explicit_max_ttl: 0\n",
+        ),
+        (
+            "namespaces/team-a/roles/batch.yaml",
+            "service_accounts: [app]\ntoken_type: batch\n",
+        ),
+    ]);
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    for (line, key) in [
+        (&lines[0], "token_type"),
+        (&lines[1], "token_explicit_max_ttl"),
+        (&lines[2], "period"),
+        (&lines[3], "token_period"),
+    ] {
+        assert!(
+            line.contains(&format!("{key}: unknown field `{key}`")) && line.ends_with("[parse]"),
+            "{lines:#?}"
+        );
+    }
+    assert_eq!(
+        lines[4],
+        "namespaces/team-a/roles/zero.yaml:3: ttl 0s is Vault's \"the mount's default\" (768h unless tuned), not a short TTL; give a duration up to 1h, or leave ttl out to get 1h [ttl-cap]"
+    );
+    assert_eq!(
+        lines[5],
+        "namespaces/team-a/roles/zero.yaml:4: max_ttl 0s is Vault's \"the mount's default\" (768h unless tuned), not a short TTL; give a duration up to 1day, or leave max_ttl out to get 1day [ttl-cap]"
+    );
+
+    // A ttl the ttl cap allows but the max_ttl cap does not, the role giving no max_ttl.
+    let dir = repository(
+        Some(&SETTINGS.replace("ttl_cap: 1h\n", "")),
+        &[
+            (
+                "namespaces/team-a/policies/read.hcl",
+                "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
+            ),
+            (
+                "namespaces/team-a/roles/app.yaml",
+                "service_accounts: [app]\npolicies: [read]\nttl: 48h\n",
+            ),
+        ],
+    );
+    let Err(Error::Invalid(problems)) = lint(dir.path()) else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        problems[0].to_string(),
+        "namespaces/team-a/roles/app.yaml:3: ttl 2days is longer than the max_ttl cap 1day [ttl-cap]"
+    );
+}
+
+/// Hardening item 3: `namespaces/team-a/policies/.evil.hcl` was skipped silently. Every entry
+/// under `defaults/` and `namespaces/` is read or refused by name; the rest of the repository
+/// (README, CI configuration) is its owners'.
+#[test]
+fn hidden_stray_and_linked_files_where_hydrant_reads_are_refused_by_name() {
+    let dir = repository(
+        None,
+        &[
+            (
+                "namespaces/team-a/policies/read.hcl",
+                "path \"secret/data/team-a/*\" { capabilities = [\"read\"] }\n",
+            ),
+            (
+                "namespaces/team-a/policies/.evil.hcl",
+                "path \"secret/data/team-b/*\" { capabilities = [\"read\"] }\n",
+            ),
+            ("namespaces/team-a/roles/.old.yaml", OK_ROLE),
+            ("namespaces/team-a/notes.txt", "x"),
+            ("namespaces/team-a/policy/x.hcl", "x"),
+            ("namespaces/.hidden/policies/x.hcl", "x"),
+            ("defaults/README.md", "x"),
+            ("defaults/policies/.gitkeep", ""),
+            ("README.md", "the repository's own"),
+            (".github/workflows/lint.yaml", "the repository's own"),
+            ("controller-policy.hcl", "the repository's own"),
+        ],
+    );
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        dir.path().join("namespaces/team-a/policies/link.hcl"),
+    )
+    .expect("symlink");
+    let Err(Error::Invalid(problems)) = lint(dir.path()) else {
+        panic!("accepted")
+    };
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let hidden = ": is hidden, and hydrant reads no hidden file: remove it (nothing under defaults/ or namespaces/ is skipped silently) [layout]";
+    assert_eq!(
+        lines,
+        [
+            "defaults/README.md: is not read by hydrant: defaults holds policies/ only [layout]".to_owned(),
+            format!("defaults/policies/.gitkeep{hidden}"),
+            format!("namespaces/.hidden{hidden}"),
+            "namespaces/team-a/notes.txt: is not read by hydrant: namespaces/team-a holds policies/ and roles/ only [layout]".to_owned(),
+            format!("namespaces/team-a/policies/.evil.hcl{hidden}"),
+            "namespaces/team-a/policies/link.hcl: is a symlink or special file; hydrant reads directories and regular files only: replace it with the file itself [layout]".to_owned(),
+            "namespaces/team-a/policy: is not read by hydrant: namespaces/team-a holds policies/ and roles/ only [layout]".to_owned(),
+            format!("namespaces/team-a/roles/.old.yaml{hidden}"),
+        ]
+    );
+
+    // A directory hydrant reads that is a symlink is not followed either.
+    let dir = repository(None, &[("elsewhere/policies/x.hcl", "x")]);
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), dir.path().join("defaults"))
+        .expect("symlink");
+    let Err(Error::Invalid(problems)) = lint(dir.path()) else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        problems[0].to_string(),
+        "defaults: is a symlink, not a directory; hydrant reads directories and regular files only [layout]"
+    );
 }
 
 #[test]
@@ -396,6 +549,22 @@ fn bad_settings_stop_everything() {
         problems[0].message.contains("does not name the namespace"),
         "{problems:?}"
     );
+    for (caps, wanted) in [
+        ("ttl_cap: 0s\n", "ttl_cap 0s caps nothing"),
+        ("max_ttl_cap: 0\n", "max_ttl_cap 0s caps nothing"),
+        (
+            "ttl_cap: 2h\nmax_ttl_cap: 1h\n",
+            "ttl_cap 2h is longer than max_ttl_cap 1h",
+        ),
+    ] {
+        let settings =
+            format!("prefix: t\nallowed_paths: [\"secret/data/{{{{ namespace }}}}/*\"]\n{caps}");
+        let dir = repository(Some(&settings), &[]);
+        let Err(Error::Invalid(problems)) = lint(dir.path()) else {
+            panic!("accepted {caps:?}")
+        };
+        assert!(problems[0].message.starts_with(wanted), "{problems:?}");
+    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod env;
 pub mod inject;
 pub mod lease;
 pub mod policy;
+pub mod process;
 pub mod render;
 pub mod telemetry;
 pub mod template;

@@ -295,6 +295,25 @@ pub struct WebhookArgs {
     /// The largest request body accepted, in bytes (a pod is at most about 1.5 MiB).
     #[arg(long, env = "HYDRANT_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// The bytes of request bodies held at once, over all connections; a review whose body does
+    /// not fit is answered 503. At least --max-body-bytes.
+    #[arg(long, env = "HYDRANT_MAX_IN_FLIGHT_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_in_flight_body_bytes: usize,
+    /// Connections open at once (fewer if the open files limit is lower); more wait.
+    #[arg(long, env = "HYDRANT_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// HTTP/2 streams open at once on one connection.
+    #[arg(long, env = "HYDRANT_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
+    pub max_concurrent_streams: u32,
+    /// How long a client may take to finish its TLS handshake.
+    #[arg(long, env = "HYDRANT_TLS_HANDSHAKE_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// HTTP/1: how long a client may take to send a request's headers, also between requests.
+    #[arg(long, env = "HYDRANT_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    #[arg(long, env = "HYDRANT_IDLE_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
     /// What the webhook decides for every pod.
     #[command(flatten)]
     pub injector: InjectorArgs,

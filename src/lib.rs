@@ -11,6 +11,7 @@ pub mod env;
 pub mod inject;
 pub mod lease;
 pub mod policy;
+pub mod process;
 pub mod render;
 pub mod telemetry;
 pub mod template;
@@ -88,6 +89,14 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
                 tls_key: args.tls_key,
                 request_timeout: args.request_timeout.0,
                 max_body_bytes: args.max_body_bytes,
+                limits: webhook::Limits {
+                    handshake_timeout: args.tls_handshake_timeout.0,
+                    header_read_timeout: args.header_read_timeout.0,
+                    idle_timeout: args.idle_timeout.0,
+                    max_connections: args.max_connections,
+                    max_in_flight_body_bytes: args.max_in_flight_body_bytes,
+                    max_concurrent_streams: args.max_concurrent_streams,
+                },
                 settings: args.injector.settings(),
                 self_managed: args
                     .self_managed_certificates
@@ -220,7 +229,8 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         match e {
             webhook::Error::Tls(_)
             | webhook::Error::TlsConfig(_)
-            | webhook::Error::Kubernetes(_) => EXIT_USAGE,
+            | webhook::Error::Kubernetes(_)
+            | webhook::Error::Limits(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     } else if let Some(e) = error.downcast_ref::<policy::Error>() {

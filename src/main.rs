@@ -8,6 +8,8 @@ use hydrant::cli::Cli;
 use hydrant::env::ProcessEnv;
 
 fn main() -> ExitCode {
+    // Before anything reads a secret: the environment and the command line are read below.
+    let unprotected = hydrant::process::harden();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -25,6 +27,9 @@ fn main() -> ExitCode {
             eprintln!("hydrant: {e}");
         }
         return ExitCode::from(hydrant::EXIT_USAGE);
+    }
+    for error in unprotected {
+        tracing::warn!(%error, "running without this protection");
     }
     // reqwest and vaultrs use rustls' process-wide provider; ring is the only one built in.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -11,6 +11,7 @@ mod controller;
 mod examples;
 mod inject;
 mod policy;
+mod process;
 mod render;
 mod sidecar;
 mod webhook;

@@ -205,6 +205,7 @@ impl Server {
             tls_key: dir.path().join("tls.key"),
             request_timeout: std::time::Duration::from_secs(5),
             max_body_bytes,
+            limits: hydrant::webhook::Limits::default(),
             settings: settings(),
             self_managed: None,
         };
@@ -409,5 +410,292 @@ fn a_new_certificate_is_served_without_a_restart() {
             .send()
             .is_err(),
         "new handshakes get the new certificate"
+    );
+}
+
+/// The real `hydrant webhook` binary on a free loopback port with a fresh certificate, killed
+/// when dropped. `shell` runs before it in `sh` (to lower a limit, say); `env` is added to its
+/// otherwise empty environment.
+struct WebhookProcess {
+    child: util::KillOnDrop,
+    url: String,
+    addr: std::net::SocketAddr,
+    pki: Pki,
+    _dir: tempfile::TempDir,
+}
+
+impl WebhookProcess {
+    fn start(shell: &str, env: &[(&str, &str)]) -> WebhookProcess {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pki = pki("process");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("tls.crt"), &pki.cert_pem).expect("cert");
+        std::fs::write(dir.path().join("tls.key"), &pki.key_pem).expect("key");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", util::free_port())
+            .parse()
+            .expect("addr");
+        let log = std::fs::File::create(dir.path().join("webhook.log")).expect("log");
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{shell}\nexec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_hydrant"))
+            .args(["webhook", "--listen", &addr.to_string(), "--tls-cert"])
+            .arg(dir.path().join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.path().join("tls.key"))
+            .args(["--vault-addr", "https://vault.vault.svc:8200"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start hydrant webhook");
+        let process = WebhookProcess {
+            child: util::KillOnDrop(child),
+            url: format!("https://{addr}"),
+            addr,
+            pki,
+            _dir: dir,
+        };
+        let client = Server::client(&process.pki.ca_pem);
+        util::wait_for(
+            "the webhook to serve",
+            std::time::Duration::from_secs(20),
+            || {
+                client
+                    .get(format!("{}/healthz", process.url))
+                    .send()
+                    .is_ok_and(|r| r.status() == 200)
+            },
+        );
+        process
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("webhook.log")).unwrap_or_default()
+    }
+
+    /// The peak resident set (VmHWM) so far, in bytes.
+    fn peak_rss(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status");
+        kib * 1024
+    }
+}
+
+/// One TCP connection to `addr` that never sends a byte, as a TLS client that stalls before
+/// its ClientHello would.
+fn half_open(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)).expect("connect")
+}
+
+/// Whether the server closed `stream` before `deadline` (end of file or a reset).
+fn closed_by_server(mut stream: &std::net::TcpStream, deadline: std::time::Instant) -> bool {
+    use std::io::Read as _;
+    let mut byte = [0u8; 1];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        match stream.read(&mut byte) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading a half-open connection: {e}"),
+        }
+    }
+}
+
+/// The hardening issue, item 4: 1,000 half-open TLS connections stayed open for 70 s and, with
+/// `nofile=256`, every review timed out. Here 300 connections that never send a ClientHello
+/// meet a webhook started under a soft limit of 256 descriptors: a review must still be
+/// answered within a second, and the server must close every one of them within its TLS
+/// handshake timeout (2 s here) and some slack.
+#[test]
+fn half_open_connections_are_closed_by_the_handshake_timeout_while_a_review_is_answered() {
+    const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
+    let webhook =
+        WebhookProcess::start("ulimit -Sn 256", &[("HYDRANT_TLS_HANDSHAKE_TIMEOUT", "2s")]);
+    let opened = std::time::Instant::now();
+    let stalled: Vec<_> = (0..300).map(|_| half_open(webhook.addr)).collect();
+    // Let the server accept them all before the review competes with them.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let client = Server::client(&webhook.pki.ca_pem);
+    let body = std::fs::read(fixtures().join("vault-k8s-secret-map-native.json")).expect("fixture");
+    let started = std::time::Instant::now();
+    let answer = client
+        .post(format!("{}/mutate", webhook.url))
+        .header("content-type", "application/json")
+        .body(body)
+        .send();
+    let took = started.elapsed();
+    let status = answer.map(|r| r.status().as_u16());
+    assert!(
+        matches!(status, Ok(200)) && took < std::time::Duration::from_secs(1),
+        "a review beside 300 half-open connections: {status:?} after {took:?}; log:\n{}",
+        webhook.log()
+    );
+
+    let deadline = opened + HANDSHAKE + std::time::Duration::from_secs(4);
+    let open = stalled
+        .iter()
+        .filter(|s| !closed_by_server(s, deadline))
+        .count();
+    assert_eq!(
+        open,
+        0,
+        "half-open connections still open {:?} after they were opened; log:\n{}",
+        opened.elapsed(),
+        webhook.log()
+    );
+}
+
+/// A review of about 3 MiB: a real one whose pod carries one huge annotation.
+fn large_review(bytes: usize) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("vault-k8s-secret-map-native.json")).expect("fixture"),
+    )
+    .expect("json");
+    let filler = "x".repeat(bytes.saturating_sub(8 * 1024));
+    review["request"]["object"]["metadata"]["annotations"]["example.com/filler"] =
+        Value::String(filler);
+    serde_json::to_vec(&review).expect("json")
+}
+
+/// A body that sends all but its last byte, then waits (up to a few seconds) until every
+/// upload sharing `sent` has done the same: so that the webhook holds all of them at once, as
+/// a client sending slowly makes it.
+struct StallingBody {
+    data: std::sync::Arc<Vec<u8>>,
+    at: usize,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    uploads: usize,
+}
+
+impl std::io::Read for StallingBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        let last = self.data.len() - 1;
+        if self.at == last {
+            self.sent.fetch_add(1, Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while self.sent.load(Ordering::SeqCst) < self.uploads
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let end = if self.at < last {
+            last
+        } else {
+            self.data.len()
+        };
+        let n = buf.len().min(end - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// The hardening issue, item 4: 64 concurrent 3 MiB uploads took about 245 MiB. With the
+/// in-flight body budget the webhook's peak resident set stays under the chart's 128Mi memory
+/// limit while 64 clients each hold a 3 MiB review open: what does not fit is answered 503,
+/// and the webhook keeps answering afterwards.
+#[test]
+fn concurrent_large_uploads_keep_the_webhook_under_the_chart_memory_limit() {
+    const CHART_LIMIT: u64 = 128 * 1024 * 1024;
+    const UPLOADS: usize = 64;
+    let webhook = WebhookProcess::start(":", &[]);
+    let body = std::sync::Arc::new(large_review(3 * 1024 * 1024 - 16 * 1024));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = format!("{}/mutate", webhook.url);
+    let uploads: Vec<_> = (0..UPLOADS)
+        .map(|_| {
+            let (url, ca) = (url.clone(), webhook.pki.ca_pem.clone());
+            let reader = StallingBody {
+                data: body.clone(),
+                at: 0,
+                sent: sent.clone(),
+                uploads: UPLOADS,
+            };
+            std::thread::spawn(move || {
+                // A client each: 64 connections, as 64 attackers would open.
+                let roots = reqwest::Certificate::from_pem_bundle(ca.as_bytes()).expect("ca");
+                let client = reqwest::blocking::Client::builder()
+                    .tls_certs_only(roots)
+                    .timeout(std::time::Duration::from_secs(60))
+                    .build()
+                    .expect("client");
+                let len = reader.data.len() as u64;
+                client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(reqwest::blocking::Body::sized(reader, len))
+                    .send()
+                    .map(|r| r.status().as_u16())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    let statuses: Vec<_> = uploads
+        .into_iter()
+        .map(|u| u.join().expect("upload thread"))
+        .collect();
+    let peak = webhook.peak_rss();
+    assert!(
+        peak < CHART_LIMIT,
+        "peak RSS {} MiB under {UPLOADS} concurrent 3 MiB uploads; answers {statuses:?}",
+        peak / (1024 * 1024)
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s, Ok(200) | Ok(503) | Err(_))),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().any(|s| matches!(s, Ok(200))),
+        "some uploads are answered: {statuses:?}"
+    );
+    let client = Server::client(&webhook.pki.ca_pem);
+    let normal =
+        std::fs::read(fixtures().join("vault-k8s-secret-map-native.json")).expect("fixture");
+    assert_eq!(
+        post_json(&client, &url, normal).status(),
+        200,
+        "still answers"
+    );
+    let metrics = client
+        .get(format!("{}/metrics", webhook.url))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains("hydrant_webhook_requests_total{result=\"busy\"}"),
+        "the uploads that did not fit were refused: {metrics}"
     );
 }

@@ -25,6 +25,7 @@ pub struct Metrics {
     denials: Family<ReasonLabel, Counter>,
     duration: Histogram,
     reloads: Counter,
+    accept_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -49,7 +50,7 @@ impl Metrics {
         let duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         registry.register(
             "requests",
-            "Admission reviews answered, by result (patched, allowed, denied, invalid)",
+            "Requests to /mutate answered, by result (patched, allowed, denied, invalid; busy: refused 503 because the body budget was spent)",
             requests.clone(),
         );
         registry.register("denials", "Pods refused, by reason", denials.clone());
@@ -64,12 +65,19 @@ impl Metrics {
             "Times the serving certificate files were read again (changed or not)",
             reloads.clone(),
         );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Connections that could not be accepted (such as too many open files)",
+            accept_errors.clone(),
+        );
         Metrics {
             registry,
             requests,
             denials,
             duration,
             reloads,
+            accept_errors,
         }
     }
 
@@ -96,6 +104,18 @@ impl Metrics {
         self.requests
             .get_or_create(&ResultLabel { result: "invalid" })
             .inc();
+    }
+
+    /// Counts a request refused because the in-flight body budget was spent.
+    pub fn busy(&self) {
+        self.requests
+            .get_or_create(&ResultLabel { result: "busy" })
+            .inc();
+    }
+
+    /// Counts a failed accept.
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
     }
 
     /// The text exposition format.

@@ -2,6 +2,7 @@
 //! encodes; `injector::mutate` decides.
 
 pub mod certs;
+mod limits;
 mod metrics;
 pub mod review;
 pub mod tls;
@@ -13,23 +14,23 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::body::HttpBody as _;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use injector::Settings;
 use notify::Watcher as _;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+pub use self::limits::Limits;
 pub use self::metrics::Metrics;
-
-/// How long a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long open connections may take to finish after SIGTERM.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +64,9 @@ pub enum Error {
     /// The runtime cannot start.
     #[error("cannot start: {0}")]
     Runtime(std::io::Error),
+    /// The limits contradict each other.
+    #[error("{0}")]
+    Limits(#[from] limits::Invalid),
     /// Self-managed certificates need the Kubernetes API.
     #[error(
         "no Kubernetes API for --self-managed-certificates: {0}; run in a pod with a service account, or set KUBECONFIG"
@@ -92,6 +96,8 @@ pub struct Options {
     pub request_timeout: Duration,
     /// The largest body accepted.
     pub max_body_bytes: usize,
+    /// Connections, timeouts and the bytes held at once.
+    pub limits: Limits,
     /// What the injector decides for every pod.
     pub settings: Settings,
     /// Make and renew the certificate (written to `tls_cert` and `tls_key`) instead of reading it.
@@ -101,6 +107,9 @@ pub struct Options {
 struct Shared {
     settings: Settings,
     metrics: Metrics,
+    /// One permit per byte of request body that may be held at once.
+    bodies: Arc<Semaphore>,
+    max_body: usize,
 }
 
 /// Runs the webhook until SIGTERM or SIGINT.
@@ -154,63 +163,179 @@ pub async fn serve(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    let limits = options.limits;
+    let body_budget = limits.body_budget(options.max_body_bytes)?;
+    let max_connections =
+        limits::connection_cap(limits.max_connections, crate::process::open_files_limit());
+    if max_connections < limits.max_connections {
+        warn!(
+            requested = limits.max_connections,
+            max_connections,
+            "the open files limit allows fewer connections; raise the pod's nofile limit"
+        );
+    }
     let resolver = Arc::new(tls::Reloading::new(&options.tls_cert, &options.tls_key)?);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())?));
     let shared = Arc::new(Shared {
         settings: options.settings,
         metrics: Metrics::new(),
+        bodies: Arc::new(Semaphore::new(body_budget as usize)),
+        max_body: options.max_body_bytes,
     });
     let _watcher = watch_certificates(resolver, shared.clone())?;
-    let app = router(shared, options.request_timeout, options.max_body_bytes);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let app = router(
+        shared.clone(),
+        options.request_timeout,
+        options.max_body_bytes,
+    );
+    let builder = Arc::new(connection_builder(&limits));
+    // A permit per open connection: when none is left, nothing is accepted (the kernel's
+    // backlog holds the rest), and the drain waits for every permit to come back.
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let (draining, drain) = tokio::sync::watch::channel(false);
+    let mut failed_accepts: u32 = 0;
     let local = listener.local_addr().ok();
-    info!(listen = ?local, "webhook serving");
+    info!(listen = ?local, max_connections, body_budget, "webhook serving");
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // EMFILE leaves the connection in the backlog, so accept fails again at
+                    // once: back off instead of logging 20 times a second.
+                    failed_accepts = failed_accepts.saturating_add(1);
+                    shared.metrics.accept_failed();
+                    let pause = limits::accept_backoff(failed_accepts);
+                    if failed_accepts == 1 {
+                        warn!(%error, "accept failed; backing off until it succeeds");
+                    } else {
+                        debug!(%error, failed_accepts, pause_ms = pause.as_millis() as u64, "accept failed");
+                    }
+                    drop(permit);
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = &mut shutdown => break,
+                    }
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
+        if failed_accepts > 0 {
+            info!(failed_accepts, "accepting connections again");
+            failed_accepts = 0;
+        }
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let drain = drain.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    debug!(%error, %peer, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder
-                .serve_connection(TokioIo::new(tls), service)
-                .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
-                debug!(%error, %peer, "connection ended with an error");
-            }
+            let _permit = permit;
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(error)) => {
+                        debug!(%error, %peer, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            serve_connection(&builder, tls, service, limits.idle_timeout, drain, peer).await;
         });
     }
     info!("shutting down: letting open connections finish");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    let _ = draining.send(true);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.acquire_many(all))
         .await
         .is_err()
     {
         warn!("connections still open after the drain timeout; closing them");
     }
     Ok(())
+}
+
+/// HTTP/1 and HTTP/2 with every limit set: hyper's header read timeout does nothing without
+/// a timer, and its HTTP/2 defaults let one connection buffer megabytes.
+fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits::H1_MAX_BUF_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_frame_size(limits::H2_MAX_FRAME_BYTES)
+        .max_header_list_size(limits::H2_MAX_HEADER_LIST_BYTES)
+        .initial_stream_window_size(limits::H2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(limits::H2_CONNECTION_WINDOW_BYTES)
+        .keep_alive_interval(None);
+    builder
+}
+
+/// Serves one connection until it ends, is idle for `idle_timeout` (no request in flight),
+/// or the server drains; then closes it gracefully, and drops it if that takes too long.
+async fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    service: TowerToHyperService<Router>,
+    idle_timeout: Duration,
+    mut drain: tokio::sync::watch::Receiver<bool>,
+    peer: SocketAddr,
+) {
+    let activity = Arc::new(limits::Activity::new());
+    let tracked = activity.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let in_flight = tracked.begin();
+        let call = hyper::service::Service::call(&service, request);
+        async move {
+            let response = call.await;
+            drop(in_flight);
+            response
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let mut closing: Option<tokio::time::Instant> = None;
+    loop {
+        let close_by = closing.unwrap_or_else(tokio::time::Instant::now);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    debug!(%error, %peer, "connection ended with an error");
+                }
+                return;
+            }
+            () = activity.idle(idle_timeout), if closing.is_none() => {
+                debug!(%peer, "closing an idle connection");
+                connection.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + limits::CLOSE_GRACE);
+            }
+            _ = drain.wait_for(|d| *d), if closing.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+            }
+            () = tokio::time::sleep_until(close_by), if closing.is_some() => {
+                debug!(%peer, "dropping a connection that did not close in time");
+                return;
+            }
+        }
+    }
 }
 
 /// The routes, with the body limit and the per-request timeout.
@@ -221,10 +346,34 @@ fn router(shared: Arc<Shared>, timeout: Duration, max_body: usize) -> Router {
         .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            hold_body_budget,
+        ))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             deadline(timeout, req, next)
         }))
         .with_state(shared)
+}
+
+/// Takes the request's share of the body budget before its body is read, or answers 503 at
+/// once: many large bodies at once must cost a refusal, never memory.
+async fn hold_body_budget(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    // hyper derives the exact size from the framing (HTTP/1 Content-Length, HTTP/2
+    // content-length, which h2 enforces); a body of unknown size may grow to the limit.
+    let share = limits::body_share(req.body().size_hint().exact(), shared.max_body);
+    let Ok(permit) = shared.bodies.clone().try_acquire_many_owned(share) else {
+        shared.metrics.busy();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "the webhook holds as many request bodies as it may; retry\n",
+        )
+            .into_response();
+    };
+    let response = next.run(req).await;
+    drop(permit);
+    response
 }
 
 async fn deadline(timeout: Duration, req: Request, next: Next) -> Response {

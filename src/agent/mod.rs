@@ -171,8 +171,10 @@ pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
         .map_err(|e| Error::Runtime(format!("the async runtime: {e}")))?;
     if !options.once {
         let snapshot = snapshot.and_then(Result::ok);
-        let sidecar = sidecar::run(&config, engine, sources, snapshot, crate::shutdown_signal());
-        let result = runtime.block_on(sidecar);
+        let result = runtime.block_on(async {
+            let stop = crate::shutdown_signal();
+            sidecar::run(&config, engine, sources, snapshot, stop).await
+        });
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         return result;
     }

@@ -119,6 +119,7 @@ pub fn run(options: Options) -> Result<(), Error> {
         .build()
         .map_err(Error::Runtime)?;
     runtime.block_on(async move {
+        let mut stop = Box::pin(crate::shutdown_signal());
         let listener = TcpListener::bind(options.listen)
             .await
             .map_err(|error| Error::Listen {
@@ -150,10 +151,10 @@ pub fn run(options: Options) -> Result<(), Error> {
             info!(secret = %self_managed.certificates.secret, "waiting for the certificate");
             tokio::select! {
                 _ = ready.wait_for(|r| *r) => {}
-                () = crate::shutdown_signal() => return Ok(()),
+                () = &mut stop => return Ok(()),
             }
         }
-        serve(listener, options, crate::shutdown_signal()).await
+        serve(listener, options, stop).await
     })
 }
 

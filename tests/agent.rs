@@ -979,3 +979,70 @@ fn redirects_never_carry_credentials_to_another_host_in_clear() {
     let stderr = Hydrant::agent_once(&path).run().failure(1);
     assert!(stderr.contains("redirected more than 1 time"), "{stderr}");
 }
+
+/// A template that never ends (hardening #5): the init container stops it after its steps and
+/// exits 1 naming it, instead of running for ever.
+#[test]
+fn an_endless_loop_fails_the_init_container_promptly_naming_the_template() {
+    let vault = seeded();
+    let rest = json!({"templates": [
+        db_template(&vault),
+        {"name": "spin", "contents": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "destination": out(&vault, "spin")},
+    ]});
+    let config = config(&vault, token_auth(&vault), rest);
+
+    // Spawned, not run: before the fix it never exits, and the test must fail, not hang.
+    let mut agent = Hydrant::agent_once(&config).spawn(&vault.path("agent.log"));
+    let status = agent.wait(std::time::Duration::from_secs(90));
+
+    assert_eq!(status.code(), Some(1), "{}", agent.log());
+    let log = agent.log();
+    let line = log.lines().last().unwrap_or_default();
+    assert_eq!(
+        line,
+        "hydrant: template spin: stopped after 10000000 steps, the limit of one render (limits.render_steps); does a loop never end?"
+    );
+    assert!(!out(&vault, "db.env").exists(), "all or nothing");
+}
+
+/// An output past the file limit (hardening #5, 4 MiB by default) is refused naming the
+/// template and the limit, and the destination keeps what it had.
+#[test]
+fn an_output_past_the_file_limit_is_refused_and_the_file_keeps_its_content() {
+    let vault = seeded();
+    let destination = out(&vault, "big");
+    fs::create_dir_all(destination.parent().expect("dir")).expect("mkdir");
+    fs::write(&destination, "old\n").expect("old content");
+    // 50 000 lines of 100 bytes: 5 MB.
+    let rest = json!({"templates": [
+        {"name": "big", "contents": "{% for i in range(50000) %}{{ 'x' * 99 }}\n{% endfor %}", "destination": destination},
+    ]});
+    let config = config(&vault, token_auth(&vault), rest);
+
+    let line = Hydrant::agent_once(&config).run().failure(1);
+
+    assert_eq!(
+        line,
+        "hydrant: template big: the output is larger than 4194304 bytes, the limit of one file (limits.file_bytes); the file keeps what it had"
+    );
+    assert_eq!(read(&destination), "old\n");
+}
+
+/// `--once` lets `file()` read the config's `watch` list as the sidecar does (hardening #8):
+/// the same config works in the init container.
+#[test]
+fn the_init_container_reads_watched_files_as_the_sidecar_does() {
+    let vault = seeded();
+    let site = vault.file("podinfo/site", "atlantida\n");
+    let rest = json!({
+        "watch": [site.parent().expect("dir")],
+        "templates": [
+            {"name": "site", "contents": format!("site={{{{ file('{}') | trim }}}}\n", site.display()), "destination": out(&vault, "site")},
+        ],
+    });
+    let config = config(&vault, token_auth(&vault), rest);
+
+    Hydrant::agent_once(&config).run().success();
+
+    assert_eq!(read(&out(&vault, "site")), "site=atlantida\n");
+}

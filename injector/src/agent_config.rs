@@ -79,6 +79,9 @@ pub struct AgentConfig {
     /// `template-config-exit-on-retry-failure` defaults to true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_on_retry_failure: Option<bool>,
+    /// Bounds on rendering one file: its size and the template's steps.
+    #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
+    pub limits: LimitsConfig,
 }
 
 /// Where the agent's config snapshot comes from: container directories, the instance's
@@ -405,6 +408,50 @@ pub struct RetryConfig {
     pub attempts: Option<u32>,
 }
 
+/// Bounds on rendering one file, so that a template (written by whoever may create a pod) cannot
+/// take the agent's memory, disk or CPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The largest file a template or secret may render, in bytes (default 4 MiB); a larger
+    /// one is refused and the destination keeps what it had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_bytes: Option<u64>,
+    /// The steps (minijinja instructions) one render of one template may take (default 10
+    /// million, well under a second): a loop that does not end fails instead of running on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_steps: Option<u64>,
+}
+
+/// The default of `limits.file_bytes`: 4 MiB holds the largest certificate bundles and configs
+/// seen in pods (a full public CA bundle is about 220 KiB) many times over.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// The largest `limits.file_bytes` accepted: 256 MiB.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// The default of `limits.render_steps`.
+pub const DEFAULT_RENDER_STEPS: u64 = 10_000_000;
+
+/// The largest `limits.render_steps` accepted (a few seconds of one core).
+pub const MAX_RENDER_STEPS: u64 = 1_000_000_000;
+
+impl LimitsConfig {
+    /// `limits.file_bytes`, with its default.
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES)
+    }
+
+    /// `limits.render_steps`, with its default.
+    pub fn render_steps(&self) -> u64 {
+        self.render_steps.unwrap_or(DEFAULT_RENDER_STEPS)
+    }
+
+    fn is_default(&self) -> bool {
+        *self == LimitsConfig::default()
+    }
+}
+
 /// The default of `retry.attempts`: Vault Agent's 12.
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 12;
 
@@ -606,6 +653,22 @@ impl AgentConfig {
                 ),
             ),
             _ => {}
+        }
+        if let Some(bytes) = self.limits.file_bytes
+            && !(1..=MAX_FILE_BYTES).contains(&bytes)
+        {
+            issues.push(
+                "limits.file_bytes",
+                format!("{bytes} is outside 1 to {MAX_FILE_BYTES}; the default is {DEFAULT_MAX_FILE_BYTES}"),
+            );
+        }
+        if let Some(steps) = self.limits.render_steps
+            && !(1..=MAX_RENDER_STEPS).contains(&steps)
+        {
+            issues.push(
+                "limits.render_steps",
+                format!("{steps} is outside 1 to {MAX_RENDER_STEPS}; the default is {DEFAULT_RENDER_STEPS}"),
+            );
         }
         issues.finish()
     }

@@ -13,6 +13,14 @@
 //! read (`<mount>/data/...`). Anything else (dynamic credentials, certificates, any write) waits
 //! for the attempt in which the template reaches it with real data. Most outputs take two
 //! attempts.
+//!
+//! Templates come from whoever may create a pod, so every attempt is bounded: a number of steps
+//! (minijinja's fuel) and a size of output, and it runs on a blocking thread so that the
+//! sidecar's endpoints, signals and renewals go on while it does. One bound is missing:
+//! minijinja 3.0 offers no hook on `~` and no limit on the size of a string it builds, so a
+//! template that doubles a string in a loop can take memory the output limit never sees (`*`
+//! on a string is capped by minijinja itself at 100 MB). Only the output is bounded here; the
+//! container's memory limit is the bound on the rest.
 
 pub(crate) mod formats;
 mod functions;
@@ -24,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use injector::agent_config::SecretFormat;
+use injector::agent_config::{DEFAULT_MAX_FILE_BYTES, DEFAULT_RENDER_STEPS, SecretFormat};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde_json::{Map, Value as Json};
 
@@ -37,6 +45,24 @@ pub use self::formats::format_secret;
 /// a request it waits for comes back, and every unfinished attempt asks for at least one new
 /// request, so only a template that keeps asking for new secrets, one after another, gets here.
 const MAX_ROUNDS: usize = 256;
+
+/// What one attempt at one output may cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest output, in bytes (`limits.file_bytes`).
+    pub file_bytes: u64,
+    /// The steps one attempt at a template may take (`limits.render_steps`).
+    pub render_steps: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            file_bytes: DEFAULT_MAX_FILE_BYTES,
+            render_steps: DEFAULT_RENDER_STEPS,
+        }
+    }
+}
 
 /// One Vault request a template made: a read, or a write with parameters. Its `Debug` hides the
 /// parameters: they can be secrets.
@@ -201,6 +227,45 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A Vault request whose path the template computes failed. The path is not shown: it is
+    /// made from values, which may be secrets; the expression shown is the template's own text.
+    #[error(
+        "template {template}{at}: vault request failed ({kind}) for a path computed while rendering (not shown: it may hold a secret), in `{expression}`",
+        at = at(*.line, *.column),
+        kind = .error.kind()
+    )]
+    VaultComputed {
+        /// Template name.
+        template: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// The template text of the failing call.
+        expression: String,
+        /// The Vault failure.
+        error: Arc<vault::Error>,
+    },
+    /// The template took more steps than one render may.
+    #[error(
+        "template {template}: stopped after {steps} steps, the limit of one render (limits.render_steps); does a loop never end?"
+    )]
+    OutOfSteps {
+        /// Template name.
+        template: String,
+        /// The limit.
+        steps: u64,
+    },
+    /// The output is larger than a file may be.
+    #[error(
+        "template {template}: the output is larger than {limit} bytes, the limit of one file (limits.file_bytes); the file keeps what it had"
+    )]
+    TooLarge {
+        /// Template or secret name.
+        template: String,
+        /// The limit.
+        limit: u64,
+    },
     /// The chain of secrets whose paths depend on other secrets is too long.
     #[error(
         "template {template}: gave up after {MAX_ROUNDS} rounds of secrets that depend on other secrets"
@@ -215,7 +280,7 @@ impl Error {
     /// The Vault failure behind this error, if that is what it is.
     pub fn vault_error(&self) -> Option<&vault::Error> {
         match self {
-            Error::Vault { error, .. } => Some(error),
+            Error::Vault { error, .. } | Error::VaultComputed { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -270,7 +335,9 @@ pub struct Dependencies {
 
 /// Compiled templates and the functions they may call.
 pub struct Engine {
-    env: Environment<'static>,
+    /// Shared with the thread an attempt runs on.
+    env: Arc<Environment<'static>>,
+    limits: Limits,
     outputs: Vec<(String, Source)>,
     lookups: Arc<Mutex<Lookups>>,
     dependencies: Mutex<Vec<Dependencies>>,
@@ -308,6 +375,7 @@ impl Engine {
         // Debug mode records spans, which give errors their column. It also records variables,
         // but minijinja errors are never displayed as they are: see `render_error`.
         jinja.set_debug(true);
+        jinja.set_fuel(Some(Limits::default().render_steps));
         functions::register(&mut jinja, lookups.clone(), env);
         let mut errors = Vec::new();
         for (name, source) in &outputs {
@@ -322,7 +390,8 @@ impl Engine {
         }
         let dependencies = Mutex::new(vec![Dependencies::default(); outputs.len()]);
         Ok(Engine {
-            env: jinja,
+            env: Arc::new(jinja),
+            limits: Limits::default(),
             outputs,
             lookups,
             dependencies,
@@ -332,7 +401,14 @@ impl Engine {
 
     /// Makes `value` visible to every template as `name` (`config`, `snapshot`).
     pub fn set_global(&mut self, name: &'static str, value: minijinja::Value) {
-        self.env.add_global(name, value);
+        // Shared only while an attempt runs, or with one abandoned by a stop; then it is cloned.
+        Arc::make_mut(&mut self.env).add_global(name, value);
+    }
+
+    /// Bounds every attempt at an output from now on.
+    pub fn set_limits(&mut self, limits: Limits) {
+        Arc::make_mut(&mut self.env).set_fuel(Some(limits.render_steps));
+        self.limits = limits;
     }
 
     /// Replaces output `i`'s template with `text` (its source file changed). On a syntax error
@@ -344,7 +420,7 @@ impl Engine {
         if !matches!(source, Source::Template(_)) {
             return Ok(());
         }
-        self.env
+        Arc::make_mut(&mut self.env)
             .add_template_owned(name.clone(), text.to_owned())
             .map_err(|e| template_error(name, text, &e))?;
         *source = Source::Template(text.to_owned());
@@ -457,7 +533,7 @@ impl Engine {
             queue: VecDeque::new(),
         };
         for &i in which {
-            self.attempt(i, &mut state, &mut done);
+            self.attempt(i, &mut state, &mut done).await;
         }
         let mut in_flight = FuturesUnordered::new();
         loop {
@@ -482,7 +558,7 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|w| w.contains(&request))
                 {
-                    self.attempt(i, &mut state, &mut done);
+                    self.attempt(i, &mut state, &mut done).await;
                 }
             }
         }
@@ -496,7 +572,7 @@ impl Engine {
     }
 
     /// Renders output `i` with what is fetched so far; queues what it still needs.
-    fn attempt(
+    async fn attempt(
         &self,
         i: usize,
         state: &mut Progress,
@@ -515,7 +591,7 @@ impl Engine {
             lookups.touched.clear();
             lookups.files.clear();
         }
-        match self.try_render(name, source) {
+        match self.try_render(name, source).await {
             Some(result) => {
                 state.waiting[i] = None;
                 let (requests, files) = {
@@ -554,7 +630,7 @@ impl Engine {
     }
 
     /// Renders one output with what is fetched so far; `None` when it needs more.
-    fn try_render(&self, name: &str, source: &Source) -> Option<Result<Rendered, Error>> {
+    async fn try_render(&self, name: &str, source: &Source) -> Option<Result<Rendered, Error>> {
         match source {
             Source::Secret { path, format } => {
                 let request = Request::read(path);
@@ -565,7 +641,9 @@ impl Engine {
                         name: name.to_owned(),
                         message: format!("vault returned no data for {path}"),
                     })),
-                    Some(Ok(data)) => Some(format_secret(name, data, *format)),
+                    Some(Ok(data)) => Some(
+                        format_secret(name, data, *format).and_then(|r| self.within_limit(name, r)),
+                    ),
                     Some(Err(e)) => Some(Err(Error::Vault {
                         template: name.to_owned(),
                         error: e.clone(),
@@ -578,22 +656,52 @@ impl Engine {
             }
             Source::Template(text) => {
                 self.lock().placeholders = 0;
-                let result = self
-                    .env
-                    .get_template(name)
-                    .and_then(|t| t.render(minijinja::context! {}));
+                // On a thread of its own: a long attempt (up to its steps) must not stop the
+                // runtime that answers /healthz, takes signals and renews leases. A stop while
+                // it runs abandons it; its steps end it soon after.
+                let (env, owned, limit) =
+                    (self.env.clone(), name.to_owned(), self.limits.file_bytes);
+                let outcome =
+                    tokio::task::spawn_blocking(move || render_bounded(&env, &owned, limit)).await;
                 if self.lock().placeholders > 0 {
                     // Some secret was not fetched yet: whatever this round produced, including
                     // an error caused by a placeholder, is discarded.
                     return None;
                 }
-                Some(
-                    result
-                        .map(Rendered)
-                        .map_err(|e| template_error(name, text, &e)),
-                )
+                let template = name.to_owned();
+                Some(match outcome {
+                    Ok(Ok(text)) => Ok(Rendered(text)),
+                    Ok(Err(Bounded::TooLarge)) => Err(Error::TooLarge {
+                        template,
+                        limit: self.limits.file_bytes,
+                    }),
+                    Ok(Err(Bounded::Failed(e))) if e.kind() == ErrorKind::OutOfFuel => {
+                        Err(Error::OutOfSteps {
+                            template,
+                            steps: self.limits.render_steps,
+                        })
+                    }
+                    Ok(Err(Bounded::Failed(e))) => Err(template_error(name, text, &e)),
+                    Err(_) => Err(Error::Render {
+                        template,
+                        line: None,
+                        column: None,
+                        message: "the render stopped unexpectedly".to_owned(),
+                    }),
+                })
             }
         }
+    }
+
+    /// Refuses a rendered secret larger than a file may be.
+    fn within_limit(&self, name: &str, rendered: Rendered) -> Result<Rendered, Error> {
+        if rendered.0.len() as u64 > self.limits.file_bytes {
+            return Err(Error::TooLarge {
+                template: name.to_owned(),
+                limit: self.limits.file_bytes,
+            });
+        }
+        Ok(rendered)
     }
 
     fn lock(&self) -> MutexGuard<'_, Lookups> {
@@ -602,6 +710,58 @@ impl Engine {
         self.lookups
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Why a bounded render failed.
+enum Bounded {
+    /// The output passed the limit.
+    TooLarge,
+    /// minijinja failed (running out of steps included).
+    Failed(minijinja::Error),
+}
+
+/// Renders template `name` into memory, stopping as soon as the output passes `limit` bytes.
+fn render_bounded(env: &Environment<'static>, name: &str, limit: u64) -> Result<String, Bounded> {
+    let template = env.get_template(name).map_err(Bounded::Failed)?;
+    let mut out = LimitedWriter {
+        buffer: Vec::new(),
+        limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        exceeded: false,
+    };
+    let result = template.render_captured_to(minijinja::context! {}, &mut out);
+    if out.exceeded {
+        return Err(Bounded::TooLarge);
+    }
+    result.map_err(Bounded::Failed)?;
+    // minijinja writes whole `str`s and a refused write adds nothing, so this is UTF-8.
+    String::from_utf8(out.buffer).map_err(|_| {
+        Bounded::Failed(minijinja::Error::new(
+            ErrorKind::WriteFailure,
+            "the output is not UTF-8",
+        ))
+    })
+}
+
+/// Collects output up to a limit; a write past it fails, which ends the render.
+struct LimitedWriter {
+    buffer: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for LimitedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len().saturating_add(bytes.len()) > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other("output limit reached"));
+        }
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

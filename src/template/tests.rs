@@ -564,3 +564,83 @@ fn fromjson_parses_json_text_and_names_the_position_of_an_error() {
     );
     assert!(!message.contains("hunter2"), "no text quoted: {message}");
 }
+
+#[test]
+fn an_endless_loop_stops_after_its_steps_naming_the_template() {
+    let mut engine = engine(&[
+        (
+            "spin",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        ),
+        ("fine", "{% for i in range(100) %}{{ i }}{% endfor %}"),
+    ]);
+    engine.set_limits(Limits {
+        render_steps: 100_000,
+        ..Limits::default()
+    });
+    let results = block_on(engine.render_all(&Memory::default()));
+    let error = results[0].as_ref().expect_err("stopped");
+    assert!(matches!(error, Error::OutOfSteps { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "template spin: stopped after 100000 steps, the limit of one render (limits.render_steps); does a loop never end?"
+    );
+    assert!(text(&results[1]).ends_with("9899"), "the other renders");
+}
+
+#[test]
+fn an_output_past_the_file_limit_is_refused_naming_template_and_limit() {
+    let memory = Memory::default().with(
+        "secret/data/big",
+        json!({"data": {"blob": "y".repeat(2000)}}),
+    );
+    let outputs = vec![
+        (
+            "exact".to_string(),
+            Source::Template("{% for i in range(100) %}0123456789{% endfor %}".into()),
+        ),
+        (
+            "over".to_string(),
+            Source::Template("{% for i in range(100) %}0123456789{% endfor %}!".into()),
+        ),
+        (
+            "blob".to_string(),
+            Source::Secret {
+                path: "secret/data/big".into(),
+                format: SecretFormat::Json,
+            },
+        ),
+    ];
+    let mut engine =
+        Engine::new(outputs, Arc::new(HashMap::<String, String>::new()), 10).expect("compiles");
+    engine.set_limits(Limits {
+        file_bytes: 1000,
+        ..Limits::default()
+    });
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]).len(), 1000, "exactly the limit is fine");
+    for (i, name) in [(1, "over"), (2, "blob")] {
+        let error = results[i].as_ref().expect_err("too large");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "template {name}: the output is larger than 1000 bytes, the limit of one file (limits.file_bytes); the file keeps what it had"
+            )
+        );
+    }
+}
+
+/// minijinja's own bounds, which hydrant relies on: `*` on a string and `range()` refuse sizes
+/// past theirs (100 MB and 100 000 items).
+#[test]
+fn string_repetition_and_ranges_have_minijinja_s_bounds() {
+    let engine = engine(&[
+        ("repeat", "{{ 'x' * 1000000000 }}"),
+        ("range", "{% for i in range(1000000) %}{% endfor %}"),
+    ]);
+    let results = block_on(engine.render_all(&Memory::default()));
+    let repeat = results[0].as_ref().expect_err("refused").to_string();
+    assert!(repeat.contains("repeated string is too large"), "{repeat}");
+    let range = results[1].as_ref().expect_err("refused").to_string();
+    assert!(range.contains("range has too many elements"), "{range}");
+}

@@ -1046,3 +1046,115 @@ fn the_init_container_reads_watched_files_as_the_sidecar_does() {
 
     assert_eq!(read(&out(&vault, "site")), "site=atlantida\n");
 }
+
+/// hardening #9: names and paths built from a secret (an include, a `secret()` path, an `env()`
+/// name, a `file()` path) and Vault's echo of a write parameter (PKI's `common name ... not
+/// allowed`) never reach the error lines or the logs; the template's own text does.
+#[test]
+fn errors_never_quote_values_computed_from_secrets() {
+    const LEAK: &str = "zq9leakvalue";
+    let vault = seeded();
+    vault.kv2_put("app/leak", json!({"name": LEAK}));
+    vault.mount("pki", "pki", json!({}));
+    vault.api(
+        "POST",
+        "pki/root/generate/internal",
+        Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
+    );
+    vault.api(
+        "POST",
+        "pki/roles/web",
+        Some(json!({"allowed_domains": ["example.com"], "allow_subdomains": true})),
+    );
+    let watched = vault.file("podinfo/site", "a\n");
+    let watched = watched.parent().expect("dir");
+    let s = "secret('secret/data/app/leak').data.name";
+    let probes = [
+        ("include", format!("{{% include {s} %}}")),
+        (
+            "path",
+            format!("{{{{ secret('secret/data/app/' ~ {s}) }}}}"),
+        ),
+        ("env", format!("{{{{ env({s}) }}}}")),
+        (
+            "file",
+            format!("{{{{ file('{}/' ~ {s}) }}}}", watched.display()),
+        ),
+        (
+            "pki",
+            format!("{{{{ secret('pki/issue/web', common_name={s} ~ '.evil.org').certificate }}}}"),
+        ),
+    ];
+    let templates: Vec<Value> = probes
+        .iter()
+        .map(|(name, contents)| json!({"name": name, "contents": contents, "destination": out(&vault, name)}))
+        .collect();
+    let rest = json!({"watch": [watched], "templates": templates});
+    let config = config(&vault, token_auth(&vault), rest);
+
+    let run = Hydrant::agent_once(&config)
+        .env("HYDRANT_LOG", "debug")
+        .run();
+    let stderr = run.stderr();
+    let line = run.failure(1);
+
+    assert!(!stderr.contains(LEAK), "a secret in the output:\n{stderr}");
+    for (name, _) in &probes {
+        assert!(
+            stderr.contains(&format!("template {name}")),
+            "{name} is reported:\n{stderr}"
+        );
+    }
+    assert!(
+        line.starts_with("hydrant: template include line 1 column 4: template not found"),
+        "{line}"
+    );
+    assert!(
+        stderr.contains(&format!("(in `env({s})`)")),
+        "the template's text is shown:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "template pki: vault refused writing pki/issue/web (400): vault's reason is not shown"
+        ),
+        "{stderr}"
+    );
+}
+
+/// hardening #11: a link planted in a watched directory that leads to the agent's state file is
+/// refused, naming the file and not its content; a ConfigMap volume's own links are followed.
+#[test]
+fn file_refuses_a_link_out_of_the_watched_directory_and_follows_configmap_links() {
+    use std::os::unix::fs::symlink;
+    let vault = seeded();
+    let state = vault.file("state/state.json", r#"{"token":"hvs.planted-link-target"}"#);
+    let watched = vault.path("podinfo");
+    fs::create_dir_all(watched.join("..2024_01_01")).expect("mkdir");
+    fs::write(watched.join("..2024_01_01/site"), "atlantida\n").expect("write");
+    symlink("..2024_01_01", watched.join("..data")).expect("link");
+    symlink("..data/site", watched.join("site")).expect("link");
+    symlink(&state, watched.join("planted")).expect("link");
+    let template = |name: &str, file: &str| json!({"name": name, "contents": format!("{{{{ file('{}') }}}}", watched.join(file).display()), "destination": out(&vault, name)});
+    let rest = json!({"watch": [watched], "templates": [template("site", "site")]});
+    let good = config(&vault, token_auth(&vault), rest);
+    Hydrant::agent_once(&good).run().success();
+    assert_eq!(read(&out(&vault, "site")), "atlantida\n");
+
+    let rest = json!({"watch": [watched], "templates": [template("planted", "planted")]});
+    let planted = config(&vault, token_auth(&vault), rest);
+    let line = Hydrant::agent_once(&planted).run().failure(1);
+
+    assert!(
+        line.starts_with("hydrant: template planted line 1 column 4: invalid operation: file(): refused: the path goes through a link to a file outside the watched directories"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "(in `file('{}')`)",
+            watched.join("planted").display()
+        )),
+        "{line}"
+    );
+    assert!(!line.contains("hvs.planted"), "{line}");
+    assert!(!out(&vault, "planted").exists());
+}

@@ -1312,6 +1312,48 @@ mod tests {
     }
 
     #[test]
+    fn render_limits_have_defaults_and_bounds() {
+        let config = minimal();
+        assert_eq!(config.limits.file_bytes(), 4 << 20);
+        assert_eq!(config.limits.render_steps(), 10_000_000);
+        let cases: &[(Option<u64>, Option<u64>, &[&str])] = &[
+            (Some(1), Some(1), &[]),
+            (Some(MAX_FILE_BYTES), Some(MAX_RENDER_STEPS), &[]),
+            (
+                Some(0),
+                Some(0),
+                &["limits.file_bytes", "limits.render_steps"],
+            ),
+            (
+                Some(MAX_FILE_BYTES + 1),
+                Some(MAX_RENDER_STEPS + 1),
+                &["limits.file_bytes", "limits.render_steps"],
+            ),
+        ];
+        for (file_bytes, render_steps, want) in cases {
+            let mut config = minimal();
+            config.limits = LimitsConfig {
+                file_bytes: *file_bytes,
+                render_steps: *render_steps,
+            };
+            let keys: Vec<String> = config
+                .validate()
+                .err()
+                .map(|e| e.0.into_iter().map(|i| i.key).collect())
+                .unwrap_or_default();
+            assert_eq!(keys, *want, "{file_bytes:?} {render_steps:?}");
+        }
+        let parsed: AgentConfig = serde_json::from_value(serde_json::json!({
+            "vault": {"address": "http://127.0.0.1:8200"},
+            "auth": {"method": "token", "token_path": "/t"},
+            "limits": {"file_bytes": 1024, "render_steps": 5000},
+        }))
+        .expect("parses");
+        assert_eq!(parsed.limits.file_bytes(), 1024);
+        assert_eq!(parsed.limits.render_steps(), 5000);
+    }
+
+    #[test]
     fn empty_namespace_means_none() {
         let mut config = minimal();
         config.vault.namespace = Some(String::new());

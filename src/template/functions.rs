@@ -1,5 +1,8 @@
 //! The functions and filters templates may call besides minijinja's built-ins: `secret`, `env`,
 //! `toyaml`, `b64encode`, `b64decode` (`tojson` is built in).
+//!
+//! Their errors never quote an argument: an argument may be computed from a secret. The error
+//! names the position, and shows the call as the template spells it (see `template_error`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,7 +42,7 @@ pub(super) fn register(
             (None, Some(default)) => Ok(default),
             (None, None) => Err(Error::new(
                 ErrorKind::InvalidOperation,
-                format!("environment variable {name} is not set; set it or give env() a default: env('{name}', 'value')"),
+                "env(): the environment variable is not set; set it or give env() a default, as in env('NAME', 'value')",
             )),
         }
     });
@@ -84,7 +87,7 @@ fn secret(lookups: &Mutex<Lookups>, path: &str, params: &Kwargs) -> Result<Value
         let json = serde_json::to_value(&value).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidOperation,
-                format!("secret({path:?}): parameter {key} cannot be sent to Vault"),
+                "secret(): a parameter cannot be sent to Vault (it is not a string, number, boolean, list or map)",
             )
         })?;
         written.insert(key.to_owned(), json);
@@ -109,7 +112,7 @@ fn secret(lookups: &Mutex<Lookups>, path: &str, params: &Kwargs) -> Result<Value
     match lookups.fetched.get(&request) {
         Some(Ok(data)) if data.is_none() => Err(Error::new(
             ErrorKind::InvalidOperation,
-            format!("secret({path:?}): vault returned no data"),
+            "secret(): vault returned no data",
         )),
         Some(Ok(data)) => Ok(data.clone()),
         Some(Err(failure)) => Err(
@@ -156,15 +159,21 @@ fn contains_placeholder(value: &Value) -> bool {
 fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
     let mut lookups = lookups.lock().unwrap_or_else(|p| p.into_inner());
     let wanted = std::path::Path::new(path);
+    let watched = || {
+        let list: Vec<String> = lookups
+            .readable
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        list.join(", ")
+    };
     if wanted
         .components()
         .any(|c| c == std::path::Component::ParentDir)
     {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
-            format!(
-                "file({path:?}): a path with `..` may leave the watched directories; give it without"
-            ),
+            "file(): a path with `..` may leave the watched directories; give it without",
         ));
     }
     if !lookups
@@ -172,23 +181,43 @@ fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
         .iter()
         .any(|allowed| wanted.starts_with(allowed))
     {
-        let watched: Vec<String> = lookups
-            .readable
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
         return Err(Error::new(
             ErrorKind::InvalidOperation,
             format!(
-                "file({path:?}): only files under the config's watch list may be read (now: [{}]); add the path to watch",
-                watched.join(", ")
+                "file(): only files under the config's watch list may be read (now: [{}]); add the path to watch",
+                watched()
+            ),
+        ));
+    }
+    // hardening #11: a link planted in a watched directory could point at the agent's own
+    // token. What is read must be under a listed path once every link is resolved; a
+    // ConfigMap volume's links (`key -> ..data/key`, `..data -> ..2024_...`) stay inside.
+    let cannot_read = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("file(): cannot read it: {e}"),
+        )
+    };
+    let real = std::fs::canonicalize(wanted).map_err(cannot_read)?;
+    let inside = lookups
+        .readable
+        .iter()
+        .filter_map(|allowed| std::fs::canonicalize(allowed).ok())
+        .any(|allowed| real.starts_with(allowed));
+    if !inside {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "file(): refused: the path goes through a link to a file outside the watched directories [{}]; only links that stay inside them are followed",
+                watched()
             ),
         ));
     }
     lookups.files.insert(wanted.to_owned());
-    std::fs::read_to_string(wanted)
+    // The resolved path: a link swapped after the check above is not followed.
+    std::fs::read_to_string(&real)
         .map(Value::from)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("file({path:?}): {e}")))
+        .map_err(cannot_read)
 }
 
 /// The Vault failure carried by a template error, if any.

@@ -766,18 +766,36 @@ impl std::io::Write for LimitedWriter {
 }
 
 /// Turns a minijinja error into ours, built from its kind, detail and position only: minijinja's
-/// own `Display` may show the values of variables, which hold secrets.
+/// own `Display` may show the values of variables, which hold secrets. An error may quote what
+/// the template's source spells, never a value computed while rendering (hardening #9): the
+/// failing expression is shown as written, and details that quote values are replaced.
 fn template_error(name: &str, text: &str, e: &minijinja::Error) -> Error {
+    let line = e.line();
+    // A position in another template (an included one) does not index this text.
+    let range = e
+        .range()
+        .filter(|r| r.end <= text.len() && r.start < r.end)
+        .filter(|_| e.name().is_none_or(|n| n == name));
+    let column = range.as_ref().map(|r| column_of(text, r.start));
+    let template = name.to_owned();
     if let Some(failure) = functions::vault_failure(e) {
-        return Error::Vault {
-            template: name.to_owned(),
+        let expression = range.and_then(|r| text.get(r)).map(str::trim);
+        // Vault's errors name the path; that is the template's own text only when the path is
+        // a literal.
+        if expression.and_then(literal_path).is_some() {
+            return Error::Vault {
+                template,
+                error: failure,
+            };
+        }
+        return Error::VaultComputed {
+            template,
+            line,
+            column,
+            expression: excerpt(expression.unwrap_or("?")),
             error: failure,
         };
     }
-    let line = e.line();
-    let range = e.range().filter(|r| r.end <= text.len() && r.start < r.end);
-    let column = range.as_ref().map(|r| column_of(text, r.start));
-    let template = name.to_owned();
     match e.kind() {
         ErrorKind::SyntaxError => Error::Syntax {
             template,
@@ -795,15 +813,101 @@ fn template_error(name: &str, text: &str, e: &minijinja::Error) -> Error {
                 expression: expression.to_owned(),
             }
         }
-        kind => Error::Render {
-            template,
-            line,
-            column,
-            message: match e.detail() {
+        kind => {
+            let mut message = match shown_detail(e) {
                 Some(detail) => format!("{kind}: {detail}"),
                 None => kind.to_string(),
-            },
-        },
+            };
+            if let Some(expression) = range.and_then(|r| text.get(r)).map(str::trim) {
+                message.push_str(&format!(" (in `{}`)", excerpt(expression)));
+            }
+            Error::Render {
+                template,
+                line,
+                column,
+                message,
+            }
+        }
+    }
+}
+
+/// minijinja's detail of an error, unless it quotes values (template names, operands, format
+/// strings, keys), which may be secrets; then a description without them.
+fn shown_detail(e: &minijinja::Error) -> Option<String> {
+    match e.kind() {
+        ErrorKind::TemplateNotFound => {
+            return Some(
+                "no template of that name (the name is not shown: it may be computed); only the agent's own templates can be included".to_owned(),
+            );
+        }
+        ErrorKind::BadInclude => {
+            let inner = std::error::Error::source(e)
+                .and_then(|s| s.downcast_ref::<minijinja::Error>())
+                .map(|inner| match shown_detail(inner) {
+                    Some(detail) => format!("{}: {detail}", inner.kind()),
+                    None => inner.kind().to_string(),
+                });
+            return Some(format!(
+                "in an included template: {}",
+                inner.unwrap_or_else(|| "it failed".to_owned())
+            ));
+        }
+        _ => {}
+    }
+    let detail = e.detail()?;
+    const QUOTING: &[(&str, &str)] = &[
+        (
+            "unable to calculate",
+            "unable to calculate the result (the operands are not shown)",
+        ),
+        (
+            "cycle in template inheritance",
+            "cycle in template inheritance",
+        ),
+        ("unknown keyword argument", "unknown keyword argument"),
+        ("invalid format spec", "the format string is invalid"),
+        ("invalid conversion type", "the format string is invalid"),
+        ("incomplete format", "the format string is invalid"),
+        (
+            "missing an argument for format",
+            "the format string is invalid",
+        ),
+        (
+            "invalid integer in the format",
+            "the format string is invalid",
+        ),
+        ("missing attribute name", "the format string is invalid"),
+    ];
+    Some(
+        QUOTING
+            .iter()
+            .find(|(prefix, _)| detail.starts_with(prefix))
+            .map_or(detail, |(_, replacement)| replacement)
+            .to_owned(),
+    )
+}
+
+/// The path of `secret('...')` when the call spells it as a literal.
+fn literal_path(expression: &str) -> Option<&str> {
+    let rest = expression
+        .strip_prefix("secret")?
+        .trim_start()
+        .strip_prefix('(')?
+        .trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let body = &rest[1..];
+    let end = body.find(quote)?;
+    let (literal, after) = (&body[..end], body[end + 1..].trim_start());
+    let closes = after.starts_with(')') || after.starts_with(',');
+    (closes && !literal.contains('\\')).then_some(literal)
+}
+
+/// An expression on one line, shortened past 120 characters.
+fn excerpt(expression: &str) -> String {
+    let line: String = expression.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line,
     }
 }
 

@@ -275,9 +275,9 @@ fn env_reads_the_given_environment_and_fails_clearly_when_unset() {
     let results = block_on(engine.render_all(&Memory::default()));
     assert_eq!(text(&results[0]), "eu-1/z1");
     let message = results[1].as_ref().expect_err("fails").to_string();
-    assert!(
-        message.contains("environment variable MISSING is not set"),
-        "{message}"
+    assert_eq!(
+        message,
+        "template b line 1 column 4: invalid operation: env(): the environment variable is not set; set it or give env() a default, as in env('NAME', 'value') (in `env('MISSING')`)"
     );
 }
 
@@ -643,4 +643,107 @@ fn string_repetition_and_ranges_have_minijinja_s_bounds() {
     assert!(repeat.contains("repeated string is too large"), "{repeat}");
     let range = results[1].as_ref().expect_err("refused").to_string();
     assert!(range.contains("range has too many elements"), "{range}");
+}
+
+/// hardening #9: a name or path computed from a secret never reaches an error; the template's
+/// own text of the failing call does.
+#[test]
+fn errors_quote_the_template_s_text_never_a_value_computed_from_a_secret() {
+    const SECRET: &str = "Zq9-leaky-value";
+    const NUMBER: &str = "987654321987654321987";
+    let memory =
+        Memory::default().with("secret/data/s", json!({"data": {"v": SECRET, "n": NUMBER}}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = "secret('secret/data/s').data.v";
+    let engine = engine(&[
+        ("include", &format!("{{% include {s} %}}")),
+        ("env", &format!("{{{{ env({s}) }}}}")),
+        (
+            "file",
+            &format!("{{{{ file('{}/' ~ {s}) }}}}", dir.path().display()),
+        ),
+        ("path", &format!("{{{{ secret('secret/data/' ~ {s}) }}}}")),
+        (
+            "arith",
+            "{{ (secret('secret/data/s').data.n | int) * 99999999999999999999 }}",
+        ),
+        ("format", &format!("{{{{ ({s} ~ '%') | format(1) }}}}")),
+    ]);
+    engine.allow_files(vec![dir.path().to_owned()]);
+    let results = block_on(engine.render_all(&memory));
+    let message = |i: usize| results[i].as_ref().expect_err("fails").to_string();
+    for i in 0..results.len() {
+        let message = message(i);
+        assert!(
+            !message.contains(SECRET) && !message.contains(NUMBER),
+            "output {i} quotes the secret: {message}"
+        );
+    }
+    assert!(
+        message(0).contains("no template of that name"),
+        "{}",
+        message(0)
+    );
+    assert!(
+        message(1).ends_with(&format!("(in `env({s})`)")),
+        "{}",
+        message(1)
+    );
+    assert!(
+        message(2).contains("file(): cannot read it"),
+        "{}",
+        message(2)
+    );
+    assert!(
+        message(3).starts_with(
+            "template path line 1 column 4: vault request failed (not_found) for a path computed while rendering"
+        ),
+        "{}",
+        message(3)
+    );
+}
+
+/// hardening #11: a link planted in a watched directory may not lead outside it (here to the
+/// agent's state file); the links of a ConfigMap volume, which stay inside, are followed.
+#[test]
+fn file_follows_links_only_while_they_stay_in_the_watched_directories() {
+    use std::os::unix::fs::symlink;
+    const TOKEN: &str = "hvs.agent-token-do-not-leak";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("mkdir");
+    std::fs::write(state.join("state.json"), TOKEN).expect("write");
+    // A ConfigMap volume: settings -> ..data/settings, ..data -> ..2024_01_01.
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(config.join("..2024_01_01")).expect("mkdir");
+    std::fs::write(config.join("..2024_01_01/settings"), "site=a\n").expect("write");
+    symlink("..2024_01_01", config.join("..data")).expect("link");
+    symlink("..data/settings", config.join("settings")).expect("link");
+    symlink(state.join("state.json"), config.join("planted")).expect("link");
+    let engine = engine(&[
+        (
+            "configmap",
+            &format!("{{{{ file('{}') }}}}", config.join("settings").display()),
+        ),
+        (
+            "planted",
+            &format!("{{{{ file('{}') }}}}", config.join("planted").display()),
+        ),
+    ]);
+    engine.allow_files(vec![config.clone()]);
+    let results = block_on(engine.render_all(&Memory::default()));
+    assert_eq!(text(&results[0]), "site=a\n");
+    let message = results[1].as_ref().expect_err("refused").to_string();
+    assert!(
+        message.contains("file(): refused: the path goes through a link to a file outside the watched directories"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "(in `file('{}')`)",
+            config.join("planted").display()
+        )),
+        "names the file: {message}"
+    );
+    assert!(!message.contains(TOKEN), "{message}");
 }

@@ -6,6 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read as _;
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -13,6 +17,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
 use serde_json::Value as Json;
+
+use injector::agent_config::DEFAULT_MAX_FILE_BYTES;
 
 use super::{Lookups, Request};
 use crate::env::Env;
@@ -159,14 +165,12 @@ fn contains_placeholder(value: &Value) -> bool {
 fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
     let mut lookups = lookups.lock().unwrap_or_else(|p| p.into_inner());
     let wanted = std::path::Path::new(path);
-    let watched = || {
-        let list: Vec<String> = lookups
-            .readable
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        list.join(", ")
-    };
+    let watched: Vec<String> = lookups
+        .readable
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let watched = watched.join(", ");
     if wanted
         .components()
         .any(|c| c == std::path::Component::ParentDir)
@@ -185,10 +189,12 @@ fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
             ErrorKind::InvalidOperation,
             format!(
                 "file(): only files under the config's watch list may be read (now: [{}]); add the path to watch",
-                watched()
+                watched
             ),
         ));
     }
+    // A dependency even when it cannot be read yet: its arrival re-renders the template.
+    lookups.files.insert(wanted.to_owned());
     // hardening #11: a link planted in a watched directory could point at the agent's own
     // token. What is read must be under a listed path once every link is resolved; a
     // ConfigMap volume's links (`key -> ..data/key`, `..data -> ..2024_...`) stay inside.
@@ -198,26 +204,57 @@ fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
             format!("file(): cannot read it: {e}"),
         )
     };
-    let real = std::fs::canonicalize(wanted).map_err(cannot_read)?;
-    let inside = lookups
+    let allowed: Vec<PathBuf> = lookups
         .readable
         .iter()
         .filter_map(|allowed| std::fs::canonicalize(allowed).ok())
-        .any(|allowed| real.starts_with(allowed));
-    if !inside {
-        return Err(Error::new(
+        .collect();
+    let outside = || {
+        Error::new(
             ErrorKind::InvalidOperation,
             format!(
                 "file(): refused: the path goes through a link to a file outside the watched directories [{}]; only links that stay inside them are followed",
-                watched()
+                watched
+            ),
+        )
+    };
+    let real = std::fs::canonicalize(wanted).map_err(cannot_read)?;
+    if !allowed.iter().any(|a| real.starts_with(a)) {
+        return Err(outside());
+    }
+    // The resolved path, not following a last link (one swapped in since), and not blocking
+    // on a FIFO, which would hold the render up for ever.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&real)
+        .map_err(cannot_read)?;
+    // A directory swapped for a link since canonicalize: what was opened is what counts.
+    if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        && !allowed.iter().any(|a| opened.starts_with(a))
+    {
+        return Err(outside());
+    }
+    if !file.metadata().map_err(cannot_read)?.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "file(): refused: not a regular file",
+        ));
+    }
+    let limit = lookups.file_limit.unwrap_or(DEFAULT_MAX_FILE_BYTES);
+    let mut text = String::new();
+    file.take(limit.saturating_add(1))
+        .read_to_string(&mut text)
+        .map_err(cannot_read)?;
+    if text.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "file(): refused: larger than {limit} bytes, the limit of one file (limits.file_bytes)"
             ),
         ));
     }
-    lookups.files.insert(wanted.to_owned());
-    // The resolved path: a link swapped after the check above is not followed.
-    std::fs::read_to_string(&real)
-        .map(Value::from)
-        .map_err(cannot_read)
+    Ok(Value::from(text))
 }
 
 /// The Vault failure carried by a template error, if any.

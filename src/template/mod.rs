@@ -308,6 +308,8 @@ struct Lookups {
     files: BTreeSet<PathBuf>,
     /// The paths `file()` may read: the config's `watch` list.
     readable: Vec<PathBuf>,
+    /// The largest file `file()` reads (`limits.file_bytes`); `None` until limits are set.
+    file_limit: Option<u64>,
     /// How many times the template being rendered got a placeholder.
     placeholders: usize,
 }
@@ -408,6 +410,7 @@ impl Engine {
     /// Bounds every attempt at an output from now on.
     pub fn set_limits(&mut self, limits: Limits) {
         Arc::make_mut(&mut self.env).set_fuel(Some(limits.render_steps));
+        self.lock().file_limit = Some(limits.file_bytes);
         self.limits = limits;
     }
 

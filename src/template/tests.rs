@@ -747,3 +747,38 @@ fn file_follows_links_only_while_they_stay_in_the_watched_directories() {
     );
     assert!(!message.contains(TOKEN), "{message}");
 }
+
+/// file() reads regular files only (a FIFO would block the render for ever) and no more than
+/// a file may hold.
+#[test]
+fn file_refuses_fifos_and_files_past_the_file_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    std::fs::write(dir.path().join("big"), "x".repeat(2000)).expect("write");
+    let call = |name: &str| format!("{{{{ file('{}') }}}}", dir.path().join(name).display());
+    let mut engine = engine(&[("fifo", &call("fifo")), ("big", &call("big"))]);
+    engine.set_limits(Limits {
+        file_bytes: 1000,
+        ..Limits::default()
+    });
+    engine.allow_files(vec![dir.path().to_owned()]);
+    let results = block_on(engine.render_all(&Memory::default()));
+    let message = |i: usize| results[i].as_ref().expect_err("refused").to_string();
+    assert!(
+        message(0).contains("file(): refused: not a regular file"),
+        "{}",
+        message(0)
+    );
+    assert!(
+        message(1).contains(
+            "file(): refused: larger than 1000 bytes, the limit of one file (limits.file_bytes)"
+        ),
+        "{}",
+        message(1)
+    );
+}

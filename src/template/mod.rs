@@ -522,7 +522,8 @@ impl Engine {
     }
 
     /// Renders the outputs `which` with the cache as it is (a sidecar's, kept between renders),
-    /// fetching only what it lacks, and hands each result to `done`.
+    /// fetching only what it lacks, and hands each result to `done`. Must run in a tokio
+    /// runtime (any flavour): each attempt at a template runs on its blocking pool.
     pub async fn render_some(
         &self,
         which: &[usize],

@@ -979,3 +979,182 @@ fn redirects_never_carry_credentials_to_another_host_in_clear() {
     let stderr = Hydrant::agent_once(&path).run().failure(1);
     assert!(stderr.contains("redirected more than 1 time"), "{stderr}");
 }
+
+/// A template that never ends (hardening #5): the init container stops it after its steps and
+/// exits 1 naming it, instead of running for ever.
+#[test]
+fn an_endless_loop_fails_the_init_container_promptly_naming_the_template() {
+    let vault = seeded();
+    let rest = json!({"templates": [
+        db_template(&vault),
+        {"name": "spin", "contents": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "destination": out(&vault, "spin")},
+    ]});
+    let config = config(&vault, token_auth(&vault), rest);
+
+    // Spawned, not run: before the fix it never exits, and the test must fail, not hang.
+    let mut agent = Hydrant::agent_once(&config).spawn(&vault.path("agent.log"));
+    let status = agent.wait(std::time::Duration::from_secs(90));
+
+    assert_eq!(status.code(), Some(1), "{}", agent.log());
+    let log = agent.log();
+    let line = log.lines().last().unwrap_or_default();
+    assert_eq!(
+        line,
+        "hydrant: template spin: stopped after 10000000 steps, the limit of one render (limits.render_steps); does a loop never end?"
+    );
+    assert!(!out(&vault, "db.env").exists(), "all or nothing");
+}
+
+/// An output past the file limit (hardening #5, 4 MiB by default) is refused naming the
+/// template and the limit, and the destination keeps what it had.
+#[test]
+fn an_output_past_the_file_limit_is_refused_and_the_file_keeps_its_content() {
+    let vault = seeded();
+    let destination = out(&vault, "big");
+    fs::create_dir_all(destination.parent().expect("dir")).expect("mkdir");
+    fs::write(&destination, "old\n").expect("old content");
+    // 50 000 lines of 100 bytes: 5 MB.
+    let rest = json!({"templates": [
+        {"name": "big", "contents": "{% for i in range(50000) %}{{ 'x' * 99 }}\n{% endfor %}", "destination": destination},
+    ]});
+    let config = config(&vault, token_auth(&vault), rest);
+
+    let line = Hydrant::agent_once(&config).run().failure(1);
+
+    assert_eq!(
+        line,
+        "hydrant: template big: the output is larger than 4194304 bytes, the limit of one file (limits.file_bytes); the file keeps what it had"
+    );
+    assert_eq!(read(&destination), "old\n");
+}
+
+/// `--once` lets `file()` read the config's `watch` list as the sidecar does (hardening #8):
+/// the same config works in the init container.
+#[test]
+fn the_init_container_reads_watched_files_as_the_sidecar_does() {
+    let vault = seeded();
+    let site = vault.file("podinfo/site", "atlantida\n");
+    let rest = json!({
+        "watch": [site.parent().expect("dir")],
+        "templates": [
+            {"name": "site", "contents": format!("site={{{{ file('{}') | trim }}}}\n", site.display()), "destination": out(&vault, "site")},
+        ],
+    });
+    let config = config(&vault, token_auth(&vault), rest);
+
+    Hydrant::agent_once(&config).run().success();
+
+    assert_eq!(read(&out(&vault, "site")), "site=atlantida\n");
+}
+
+/// hardening #9: names and paths built from a secret (an include, a `secret()` path, an `env()`
+/// name, a `file()` path) and Vault's echo of a write parameter (PKI's `common name ... not
+/// allowed`) never reach the error lines or the logs; the template's own text does.
+#[test]
+fn errors_never_quote_values_computed_from_secrets() {
+    const LEAK: &str = "zq9leakvalue";
+    let vault = seeded();
+    vault.kv2_put("app/leak", json!({"name": LEAK}));
+    vault.mount("pki", "pki", json!({}));
+    vault.api(
+        "POST",
+        "pki/root/generate/internal",
+        Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
+    );
+    vault.api(
+        "POST",
+        "pki/roles/web",
+        Some(json!({"allowed_domains": ["example.com"], "allow_subdomains": true})),
+    );
+    let watched = vault.file("podinfo/site", "a\n");
+    let watched = watched.parent().expect("dir");
+    let s = "secret('secret/data/app/leak').data.name";
+    let probes = [
+        ("include", format!("{{% include {s} %}}")),
+        (
+            "path",
+            format!("{{{{ secret('secret/data/app/' ~ {s}) }}}}"),
+        ),
+        ("env", format!("{{{{ env({s}) }}}}")),
+        (
+            "file",
+            format!("{{{{ file('{}/' ~ {s}) }}}}", watched.display()),
+        ),
+        (
+            "pki",
+            format!("{{{{ secret('pki/issue/web', common_name={s} ~ '.evil.org').certificate }}}}"),
+        ),
+    ];
+    let templates: Vec<Value> = probes
+        .iter()
+        .map(|(name, contents)| json!({"name": name, "contents": contents, "destination": out(&vault, name)}))
+        .collect();
+    let rest = json!({"watch": [watched], "templates": templates});
+    let config = config(&vault, token_auth(&vault), rest);
+
+    let run = Hydrant::agent_once(&config)
+        .env("HYDRANT_LOG", "debug")
+        .run();
+    let stderr = run.stderr();
+    let line = run.failure(1);
+
+    assert!(!stderr.contains(LEAK), "a secret in the output:\n{stderr}");
+    for (name, _) in &probes {
+        assert!(
+            stderr.contains(&format!("template {name}")),
+            "{name} is reported:\n{stderr}"
+        );
+    }
+    assert!(
+        line.starts_with("hydrant: template include line 1 column 4: template not found"),
+        "{line}"
+    );
+    assert!(
+        stderr.contains(&format!("(in `env({s})`)")),
+        "the template's text is shown:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "template pki: vault refused writing pki/issue/web (400): vault's reason is not shown"
+        ),
+        "{stderr}"
+    );
+}
+
+/// hardening #11: a link planted in a watched directory that leads to the agent's state file is
+/// refused, naming the file and not its content; a ConfigMap volume's own links are followed.
+#[test]
+fn file_refuses_a_link_out_of_the_watched_directory_and_follows_configmap_links() {
+    use std::os::unix::fs::symlink;
+    let vault = seeded();
+    let state = vault.file("state/state.json", r#"{"token":"hvs.planted-link-target"}"#);
+    let watched = vault.path("podinfo");
+    fs::create_dir_all(watched.join("..2024_01_01")).expect("mkdir");
+    fs::write(watched.join("..2024_01_01/site"), "atlantida\n").expect("write");
+    symlink("..2024_01_01", watched.join("..data")).expect("link");
+    symlink("..data/site", watched.join("site")).expect("link");
+    symlink(&state, watched.join("planted")).expect("link");
+    let template = |name: &str, file: &str| json!({"name": name, "contents": format!("{{{{ file('{}') }}}}", watched.join(file).display()), "destination": out(&vault, name)});
+    let rest = json!({"watch": [watched], "templates": [template("site", "site")]});
+    let good = config(&vault, token_auth(&vault), rest);
+    Hydrant::agent_once(&good).run().success();
+    assert_eq!(read(&out(&vault, "site")), "atlantida\n");
+
+    let rest = json!({"watch": [watched], "templates": [template("planted", "planted")]});
+    let planted = config(&vault, token_auth(&vault), rest);
+    let line = Hydrant::agent_once(&planted).run().failure(1);
+
+    assert!(
+        line.starts_with("hydrant: template planted line 1 column 4: invalid operation: file(): refused: the path goes through a link to a file outside the watched directories"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "(in `file('{}')`)",
+            watched.join("planted").display()
+        )),
+        "{line}"
+    );
+    assert!(!line.contains("hvs.planted"), "{line}");
+    assert!(!out(&vault, "planted").exists());
+}

@@ -1055,3 +1055,101 @@ fn with_exit_on_retry_failure_the_sidecar_exits_when_a_fetch_keeps_failing() {
     );
     assert_eq!(read(&out(&vault, "db.env")), good, "the last good content");
 }
+
+/// A template that never ends (hardening #5). With the default steps it fails, naming itself,
+/// and the other file is written; with the most steps allowed (half a minute or more of one core
+/// in a debug build) it runs beside the runtime, so /healthz answers while it runs and SIGTERM stops the
+/// agent at once.
+#[test]
+fn an_endless_template_neither_starves_health_nor_holds_up_sigterm() {
+    let vault = seeded();
+    let spin = json!({
+        "name": "spin",
+        "contents": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "destination": out(&vault, "spin"),
+    });
+    let http = reqwest::blocking::Client::builder()
+        .timeout(S(3))
+        .build()
+        .expect("client");
+    let auth = approle(&vault, "1h", "24h");
+    for steps in [None, Some(100_000_000_u64)] {
+        let port = free_port();
+        let mut rest = json!({
+            "state_dir": state_dir(&vault),
+            "listen": port,
+            "templates": [db_template(&vault), spin],
+        });
+        if let Some(steps) = steps {
+            rest["limits"] = json!({"render_steps": steps});
+        }
+        let config = config(&vault, auth.clone(), rest);
+        let mut agent = Hydrant::sidecar(&config)
+            .env("HYDRANT_LOG", "hydrant=debug")
+            .spawn(&vault.path("agent.log"));
+        wait_for("the login", S(20), || {
+            agent.log().contains("logged in to vault")
+        });
+        if steps.is_none() {
+            wait_for("spin to fail", S(60), || {
+                agent.log().lines().any(|l| {
+                    l.contains("render failed")
+                        && l.contains("template spin: stopped after 10000000 steps")
+                })
+            });
+            wait_for("db to render", S(20), || out(&vault, "db.env").exists());
+        } else {
+            // The first attempt at spin runs now, for half a minute or more.
+            std::thread::sleep(S(1));
+            for _ in 0..5 {
+                let health = http
+                    .get(format!("http://127.0.0.1:{port}/healthz"))
+                    .send()
+                    .unwrap_or_else(|e| panic!("/healthz answers: {e}\n{}", agent.log()));
+                assert_eq!(health.status(), 200);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        agent.signal("TERM");
+        let status = agent.wait(S(10));
+        assert!(status.success(), "{status}; log:\n{}", agent.log());
+        let _ = fs::remove_file(out(&vault, "db.env"));
+        let _ = fs::remove_dir_all(state_dir(&vault));
+    }
+}
+
+/// An output that grows past `limits.file_bytes` (hardening #5) is refused naming the template
+/// and the limit; the file keeps its last good content.
+#[test]
+fn an_output_grown_past_the_file_limit_keeps_the_last_good_file() {
+    let vault = seeded();
+    vault.kv2_put("app/blob", json!({"blob": "small"}));
+    let auth = approle(&vault, "1h", "24h");
+    let config = config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "refresh_interval": "1s",
+            "limits": {"file_bytes": 1000},
+            "templates": [{
+                "name": "blob",
+                "contents": "{{ secret('secret/data/app/blob').data.blob }}\n",
+                "destination": out(&vault, "blob"),
+            }],
+        }),
+    );
+    let mut agent = start(&vault, &config);
+    assert_eq!(read(&out(&vault, "blob")), "small\n");
+
+    vault.kv2_put("app/blob", json!({"blob": "x".repeat(1000)}));
+    wait_for("the refusal", S(15), || {
+        agent.log().lines().any(|l| {
+            l.contains("render failed")
+                && l.contains("template blob: the output is larger than 1000 bytes, the limit of one file (limits.file_bytes)")
+        })
+    });
+
+    assert_eq!(read(&out(&vault, "blob")), "small\n", "the last good file");
+    agent.stop();
+}

@@ -79,6 +79,9 @@ pub struct AgentConfig {
     /// `template-config-exit-on-retry-failure` defaults to true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_on_retry_failure: Option<bool>,
+    /// Bounds on rendering one file: its size and the template's steps.
+    #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
+    pub limits: LimitsConfig,
 }
 
 /// Where the agent's config snapshot comes from: container directories, the instance's
@@ -405,6 +408,53 @@ pub struct RetryConfig {
     pub attempts: Option<u32>,
 }
 
+/// Bounds on rendering one file, so that a template (written by whoever may create a pod) cannot
+/// take the agent's memory, disk or CPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The largest file a template or secret may render, in bytes (default 4 MiB); a larger
+    /// one is refused and the destination keeps what it had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_bytes: Option<u64>,
+    /// The steps (minijinja instructions) one render of one template may take (default 10
+    /// million, about a second of one core): a loop that does not end fails instead of running
+    /// on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_steps: Option<u64>,
+}
+
+/// The default of `limits.file_bytes`: 4 MiB holds the largest certificate bundles and configs
+/// seen in pods (a full public CA bundle is about 220 KiB) many times over.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// The largest `limits.file_bytes` accepted: 256 MiB.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// The default of `limits.render_steps`: 0.6 to 1.5 s of one core in a release build. Large
+/// real templates (a loop over thousands of entries) take well under a million.
+pub const DEFAULT_RENDER_STEPS: u64 = 10_000_000;
+
+/// The largest `limits.render_steps` accepted: about 10 s of one core, during which the sidecar's
+/// renewals wait for the render.
+pub const MAX_RENDER_STEPS: u64 = 100_000_000;
+
+impl LimitsConfig {
+    /// `limits.file_bytes`, with its default.
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES)
+    }
+
+    /// `limits.render_steps`, with its default.
+    pub fn render_steps(&self) -> u64 {
+        self.render_steps.unwrap_or(DEFAULT_RENDER_STEPS)
+    }
+
+    fn is_default(&self) -> bool {
+        *self == LimitsConfig::default()
+    }
+}
+
 /// The default of `retry.attempts`: Vault Agent's 12.
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 12;
 
@@ -606,6 +656,22 @@ impl AgentConfig {
                 ),
             ),
             _ => {}
+        }
+        if let Some(bytes) = self.limits.file_bytes
+            && !(1..=MAX_FILE_BYTES).contains(&bytes)
+        {
+            issues.push(
+                "limits.file_bytes",
+                format!("{bytes} is outside 1 to {MAX_FILE_BYTES}; the default is {DEFAULT_MAX_FILE_BYTES}"),
+            );
+        }
+        if let Some(steps) = self.limits.render_steps
+            && !(1..=MAX_RENDER_STEPS).contains(&steps)
+        {
+            issues.push(
+                "limits.render_steps",
+                format!("{steps} is outside 1 to {MAX_RENDER_STEPS}; the default is {DEFAULT_RENDER_STEPS}"),
+            );
         }
         issues.finish()
     }
@@ -1246,6 +1312,48 @@ mod tests {
         let config = minimal();
         assert_eq!(config.refresh_interval(), DEFAULT_REFRESH_INTERVAL);
         assert_eq!(config.auth.backoff(), DEFAULT_LOGIN_BACKOFF);
+    }
+
+    #[test]
+    fn render_limits_have_defaults_and_bounds() {
+        let config = minimal();
+        assert_eq!(config.limits.file_bytes(), 4 << 20);
+        assert_eq!(config.limits.render_steps(), 10_000_000);
+        let cases: &[(Option<u64>, Option<u64>, &[&str])] = &[
+            (Some(1), Some(1), &[]),
+            (Some(MAX_FILE_BYTES), Some(MAX_RENDER_STEPS), &[]),
+            (
+                Some(0),
+                Some(0),
+                &["limits.file_bytes", "limits.render_steps"],
+            ),
+            (
+                Some(MAX_FILE_BYTES + 1),
+                Some(MAX_RENDER_STEPS + 1),
+                &["limits.file_bytes", "limits.render_steps"],
+            ),
+        ];
+        for (file_bytes, render_steps, want) in cases {
+            let mut config = minimal();
+            config.limits = LimitsConfig {
+                file_bytes: *file_bytes,
+                render_steps: *render_steps,
+            };
+            let keys: Vec<String> = config
+                .validate()
+                .err()
+                .map(|e| e.0.into_iter().map(|i| i.key).collect())
+                .unwrap_or_default();
+            assert_eq!(keys, *want, "{file_bytes:?} {render_steps:?}");
+        }
+        let parsed: AgentConfig = serde_json::from_value(serde_json::json!({
+            "vault": {"address": "http://127.0.0.1:8200"},
+            "auth": {"method": "token", "token_path": "/t"},
+            "limits": {"file_bytes": 1024, "render_steps": 5000},
+        }))
+        .expect("parses");
+        assert_eq!(parsed.limits.file_bytes(), 1024);
+        assert_eq!(parsed.limits.render_steps(), 5000);
     }
 
     #[test]

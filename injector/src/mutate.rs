@@ -773,6 +773,7 @@ fn agent_config(
         revoke_delay: request.revoke_delay,
         state_dir: Some(names::STATE_PATH.into()),
         watch: Vec::new(),
+        limits: Default::default(),
         renewal_threshold: request.renewal_threshold,
         config: request.config.as_ref().map(|c| SnapshotConfig {
             containers: c

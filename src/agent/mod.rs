@@ -400,8 +400,15 @@ fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<(Engine, Vec<Sourc
             },
         ));
     }
-    let engine =
+    let mut engine =
         Engine::new(sources, env, config.vault.max_concurrent_requests()).map_err(Error::Syntax)?;
+    engine.set_limits(template::Limits {
+        file_bytes: config.limits.file_bytes(),
+        render_steps: config.limits.render_steps(),
+    });
+    // The init container and the sidecar read the same files: a config that renders in one
+    // renders in the other.
+    engine.allow_files(config.watch.clone());
     Ok((engine, files))
 }
 

@@ -83,7 +83,6 @@ pub(super) async fn run(
             })?;
         info!(listen = %local, "local endpoints serving");
     }
-    engine.allow_files(config.watch.clone());
     let outputs = engine.len();
     let mut sidecar = Sidecar {
         config,

@@ -1,8 +1,15 @@
 //! The functions and filters templates may call besides minijinja's built-ins: `secret`, `env`,
 //! `toyaml`, `b64encode`, `b64decode` (`tojson` is built in).
+//!
+//! Their errors never quote an argument: an argument may be computed from a secret. The error
+//! names the position, and shows the call as the template spells it (see `template_error`).
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read as _;
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -10,6 +17,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
 use serde_json::Value as Json;
+
+use injector::agent_config::DEFAULT_MAX_FILE_BYTES;
 
 use super::{Lookups, Request};
 use crate::env::Env;
@@ -39,7 +48,7 @@ pub(super) fn register(
             (None, Some(default)) => Ok(default),
             (None, None) => Err(Error::new(
                 ErrorKind::InvalidOperation,
-                format!("environment variable {name} is not set; set it or give env() a default: env('{name}', 'value')"),
+                "env(): the environment variable is not set; set it or give env() a default, as in env('NAME', 'value')",
             )),
         }
     });
@@ -84,7 +93,7 @@ fn secret(lookups: &Mutex<Lookups>, path: &str, params: &Kwargs) -> Result<Value
         let json = serde_json::to_value(&value).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidOperation,
-                format!("secret({path:?}): parameter {key} cannot be sent to Vault"),
+                "secret(): a parameter cannot be sent to Vault (it is not a string, number, boolean, list or map)",
             )
         })?;
         written.insert(key.to_owned(), json);
@@ -109,7 +118,7 @@ fn secret(lookups: &Mutex<Lookups>, path: &str, params: &Kwargs) -> Result<Value
     match lookups.fetched.get(&request) {
         Some(Ok(data)) if data.is_none() => Err(Error::new(
             ErrorKind::InvalidOperation,
-            format!("secret({path:?}): vault returned no data"),
+            "secret(): vault returned no data",
         )),
         Some(Ok(data)) => Ok(data.clone()),
         Some(Err(failure)) => Err(
@@ -156,15 +165,19 @@ fn contains_placeholder(value: &Value) -> bool {
 fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
     let mut lookups = lookups.lock().unwrap_or_else(|p| p.into_inner());
     let wanted = std::path::Path::new(path);
+    let watched: Vec<String> = lookups
+        .readable
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let watched = watched.join(", ");
     if wanted
         .components()
         .any(|c| c == std::path::Component::ParentDir)
     {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
-            format!(
-                "file({path:?}): a path with `..` may leave the watched directories; give it without"
-            ),
+            "file(): a path with `..` may leave the watched directories; give it without",
         ));
     }
     if !lookups
@@ -172,23 +185,76 @@ fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
         .iter()
         .any(|allowed| wanted.starts_with(allowed))
     {
-        let watched: Vec<String> = lookups
-            .readable
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
         return Err(Error::new(
             ErrorKind::InvalidOperation,
             format!(
-                "file({path:?}): only files under the config's watch list may be read (now: [{}]); add the path to watch",
-                watched.join(", ")
+                "file(): only files under the config's watch list may be read (now: [{}]); add the path to watch",
+                watched
             ),
         ));
     }
+    // A dependency even when it cannot be read yet: its arrival re-renders the template.
     lookups.files.insert(wanted.to_owned());
-    std::fs::read_to_string(wanted)
-        .map(Value::from)
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("file({path:?}): {e}")))
+    // hardening #11: a link planted in a watched directory could point at the agent's own
+    // token. What is read must be under a listed path once every link is resolved; a
+    // ConfigMap volume's links (`key -> ..data/key`, `..data -> ..2024_...`) stay inside.
+    let cannot_read = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("file(): cannot read it: {e}"),
+        )
+    };
+    let allowed: Vec<PathBuf> = lookups
+        .readable
+        .iter()
+        .filter_map(|allowed| std::fs::canonicalize(allowed).ok())
+        .collect();
+    let outside = || {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "file(): refused: the path goes through a link to a file outside the watched directories [{}]; only links that stay inside them are followed",
+                watched
+            ),
+        )
+    };
+    let real = std::fs::canonicalize(wanted).map_err(cannot_read)?;
+    if !allowed.iter().any(|a| real.starts_with(a)) {
+        return Err(outside());
+    }
+    // The resolved path, not following a last link (one swapped in since), and not blocking
+    // on a FIFO, which would hold the render up for ever.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&real)
+        .map_err(cannot_read)?;
+    // A directory swapped for a link since canonicalize: what was opened is what counts.
+    if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        && !allowed.iter().any(|a| opened.starts_with(a))
+    {
+        return Err(outside());
+    }
+    if !file.metadata().map_err(cannot_read)?.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "file(): refused: not a regular file",
+        ));
+    }
+    let limit = lookups.file_limit.unwrap_or(DEFAULT_MAX_FILE_BYTES);
+    let mut text = String::new();
+    file.take(limit.saturating_add(1))
+        .read_to_string(&mut text)
+        .map_err(cannot_read)?;
+    if text.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "file(): refused: larger than {limit} bytes, the limit of one file (limits.file_bytes)"
+            ),
+        ));
+    }
+    Ok(Value::from(text))
 }
 
 /// The Vault failure carried by a template error, if any.

@@ -13,6 +13,14 @@
 //! read (`<mount>/data/...`). Anything else (dynamic credentials, certificates, any write) waits
 //! for the attempt in which the template reaches it with real data. Most outputs take two
 //! attempts.
+//!
+//! Templates come from whoever may create a pod, so every attempt is bounded: a number of steps
+//! (minijinja's fuel) and a size of output, and it runs on a blocking thread so that the
+//! sidecar's endpoints, signals and renewals go on while it does. One bound is missing:
+//! minijinja 3.0 offers no hook on `~` and no limit on the size of a string it builds, so a
+//! template that doubles a string in a loop can take memory the output limit never sees (`*`
+//! on a string is capped by minijinja itself at 100 MB). Only the output is bounded here; the
+//! container's memory limit is the bound on the rest.
 
 pub(crate) mod formats;
 mod functions;
@@ -24,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use injector::agent_config::SecretFormat;
+use injector::agent_config::{DEFAULT_MAX_FILE_BYTES, DEFAULT_RENDER_STEPS, SecretFormat};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde_json::{Map, Value as Json};
 
@@ -37,6 +45,24 @@ pub use self::formats::format_secret;
 /// a request it waits for comes back, and every unfinished attempt asks for at least one new
 /// request, so only a template that keeps asking for new secrets, one after another, gets here.
 const MAX_ROUNDS: usize = 256;
+
+/// What one attempt at one output may cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest output, in bytes (`limits.file_bytes`).
+    pub file_bytes: u64,
+    /// The steps one attempt at a template may take (`limits.render_steps`).
+    pub render_steps: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            file_bytes: DEFAULT_MAX_FILE_BYTES,
+            render_steps: DEFAULT_RENDER_STEPS,
+        }
+    }
+}
 
 /// One Vault request a template made: a read, or a write with parameters. Its `Debug` hides the
 /// parameters: they can be secrets.
@@ -201,6 +227,45 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A Vault request whose path the template computes failed. The path is not shown: it is
+    /// made from values, which may be secrets; the expression shown is the template's own text.
+    #[error(
+        "template {template}{at}: vault request failed ({kind}) for a path computed while rendering (not shown: it may hold a secret), in `{expression}`",
+        at = at(*.line, *.column),
+        kind = .error.kind()
+    )]
+    VaultComputed {
+        /// Template name.
+        template: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// The template text of the failing call.
+        expression: String,
+        /// The Vault failure.
+        error: Arc<vault::Error>,
+    },
+    /// The template took more steps than one render may.
+    #[error(
+        "template {template}: stopped after {steps} steps, the limit of one render (limits.render_steps); does a loop never end?"
+    )]
+    OutOfSteps {
+        /// Template name.
+        template: String,
+        /// The limit.
+        steps: u64,
+    },
+    /// The output is larger than a file may be.
+    #[error(
+        "template {template}: the output is larger than {limit} bytes, the limit of one file (limits.file_bytes); the file keeps what it had"
+    )]
+    TooLarge {
+        /// Template or secret name.
+        template: String,
+        /// The limit.
+        limit: u64,
+    },
     /// The chain of secrets whose paths depend on other secrets is too long.
     #[error(
         "template {template}: gave up after {MAX_ROUNDS} rounds of secrets that depend on other secrets"
@@ -215,7 +280,7 @@ impl Error {
     /// The Vault failure behind this error, if that is what it is.
     pub fn vault_error(&self) -> Option<&vault::Error> {
         match self {
-            Error::Vault { error, .. } => Some(error),
+            Error::Vault { error, .. } | Error::VaultComputed { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -243,6 +308,8 @@ struct Lookups {
     files: BTreeSet<PathBuf>,
     /// The paths `file()` may read: the config's `watch` list.
     readable: Vec<PathBuf>,
+    /// The largest file `file()` reads (`limits.file_bytes`); `None` until limits are set.
+    file_limit: Option<u64>,
     /// How many times the template being rendered got a placeholder.
     placeholders: usize,
 }
@@ -270,7 +337,9 @@ pub struct Dependencies {
 
 /// Compiled templates and the functions they may call.
 pub struct Engine {
-    env: Environment<'static>,
+    /// Shared with the thread an attempt runs on.
+    env: Arc<Environment<'static>>,
+    limits: Limits,
     outputs: Vec<(String, Source)>,
     lookups: Arc<Mutex<Lookups>>,
     dependencies: Mutex<Vec<Dependencies>>,
@@ -308,6 +377,7 @@ impl Engine {
         // Debug mode records spans, which give errors their column. It also records variables,
         // but minijinja errors are never displayed as they are: see `render_error`.
         jinja.set_debug(true);
+        jinja.set_fuel(Some(Limits::default().render_steps));
         functions::register(&mut jinja, lookups.clone(), env);
         let mut errors = Vec::new();
         for (name, source) in &outputs {
@@ -322,7 +392,8 @@ impl Engine {
         }
         let dependencies = Mutex::new(vec![Dependencies::default(); outputs.len()]);
         Ok(Engine {
-            env: jinja,
+            env: Arc::new(jinja),
+            limits: Limits::default(),
             outputs,
             lookups,
             dependencies,
@@ -332,7 +403,15 @@ impl Engine {
 
     /// Makes `value` visible to every template as `name` (`config`, `snapshot`).
     pub fn set_global(&mut self, name: &'static str, value: minijinja::Value) {
-        self.env.add_global(name, value);
+        // Shared only while an attempt runs, or with one abandoned by a stop; then it is cloned.
+        Arc::make_mut(&mut self.env).add_global(name, value);
+    }
+
+    /// Bounds every attempt at an output from now on.
+    pub fn set_limits(&mut self, limits: Limits) {
+        Arc::make_mut(&mut self.env).set_fuel(Some(limits.render_steps));
+        self.lock().file_limit = Some(limits.file_bytes);
+        self.limits = limits;
     }
 
     /// Replaces output `i`'s template with `text` (its source file changed). On a syntax error
@@ -344,7 +423,7 @@ impl Engine {
         if !matches!(source, Source::Template(_)) {
             return Ok(());
         }
-        self.env
+        Arc::make_mut(&mut self.env)
             .add_template_owned(name.clone(), text.to_owned())
             .map_err(|e| template_error(name, text, &e))?;
         *source = Source::Template(text.to_owned());
@@ -443,7 +522,8 @@ impl Engine {
     }
 
     /// Renders the outputs `which` with the cache as it is (a sidecar's, kept between renders),
-    /// fetching only what it lacks, and hands each result to `done`.
+    /// fetching only what it lacks, and hands each result to `done`. Must run in a tokio
+    /// runtime (any flavour): each attempt at a template runs on its blocking pool.
     pub async fn render_some(
         &self,
         which: &[usize],
@@ -457,7 +537,7 @@ impl Engine {
             queue: VecDeque::new(),
         };
         for &i in which {
-            self.attempt(i, &mut state, &mut done);
+            self.attempt(i, &mut state, &mut done).await;
         }
         let mut in_flight = FuturesUnordered::new();
         loop {
@@ -482,7 +562,7 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|w| w.contains(&request))
                 {
-                    self.attempt(i, &mut state, &mut done);
+                    self.attempt(i, &mut state, &mut done).await;
                 }
             }
         }
@@ -496,7 +576,7 @@ impl Engine {
     }
 
     /// Renders output `i` with what is fetched so far; queues what it still needs.
-    fn attempt(
+    async fn attempt(
         &self,
         i: usize,
         state: &mut Progress,
@@ -515,7 +595,7 @@ impl Engine {
             lookups.touched.clear();
             lookups.files.clear();
         }
-        match self.try_render(name, source) {
+        match self.try_render(name, source).await {
             Some(result) => {
                 state.waiting[i] = None;
                 let (requests, files) = {
@@ -554,7 +634,7 @@ impl Engine {
     }
 
     /// Renders one output with what is fetched so far; `None` when it needs more.
-    fn try_render(&self, name: &str, source: &Source) -> Option<Result<Rendered, Error>> {
+    async fn try_render(&self, name: &str, source: &Source) -> Option<Result<Rendered, Error>> {
         match source {
             Source::Secret { path, format } => {
                 let request = Request::read(path);
@@ -565,7 +645,9 @@ impl Engine {
                         name: name.to_owned(),
                         message: format!("vault returned no data for {path}"),
                     })),
-                    Some(Ok(data)) => Some(format_secret(name, data, *format)),
+                    Some(Ok(data)) => Some(
+                        format_secret(name, data, *format).and_then(|r| self.within_limit(name, r)),
+                    ),
                     Some(Err(e)) => Some(Err(Error::Vault {
                         template: name.to_owned(),
                         error: e.clone(),
@@ -578,22 +660,52 @@ impl Engine {
             }
             Source::Template(text) => {
                 self.lock().placeholders = 0;
-                let result = self
-                    .env
-                    .get_template(name)
-                    .and_then(|t| t.render(minijinja::context! {}));
+                // On a thread of its own: a long attempt (up to its steps) must not stop the
+                // runtime that answers /healthz, takes signals and renews leases. A stop while
+                // it runs abandons it; its steps end it soon after.
+                let (env, owned, limit) =
+                    (self.env.clone(), name.to_owned(), self.limits.file_bytes);
+                let outcome =
+                    tokio::task::spawn_blocking(move || render_bounded(&env, &owned, limit)).await;
                 if self.lock().placeholders > 0 {
                     // Some secret was not fetched yet: whatever this round produced, including
                     // an error caused by a placeholder, is discarded.
                     return None;
                 }
-                Some(
-                    result
-                        .map(Rendered)
-                        .map_err(|e| template_error(name, text, &e)),
-                )
+                let template = name.to_owned();
+                Some(match outcome {
+                    Ok(Ok(text)) => Ok(Rendered(text)),
+                    Ok(Err(Bounded::TooLarge)) => Err(Error::TooLarge {
+                        template,
+                        limit: self.limits.file_bytes,
+                    }),
+                    Ok(Err(Bounded::Failed(e))) if e.kind() == ErrorKind::OutOfFuel => {
+                        Err(Error::OutOfSteps {
+                            template,
+                            steps: self.limits.render_steps,
+                        })
+                    }
+                    Ok(Err(Bounded::Failed(e))) => Err(template_error(name, text, &e)),
+                    Err(_) => Err(Error::Render {
+                        template,
+                        line: None,
+                        column: None,
+                        message: "the render stopped unexpectedly".to_owned(),
+                    }),
+                })
             }
         }
+    }
+
+    /// Refuses a rendered secret larger than a file may be.
+    fn within_limit(&self, name: &str, rendered: Rendered) -> Result<Rendered, Error> {
+        if rendered.0.len() as u64 > self.limits.file_bytes {
+            return Err(Error::TooLarge {
+                template: name.to_owned(),
+                limit: self.limits.file_bytes,
+            });
+        }
+        Ok(rendered)
     }
 
     fn lock(&self) -> MutexGuard<'_, Lookups> {
@@ -605,19 +717,89 @@ impl Engine {
     }
 }
 
+/// Why a bounded render failed.
+enum Bounded {
+    /// The output passed the limit.
+    TooLarge,
+    /// minijinja failed (running out of steps included).
+    Failed(minijinja::Error),
+}
+
+/// Renders template `name` into memory, stopping as soon as the output passes `limit` bytes.
+fn render_bounded(env: &Environment<'static>, name: &str, limit: u64) -> Result<String, Bounded> {
+    let template = env.get_template(name).map_err(Bounded::Failed)?;
+    let mut out = LimitedWriter {
+        buffer: Vec::new(),
+        limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        exceeded: false,
+    };
+    let result = template.render_captured_to(minijinja::context! {}, &mut out);
+    if out.exceeded {
+        return Err(Bounded::TooLarge);
+    }
+    result.map_err(Bounded::Failed)?;
+    // minijinja writes whole `str`s and a refused write adds nothing, so this is UTF-8.
+    String::from_utf8(out.buffer).map_err(|_| {
+        Bounded::Failed(minijinja::Error::new(
+            ErrorKind::WriteFailure,
+            "the output is not UTF-8",
+        ))
+    })
+}
+
+/// Collects output up to a limit; a write past it fails, which ends the render.
+struct LimitedWriter {
+    buffer: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for LimitedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len().saturating_add(bytes.len()) > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other("output limit reached"));
+        }
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Turns a minijinja error into ours, built from its kind, detail and position only: minijinja's
-/// own `Display` may show the values of variables, which hold secrets.
+/// own `Display` may show the values of variables, which hold secrets. An error may quote what
+/// the template's source spells, never a value computed while rendering (hardening #9): the
+/// failing expression is shown as written, and details that quote values are replaced.
 fn template_error(name: &str, text: &str, e: &minijinja::Error) -> Error {
+    let line = e.line();
+    // A position in another template (an included one) does not index this text.
+    let range = e
+        .range()
+        .filter(|r| r.end <= text.len() && r.start < r.end)
+        .filter(|_| e.name().is_none_or(|n| n == name));
+    let column = range.as_ref().map(|r| column_of(text, r.start));
+    let template = name.to_owned();
     if let Some(failure) = functions::vault_failure(e) {
-        return Error::Vault {
-            template: name.to_owned(),
+        let expression = range.and_then(|r| text.get(r)).map(str::trim);
+        // Vault's errors name the path; that is the template's own text only when the path is
+        // a literal.
+        if expression.and_then(literal_path).is_some() {
+            return Error::Vault {
+                template,
+                error: failure,
+            };
+        }
+        return Error::VaultComputed {
+            template,
+            line,
+            column,
+            expression: excerpt(expression.unwrap_or("?")),
             error: failure,
         };
     }
-    let line = e.line();
-    let range = e.range().filter(|r| r.end <= text.len() && r.start < r.end);
-    let column = range.as_ref().map(|r| column_of(text, r.start));
-    let template = name.to_owned();
     match e.kind() {
         ErrorKind::SyntaxError => Error::Syntax {
             template,
@@ -635,15 +817,101 @@ fn template_error(name: &str, text: &str, e: &minijinja::Error) -> Error {
                 expression: expression.to_owned(),
             }
         }
-        kind => Error::Render {
-            template,
-            line,
-            column,
-            message: match e.detail() {
+        kind => {
+            let mut message = match shown_detail(e) {
                 Some(detail) => format!("{kind}: {detail}"),
                 None => kind.to_string(),
-            },
-        },
+            };
+            if let Some(expression) = range.and_then(|r| text.get(r)).map(str::trim) {
+                message.push_str(&format!(" (in `{}`)", excerpt(expression)));
+            }
+            Error::Render {
+                template,
+                line,
+                column,
+                message,
+            }
+        }
+    }
+}
+
+/// minijinja's detail of an error, unless it quotes values (template names, operands, format
+/// strings, keys), which may be secrets; then a description without them.
+fn shown_detail(e: &minijinja::Error) -> Option<String> {
+    match e.kind() {
+        ErrorKind::TemplateNotFound => {
+            return Some(
+                "no template of that name (the name is not shown: it may be computed); only the agent's own templates can be included".to_owned(),
+            );
+        }
+        ErrorKind::BadInclude => {
+            let inner = std::error::Error::source(e)
+                .and_then(|s| s.downcast_ref::<minijinja::Error>())
+                .map(|inner| match shown_detail(inner) {
+                    Some(detail) => format!("{}: {detail}", inner.kind()),
+                    None => inner.kind().to_string(),
+                });
+            return Some(format!(
+                "in an included template: {}",
+                inner.unwrap_or_else(|| "it failed".to_owned())
+            ));
+        }
+        _ => {}
+    }
+    let detail = e.detail()?;
+    const QUOTING: &[(&str, &str)] = &[
+        (
+            "unable to calculate",
+            "unable to calculate the result (the operands are not shown)",
+        ),
+        (
+            "cycle in template inheritance",
+            "cycle in template inheritance",
+        ),
+        ("unknown keyword argument", "unknown keyword argument"),
+        ("invalid format spec", "the format string is invalid"),
+        ("invalid conversion type", "the format string is invalid"),
+        ("incomplete format", "the format string is invalid"),
+        (
+            "missing an argument for format",
+            "the format string is invalid",
+        ),
+        (
+            "invalid integer in the format",
+            "the format string is invalid",
+        ),
+        ("missing attribute name", "the format string is invalid"),
+    ];
+    Some(
+        QUOTING
+            .iter()
+            .find(|(prefix, _)| detail.starts_with(prefix))
+            .map_or(detail, |(_, replacement)| replacement)
+            .to_owned(),
+    )
+}
+
+/// The path of `secret('...')` when the call spells it as a literal.
+fn literal_path(expression: &str) -> Option<&str> {
+    let rest = expression
+        .strip_prefix("secret")?
+        .trim_start()
+        .strip_prefix('(')?
+        .trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let body = &rest[1..];
+    let end = body.find(quote)?;
+    let (literal, after) = (&body[..end], body[end + 1..].trim_start());
+    let closes = after.starts_with(')') || after.starts_with(',');
+    (closes && !literal.contains('\\')).then_some(literal)
+}
+
+/// An expression on one line, shortened past 120 characters.
+fn excerpt(expression: &str) -> String {
+    let line: String = expression.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line,
     }
 }
 

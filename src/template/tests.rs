@@ -275,9 +275,9 @@ fn env_reads_the_given_environment_and_fails_clearly_when_unset() {
     let results = block_on(engine.render_all(&Memory::default()));
     assert_eq!(text(&results[0]), "eu-1/z1");
     let message = results[1].as_ref().expect_err("fails").to_string();
-    assert!(
-        message.contains("environment variable MISSING is not set"),
-        "{message}"
+    assert_eq!(
+        message,
+        "template b line 1 column 4: invalid operation: env(): the environment variable is not set; set it or give env() a default, as in env('NAME', 'value') (in `env('MISSING')`)"
     );
 }
 
@@ -563,4 +563,222 @@ fn fromjson_parses_json_text_and_names_the_position_of_an_error() {
         "{message}"
     );
     assert!(!message.contains("hunter2"), "no text quoted: {message}");
+}
+
+#[test]
+fn an_endless_loop_stops_after_its_steps_naming_the_template() {
+    let mut engine = engine(&[
+        (
+            "spin",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        ),
+        ("fine", "{% for i in range(100) %}{{ i }}{% endfor %}"),
+    ]);
+    engine.set_limits(Limits {
+        render_steps: 100_000,
+        ..Limits::default()
+    });
+    let results = block_on(engine.render_all(&Memory::default()));
+    let error = results[0].as_ref().expect_err("stopped");
+    assert!(matches!(error, Error::OutOfSteps { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "template spin: stopped after 100000 steps, the limit of one render (limits.render_steps); does a loop never end?"
+    );
+    assert!(text(&results[1]).ends_with("9899"), "the other renders");
+}
+
+#[test]
+fn an_output_past_the_file_limit_is_refused_naming_template_and_limit() {
+    let memory = Memory::default().with(
+        "secret/data/big",
+        json!({"data": {"blob": "y".repeat(2000)}}),
+    );
+    let outputs = vec![
+        (
+            "exact".to_string(),
+            Source::Template("{% for i in range(100) %}0123456789{% endfor %}".into()),
+        ),
+        (
+            "over".to_string(),
+            Source::Template("{% for i in range(100) %}0123456789{% endfor %}!".into()),
+        ),
+        (
+            "blob".to_string(),
+            Source::Secret {
+                path: "secret/data/big".into(),
+                format: SecretFormat::Json,
+            },
+        ),
+    ];
+    let mut engine =
+        Engine::new(outputs, Arc::new(HashMap::<String, String>::new()), 10).expect("compiles");
+    engine.set_limits(Limits {
+        file_bytes: 1000,
+        ..Limits::default()
+    });
+    let results = block_on(engine.render_all(&memory));
+    assert_eq!(text(&results[0]).len(), 1000, "exactly the limit is fine");
+    for (i, name) in [(1, "over"), (2, "blob")] {
+        let error = results[i].as_ref().expect_err("too large");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "template {name}: the output is larger than 1000 bytes, the limit of one file (limits.file_bytes); the file keeps what it had"
+            )
+        );
+    }
+}
+
+/// minijinja's own bounds, which hydrant relies on: `*` on a string and `range()` refuse sizes
+/// past theirs (100 MB and 100 000 items).
+#[test]
+fn string_repetition_and_ranges_have_minijinja_s_bounds() {
+    let engine = engine(&[
+        ("repeat", "{{ 'x' * 1000000000 }}"),
+        ("range", "{% for i in range(1000000) %}{% endfor %}"),
+    ]);
+    let results = block_on(engine.render_all(&Memory::default()));
+    let repeat = results[0].as_ref().expect_err("refused").to_string();
+    assert!(repeat.contains("repeated string is too large"), "{repeat}");
+    let range = results[1].as_ref().expect_err("refused").to_string();
+    assert!(range.contains("range has too many elements"), "{range}");
+}
+
+/// hardening #9: a name or path computed from a secret never reaches an error; the template's
+/// own text of the failing call does.
+#[test]
+fn errors_quote_the_template_s_text_never_a_value_computed_from_a_secret() {
+    const SECRET: &str = "Zq9-leaky-value";
+    const NUMBER: &str = "987654321987654321987";
+    let memory =
+        Memory::default().with("secret/data/s", json!({"data": {"v": SECRET, "n": NUMBER}}));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = "secret('secret/data/s').data.v";
+    let engine = engine(&[
+        ("include", &format!("{{% include {s} %}}")),
+        ("env", &format!("{{{{ env({s}) }}}}")),
+        (
+            "file",
+            &format!("{{{{ file('{}/' ~ {s}) }}}}", dir.path().display()),
+        ),
+        ("path", &format!("{{{{ secret('secret/data/' ~ {s}) }}}}")),
+        (
+            "arith",
+            "{{ (secret('secret/data/s').data.n | int) * 99999999999999999999 }}",
+        ),
+        ("format", &format!("{{{{ ({s} ~ '%') | format(1) }}}}")),
+    ]);
+    engine.allow_files(vec![dir.path().to_owned()]);
+    let results = block_on(engine.render_all(&memory));
+    let message = |i: usize| results[i].as_ref().expect_err("fails").to_string();
+    for i in 0..results.len() {
+        let message = message(i);
+        assert!(
+            !message.contains(SECRET) && !message.contains(NUMBER),
+            "output {i} quotes the secret: {message}"
+        );
+    }
+    assert!(
+        message(0).contains("no template of that name"),
+        "{}",
+        message(0)
+    );
+    assert!(
+        message(1).ends_with(&format!("(in `env({s})`)")),
+        "{}",
+        message(1)
+    );
+    assert!(
+        message(2).contains("file(): cannot read it"),
+        "{}",
+        message(2)
+    );
+    assert!(
+        message(3).starts_with(
+            "template path line 1 column 4: vault request failed (not_found) for a path computed while rendering"
+        ),
+        "{}",
+        message(3)
+    );
+}
+
+/// hardening #11: a link planted in a watched directory may not lead outside it (here to the
+/// agent's state file); the links of a ConfigMap volume, which stay inside, are followed.
+#[test]
+fn file_follows_links_only_while_they_stay_in_the_watched_directories() {
+    use std::os::unix::fs::symlink;
+    const TOKEN: &str = "hvs.agent-token-do-not-leak";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("mkdir");
+    std::fs::write(state.join("state.json"), TOKEN).expect("write");
+    // A ConfigMap volume: settings -> ..data/settings, ..data -> ..2024_01_01.
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(config.join("..2024_01_01")).expect("mkdir");
+    std::fs::write(config.join("..2024_01_01/settings"), "site=a\n").expect("write");
+    symlink("..2024_01_01", config.join("..data")).expect("link");
+    symlink("..data/settings", config.join("settings")).expect("link");
+    symlink(state.join("state.json"), config.join("planted")).expect("link");
+    let engine = engine(&[
+        (
+            "configmap",
+            &format!("{{{{ file('{}') }}}}", config.join("settings").display()),
+        ),
+        (
+            "planted",
+            &format!("{{{{ file('{}') }}}}", config.join("planted").display()),
+        ),
+    ]);
+    engine.allow_files(vec![config.clone()]);
+    let results = block_on(engine.render_all(&Memory::default()));
+    assert_eq!(text(&results[0]), "site=a\n");
+    let message = results[1].as_ref().expect_err("refused").to_string();
+    assert!(
+        message.contains("file(): refused: the path goes through a link to a file outside the watched directories"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "(in `file('{}')`)",
+            config.join("planted").display()
+        )),
+        "names the file: {message}"
+    );
+    assert!(!message.contains(TOKEN), "{message}");
+}
+
+/// file() reads regular files only (a FIFO would block the render for ever) and no more than
+/// a file may hold.
+#[test]
+fn file_refuses_fifos_and_files_past_the_file_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    std::fs::write(dir.path().join("big"), "x".repeat(2000)).expect("write");
+    let call = |name: &str| format!("{{{{ file('{}') }}}}", dir.path().join(name).display());
+    let mut engine = engine(&[("fifo", &call("fifo")), ("big", &call("big"))]);
+    engine.set_limits(Limits {
+        file_bytes: 1000,
+        ..Limits::default()
+    });
+    engine.allow_files(vec![dir.path().to_owned()]);
+    let results = block_on(engine.render_all(&Memory::default()));
+    let message = |i: usize| results[i].as_ref().expect_err("refused").to_string();
+    assert!(
+        message(0).contains("file(): refused: not a regular file"),
+        "{}",
+        message(0)
+    );
+    assert!(
+        message(1).contains(
+            "file(): refused: larger than 1000 bytes, the limit of one file (limits.file_bytes)"
+        ),
+        "{}",
+        message(1)
+    );
 }

@@ -219,7 +219,11 @@ fn not_found_hint(path: &str) -> &'static str {
     }
 }
 
-/// Turns a rustify error into one of ours, keeping Vault's messages and dropping bodies.
+/// What stands for Vault's own text when it refused a write.
+const WRITE_REFUSED: &str = "vault's reason is not shown, as it may quote the parameters, which may be secrets; check them against what the path allows (for PKI, the role's allowed_domains and max_ttl)";
+
+/// Turns a rustify error into one of ours, keeping Vault's messages (except about writes) and
+/// dropping bodies.
 pub(super) fn classify(
     e: rustify::errors::ClientError,
     address: &str,
@@ -231,7 +235,12 @@ pub(super) fn classify(
     match &e {
         E::ServerResponseError { code, content } => {
             let (code, path) = (*code, path.to_owned());
-            let message = vault_message(content.as_deref());
+            // Vault's text about a write may echo its parameters (`common name <value> not
+            // allowed by this role`), which may be secrets (hardening #9): it is not kept.
+            let message = match operation {
+                Operation::Write => WRITE_REFUSED.to_owned(),
+                Operation::Read | Operation::Login => vault_message(content.as_deref()),
+            };
             match code {
                 403 => Error::PermissionDenied {
                     operation,
@@ -449,6 +458,30 @@ mod tests {
         assert!(matches!(e, Error::InvalidResponse { .. }), "{e}");
         assert!(!e.is_transient());
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    /// hardening #9: Vault echoes parameters in its reasons for refusing a write.
+    #[test]
+    fn vault_s_text_about_a_refused_write_is_never_quoted() {
+        for code in [400, 500] {
+            let e = classify(
+                rustify::errors::ClientError::ServerResponseError {
+                    code,
+                    content: Some(
+                        r#"{"errors":["common name Zq9-leaky.example.org not allowed by this role"]}"#
+                            .into(),
+                    ),
+                },
+                "http://v",
+                Operation::Write,
+                "pki/issue/web",
+                &[],
+            );
+            let message = e.to_string();
+            assert!(!message.contains("Zq9"), "{message}");
+            assert!(message.contains("writing pki/issue/web"), "{message}");
+            assert!(message.contains(&format!("{code}")), "{message}");
+        }
     }
 
     #[test]

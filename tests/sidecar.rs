@@ -1153,3 +1153,32 @@ fn an_output_grown_past_the_file_limit_keeps_the_last_good_file() {
     assert_eq!(read(&out(&vault, "blob")), "small\n", "the last good file");
     agent.stop();
 }
+
+/// Hardening #9 in the sidecar: a path built from a secret is never named in its logs, neither
+/// when the render fails nor when the schedule fetches it again and again; a literal path is.
+#[test]
+fn the_sidecar_never_logs_a_path_computed_from_a_secret() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let computed = json!({
+        "name": "computed",
+        "contents": "{{ secret('secret/data/' ~ secret('secret/data/app/db').data.password).data.x }}",
+        "destination": out(&vault, "computed"),
+    });
+    let config = config(
+        &vault,
+        auth,
+        json!({"state_dir": state_dir(&vault), "templates": [computed]}),
+    );
+    let mut agent = Hydrant::sidecar(&config)
+        .env("HYDRANT_LOG", "hydrant=debug")
+        .spawn(&vault.path("agent.log"));
+    // The first render fails, then the schedule's fetch of the computed path fails (1 s later).
+    wait_for("a failed fetch logged twice", S(20), || {
+        agent.log().matches("fetch failed").count() >= 2
+    });
+    agent.stop();
+    let log = agent.log();
+    assert!(!log.contains("pw-1"), "{log}");
+    assert!(log.contains("<a path computed while rendering>"), "{log}");
+}

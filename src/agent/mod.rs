@@ -204,7 +204,7 @@ async fn render_once(config: &AgentConfig, engine: &Engine) -> Result<(), Error>
         ttl_s = token.ttl.as_secs(),
         "logged in to vault"
     );
-    let fetch = VaultFetch::new(&client, deadline);
+    let fetch = VaultFetch::new(&client, deadline, engine.shown());
     let results = engine.render_all(&fetch).await;
     let mut rendered = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
@@ -417,6 +417,8 @@ fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<(Engine, Vec<Sourc
 pub(crate) struct VaultFetch<'a> {
     client: &'a vault::Client,
     deadline: Instant,
+    /// Which paths the retry warnings may name.
+    shown: template::Shown,
     fetched: std::sync::Mutex<Vec<Fetched>>,
 }
 
@@ -429,10 +431,15 @@ pub(crate) struct Fetched {
 }
 
 impl<'a> VaultFetch<'a> {
-    pub(crate) fn new(client: &'a vault::Client, deadline: Instant) -> VaultFetch<'a> {
+    pub(crate) fn new(
+        client: &'a vault::Client,
+        deadline: Instant,
+        shown: template::Shown,
+    ) -> VaultFetch<'a> {
         VaultFetch {
             client,
             deadline,
+            shown,
             fetched: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -448,9 +455,10 @@ impl Fetch for VaultFetch<'_> {
         let params = request.params();
         let client = self.client;
         let path = request.path.as_str();
+        let shown = self.shown.path(path);
         let what = match params {
-            None => format!("reading {path}"),
-            Some(_) => format!("writing {path}"),
+            None => format!("reading {shown}"),
+            Some(_) => format!("writing {shown}"),
         };
         let result = vault::retry::until(self.deadline, &what, async || match &params {
             None => client.read(path).await,

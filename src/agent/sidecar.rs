@@ -304,17 +304,27 @@ impl Sidecar<'_> {
                 self.shared.renewal("lease", true);
                 self.schedule
                     .lease_renewed(now, request, granted.duration, granted.renewable);
-                debug!(path = %request.path, ttl_s = granted.duration.as_secs(), "lease renewed");
+                let path = self.engine.shown().path(&request.path).to_owned();
+                debug!(path, ttl_s = granted.duration.as_secs(), "lease renewed");
                 self.save();
             }
             Err(error) => {
                 self.shared.renewal("lease", false);
                 let transient = error.is_transient();
                 let pause = self.schedule.lease_renewal_failed(now, request, transient);
+                let (path, error) = self.shown(&request.path, &error);
                 if transient {
-                    warn!(%error, path = %request.path, retry_in_s = pause.as_secs_f64(), "lease renewal failed");
+                    warn!(
+                        error,
+                        path,
+                        retry_in_s = pause.as_secs_f64(),
+                        "lease renewal failed"
+                    );
                 } else {
-                    info!(%error, path = %request.path, "lease renewal refused; fetching new credentials");
+                    info!(
+                        error,
+                        path, "lease renewal refused; fetching new credentials"
+                    );
                 }
             }
         }
@@ -335,7 +345,8 @@ impl Sidecar<'_> {
                     .is_none_or(|s| s.data != secret.data);
                 self.remember(now, &request, secret);
                 if changed {
-                    debug!(path = %request.path, "changed; rendering what reads it");
+                    let path = self.engine.shown().path(&request.path).to_owned();
+                    debug!(path, "changed; rendering what reads it");
                     let mut which = self.engine.using(&request);
                     which.extend(self.failing.iter().copied());
                     which.sort_unstable();
@@ -346,7 +357,13 @@ impl Sidecar<'_> {
             }
             Err(error) => {
                 let pause = self.schedule.fetch_failed(now, &request);
-                warn!(%error, path = %request.path, retry_in_s = pause.as_secs_f64(), "fetch failed; the files keep what they have");
+                let (path, shown_error) = self.shown(&request.path, &error);
+                warn!(
+                    error = shown_error,
+                    path,
+                    retry_in_s = pause.as_secs_f64(),
+                    "fetch failed; the files keep what they have"
+                );
                 self.fetch_failed(&request, error.kind()).await;
             }
         }
@@ -361,9 +378,13 @@ impl Sidecar<'_> {
         }
         let attempts = self.schedule.fetch_failures(request);
         if self.config.exit_on_retry_failure() && attempts >= self.config.retry.attempts() {
-            warn!(path = %request.path, attempts, "fetches keep failing; exiting (exit_on_retry_failure)");
+            let path = self.engine.shown().path(&request.path).to_owned();
+            warn!(
+                path,
+                attempts, "fetches keep failing; exiting (exit_on_retry_failure)"
+            );
             self.gave_up = Some(Error::RetriesExhausted {
-                path: request.path.clone(),
+                path,
                 attempts,
                 reason,
             });
@@ -415,7 +436,11 @@ impl Sidecar<'_> {
             return;
         }
         let mut results: Vec<(usize, Result<Rendered, template::Error>)> = Vec::new();
-        let fetch = VaultFetch::new(&self.client, Instant::now() + FETCH_BUDGET);
+        let fetch = VaultFetch::new(
+            &self.client,
+            Instant::now() + FETCH_BUDGET,
+            self.engine.shown(),
+        );
         self.engine
             .render_some(&which, &fetch, |i, result| results.push((i, result)))
             .await;
@@ -665,12 +690,24 @@ impl Sidecar<'_> {
         }
     }
 
+    /// A path and an error as logs may show them: a path no template spells may hold a secret,
+    /// and so may the error that names it; then only the error's kind is shown.
+    fn shown(&self, path: &str, error: &vault::Error) -> (String, String) {
+        let shown = self.engine.shown();
+        if shown.is_literal(path) {
+            (path.to_owned(), error.to_string())
+        } else {
+            (shown.path(path).to_owned(), error.kind().to_owned())
+        }
+    }
+
     /// Tells the metrics endpoint when things expire.
     fn publish(&self) {
+        let shown = self.engine.shown();
         let leases = self
             .schedule
             .lease_ends()
-            .map(|(request, end)| (request.path.clone(), end))
+            .map(|(request, end)| (shown.path(&request.path).to_owned(), end))
             .collect();
         self.shared.set_expiries(Expiries {
             token: self.schedule.token_expires(),

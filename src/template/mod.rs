@@ -335,6 +335,33 @@ pub struct Dependencies {
     pub files: BTreeSet<PathBuf>,
 }
 
+/// What logs and errors show in place of a Vault path no template spells: a path built while
+/// rendering may hold a secret.
+pub const COMPUTED_PATH: &str = "<a path computed while rendering>";
+
+/// Decides which Vault paths logs, errors and metrics may show: those a template's source (or a
+/// `secrets` shorthand) spells literally. A path computed from data may hold a secret.
+#[derive(Clone, Debug, Default)]
+pub struct Shown {
+    sources: Arc<Vec<String>>,
+}
+
+impl Shown {
+    /// Whether a source spells `path`.
+    pub fn is_literal(&self, path: &str) -> bool {
+        !path.is_empty() && self.sources.iter().any(|source| source.contains(path))
+    }
+
+    /// `path` when a source spells it, [`COMPUTED_PATH`] when not.
+    pub fn path<'a>(&self, path: &'a str) -> &'a str {
+        if self.is_literal(path) {
+            path
+        } else {
+            COMPUTED_PATH
+        }
+    }
+}
+
 /// Compiled templates and the functions they may call.
 pub struct Engine {
     /// Shared with the thread an attempt runs on.
@@ -358,6 +385,21 @@ impl fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// Which paths may be shown, for the templates as they are now.
+    pub fn shown(&self) -> Shown {
+        let sources = self
+            .outputs
+            .iter()
+            .map(|(_, source)| match source {
+                Source::Template(text) => text.clone(),
+                Source::Secret { path, .. } => path.clone(),
+            })
+            .collect();
+        Shown {
+            sources: Arc::new(sources),
+        }
+    }
+
     /// Compiles every template; reports every syntax error at once.
     pub fn new(
         outputs: Vec<(String, Source)>,

@@ -782,3 +782,17 @@ fn file_refuses_fifos_and_files_past_the_file_limit() {
         message(1)
     );
 }
+
+#[test]
+fn only_paths_a_source_spells_may_be_shown() {
+    let shown = Shown {
+        sources: Arc::new(vec![
+            "{{ secret('secret/data/app/db').data.x }}".to_owned(),
+            "kv/app/config".to_owned(),
+        ]),
+    };
+    assert_eq!(shown.path("secret/data/app/db"), "secret/data/app/db");
+    assert_eq!(shown.path("kv/app/config"), "kv/app/config");
+    assert_eq!(shown.path("secret/data/hunter2"), COMPUTED_PATH);
+    assert_eq!(shown.path(""), COMPUTED_PATH);
+}

@@ -49,7 +49,15 @@ pub async fn until<T>(
                 last: Box::new(error),
             });
         }
-        tracing::warn!(%error, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "vault request failed; retrying");
+        // `what` is the caller's to word (it leaves out a path computed from a secret); the
+        // error may name the path, so only its kind is logged here. The last one is returned.
+        tracing::warn!(
+            what,
+            kind = error.kind(),
+            attempt = attempts,
+            retry_in_ms = delay.as_millis() as u64,
+            "vault request failed; retrying"
+        );
         tokio::time::sleep(delay).await;
     }
 }

@@ -827,3 +827,72 @@ fn one_http2_connection_with_100_large_streams_keeps_the_webhook_under_the_chart
         "still answers"
     );
 }
+
+/// TLS to the webhook with `alpn`, then nothing: a client that holds a connection open.
+async fn silent_tls(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA pem")).expect("CA");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS")
+}
+
+/// The hardening issue, item 4: hyper's header read timeout did nothing without a timer, and
+/// nothing closed an idle connection. An HTTP/1 client that never sends its request head is
+/// cut off by the header read timeout, and an HTTP/2 connection with no stream by the idle
+/// timeout (1 s each here, generous slack for a loaded machine).
+#[test]
+fn silent_http1_and_idle_http2_connections_are_closed() {
+    use tokio::io::AsyncReadExt as _;
+    let webhook = WebhookProcess::start(
+        ":",
+        &[
+            ("HYDRANT_HEADER_READ_TIMEOUT", "1s"),
+            ("HYDRANT_IDLE_TIMEOUT", "1s"),
+        ],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let slack = std::time::Duration::from_secs(6);
+        let mut h1 = silent_tls(webhook.addr, &webhook.pki.ca_pem, b"http/1.1").await;
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(slack, h1.read_to_end(&mut rest)).await;
+        assert!(
+            read.is_ok(),
+            "an HTTP/1 connection without a request head is still open after {slack:?}"
+        );
+
+        let h2 = silent_tls(webhook.addr, &webhook.pki.ca_pem, b"h2").await;
+        let (_sender, connection) =
+            hyper::client::conn::http2::handshake::<_, _, axum::body::Body>(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(h2),
+            )
+            .await
+            .expect("HTTP/2 handshake");
+        assert!(
+            tokio::time::timeout(slack, connection).await.is_ok(),
+            "an HTTP/2 connection without a stream is still open after {slack:?}"
+        );
+    });
+}

@@ -119,6 +119,9 @@ pub fn run(options: Options) -> Result<(), Error> {
         .build()
         .map_err(Error::Runtime)?;
     runtime.block_on(async move {
+        // Installed before the port opens: a SIGTERM that follows the first connection must
+        // stop the webhook cleanly, not kill it.
+        let stop = stop_signals().map_err(Error::Runtime)?;
         let listener = TcpListener::bind(options.listen)
             .await
             .map_err(|error| Error::Listen {
@@ -153,7 +156,20 @@ pub fn run(options: Options) -> Result<(), Error> {
                 () = crate::shutdown_signal() => return Ok(()),
             }
         }
-        serve(listener, options, crate::shutdown_signal()).await
+        serve(listener, options, stop).await
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT; both handlers are installed when this returns.
+fn stop_signals() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     })
 }
 

@@ -699,3 +699,200 @@ fn concurrent_large_uploads_keep_the_webhook_under_the_chart_memory_limit() {
         "the uploads that did not fit were refused: {metrics}"
     );
 }
+
+/// One HTTP/2 connection to the webhook (as the kube-apiserver opens), trusting `ca_pem`.
+async fn h2_connection(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+) -> hyper::client::conn::http2::SendRequest<axum::body::Body> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA pem")).expect("CA");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "HTTP/2");
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// A streamed body that holds back its last 64 KiB until every body sharing `sent` got that
+/// far (or a few seconds passed): the HTTP/2 counterpart of [`StallingBody`].
+fn stalling_stream(
+    data: axum::body::Bytes,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    bodies: usize,
+) -> axum::body::Body {
+    const CHUNK: usize = 64 * 1024;
+    let stream = futures_util::stream::unfold(0usize, move |at| {
+        let (data, sent) = (data.clone(), sent.clone());
+        async move {
+            if at >= data.len() {
+                return None;
+            }
+            if at + CHUNK >= data.len() {
+                use std::sync::atomic::Ordering;
+                sent.fetch_add(1, Ordering::SeqCst);
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+                while sent.load(Ordering::SeqCst) < bodies && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            let end = (at + CHUNK).min(data.len());
+            Some((Ok::<_, std::io::Error>(data.slice(at..end)), end))
+        }
+    });
+    axum::body::Body::from_stream(stream)
+}
+
+/// The hardening issue, item 4: one HTTP/2 connection with 100 streams took about 160 MiB.
+/// 100 streams of 3 MiB reviews, all held open at once on one connection, keep the webhook
+/// under the chart's 128Mi memory limit: the streams beyond the body budget are answered 503.
+#[test]
+fn one_http2_connection_with_100_large_streams_keeps_the_webhook_under_the_chart_memory_limit() {
+    const CHART_LIMIT: u64 = 128 * 1024 * 1024;
+    const STREAMS: usize = 100;
+    let webhook = WebhookProcess::start(":", &[]);
+    let body = axum::body::Bytes::from(large_review(3 * 1024 * 1024 - 16 * 1024));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let statuses: Vec<Result<u16, String>> = runtime.block_on(async {
+        let sender = h2_connection(webhook.addr, &webhook.pki.ca_pem).await;
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let streams: Vec<_> = (0..STREAMS)
+            .map(|_| {
+                let mut sender = sender.clone();
+                let request = axum::http::Request::post(format!("{}/mutate", webhook.url))
+                    .header("content-type", "application/json")
+                    .header("content-length", body.len())
+                    .body(stalling_stream(body.clone(), sent.clone(), STREAMS))
+                    .expect("request");
+                tokio::spawn(async move {
+                    sender.ready().await.map_err(|e| e.to_string())?;
+                    let response = sender.send_request(request).await;
+                    response
+                        .map(|r| r.status().as_u16())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for stream in streams {
+            statuses.push(stream.await.expect("stream task"));
+        }
+        statuses
+    });
+    let peak = webhook.peak_rss();
+    assert!(
+        peak < CHART_LIMIT,
+        "peak RSS {} MiB under {STREAMS} streams of 3 MiB on one connection; answers {statuses:?}",
+        peak / (1024 * 1024)
+    );
+    assert!(
+        statuses.iter().any(|s| matches!(s, Ok(200))),
+        "some streams are answered: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().any(|s| matches!(s, Ok(503))),
+        "the streams that did not fit are refused 503: {statuses:?}"
+    );
+    let client = Server::client(&webhook.pki.ca_pem);
+    let normal =
+        std::fs::read(fixtures().join("vault-k8s-secret-map-native.json")).expect("fixture");
+    assert_eq!(
+        post_json(&client, &format!("{}/mutate", webhook.url), normal).status(),
+        200,
+        "still answers"
+    );
+}
+
+/// TLS to the webhook with `alpn`, then nothing: a client that holds a connection open.
+async fn silent_tls(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA pem")).expect("CA");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS")
+}
+
+/// The hardening issue, item 4: hyper's header read timeout did nothing without a timer, and
+/// nothing closed an idle connection. An HTTP/1 client that never sends its request head is
+/// cut off by the header read timeout, and an HTTP/2 connection with no stream by the idle
+/// timeout (1 s each here, generous slack for a loaded machine).
+#[test]
+fn silent_http1_and_idle_http2_connections_are_closed() {
+    use tokio::io::AsyncReadExt as _;
+    let webhook = WebhookProcess::start(
+        ":",
+        &[
+            ("HYDRANT_HEADER_READ_TIMEOUT", "1s"),
+            ("HYDRANT_IDLE_TIMEOUT", "1s"),
+        ],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let slack = std::time::Duration::from_secs(6);
+        let mut h1 = silent_tls(webhook.addr, &webhook.pki.ca_pem, b"http/1.1").await;
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(slack, h1.read_to_end(&mut rest)).await;
+        assert!(
+            read.is_ok(),
+            "an HTTP/1 connection without a request head is still open after {slack:?}"
+        );
+
+        let h2 = silent_tls(webhook.addr, &webhook.pki.ca_pem, b"h2").await;
+        let (_sender, connection) =
+            hyper::client::conn::http2::handshake::<_, _, axum::body::Body>(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(h2),
+            )
+            .await
+            .expect("HTTP/2 handshake");
+        assert!(
+            tokio::time::timeout(slack, connection).await.is_ok(),
+            "an HTTP/2 connection without a stream is still open after {slack:?}"
+        );
+    });
+}

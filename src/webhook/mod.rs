@@ -189,7 +189,7 @@ pub async fn serve(
         options.request_timeout,
         options.max_body_bytes,
     );
-    let builder = Arc::new(connection_builder(&limits));
+    let builders = Arc::new(Builders::new(&limits));
     // A permit per open connection: when none is left, nothing is accepted (the kernel's
     // backlog holds the rest), and the drain waits for every permit to come back.
     let connections = Arc::new(Semaphore::new(max_connections));
@@ -218,7 +218,8 @@ pub async fn serve(
                     if failed_accepts == 1 {
                         warn!(%error, "accept failed; backing off until it succeeds");
                     } else {
-                        debug!(%error, failed_accepts, pause_ms = pause.as_millis() as u64, "accept failed");
+                        let pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+                        debug!(%error, failed_accepts, pause_ms, "accept failed");
                     }
                     drop(permit);
                     tokio::select! {
@@ -237,7 +238,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
-        let builder = builder.clone();
+        let builders = builders.clone();
         let drain = drain.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -253,7 +254,14 @@ pub async fn serve(
                         return;
                     }
                 };
-            serve_connection(&builder, tls, service, limits.idle_timeout, drain, peer).await;
+            // hyper's automatic choice waits for the client's first bytes before any timeout
+            // runs; ALPN has chosen already (RFC 9113: HTTP/2 over TLS is negotiated).
+            let builder = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                &builders.h2
+            } else {
+                &builders.h1
+            };
+            serve_connection(builder, tls, service, limits.idle_timeout, drain, peer).await;
         });
     }
     info!("shutting down: letting open connections finish");
@@ -270,23 +278,29 @@ pub async fn serve(
 
 /// HTTP/1 and HTTP/2 with every limit set: hyper's header read timeout does nothing without
 /// a timer, and its HTTP/2 defaults let one connection buffer megabytes.
-fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits::H1_MAX_BUF_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_frame_size(limits::H2_MAX_FRAME_BYTES)
-        .max_header_list_size(limits::H2_MAX_HEADER_LIST_BYTES)
-        .initial_stream_window_size(limits::H2_STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(limits::H2_CONNECTION_WINDOW_BYTES)
-        .keep_alive_interval(None);
-    builder
+struct Builders {
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &Limits) -> Builders {
+        let mut h1 = auto::Builder::new(TokioExecutor::new()).http1_only();
+        h1.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits::H1_MAX_BUF_BYTES);
+        let mut h2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+        h2.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_frame_size(limits::H2_MAX_FRAME_BYTES)
+            .max_header_list_size(limits::H2_MAX_HEADER_LIST_BYTES)
+            .initial_stream_window_size(limits::H2_STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(limits::H2_CONNECTION_WINDOW_BYTES)
+            .keep_alive_interval(None);
+        Builders { h1, h2 }
+    }
 }
 
 /// Serves one connection until it ends, is idle for `idle_timeout` (no request in flight),

@@ -1097,13 +1097,27 @@ fn json_patch_of(key: &str, value: &str) -> Result<Option<json_patch::Patch>, De
     if text.is_empty() || text == "null" || text == "[]" {
         return Ok(None);
     }
-    serde_json::from_str(text).map(Some).map_err(|e| {
+    let patch: json_patch::Patch = serde_json::from_str(text).map_err(|e| {
         Denial::bad(
             key,
             format!("is not an RFC 6902 JSON patch ({e}); write it like [{{\"op\": \"replace\", \"path\": \"/resources\", \"value\": {{}}}}]"),
         )
-    })
+    })?;
+    if patch.0.len() > MAX_PATCH_OPERATIONS {
+        return Err(Denial::bad(
+            key,
+            format!(
+                "has {} operations, over the {MAX_PATCH_OPERATIONS} hydrant applies from one annotation; patch only what you need, such as resources or securityContext",
+                patch.0.len()
+            ),
+        ));
+    }
+    Ok(Some(patch))
 }
+
+/// The most operations one `agent-json-patch` or `agent-init-json-patch` may hold. Tweaking
+/// the agent's container takes a handful; more only serves to blow it up.
+pub const MAX_PATCH_OPERATIONS: usize = 64;
 
 /// Whether a vault-k8s template is written for consul-template (Go templates): those are
 /// refused, while a template in Jinja is accepted as it is.

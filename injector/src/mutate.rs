@@ -528,17 +528,8 @@ fn destination(family: Family, request: &Request, output: &Output) -> Result<Des
         Family::VaultK8s => format!("vault.hashicorp.com/agent-inject-file-{}", output.name),
         Family::Hydrant => format!("hydrant.dev/file-{}", output.name),
     };
-    if relative.is_empty()
-        || relative.ends_with('/')
-        || relative.split('/').any(|s| s == ".." || s == ".")
-    {
-        return Err(Denial::bad(
-            &key,
-            format!(
-                "{file:?} is not a file name under {mount}; use a name such as db.env or conf/db.env, without '..'"
-            ),
-        ));
-    }
+    // Checked as the annotations were read; again here, as this is where the path is made.
+    annotations::file_name(&key, file)?;
     Ok(Destination {
         path: format!("{mount}/{relative}"),
     })

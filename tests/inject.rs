@@ -523,3 +523,32 @@ fn inject_denies_a_self_doubling_json_patch_within_64_mib() {
     // seconds and gigabytes.
     assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
 }
+
+/// `agent-inject: yes` unquoted is a YAML boolean where Kubernetes wants a string: the error
+/// names the field as Kubernetes writes it, and the fix.
+#[test]
+fn an_unquoted_boolean_annotation_is_refused_naming_the_field() {
+    let manifest = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata:
+      labels: {app: shop}
+      annotations:
+        vault.hashicorp.com/agent-inject: yes
+        vault.hashicorp.com/role: shop
+    spec:
+      containers: [{name: shop, image: shop:1}]
+";
+    let line = Hydrant::new(["inject", "--vault-addr", "https://v:8200", "-f", "-"])
+        .stdin_text(manifest)
+        .run()
+        .failure(1);
+    assert_eq!(
+        line,
+        "hydrant: Deployment/shop: spec.template.metadata.annotations[\"vault.hashicorp.com/agent-inject\"]: a boolean where Kubernetes wants a string; quote it"
+    );
+}

@@ -467,3 +467,88 @@ fn config_annotations_give_the_composed_snapshot_file() {
         format!("DB_HOST=db.line1.example.com\nDB_PASSWORD={PASSWORD}\n")
     );
 }
+
+/// The hardening issue's attack on `hydrant inject`: an `agent-json-patch` adding a 100-byte
+/// value and copying it into itself 20 times (1.7 GB before the fix). It is denied naming the
+/// annotation and the bound, quickly, and the process's peak RSS stays under 64 MiB: measured
+/// by the kernel (`ru_maxrss` of the one child a Python wrapper waits for), not by polling.
+#[test]
+fn inject_denies_a_self_doubling_json_patch_within_64_mib() {
+    let mut ops = vec![json!({"op": "add", "path": "/o", "value": {"v": "x".repeat(100)}})];
+    ops.extend((0..20).map(|n| json!({"op": "copy", "from": "/o", "path": format!("/o/c{n}")})));
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "annotations": {
+            "vault.hashicorp.com/agent-inject": "true",
+            "vault.hashicorp.com/role": "r",
+            "vault.hashicorp.com/agent-inject-secret-db": "secret/data/db",
+            "vault.hashicorp.com/agent-json-patch": Value::Array(ops).to_string()}},
+        "spec": {"containers": [{"name": "c", "image": "i"}]}
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("pod.json");
+    fs::write(&input, pod.to_string()).expect("write");
+    // The stdlib's resource module: nothing to install.
+    let python = crate::util::python_with(&["resource"], &[]);
+    let measure = "import json, resource, subprocess, sys\n\
+                   run = subprocess.run(sys.argv[1:], capture_output=True, text=True, env={})\n\
+                   peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n\
+                   print(json.dumps({'code': run.returncode, 'stderr': run.stderr, 'peak_kib': peak}))\n";
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(python)
+        .args(["-c", measure, env!("CARGO_BIN_EXE_hydrant")])
+        .args(["inject", "--vault-addr", "https://v:8200", "-f"])
+        .arg(&input)
+        .output()
+        .expect("run python");
+    let elapsed = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).expect("the wrapper's JSON");
+    let stderr = result["stderr"].as_str().expect("stderr");
+    assert_eq!(result["code"], 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "hydrant: Pod/p: vault.hashicorp.com/agent-json-patch: operation 13 would make the agent container larger than 512 KiB"
+        ),
+        "{stderr}"
+    );
+    let peak_kib = result["peak_kib"].as_u64().expect("peak");
+    eprintln!("peak RSS of hydrant inject: {peak_kib} KiB");
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
+    // Generous on a loaded machine: the denial takes milliseconds, the unbounded copy took
+    // seconds and gigabytes.
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+}
+
+/// `agent-inject: yes` unquoted is a YAML boolean where Kubernetes wants a string: the error
+/// names the field as Kubernetes writes it, and the fix.
+#[test]
+fn an_unquoted_boolean_annotation_is_refused_naming_the_field() {
+    let manifest = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata:
+      labels: {app: shop}
+      annotations:
+        vault.hashicorp.com/agent-inject: yes
+        vault.hashicorp.com/role: shop
+    spec:
+      containers: [{name: shop, image: shop:1}]
+";
+    let line = Hydrant::new(["inject", "--vault-addr", "https://v:8200", "-f", "-"])
+        .stdin_text(manifest)
+        .run()
+        .failure(1);
+    assert_eq!(
+        line,
+        "hydrant: Deployment/shop: spec.template.metadata.annotations[\"vault.hashicorp.com/agent-inject\"]: a boolean where Kubernetes wants a string; quote it"
+    );
+}

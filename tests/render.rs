@@ -213,3 +213,33 @@ fn labels_can_come_from_a_downward_api_file() {
         read(&example().join("expected/line1-qa.json"))
     );
 }
+
+/// A platform team's file of 10,000 containers (more documents and nodes than serde-saphyr's
+/// defaults, 1,024 and 250,000, allow) composes: files the operator gives are read with
+/// bounds sized for them.
+#[test]
+fn a_file_of_ten_thousand_containers_composes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from(
+        "kind: ConfigContainer\nmetadata: {name: global}\nspec:\n  level: global\n  values: {site: none, retries: 3}\n",
+    );
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "---\nkind: ConfigContainer\nmetadata:\n  name: site-{i}\nspec:\n  level: site\n  selector:\n    matchLabels: {{site: s{i}, region: emea}}\n  values:\n    site: s{i}\n    owner: {{team: platform, tier: sites}}\n    module: {{drop-threshold: 0.{i}, window: {i}, tags: [a, b, c]}}\n"
+        ));
+    }
+    let file = dir.path().join("sites.yaml");
+    std::fs::write(&file, text).expect("write");
+    let run = Hydrant::new([
+        "render",
+        "--labels",
+        "site=s9876,region=emea",
+        "--containers",
+    ])
+    .run_with_arg(&file)
+    .success();
+    let snapshot: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON");
+    assert_eq!(snapshot["site"], "s9876", "{snapshot}");
+    assert_eq!(snapshot["retries"], 3, "{snapshot}");
+    assert_eq!(snapshot["module"]["window"], 9876, "{snapshot}");
+}

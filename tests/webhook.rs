@@ -896,3 +896,97 @@ fn silent_http1_and_idle_http2_connections_are_closed() {
         );
     });
 }
+/// The hardening issue's attack on the webhook: a 2 KB review whose `agent-json-patch` copies
+/// a value into itself 19 times (about 1 GiB before the fix). The real `hydrant webhook`
+/// binary denies it naming the annotation and its bound, and its peak RSS (VmHWM, which only
+/// grows) stays where it was after an ordinary review.
+#[test]
+fn the_webhook_denies_a_self_doubling_json_patch_without_growing() {
+    let pki = pki("doubling");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("tls.crt"), &pki.cert_pem).expect("cert");
+    std::fs::write(dir.path().join("tls.key"), &pki.key_pem).expect("key");
+    let port = util::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hydrant"))
+        .args(["webhook", "--vault-addr", "https://v:8200", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--tls-cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .env_clear()
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start webhook");
+    let webhook = util::KillOnDrop(child);
+    let pid = webhook.0.id();
+    util::wait_for(
+        "the webhook to listen",
+        std::time::Duration::from_secs(20),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    let peak_kib = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM")
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Server::client(&pki.ca_pem);
+    let url = format!("https://127.0.0.1:{port}/mutate");
+    let review = |patch: Option<String>| {
+        let mut annotations = serde_json::json!({
+            "vault.hashicorp.com/agent-inject": "true",
+            "vault.hashicorp.com/role": "app",
+            "vault.hashicorp.com/agent-inject-secret-db": "secret/data/db",
+        });
+        if let Some(patch) = patch {
+            annotations["vault.hashicorp.com/agent-json-patch"] = Value::String(patch);
+        }
+        serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "doubling", "name": "p", "namespace": "team-a", "operation": "CREATE",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "userInfo": {"username": "someone"},
+                "object": {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "p", "namespace": "team-a", "annotations": annotations},
+                    "spec": {"containers": [{"name": "app", "image": "app"}]}}
+            }
+        })
+        .to_string()
+        .into_bytes()
+    };
+    // An ordinary review first, so that the baseline holds what answering costs.
+    let answer: Value = post_json(&client, &url, review(None)).json().expect("json");
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let before = peak_kib();
+
+    let mut ops =
+        vec![serde_json::json!({"op": "add", "path": "/o", "value": {"v": "x".repeat(100)}})];
+    ops.extend(
+        (0..19)
+            .map(|n| serde_json::json!({"op": "copy", "from": "/o", "path": format!("/o/c{n}")})),
+    );
+    let body = review(Some(Value::Array(ops).to_string()));
+    assert!(body.len() < 4096, "a small review: {} bytes", body.len());
+    let answer: Value = post_json(&client, &url, body).json().expect("json");
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    let message = answer["response"]["status"]["message"]
+        .as_str()
+        .expect("message");
+    assert!(
+        message.starts_with(
+            "hydrant: vault.hashicorp.com/agent-json-patch: operation 13 would make the agent container larger than 512 KiB"
+        ),
+        "{message}"
+    );
+    let after = peak_kib();
+    assert!(
+        after < before + 16 * 1024 && after < 64 * 1024,
+        "peak RSS went from {before} KiB to {after} KiB"
+    );
+}

@@ -434,7 +434,7 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
             "tls-skip-verify" => r.tls_skip_verify = bool_of(value)?,
             "tls-server-name" => r.tls_server_name = non_empty(value),
             "tls-secret" => r.tls_secret = non_empty(value),
-            "ca-cert" => r.ca_cert = non_empty(value),
+            "ca-cert" => r.ca_cert = file_path(&key(rest), value)?,
             "proxy-address" => r.proxy_address = non_empty(value),
             "agent-service-account-token-volume-name" => r.token_volume = non_empty(value),
             "log-level" => r.log_level = Some(log_level(&key(rest), value)?),
@@ -583,7 +583,14 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
                 ),
             ));
         }
-        let file = secret.file.map(|f| f.trim().to_owned());
+        let file = match secret.file {
+            Some(f) => Some(file_name(&key(&format!("agent-inject-file-{raw}")), f)?),
+            // The file is named after the secret.
+            None => {
+                file_name(&key(&format!("agent-inject-secret-{raw}")), &name)?;
+                None
+            }
+        };
         let perms = secret
             .perms
             .map(|p| {
@@ -679,9 +686,9 @@ fn vault_auth_config(r: &mut Request, key: &str, param: &str, value: &str) -> Re
                 r.role = non_empty(value);
             }
         }
-        "token_path" | "path" => r.jwt_path = non_empty(value),
-        "role_id_file_path" => r.role_id_path = non_empty(value),
-        "secret_id_file_path" => r.secret_id_path = non_empty(value),
+        "token_path" | "path" => r.jwt_path = file_path(key, value)?,
+        "role_id_file_path" => r.role_id_path = file_path(key, value)?,
+        "secret_id_file_path" => r.secret_id_path = file_path(key, value)?,
         "remove_secret_id_file_after_reading" | "remove_jwt_after_reading" => r.warnings.push(
             format!("{key}: hydrant never deletes credential files; it has no effect"),
         ),
@@ -891,7 +898,10 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
         r.outputs.push(Output {
             name: name.to_owned(),
             source,
-            file: part.file.map(|f| f.trim().to_owned()),
+            file: part
+                .file
+                .map(|f| file_name(&key(&format!("file-{name}")), f))
+                .transpose()?,
             perms,
             mount_path: None,
             command,
@@ -946,6 +956,7 @@ fn config_request(given: &BTreeMap<&str, (&str, String)>) -> Result<ConfigReques
                 .split_once('/')
                 .unwrap_or((value.trim(), "schema.json"));
             config_map_name(k, map)?;
+            no_control(k, item)?;
             if item.is_empty() || item.contains('/') || item.starts_with('.') {
                 return Err(Denial::bad(
                     k,
@@ -972,7 +983,7 @@ fn config_request(given: &BTreeMap<&str, (&str, String)>) -> Result<ConfigReques
     };
     let file = match given.get("file") {
         None => format!("{CONFIG_OUTPUT}.{format}"),
-        Some((value, _)) => value.trim().to_owned(),
+        Some((value, k)) => file_name(k, value)?,
     };
     let levels = given.get("levels").map(|(v, _)| parse_list(v));
     if let (Some(levels), Some((_, k))) = (&levels, given.get("levels"))
@@ -1056,15 +1067,91 @@ fn non_empty(value: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_owned())
 }
 
+/// A mount path: absolute, on one line, without `.`, `..` or empty segments, and not the
+/// container's root (`/`, `//`, `/.` and `/./` all are). A trailing `/` is dropped.
 fn absolute_path(key: &str, value: &str) -> Result<String, Denial> {
-    let path = value.trim().trim_end_matches('/');
-    if !path.starts_with('/') || path.split('/').any(|s| s == "..") {
+    let trimmed = value.trim();
+    no_control(key, trimmed)?;
+    let path = trimmed.trim_end_matches('/');
+    if trimmed.starts_with('/') && path.split('/').skip(1).all(|s| s.is_empty() || s == ".") {
         return Err(Denial::bad(
             key,
-            format!("{value:?} is not an absolute path without '..', such as /vault/secrets"),
+            format!(
+                "{value:?} is the container's root directory; mount the files in a directory of their own, such as /vault/secrets"
+            ),
+        ));
+    }
+    if !path.starts_with('/')
+        || path
+            .split('/')
+            .skip(1)
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(Denial::bad(
+            key,
+            format!(
+                "{value:?} is not an absolute path without '..', '.' or '//', such as /vault/secrets"
+            ),
         ));
     }
     Ok(path.to_owned())
+}
+
+/// A file's name under its mount path (`db.env`, `conf/db.env`): on one line, without `.`,
+/// `..` or empty segments. A leading `/` is allowed, as vault-k8s joins even an absolute name
+/// under the mount path; the value is returned trimmed, otherwise as given.
+pub(crate) fn file_name(key: &str, value: &str) -> Result<String, Denial> {
+    let file = value.trim();
+    no_control(key, file)?;
+    let relative = file.trim_start_matches('/');
+    if relative.is_empty()
+        || relative
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(Denial::bad(
+            key,
+            format!(
+                "{value:?} is not a file name; use a name such as db.env or conf/db.env, without '..', '.', '//' or a trailing '/'"
+            ),
+        ));
+    }
+    Ok(file.to_owned())
+}
+
+/// A file the agent reads in its own container (a CA bundle, a token, an AppRole ID): on one
+/// line, and a file rather than the root directory. Empty means none.
+fn file_path(key: &str, value: &str) -> Result<Option<String>, Denial> {
+    no_control(key, value.trim())?;
+    let Some(path) = non_empty(value) else {
+        return Ok(None);
+    };
+    if path
+        .split('/')
+        .all(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(Denial::bad(
+            key,
+            format!(
+                "{value:?} names a directory, not a file; give the file's path, such as /vault/tls/ca.crt"
+            ),
+        ));
+    }
+    Ok(Some(path))
+}
+
+/// Paths and file names hold no control characters: a NUL or a newline would cut or split
+/// the name where the agent, the kubelet or a log reads it.
+fn no_control(key: &str, value: &str) -> Result<(), Denial> {
+    if value.chars().any(char::is_control) {
+        return Err(Denial::bad(
+            key,
+            format!(
+                "{value:?} holds a control character (such as a NUL, a tab or a newline); write the path on one line with printable characters"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn log_level(key: &str, value: &str) -> Result<String, Denial> {
@@ -1097,13 +1184,27 @@ fn json_patch_of(key: &str, value: &str) -> Result<Option<json_patch::Patch>, De
     if text.is_empty() || text == "null" || text == "[]" {
         return Ok(None);
     }
-    serde_json::from_str(text).map(Some).map_err(|e| {
+    let patch: json_patch::Patch = serde_json::from_str(text).map_err(|e| {
         Denial::bad(
             key,
             format!("is not an RFC 6902 JSON patch ({e}); write it like [{{\"op\": \"replace\", \"path\": \"/resources\", \"value\": {{}}}}]"),
         )
-    })
+    })?;
+    if patch.0.len() > MAX_PATCH_OPERATIONS {
+        return Err(Denial::bad(
+            key,
+            format!(
+                "has {} operations, over the {MAX_PATCH_OPERATIONS} hydrant applies from one annotation; patch only what you need, such as resources or securityContext",
+                patch.0.len()
+            ),
+        ));
+    }
+    Ok(Some(patch))
 }
+
+/// The most operations one `agent-json-patch` or `agent-init-json-patch` may hold. Tweaking
+/// the agent's container takes a handful; more only serves to blow it up.
+pub const MAX_PATCH_OPERATIONS: usize = 64;
 
 /// Whether a vault-k8s template is written for consul-template (Go templates): those are
 /// refused, while a template in Jinja is accepted as it is.
@@ -1193,6 +1294,147 @@ mod tests {
 
     fn parse_hydrant(pairs: &[(&str, &str)]) -> Result<Request, Denial> {
         parse(&annotations(pairs), Family::Hydrant, &settings())
+    }
+
+    #[test]
+    fn mount_paths_are_absolute_printable_and_never_the_root() {
+        let cases: [(&str, Result<&str, &str>); 19] = [
+            ("/vault/secrets", Ok("/vault/secrets")),
+            ("/etc/db/", Ok("/etc/db")),
+            (" /etc/db \n", Ok("/etc/db")),
+            ("/", Err("is the container's root directory")),
+            ("//", Err("is the container's root directory")),
+            ("///", Err("is the container's root directory")),
+            ("/.", Err("is the container's root directory")),
+            ("/./", Err("is the container's root directory")),
+            ("/./.", Err("is the container's root directory")),
+            ("/..", Err("without '..'")),
+            ("/a/../b", Err("without '..'")),
+            ("/a/./b", Err("without '..'")),
+            ("/a//b", Err("without '..'")),
+            ("relative/path", Err("is not an absolute path")),
+            ("", Err("is not an absolute path")),
+            ("/vault\nsecrets", Err("holds a control character")),
+            ("/vault/\0", Err("holds a control character")),
+            ("/a\tb", Err("holds a control character")),
+            ("/a\u{7f}b", Err("holds a control character")),
+        ];
+        for (value, expected) in cases {
+            let got = absolute_path("k", value);
+            match expected {
+                Ok(path) => assert_eq!(got, Ok(path.to_owned()), "{value:?}"),
+                Err(text) => {
+                    let message = got.expect_err(value).message;
+                    assert!(message.starts_with("k: "), "{message}");
+                    assert!(message.contains(text), "{value:?}: {message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn file_names_are_printable_relative_names() {
+        let cases: [(&str, Result<&str, &str>); 15] = [
+            ("db.env", Ok("db.env")),
+            ("conf/db.env", Ok("conf/db.env")),
+            ("/db.env", Ok("/db.env")),
+            (" db.env ", Ok("db.env")),
+            ("", Err("is not a file name")),
+            ("/", Err("is not a file name")),
+            ("conf/", Err("is not a file name")),
+            ("conf//db.env", Err("is not a file name")),
+            ("./db.env", Err("is not a file name")),
+            ("conf/..", Err("is not a file name")),
+            ("../../etc/passwd", Err("without '..'")),
+            ("db\0.env", Err("holds a control character")),
+            ("db\n.env", Err("holds a control character")),
+            ("db\r.env", Err("holds a control character")),
+            ("db\u{1b}[2J", Err("holds a control character")),
+        ];
+        for (value, expected) in cases {
+            let got = file_name("k", value);
+            match expected {
+                Ok(name) => assert_eq!(got, Ok(name.to_owned()), "{value:?}"),
+                Err(text) => {
+                    let message = got.expect_err(value).message;
+                    assert!(message.contains(text), "{value:?}: {message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn agent_file_paths_are_printable_files() {
+        let cases: [(&str, Result<Option<&str>, &str>); 9] = [
+            ("/vault/tls/ca.crt", Ok(Some("/vault/tls/ca.crt"))),
+            ("token", Ok(Some("token"))),
+            ("", Ok(None)),
+            ("  ", Ok(None)),
+            ("/", Err("names a directory, not a file")),
+            ("/.", Err("names a directory, not a file")),
+            ("//..", Err("names a directory, not a file")),
+            ("/ca\n.crt", Err("holds a control character")),
+            ("/ca.crt\0", Err("holds a control character")),
+        ];
+        for (value, expected) in cases {
+            let got = file_path("k", value);
+            match expected {
+                Ok(path) => assert_eq!(got, Ok(path.map(str::to_owned)), "{value:?}"),
+                Err(text) => {
+                    let message = got.expect_err(value).message;
+                    assert!(message.contains(text), "{value:?}: {message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_path_annotation_refuses_control_characters_and_the_root_by_name() {
+        let vault = [
+            ("vault.hashicorp.com/secret-volume-path", "/."),
+            ("vault.hashicorp.com/secret-volume-path", "/vault/\nsecrets"),
+            ("vault.hashicorp.com/secret-volume-path-db", "//"),
+            ("vault.hashicorp.com/agent-inject-file-db", "db\0.env"),
+            (
+                "vault.hashicorp.com/agent-inject-secret-d\nb",
+                "secret/data/db",
+            ),
+            ("vault.hashicorp.com/ca-cert", "/vault/tls/ca\n.crt"),
+            ("vault.hashicorp.com/auth-config-token-path", "/"),
+            (
+                "vault.hashicorp.com/auth-config-role-id-file-path",
+                "/role\0id",
+            ),
+            ("vault.hashicorp.com/auth-config-secret-id-file-path", "/."),
+        ];
+        for (key, value) in vault {
+            let mut pairs = vec![("vault.hashicorp.com/agent-inject", "true"), (key, value)];
+            if !key.starts_with("vault.hashicorp.com/agent-inject-secret-") {
+                pairs.push((
+                    "vault.hashicorp.com/agent-inject-secret-db",
+                    "secret/data/db",
+                ));
+            }
+            let message = parse_vault(&pairs).expect_err(key).message;
+            assert!(message.starts_with(&format!("{key}: ")), "{message}");
+        }
+        let hydrant = [
+            ("hydrant.dev/mount-path", "/./"),
+            ("hydrant.dev/mount-path", "/etc\0"),
+            ("hydrant.dev/file-db", "db\n.env"),
+            ("hydrant.dev/config-file", "app\0.json"),
+            ("hydrant.dev/config-schema", "app-schema/sch\nema.json"),
+        ];
+        for (key, value) in hydrant {
+            let pairs = [
+                ("hydrant.dev/inject", "true"),
+                ("hydrant.dev/secret-db", "secret/data/db"),
+                ("hydrant.dev/config-containers", "platform"),
+                (key, value),
+            ];
+            let message = parse_hydrant(&pairs).expect_err(key).message;
+            assert!(message.starts_with(&format!("{key}: ")), "{message}");
+        }
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub mod values;
 use std::fmt;
 
 pub use agent_config::AgentConfig;
-pub use mutate::{Context, Mutation, mutate, mutate_in};
+pub use mutate::{
+    Context, MAX_PATCH_BYTES, MAX_PATCHED_CONTAINER_BYTES, Mutation, mutate, mutate_in,
+};
 pub use settings::{Mode, Settings};
 
 /// The environment variable through which an injected agent container receives its configuration,

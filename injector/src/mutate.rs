@@ -93,8 +93,30 @@ pub fn mutate_in(
         .ok_or_else(|| Denial::new("no_spec", "the pod has no spec"))?;
     let request = annotations::parse(annotations, family, settings)?;
     let plan = Plan::new(&request, spec, context, settings)?;
-    Ok(Some(plan.into_mutation(spec, &request)))
+    let mutation = plan.into_mutation(spec, &request);
+    let size = json_len(&mutation.patch);
+    if size > MAX_PATCH_BYTES {
+        return Err(Denial::new(
+            "too_large",
+            format!(
+                "the patch for this pod would be {} KiB, over the {} KiB hydrant answers (the API server stores no object over 1.5 MiB); make the templates, or {}agent-json-patch and agent-init-json-patch, smaller",
+                size.div_ceil(1024),
+                MAX_PATCH_BYTES / 1024,
+                family.prefix(),
+            ),
+        ));
+    }
+    Ok(Some(mutation))
 }
+
+/// The largest JSON Patch a pod gets, serialized: the API server stores no object over 1.5 MiB
+/// (etcd's request limit), so a larger answer could never be admitted anyway.
+pub const MAX_PATCH_BYTES: usize = 1536 * 1024;
+
+/// The largest an agent container may grow to under `agent-json-patch` or
+/// `agent-init-json-patch`, serialized. Checked before each operation, so that a patch copying
+/// a value into itself (doubling it each time) is refused before the copy is made.
+pub const MAX_PATCHED_CONTAINER_BYTES: usize = 512 * 1024;
 
 /// A file's destination and the volume it lives in.
 struct Destination {
@@ -506,17 +528,8 @@ fn destination(family: Family, request: &Request, output: &Output) -> Result<Des
         Family::VaultK8s => format!("vault.hashicorp.com/agent-inject-file-{}", output.name),
         Family::Hydrant => format!("hydrant.dev/file-{}", output.name),
     };
-    if relative.is_empty()
-        || relative.ends_with('/')
-        || relative.split('/').any(|s| s == ".." || s == ".")
-    {
-        return Err(Denial::bad(
-            &key,
-            format!(
-                "{file:?} is not a file name under {mount}; use a name such as db.env or conf/db.env, without '..'"
-            ),
-        ));
-    }
+    // Checked as the annotations were read; again here, as this is where the path is made.
+    annotations::file_name(&key, file)?;
     Ok(Destination {
         path: format!("{mount}/{relative}"),
     })
@@ -906,7 +919,9 @@ fn resource_requirements(
     })
 }
 
-/// Applies vault-k8s's `agent-json-patch` / `agent-init-json-patch` to a generated container.
+/// Applies vault-k8s's `agent-json-patch` / `agent-init-json-patch` to a generated container,
+/// one operation at a time, refusing an operation that would grow the container past
+/// [`MAX_PATCHED_CONTAINER_BYTES`] before it runs.
 fn patched(
     family: Family,
     container: Container,
@@ -921,11 +936,64 @@ fn patched(
     })?;
     if let Some(patch) = patch {
         let key = format!("{}{annotation}", family.prefix());
-        json_patch::patch(&mut value, patch).map_err(|e| {
-            Denial::bad(&key, format!("does not apply to the agent container: {e}"))
-        })?;
+        let mut size = json_len(&value);
+        for (i, operation) in patch.0.iter().enumerate() {
+            let growth = growth(&value, operation);
+            if growth > 0 && size.saturating_add(growth) > MAX_PATCHED_CONTAINER_BYTES {
+                return Err(Denial::bad(
+                    &key,
+                    format!(
+                        "operation {i} would make the agent container larger than {} KiB, hydrant's bound for a patched container; patch only what you need, such as resources or securityContext",
+                        MAX_PATCHED_CONTAINER_BYTES / 1024
+                    ),
+                ));
+            }
+            json_patch::patch(&mut value, std::slice::from_ref(operation)).map_err(|e| {
+                Denial::bad(
+                    &key,
+                    format!(
+                        "does not apply to the agent container: operation '/{i}' failed at path '{}': {}",
+                        e.path, e.kind
+                    ),
+                )
+            })?;
+            size = json_len(&value);
+        }
         serde_json::from_value::<Container>(value.clone())
             .map_err(|e| Denial::bad(&key, format!("leaves the agent container invalid: {e}")))?;
     }
     Ok(value)
+}
+
+/// At most how many bytes `operation` adds to `document` once serialized: the value it adds
+/// (for a copy, the value it copies) and the key it adds it under, with quotes, colon and comma.
+fn growth(document: &Value, operation: &PatchOperation) -> usize {
+    let key = |path: &jsonptr::Pointer| path.as_str().len() + 4;
+    match operation {
+        PatchOperation::Add(op) => json_len(&op.value) + key(&op.path),
+        PatchOperation::Replace(op) => json_len(&op.value) + key(&op.path),
+        PatchOperation::Copy(op) => {
+            document.pointer(op.from.as_str()).map_or(0, json_len) + key(&op.path)
+        }
+        PatchOperation::Move(op) => key(&op.path),
+        PatchOperation::Remove(_) | PatchOperation::Test(_) => 0,
+    }
+}
+
+/// The length of `value` serialized as compact JSON, counted without building the text.
+fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(bytes.len());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Values and patches always serialize; a failure would only undercount an internal value.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }

@@ -751,6 +751,96 @@ fn json_patch_annotations_apply_to_the_agent_container() {
     );
 }
 
+/// The attack of the hardening issue: a value copied into itself doubles at each copy (100
+/// bytes, then 1.6 MB after 14 copies); hydrant refuses the copy that would pass its bound.
+fn doubling_patch(copies: usize) -> String {
+    let mut ops = vec![json!({"op": "add", "path": "/o", "value": {"v": "x".repeat(100)}})];
+    ops.extend(
+        (0..copies).map(|n| json!({"op": "copy", "from": "/o", "path": format!("/o/c{n}")})),
+    );
+    Value::Array(ops).to_string()
+}
+
+#[test]
+fn a_patch_that_doubles_a_value_is_refused_naming_the_annotation_and_the_bound() {
+    let mut settings = settings();
+    settings.mode = Mode::InitAndSidecar;
+    for annotation in ["agent-json-patch", "agent-init-json-patch"] {
+        let pod = PodBuilder::new()
+            .vault(&[
+                ("role", "app"),
+                ("agent-inject-secret-db", "secret/data/db"),
+                (annotation, &doubling_patch(14)),
+            ])
+            .build();
+        let denial = mutate(&pod, "team-a", &settings).expect_err("denied");
+        assert_eq!(denial.reason, "bad_annotation", "{}", denial.message);
+        assert!(
+            denial.message.starts_with(&format!(
+                "vault.hashicorp.com/{annotation}: operation 13 would make the agent container larger than 512 KiB"
+            )),
+            "{}",
+            denial.message
+        );
+    }
+    // A few copies stay well within the bound and apply.
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("agent-json-patch", &doubling_patch(3)),
+        ])
+        .build();
+    apply(&pod, &mutated(&pod));
+}
+
+#[test]
+fn a_json_patch_of_more_than_64_operations_is_refused() {
+    let ops = |n: usize| {
+        let ops: Vec<Value> = (0..n)
+            .map(|i| json!({"op": "add", "path": "/env/-", "value": {"name": format!("E{i}"), "value": "1"}}))
+            .collect();
+        Value::Array(ops).to_string()
+    };
+    let pod = |n: usize| {
+        PodBuilder::new()
+            .vault(&[
+                ("role", "app"),
+                ("agent-inject-secret-db", "secret/data/db"),
+                ("agent-json-patch", &ops(n)),
+            ])
+            .build()
+    };
+    apply(&pod(64), &mutated(&pod(64)));
+    let denial = denied(&pod(65));
+    assert_eq!(
+        denial.message,
+        "vault.hashicorp.com/agent-json-patch: has 65 operations, over the 64 hydrant applies from one annotation; patch only what you need, such as resources or securityContext"
+    );
+}
+
+#[test]
+fn a_patch_over_what_the_api_server_stores_is_refused() {
+    // Annotations are bounded by the API server, not by `hydrant inject`: four templates of
+    // 400 KB give an agent configuration, and so a patch, over 1.5 MiB.
+    let text = "y".repeat(400_000);
+    let pairs: Vec<(String, &str)> = (0..4)
+        .map(|i| (format!("template-t{i}"), text.as_str()))
+        .chain([("role".to_owned(), "app")])
+        .collect();
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let pod = PodBuilder::new().hydrant(&pairs).build();
+    let denial = denied(&pod);
+    assert_eq!(denial.reason, "too_large", "{}", denial.message);
+    assert!(
+        denial
+            .message
+            .contains("KiB, over the 1536 KiB hydrant answers"),
+        "{}",
+        denial.message
+    );
+}
+
 #[test]
 fn each_denial_names_what_to_change() {
     let base = || PodBuilder::new();

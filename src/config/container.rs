@@ -266,12 +266,17 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), Error> {
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Container>, Vec<Error>> {
     // YAML 1.2 booleans: only true and false. `no`, `y` and `off` stay strings (a country
     // code NO, a line named y), as a platform team writing values means them.
-    let options = serde_saphyr::options! { strict_booleans: true };
+    // These files are the operator's (or a platform team's ConfigMaps, at most 1 MiB each):
+    // they may hold thousands of containers.
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        budget: Some(super::yaml::file_budget()),
+    };
     let documents: Vec<Json> =
         serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
             vec![Error::Container {
                 origin: origin.to_owned(),
-                message: e.to_string(),
+                message: super::yaml::describe(&e),
             }]
         })?;
     let many = documents.len() > 1;

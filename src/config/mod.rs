@@ -6,6 +6,7 @@ pub mod compose;
 pub mod container;
 pub mod output;
 pub mod schema;
+pub mod yaml;
 
 #[cfg(test)]
 mod tests;

@@ -58,7 +58,9 @@ impl Schema {
         let json: serde_json::Value = if text.trim_start().starts_with('{') {
             serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?
         } else {
-            serde_saphyr::from_str(&text).map_err(|e| fail(e.to_string()))?
+            let options = serde_saphyr::options! { budget: Some(super::yaml::file_budget()) };
+            serde_saphyr::from_str_with_options(&text, options)
+                .map_err(|e| fail(super::yaml::describe(&e)))?
         };
         Schema::compile(path, &json)
     }

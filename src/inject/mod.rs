@@ -80,8 +80,14 @@ pub fn inject(
     let mut documents: Vec<Value> = if text.trim_start().starts_with(['{', '[']) {
         vec![serde_json::from_str(text).map_err(|e| parse_error(format!("invalid JSON: {e}")))?]
     } else {
-        serde_saphyr::from_multiple(text)
-            .map_err(|e| parse_error(format!("invalid YAML: {}", first_line(&e.to_string()))))?
+        // Manifests are the operator's files: a pipeline's may hold thousands of documents.
+        let options = serde_saphyr::options! { budget: Some(crate::config::yaml::file_budget()) };
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
+            parse_error(format!(
+                "invalid YAML: {}",
+                crate::config::yaml::describe(&e)
+            ))
+        })?
     };
     documents.retain(|d| !d.is_null());
     let mut warnings = Vec::new();
@@ -155,10 +161,10 @@ fn visit(
         "metadata": template.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
         "spec": template.get("spec").cloned().unwrap_or(Value::Null),
     });
-    let pod: Pod = match serde_json::from_value(pod_value) {
+    let pod: Pod = match serde_path_to_error::deserialize(pod_value) {
         Ok(pod) => pod,
         Err(e) => {
-            denials.push(format!("{label}: its pod template is not a valid pod: {e}"));
+            denials.push(format!("{label}: {}", field_error(pointer, &e)));
             return;
         }
     };
@@ -194,8 +200,59 @@ fn visit(
     }
 }
 
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or_default()
+/// Where a pod template does not decode, in Kubernetes' notation
+/// (`spec.template.metadata.annotations["vault.hashicorp.com/agent-inject"]`), and what is
+/// wrong there. YAML reads `yes`, `true` and `8200` unquoted as a boolean or a number, where
+/// Kubernetes wants strings: that gets the fix, to quote it.
+fn field_error(template: &str, error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    use serde_path_to_error::Segment;
+    let mut path: String = template
+        .split('/')
+        .filter(|t| !t.is_empty())
+        .flat_map(|t| [".", t])
+        .skip(1)
+        .collect();
+    for segment in error.path().iter() {
+        match segment {
+            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            Segment::Map { key } if is_field_name(key) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Segment::Map { key } => path.push_str(&format!("[{key:?}]")),
+            Segment::Enum { variant } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(variant);
+            }
+            Segment::Unknown => path.push_str("[?]"),
+        }
+    }
+    let inner = error.inner().to_string();
+    let wants_string = inner.ends_with("expected a string");
+    let message = if wants_string && inner.starts_with("invalid type: boolean") {
+        "a boolean where Kubernetes wants a string; quote it".to_owned()
+    } else if wants_string
+        && (inner.starts_with("invalid type: integer")
+            || inner.starts_with("invalid type: floating point"))
+    {
+        "a number where Kubernetes wants a string; quote it".to_owned()
+    } else {
+        inner
+    };
+    if path.is_empty() {
+        message
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+/// A key written as `.name` in a field path; others are written `["key"]`.
+fn is_field_name(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -307,6 +364,51 @@ spec:
             message.starts_with("Deployment/web: vault.hashicorp.com/agent-configmap: "),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_yaml_type_error_names_the_field_in_kubernetes_notation_and_the_fix() {
+        let cases = [
+            (
+                "vault.hashicorp.com/agent-inject: \"true\"",
+                "vault.hashicorp.com/agent-inject: yes",
+                "Deployment/web: spec.template.metadata.annotations[\"vault.hashicorp.com/agent-inject\"]: a boolean where Kubernetes wants a string; quote it",
+            ),
+            (
+                "vault.hashicorp.com/role: web",
+                "vault.hashicorp.com/agent-cache-listener-port: 8200",
+                "Deployment/web: spec.template.metadata.annotations[\"vault.hashicorp.com/agent-cache-listener-port\"]: a number where Kubernetes wants a string; quote it",
+            ),
+            (
+                "image: web:1",
+                "image: 1.5",
+                "Deployment/web: spec.template.spec.containers[0].image: a number where Kubernetes wants a string; quote it",
+            ),
+            (
+                "image: web:1",
+                "image: [web]",
+                "Deployment/web: spec.template.spec.containers[0].image: invalid type: sequence, expected a string",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let manifest = DEPLOYMENT.replace(from, to);
+            let err = inject(&manifest, "test", "team-a", &settings()).expect_err("refused");
+            assert_eq!(err.to_string(), expected);
+        }
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {hydrant.dev/inject: true}\nspec: {containers: [{name: c, image: i}]}\n";
+        let err = inject(pod, "test", "team-a", &settings()).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "Pod/p: metadata.annotations[\"hydrant.dev/inject\"]: a boolean where Kubernetes wants a string; quote it"
+        );
+    }
+
+    #[test]
+    fn a_manifest_file_may_hold_thousands_of_documents() {
+        let many = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n"
+            .repeat(5000);
+        let out = inject(&many, "test", "team-a", &settings()).expect("injects");
+        assert_eq!(out.yaml.matches("kind: ConfigMap").count(), 5000);
     }
 
     #[test]

@@ -221,36 +221,67 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
-/// The exit status for an error returned by [`run`].
+/// The exit status for an error returned by [`run`], for every subcommand, decided here and
+/// nowhere else (the README's table):
+///
+/// - `0`: done.
+/// - `1` ([`EXIT_FAILURE`]): the command ran and failed: Vault, Kubernetes or git refused or
+///   could not be reached, a file could not be written, a template failed while rendering, a pod
+///   was denied (`inject`), the agent is not ready yet (`--check-ready`).
+/// - `64` ([`EXIT_USAGE`]): the command could not run on what it was given: a bad flag, a missing
+///   or invalid config, input, template or repository file, a template that does not compile, a
+///   snapshot that fails its schema, policy problems. Nothing was sent to Vault.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    if let Some(e) = error.downcast_ref::<agent::Error>() {
-        e.exit_code()
+    use vault::Error as Vault;
+    // A template's failure is the input's when it never reached a live Vault.
+    let template_input = |errors: &[template::Error]| {
+        errors.iter().all(|e| {
+            e.vault_error()
+                .is_none_or(|v| matches!(v, Vault::NotInFile { .. } | Vault::Config { .. }))
+        })
+    };
+    let usage = if let Some(e) = error.downcast_ref::<agent::Error>() {
+        match e {
+            agent::Error::Config(_)
+            | agent::Error::Source { .. }
+            | agent::Error::Syntax(_)
+            | agent::Error::Snapshot(_)
+            | agent::Error::Login(Vault::Config { .. }) => true,
+            agent::Error::Login(_)
+            | agent::Error::Render(_)
+            | agent::Error::Write { .. }
+            | agent::Error::Unwritable { .. }
+            | agent::Error::Runtime(_)
+            | agent::Error::RetriesExhausted { .. } => false,
+        }
     } else if let Some(e) = error.downcast_ref::<render::Error>() {
-        e.exit_code()
+        match e {
+            render::Error::Input(_)
+            | render::Error::Snapshot(_)
+            | render::Error::SecretsFile { .. }
+            | render::Error::AgentConfig(_) => true,
+            render::Error::Io { what, .. } => *what == "read",
+            render::Error::Template(errors) => template_input(errors),
+        }
     } else if let Some(e) = error.downcast_ref::<inject::Error>() {
         match e {
-            inject::Error::Denied(_) => EXIT_FAILURE,
-            inject::Error::Read { .. } | inject::Error::Parse { .. } => EXIT_USAGE,
+            inject::Error::Denied(_) => false,
+            inject::Error::Read { .. } | inject::Error::Parse { .. } => true,
         }
     } else if let Some(e) = error.downcast_ref::<webhook::Error>() {
-        match e {
+        matches!(
+            e,
             webhook::Error::Tls(_)
-            | webhook::Error::TlsConfig(_)
-            | webhook::Error::Kubernetes(_)
-            | webhook::Error::Limits(_) => EXIT_USAGE,
-            _ => EXIT_FAILURE,
-        }
+                | webhook::Error::TlsConfig(_)
+                | webhook::Error::Limits(_)
+                | webhook::Error::Kubernetes(_)
+        )
     } else if let Some(e) = error.downcast_ref::<policy::Error>() {
-        match e {
-            policy::Error::NoVault | policy::Error::AgentConfig(_) => EXIT_USAGE,
-            _ => EXIT_FAILURE,
-        }
+        !matches!(e, policy::Error::Vault(_))
     } else if let Some(e) = error.downcast_ref::<controller::Error>() {
-        match e {
-            controller::Error::Runtime(_) => EXIT_FAILURE,
-            _ => EXIT_USAGE,
-        }
+        !matches!(e, controller::Error::Runtime(_))
     } else {
-        EXIT_FAILURE
-    }
+        false
+    };
+    if usage { EXIT_USAGE } else { EXIT_FAILURE }
 }

@@ -167,7 +167,7 @@ fn the_webhook_refuses_a_key_that_does_not_match_its_certificate() {
 }
 
 #[test]
-fn policy_lint_exits_0_on_a_clean_repository_and_1_listing_every_problem() {
+fn policy_lint_exits_0_on_a_clean_repository_and_64_listing_every_problem() {
     let run = Hydrant::new(["policy", "lint"])
         .run_with_arg(crate::util::root().join("examples/policy"))
         .success();
@@ -187,7 +187,7 @@ fn policy_lint_exits_0_on_a_clean_repository_and_1_listing_every_problem() {
     )
     .expect("policy");
     let run = Hydrant::new(["policy", "lint"]).run_with_arg(dir.path());
-    assert_eq!(run.code(), 1);
+    assert_eq!(run.code(), 64);
     assert_eq!(
         run.stderr(),
         "hydrant: 1 problem in the policy repository; nothing is applied:\n  namespaces/team-a/policies/steal.hcl:1: path \"secret/data/team-b/*\" is outside what namespace team-a may use (secret/data/team-a/*) [allowed-paths]\n"
@@ -204,4 +204,41 @@ fn policy_lint_exits_0_on_a_clean_repository_and_1_listing_every_problem() {
         plan.stderr(),
         "hydrant: no Vault: set VAULT_ADDR and VAULT_TOKEN, or pass --agent-config\n"
     );
+}
+
+/// Every subcommand prints the cause of a failure once (an error whose cause was both in its
+/// message and in its source chain printed it twice under `{:#}`), and exits with the status
+/// the README's table gives: 64 for input it cannot use.
+#[test]
+fn each_subcommand_prints_a_missing_file_s_cause_once_and_exits_64() {
+    let cause = "No such file or directory";
+    let runs: [&[&str]; 7] = [
+        &["agent", "--once", "--config", "/nope"],
+        &["agent", "--config", "/nope"],
+        &["render", "--containers", "/nope"],
+        &["inject", "--vault-addr", "https://v:8200", "-f", "/nope"],
+        &["policy", "lint", "/nope"],
+        &[
+            "controller",
+            "--repository",
+            "file:///nope",
+            "--agent-config",
+            "/nope",
+        ],
+        &[
+            "webhook",
+            "--vault-addr",
+            "https://v:8200",
+            "--tls-cert",
+            "/nope",
+            "--tls-key",
+            "/nope",
+        ],
+    ];
+    for args in runs {
+        let run = Hydrant::new(args.iter().copied()).run();
+        let stderr = run.stderr();
+        assert_eq!(run.code(), 64, "{args:?}: {stderr}");
+        assert_eq!(stderr.matches(cause).count(), 1, "{args:?}: {stderr}");
+    }
 }

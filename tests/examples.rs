@@ -210,7 +210,7 @@ fn the_config_example_renders_every_expected_file() {
         "--labels".as_ref(),
         "app=patch-to-core,site=atlantida,line=line2,env=dev".as_ref(),
     ]);
-    assert_eq!(failed.code(), 1);
+    assert_eq!(failed.code(), 64);
     assert_eq!(
         failed.stderr(),
         read(&dir.join("expected/line2-dev.check.txt"))

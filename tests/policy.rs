@@ -158,7 +158,7 @@ fn pruning_deletes_only_owned_objects_and_never_more_than_the_cap() {
     .expect("cap");
     let mark = vault.audit_mark();
     let refused = policy(&vault, "apply", &repo);
-    assert_eq!(refused.code(), 1);
+    assert_eq!(refused.code(), 64);
     assert!(
         refused.stderr().contains(
             "the plan deletes 2 objects, more than max_deletions (1) allows; nothing is applied"
@@ -246,7 +246,7 @@ fn one_bad_file_means_nothing_is_applied() {
     .expect("bad policy");
     let mark = vault.audit_mark();
     let run = policy(&vault, "apply", &repo);
-    assert_eq!(run.code(), 1);
+    assert_eq!(run.code(), 64);
     assert!(run.stderr().contains("namespaces/team-a/policies/steal.hcl:1: path \"secret/data/team-b/*\" is outside what namespace team-a may use"), "{}", run.stderr());
     assert!(
         vault.audit_requests(mark).is_empty(),
@@ -451,7 +451,7 @@ fn apply_refuses_a_zero_ttl_a_hidden_policy_and_a_stray_file_by_name() {
     std::fs::write(repo.join("README.md"), "The repository's own: not read.\n").expect("readme");
     let mark = vault.audit_mark();
     let run = policy(&vault, "apply", &repo);
-    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert_eq!(run.code(), 64, "{}", run.stderr());
     let stderr = run.stderr();
     for wanted in [
         "3 problems in the policy repository; nothing is applied",

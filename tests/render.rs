@@ -119,7 +119,7 @@ fn each_failure_has_its_exit_status_and_a_line_that_names_the_fix() {
     .expect("write");
     let line = render()
         .run_with_args(&["--containers".as_ref(), bad.as_os_str()])
-        .failure(1);
+        .failure(64);
     assert!(
         line.contains("spec.level: \"plant\" is not one of the levels [global, region, site, line, environment] (container a)"),
         "{line}"
@@ -127,7 +127,7 @@ fn each_failure_has_its_exit_status_and_a_line_that_names_the_fix() {
 
     let line = render()
         .run_with_args(&["--labels".as_ref(), "site=elsewhere".as_ref()])
-        .failure(1);
+        .failure(64);
     assert_eq!(
         line,
         "hydrant: label site is \"atlantida\" in --labels and \"elsewhere\" in --labels; an instance's labels must agree"
@@ -142,7 +142,7 @@ fn each_failure_has_its_exit_status_and_a_line_that_names_the_fix() {
             "--secrets-file".as_ref(),
             missing.as_os_str(),
         ])
-        .failure(1);
+        .failure(64);
     assert!(
         line.contains("secret secret/data/factory/db is not in the secrets file"),
         "{line}"
@@ -150,7 +150,7 @@ fn each_failure_has_its_exit_status_and_a_line_that_names_the_fix() {
 
     let line = render()
         .run_with_args(&["--template".as_ref(), "db.env.j2".as_ref()])
-        .failure(1);
+        .failure(64);
     assert!(
         line.contains("no Vault is configured; set VAULT_ADDR and VAULT_TOKEN"),
         "{line}"
@@ -163,13 +163,13 @@ fn each_failure_has_its_exit_status_and_a_line_that_names_the_fix() {
         )
         .env("VAULT_TOKEN", "s.unused")
         .run_with_args(&["--template".as_ref(), "db.env.j2".as_ref()])
-        .failure(2);
+        .failure(1);
     assert!(line.contains("is unreachable"), "{line}");
     assert!(!line.contains("s.unused"), "{line}");
 
     let unwritable =
         render().run_with_args(&["--out".as_ref(), "/proc/hydrant-cannot-write-here".as_ref()]);
-    assert_eq!(unwritable.code(), 2, "{}", unwritable.stderr());
+    assert_eq!(unwritable.code(), 1, "{}", unwritable.stderr());
 
     let both = render().run_with_args(&[
         "--format".as_ref(),

@@ -96,19 +96,6 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// 64 when the configuration or usage is wrong, 1 for failures at run time.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Config(_) | Error::Source { .. } | Error::Syntax(_) => 64,
-            Error::Login(vault::Error::Config { .. }) => 64,
-            Error::Login(_) | Error::Render(_) | Error::Write { .. } => 1,
-            Error::Unwritable { .. } | Error::Runtime(_) | Error::Snapshot(_) => 1,
-            Error::RetriesExhausted { .. } => 1,
-        }
-    }
-}
-
 fn permission_hint(error: &std::io::Error) -> &'static str {
     use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
     match error.kind() {

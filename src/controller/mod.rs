@@ -92,20 +92,20 @@ pub enum Error {
     #[error("agent config invalid: {0}")]
     AgentConfig(String),
     /// The endpoints' address cannot be bound.
-    #[error("cannot listen on {address}: {source}; pass a free --listen address")]
+    #[error("cannot listen on {address}: {error}; pass a free --listen address")]
     Listen {
         /// The address.
         address: SocketAddr,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not the source chain, so it is shown once).
+        error: std::io::Error,
     },
     /// The state directory cannot be made.
-    #[error("cannot use the state directory {}: {source}; pass a writable --state-dir", path.display())]
+    #[error("cannot use the state directory {}: {error}; pass a writable --state-dir", path.display())]
     StateDir {
         /// The directory.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not the source chain, so it is shown once).
+        error: std::io::Error,
     },
     /// The Kubernetes API is needed (namespace watch or Lease) and cannot be reached.
     #[error(
@@ -170,15 +170,15 @@ pub async fn serve(
     shared: Arc<Shared>,
     stopped: watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    std::fs::create_dir_all(&options.state_dir).map_err(|source| Error::StateDir {
+    std::fs::create_dir_all(&options.state_dir).map_err(|error| Error::StateDir {
         path: options.state_dir.clone(),
-        source,
+        error,
     })?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .map_err(|source| Error::Listen {
+        .map_err(|error| Error::Listen {
             address: options.listen,
-            source,
+            error,
         })?;
     info!(address = %options.listen, repository = %options.repository, branch = %options.branch, "controller listening");
     let server = {

@@ -15,12 +15,6 @@ use crate::env::Env;
 use crate::template::{self, Engine, Fetch, Request, Source};
 use crate::vault;
 
-/// Exit status: the snapshot is invalid, or an input is (a container, a label, the schema).
-pub const EXIT_INVALID: u8 = 1;
-
-/// Exit status: Vault or a file could not be read or written.
-pub const EXIT_IO: u8 = 2;
-
 /// What to render.
 #[derive(Debug)]
 pub struct Options {
@@ -87,38 +81,6 @@ pub enum Error {
     /// The agent config is invalid.
     #[error("agent config invalid: {0}")]
     AgentConfig(String),
-}
-
-impl Error {
-    /// The exit status: 1 for invalid input or an invalid snapshot, 2 for Vault or file
-    /// failures.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Input(errors)
-                if errors
-                    .iter()
-                    .any(|e| matches!(e, config::Error::Read { .. })) =>
-            {
-                EXIT_IO
-            }
-            Error::Input(_)
-            | Error::Snapshot(_)
-            | Error::SecretsFile { .. }
-            | Error::AgentConfig(_) => EXIT_INVALID,
-            Error::Io { .. } => EXIT_IO,
-            Error::Template(errors) => {
-                let vault_failed = errors.iter().any(|e| {
-                    e.vault_error().is_some_and(|v| {
-                        !matches!(
-                            v,
-                            vault::Error::NotInFile { .. } | vault::Error::Config { .. }
-                        )
-                    })
-                });
-                if vault_failed { EXIT_IO } else { EXIT_INVALID }
-            }
-        }
-    }
 }
 
 /// Renders as the options say and returns what to print on standard output (empty when the

@@ -55,7 +55,7 @@ impl Settings {
 pub enum Error {
     /// rcgen failed.
     #[error("cannot make a certificate: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
     /// The Secret holds something that is not a usable certificate.
     #[error("the Secret's {key} is not a usable PEM certificate: {problem}")]
     Invalid {
@@ -66,15 +66,28 @@ pub enum Error {
     },
     /// The Kubernetes API failed.
     #[error("{0}")]
-    Kube(#[from] kube::Error),
+    Kube(kube::Error),
     /// Writing the served files failed.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {error}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+// The causes are in the messages, not in the source chain, so that `{:#}` shows each once.
+impl From<rcgen::Error> for Error {
+    fn from(cause: rcgen::Error) -> Error {
+        Error::Generate(cause)
+    }
+}
+
+impl From<kube::Error> for Error {
+    fn from(cause: kube::Error) -> Error {
+        Error::Kube(cause)
+    }
 }
 
 /// The Secret's contents, PEM text by key.
@@ -390,9 +403,9 @@ fn copy_to_files(material: &Material, cert: &Path, key: &Path) -> Result<(), Err
         (key, &material.tls_key, 0o600),
         (cert, &material.tls_cert, 0o644),
     ] {
-        let fail = |source| Error::Write {
+        let fail = |error| Error::Write {
             path: path.to_owned(),
-            source,
+            error,
         };
         std::fs::create_dir_all(crate::agent::files::parent(path)).map_err(fail)?;
         crate::agent::files::write_atomic(path, text.as_bytes(), mode).map_err(fail)?;

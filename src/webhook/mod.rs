@@ -46,10 +46,10 @@ const RELOAD_SETTLE: Duration = Duration::from_millis(200);
 pub enum Error {
     /// The certificate or key cannot be used.
     #[error("TLS: {0}")]
-    Tls(#[from] tls::Error),
+    Tls(tls::Error),
     /// The TLS configuration cannot be built.
     #[error("TLS configuration: {0}")]
-    TlsConfig(#[from] rustls::Error),
+    TlsConfig(rustls::Error),
     /// The address cannot be listened on.
     #[error("cannot listen on {addr}: {error}")]
     Listen {
@@ -60,19 +60,36 @@ pub enum Error {
     },
     /// The certificate files cannot be watched.
     #[error("cannot watch the certificate files: {0}")]
-    Watch(#[from] notify::Error),
+    Watch(notify::Error),
     /// The runtime cannot start.
     #[error("cannot start: {0}")]
     Runtime(std::io::Error),
     /// The limits contradict each other.
     #[error("{0}")]
-    Limits(#[from] limits::Invalid),
+    Limits(limits::Invalid),
     /// Self-managed certificates need the Kubernetes API.
     #[error(
         "no Kubernetes API for --self-managed-certificates: {0}; run in a pod with a service account, or set KUBECONFIG"
     )]
     Kubernetes(String),
 }
+
+// The causes are in the messages, not in the source chain, so that `{:#}` shows each once.
+macro_rules! from_cause {
+    ($($variant:ident($cause:ty)),* $(,)?) => {$(
+        impl From<$cause> for Error {
+            fn from(cause: $cause) -> Error {
+                Error::$variant(cause)
+            }
+        }
+    )*};
+}
+from_cause!(
+    Tls(tls::Error),
+    TlsConfig(rustls::Error),
+    Watch(notify::Error),
+    Limits(limits::Invalid),
+);
 
 /// Certificates the webhook makes and renews itself, one replica writing.
 #[derive(Debug)]

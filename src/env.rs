@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 /// The log filter, in `EnvFilter` syntax (`info`, `hydrant=debug,warn`). Unset or empty: `info`.
-pub const HYDRANT_LOG: &str = "HYDRANT_LOG";
+pub const HYDRANT_LOG: &str = injector::LOG_ENV;
 
 /// The log format: `plain` (human-readable lines) or `json` (one object per line). Unset or
 /// empty: `plain`.
-pub const HYDRANT_LOG_FORMAT: &str = "HYDRANT_LOG_FORMAT";
+pub const HYDRANT_LOG_FORMAT: &str = injector::LOG_FORMAT_ENV;
 
 /// Read-only access to environment variables.
 pub trait Env: Send + Sync {

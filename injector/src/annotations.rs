@@ -293,7 +293,7 @@ pub fn wanted(annotations: &BTreeMap<String, String>) -> Result<Option<Family>, 
         if yes {
             if let Some(first) = wanted {
                 return Err(Denial::new(
-                    "mixed_families",
+                    crate::Reason::MixedFamilies,
                     format!(
                         "{} and {key} are both set: use one family of annotations per pod",
                         Family::inject_key(first)
@@ -329,7 +329,7 @@ pub fn parse(
         .find(|k| k.starts_with(other) && !is_status(k))
     {
         return Err(Denial::new(
-            "mixed_families",
+            crate::Reason::MixedFamilies,
             format!(
                 "{key} belongs to the other family than {}: use one family of annotations per pod",
                 family.inject_key()
@@ -929,7 +929,7 @@ fn config_request(given: &BTreeMap<&str, (&str, String)>) -> Result<ConfigReques
             .next()
             .map_or("hydrant.dev/config-*", |(_, k)| k.as_str());
         return Err(Denial::new(
-            "missing_annotation",
+            crate::Reason::MissingAnnotation,
             format!(
                 "{k} needs hydrant.dev/config-containers: the ConfigMaps that hold the config containers"
             ),
@@ -1260,7 +1260,7 @@ pub fn check_template(key: &str, text: &str) -> Result<(), Denial> {
                 })
                 .unwrap_or(1);
             Err(Denial::new(
-                "invalid_template",
+                crate::Reason::InvalidTemplate,
                 format!(
                     "{key}: line {line} column {column}: syntax error: {}",
                     e.detail().unwrap_or("invalid syntax")
@@ -1273,6 +1273,7 @@ pub fn check_template(key: &str, text: &str) -> Result<(), Denial> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Reason;
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -1446,12 +1447,15 @@ mod tests {
         let a = annotations(&[("vault.hashicorp.com/agent-inject", "false")]);
         assert_eq!(wanted(&a), Ok(None));
         let a = annotations(&[("vault.hashicorp.com/agent-inject", "tRuE")]);
-        assert_eq!(wanted(&a).expect_err("bad bool").reason, "bad_annotation");
+        assert_eq!(
+            wanted(&a).expect_err("bad bool").reason,
+            Reason::BadAnnotation
+        );
         let a = annotations(&[
             ("vault.hashicorp.com/agent-inject", "true"),
             ("hydrant.dev/inject", "true"),
         ]);
-        assert_eq!(wanted(&a).expect_err("both").reason, "mixed_families");
+        assert_eq!(wanted(&a).expect_err("both").reason, Reason::MixedFamilies);
     }
 
     #[test]
@@ -1530,7 +1534,7 @@ mod tests {
         let ct = "{{ with secret \"secret/data/db\" }}{{ .Data.data.password }}{{ end }}";
         let err = parse_vault(&[("vault.hashicorp.com/agent-inject-template-db", ct)])
             .expect_err("consul-template");
-        assert_eq!(err.reason, "unsupported_annotation");
+        assert_eq!(err.reason, Reason::UnsupportedAnnotation);
         assert!(
             err.message.contains("hydrant.dev/template-<name>"),
             "{}",
@@ -1656,7 +1660,7 @@ mod tests {
                 ));
             }
             let err = parse_vault(&pairs).expect_err(key);
-            assert_eq!(err.reason, "bad_annotation", "{key}");
+            assert_eq!(err.reason, Reason::BadAnnotation, "{key}");
             assert!(
                 err.message.starts_with(&format!("{key}: ")),
                 "{}",

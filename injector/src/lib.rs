@@ -22,6 +22,18 @@ pub use settings::{Mode, Settings};
 /// as one JSON document (the schema of [`AgentConfig`]). Read only when `--config` is absent.
 pub const AGENT_CONFIG_ENV: &str = "HYDRANT_AGENT_CONFIG";
 
+/// The agent's log filter (`EnvFilter` syntax); the webhook sets it from `log-level`.
+pub const LOG_ENV: &str = "HYDRANT_LOG";
+
+/// The agent's log format, `plain` or `json`; the webhook sets it from `log-format`.
+pub const LOG_FORMAT_ENV: &str = "HYDRANT_LOG_FORMAT";
+
+/// Whether a pod owned by this owner runs to completion: a Job's pods (a CronJob's pods are
+/// owned by its Jobs). Such a pod must never get a sidecar that keeps it running.
+pub fn runs_to_completion(owner_kind: &str, owner_api_version: &str) -> bool {
+    owner_kind == "Job" && owner_api_version.starts_with("batch/")
+}
+
 /// Where hydrant's image holds its binary; the injected containers run it directly (no shell).
 pub const AGENT_BINARY: &str = "/usr/local/bin/hydrant";
 
@@ -37,7 +49,10 @@ pub mod names {
     pub const STATE_VOLUME: &str = "hydrant-agent-state";
     /// Where the agent's state volume is mounted.
     pub const STATE_PATH: &str = "/hydrant/state";
-    /// The file a running agent creates once every file is rendered (native mode's probe).
+    /// The name of the file a running agent creates in its state directory once every file is
+    /// rendered (native mode's probe).
+    pub const READY_FILE_NAME: &str = "ready";
+    /// That file, in the state volume: [`STATE_PATH`]`/`[`READY_FILE_NAME`] (a test checks).
     pub const READY_FILE: &str = "/hydrant/state/ready";
     /// A service-account token projected for the agent.
     pub const TOKEN_VOLUME: &str = "hydrant-token";
@@ -67,19 +82,64 @@ pub mod names {
     pub const EXTRA_PATH: &str = "/vault/custom";
 }
 
+/// Why a pod is refused, as a kind; [`Reason::label`] is its fixed metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// An annotation whose value is wrong.
+    BadAnnotation,
+    /// An annotation hydrant cannot honour.
+    UnsupportedAnnotation,
+    /// Both annotation families on one pod.
+    MixedFamilies,
+    /// The namespace is excluded from injection.
+    ExcludedNamespace,
+    /// A template that does not compile.
+    InvalidTemplate,
+    /// The agent configuration the annotations give is invalid.
+    InvalidConfig,
+    /// An annotation the others need is missing.
+    MissingAnnotation,
+    /// The pod conflicts with what would be added (a name, a volume, a setting).
+    Conflict,
+    /// The pod has no spec.
+    NoSpec,
+    /// The patch would pass what the API server stores.
+    TooLarge,
+    /// hydrant could not encode what it built (a bug).
+    Internal,
+}
+
+impl Reason {
+    /// The metric label: one fixed string per kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::BadAnnotation => "bad_annotation",
+            Reason::UnsupportedAnnotation => "unsupported_annotation",
+            Reason::MixedFamilies => "mixed_families",
+            Reason::ExcludedNamespace => "excluded_namespace",
+            Reason::InvalidTemplate => "invalid_template",
+            Reason::InvalidConfig => "invalid_config",
+            Reason::MissingAnnotation => "missing_annotation",
+            Reason::Conflict => "conflict",
+            Reason::NoSpec => "no_spec",
+            Reason::TooLarge => "too_large",
+            Reason::Internal => "internal",
+        }
+    }
+}
+
 /// Why a pod is refused. The message names the annotation (or setting) and what to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial {
-    /// A fixed label for metrics: `bad_annotation`, `unsupported_annotation`, `mixed_families`,
-    /// `excluded_namespace`, `invalid_template`, `missing_annotation`, `conflict`, ...
-    pub reason: &'static str,
+    /// What kind of refusal it is.
+    pub reason: Reason,
     /// What a person reads.
     pub message: String,
 }
 
 impl Denial {
     /// A denial with a reason label and a message.
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Denial {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Denial {
         Denial {
             reason,
             message: message.into(),
@@ -88,12 +148,12 @@ impl Denial {
 
     /// An annotation whose value is wrong: `key: problem`.
     pub fn bad(key: &str, problem: impl fmt::Display) -> Denial {
-        Denial::new("bad_annotation", format!("{key}: {problem}"))
+        Denial::new(Reason::BadAnnotation, format!("{key}: {problem}"))
     }
 
     /// An annotation hydrant cannot honour: `key: what to use instead`.
     pub fn unsupported(key: &str, instead: &str) -> Denial {
-        Denial::new("unsupported_annotation", format!("{key}: {instead}"))
+        Denial::new(Reason::UnsupportedAnnotation, format!("{key}: {instead}"))
     }
 }
 
@@ -104,3 +164,19 @@ impl fmt::Display for Denial {
 }
 
 impl std::error::Error for Denial {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_ready_file_is_in_the_state_volume() {
+        use super::names::{READY_FILE, READY_FILE_NAME, STATE_PATH};
+        assert_eq!(READY_FILE, format!("{STATE_PATH}/{READY_FILE_NAME}"));
+    }
+
+    #[test]
+    fn only_a_batch_job_s_pods_run_to_completion() {
+        assert!(super::runs_to_completion("Job", "batch/v1"));
+        assert!(!super::runs_to_completion("Job", "example.com/v1"));
+        assert!(!super::runs_to_completion("ReplicaSet", "apps/v1"));
+    }
+}

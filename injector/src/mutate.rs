@@ -50,7 +50,7 @@ pub fn mutate(pod: &Pod, namespace: &str, settings: &Settings) -> Result<Option<
         .owner_references
         .iter()
         .flatten()
-        .any(|o| o.kind == "Job" && o.api_version.starts_with("batch/"));
+        .any(|o| crate::runs_to_completion(&o.kind, &o.api_version));
     mutate_in(pod, &Context { namespace, batch }, settings)
 }
 
@@ -80,7 +80,7 @@ pub fn mutate_in(
         .any(|n| n == context.namespace)
     {
         return Err(Denial::new(
-            "excluded_namespace",
+            crate::Reason::ExcludedNamespace,
             format!(
                 "cannot inject into namespace {}: it is excluded by the injector's settings; run the pod in an application namespace",
                 context.namespace
@@ -90,14 +90,14 @@ pub fn mutate_in(
     let spec = pod
         .spec
         .as_ref()
-        .ok_or_else(|| Denial::new("no_spec", "the pod has no spec"))?;
+        .ok_or_else(|| Denial::new(crate::Reason::NoSpec, "the pod has no spec"))?;
     let request = annotations::parse(annotations, family, settings)?;
     let plan = Plan::new(&request, spec, context, settings)?;
     let mutation = plan.into_mutation(spec, &request);
     let size = json_len(&mutation.patch);
     if size > MAX_PATCH_BYTES {
         return Err(Denial::new(
-            "too_large",
+            crate::Reason::TooLarge,
             format!(
                 "the patch for this pod would be {} KiB, over the {} KiB hydrant answers (the API server stores no object over 1.5 MiB); make the templates, or {}agent-json-patch and agent-init-json-patch, smaller",
                 size.div_ceil(1024),
@@ -237,7 +237,7 @@ impl Plan {
         let config = agent_config(request, settings, method, jwt_path, &destinations)?;
         let config_json = serde_json::to_string(&config).map_err(|e| {
             Denial::new(
-                "internal",
+                crate::Reason::Internal,
                 format!("cannot encode the agent configuration: {e}"),
             )
         })?;
@@ -643,7 +643,7 @@ fn check_conflicts(
     for volume in volumes {
         if spec.volumes.iter().flatten().any(|v| v.name == volume.name) {
             return Err(Denial::new(
-                "conflict",
+                crate::Reason::Conflict,
                 format!(
                     "the pod already has a volume named {}; hydrant adds its own under that name",
                     volume.name
@@ -661,7 +661,7 @@ fn check_conflicts(
                 .any(|e| e.mount_path == m.mount_path)
             {
                 return Err(Denial::new(
-                    "conflict",
+                    crate::Reason::Conflict,
                     format!(
                         "container {} already mounts something at {}, where the secrets go; choose another mount path",
                         container.name, m.mount_path
@@ -677,7 +677,7 @@ fn check_conflicts(
     for c in taken {
         if c.name == names::INIT_CONTAINER || c.name == names::SIDECAR_CONTAINER {
             return Err(Denial::new(
-                "conflict",
+                crate::Reason::Conflict,
                 format!("the pod already has a container named {}", c.name),
             ));
         }
@@ -699,7 +699,7 @@ fn agent_config(
             Family::Hydrant => "hydrant.dev/role",
         };
         return Err(Denial::new(
-            "missing_annotation",
+            crate::Reason::MissingAnnotation,
             format!("{key} is required: name the Vault role the pod logs in with ({method} auth)"),
         ));
     }
@@ -734,7 +734,7 @@ fn agent_config(
             Family::Hydrant => "hydrant.dev/secret-<name> or hydrant.dev/template-<name>",
         };
         return Err(Denial::new(
-            "missing_annotation",
+            crate::Reason::MissingAnnotation,
             format!(
                 "{} is set but no file is asked for: add {hint}",
                 family.inject_key()
@@ -806,7 +806,7 @@ fn agent_config(
     };
     config.validate().map_err(|issues| {
         Denial::new(
-            "invalid_config",
+            crate::Reason::InvalidConfig,
             format!("the agent configuration these annotations give is invalid: {issues}"),
         )
     })?;
@@ -867,10 +867,10 @@ fn agent_env(request: &Request, config_json: &str) -> Vec<EnvVar> {
     };
     let mut env = vec![var(AGENT_CONFIG_ENV, config_json)];
     if let Some(level) = &request.log_level {
-        env.push(var("HYDRANT_LOG", level));
+        env.push(var(crate::LOG_ENV, level));
     }
     if let Some(format) = &request.log_format {
-        env.push(var("HYDRANT_LOG_FORMAT", format));
+        env.push(var(crate::LOG_FORMAT_ENV, format));
     }
     if let Some(proxy) = &request.proxy_address {
         env.push(var("HTTPS_PROXY", proxy));
@@ -930,7 +930,7 @@ fn patched(
 ) -> Result<Value, Denial> {
     let mut value = serde_json::to_value(&container).map_err(|e| {
         Denial::new(
-            "internal",
+            crate::Reason::Internal,
             format!("cannot encode the agent container: {e}"),
         )
     })?;

@@ -3,7 +3,7 @@
 
 use injector::agent_config::{AgentConfig, AuthMethod, SecretFormat};
 use injector::settings::{Mode, RunAs};
-use injector::{Denial, Mutation, Settings, mutate, mutate_in, names};
+use injector::{Denial, Mutation, Reason, Settings, mutate, mutate_in, names};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
 
@@ -774,7 +774,7 @@ fn a_patch_that_doubles_a_value_is_refused_naming_the_annotation_and_the_bound()
             ])
             .build();
         let denial = mutate(&pod, "team-a", &settings).expect_err("denied");
-        assert_eq!(denial.reason, "bad_annotation", "{}", denial.message);
+        assert_eq!(denial.reason, Reason::BadAnnotation, "{}", denial.message);
         assert!(
             denial.message.starts_with(&format!(
                 "vault.hashicorp.com/{annotation}: operation 13 would make the agent container larger than 512 KiB"
@@ -831,7 +831,7 @@ fn a_patch_over_what_the_api_server_stores_is_refused() {
     let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     let pod = PodBuilder::new().hydrant(&pairs).build();
     let denial = denied(&pod);
-    assert_eq!(denial.reason, "too_large", "{}", denial.message);
+    assert_eq!(denial.reason, Reason::TooLarge, "{}", denial.message);
     assert!(
         denial
             .message
@@ -925,7 +925,7 @@ fn each_denial_names_what_to_change() {
     ];
     for (pod, reason, text) in cases {
         let denial = denied(&pod);
-        assert_eq!(denial.reason, reason, "{}", denial.message);
+        assert_eq!(denial.reason.label(), reason, "{}", denial.message);
         assert!(
             denial.message.contains(text),
             "{} does not contain {text}",
@@ -939,7 +939,7 @@ fn each_denial_names_what_to_change() {
         ])
         .build();
     let denial = mutate(&pod, "kube-system", &settings()).expect_err("excluded");
-    assert_eq!(denial.reason, "excluded_namespace");
+    assert_eq!(denial.reason, Reason::ExcludedNamespace);
     assert!(denial.message.contains("kube-system"));
 }
 

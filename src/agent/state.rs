@@ -16,7 +16,7 @@ use super::files;
 pub const STATE_FILE: &str = "state.json";
 
 /// The file whose presence says every output was rendered once (native mode's probe).
-pub const READY_FILE: &str = "ready";
+pub const READY_FILE: &str = injector::names::READY_FILE_NAME;
 
 const VERSION: u32 = 1;
 

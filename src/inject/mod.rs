@@ -175,7 +175,7 @@ fn visit(
             .owner_references
             .iter()
             .flatten()
-            .any(|o| o.kind == "Job");
+            .any(|o| injector::runs_to_completion(&o.kind, &o.api_version));
     let context = Context {
         namespace: &namespace,
         batch,

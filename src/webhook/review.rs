@@ -155,7 +155,7 @@ pub fn review(body: &[u8], settings: &Settings) -> Result<Answer, BadReview> {
             });
             Ok(respond(
                 response,
-                Outcome::Denied(denial.reason),
+                Outcome::Denied(denial.reason.label()),
                 Some(denial.message),
             ))
         }

@@ -145,7 +145,55 @@ pub const DEFAULT_COMMAND_TIMEOUT: time::Duration = time::Duration::from_secs(30
 pub const DEFAULT_LOGIN_BACKOFF: (time::Duration, time::Duration) =
     (time::Duration::from_secs(1), time::Duration::from_secs(300));
 
+/// One file the agent writes, whether a template or a `secrets` shorthand gives it.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputRef<'a> {
+    /// The output's name.
+    pub name: &'a str,
+    /// Where it is written.
+    pub destination: &'a std::path::Path,
+    /// Its mode, with the default.
+    pub mode: u32,
+    /// The command run after it changed.
+    pub command: Option<&'a [String]>,
+    /// That command's timeout, with the default.
+    pub command_timeout: time::Duration,
+    /// The template, or the shorthand's path and format.
+    pub kind: OutputKind<'a>,
+}
+
+/// What gives an output its content.
+#[derive(Clone, Copy, Debug)]
+pub enum OutputKind<'a> {
+    /// A template.
+    Template(&'a TemplateConfig),
+    /// A `secrets` shorthand.
+    Secret(&'a SecretFileConfig),
+}
+
 impl AgentConfig {
+    /// Every output, templates first and then secrets: the order in which the engine renders
+    /// them, and the index "output i" means everywhere.
+    pub fn outputs(&self) -> impl Iterator<Item = OutputRef<'_>> {
+        let templates = self.templates.iter().map(|t| OutputRef {
+            name: &t.name,
+            destination: &t.destination,
+            mode: t.perms.unwrap_or(DEFAULT_FILE_MODE).0,
+            command: t.command.as_deref(),
+            command_timeout: t.command_timeout.map_or(DEFAULT_COMMAND_TIMEOUT, |d| d.0),
+            kind: OutputKind::Template(t),
+        });
+        let secrets = self.secrets.iter().map(|s| OutputRef {
+            name: &s.name,
+            destination: &s.destination,
+            mode: s.perms.unwrap_or(DEFAULT_FILE_MODE).0,
+            command: s.command.as_deref(),
+            command_timeout: s.command_timeout.map_or(DEFAULT_COMMAND_TIMEOUT, |d| d.0),
+            kind: OutputKind::Secret(s),
+        });
+        templates.chain(secrets)
+    }
+
     /// The refresh interval, with its default.
     pub fn refresh_interval(&self) -> time::Duration {
         self.refresh_interval

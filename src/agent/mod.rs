@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use injector::AgentConfig;
-use injector::agent_config::DEFAULT_FILE_MODE;
 use serde_json::Value as Json;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -283,25 +282,11 @@ fn write(config: &AgentConfig, rendered: &[Rendered]) -> Result<(), Error> {
 }
 
 /// One file the agent writes.
-struct Output<'a> {
-    name: &'a str,
-    destination: &'a Path,
-    mode: u32,
-}
+type Output<'a> = injector::agent_config::OutputRef<'a>;
 
 /// Templates, then secrets: the order the engine renders them in.
 fn outputs(config: &AgentConfig) -> impl Iterator<Item = Output<'_>> {
-    let templates = config.templates.iter().map(|t| Output {
-        name: &t.name,
-        destination: &t.destination,
-        mode: t.perms.unwrap_or(DEFAULT_FILE_MODE).0,
-    });
-    let secrets = config.secrets.iter().map(|s| Output {
-        name: &s.name,
-        destination: &s.destination,
-        mode: s.perms.unwrap_or(DEFAULT_FILE_MODE).0,
-    });
-    templates.chain(secrets)
+    config.outputs()
 }
 
 /// A template read from a file: its output's index, the file and the text compiled.
@@ -361,7 +346,19 @@ pub(crate) fn use_snapshot(engine: &mut Engine, snapshot: &Arc<crate::config::Sn
 fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<(Engine, Vec<SourceFile>), Error> {
     let mut sources = Vec::new();
     let mut files = Vec::new();
-    for (i, t) in config.templates.iter().enumerate() {
+    use injector::agent_config::OutputKind;
+    for (i, output) in config.outputs().enumerate() {
+        let t = match output.kind {
+            OutputKind::Template(t) => t,
+            OutputKind::Secret(s) => {
+                let source = Source::Secret {
+                    path: s.path.clone(),
+                    format: s.format,
+                };
+                sources.push((s.name.clone(), source));
+                continue;
+            }
+        };
         let text = match (&t.contents, &t.source) {
             (Some(contents), _) => contents.clone(),
             (None, Some(path)) => {
@@ -377,15 +374,6 @@ fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<(Engine, Vec<Sourc
             (None, None) => String::new(),
         };
         sources.push((t.name.clone(), Source::Template(text)));
-    }
-    for s in &config.secrets {
-        sources.push((
-            s.name.clone(),
-            Source::Secret {
-                path: s.path.clone(),
-                format: s.format,
-            },
-        ));
     }
     let mut engine =
         Engine::new(sources, env, config.vault.max_concurrent_requests()).map_err(Error::Syntax)?;

@@ -736,22 +736,13 @@ fn response_of(request: &Request, data: &Json, lease: Option<vault::Lease>) -> R
 }
 
 fn command_of(config: &AgentConfig, i: usize) -> (&str, Option<Vec<String>>, Duration) {
-    let default = injector::agent_config::DEFAULT_COMMAND_TIMEOUT;
-    let templates = config.templates.len();
-    if i < templates {
-        let t = &config.templates[i];
-        (
-            &t.name,
-            t.command.clone(),
-            t.command_timeout.map_or(default, |d| d.0),
-        )
-    } else {
-        let s = &config.secrets[i - templates];
-        (
-            &s.name,
-            s.command.clone(),
-            s.command_timeout.map_or(default, |d| d.0),
-        )
+    match config.outputs().nth(i) {
+        Some(output) => (
+            output.name,
+            output.command.map(<[String]>::to_vec),
+            output.command_timeout,
+        ),
+        None => ("", None, injector::agent_config::DEFAULT_COMMAND_TIMEOUT),
     }
 }
 

@@ -882,7 +882,7 @@ fn an_invalid_snapshot_stops_the_init_container_before_it_logs_in() {
     );
     let mark = vault.audit_mark();
     let run = Hydrant::agent_once(&config).run();
-    assert_eq!(run.code(), 1);
+    assert_eq!(run.code(), 64);
     let line = run.stderr();
     assert!(line.contains("/ENVIRONMENT: \"ENVIRONMENT\" is a required property (required; required by the schema, set by no container)"), "{line}");
     assert!(

@@ -466,11 +466,13 @@ impl Sidecar<'_> {
         for (i, result) in results {
             self.write(now, i, &config_outputs[i], result, was_ready);
         }
+        // The hand-over is saved before readiness is announced: whoever sees the ready file (a
+        // restarted sidecar, a probe, a test) finds the state that goes with it.
+        self.save();
         if !self.ready && self.rendered.iter().all(|r| *r) {
             self.ready = true;
             self.mark_ready();
         }
-        self.save();
         self.publish();
         // One token check for the whole render, however many of its fetches were denied.
         let mut checked = false;

@@ -920,6 +920,17 @@ fn redirector(target: Option<String>) -> String {
     crate::util::serve_in_background(app)
 }
 
+/// The config of [`db_template`] with `auth`, pointed at `address` instead of the dev server.
+fn config_at(vault: &Vault, address: &str, auth: Value) -> PathBuf {
+    let written = config(vault, auth, json!({"templates": [db_template(vault)]}));
+    let mut doc: Value = serde_json::from_str(&read(&written)).expect("config");
+    doc["vault"]["address"] = json!(address);
+    vault.file(
+        "elsewhere.json",
+        &serde_json::to_string(&doc).expect("json"),
+    )
+}
+
 /// Hardening #6: a redirect never carries the token or a login's JWT to another host over plain
 /// http, and a request follows one redirect at most. The agent fails with one line saying why,
 /// and the other host sees nothing.
@@ -937,17 +948,7 @@ fn redirects_never_carry_credentials_to_another_host_in_clear() {
         json!({"method": "kubernetes", "role": "app", "jwt_path": jwt_file}),
     ];
     for auth in cases {
-        let mut config_doc: Value = serde_json::from_str(&read(&config(
-            &vault,
-            auth,
-            json!({"templates": [db_template(&vault)]}),
-        )))
-        .expect("config");
-        config_doc["vault"]["address"] = json!(cross_host);
-        let path = vault.file(
-            "redirected.json",
-            &serde_json::to_string(&config_doc).expect("json"),
-        );
+        let path = config_at(&vault, &cross_host, auth);
         let stderr = Hydrant::agent_once(&path).run().failure(1);
         assert!(
             stderr.contains("redirected to another host over plain http"),
@@ -965,16 +966,10 @@ fn redirects_never_carry_credentials_to_another_host_in_clear() {
 
     // Same origin, but a second hop: refused.
     let looping = redirector(None);
-    let mut config_doc: Value = serde_json::from_str(&read(&config(
+    let path = config_at(
         &vault,
+        &looping,
         json!({"method": "token", "token_path": token_file}),
-        json!({"templates": [db_template(&vault)]}),
-    )))
-    .expect("config");
-    config_doc["vault"]["address"] = json!(looping);
-    let path = vault.file(
-        "looping.json",
-        &serde_json::to_string(&config_doc).expect("json"),
     );
     let stderr = Hydrant::agent_once(&path).run().failure(1);
     assert!(stderr.contains("redirected more than 1 time"), "{stderr}");

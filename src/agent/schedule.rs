@@ -266,10 +266,14 @@ impl Schedule {
                 .lease
                 .as_ref()
                 .is_some_and(|l| l.generation < generation);
-            if old_lease || (entry.failures > 0 && entry.next == Next::Fetch) {
+            if old_lease {
                 entry.next = Next::Fetch;
                 entry.at = now;
                 entry.failures = 0;
+            } else if entry.failures > 0 && entry.next == Next::Fetch {
+                // Its failures still count (for exit_on_retry_failure and the backoff): a path
+                // denied by policy stays denied whatever the token.
+                entry.at = now;
             }
         }
     }
@@ -389,6 +393,8 @@ impl Schedule {
         request: &Request,
         response: Response,
     ) {
+        // A response proves the token alive: the next loss is replaced at once again.
+        self.token.lost = 0;
         let born = now.checked_sub(age).unwrap_or(now);
         let threshold = self.rules.threshold;
         let jitter = self.rng.f64();

@@ -706,11 +706,14 @@ impl Sidecar<'_> {
     /// Tells the metrics endpoint when things expire.
     fn publish(&self) {
         let shown = self.engine.shown();
-        let leases = self
-            .schedule
-            .lease_ends()
-            .map(|(request, end)| (shown.path(&request.path).to_owned(), end))
-            .collect();
+        let mut leases: BTreeMap<String, Instant> = BTreeMap::new();
+        for (request, end) in self.schedule.lease_ends() {
+            // Computed paths share one label: it reports the one that ends first.
+            leases
+                .entry(shown.path(&request.path).to_owned())
+                .and_modify(|at| *at = (*at).min(end))
+                .or_insert(end);
+        }
         self.shared.set_expiries(Expiries {
             token: self.schedule.token_expires(),
             leases,

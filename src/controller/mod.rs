@@ -141,8 +141,10 @@ pub fn run(options: Options, env: &dyn crate::env::Env) -> Result<(), Error> {
         .map_err(Error::Runtime)?;
     let (stop, stopped) = watch::channel(false);
     runtime.block_on(async move {
+        // Installed before the port opens (see shutdown_signal), not when the task first runs.
+        let signal = crate::shutdown_signal();
         tokio::spawn(async move {
-            crate::shutdown_signal().await;
+            signal.await;
             info!("stopping");
             stop.send_replace(true);
         });

@@ -572,3 +572,36 @@ async fn a_lost_token_is_replaced_at_once_and_then_backed_off_while_it_keeps_hap
     schedule.token_confirmed();
     assert_eq!(schedule.token_lost(now), Duration::ZERO);
 }
+
+/// A path the policies deny stays denied whatever the token: its failures keep counting across
+/// the logins that lost tokens call for (so exit_on_retry_failure can fire, and its backoff
+/// grows), while a response with a new token proves it alive and resets the loss backoff.
+#[tokio::test(start_paused = true)]
+async fn failures_keep_counting_across_logins_and_a_response_resets_the_loss_backoff() {
+    let start = Instant::now();
+    let mut schedule = Schedule::new(rules(), 1, fastrand::Rng::with_seed(3), start);
+    schedule.logged_in(start, S(3600), true);
+    for round in 1..=4 {
+        schedule.fetch_failed(start, &kv());
+        schedule.token_lost(start);
+        schedule.logged_in(start, S(3600), true);
+        assert_eq!(schedule.fetch_failures(&kv()), round);
+    }
+    assert!(
+        schedule.token_lost(start) > Duration::ZERO,
+        "backed off by now"
+    );
+    schedule.logged_in(start, S(3600), true);
+    schedule.fetched(
+        start,
+        SystemTime::now(),
+        Duration::ZERO,
+        &db(),
+        Response::Static,
+    );
+    assert_eq!(
+        schedule.token_lost(start),
+        Duration::ZERO,
+        "proven alive, so at once"
+    );
+}

@@ -236,10 +236,18 @@ pub struct RenderArgs {
     /// json (default), yaml, properties, env or configmap.
     #[arg(long, value_name = "FMT", value_parser = |s: &str| s.parse::<crate::config::Format>())]
     pub format: Option<crate::config::Format>,
-    /// A minijinja template that sees config and snapshot (version, labels, containers) and may
-    /// call secret().
+    /// A template that sees config and snapshot (version, labels, containers) and may call
+    /// secret(): Jinja, or consul-template's language with --syntax consul-template.
     #[arg(long, value_name = "FILE")]
     pub template: Option<PathBuf>,
+    /// The template's language: jinja, or consul-template (Go templates with consul-template's
+    /// functions, as Vault Agent runs them; the snapshot is not visible to them).
+    #[arg(long, value_name = "SYNTAX", default_value = "jinja", requires = "template",
+          value_parser = parse_syntax)]
+    pub syntax: injector::agent_config::TemplateSyntax,
+    /// consul-template: the delimiters, as LEFT,RIGHT (default {{,}}).
+    #[arg(long, value_name = "LEFT,RIGHT", requires = "template", value_parser = parse_delimiters)]
+    pub delimiters: Option<(String, String)>,
     /// The ConfigMap's name (--format configmap).
     #[arg(long, value_name = "N")]
     pub name: Option<String>,
@@ -261,6 +269,24 @@ pub struct RenderArgs {
     /// Take Vault's address, TLS settings and login from this agent config.
     #[arg(long, value_name = "FILE")]
     pub agent_config: Option<PathBuf>,
+}
+
+fn parse_syntax(text: &str) -> Result<injector::agent_config::TemplateSyntax, String> {
+    use injector::agent_config::TemplateSyntax;
+    match text {
+        "jinja" => Ok(TemplateSyntax::Jinja),
+        "consul-template" => Ok(TemplateSyntax::ConsulTemplate),
+        _ => Err("use jinja or consul-template".to_owned()),
+    }
+}
+
+fn parse_delimiters(text: &str) -> Result<(String, String), String> {
+    match text.split_once(',') {
+        Some((left, right)) if !left.is_empty() && !right.is_empty() => {
+            Ok((left.to_owned(), right.to_owned()))
+        }
+        _ => Err("give both delimiters, as in '[[,]]'".to_owned()),
+    }
 }
 
 /// `hydrant inject`.

@@ -61,6 +61,8 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
                 schema: args.schema,
                 format: args.format,
                 template: args.template,
+                syntax: args.syntax,
+                delimiters: args.delimiters,
                 name: args.name,
                 namespace: args.namespace,
                 out: args.out,

@@ -370,12 +370,12 @@ impl AuthConfig {
 }
 
 /// A template rendered into a file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateConfig {
     /// Names the template in errors, logs and metrics.
     pub name: String,
-    /// The template text (minijinja). Exactly one of `contents` and `source`.
+    /// The template text, in `syntax`. Exactly one of `contents` and `source`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contents: Option<String>,
     /// A file holding the template text.
@@ -392,6 +392,38 @@ pub struct TemplateConfig {
     /// How long the command may run (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_timeout: Option<Duration>,
+    /// The template language (default `jinja`).
+    #[serde(default, skip_serializing_if = "TemplateSyntax::is_default")]
+    pub syntax: TemplateSyntax,
+    /// consul-template: the left delimiter (default `{{`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_delimiter: Option<String>,
+    /// consul-template: the right delimiter (default `}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub right_delimiter: Option<String>,
+    /// consul-template: whether a missing map key fails the render (default false: it renders
+    /// `<no value>`, as Vault Agent does, and the agent warns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_on_missing_key: Option<bool>,
+}
+
+/// The language of a template.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TemplateSyntax {
+    /// Jinja, as minijinja runs it: hydrant's own templates.
+    #[default]
+    #[serde(rename = "jinja")]
+    Jinja,
+    /// consul-template's: Go's text/template with consul-template's functions, as Vault Agent
+    /// and vault-k8s run them.
+    #[serde(rename = "consul-template")]
+    ConsulTemplate,
+}
+
+impl TemplateSyntax {
+    fn is_default(&self) -> bool {
+        *self == TemplateSyntax::Jinja
+    }
 }
 
 /// How the `secrets` shorthand writes a secret's data.
@@ -964,6 +996,33 @@ impl AgentConfig {
                 }
                 _ => {}
             }
+            match t.syntax {
+                TemplateSyntax::ConsulTemplate => {
+                    let (left, right) = (
+                        t.left_delimiter.as_deref().unwrap_or(""),
+                        t.right_delimiter.as_deref().unwrap_or(""),
+                    );
+                    if let Some(contents) = &t.contents
+                        && let Err(problem) = crate::consul_template::check(contents, left, right)
+                    {
+                        issues.push(format!("{key}.contents"), problem.to_string());
+                    }
+                }
+                TemplateSyntax::Jinja => {
+                    for (field, set) in [
+                        ("left_delimiter", t.left_delimiter.is_some()),
+                        ("right_delimiter", t.right_delimiter.is_some()),
+                        ("error_on_missing_key", t.error_on_missing_key.is_some()),
+                    ] {
+                        if set {
+                            issues.push(
+                                format!("{key}.{field}"),
+                                "applies to consul-template templates only; set syntax: consul-template or remove it",
+                            );
+                        }
+                    }
+                }
+            }
         }
         for (i, s) in self.secrets.iter().enumerate() {
             let key = format!("secrets[{i}]");
@@ -1183,6 +1242,7 @@ mod tests {
             perms: None,
             command: None,
             command_timeout: None,
+            ..TemplateConfig::default()
         });
         let issues = config.validate().expect_err("invalid").0;
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();

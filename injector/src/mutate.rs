@@ -716,6 +716,7 @@ fn agent_config(
                 perms: output.perms,
                 command: output.command.clone(),
                 command_timeout: None,
+                ..TemplateConfig::default()
             }),
             OutputSource::Secret { path, format } => secrets.push(SecretFileConfig {
                 name: output.name.clone(),

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use injector::AgentConfig;
-use serde_json::Value as Json;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -373,7 +372,7 @@ fn compile(config: &AgentConfig, env: Arc<dyn Env>) -> Result<(Engine, Vec<Sourc
             // Refused by validation.
             (None, None) => String::new(),
         };
-        sources.push((t.name.clone(), Source::Template(text)));
+        sources.push((t.name.clone(), Source::of_template(t, text)));
     }
     let mut engine =
         Engine::new(sources, env, config.vault.max_concurrent_requests()).map_err(Error::Syntax)?;
@@ -426,18 +425,16 @@ impl<'a> VaultFetch<'a> {
 }
 
 impl Fetch for VaultFetch<'_> {
-    async fn fetch(&self, request: &Request) -> Result<Json, vault::Error> {
-        let params = request.params();
+    async fn fetch(&self, request: &Request) -> Result<vault::Secret, vault::Error> {
         let client = self.client;
-        let path = request.path.as_str();
-        let shown = self.shown.path(path);
-        let what = match params {
-            None => format!("reading {shown}"),
-            Some(_) => format!("writing {shown}"),
+        let shown = self.shown.path(&request.path);
+        let what = if request.is_write() {
+            format!("writing {shown}")
+        } else {
+            format!("reading {shown}")
         };
-        let result = vault::retry::until(self.deadline, &what, async || match &params {
-            None => client.read(path).await,
-            Some(params) => client.write(path, params).await,
+        let result = vault::retry::until(self.deadline, &what, async || {
+            request.send(client, true).await
         })
         .await;
         let record = Fetched {
@@ -452,7 +449,7 @@ impl Fetch for VaultFetch<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(record);
-        result.map(|secret| secret.data)
+        result
     }
 }
 

@@ -332,10 +332,8 @@ impl Sidecar<'_> {
 
     /// Fetches a request again; a different response re-renders what read it, and what failed.
     async fn refetch(&mut self, request: Request) {
-        let result = match request.params() {
-            None => self.client.read(&request.path).await,
-            Some(params) => self.client.write(&request.path, &params).await,
-        };
+        // A certificate is issued anew: the one in the file is what is being replaced.
+        let result = request.send(&self.client, false).await;
         let now = Instant::now();
         match result {
             Ok(secret) => {
@@ -417,10 +415,10 @@ impl Sidecar<'_> {
     /// Keeps a response: in the engine's cache, for change detection, and on the schedule.
     fn remember(&mut self, now: Instant, request: &Request, secret: vault::Secret) {
         let wall = SystemTime::now();
-        let response = response_of(request, &secret.data, secret.lease);
+        let response = response_of(request, &secret.data, secret.lease.clone());
         self.schedule
             .fetched(now, wall, Duration::ZERO, request, response);
-        self.engine.store(request.clone(), &secret.data);
+        self.engine.store_secret(request.clone(), secret.clone());
         self.stored.insert(
             request.clone(),
             Stored {

@@ -32,6 +32,10 @@ pub struct Options {
     pub format: Option<Format>,
     /// A template file, instead of a format.
     pub template: Option<PathBuf>,
+    /// The template's language.
+    pub syntax: injector::agent_config::TemplateSyntax,
+    /// consul-template's delimiters.
+    pub delimiters: Option<(String, String)>,
     /// The ConfigMap's name.
     pub name: Option<String>,
     /// The ConfigMap's namespace.
@@ -172,8 +176,20 @@ fn render_template(
         || "template".to_owned(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let mut engine = Engine::new(vec![(name, Source::Template(text))], env.clone(), 10)
-        .map_err(Error::Template)?;
+    let (left, right) = options.delimiters.clone().unwrap_or_default();
+    let config = injector::agent_config::TemplateConfig {
+        syntax: options.syntax,
+        left_delimiter: Some(left),
+        right_delimiter: Some(right),
+        destination: options.out.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut source = Source::of_template(&config, text);
+    if let Source::ConsulTemplate { options, .. } = &mut source {
+        // pkiCert issues a certificate each time: --out is written after the render.
+        options.destination = None;
+    }
+    let mut engine = Engine::new(vec![(name, source)], env.clone(), 10).map_err(Error::Template)?;
     for (name, value) in config::template_globals(&Arc::new(snapshot.clone())) {
         engine.set_global(name, value);
     }
@@ -219,15 +235,20 @@ enum Secrets {
 }
 
 impl Fetch for Secrets {
-    async fn fetch(&self, request: &Request) -> Result<Json, vault::Error> {
+    async fn fetch(&self, request: &Request) -> Result<vault::Secret, vault::Error> {
         match self {
             Secrets::File(map, file) => {
-                map.get(&request.path)
-                    .cloned()
-                    .ok_or_else(|| vault::Error::NotInFile {
-                        path: request.path.clone(),
-                        file: file.clone(),
-                    })
+                let data =
+                    map.get(&request.path)
+                        .cloned()
+                        .ok_or_else(|| vault::Error::NotInFile {
+                            path: request.path.clone(),
+                            file: file.clone(),
+                        })?;
+                Ok(vault::Secret {
+                    data,
+                    ..vault::Secret::default()
+                })
             }
             Secrets::Vault(source) => source.fetch(request).await,
         }
@@ -268,12 +289,8 @@ impl VaultSource {
             .await
     }
 
-    async fn fetch(&self, request: &Request) -> Result<Json, vault::Error> {
+    async fn fetch(&self, request: &Request) -> Result<vault::Secret, vault::Error> {
         let client = self.client().await?;
-        let secret = match request.params() {
-            None => client.read(&request.path).await?,
-            Some(params) => client.write(&request.path, &params).await?,
-        };
-        Ok(secret.data)
+        request.send(client, true).await
     }
 }

@@ -116,11 +116,11 @@ fn secret(lookups: &Mutex<Lookups>, path: &str, params: &Kwargs) -> Result<Value
     };
     lookups.touched.insert(request.clone());
     match lookups.fetched.get(&request) {
-        Some(Ok(data)) if data.is_none() => Err(Error::new(
+        Some(Ok(response)) if response.secret().data.is_null() => Err(Error::new(
             ErrorKind::InvalidOperation,
             "secret(): vault returned no data",
         )),
-        Some(Ok(data)) => Ok(data.clone()),
+        Some(Ok(response)) => Ok(response.jinja().clone()),
         Some(Err(failure)) => Err(
             Error::new(ErrorKind::InvalidOperation, "vault request failed")
                 .with_source(VaultFailure(failure.clone())),

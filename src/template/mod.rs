@@ -22,23 +22,28 @@
 //! on a string is capped by minijinja itself at 100 MB). Only the output is bounded here; the
 //! container's memory limit is the bound on the rest.
 
+mod consul;
 pub(crate) mod formats;
 mod functions;
+pub(crate) mod pki;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use injector::agent_config::{DEFAULT_MAX_FILE_BYTES, DEFAULT_RENDER_STEPS, SecretFormat};
+use injector::agent_config::{
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_RENDER_STEPS, SecretFormat, TemplateConfig, TemplateSyntax,
+};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde_json::{Map, Value as Json};
 
 use crate::env::Env;
 use crate::vault;
 
+pub use self::consul::Options as ConsulOptions;
 pub use self::formats::format_secret;
 
 /// Attempts at one output after which a render gives up. An output is attempted again only when
@@ -64,30 +69,97 @@ impl Default for Limits {
     }
 }
 
-/// One Vault request a template made: a read, or a write with parameters. Its `Debug` hides the
-/// parameters: they can be secrets.
+/// One Vault request a template made: a read, a write with parameters, a list, or a
+/// certificate. Its `Debug` hides the parameters: they can be secrets.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Request {
     /// The Vault path, without surrounding slashes.
     pub path: String,
-    /// For a write, the parameters as canonical JSON (sorted keys); `None` for a read.
+    kind: Kind,
+    /// For a write or a certificate, the parameters as canonical JSON (sorted keys).
     params: Option<String>,
+    /// A read's query string (`version=2`), as the template gave it.
+    query: Option<String>,
+    /// A certificate's destination file, whose certificate is used while it is good.
+    destination: Option<PathBuf>,
+}
+
+/// What a [`Request`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `GET` the path as it is.
+    Read,
+    /// consul-template's read of a path that does not say `data/`: if the path is on a KV v2
+    /// mount, `data/` is put after the mount (`secret/app` reads `secret/data/app`).
+    ReadKv,
+    /// `POST` the parameters.
+    Write,
+    /// `LIST` the keys under the path (on a KV v2 mount, under `metadata/`).
+    List,
+    /// consul-template's `pkiCert`: the certificate in the destination file while it is good,
+    /// otherwise a new one issued by writing the parameters.
+    Certificate,
 }
 
 impl Request {
-    /// A read of `path`.
-    pub fn read(path: &str) -> Request {
+    fn new(path: &str, kind: Kind) -> Request {
         Request {
             path: path.trim_matches('/').to_owned(),
+            kind,
             params: None,
+            query: None,
+            destination: None,
         }
+    }
+
+    /// A read of `path`.
+    pub fn read(path: &str) -> Request {
+        Request::new(path, Kind::Read)
     }
 
     /// A write of `params` to `path`.
     pub fn write(path: &str, params: &BTreeMap<String, Json>) -> Request {
         Request {
-            path: path.trim_matches('/').to_owned(),
             params: Some(serde_json::to_string(params).unwrap_or_default()),
+            ..Request::new(path, Kind::Write)
+        }
+    }
+
+    /// consul-template's `secret` read: `path` may carry a query (`?version=2`), and a path
+    /// whose second segment is not `data`, `metadata` or `subkeys` may be on a KV v2 mount,
+    /// which Vault is asked when the request is sent.
+    pub fn read_consul(path: &str) -> Request {
+        let (path, query) = match path.trim().split_once('?') {
+            Some((path, query)) => (path, Some(query.to_owned()).filter(|q| !q.is_empty())),
+            None => (path.trim(), None),
+        };
+        let path = path.trim_matches('/');
+        let kind = match path.split('/').nth(1) {
+            Some("data" | "metadata" | "subkeys") => Kind::Read,
+            _ => Kind::ReadKv,
+        };
+        Request {
+            query,
+            ..Request::new(path, kind)
+        }
+    }
+
+    /// consul-template's `secrets`: the keys under `path`.
+    pub fn list(path: &str) -> Request {
+        Request::new(path, Kind::List)
+    }
+
+    /// consul-template's `pkiCert`: a certificate from `path` (`pki/issue/<role>`) with
+    /// `params`, kept in `destination`.
+    pub fn certificate(
+        path: &str,
+        params: &BTreeMap<String, Json>,
+        destination: Option<&Path>,
+    ) -> Request {
+        Request {
+            params: Some(serde_json::to_string(params).unwrap_or_default()),
+            destination: destination.map(Path::to_owned),
+            ..Request::new(path, Kind::Certificate)
         }
     }
 
@@ -103,31 +175,143 @@ impl Request {
         }
     }
 
-    /// Whether this request writes (has parameters).
-    pub fn is_write(&self) -> bool {
-        self.params.is_some()
+    /// What the request does.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
-    /// The parameters of a write.
+    /// A read's query string.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// Whether this request writes: sending it twice may give two different answers (a write,
+    /// a certificate).
+    pub fn is_write(&self) -> bool {
+        matches!(self.kind, Kind::Write | Kind::Certificate)
+    }
+
+    /// The parameters of a write or a certificate.
     pub fn params(&self) -> Option<Map<String, Json>> {
         self.params
             .as_deref()
             .map(|p| serde_json::from_str(p).unwrap_or_default())
     }
 
-    /// Whether sending this request can change nothing in Vault: a KV v2 read. Reads elsewhere
-    /// may create leases (`database/creds/...`).
+    /// Whether sending this request can change nothing in Vault: a KV v2 read, or a list.
+    /// Reads elsewhere may create leases (`database/creds/...`).
     pub fn is_side_effect_free(&self) -> bool {
-        self.params.is_none() && self.path.split('/').nth(1) == Some("data")
+        match self.kind {
+            Kind::Read => self.path.split('/').nth(1) == Some("data"),
+            Kind::List => true,
+            Kind::ReadKv | Kind::Write | Kind::Certificate => false,
+        }
     }
+
+    /// Sends the request. A certificate is taken from its destination file when `reuse` is
+    /// set and the file holds one that is good for a while yet (consul-template's `pkiCert`:
+    /// an init container and its sidecar share one certificate); otherwise one is issued.
+    pub async fn send(
+        &self,
+        client: &vault::Client,
+        reuse: bool,
+    ) -> Result<vault::Secret, vault::Error> {
+        let path = self.path.as_str();
+        match self.kind {
+            Kind::Read => client.read_with_query(path, self.query()).await,
+            Kind::ReadKv => {
+                let path = match client.mount_of(path).await {
+                    Ok(Some(mount)) if mount.kv_v2 => kv_v2_data_path(path, &mount.path),
+                    // consul-template reads the path as it is when the lookup fails.
+                    _ => path.to_owned(),
+                };
+                let secret = client.read_with_query(&path, self.query()).await?;
+                deleted_kv_v2(&secret, &path)?;
+                Ok(secret)
+            }
+            Kind::Write => client.write(path, &self.params().unwrap_or_default()).await,
+            Kind::List => {
+                let path = match path.split('/').nth(1) {
+                    Some("metadata") => path.to_owned(),
+                    _ => match client.mount_of(path).await {
+                        Ok(Some(mount)) if mount.kv_v2 => kv_v2_list_path(path, &mount.path),
+                        _ => path.to_owned(),
+                    },
+                };
+                client.list_response(&path).await
+            }
+            Kind::Certificate => {
+                if reuse
+                    && let Some(destination) = &self.destination
+                    && let Some(secret) = pki::reusable(destination)
+                {
+                    return Ok(secret);
+                }
+                client.write(path, &self.params().unwrap_or_default()).await
+            }
+        }
+    }
+}
+
+/// The path consul-template reads for `path` on the KV v2 mount `mount` (`shimKVv2Path`).
+fn kv_v2_data_path(path: &str, mount: &str) -> String {
+    let mount = mount.trim_end_matches('/');
+    if path == mount {
+        return format!("{mount}/data");
+    }
+    let rest = path
+        .strip_prefix(mount)
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    if ["data/", "metadata/", "subkeys/"]
+        .iter()
+        .any(|p| rest.starts_with(p))
+    {
+        return path.to_owned();
+    }
+    format!("{mount}/data/{rest}")
+}
+
+/// The path consul-template lists for `path` on the KV v2 mount `mount` (`shimKvV2ListPath`).
+fn kv_v2_list_path(path: &str, mount: &str) -> String {
+    let mount = mount.trim_end_matches('/');
+    let rest = path
+        .strip_prefix(mount)
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    if rest.is_empty() {
+        format!("{mount}/metadata")
+    } else {
+        format!("{mount}/metadata/{rest}")
+    }
+}
+
+/// consul-template treats a KV v2 version whose deletion time has passed as absent.
+fn deleted_kv_v2(secret: &vault::Secret, path: &str) -> Result<(), vault::Error> {
+    let deleted = secret
+        .data
+        .get("metadata")
+        .and_then(|m| m.get("deletion_time"))
+        .and_then(Json::as_str)
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .is_some_and(|t| t <= std::time::SystemTime::now());
+    if deleted || secret.data.is_null() {
+        return Err(vault::Error::NotFound {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Request");
-        d.field("path", &self.path);
+        d.field("path", &self.path).field("kind", &self.kind);
         if self.params.is_some() {
             d.field("params", &"<redacted>");
+        }
+        if let Some(query) = &self.query {
+            d.field("query", query);
         }
         d.finish()
     }
@@ -135,8 +319,46 @@ impl fmt::Debug for Request {
 
 /// Where a render gets its secrets: Vault, or a file in CI.
 pub trait Fetch {
-    /// Performs one request and returns the response's `data`.
-    fn fetch(&self, request: &Request) -> impl Future<Output = Result<Json, vault::Error>>;
+    /// Performs one request and returns the response.
+    fn fetch(&self, request: &Request)
+    -> impl Future<Output = Result<vault::Secret, vault::Error>>;
+}
+
+/// A response as templates see it: fetched once, turned into each template language's values
+/// the first time one asks.
+pub(crate) struct Response {
+    secret: vault::Secret,
+    jinja: OnceLock<minijinja::Value>,
+    consul: OnceLock<gotmpl::Value>,
+}
+
+impl Response {
+    fn new(secret: vault::Secret) -> Arc<Response> {
+        Arc::new(Response {
+            secret,
+            jinja: OnceLock::new(),
+            consul: OnceLock::new(),
+        })
+    }
+
+    /// The response.
+    pub(crate) fn secret(&self) -> &vault::Secret {
+        &self.secret
+    }
+
+    /// Its `data`, as minijinja sees it.
+    pub(crate) fn jinja(&self) -> &minijinja::Value {
+        self.jinja
+            .get_or_init(|| minijinja::Value::from(minijinja::value::Serde(&self.secret.data)))
+    }
+
+    /// The value consul-template's functions return for it, made by `make` once.
+    pub(crate) fn consul(
+        &self,
+        make: impl FnOnce(&vault::Secret) -> gotmpl::Value,
+    ) -> &gotmpl::Value {
+        self.consul.get_or_init(|| make(&self.secret))
+    }
 }
 
 /// What to render into one file.
@@ -144,6 +366,13 @@ pub trait Fetch {
 pub enum Source {
     /// A minijinja template.
     Template(String),
+    /// A consul-template template (Go's text/template with consul-template's functions).
+    ConsulTemplate {
+        /// The template text.
+        text: String,
+        /// Its delimiters, missing-key rule and destination.
+        options: ConsulOptions,
+    },
     /// The `secrets` shorthand: one path, one format.
     Secret {
         /// The Vault path.
@@ -151,6 +380,24 @@ pub enum Source {
         /// How to write its data.
         format: SecretFormat,
     },
+}
+
+impl Source {
+    /// What a configured template renders from, given its text.
+    pub fn of_template(template: &TemplateConfig, text: String) -> Source {
+        match template.syntax {
+            TemplateSyntax::Jinja => Source::Template(text),
+            TemplateSyntax::ConsulTemplate => Source::ConsulTemplate {
+                text,
+                options: ConsulOptions {
+                    left_delimiter: template.left_delimiter.clone().unwrap_or_default(),
+                    right_delimiter: template.right_delimiter.clone().unwrap_or_default(),
+                    error_on_missing_key: template.error_on_missing_key.unwrap_or(false),
+                    destination: Some(template.destination.clone()),
+                },
+            },
+        }
+    }
 }
 
 /// Rendered file contents. Holds secrets: its `Debug` shows only the length.
@@ -299,7 +546,7 @@ fn at(line: Option<usize>, column: Option<usize>) -> String {
 struct Lookups {
     /// Requests fetched, with their data or failure: for one render (`render_all`), or kept
     /// between renders by a sidecar (`render_some`).
-    fetched: HashMap<Request, Result<minijinja::Value, Arc<vault::Error>>>,
+    fetched: HashMap<Request, Result<Arc<Response>, Arc<vault::Error>>>,
     /// Requests the attempt asked for that are not fetched yet.
     missing: BTreeSet<Request>,
     /// Every request the attempt asked for, fetched or not.
@@ -312,6 +559,10 @@ struct Lookups {
     file_limit: Option<u64>,
     /// How many times the template being rendered got a placeholder.
     placeholders: usize,
+    /// The Vault failure behind a consul-template function's error, in the attempt that met it.
+    failure: Option<Arc<vault::Error>>,
+    /// consul-template's `scratch`, for the template being rendered.
+    scratch: BTreeMap<String, gotmpl::Value>,
 }
 
 /// Where a render stands: what each output waits for, and what is still to be fetched.
@@ -333,6 +584,10 @@ pub struct Dependencies {
     pub requests: BTreeSet<Request>,
     /// Files read with `file()`.
     pub files: BTreeSet<PathBuf>,
+    /// A key a consul-template template looked up that does not exist: it rendered
+    /// `<no value>`, as Vault Agent renders it, and the agent warns. The key is the template's
+    /// own text (a field name), never a value.
+    pub missing_key: Option<String>,
 }
 
 /// What logs and errors show in place of a Vault path no template spells: a path built while
@@ -366,6 +621,10 @@ impl Shown {
 pub struct Engine {
     /// Shared with the thread an attempt runs on.
     env: Arc<Environment<'static>>,
+    /// The consul-template templates, by output (`None` for other outputs).
+    consul: Vec<Option<Arc<consul::Compiled>>>,
+    /// The process environment, for consul-template's `env`.
+    process_env: Arc<dyn Env>,
     limits: Limits,
     outputs: Vec<(String, Source)>,
     lookups: Arc<Mutex<Lookups>>,
@@ -391,7 +650,7 @@ impl Engine {
             .outputs
             .iter()
             .map(|(_, source)| match source {
-                Source::Template(text) => text.clone(),
+                Source::Template(text) | Source::ConsulTemplate { text, .. } => text.clone(),
                 Source::Secret { path, .. } => path.clone(),
             })
             .collect();
@@ -420,14 +679,26 @@ impl Engine {
         // but minijinja errors are never displayed as they are: see `render_error`.
         jinja.set_debug(true);
         jinja.set_fuel(Some(Limits::default().render_steps));
-        functions::register(&mut jinja, lookups.clone(), env);
+        functions::register(&mut jinja, lookups.clone(), env.clone());
         let mut errors = Vec::new();
+        let mut consul = Vec::with_capacity(outputs.len());
         for (name, source) in &outputs {
-            if let Source::Template(text) = source
-                && let Err(e) = jinja.add_template_owned(name.clone(), text.clone())
-            {
-                errors.push(template_error(name, text, &e));
+            let mut compiled = None;
+            match source {
+                Source::Template(text) => {
+                    if let Err(e) = jinja.add_template_owned(name.clone(), text.clone()) {
+                        errors.push(template_error(name, text, &e));
+                    }
+                }
+                Source::ConsulTemplate { text, options } => {
+                    match consul::compile(name, text, options, Limits::default(), &lookups, &env) {
+                        Ok(c) => compiled = Some(Arc::new(c)),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                Source::Secret { .. } => {}
             }
+            consul.push(compiled);
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -435,6 +706,8 @@ impl Engine {
         let dependencies = Mutex::new(vec![Dependencies::default(); outputs.len()]);
         Ok(Engine {
             env: Arc::new(jinja),
+            consul,
+            process_env: env,
             limits: Limits::default(),
             outputs,
             lookups,
@@ -454,6 +727,15 @@ impl Engine {
         Arc::make_mut(&mut self.env).set_fuel(Some(limits.render_steps));
         self.lock().file_limit = Some(limits.file_bytes);
         self.limits = limits;
+        for i in 0..self.outputs.len() {
+            if let (name, Source::ConsulTemplate { text, options }) = &self.outputs[i]
+                // It compiled with the defaults; the limits do not change what parses.
+                && let Ok(compiled) =
+                    consul::compile(name, text, options, limits, &self.lookups, &self.process_env)
+            {
+                self.consul[i] = Some(Arc::new(compiled));
+            }
+        }
     }
 
     /// Replaces output `i`'s template with `text` (its source file changed). On a syntax error
@@ -462,13 +744,30 @@ impl Engine {
         let Some((name, source)) = self.outputs.get_mut(i) else {
             return Ok(());
         };
-        if !matches!(source, Source::Template(_)) {
-            return Ok(());
+        match source {
+            Source::Template(current) => {
+                Arc::make_mut(&mut self.env)
+                    .add_template_owned(name.clone(), text.to_owned())
+                    .map_err(|e| template_error(name, text, &e))?;
+                *current = text.to_owned();
+            }
+            Source::ConsulTemplate {
+                text: current,
+                options,
+            } => {
+                let compiled = consul::compile(
+                    name,
+                    text,
+                    options,
+                    self.limits,
+                    &self.lookups,
+                    &self.process_env,
+                )?;
+                self.consul[i] = Some(Arc::new(compiled));
+                *current = text.to_owned();
+            }
+            Source::Secret { .. } => {}
         }
-        Arc::make_mut(&mut self.env)
-            .add_template_owned(name.clone(), text.to_owned())
-            .map_err(|e| template_error(name, text, &e))?;
-        *source = Source::Template(text.to_owned());
         Ok(())
     }
 
@@ -515,8 +814,18 @@ impl Engine {
 
     /// Puts a request's data in the cache a sidecar keeps between renders.
     pub fn store(&self, request: Request, data: &Json) {
-        let value = minijinja::Value::from(minijinja::value::Serde(data));
-        self.lock().fetched.insert(request, Ok(value));
+        let secret = vault::Secret {
+            data: data.clone(),
+            ..vault::Secret::default()
+        };
+        self.store_secret(request, secret);
+    }
+
+    /// Puts a response in the cache a sidecar keeps between renders.
+    pub fn store_secret(&self, request: Request, secret: vault::Secret) {
+        self.lock()
+            .fetched
+            .insert(request, Ok(Response::new(secret)));
     }
 
     /// Drops a request from the cache: the next render that needs it fetches it again.
@@ -595,9 +904,7 @@ impl Engine {
             let Some((request, result)) = in_flight.next().await else {
                 break;
             };
-            let value = result
-                .map(|data| minijinja::Value::from(minijinja::value::Serde(&data)))
-                .map_err(Arc::new);
+            let value = result.map(Response::new).map_err(Arc::new);
             self.lock().fetched.insert(request.clone(), value);
             for i in 0..self.outputs.len() {
                 if state.waiting[i]
@@ -636,9 +943,11 @@ impl Engine {
             lookups.missing.clear();
             lookups.touched.clear();
             lookups.files.clear();
+            lookups.scratch.clear();
+            lookups.failure = None;
         }
-        match self.try_render(name, source).await {
-            Some(result) => {
+        match self.try_render(i, name, source).await {
+            Some((result, missing_key)) => {
                 state.waiting[i] = None;
                 let (requests, files) = {
                     let mut lookups = self.lock();
@@ -653,7 +962,11 @@ impl Engine {
                     .unwrap_or_else(|p| p.into_inner())
                     .get_mut(i)
                 {
-                    *deps = Dependencies { requests, files };
+                    *deps = Dependencies {
+                        requests,
+                        files,
+                        missing_key,
+                    };
                 }
                 done(i, result);
             }
@@ -675,20 +988,85 @@ impl Engine {
         }
     }
 
-    /// Renders one output with what is fetched so far; `None` when it needs more.
-    async fn try_render(&self, name: &str, source: &Source) -> Option<Result<Rendered, Error>> {
+    /// Renders one output with what is fetched so far, with the key a consul-template template
+    /// found missing; `None` when it needs more.
+    async fn try_render(
+        &self,
+        i: usize,
+        name: &str,
+        source: &Source,
+    ) -> Option<(Result<Rendered, Error>, Option<String>)> {
         match source {
+            Source::ConsulTemplate { text, .. } => {
+                let compiled = self.consul.get(i).cloned().flatten()?;
+                self.lock().placeholders = 0;
+                let outcome = tokio::task::spawn_blocking(move || compiled.render()).await;
+                let failure = {
+                    let mut lookups = self.lock();
+                    if lookups.placeholders > 0 {
+                        return None;
+                    }
+                    lookups.failure.take()
+                };
+                let template = name.to_owned();
+                let (result, missing_key) = match outcome {
+                    Ok(Ok(rendered)) => (Ok(Rendered(rendered.text)), rendered.missing_key),
+                    Ok(Err(consul::Failure::TooLarge)) => (
+                        Err(Error::TooLarge {
+                            template,
+                            limit: self.limits.file_bytes,
+                        }),
+                        None,
+                    ),
+                    Ok(Err(consul::Failure::OutOfSteps)) => (
+                        Err(Error::OutOfSteps {
+                            template,
+                            steps: self.limits.render_steps,
+                        }),
+                        None,
+                    ),
+                    Ok(Err(consul::Failure::Failed(e))) => {
+                        (Err(consul_error(name, text, &e, failure)), None)
+                    }
+                    Err(_) => (
+                        Err(Error::Render {
+                            template,
+                            line: None,
+                            column: None,
+                            message: "the render stopped unexpectedly".to_owned(),
+                        }),
+                        None,
+                    ),
+                };
+                Some((result, missing_key))
+            }
+            other => self.try_render_jinja(name, other).await.map(|r| (r, None)),
+        }
+    }
+
+    /// Renders a Jinja template or a `secrets` shorthand with what is fetched so far; `None`
+    /// when it needs more.
+    async fn try_render_jinja(
+        &self,
+        name: &str,
+        source: &Source,
+    ) -> Option<Result<Rendered, Error>> {
+        match source {
+            Source::ConsulTemplate { .. } => None,
             Source::Secret { path, format } => {
                 let request = Request::read(path);
                 let mut lookups = self.lock();
                 lookups.touched.insert(request.clone());
                 match lookups.fetched.get(&request) {
-                    Some(Ok(data)) if data.is_none() => Some(Err(Error::Format {
-                        name: name.to_owned(),
-                        message: format!("vault returned no data for {path}"),
-                    })),
-                    Some(Ok(data)) => Some(
-                        format_secret(name, data, *format).and_then(|r| self.within_limit(name, r)),
+                    Some(Ok(response)) if response.secret().data.is_null() => {
+                        Some(Err(Error::Format {
+                            name: name.to_owned(),
+                            message: format!("vault returned no data for {path}"),
+                        }))
+                    }
+                    Some(Ok(response)) => Some(
+                        format_secret(name, response.jinja(), *format)
+                            .and_then(|r| self.within_limit(name, r)),
                     ),
                     Some(Err(e)) => Some(Err(Error::Vault {
                         template: name.to_owned(),
@@ -790,10 +1168,10 @@ fn render_bounded(env: &Environment<'static>, name: &str, limit: u64) -> Result<
 }
 
 /// Collects output up to a limit; a write past it fails, which ends the render.
-struct LimitedWriter {
-    buffer: Vec<u8>,
-    limit: usize,
-    exceeded: bool,
+pub(crate) struct LimitedWriter {
+    pub(crate) buffer: Vec<u8>,
+    pub(crate) limit: usize,
+    pub(crate) exceeded: bool,
 }
 
 impl std::io::Write for LimitedWriter {
@@ -874,6 +1252,48 @@ fn template_error(name: &str, text: &str, e: &minijinja::Error) -> Error {
                 message,
             }
         }
+    }
+}
+
+/// Turns a consul-template template's failure into ours: a Vault failure as the request's,
+/// with the path shown only when the template spells it.
+fn consul_error(
+    name: &str,
+    text: &str,
+    e: &gotmpl::TemplateError,
+    failure: Option<Arc<vault::Error>>,
+) -> Error {
+    let template = name.to_owned();
+    if let Some(error) = failure {
+        let path = match error.as_ref() {
+            vault::Error::NotFound { path } => Some(path.as_str()),
+            _ => None,
+        };
+        if path.is_none_or(|p| text.contains(p)) {
+            return Error::Vault { template, error };
+        }
+        return Error::VaultComputed {
+            template,
+            line: None,
+            column: None,
+            expression: "a secret function".to_owned(),
+            error,
+        };
+    }
+    match e {
+        gotmpl::TemplateError::MissingKey { key } => Error::KeyMissing {
+            template,
+            line: None,
+            column: None,
+            key: key.clone(),
+            expression: format!(".{key}"),
+        },
+        other => Error::Render {
+            template,
+            line: None,
+            column: None,
+            message: consul::message(other),
+        },
     }
 }
 

@@ -33,14 +33,19 @@ impl Memory {
 }
 
 impl Fetch for Memory {
-    async fn fetch(&self, request: &Request) -> Result<Json, vault::Error> {
+    async fn fetch(&self, request: &Request) -> Result<vault::Secret, vault::Error> {
         self.requests.lock().expect("lock").push(request.clone());
-        self.secrets
+        let data = self
+            .secrets
             .get(request)
             .cloned()
             .ok_or_else(|| vault::Error::NotFound {
                 path: request.path.clone(),
-            })
+            })?;
+        Ok(vault::Secret {
+            data,
+            ..vault::Secret::default()
+        })
     }
 }
 
@@ -426,7 +431,7 @@ fn request_debug_output_hides_parameters() {
 struct Slow(Memory, HashMap<String, u64>);
 
 impl Fetch for Slow {
-    async fn fetch(&self, request: &Request) -> Result<Json, vault::Error> {
+    async fn fetch(&self, request: &Request) -> Result<vault::Secret, vault::Error> {
         let ms = self.1.get(&request.path).copied().unwrap_or(0);
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         self.0.fetch(request).await

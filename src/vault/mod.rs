@@ -60,14 +60,27 @@ pub struct Lease {
 }
 
 /// A response to a read or write: its `data`, and its lease when it has one.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Secret {
+    /// Vault's ID of the request (not a secret; consul-template templates can show it).
+    pub request_id: String,
     /// The response's `data`; `Null` when the response had none.
     pub data: Value,
     /// The lease, when Vault returned a lease ID or duration.
     pub lease: Option<Lease>,
     /// The `auth` section's lifetime, for token operations (renew-self).
     pub auth: Option<AuthLease>,
+    /// Vault's warnings about the request.
+    pub warnings: Vec<String>,
+}
+
+/// What Vault says of the mount a path is on (`sys/internal/ui/mounts/<path>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The mount's path, with its trailing slash (`secret/`).
+    pub path: String,
+    /// Whether it is a KV secrets engine at version 2.
+    pub kv_v2: bool,
 }
 
 /// The lifetime Vault gives a token in an `auth` section.
@@ -82,9 +95,11 @@ pub struct AuthLease {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Secret")
+            .field("request_id", &self.request_id)
             .field("data", &"<redacted>")
             .field("lease", &self.lease)
             .field("auth", &self.auth)
+            .field("warnings", &self.warnings.len())
             .finish()
     }
 }
@@ -219,6 +234,51 @@ impl Client {
         self.send(RawRequest::get(path)).await
     }
 
+    /// Reads a path with a query string (`version=2` for an older KV v2 version).
+    pub async fn read_with_query(&self, path: &str, query: Option<&str>) -> Result<Secret, Error> {
+        let mut request = RawRequest::get(path);
+        request.query = query.filter(|q| !q.is_empty()).map(str::to_owned);
+        self.send(request).await
+    }
+
+    /// The mount `path` is on, as `sys/internal/ui/mounts/<path>` tells it (the default policy
+    /// allows it for paths the token may use); `None` when Vault knows no mount there.
+    pub async fn mount_of(&self, path: &str) -> Result<Option<Mount>, Error> {
+        let lookup = format!("sys/internal/ui/mounts/{}", path.trim_matches('/'));
+        let data = match self.read(&lookup).await {
+            Ok(secret) => secret.data,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(mount) = data.get("path").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let kv = data.get("type").and_then(Value::as_str) == Some("kv");
+        let version = data
+            .get("options")
+            .and_then(|o| o.get("version"))
+            .and_then(Value::as_str);
+        Ok(Some(Mount {
+            path: mount.to_owned(),
+            kv_v2: kv && version == Some("2"),
+        }))
+    }
+
+    /// Lists the keys under a path (`LIST /v1/<path>`) and returns the whole response; nothing
+    /// there is a response without data.
+    pub async fn list_response(&self, path: &str) -> Result<Secret, Error> {
+        let request = RawRequest {
+            method: RequestMethod::LIST,
+            path: path.trim_matches('/').to_owned(),
+            body: None,
+            query: None,
+        };
+        match self.send(request).await {
+            Err(Error::NotFound { .. }) => Ok(Secret::default()),
+            other => other,
+        }
+    }
+
     /// Writes parameters to a path (`POST /v1/<path>`) and returns the response's data and lease:
     /// `pki/issue/<role>`, `database/creds/<role>` with options, and the like.
     pub async fn write(&self, path: &str, params: &Map<String, Value>) -> Result<Secret, Error> {
@@ -232,6 +292,7 @@ impl Client {
             method: RequestMethod::LIST,
             path: path.trim_matches('/').to_owned(),
             body: None,
+            query: None,
         };
         match self.send(request).await {
             Ok(secret) => Ok(secret.data["keys"]
@@ -253,6 +314,7 @@ impl Client {
             method: RequestMethod::DELETE,
             path: path.trim_matches('/').to_owned(),
             body: None,
+            query: None,
         };
         self.send(request).await.map(drop)
     }
@@ -270,11 +332,7 @@ impl Client {
         };
         let body = &response.response.body()[..];
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Secret {
-                data: Value::Null,
-                lease: None,
-                auth: None,
-            });
+            return Ok(Secret::default());
         }
         // Parsed here rather than through rustify: its parse error carries the body, which holds
         // secrets.
@@ -317,6 +375,7 @@ struct RawRequest {
     method: RequestMethod,
     path: String,
     body: Option<Vec<u8>>,
+    query: Option<String>,
 }
 
 impl RawRequest {
@@ -325,6 +384,7 @@ impl RawRequest {
             method: RequestMethod::GET,
             path: path.trim_matches('/').to_owned(),
             body: None,
+            query: None,
         }
     }
 
@@ -333,6 +393,7 @@ impl RawRequest {
             method: RequestMethod::POST,
             path: path.trim_matches('/').to_owned(),
             body: Some(body),
+            query: None,
         }
     }
 
@@ -361,13 +422,21 @@ impl Endpoint for RawRequest {
     fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
         Ok(self.body.clone())
     }
+
+    fn query(&self) -> Result<Option<String>, rustify::errors::ClientError> {
+        Ok(self.query.clone())
+    }
 }
 
 /// The envelope of every Vault response.
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(default)]
+    request_id: String,
+    #[serde(default)]
     data: Option<Value>,
+    #[serde(default)]
+    warnings: Option<Vec<String>>,
     #[serde(default)]
     lease_id: String,
     #[serde(default)]
@@ -395,7 +464,9 @@ impl Envelope {
             renewable: self.renewable,
         });
         Secret {
+            request_id: self.request_id,
             data: self.data.unwrap_or(Value::Null),
+            warnings: self.warnings.unwrap_or_default(),
             lease,
             auth: self.auth.map(|a| AuthLease {
                 ttl: Duration::from_secs(a.lease_duration),
@@ -461,8 +532,7 @@ mod tests {
         assert!(!format!("{token:?}").contains("very-secret"));
         let secret = Secret {
             data: serde_json::json!({"password": "hunter2"}),
-            lease: None,
-            auth: None,
+            ..Secret::default()
         };
         assert!(!format!("{secret:?}").contains("hunter2"));
     }

@@ -1,0 +1,253 @@
+//! The functions a consul-template template may call: Go's built-ins (with a bound on the text
+//! they build), consul-template's Vault functions, `scratch`, and the helpers.
+//!
+//! Errors never quote an argument: an argument may be computed from a secret.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use gotmpl::{FuncMap, Template, TemplateError, Value, ValueFunc};
+use injector::consul_template::{SCRATCH_METHODS, scratch_function};
+
+use super::{Context, key_values, string_arg, values};
+use crate::template::{LimitedWriter, Request};
+
+/// The most entries `scratch` may hold in one render, maps' entries included.
+const MAX_SCRATCH_ENTRIES: usize = 100_000;
+
+/// Every function, for one template.
+pub(super) fn all(context: &Context) -> FuncMap {
+    let mut map = FuncMap::new();
+    // Go's built-ins that build text from any number of arguments: what they build is bounded
+    // like an output, so that a loop cannot double a string until memory runs out.
+    for name in ["printf", "print", "println"] {
+        map.insert(name.into(), bounded_builtin(name, context.limit));
+    }
+    let c = context.clone();
+    map.insert("secret".into(), Arc::new(move |args| secret(&c, args)));
+    let c = context.clone();
+    map.insert("secrets".into(), Arc::new(move |args| secrets(&c, args)));
+    let c = context.clone();
+    map.insert("pkiCert".into(), Arc::new(move |args| pki_cert(&c, args)));
+    let c = context.clone();
+    map.insert(
+        "env".into(),
+        Arc::new(move |args| {
+            let name = one_string("env", args)?;
+            Ok(Value::String(c.env.var(name).unwrap_or_default().into()))
+        }),
+    );
+    let c = context.clone();
+    map.insert(
+        "mustEnv".into(),
+        Arc::new(move |args| {
+            let name = one_string("mustEnv", args)?;
+            match c.env.var(name).filter(|v| !v.is_empty()) {
+                Some(value) => Ok(Value::String(value.into())),
+                None => Err(TemplateError::Exec(format!(
+                    "required environment variable {name} is empty"
+                ))),
+            }
+        }),
+    );
+    let c = context.clone();
+    map.insert(
+        "envOrDefault".into(),
+        Arc::new(move |args| {
+            let [name, default] = args else {
+                return Err(TemplateError::Exec(
+                    "envOrDefault takes two arguments, a name and a default".into(),
+                ));
+            };
+            let name = string_arg("envOrDefault", name)?;
+            let default = string_arg("envOrDefault", default)?;
+            Ok(Value::String(
+                c.env.var(name).unwrap_or_else(|| default.to_owned()).into(),
+            ))
+        }),
+    );
+    map.insert(
+        "scratch".into(),
+        Arc::new(|_| {
+            Err(TemplateError::Exec(
+                "scratch is used through its methods, as in scratch.Set \"key\" value".into(),
+            ))
+        }),
+    );
+    for method in SCRATCH_METHODS {
+        let c = context.clone();
+        map.insert(
+            scratch_function(method),
+            Arc::new(move |args| scratch(&c, method, args)),
+        );
+    }
+    map
+}
+
+/// Go's built-in `name`, run through a template of its own so that what it builds is written
+/// into a bounded buffer (gotmpl does not export its built-ins).
+fn bounded_builtin(name: &'static str, limit: u64) -> ValueFunc {
+    let by_arity: Mutex<HashMap<usize, Arc<Template>>> = Mutex::new(HashMap::new());
+    Arc::new(move |args: &[Value]| {
+        let template = {
+            let mut cache = by_arity.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(&args.len()) {
+                Some(template) => template.clone(),
+                None => {
+                    let call: String = (0..args.len())
+                        .map(|i| format!(" (index .A {i})"))
+                        .collect();
+                    let template = Template::new("")
+                        .parse(&format!("{{{{{name}{call}}}}}"))
+                        .map(Arc::new)?;
+                    cache.insert(args.len(), template.clone());
+                    template
+                }
+            }
+        };
+        let data = values::map([("A", Value::List(args.iter().cloned().collect()))]);
+        let mut out = LimitedWriter {
+            buffer: Vec::new(),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            exceeded: false,
+        };
+        let result = template.execute(&mut out, &data);
+        if out.exceeded {
+            return Err(TemplateError::Exec(format!(
+                "{name} built text longer than {limit} bytes, the limit of one file (limits.file_bytes)"
+            )));
+        }
+        result?;
+        let text = String::from_utf8(out.buffer)
+            .map_err(|_| TemplateError::Exec(format!("{name} built text that is not UTF-8")))?;
+        Ok(Value::String(text.into()))
+    })
+}
+
+/// The one string argument of `function`.
+fn one_string<'a>(function: &str, args: &'a [Value]) -> gotmpl::Result<&'a str> {
+    match args {
+        [one] => string_arg(function, one),
+        _ => Err(TemplateError::Exec(format!(
+            "{function} takes one argument"
+        ))),
+    }
+}
+
+/// `secret PATH` reads, `secret PATH "k=v"...` writes.
+fn secret(context: &Context, args: &[Value]) -> gotmpl::Result<Value> {
+    let Some((path, rest)) = args.split_first() else {
+        return Ok(Value::Nil);
+    };
+    let path = string_arg("secret", path)?;
+    let params = key_values("secret", rest)?;
+    if path.trim().trim_matches('/').is_empty() {
+        return Err(TemplateError::Exec(
+            "secret needs a Vault path, as in secret \"secret/data/app\"".into(),
+        ));
+    }
+    let request = if rest.is_empty() {
+        Request::read_consul(path)
+    } else {
+        Request::write(path, &params)
+    };
+    context.lookup(request, values::secret, Value::Nil)
+}
+
+/// `secrets PATH`: the keys under a path.
+fn secrets(context: &Context, args: &[Value]) -> gotmpl::Result<Value> {
+    let [path] = args else {
+        return Err(TemplateError::Exec(
+            "secrets takes one argument, the path to list".into(),
+        ));
+    };
+    let path = string_arg("secrets", path)?;
+    if path.is_empty() {
+        return Ok(Value::List(Arc::from([])));
+    }
+    context.lookup(
+        Request::list(path),
+        values::keys,
+        Value::List(Arc::from([])),
+    )
+}
+
+/// `pkiCert PATH "k=v"...`: a certificate, from the destination while it is good.
+fn pki_cert(context: &Context, args: &[Value]) -> gotmpl::Result<Value> {
+    let Some((path, rest)) = args.split_first() else {
+        return Ok(Value::Nil);
+    };
+    let path = string_arg("pkiCert", path)?;
+    let params = key_values("pkiCert", rest)?;
+    let request = Request::certificate(path, &params, context.destination.as_deref());
+    context.lookup(request, values::certificate, Value::Nil)
+}
+
+/// `scratch.<Method>`, consul-template's per-render scratch pad.
+fn scratch(context: &Context, method: &str, args: &[Value]) -> gotmpl::Result<Value> {
+    let mut lookups = context.lock();
+    let pad = &mut lookups.scratch;
+    let key = |i: usize| -> gotmpl::Result<String> {
+        args.get(i)
+            .map(|v| string_arg("scratch", v).map(str::to_owned))
+            .unwrap_or_else(|| {
+                Err(TemplateError::Exec(format!(
+                    "scratch.{method}: too few arguments"
+                )))
+            })
+    };
+    let value = |i: usize| args.get(i).cloned().unwrap_or(Value::Nil);
+    let entries: usize = pad
+        .values()
+        .map(|v| match v {
+            Value::Map(m) => 1 + m.len(),
+            _ => 1,
+        })
+        .sum();
+    let full = || {
+        TemplateError::Exec(format!(
+            "scratch holds {MAX_SCRATCH_ENTRIES} entries, as many as one render may"
+        ))
+    };
+    match method {
+        "Key" => Ok(Value::Bool(pad.contains_key(&key(0)?))),
+        "Get" => Ok(pad.get(&key(0)?).cloned().unwrap_or(Value::Nil)),
+        "Set" | "SetX" => {
+            let k = key(0)?;
+            if method == "Set" || !pad.contains_key(&k) {
+                if entries >= MAX_SCRATCH_ENTRIES {
+                    return Err(full());
+                }
+                pad.insert(k, value(1));
+            }
+            Ok(Value::String("".into()))
+        }
+        "MapSet" | "MapSetX" => {
+            let (k, mk) = (key(0)?, key(1)?);
+            if entries >= MAX_SCRATCH_ENTRIES {
+                return Err(full());
+            }
+            let slot = pad
+                .entry(k)
+                .or_insert_with(|| Value::Map(Arc::new(Default::default())));
+            let Value::Map(map) = slot else {
+                return Err(TemplateError::Exec(format!(
+                    "scratch.{method}: the key holds a value that is not a map"
+                )));
+            };
+            let map = Arc::make_mut(map);
+            if method == "MapSet" || !map.contains_key(mk.as_str()) {
+                map.insert(Arc::from(mk.as_str()), value(2));
+            }
+            Ok(Value::String("".into()))
+        }
+        "MapValues" => Ok(match pad.get(&key(0)?) {
+            // A BTreeMap's values come sorted by key.
+            Some(Value::Map(map)) => Value::List(map.values().cloned().collect()),
+            _ => Value::List(Arc::from([])),
+        }),
+        _ => Err(TemplateError::Exec(format!(
+            "scratch has no method {method}"
+        ))),
+    }
+}

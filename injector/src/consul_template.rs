@@ -28,6 +28,10 @@ pub const FUNCTIONS: &[&str] = &[
     "env",
     "mustEnv",
     "envOrDefault",
+    "toJSON",
+    "toJSONPretty",
+    "toUnescapedJSON",
+    "toUnescapedJSONPretty",
 ];
 
 /// The Sprig functions hydrant runs, each called as `sprig_<name>`.

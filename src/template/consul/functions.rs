@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use gotmpl::{FuncMap, Template, TemplateError, Value, ValueFunc};
 use injector::consul_template::{SCRATCH_METHODS, scratch_function};
 
-use super::{Context, key_values, string_arg, values};
+use super::{Context, json, key_values, string_arg, values};
 use crate::template::{LimitedWriter, Request};
 
 /// The most entries `scratch` may hold in one render, maps' entries included.
@@ -66,6 +66,24 @@ pub(super) fn all(context: &Context) -> FuncMap {
             ))
         }),
     );
+    for (name, pretty, escape_html) in [
+        ("toJSON", false, true),
+        ("toJSONPretty", true, true),
+        ("toUnescapedJSON", false, false),
+        ("toUnescapedJSONPretty", true, false),
+    ] {
+        let limit = context.limit;
+        map.insert(
+            name.into(),
+            Arc::new(move |args: &[Value]| {
+                let [value] = args else {
+                    return Err(TemplateError::Exec(format!("{name} takes one argument")));
+                };
+                let text = json::encode(name, value, pretty, escape_html)?;
+                within(limit, name, Value::String(text.into()))
+            }),
+        );
+    }
     map.insert(
         "scratch".into(),
         Arc::new(|_| {
@@ -122,6 +140,16 @@ fn bounded_builtin(name: &'static str, limit: u64) -> ValueFunc {
             .map_err(|_| TemplateError::Exec(format!("{name} built text that is not UTF-8")))?;
         Ok(Value::String(text.into()))
     })
+}
+
+/// Refuses text longer than an output may be.
+pub(super) fn within(limit: u64, function: &str, value: Value) -> gotmpl::Result<Value> {
+    match &value {
+        Value::String(s) if s.len() as u64 > limit => Err(TemplateError::Exec(format!(
+            "{function} built text longer than {limit} bytes, the limit of one file (limits.file_bytes)"
+        ))),
+        _ => Ok(value),
+    }
 }
 
 /// The one string argument of `function`.

@@ -6,8 +6,8 @@
 //! for the same fields). A Go struct prints as `{...}` where these maps print as `map[...]`; a
 //! template that prints a whole response is the only one that sees the difference.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use gotmpl::Value;
 use serde_json::Value as Json;
@@ -15,21 +15,80 @@ use serde_json::Value as Json;
 use crate::template::pki::PemEncoded;
 use crate::vault;
 
-/// A JSON value as a Go template sees the `interface{}` Vault's client decodes.
+/// A JSON value as a Go template sees the `interface{}` Vault's client decodes. Vault's client
+/// decodes numbers as `json.Number`, a string type: it prints as the number, compares equal to
+/// the string of its digits, is true when not empty, and encodes as a number again. So a number
+/// becomes a string here, remembered as a number for [`to_json`].
 pub fn from_json(json: &Json) -> Value {
     match json {
         Json::Null => Value::Nil,
         Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Value::Int(i),
-            (None, Some(u), _) => Value::Uint(u),
-            (None, None, Some(f)) => Value::Float(f),
-            (None, None, None) => Value::String(n.to_string().into()),
-        },
+        Json::Number(n) => number(&n.to_string()),
         Json::String(s) => Value::String(s.as_str().into()),
         Json::Array(items) => Value::List(items.iter().map(from_json).collect()),
         Json::Object(fields) => map(fields.iter().map(|(k, v)| (k.as_str(), from_json(v)))),
     }
+}
+
+/// A Go template value as JSON, as `encoding/json` encodes it: a string that came from a Vault
+/// number (a `json.Number`) is a number again. `None` for a function.
+pub fn to_json(value: &Value) -> Option<Json> {
+    Some(match value {
+        Value::Nil => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::Uint(u) => Json::from(*u),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::String(s) => match is_number(s).then(|| s.parse::<serde_json::Number>()) {
+            Some(Ok(n)) => Json::Number(n),
+            _ => Json::String(s.to_string()),
+        },
+        Value::List(items) => Json::Array(items.iter().map(to_json).collect::<Option<_>>()?),
+        Value::Map(fields) => Json::Object(
+            fields
+                .iter()
+                .map(|(k, v)| Some((k.to_string(), to_json(v)?)))
+                .collect::<Option<_>>()?,
+        ),
+        Value::Function(_) => return None,
+    })
+}
+
+/// The strings made from Vault's numbers, by address. Weak: an entry whose string is gone no
+/// longer matches, even when a new string takes its address.
+static NUMBERS: LazyLock<Mutex<Numbers>> = LazyLock::new(Mutex::default);
+
+#[derive(Default)]
+struct Numbers {
+    by_address: HashMap<usize, Weak<str>>,
+    /// Live entries at the last sweep; the next sweep comes at twice as many entries.
+    live: usize,
+}
+
+fn address(s: &Arc<str>) -> usize {
+    Arc::as_ptr(s).cast::<u8>() as usize
+}
+
+/// A string holding a number's digits, remembered as a `json.Number`.
+pub fn number(digits: &str) -> Value {
+    let s: Arc<str> = Arc::from(digits);
+    let mut numbers = NUMBERS.lock().unwrap_or_else(|p| p.into_inner());
+    if numbers.by_address.len() > 2 * numbers.live.max(1024) {
+        numbers.by_address.retain(|_, weak| weak.strong_count() > 0);
+        numbers.live = numbers.by_address.len();
+    }
+    numbers.by_address.insert(address(&s), Arc::downgrade(&s));
+    Value::String(s)
+}
+
+/// Whether `s` is one of the strings [`number`] made (the same allocation, still alive).
+pub fn is_number(s: &Arc<str>) -> bool {
+    let numbers = NUMBERS.lock().unwrap_or_else(|p| p.into_inner());
+    numbers
+        .by_address
+        .get(&address(s))
+        .and_then(Weak::upgrade)
+        .is_some_and(|known| Arc::ptr_eq(&known, s))
 }
 
 /// A map from names to values.
@@ -127,8 +186,23 @@ mod tests {
 
     #[test]
     fn json_keeps_its_shape_and_go_prints_it_as_go_does() {
-        let value = from_json(&json!({"b": [1, "x", null], "a": {"n": 1.5, "t": true}}));
-        assert_eq!(value.to_string(), "map[a:map[n:1.5 t:true] b:[1 x <nil>]]");
+        let json = json!({"b": [1, "x", null], "a": {"n": 1.5, "t": true, "s": "7"}});
+        let value = from_json(&json);
+        assert_eq!(
+            value.to_string(),
+            "map[a:map[n:1.5 s:7 t:true] b:[1 x <nil>]]"
+        );
+        // Numbers come back as numbers, and strings of digits as strings.
+        assert_eq!(to_json(&value), Some(json));
+        assert!(matches!(
+            value.field("b").and_then(|b| b.index(&Value::Int(0)).ok()),
+            Some(Value::String(_))
+        ));
+        assert_eq!(
+            to_json(&Value::String("1".into())),
+            Some(Json::String("1".into())),
+            "a string made elsewhere stays a string"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::util::{Hydrant, KillOnDrop, Vault, bao, read};
 
 /// A dev server with the secrets the templates read, and a token that may read them.
-fn seeded() -> (Vault, String) {
+pub(crate) fn seeded() -> (Vault, String) {
     let vault = Vault::start();
     vault.kv2_put(
         "app/db",
@@ -44,14 +44,14 @@ path "kv/*" { capabilities = ["read", "list"] }
 
 /// One template for both agents: its name, its text, and the `template` stanza's extra keys
 /// (HCL) and the hydrant config's (JSON).
-struct Case<'a> {
-    name: &'a str,
-    text: &'a str,
-    hcl: &'a str,
-    extra: Value,
+pub(crate) struct Case<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) text: &'a str,
+    pub(crate) hcl: &'a str,
+    pub(crate) extra: Value,
 }
 
-fn case<'a>(name: &'a str, text: &'a str) -> Case<'a> {
+pub(crate) fn case<'a>(name: &'a str, text: &'a str) -> Case<'a> {
     Case {
         name,
         text,
@@ -61,19 +61,19 @@ fn case<'a>(name: &'a str, text: &'a str) -> Case<'a> {
 }
 
 /// What each agent wrote, by template; `Err` with its log when an agent failed.
-struct Outputs {
-    bao: Result<Vec<String>, String>,
-    hydrant: Result<Vec<String>, String>,
+pub(crate) struct Outputs {
+    pub(crate) bao: Result<Vec<String>, String>,
+    pub(crate) hydrant: Result<Vec<String>, String>,
 }
 
 /// Runs `bao agent` (token_file auto-auth, `exit_after_auth`) and `hydrant agent --once`
 /// (token auth) on the same templates, each writing into a directory of its own.
-fn both(vault: &Vault, token: &str, cases: &[Case<'_>]) -> Outputs {
+pub(crate) fn both(vault: &Vault, token: &str, cases: &[Case<'_>]) -> Outputs {
     both_with(vault, token, cases, "")
 }
 
 /// [`both`], with more top-level HCL for `bao agent`.
-fn both_with(vault: &Vault, token: &str, cases: &[Case<'_>], more_hcl: &str) -> Outputs {
+pub(crate) fn both_with(vault: &Vault, token: &str, cases: &[Case<'_>], more_hcl: &str) -> Outputs {
     let token_file = vault.file("ct/token", token);
     let run_dir = tempfile::tempdir_in(vault.dir.path()).expect("run dir");
     let dir = run_dir.keep();
@@ -163,7 +163,7 @@ fn run_bao(config: &Path, log: &Path) -> Result<(), String> {
 }
 
 /// Asserts that both agents wrote the same bytes for every template.
-fn assert_same(vault: &Vault, token: &str, cases: &[Case<'_>]) -> Vec<String> {
+pub(crate) fn assert_same(vault: &Vault, token: &str, cases: &[Case<'_>]) -> Vec<String> {
     let outputs = both(vault, token, cases);
     let bao = outputs
         .bao

@@ -64,16 +64,25 @@ pub(crate) fn case<'a>(name: &'a str, text: &'a str) -> Case<'a> {
 pub(crate) struct Outputs {
     pub(crate) bao: Result<Vec<String>, String>,
     pub(crate) hydrant: Result<Vec<String>, String>,
+    /// Each agent's output directory (`@OUT@` in a template).
+    pub(crate) dirs: (std::path::PathBuf, std::path::PathBuf),
 }
 
 /// Runs `bao agent` (token_file auto-auth, `exit_after_auth`) and `hydrant agent --once`
 /// (token auth) on the same templates, each writing into a directory of its own.
 pub(crate) fn both(vault: &Vault, token: &str, cases: &[Case<'_>]) -> Outputs {
-    both_with(vault, token, cases, "")
+    both_with(vault, token, cases, "", json!({}))
 }
 
-/// [`both`], with more top-level HCL for `bao agent`.
-pub(crate) fn both_with(vault: &Vault, token: &str, cases: &[Case<'_>], more_hcl: &str) -> Outputs {
+/// [`both`], with more top-level HCL for `bao agent` and more top-level keys for hydrant's
+/// config.
+pub(crate) fn both_with(
+    vault: &Vault,
+    token: &str,
+    cases: &[Case<'_>],
+    more_hcl: &str,
+    more_config: Value,
+) -> Outputs {
     let token_file = vault.file("ct/token", token);
     let run_dir = tempfile::tempdir_in(vault.dir.path()).expect("run dir");
     let dir = run_dir.keep();
@@ -87,11 +96,20 @@ pub(crate) fn both_with(vault: &Vault, token: &str, cases: &[Case<'_>], more_hcl
     );
     let mut templates = Vec::new();
     for case in cases {
-        let source = dir.join(format!("{}.ctmpl", case.name));
-        std::fs::write(&source, case.text).expect("template");
+        // `@OUT@` in a template is the agent's own output directory.
+        let source_for = |agent: &str, out: &Path| {
+            let source = dir.join(format!("{agent}-{}.ctmpl", case.name));
+            let text = case.text.replace("@OUT@", &out.display().to_string());
+            std::fs::write(&source, text).expect("template");
+            source
+        };
+        let (bao_source, source) = (
+            source_for("bao", &bao_dir),
+            source_for("hydrant", &hydrant_dir),
+        );
         hcl.push_str(&format!(
             "template {{\n  source = {:?}\n  destination = {:?}\n  {}\n}}\n",
-            source.display().to_string(),
+            bao_source.display().to_string(),
             bao_dir.join(case.name).display().to_string(),
             case.hcl
         ));
@@ -109,12 +127,15 @@ pub(crate) fn both_with(vault: &Vault, token: &str, cases: &[Case<'_>], more_hcl
     hcl.push_str(more_hcl);
     let hcl_path = dir.join("agent.hcl");
     std::fs::write(&hcl_path, &hcl).expect("hcl");
-    let config = json!({
+    let mut config = json!({
         "vault": {"address": vault.addr},
         "auth": {"method": "token", "token_path": token_file},
         "retry": {"deadline": "10s"},
         "templates": templates,
     });
+    for (k, v) in more_config.as_object().expect("object") {
+        config[k] = v.clone();
+    }
     let config_path = dir.join("hydrant.json");
     std::fs::write(&config_path, config.to_string()).expect("config");
 
@@ -129,7 +150,11 @@ pub(crate) fn both_with(vault: &Vault, token: &str, cases: &[Case<'_>], more_hcl
     } else {
         Err(run.stderr())
     };
-    Outputs { bao, hydrant }
+    Outputs {
+        bao,
+        hydrant,
+        dirs: (bao_dir, hydrant_dir),
+    }
 }
 
 /// `bao agent -config FILE`, which exits once every template is rendered.
@@ -294,7 +319,7 @@ fn a_missing_key_renders_no_value_and_error_on_missing_key_fails_both() {
     }];
     // Without this, bao agent retries the render for ever.
     let give_up = "template_config {\n  exit_on_retry_failure = true\n}\n";
-    let outputs = both_with(&vault, &token, &strict, give_up);
+    let outputs = both_with(&vault, &token, &strict, give_up, json!({}));
     let bao_log = outputs
         .bao
         .expect_err("bao agent fails with error_on_missing_key");
@@ -353,4 +378,185 @@ fn json_encodings_match_bao_agent_numbers_and_escapes_included() {
             ),
         ],
     );
+}
+
+#[test]
+fn file_write_to_file_and_execute_template_render_as_bao_agent_renders_them() {
+    let (vault, token) = seeded();
+    let input = vault.file("ct/input/text.txt", "line one\nline two\n");
+    let file_template = format!(
+        "{{{{ file {:?} }}}}|{{{{ file {:?} | len }}}}",
+        input.display().to_string(),
+        input.display().to_string()
+    );
+    // hydrant reads only files under its watch list; bao agent reads any.
+    let watch = json!({"watch": [input.parent().expect("dir")]});
+    let outputs = both_with(
+        &vault,
+        &token,
+        &[
+            case("file", &file_template),
+            case(
+                "write",
+                "{{ with secret \"secret/data/app/db\" }}{{ writeToFile \"@OUT@/side.txt\" \"\" \"\" \"0640\" .Data.data.username }}{{ writeToFile \"@OUT@/log.txt\" \"\" \"\" \"0600\" \"a\" \"append,newline\" }}{{ writeToFile \"@OUT@/log.txt\" \"\" \"\" \"0600\" \"b\" \"append,newline\" }}done{{ end }}",
+            ),
+            case(
+                "execute",
+                "{{ define \"user\" }}<{{ .Data.data.username }}>{{ end }}{{ define \"plain\" }}[{{ . }}]{{ end }}{{ with secret \"secret/data/app/db\" }}{{ executeTemplate \"user\" . }} {{ executeTemplate \"plain\" }} {{ executeTemplate \"plain\" 42 | printf \"%q\" }}{{ end }}",
+            ),
+        ],
+        "",
+        watch,
+    );
+    let (bao, hydrant) = (
+        outputs.bao.expect("bao agent"),
+        outputs.hydrant.expect("hydrant"),
+    );
+    assert_eq!(hydrant, bao);
+    let (bao_dir, hydrant_dir) = outputs.dirs;
+    for name in ["side.txt", "log.txt"] {
+        assert_eq!(
+            read(&hydrant_dir.join(name)),
+            read(&bao_dir.join(name)),
+            "{name}"
+        );
+        assert_eq!(
+            crate::util::mode(&hydrant_dir.join(name)),
+            crate::util::mode(&bao_dir.join(name)),
+            "{name}'s mode"
+        );
+    }
+}
+
+/// A PKI engine with a root CA and a role for `*.example.com`, and a token that may issue.
+fn with_pki(vault: &Vault) -> String {
+    vault.mount("pki", "pki", json!({}));
+    vault.api(
+        "POST",
+        "sys/mounts/pki/tune",
+        Some(json!({"max_lease_ttl": "24h"})),
+    );
+    vault.api(
+        "POST",
+        "pki/root/generate/internal",
+        Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
+    );
+    vault.api(
+        "POST",
+        "pki/roles/web",
+        Some(
+            json!({"allowed_domains": ["example.com"], "allow_subdomains": true, "max_ttl": "1h"}),
+        ),
+    );
+    vault.policy(
+        "pki",
+        "path \"pki/issue/web\" { capabilities = [\"update\"] }",
+    );
+    vault.token(&["ct", "pki"])
+}
+
+/// What a PEM bundle holds: each block's type, and for certificates the subject and SANs as
+/// openssl prints them.
+fn pem_shape(bundle: &str, dir: &Path) -> Vec<String> {
+    let mut shape = Vec::new();
+    for (i, block) in bundle
+        .split_inclusive("-----\n")
+        .collect::<String>()
+        .split("-----BEGIN ")
+        .skip(1)
+        .enumerate()
+    {
+        let kind = block.split("-----").next().unwrap_or("").to_owned();
+        if kind == "CERTIFICATE" {
+            let file = dir.join(format!("block-{i}.pem"));
+            std::fs::write(&file, format!("-----BEGIN {block}")).expect("block");
+            let out = std::process::Command::new("openssl")
+                .args([
+                    "x509",
+                    "-noout",
+                    "-subject",
+                    "-ext",
+                    "subjectAltName",
+                    "-in",
+                ])
+                .arg(&file)
+                .output()
+                .expect("openssl");
+            assert!(out.status.success(), "not a certificate: {block}");
+            shape.push(format!(
+                "{kind}: {}",
+                String::from_utf8_lossy(&out.stdout).trim()
+            ));
+        } else {
+            shape.push(kind);
+        }
+    }
+    shape
+}
+
+#[test]
+fn pki_cert_issues_what_bao_agent_issues_and_reuses_a_good_certificate() {
+    let (vault, _) = seeded();
+    let token = with_pki(&vault);
+    // OpenBao's agent has no .CAChain (HashiCorp's consul-template has): checked apart below.
+    let text = "{{ with pkiCert \"pki/issue/web\" \"common_name=app.example.com\" \"alt_names=a.example.com\" \"ttl=30m\" }}{{ .Cert }}{{ .Key }}{{ .CA }}{{ eq .Data.Cert .Cert }}{{ end }}";
+    let mark = vault.audit_mark();
+    let outputs = both(&vault, &token, &[case("tls", text)]);
+    let (bao, hydrant) = (
+        outputs.bao.expect("bao agent"),
+        outputs.hydrant.expect("hydrant"),
+    );
+    let scratch = vault.dir.path();
+    // Certificates differ (each agent issued one): compare what they are made of.
+    assert_eq!(pem_shape(&hydrant[0], scratch), pem_shape(&bao[0], scratch));
+    assert!(
+        hydrant[0].contains("app.example.com")
+            || pem_shape(&hydrant[0], scratch)[0].contains("app.example.com")
+    );
+    let tail = |s: &str| s.rsplit("-----").next().unwrap_or("").to_owned();
+    assert_eq!(
+        tail(&hydrant[0]),
+        tail(&bao[0]),
+        "the text after the PEM blocks"
+    );
+    let issued = |mark| {
+        vault
+            .audit_counts(mark)
+            .get("update pki/issue/web")
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(issued(mark), 2, "one certificate per agent");
+
+    // Again, with the destination in place: the certificate there is good, so none is issued
+    // and the file keeps it.
+    let (_, hydrant_dir) = outputs.dirs;
+    let before = read(&hydrant_dir.join("tls"));
+    let mark = vault.audit_mark();
+    let config = hydrant_dir.parent().expect("run dir").join("hydrant.json");
+    Hydrant::agent_once(&config).run().success();
+    assert_eq!(read(&hydrant_dir.join("tls")), before);
+    assert_eq!(
+        issued(mark),
+        0,
+        "the certificate in the destination is reused"
+    );
+
+    // .CAChain holds the CA.
+    let chain = vault.file(
+        "ct/chain.ctmpl",
+        "{{ with pkiCert \"pki/issue/web\" \"common_name=b.example.com\" }}{{ len .CAChain }} {{ eq (index .CAChain 0) .CA }}{{ end }}",
+    );
+    let no_containers = tempfile::tempdir().expect("dir");
+    let run = Hydrant::new(["render", "--containers"])
+        .env("VAULT_ADDR", &vault.addr)
+        .env("VAULT_TOKEN", &token)
+        .run_with_args(&[
+            no_containers.path().as_os_str(),
+            "--syntax".as_ref(),
+            "consul-template".as_ref(),
+            "--template".as_ref(),
+            chain.as_os_str(),
+        ]);
+    assert_eq!(run.stdout(), "1 true", "{}", run.stderr());
 }

@@ -164,6 +164,14 @@ fn contains_placeholder(value: &Value) -> bool {
 /// rendered again when the file changes.
 fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
     let mut lookups = lookups.lock().unwrap_or_else(|p| p.into_inner());
+    read_watched(&mut lookups, path)
+        .map(Value::from)
+        .map_err(|message| Error::new(ErrorKind::InvalidOperation, format!("file(): {message}")))
+}
+
+/// A file's text, for paths under the config's `watch` list (both languages' `file`); the file
+/// becomes a dependency of the template being rendered. The error quotes no part of the path.
+pub(super) fn read_watched(lookups: &mut Lookups, path: &str) -> Result<String, String> {
     let wanted = std::path::Path::new(path);
     let watched: Vec<String> = lookups
         .readable
@@ -175,22 +183,17 @@ fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
         .components()
         .any(|c| c == std::path::Component::ParentDir)
     {
-        return Err(Error::new(
-            ErrorKind::InvalidOperation,
-            "file(): a path with `..` may leave the watched directories; give it without",
-        ));
+        return Err(
+            "a path with `..` may leave the watched directories; give it without".to_owned(),
+        );
     }
     if !lookups
         .readable
         .iter()
         .any(|allowed| wanted.starts_with(allowed))
     {
-        return Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!(
-                "file(): only files under the config's watch list may be read (now: [{}]); add the path to watch",
-                watched
-            ),
+        return Err(format!(
+            "only files under the config's watch list may be read (now: [{watched}]); add the path to watch"
         ));
     }
     // A dependency even when it cannot be read yet: its arrival re-renders the template.
@@ -198,24 +201,15 @@ fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
     // hardening #11: a link planted in a watched directory could point at the agent's own
     // token. What is read must be under a listed path once every link is resolved; a
     // ConfigMap volume's links (`key -> ..data/key`, `..data -> ..2024_...`) stay inside.
-    let cannot_read = |e: std::io::Error| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            format!("file(): cannot read it: {e}"),
-        )
-    };
+    let cannot_read = |e: std::io::Error| format!("cannot read it: {e}");
     let allowed: Vec<PathBuf> = lookups
         .readable
         .iter()
         .filter_map(|allowed| std::fs::canonicalize(allowed).ok())
         .collect();
     let outside = || {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            format!(
-                "file(): refused: the path goes through a link to a file outside the watched directories [{}]; only links that stay inside them are followed",
-                watched
-            ),
+        format!(
+            "refused: the path goes through a link to a file outside the watched directories [{watched}]; only links that stay inside them are followed"
         )
     };
     let real = std::fs::canonicalize(wanted).map_err(cannot_read)?;
@@ -236,10 +230,7 @@ fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
         return Err(outside());
     }
     if !file.metadata().map_err(cannot_read)?.is_file() {
-        return Err(Error::new(
-            ErrorKind::InvalidOperation,
-            "file(): refused: not a regular file",
-        ));
+        return Err("refused: not a regular file".to_owned());
     }
     let limit = lookups.file_limit.unwrap_or(DEFAULT_MAX_FILE_BYTES);
     let mut text = String::new();
@@ -247,14 +238,11 @@ fn file(lookups: &Mutex<Lookups>, path: &str) -> Result<Value, Error> {
         .read_to_string(&mut text)
         .map_err(cannot_read)?;
     if text.len() as u64 > limit {
-        return Err(Error::new(
-            ErrorKind::InvalidOperation,
-            format!(
-                "file(): refused: larger than {limit} bytes, the limit of one file (limits.file_bytes)"
-            ),
+        return Err(format!(
+            "refused: larger than {limit} bytes, the limit of one file (limits.file_bytes)"
         ));
     }
-    Ok(Value::from(text))
+    Ok(text)
 }
 
 /// The Vault failure carried by a template error, if any.

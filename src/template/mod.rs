@@ -24,7 +24,7 @@
 
 mod consul;
 pub(crate) mod formats;
-mod functions;
+pub(crate) mod functions;
 pub(crate) mod pki;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -563,6 +563,11 @@ struct Lookups {
     failure: Option<Arc<vault::Error>>,
     /// consul-template's `scratch`, for the template being rendered.
     scratch: BTreeMap<String, gotmpl::Value>,
+    /// consul-template's `writeToFile` calls, written once the attempt is final.
+    writes: Vec<consul::PendingWrite>,
+    /// consul-template's `executeTemplate`: calls in this attempt, and how deep they nest now.
+    executions: usize,
+    execute_depth: usize,
 }
 
 /// Where a render stands: what each output waits for, and what is still to be fetched.
@@ -945,6 +950,9 @@ impl Engine {
             lookups.files.clear();
             lookups.scratch.clear();
             lookups.failure = None;
+            lookups.writes.clear();
+            lookups.executions = 0;
+            lookups.execute_depth = 0;
         }
         match self.try_render(i, name, source).await {
             Some((result, missing_key)) => {
@@ -1001,16 +1009,37 @@ impl Engine {
                 let compiled = self.consul.get(i).cloned().flatten()?;
                 self.lock().placeholders = 0;
                 let outcome = tokio::task::spawn_blocking(move || compiled.render()).await;
-                let failure = {
+                let (failure, writes) = {
                     let mut lookups = self.lock();
                     if lookups.placeholders > 0 {
                         return None;
                     }
-                    lookups.failure.take()
+                    (lookups.failure.take(), std::mem::take(&mut lookups.writes))
                 };
                 let template = name.to_owned();
                 let (result, missing_key) = match outcome {
-                    Ok(Ok(rendered)) => (Ok(Rendered(rendered.text)), rendered.missing_key),
+                    Ok(Ok(rendered)) => {
+                        let written = writes.iter().try_for_each(|write| {
+                            write.apply().map_err(|message| {
+                                let path = write.path.display().to_string();
+                                let shown = if text.contains(&path) {
+                                    path
+                                } else {
+                                    COMPUTED_PATH.to_owned()
+                                };
+                                Error::Render {
+                                    template: template.clone(),
+                                    line: None,
+                                    column: None,
+                                    message: format!("writeToFile {shown}: {message}"),
+                                }
+                            })
+                        });
+                        (
+                            written.map(|()| Rendered(rendered.text)),
+                            rendered.missing_key,
+                        )
+                    }
                     Ok(Err(consul::Failure::TooLarge)) => (
                         Err(Error::TooLarge {
                             template,

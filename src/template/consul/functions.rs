@@ -66,6 +66,27 @@ pub(super) fn all(context: &Context) -> FuncMap {
             ))
         }),
     );
+    let c = context.clone();
+    map.insert(
+        "file".into(),
+        Arc::new(move |args| {
+            let path = one_string("file", args)?;
+            let mut lookups = c.lock();
+            crate::template::functions::read_watched(&mut lookups, path)
+                .map(|text| Value::String(text.into()))
+                .map_err(|message| TemplateError::Exec(format!("file: {message}")))
+        }),
+    );
+    let c = context.clone();
+    map.insert(
+        "writeToFile".into(),
+        Arc::new(move |args| write_to_file(&c, args)),
+    );
+    let c = context.clone();
+    map.insert(
+        "executeTemplate".into(),
+        Arc::new(move |args| execute_template(&c, args)),
+    );
     for (name, pretty, escape_html) in [
         ("toJSON", false, true),
         ("toJSONPretty", true, true),
@@ -209,6 +230,139 @@ fn pki_cert(context: &Context, args: &[Value]) -> gotmpl::Result<Value> {
     let params = key_values("pkiCert", rest)?;
     let request = Request::certificate(path, &params, context.destination.as_deref());
     context.lookup(request, values::certificate, Value::Nil)
+}
+
+/// The most files `writeToFile` may write in one render.
+const MAX_WRITES: usize = 100;
+
+/// The deepest `executeTemplate` may nest, and the most calls one render may make.
+const MAX_EXECUTE_DEPTH: usize = 10;
+const MAX_EXECUTE_CALLS: usize = 10_000;
+
+/// `writeToFile PATH USER GROUP PERMS [FLAGS] CONTENT`: a file written beside the template's
+/// destination. Unlike consul-template, which writes while rendering, the write waits until
+/// the render is complete (an attempt without every secret writes nothing).
+fn write_to_file(context: &Context, args: &[Value]) -> gotmpl::Result<Value> {
+    let strings = args
+        .iter()
+        .map(|a| string_arg("writeToFile", a))
+        .collect::<gotmpl::Result<Vec<&str>>>()?;
+    let (path, user, group, perms, flags, content) = match strings.as_slice() {
+        [path, user, group, perms, content] => (*path, *user, *group, *perms, "", *content),
+        [path, user, group, perms, flags, content] => {
+            (*path, *user, *group, *perms, *flags, *content)
+        }
+        _ => {
+            return Err(TemplateError::Exec(
+                "writeToFile takes a path, a user, a group, permissions, optional flags and the content".into(),
+            ));
+        }
+    };
+    let mode = u32::from_str_radix(perms, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| {
+            TemplateError::Exec(
+                "writeToFile: the permissions are not an octal mode such as \"0640\"".into(),
+            )
+        })?;
+    let target = std::path::Path::new(path);
+    let Some(dir) = context
+        .destination
+        .as_deref()
+        .and_then(std::path::Path::parent)
+    else {
+        return Err(TemplateError::Exec(
+            "writeToFile: this template has no destination, so no directory it may write in".into(),
+        ));
+    };
+    let inside = target.is_absolute()
+        && target.starts_with(dir)
+        && target != dir
+        && !target.components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::CurDir
+            )
+        });
+    if !inside {
+        return Err(TemplateError::Exec(format!(
+            "writeToFile: may write only under {} (the template's destination directory), by an absolute path without `..`",
+            dir.display()
+        )));
+    }
+    let mut lookups = context.lock();
+    if lookups.writes.len() >= MAX_WRITES {
+        return Err(TemplateError::Exec(format!(
+            "writeToFile: at most {MAX_WRITES} files per render"
+        )));
+    }
+    let mut content = content.as_bytes().to_vec();
+    if flags.contains("newline") {
+        content.push(b'\n');
+    }
+    lookups.writes.push(super::PendingWrite {
+        path: target.to_owned(),
+        allowed: dir.to_owned(),
+        owner: (user.to_owned(), group.to_owned()),
+        mode,
+        append: flags.contains("append"),
+        content,
+    });
+    Ok(Value::String("".into()))
+}
+
+/// `executeTemplate NAME [DATA]`: a named template's output, as text.
+fn execute_template(context: &Context, args: &[Value]) -> gotmpl::Result<Value> {
+    let (name, dot) = match args {
+        [name] => (string_arg("executeTemplate", name)?, Value::Nil),
+        [name, dot] => (string_arg("executeTemplate", name)?, dot.clone()),
+        _ => {
+            return Err(TemplateError::Exec(format!(
+                "executeTemplate: wrong number of arguments, expected 1 or 2, but got {}",
+                args.len()
+            )));
+        }
+    };
+    let Some(template) = context.running() else {
+        return Err(TemplateError::Exec(
+            "executeTemplate: no template is running".into(),
+        ));
+    };
+    {
+        let mut lookups = context.lock();
+        lookups.executions += 1;
+        if lookups.executions > MAX_EXECUTE_CALLS || lookups.execute_depth >= MAX_EXECUTE_DEPTH {
+            return Err(TemplateError::Exec(format!(
+                "executeTemplate: nested deeper than {MAX_EXECUTE_DEPTH} or called more than {MAX_EXECUTE_CALLS} times"
+            )));
+        }
+        lookups.execute_depth += 1;
+    }
+    let mut out = LimitedWriter {
+        buffer: Vec::new(),
+        limit: usize::try_from(context.limit).unwrap_or(usize::MAX),
+        exceeded: false,
+    };
+    let result = if template.lookup(name).is_some() && name != injector::consul_template::TOP_LEVEL
+    {
+        template.execute_template(&mut out, name, &dot)
+    } else {
+        Err(TemplateError::Exec(
+            "executeTemplate: no template of that name is defined".into(),
+        ))
+    };
+    context.lock().execute_depth -= 1;
+    if out.exceeded {
+        return Err(TemplateError::Exec(format!(
+            "executeTemplate built text longer than {} bytes, the limit of one file (limits.file_bytes)",
+            context.limit
+        )));
+    }
+    result?;
+    String::from_utf8(out.buffer)
+        .map(|text| Value::String(text.into()))
+        .map_err(|_| TemplateError::Exec("executeTemplate built text that is not UTF-8".into()))
 }
 
 /// `scratch.<Method>`, consul-template's per-render scratch pad.

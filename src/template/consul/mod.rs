@@ -48,9 +48,11 @@ pub struct Options {
 /// A template ready to render.
 pub(crate) struct Compiled {
     /// Missing keys are errors.
-    strict: Template,
+    strict: Arc<Template>,
     /// Missing keys render `<no value>` (absent when `error_on_missing_key` is set).
-    lenient: Option<Template>,
+    lenient: Option<Arc<Template>>,
+    /// Which of the two is running, for `executeTemplate`.
+    running: Arc<Mutex<Option<Arc<Template>>>>,
     /// The largest output.
     limit: u64,
 }
@@ -96,6 +98,7 @@ pub(crate) fn compile(
             message: p.message,
         })?;
     let context = Context {
+        running: Arc::new(Mutex::new(None)),
         lookups: lookups.clone(),
         text: Arc::from(text),
         destination: options.destination.clone(),
@@ -104,11 +107,12 @@ pub(crate) fn compile(
     };
     // Iterations times the largest body they run stay within the steps a render may take.
     let iterations = (limits.render_steps / prepared.largest_range_body.max(1)).max(1);
-    let build = |missing: MissingKey| build(&prepared, &context, missing, iterations);
+    let build = |missing: MissingKey| Arc::new(build(&prepared, &context, missing, iterations));
     Ok(Compiled {
         strict: build(MissingKey::Error),
         lenient: (!options.error_on_missing_key).then(|| build(MissingKey::ZeroValue)),
         limit: limits.file_bytes,
+        running: context.running.clone(),
     })
 }
 
@@ -126,10 +130,10 @@ fn build(prepared: &Prepared, context: &Context, missing: MissingKey, iterations
 impl Compiled {
     /// Renders once into memory, within the limits it was compiled with.
     pub(crate) fn render(&self) -> Result<Rendered, Failure> {
-        match run(&self.strict, self.limit) {
+        match self.run(&self.strict) {
             Err(Failure::Failed(TemplateError::MissingKey { key })) if self.lenient.is_some() => {
                 let lenient = self.lenient.as_ref().unwrap_or(&self.strict);
-                run(lenient, self.limit).map(|text| Rendered {
+                self.run(lenient).map(|text| Rendered {
                     text,
                     missing_key: Some(key),
                 })
@@ -139,6 +143,13 @@ impl Compiled {
                 missing_key: None,
             }),
         }
+    }
+
+    fn run(&self, template: &Arc<Template>) -> Result<String, Failure> {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(template.clone());
+        let result = run(template, self.limit);
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        result
     }
 }
 
@@ -165,6 +176,8 @@ fn run(template: &Template, limit: u64) -> Result<String, Failure> {
 /// (which paths it spells), its destination and the environment.
 #[derive(Clone)]
 pub(crate) struct Context {
+    /// The template running, for `executeTemplate` (set by `Compiled::run`).
+    running: Arc<Mutex<Option<Arc<Template>>>>,
     lookups: Arc<Mutex<Lookups>>,
     text: Arc<str>,
     destination: Option<PathBuf>,
@@ -176,6 +189,13 @@ pub(crate) struct Context {
 impl Context {
     fn lock(&self) -> MutexGuard<'_, Lookups> {
         self.lookups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn running(&self) -> Option<Arc<Template>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The value of a fetched request, or nil and a note of what to fetch.
@@ -206,6 +226,96 @@ impl Context {
             }
         }
     }
+}
+
+/// A file `writeToFile` asked for, written once the render is complete.
+pub(crate) struct PendingWrite {
+    pub(crate) path: PathBuf,
+    /// The directory it must stay under once links are resolved.
+    pub(crate) allowed: PathBuf,
+    /// User and group names or ids; empty for the agent's own.
+    pub(crate) owner: (String, String),
+    pub(crate) mode: u32,
+    pub(crate) append: bool,
+    pub(crate) content: Vec<u8>,
+}
+
+impl fmt::Debug for PendingWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingWrite")
+            .field("path", &self.path)
+            .field("content", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingWrite {
+    /// Writes the file: atomically, or appended to; then its owner and mode. The directory is
+    /// made if missing; a link out of the allowed directory is refused.
+    pub(crate) fn apply(&self) -> Result<(), String> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = self.path.parent().unwrap_or(&self.allowed);
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot make its directory: {e}"))?;
+        let allowed = std::fs::canonicalize(&self.allowed)
+            .map_err(|e| format!("cannot resolve {}: {e}", self.allowed.display()))?;
+        let real_dir =
+            std::fs::canonicalize(dir).map_err(|e| format!("cannot resolve its directory: {e}"))?;
+        if !real_dir.starts_with(&allowed) {
+            return Err(format!(
+                "refused: its directory is a link out of {}",
+                self.allowed.display()
+            ));
+        }
+        let Some(name) = self.path.file_name() else {
+            return Err("the path names no file".to_owned());
+        };
+        let path = real_dir.join(name);
+        if self.append {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(self.mode)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| format!("cannot open it: {e}"))?;
+            file.write_all(&self.content)
+                .map_err(|e| format!("cannot write it: {e}"))?;
+        } else {
+            crate::agent::files::write_atomic(&path, &self.content, self.mode)
+                .map_err(|e| format!("cannot write it: {e}"))?;
+        }
+        let (user, group) = (&self.owner.0, &self.owner.1);
+        if !user.is_empty() || !group.is_empty() {
+            let uid = id_of(user, "/etc/passwd")?;
+            let gid = id_of(group, "/etc/group")?;
+            std::os::unix::fs::lchown(&path, uid, gid)
+                .map_err(|e| format!("cannot change its owner: {e}"))?;
+        }
+        std::fs::set_permissions(
+            &path,
+            std::os::unix::fs::PermissionsExt::from_mode(self.mode),
+        )
+        .map_err(|e| format!("cannot set its mode: {e}"))
+    }
+}
+
+/// A user's or group's id from its name (looked up in `file`) or its number; `None` for empty.
+fn id_of(name: &str, file: &str) -> Result<Option<u32>, String> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(id) = name.parse() {
+        return Ok(Some(id));
+    }
+    let table = std::fs::read_to_string(file).unwrap_or_default();
+    table
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&name))
+        .and_then(|fields| fields.get(2)?.parse().ok())
+        .map(Some)
+        .ok_or_else(|| format!("no user or group of that name in {file}; give its number"))
 }
 
 /// The arguments after a path: `key=value` strings (empty ones skipped), as consul-template

@@ -560,3 +560,53 @@ fn pki_cert_issues_what_bao_agent_issues_and_reuses_a_good_certificate() {
         ]);
     assert_eq!(run.stdout(), "1 true", "{}", run.stderr());
 }
+
+#[test]
+fn n_secrets_cost_n_reads_and_one_token_lookup_where_bao_agent_makes_2n_plus_2() {
+    let (vault, token) = seeded();
+    let n = 6;
+    for i in 0..n {
+        vault.kv2_put(&format!("app/s{i}"), json!({"v": i.to_string()}));
+    }
+    let texts: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "{{{{ with secret \"secret/data/app/s{i}\" }}}}{{{{ .Data.data.v }}}}{{{{ end }}}}"
+            )
+        })
+        .collect();
+    let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    let cases: Vec<Case<'_>> = names
+        .iter()
+        .zip(&texts)
+        .map(|(name, text)| case(name, text))
+        .collect();
+    let mark = vault.audit_mark();
+    let outputs = both(&vault, &token, &cases);
+    assert_eq!(
+        outputs.hydrant.expect("hydrant"),
+        outputs.bao.expect("bao agent")
+    );
+    // Both ran against one server: tell their requests apart by what only bao agent asks.
+    let requests = vault.audit_requests(mark);
+    let reads: Vec<&(String, String)> = requests
+        .iter()
+        .filter(|(_, path)| path.starts_with("secret/data/app/s"))
+        .collect();
+    assert_eq!(
+        reads.len(),
+        2 * n,
+        "each agent reads each secret once: {requests:?}"
+    );
+    let lookups = requests
+        .iter()
+        .filter(|(_, path)| path.starts_with("sys/internal/ui/mounts/"))
+        .count();
+    assert_eq!(
+        lookups, n,
+        "only bao agent looks up the mount of a path that says data/"
+    );
+    // hydrant: N reads and its token's lookup; bao agent: N reads, N mount lookups, and its own.
+    let others = requests.len() - reads.len() - lookups;
+    assert!(others <= 3, "{requests:?}");
+}

@@ -9,11 +9,10 @@ use crate::agent_config::{AuthMethod, Duration, FileMode, SecretFormat};
 use crate::settings::{DefaultTemplate, Mode, Settings};
 use crate::values::{parse_bool, parse_id, parse_list, parse_quantity};
 
-/// vault-k8s's annotation prefix.
-pub const VAULT: &str = "vault.hashicorp.com/";
+pub mod keys;
 
-/// hydrant's annotation prefix.
-pub const HYDRANT: &str = "hydrant.dev/";
+use keys::hydrant as h;
+use keys::vault_k8s as k;
 
 /// vault-k8s's default mount path of the secrets volume.
 pub const DEFAULT_MOUNT_PATH: &str = "/vault/secrets";
@@ -31,24 +30,24 @@ impl Family {
     /// The family's prefix.
     pub fn prefix(self) -> &'static str {
         match self {
-            Family::VaultK8s => VAULT,
-            Family::Hydrant => HYDRANT,
+            Family::VaultK8s => k::PREFIX,
+            Family::Hydrant => h::PREFIX,
         }
     }
 
     /// The annotation that asks for injection.
     pub fn inject_key(self) -> &'static str {
         match self {
-            Family::VaultK8s => "vault.hashicorp.com/agent-inject",
-            Family::Hydrant => "hydrant.dev/inject",
+            Family::VaultK8s => k::AGENT_INJECT,
+            Family::Hydrant => h::INJECT,
         }
     }
 
     /// The annotation the webhook sets once it has injected.
     pub fn status_key(self) -> &'static str {
         match self {
-            Family::VaultK8s => "vault.hashicorp.com/agent-inject-status",
-            Family::Hydrant => "hydrant.dev/status",
+            Family::VaultK8s => k::AGENT_INJECT_STATUS,
+            Family::Hydrant => h::STATUS,
         }
     }
 }
@@ -321,8 +320,8 @@ pub fn parse(
     settings: &Settings,
 ) -> Result<Request, Denial> {
     let other = match family {
-        Family::VaultK8s => HYDRANT,
-        Family::Hydrant => VAULT,
+        Family::VaultK8s => h::PREFIX,
+        Family::Hydrant => k::PREFIX,
     };
     if let Some(key) = annotations
         .keys()
@@ -338,7 +337,8 @@ pub fn parse(
     }
     let ours: BTreeMap<&str, &str> = annotations
         .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix(family.prefix())?, v.as_str())))
+        .filter(|(key, _)| key.starts_with(family.prefix()))
+        .map(|(key, value)| (key.as_str(), value.as_str()))
         .collect();
     match family {
         Family::VaultK8s => vault_k8s(&ours, settings),
@@ -349,23 +349,6 @@ pub fn parse(
 fn is_status(key: &str) -> bool {
     key == Family::VaultK8s.status_key() || key == Family::Hydrant.status_key()
 }
-
-/// The per-secret annotations of vault-k8s, in the order its prefixes are matched.
-const VAULT_PER_SECRET: [&str; 13] = [
-    "agent-inject-secret-",
-    "agent-inject-template-file-",
-    "agent-inject-template-",
-    "agent-inject-file-",
-    "agent-inject-perms-",
-    "agent-inject-command-",
-    "secret-volume-path-",
-    "preserve-secret-case-",
-    "error-on-missing-key-",
-    "agent-template-left-delim-",
-    "agent-template-right-delim-",
-    "auth-config-",
-    "agent-telemetry-",
-];
 
 /// What a per-secret vault-k8s annotation said, grouped by the secret's raw name.
 #[derive(Default)]
@@ -381,7 +364,6 @@ struct VaultSecret<'a> {
 
 fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request, Denial> {
     let mut r = Request::new(Family::VaultK8s);
-    let key = |rest: &str| format!("{VAULT}{rest}");
     let mut default_template = settings.default_template;
     let mut preserve_case = false;
     let mut enable_quit = false;
@@ -389,116 +371,113 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
     let mut pre_populate = true;
     let mut pre_populate_only = false;
     let mut secrets: BTreeMap<&str, VaultSecret<'_>> = BTreeMap::new();
-    for (&rest, &value) in ours {
-        let bool_of = |v: &str| parse_bool(v).map_err(|e| Denial::bad(&key(rest), e));
+    for (&key, &value) in ours {
+        let bool_of = |v: &str| parse_bool(v).map_err(|e| Denial::bad(key, e));
         let quantity = |v: &str| -> Result<Option<String>, Denial> {
             if v.trim().is_empty() {
                 Ok(None)
             } else {
-                parse_quantity(v)
-                    .map(Some)
-                    .map_err(|e| Denial::bad(&key(rest), e))
+                parse_quantity(v).map(Some).map_err(|e| Denial::bad(key, e))
             }
         };
-        match rest {
-            "agent-inject" | "agent-inject-status" => {}
-            "agent-pre-populate" => pre_populate = bool_of(value)?,
-            "agent-pre-populate-only" => pre_populate_only = bool_of(value)?,
-            "agent-init-first" => r.init_first = bool_of(value)?,
-            "agent-inject-containers" => r.containers = Some(parse_list(value)),
-            "agent-image" => {
+        match key {
+            k::AGENT_INJECT | k::AGENT_INJECT_STATUS => {}
+            k::AGENT_PRE_POPULATE => pre_populate = bool_of(value)?,
+            k::AGENT_PRE_POPULATE_ONLY => pre_populate_only = bool_of(value)?,
+            k::AGENT_INIT_FIRST => r.init_first = bool_of(value)?,
+            k::AGENT_INJECT_CONTAINERS => r.containers = Some(parse_list(value)),
+            k::AGENT_IMAGE => {
                 r.warnings.push(format!(
-                    "{}: hydrant runs its own agent ({}), not {value:?}",
-                    key(rest),
+                    "{key}: hydrant runs its own agent ({}), not {value:?}",
                     settings.agent_image
                 ));
             }
-            "agent-request-namespace" => {}
-            "agent-share-process-namespace" => r.share_process_namespace = Some(bool_of(value)?),
-            "agent-extra-secret" => r.extra_secret = non_empty(value),
-            "agent-copy-volume-mounts" => r.copy_volume_mounts = non_empty(value),
-            "agent-inject-default-template" => {
-                default_template = value.parse().map_err(|e| Denial::bad(&key(rest), e))?
+            k::AGENT_REQUEST_NAMESPACE => {}
+            k::AGENT_SHARE_PROCESS_NAMESPACE => r.share_process_namespace = Some(bool_of(value)?),
+            k::AGENT_EXTRA_SECRET => r.extra_secret = non_empty(value),
+            k::AGENT_COPY_VOLUME_MOUNTS => r.copy_volume_mounts = non_empty(value),
+            k::AGENT_INJECT_DEFAULT_TEMPLATE => {
+                default_template = value.parse().map_err(|e| Denial::bad(key, e))?
             }
-            "preserve-secret-case" => preserve_case = bool_of(value)?,
-            "secret-volume-path" => r.mount_path = absolute_path(&key(rest), value)?,
-            "role" => r.role = non_empty(value),
-            "auth-type" => r.auth_method = Some(vault_auth_type(&key(rest), value)?),
-            "auth-path" => {
+            k::PRESERVE_SECRET_CASE => preserve_case = bool_of(value)?,
+            k::SECRET_VOLUME_PATH => r.mount_path = absolute_path(key, value)?,
+            k::ROLE => r.role = non_empty(value),
+            k::AUTH_TYPE => r.auth_method = Some(vault_auth_type(key, value)?),
+            k::AUTH_PATH => {
                 let mount = value.trim().trim_matches('/');
                 let mount = mount.strip_prefix("auth/").unwrap_or(mount);
                 r.auth_mount = non_empty(mount);
             }
-            "namespace" => r.vault_namespace = non_empty(value),
-            "service" => r.vault_address = non_empty(value),
-            "tls-skip-verify" => r.tls_skip_verify = bool_of(value)?,
-            "tls-server-name" => r.tls_server_name = non_empty(value),
-            "tls-secret" => r.tls_secret = non_empty(value),
-            "ca-cert" => r.ca_cert = file_path(&key(rest), value)?,
-            "proxy-address" => r.proxy_address = non_empty(value),
-            "agent-service-account-token-volume-name" => r.token_volume = non_empty(value),
-            "log-level" => r.log_level = Some(log_level(&key(rest), value)?),
-            "log-format" => r.log_format = Some(log_format(&key(rest), value)?),
-            "agent-requests-cpu" => r.resources.cpu_request = Some(quantity(value)?),
-            "agent-requests-mem" => r.resources.memory_request = Some(quantity(value)?),
-            "agent-requests-ephemeral" => r.resources.ephemeral_request = Some(quantity(value)?),
-            "agent-limits-cpu" => r.resources.cpu_limit = Some(quantity(value)?),
-            "agent-limits-mem" => r.resources.memory_limit = Some(quantity(value)?),
-            "agent-limits-ephemeral" => r.resources.ephemeral_limit = Some(quantity(value)?),
-            "agent-run-as-user" => {
-                r.run_as_user = Some(parse_id(value).map_err(|e| Denial::bad(&key(rest), e))?)
+            k::NAMESPACE => r.vault_namespace = non_empty(value),
+            k::SERVICE => r.vault_address = non_empty(value),
+            k::TLS_SKIP_VERIFY => r.tls_skip_verify = bool_of(value)?,
+            k::TLS_SERVER_NAME => r.tls_server_name = non_empty(value),
+            k::TLS_SECRET => r.tls_secret = non_empty(value),
+            k::CA_CERT => r.ca_cert = file_path(key, value)?,
+            k::PROXY_ADDRESS => r.proxy_address = non_empty(value),
+            k::AGENT_SERVICE_ACCOUNT_TOKEN_VOLUME_NAME => r.token_volume = non_empty(value),
+            k::LOG_LEVEL => r.log_level = Some(log_level(key, value)?),
+            k::LOG_FORMAT => r.log_format = Some(log_format(key, value)?),
+            k::AGENT_REQUESTS_CPU => r.resources.cpu_request = Some(quantity(value)?),
+            k::AGENT_REQUESTS_MEM => r.resources.memory_request = Some(quantity(value)?),
+            k::AGENT_REQUESTS_EPHEMERAL => r.resources.ephemeral_request = Some(quantity(value)?),
+            k::AGENT_LIMITS_CPU => r.resources.cpu_limit = Some(quantity(value)?),
+            k::AGENT_LIMITS_MEM => r.resources.memory_limit = Some(quantity(value)?),
+            k::AGENT_LIMITS_EPHEMERAL => r.resources.ephemeral_limit = Some(quantity(value)?),
+            k::AGENT_RUN_AS_USER => {
+                r.run_as_user = Some(parse_id(value).map_err(|e| Denial::bad(key, e))?)
             }
-            "agent-run-as-group" => {
-                r.run_as_group = Some(parse_id(value).map_err(|e| Denial::bad(&key(rest), e))?)
+            k::AGENT_RUN_AS_GROUP => {
+                r.run_as_group = Some(parse_id(value).map_err(|e| Denial::bad(key, e))?)
             }
-            "agent-run-as-same-user" => r.run_as_same_user = bool_of(value)?,
-            "agent-set-security-context" => r.set_security_context = Some(bool_of(value)?),
-            "agent-json-patch" => r.sidecar_patch = json_patch_of(&key(rest), value)?,
-            "agent-init-json-patch" => r.init_patch = json_patch_of(&key(rest), value)?,
-            "agent-configmap" => {
+            k::AGENT_RUN_AS_SAME_USER => r.run_as_same_user = bool_of(value)?,
+            k::AGENT_SET_SECURITY_CONTEXT => r.set_security_context = Some(bool_of(value)?),
+            k::AGENT_JSON_PATCH => r.sidecar_patch = json_patch_of(key, value)?,
+            k::AGENT_INIT_JSON_PATCH => r.init_patch = json_patch_of(key, value)?,
+            k::AGENT_CONFIGMAP => {
                 return Err(Denial::unsupported(
-                    &key(rest),
+                    key,
                     "hydrant does not run Vault Agent HCL; describe the files with \
                      vault.hashicorp.com/agent-inject-secret-<name> or hydrant.dev/template-<name> \
                      (Jinja) annotations instead",
                 ));
             }
-            "ca-key" => {
+            k::CA_KEY => {
                 return Err(Denial::unsupported(
-                    &key(rest),
+                    key,
                     "a CA directory is not supported; put the CAs in one PEM bundle and name it \
                      with vault.hashicorp.com/ca-cert",
                 ));
             }
-            "client-cert" | "client-key" => {
+            k::CLIENT_CERT | k::CLIENT_KEY => {
                 return Err(Denial::unsupported(
-                    &key(rest),
+                    key,
                     "TLS client certificates to Vault are not supported; use the kubernetes, jwt, \
                      approle or token auth method",
                 ));
             }
-            "agent-inject-token" => {
+            k::AGENT_INJECT_TOKEN => {
                 if bool_of(value)? {
                     return Err(Denial::unsupported(
-                        &key(rest),
+                        key,
                         "hydrant does not write its Vault token into the app's volume; give the \
                          app's own role the access it needs and render what it needs instead",
                     ));
                 }
             }
-            "agent-enable-quit" => enable_quit = bool_of(value)?,
-            "agent-cache-listener-port" => listener_port = Some(port(&key(rest), value)?),
-            "agent-revoke-on-shutdown" => r.revoke_on_shutdown = bool_of(value)?,
-            "agent-revoke-grace" => {
+            k::AGENT_ENABLE_QUIT => enable_quit = bool_of(value)?,
+            k::AGENT_CACHE_LISTENER_PORT => listener_port = Some(port(key, value)?),
+            k::AGENT_REVOKE_ON_SHUTDOWN => r.revoke_on_shutdown = bool_of(value)?,
+            k::AGENT_REVOKE_GRACE => {
                 let seconds = value.trim().parse::<u64>().map_err(|_| {
-                    Denial::bad(&key(rest), format!("{value:?} is not a number of seconds"))
+                    Denial::bad(key, format!("{value:?} is not a number of seconds"))
                 })?;
                 r.revoke_delay = Some(Duration(std::time::Duration::from_secs(seconds)));
             }
-            "template-static-secret-render-interval" => {
-                r.refresh_interval = Some(duration(&key(rest), value)?)
+            k::TEMPLATE_STATIC_SECRET_RENDER_INTERVAL => {
+                r.refresh_interval = Some(duration(key, value)?)
             }
-            "template-lease-renewal-threshold" => {
+            k::TEMPLATE_LEASE_RENEWAL_THRESHOLD => {
                 let threshold = value
                     .trim()
                     .parse::<f64>()
@@ -506,39 +485,36 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
                     .filter(|t| (0.5..1.0).contains(t))
                     .ok_or_else(|| {
                         Denial::bad(
-                            &key(rest),
+                            key,
                             format!("{value:?} is not a fraction between 0.5 and 1, such as 0.9"),
                         )
                     })?;
                 r.renewal_threshold = Some(threshold);
             }
-            "auth-min-backoff" => r.min_backoff = Some(duration(&key(rest), value)?),
-            "auth-max-backoff" => r.max_backoff = Some(duration(&key(rest), value)?),
-            "agent-cache-enable"
-            | "agent-cache-use-auto-auth-token"
-            | "agent-cache-exit-on-err" => r.warnings.push(format!(
-                "{}: hydrant's init container always hands its token and leases to the \
-                     sidecar; it has no effect",
-                key(rest)
+            k::AUTH_MIN_BACKOFF => r.min_backoff = Some(duration(key, value)?),
+            k::AUTH_MAX_BACKOFF => r.max_backoff = Some(duration(key, value)?),
+            k::AGENT_CACHE_ENABLE
+            | k::AGENT_CACHE_USE_AUTO_AUTH_TOKEN
+            | k::AGENT_CACHE_EXIT_ON_ERR => r.warnings.push(format!(
+                "{key}: hydrant's init container always hands its token and leases to the \
+                 sidecar; it has no effect"
             )),
-            "template-config-exit-on-retry-failure" => {
+            k::TEMPLATE_CONFIG_EXIT_ON_RETRY_FAILURE => {
                 r.exit_on_retry_failure = Some(bool_of(value)?)
             }
-            "agent-auto-auth-exit-on-err" => r.warnings.push(format!(
-                "{}: has no effect; hydrant's init container always exits on failure and its \
-                     sidecar retries logins with backoff",
-                key(rest)
+            k::AGENT_AUTO_AUTH_EXIT_ON_ERR => r.warnings.push(format!(
+                "{key}: has no effect; hydrant's init container always exits on failure and its \
+                 sidecar retries logins with backoff"
             )),
-            "client-timeout" => r.client_timeout = Some(duration(&key(rest), value)?),
-            "client-max-retries"
-            | "go-max-procs"
-            | "template-max-connections-per-host"
-            | "agent-disable-idle-connections"
-            | "agent-disable-keep-alives" => r.warnings.push(format!(
-                "{}: a Vault Agent tuning knob with no effect on hydrant's agent",
-                key(rest)
+            k::CLIENT_TIMEOUT => r.client_timeout = Some(duration(key, value)?),
+            k::CLIENT_MAX_RETRIES
+            | k::GO_MAX_PROCS
+            | k::TEMPLATE_MAX_CONNECTIONS_PER_HOST
+            | k::AGENT_DISABLE_IDLE_CONNECTIONS
+            | k::AGENT_DISABLE_KEEP_ALIVES => r.warnings.push(format!(
+                "{key}: a Vault Agent tuning knob with no effect on hydrant's agent"
             )),
-            _ => vault_per_secret(&mut r, rest, value, &mut secrets)?,
+            _ => vault_per_secret(&mut r, key, value, &mut secrets)?,
         }
     }
     // vault-k8s's default: Vault Agent exits once a template's retries are spent.
@@ -554,6 +530,7 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
     };
     for (raw, secret) in secrets {
         let preserve = secret.preserve_case.unwrap_or(preserve_case);
+        let key = |prefix: &str| format!("{prefix}{raw}");
         let name = if preserve {
             raw.to_owned()
         } else {
@@ -561,7 +538,7 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
         };
         let source = match (secret.template, secret.path) {
             (Some(template), _) => {
-                let template_key = key(&format!("agent-inject-template-{raw}"));
+                let template_key = key(k::AGENT_INJECT_TEMPLATE_PREFIX);
                 check_vault_k8s_template(&template_key, template)?;
                 OutputSource::Template(template.to_owned())
             }
@@ -577,34 +554,34 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
         };
         if r.outputs.iter().any(|o| o.name == name) {
             return Err(Denial::bad(
-                &key(&format!("agent-inject-secret-{raw}")),
+                &key(k::AGENT_INJECT_SECRET_PREFIX),
                 format!(
-                    "two secrets are named {name:?} once lower-cased; rename one or set vault.hashicorp.com/preserve-secret-case"
+                    "two secrets are named {name:?} once lower-cased; rename one or set {}",
+                    k::PRESERVE_SECRET_CASE
                 ),
             ));
         }
         let file = match secret.file {
-            Some(f) => Some(file_name(&key(&format!("agent-inject-file-{raw}")), f)?),
+            Some(f) => Some(file_name(&key(k::AGENT_INJECT_FILE_PREFIX), f)?),
             // The file is named after the secret.
             None => {
-                file_name(&key(&format!("agent-inject-secret-{raw}")), &name)?;
+                file_name(&key(k::AGENT_INJECT_SECRET_PREFIX), &name)?;
                 None
             }
         };
         let perms = secret
             .perms
             .map(|p| {
-                FileMode::parse(p)
-                    .map_err(|e| Denial::bad(&key(&format!("agent-inject-perms-{raw}")), e))
+                FileMode::parse(p).map_err(|e| Denial::bad(&key(k::AGENT_INJECT_PERMS_PREFIX), e))
             })
             .transpose()?;
         let mount_path = secret
             .mount_path
-            .map(|p| absolute_path(&key(&format!("secret-volume-path-{raw}")), p))
+            .map(|p| absolute_path(&key(k::SECRET_VOLUME_PATH_PREFIX), p))
             .transpose()?;
         let command = secret
             .command
-            .map(|c| command(&key(&format!("agent-inject-command-{raw}")), c))
+            .map(|c| command(&key(k::AGENT_INJECT_COMMAND_PREFIX), c))
             .transpose()?
             .flatten();
         r.outputs.push(Output {
@@ -622,14 +599,13 @@ fn vault_k8s(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request
 
 fn vault_per_secret<'a>(
     r: &mut Request,
-    rest: &'a str,
+    key: &'a str,
     value: &'a str,
     secrets: &mut BTreeMap<&'a str, VaultSecret<'a>>,
 ) -> Result<(), Denial> {
-    let key = format!("{VAULT}{rest}");
-    let Some((prefix, raw)) = VAULT_PER_SECRET
+    let Some((prefix, raw)) = k::PER_SECRET
         .iter()
-        .find_map(|p| Some((*p, rest.strip_prefix(p)?)))
+        .find_map(|p| Some((*p, key.strip_prefix(p)?)))
         .filter(|(_, raw)| !raw.is_empty())
     else {
         r.warnings.push(format!(
@@ -639,39 +615,41 @@ fn vault_per_secret<'a>(
     };
     let blank = value.trim().is_empty();
     match prefix {
-        "agent-inject-secret-" if !blank => secrets.entry(raw).or_default().path = Some(value),
-        "agent-inject-template-" if !blank => {
+        k::AGENT_INJECT_SECRET_PREFIX if !blank => {
+            secrets.entry(raw).or_default().path = Some(value)
+        }
+        k::AGENT_INJECT_TEMPLATE_PREFIX if !blank => {
             secrets.entry(raw).or_default().template = Some(value)
         }
-        "agent-inject-secret-" | "agent-inject-template-" => {}
-        "agent-inject-template-file-" => {
+        k::AGENT_INJECT_SECRET_PREFIX | k::AGENT_INJECT_TEMPLATE_PREFIX => {}
+        k::AGENT_INJECT_TEMPLATE_FILE_PREFIX => {
             return Err(Denial::unsupported(
-                &key,
+                key,
                 "template files are written for consul-template; put the template, in Jinja, in \
                  hydrant.dev/template-<name> (see the README's migration table)",
             ));
         }
-        "agent-inject-file-" => secrets.entry(raw).or_default().file = Some(value),
-        "agent-inject-perms-" => secrets.entry(raw).or_default().perms = Some(value),
-        "secret-volume-path-" => secrets.entry(raw).or_default().mount_path = Some(value),
-        "preserve-secret-case-" => {
-            let preserve = parse_bool(value).map_err(|e| Denial::bad(&key, e))?;
+        k::AGENT_INJECT_FILE_PREFIX => secrets.entry(raw).or_default().file = Some(value),
+        k::AGENT_INJECT_PERMS_PREFIX => secrets.entry(raw).or_default().perms = Some(value),
+        k::SECRET_VOLUME_PATH_PREFIX => secrets.entry(raw).or_default().mount_path = Some(value),
+        k::PRESERVE_SECRET_CASE_PREFIX => {
+            let preserve = parse_bool(value).map_err(|e| Denial::bad(key, e))?;
             secrets.entry(raw).or_default().preserve_case = Some(preserve);
         }
-        "error-on-missing-key-" => {
+        k::ERROR_ON_MISSING_KEY_PREFIX => {
             // hydrant's templates are always strict: a missing key is always an error.
-            parse_bool(value).map_err(|e| Denial::bad(&key, e))?;
+            parse_bool(value).map_err(|e| Denial::bad(key, e))?;
         }
-        "agent-inject-command-" => secrets.entry(raw).or_default().command = Some(value),
-        "agent-template-left-delim-" | "agent-template-right-delim-" => {
+        k::AGENT_INJECT_COMMAND_PREFIX => secrets.entry(raw).or_default().command = Some(value),
+        k::AGENT_TEMPLATE_LEFT_DELIM_PREFIX | k::AGENT_TEMPLATE_RIGHT_DELIM_PREFIX => {
             return Err(Denial::unsupported(
-                &key,
+                key,
                 "delimiters belong to consul-template templates, which hydrant does not run; \
                  write the template in Jinja in hydrant.dev/template-<name>",
             ));
         }
-        "auth-config-" => vault_auth_config(r, &key, raw, value)?,
-        "agent-telemetry-" => r.warnings.push(format!(
+        k::AUTH_CONFIG_PREFIX => vault_auth_config(r, key, raw, value)?,
+        k::AGENT_TELEMETRY_PREFIX => r.warnings.push(format!(
             "{key}: hydrant serves Prometheus metrics itself; telemetry settings have no effect"
         )),
         _ => {}
@@ -729,19 +707,8 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// hydrant's per-output annotations.
-const HYDRANT_PER_OUTPUT: [&str; 6] = [
-    "secret-",
-    "template-",
-    "file-",
-    "perms-",
-    "format-",
-    "command-",
-];
-
 fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
     let mut r = Request::new(Family::Hydrant);
-    let key = |rest: &str| format!("{HYDRANT}{rest}");
     #[derive(Default)]
     struct Parts<'a> {
         secret: Option<&'a str>,
@@ -752,60 +719,61 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
         command: Option<&'a str>,
     }
     let mut parts: BTreeMap<&str, Parts<'_>> = BTreeMap::new();
-    let mut config: BTreeMap<&str, (&str, String)> = BTreeMap::new();
-    for (&rest, &value) in ours {
-        let k = key(rest);
-        if let Some(what) = rest.strip_prefix("config-") {
-            config.insert(what, (value, k));
+    let mut config: BTreeMap<&str, &str> = BTreeMap::new();
+    for (&key, &value) in ours {
+        if key.starts_with(h::CONFIG_PREFIX) {
+            config.insert(key, value);
             continue;
         }
         let quantity = |v: &str| -> Result<Option<String>, Denial> {
             if v.trim().is_empty() {
                 Ok(None)
             } else {
-                parse_quantity(v).map(Some).map_err(|e| Denial::bad(&k, e))
+                parse_quantity(v).map(Some).map_err(|e| Denial::bad(key, e))
             }
         };
-        match rest {
-            "inject" | "status" => {}
-            "mode" => r.mode = Some(value.parse().map_err(|e| Denial::bad(&k, e))?),
-            "role" => r.role = non_empty(value),
-            "auth-method" => r.auth_method = Some(value.parse().map_err(|e| Denial::bad(&k, e))?),
-            "auth-mount" => r.auth_mount = non_empty(value.trim().trim_matches('/')),
-            "token-audience" => r.token_audience = non_empty(value),
-            "vault-namespace" => r.vault_namespace = non_empty(value),
-            "mount-path" => r.mount_path = absolute_path(&k, value)?,
-            "containers" => r.containers = Some(parse_list(value)),
-            "image" => r.image = non_empty(value),
-            "cpu-request" => r.resources.cpu_request = Some(quantity(value)?),
-            "memory-request" => r.resources.memory_request = Some(quantity(value)?),
-            "cpu-limit" => r.resources.cpu_limit = Some(quantity(value)?),
-            "memory-limit" => r.resources.memory_limit = Some(quantity(value)?),
-            "refresh-interval" => r.refresh_interval = Some(duration(&k, value)?),
-            "revoke-on-shutdown" => {
-                r.revoke_on_shutdown = parse_bool(value).map_err(|e| Denial::bad(&k, e))?
+        match key {
+            h::INJECT | h::STATUS => {}
+            h::MODE => r.mode = Some(value.parse().map_err(|e| Denial::bad(key, e))?),
+            h::ROLE => r.role = non_empty(value),
+            h::AUTH_METHOD => r.auth_method = Some(value.parse().map_err(|e| Denial::bad(key, e))?),
+            h::AUTH_MOUNT => r.auth_mount = non_empty(value.trim().trim_matches('/')),
+            h::TOKEN_AUDIENCE => r.token_audience = non_empty(value),
+            h::VAULT_NAMESPACE => r.vault_namespace = non_empty(value),
+            h::MOUNT_PATH => r.mount_path = absolute_path(key, value)?,
+            h::CONTAINERS => r.containers = Some(parse_list(value)),
+            h::IMAGE => r.image = non_empty(value),
+            h::CPU_REQUEST => r.resources.cpu_request = Some(quantity(value)?),
+            h::MEMORY_REQUEST => r.resources.memory_request = Some(quantity(value)?),
+            h::CPU_LIMIT => r.resources.cpu_limit = Some(quantity(value)?),
+            h::MEMORY_LIMIT => r.resources.memory_limit = Some(quantity(value)?),
+            h::REFRESH_INTERVAL => r.refresh_interval = Some(duration(key, value)?),
+            h::REVOKE_ON_SHUTDOWN => {
+                r.revoke_on_shutdown = parse_bool(value).map_err(|e| Denial::bad(key, e))?
             }
-            "exit-on-retry-failure" => {
-                r.exit_on_retry_failure = Some(parse_bool(value).map_err(|e| Denial::bad(&k, e))?)
+            h::EXIT_ON_RETRY_FAILURE => {
+                r.exit_on_retry_failure = Some(parse_bool(value).map_err(|e| Denial::bad(key, e))?)
             }
-            "listen" => r.listen = Some(port(&k, value)?),
-            "run-as-user" => r.run_as_user = Some(parse_id(value).map_err(|e| Denial::bad(&k, e))?),
-            "run-as-group" => {
-                r.run_as_group = Some(parse_id(value).map_err(|e| Denial::bad(&k, e))?)
+            h::LISTEN => r.listen = Some(port(key, value)?),
+            h::RUN_AS_USER => {
+                r.run_as_user = Some(parse_id(value).map_err(|e| Denial::bad(key, e))?)
+            }
+            h::RUN_AS_GROUP => {
+                r.run_as_group = Some(parse_id(value).map_err(|e| Denial::bad(key, e))?)
             }
             _ => {
-                let Some((prefix, name)) = HYDRANT_PER_OUTPUT
+                let Some((prefix, name)) = h::PER_FILE
                     .iter()
-                    .find_map(|p| Some((*p, rest.strip_prefix(p)?)))
+                    .find_map(|p| Some((*p, key.strip_prefix(p)?)))
                 else {
                     return Err(Denial::bad(
-                        &k,
+                        key,
                         "is not a hydrant annotation; see the README for the hydrant.dev/* annotations".to_owned(),
                     ));
                 };
                 if !valid_name(name) {
                     return Err(Denial::bad(
-                        &k,
+                        key,
                         format!(
                             "{name:?} is not a valid name: letters, digits, '-', '_' and '.', starting with a letter or digit"
                         ),
@@ -813,11 +781,11 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
                 }
                 let part = parts.entry(name).or_default();
                 match prefix {
-                    "secret-" => part.secret = Some(value),
-                    "template-" => part.template = Some(value),
-                    "file-" => part.file = Some(value),
-                    "perms-" => part.perms = Some(value),
-                    "command-" => part.command = Some(value),
+                    h::SECRET_PREFIX => part.secret = Some(value),
+                    h::TEMPLATE_PREFIX => part.template = Some(value),
+                    h::FILE_PREFIX => part.file = Some(value),
+                    h::PERMS_PREFIX => part.perms = Some(value),
+                    h::COMMAND_PREFIX => part.command = Some(value),
                     _ => part.format = Some(value),
                 }
             }
@@ -827,7 +795,7 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
         let request = config_request(&config)?;
         if parts.contains_key(CONFIG_OUTPUT) {
             return Err(Denial::bad(
-                &key(&format!("secret-{CONFIG_OUTPUT}")),
+                &format!("{}{CONFIG_OUTPUT}", h::SECRET_PREFIX),
                 format!("{CONFIG_OUTPUT} is the config snapshot's name; name this file otherwise"),
             ));
         }
@@ -842,12 +810,15 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
         r.config = Some(request);
     }
     for (name, part) in parts {
+        let key = |prefix: &str| format!("{prefix}{name}");
         let source = match (part.secret, part.template) {
             (Some(_), Some(_)) => {
                 return Err(Denial::bad(
-                    &key(&format!("template-{name}")),
+                    &key(h::TEMPLATE_PREFIX),
                     format!(
-                        "{name} has both hydrant.dev/secret-{name} and hydrant.dev/template-{name}; keep one (a template reads its secrets with secret('path'))"
+                        "{name} has both {} and {}; keep one (a template reads its secrets with secret('path'))",
+                        key(h::SECRET_PREFIX),
+                        key(h::TEMPLATE_PREFIX)
                     ),
                 ));
             }
@@ -859,7 +830,7 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
                         serde_json::from_value(serde_json::Value::String(f.trim().to_owned()))
                             .map_err(|_| {
                                 Denial::bad(
-                                    &key(&format!("format-{name}")),
+                                    &key(h::FORMAT_PREFIX),
                                     format!("{f:?} is not a format; use json, yaml, env or map"),
                                 )
                             })?
@@ -869,30 +840,34 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
             (None, Some(template)) => {
                 if part.format.is_some() {
                     return Err(Denial::bad(
-                        &key(&format!("format-{name}")),
-                        "applies to hydrant.dev/secret-<name>; a template decides its own format"
-                            .to_owned(),
+                        &key(h::FORMAT_PREFIX),
+                        format!(
+                            "applies to {}<name>; a template decides its own format",
+                            h::SECRET_PREFIX
+                        ),
                     ));
                 }
-                check_template(&key(&format!("template-{name}")), template)?;
+                check_template(&key(h::TEMPLATE_PREFIX), template)?;
                 OutputSource::Template(template.to_owned())
             }
             (None, None) => {
                 return Err(Denial::bad(
-                    &key(&format!("file-{name}")),
+                    &key(h::FILE_PREFIX),
                     format!(
-                        "no hydrant.dev/secret-{name} or hydrant.dev/template-{name} says what {name} holds"
+                        "no {} or {} says what {name} holds",
+                        key(h::SECRET_PREFIX),
+                        key(h::TEMPLATE_PREFIX)
                     ),
                 ));
             }
         };
         let perms = part
             .perms
-            .map(|p| FileMode::parse(p).map_err(|e| Denial::bad(&key(&format!("perms-{name}")), e)))
+            .map(|p| FileMode::parse(p).map_err(|e| Denial::bad(&key(h::PERMS_PREFIX), e)))
             .transpose()?;
         let command = part
             .command
-            .map(|c| command(&key(&format!("command-{name}")), c))
+            .map(|c| command(&key(h::COMMAND_PREFIX), c))
             .transpose()?
             .flatten();
         r.outputs.push(Output {
@@ -900,7 +875,7 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
             source,
             file: part
                 .file
-                .map(|f| file_name(&key(&format!("file-{name}")), f))
+                .map(|f| file_name(&key(h::FILE_PREFIX), f))
                 .transpose()?,
             perms,
             mount_path: None,
@@ -910,28 +885,28 @@ fn hydrant(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
     Ok(r)
 }
 
-/// `hydrant.dev/config-containers`, `-schema`, `-format`, `-file` and `-levels`.
-fn config_request(given: &BTreeMap<&str, (&str, String)>) -> Result<ConfigRequest, Denial> {
-    for (what, (_, k)) in given {
-        if !matches!(
-            *what,
-            "containers" | "schema" | "format" | "file" | "levels"
-        ) {
+/// `hydrant.dev/config-containers`, `-schema`, `-format`, `-file` and `-levels`, by key.
+fn config_request(given: &BTreeMap<&str, &str>) -> Result<ConfigRequest, Denial> {
+    for &key in given.keys() {
+        if !h::CONFIG_KEYS.contains(&key) {
             return Err(Denial::bad(
-                k,
+                key,
                 "is not a hydrant annotation; the config annotations are config-containers, config-schema, config-format, config-file and config-levels".to_owned(),
             ));
         }
     }
-    let Some((containers, k)) = given.get("containers") else {
+    let given_at = |key: &'static str| given.get(key).map(|value| (*value, key));
+    let Some((containers, k)) = given_at(h::CONFIG_CONTAINERS) else {
         let k = given
-            .values()
+            .keys()
             .next()
-            .map_or("hydrant.dev/config-*", |(_, k)| k.as_str());
+            .copied()
+            .unwrap_or("hydrant.dev/config-*");
         return Err(Denial::new(
             crate::Reason::MissingAnnotation,
             format!(
-                "{k} needs hydrant.dev/config-containers: the ConfigMaps that hold the config containers"
+                "{k} needs {}: the ConfigMaps that hold the config containers",
+                h::CONFIG_CONTAINERS
             ),
         ));
     };
@@ -948,7 +923,7 @@ fn config_request(given: &BTreeMap<&str, (&str, String)>) -> Result<ConfigReques
     for name in &config_maps {
         config_map_name(k, name)?;
     }
-    let schema = match given.get("schema") {
+    let schema = match given_at(h::CONFIG_SCHEMA) {
         None => None,
         Some((value, k)) => {
             let (map, item) = value
@@ -968,7 +943,7 @@ fn config_request(given: &BTreeMap<&str, (&str, String)>) -> Result<ConfigReques
             Some((map.to_owned(), item.to_owned()))
         }
     };
-    let format = match given.get("format") {
+    let format = match given_at(h::CONFIG_FORMAT) {
         None => "json".to_owned(),
         Some((value, k)) => {
             let f = value.trim();
@@ -981,19 +956,23 @@ fn config_request(given: &BTreeMap<&str, (&str, String)>) -> Result<ConfigReques
             f.to_owned()
         }
     };
-    let file = match given.get("file") {
+    let file = match given_at(h::CONFIG_FILE) {
         None => format!("{CONFIG_OUTPUT}.{format}"),
         Some((value, k)) => file_name(k, value)?,
     };
-    let levels = given.get("levels").map(|(v, _)| parse_list(v));
-    if let (Some(levels), Some((_, k))) = (&levels, given.get("levels"))
-        && levels.is_empty()
-    {
-        return Err(Denial::bad(
-            k,
-            "names no level; leave it out for the default levels".to_owned(),
-        ));
-    }
+    let levels = match given_at(h::CONFIG_LEVELS) {
+        None => None,
+        Some((value, k)) => {
+            let levels = parse_list(value);
+            if levels.is_empty() {
+                return Err(Denial::bad(
+                    k,
+                    "names no level; leave it out for the default levels".to_owned(),
+                ));
+            }
+            Some(levels)
+        }
+    };
     Ok(ConfigRequest {
         config_maps,
         schema,

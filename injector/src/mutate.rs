@@ -17,6 +17,7 @@ use crate::agent_config::{
     AgentConfig, AuthConfig, AuthMethod, RetryConfig, SecretFileConfig, SnapshotConfig,
     TemplateConfig, VaultConfig,
 };
+use crate::annotations::keys::{hydrant as h, vault_k8s as k};
 use crate::annotations::{self, Family, INJECTED, Output, OutputSource, QuantityOverride, Request};
 use crate::settings::{Mode, Resources, Settings};
 use crate::{AGENT_BINARY, AGENT_CONFIG_ENV, Denial, names};
@@ -99,10 +100,18 @@ pub fn mutate_in(
         return Err(Denial::new(
             crate::Reason::TooLarge,
             format!(
-                "the patch for this pod would be {} KiB, over the {} KiB hydrant answers (the API server stores no object over 1.5 MiB); make the templates, or {}agent-json-patch and agent-init-json-patch, smaller",
+                "the patch for this pod would be {} KiB, over the {} KiB hydrant answers (the API server stores no object over 1.5 MiB); make the templates{} smaller",
                 size.div_ceil(1024),
                 MAX_PATCH_BYTES / 1024,
-                family.prefix(),
+                match family {
+                    // Only vault-k8s's family patches the agent's containers.
+                    Family::VaultK8s => format!(
+                        ", or {} and {},",
+                        k::AGENT_JSON_PATCH,
+                        k::AGENT_INIT_JSON_PATCH
+                    ),
+                    Family::Hydrant => String::new(),
+                },
             ),
         ));
     }
@@ -216,7 +225,7 @@ impl Plan {
             agent_mounts.push(mount(names::EXTRA_VOLUME, names::EXTRA_PATH, true));
         }
         if let Some(source) = &request.copy_volume_mounts {
-            agent_mounts.extend(copied_mounts(family, spec, source)?);
+            agent_mounts.extend(copied_mounts(spec, source)?);
         }
         if let Some(config) = &request.config {
             // Only the agent reads the containers, the schema and the pod's labels.
@@ -301,21 +310,19 @@ impl Plan {
             Mode::Native | Mode::InitOnly => None,
         };
         // In native mode the one container is the sidecar: the sidecar's patch applies to it.
-        let (init_patch, init_annotation) = match mode {
-            Mode::Native => (&request.sidecar_patch, "agent-json-patch"),
-            _ => (&request.init_patch, "agent-init-json-patch"),
+        let (init_patch, init_key) = match mode {
+            Mode::Native => (&request.sidecar_patch, k::AGENT_JSON_PATCH),
+            _ => (&request.init_patch, k::AGENT_INIT_JSON_PATCH),
         };
-        let init_container = init
-            .map(|c| patched(family, c, init_patch, init_annotation))
-            .transpose()?;
+        let init_container = init.map(|c| patched(c, init_patch, init_key)).transpose()?;
         let sidecar_container = sidecar
-            .map(|c| patched(family, c, &request.sidecar_patch, "agent-json-patch"))
+            .map(|c| patched(c, &request.sidecar_patch, k::AGENT_JSON_PATCH))
             .transpose()?;
 
         let share_process_namespace = match request.share_process_namespace {
             Some(true) if spec.share_process_namespace == Some(false) => {
                 return Err(Denial::bad(
-                    &format!("{}agent-share-process-namespace", family.prefix()),
+                    k::AGENT_SHARE_PROCESS_NAMESPACE,
                     "the pod sets shareProcessNamespace: false; remove one of the two".to_owned(),
                 ));
             }
@@ -492,8 +499,8 @@ fn target_containers(request: &Request, spec: &PodSpec) -> Result<Vec<usize>, De
         return Ok((0..spec.containers.len()).collect());
     };
     let key = match request.family {
-        Family::VaultK8s => "vault.hashicorp.com/agent-inject-containers",
-        Family::Hydrant => "hydrant.dev/containers",
+        Family::VaultK8s => k::AGENT_INJECT_CONTAINERS,
+        Family::Hydrant => h::CONTAINERS,
     };
     let mut targets = Vec::new();
     for name in wanted {
@@ -525,8 +532,8 @@ fn destination(family: Family, request: &Request, output: &Output) -> Result<Des
     // vault-k8s joins even an absolute file name under the mount path.
     let relative = file.trim_start_matches('/');
     let key = match family {
-        Family::VaultK8s => format!("vault.hashicorp.com/agent-inject-file-{}", output.name),
-        Family::Hydrant => format!("hydrant.dev/file-{}", output.name),
+        Family::VaultK8s => format!("{}{}", k::AGENT_INJECT_FILE_PREFIX, output.name),
+        Family::Hydrant => format!("{}{}", h::FILE_PREFIX, output.name),
     };
     // Checked as the annotations were read; again here, as this is where the path is made.
     annotations::file_name(&key, file)?;
@@ -581,7 +588,7 @@ fn service_account_token(
             .find(|v| &v.name == name)
             .ok_or_else(|| {
                 Denial::bad(
-                    "vault.hashicorp.com/agent-service-account-token-volume-name",
+                    k::AGENT_SERVICE_ACCOUNT_TOKEN_VOLUME_NAME,
                     format!("the pod has no volume named {name:?}"),
                 )
             })?;
@@ -612,7 +619,7 @@ fn service_account_token(
     }
 }
 
-fn copied_mounts(family: Family, spec: &PodSpec, source: &str) -> Result<Vec<VolumeMount>, Denial> {
+fn copied_mounts(spec: &PodSpec, source: &str) -> Result<Vec<VolumeMount>, Denial> {
     let container = spec
         .containers
         .iter()
@@ -620,7 +627,7 @@ fn copied_mounts(family: Family, spec: &PodSpec, source: &str) -> Result<Vec<Vol
         .find(|c| c.name == source)
         .ok_or_else(|| {
             Denial::bad(
-                &format!("{}agent-copy-volume-mounts", family.prefix()),
+                k::AGENT_COPY_VOLUME_MOUNTS,
                 format!("the pod has no container {source:?}"),
             )
         })?;
@@ -695,8 +702,8 @@ fn agent_config(
     let family = request.family;
     if matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt) && request.role.is_none() {
         let key = match family {
-            Family::VaultK8s => "vault.hashicorp.com/role",
-            Family::Hydrant => "hydrant.dev/role",
+            Family::VaultK8s => k::ROLE,
+            Family::Hydrant => h::ROLE,
         };
         return Err(Denial::new(
             crate::Reason::MissingAnnotation,
@@ -730,8 +737,10 @@ fn agent_config(
     }
     if templates.is_empty() && secrets.is_empty() {
         let hint = match family {
-            Family::VaultK8s => "vault.hashicorp.com/agent-inject-secret-<name>",
-            Family::Hydrant => "hydrant.dev/secret-<name> or hydrant.dev/template-<name>",
+            Family::VaultK8s => format!("{}<name>", k::AGENT_INJECT_SECRET_PREFIX),
+            Family::Hydrant => {
+                format!("{}<name> or {}<name>", h::SECRET_PREFIX, h::TEMPLATE_PREFIX)
+            }
         };
         return Err(Denial::new(
             crate::Reason::MissingAnnotation,
@@ -834,7 +843,7 @@ fn security_context(
             .filter(|uid| *uid != 0)
             .ok_or_else(|| {
                 Denial::bad(
-                    "vault.hashicorp.com/agent-run-as-same-user",
+                    k::AGENT_RUN_AS_SAME_USER,
                     "the pod's first container sets no runAsUser, or runs as root; set one or remove the annotation".to_owned(),
                 )
             })?;
@@ -922,12 +931,7 @@ fn resource_requirements(
 /// Applies vault-k8s's `agent-json-patch` / `agent-init-json-patch` to a generated container,
 /// one operation at a time, refusing an operation that would grow the container past
 /// [`MAX_PATCHED_CONTAINER_BYTES`] before it runs.
-fn patched(
-    family: Family,
-    container: Container,
-    patch: &Option<Patch>,
-    annotation: &str,
-) -> Result<Value, Denial> {
+fn patched(container: Container, patch: &Option<Patch>, key: &str) -> Result<Value, Denial> {
     let mut value = serde_json::to_value(&container).map_err(|e| {
         Denial::new(
             crate::Reason::Internal,
@@ -935,13 +939,12 @@ fn patched(
         )
     })?;
     if let Some(patch) = patch {
-        let key = format!("{}{annotation}", family.prefix());
         let mut size = json_len(&value);
         for (i, operation) in patch.0.iter().enumerate() {
             let growth = growth(&value, operation);
             if growth > 0 && size.saturating_add(growth) > MAX_PATCHED_CONTAINER_BYTES {
                 return Err(Denial::bad(
-                    &key,
+                    key,
                     format!(
                         "operation {i} would make the agent container larger than {} KiB, hydrant's bound for a patched container; patch only what you need, such as resources or securityContext",
                         MAX_PATCHED_CONTAINER_BYTES / 1024
@@ -950,7 +953,7 @@ fn patched(
             }
             json_patch::patch(&mut value, std::slice::from_ref(operation)).map_err(|e| {
                 Denial::bad(
-                    &key,
+                    key,
                     format!(
                         "does not apply to the agent container: operation '/{i}' failed at path '{}': {}",
                         e.path, e.kind
@@ -960,7 +963,7 @@ fn patched(
             size = json_len(&value);
         }
         serde_json::from_value::<Container>(value.clone())
-            .map_err(|e| Denial::bad(&key, format!("leaves the agent container invalid: {e}")))?;
+            .map_err(|e| Denial::bad(key, format!("leaves the agent container invalid: {e}")))?;
     }
     Ok(value)
 }

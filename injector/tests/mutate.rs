@@ -839,6 +839,12 @@ fn a_patch_over_what_the_api_server_stores_is_refused() {
         "{}",
         denial.message
     );
+    // hydrant's family has no patch annotations: the advice names none.
+    assert!(
+        denial.message.ends_with("make the templates smaller"),
+        "{}",
+        denial.message
+    );
 }
 
 #[test]

@@ -127,11 +127,6 @@ pub const MAX_PATCH_BYTES: usize = 1536 * 1024;
 /// a value into itself (doubling it each time) is refused before the copy is made.
 pub const MAX_PATCHED_CONTAINER_BYTES: usize = 512 * 1024;
 
-/// A file's destination and the volume it lives in.
-struct Destination {
-    path: String,
-}
-
 /// Everything decided, ready to be written as a patch.
 struct Plan {
     mode: Mode,
@@ -156,7 +151,6 @@ impl Plan {
         context: &Context<'_>,
         settings: &Settings,
     ) -> Result<Plan, Denial> {
-        let family = request.family;
         let mut warnings = request.warnings.clone();
         let asked = request.mode.unwrap_or(settings.mode);
         let mode = match asked {
@@ -199,11 +193,11 @@ impl Plan {
             volumes.push(memory_volume(&name));
             app_mounts.push(mount(&name, path, false));
         }
-        let destinations = request
+        let destinations: Vec<String> = request
             .outputs
             .iter()
-            .map(|o| destination(family, request, o))
-            .collect::<Result<Vec<_>, Denial>>()?;
+            .map(|o| destination(request, o))
+            .collect();
 
         // The agent's own mounts: its state, the files, and what it logs in with.
         let mut agent_mounts = vec![mount(names::STATE_VOLUME, names::STATE_PATH, false)];
@@ -526,20 +520,14 @@ fn target_containers(request: &Request, spec: &PodSpec) -> Result<Vec<usize>, De
     Ok(targets)
 }
 
-fn destination(family: Family, request: &Request, output: &Output) -> Result<Destination, Denial> {
+/// Where an output's file goes: its file name (checked as the annotations were read) under its
+/// mount path.
+fn destination(request: &Request, output: &Output) -> String {
     let mount = output.mount_path.as_deref().unwrap_or(&request.mount_path);
     let file = output.file.as_deref().unwrap_or(&output.name);
     // vault-k8s joins even an absolute file name under the mount path.
     let relative = file.trim_start_matches('/');
-    let key = match family {
-        Family::VaultK8s => format!("{}{}", k::AGENT_INJECT_FILE_PREFIX, output.name),
-        Family::Hydrant => format!("{}{}", h::FILE_PREFIX, output.name),
-    };
-    // Checked as the annotations were read; again here, as this is where the path is made.
-    annotations::file_name(&key, file)?;
-    Ok(Destination {
-        path: format!("{mount}/{relative}"),
-    })
+    format!("{mount}/{relative}")
 }
 
 /// The service-account token the agent logs in with: a token projected for the audience the
@@ -697,19 +685,8 @@ fn agent_config(
     settings: &Settings,
     method: AuthMethod,
     jwt_path: Option<String>,
-    destinations: &[Destination],
+    destinations: &[String],
 ) -> Result<AgentConfig, Denial> {
-    let family = request.family;
-    if matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt) && request.role.is_none() {
-        let key = match family {
-            Family::VaultK8s => k::ROLE,
-            Family::Hydrant => h::ROLE,
-        };
-        return Err(Denial::new(
-            crate::Reason::MissingAnnotation,
-            format!("{key} is required: name the Vault role the pod logs in with ({method} auth)"),
-        ));
-    }
     let uses_jwt = matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt);
     let mut templates = Vec::new();
     let mut secrets = Vec::new();
@@ -719,7 +696,7 @@ fn agent_config(
                 name: output.name.clone(),
                 contents: Some(text.clone()),
                 source: None,
-                destination: destination.path.clone().into(),
+                destination: destination.into(),
                 perms: output.perms,
                 command: output.command.clone(),
                 command_timeout: None,
@@ -728,27 +705,12 @@ fn agent_config(
                 name: output.name.clone(),
                 path: path.clone(),
                 format: *format,
-                destination: destination.path.clone().into(),
+                destination: destination.into(),
                 perms: output.perms,
                 command: output.command.clone(),
                 command_timeout: None,
             }),
         }
-    }
-    if templates.is_empty() && secrets.is_empty() {
-        let hint = match family {
-            Family::VaultK8s => format!("{}<name>", k::AGENT_INJECT_SECRET_PREFIX),
-            Family::Hydrant => {
-                format!("{}<name> or {}<name>", h::SECRET_PREFIX, h::TEMPLATE_PREFIX)
-            }
-        };
-        return Err(Denial::new(
-            crate::Reason::MissingAnnotation,
-            format!(
-                "{} is set but no file is asked for: add {hint}",
-                family.inject_key()
-            ),
-        ));
     }
     let address = request
         .vault_address

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::Denial;
+use crate::agent_config::AuthMethod;
 use crate::settings::Settings;
 use crate::values::parse_bool;
 
@@ -20,7 +21,6 @@ use keys::hydrant as h;
 use keys::vault_k8s as k;
 
 pub use fields::MAX_PATCH_OPERATIONS;
-pub(crate) use fields::file_name;
 pub use request::{
     DEFAULT_MOUNT_PATH, Output, OutputSource, QuantityOverride, Request, ResourceOverrides,
 };
@@ -98,9 +98,46 @@ pub fn already_injected(annotations: &BTreeMap<String, String>) -> bool {
         .any(|f| annotations.get(f.status_key()).map(String::as_str) == Some(INJECTED))
 }
 
-/// Reads every annotation of `family`. Annotations of the other family are refused: their
-/// meaning would be unclear.
+/// Reads every annotation of `family` and checks that together they say enough: the role
+/// the pod logs in with, when its auth method needs one, and at least one file.
 pub fn parse(
+    annotations: &BTreeMap<String, String>,
+    family: Family,
+    settings: &Settings,
+) -> Result<Request, Denial> {
+    let request = read(annotations, family, settings)?;
+    let method = request.auth_method.unwrap_or(settings.auth_method);
+    if matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt) && request.role.is_none() {
+        let key = match family {
+            Family::VaultK8s => k::ROLE,
+            Family::Hydrant => h::ROLE,
+        };
+        return Err(Denial::new(
+            crate::Reason::MissingAnnotation,
+            format!("{key} is required: name the Vault role the pod logs in with ({method} auth)"),
+        ));
+    }
+    if request.outputs.is_empty() {
+        let hint = match family {
+            Family::VaultK8s => format!("{}<name>", k::AGENT_INJECT_SECRET_PREFIX),
+            Family::Hydrant => {
+                format!("{}<name> or {}<name>", h::SECRET_PREFIX, h::TEMPLATE_PREFIX)
+            }
+        };
+        return Err(Denial::new(
+            crate::Reason::MissingAnnotation,
+            format!(
+                "{} is set but no file is asked for: add {hint}",
+                family.inject_key()
+            ),
+        ));
+    }
+    Ok(request)
+}
+
+/// Reads every annotation of `family`, each on its own. Annotations of the other family are
+/// refused: their meaning would be unclear.
+fn read(
     annotations: &BTreeMap<String, String>,
     family: Family,
     settings: &Settings,
@@ -156,11 +193,11 @@ mod tests {
     }
 
     pub(super) fn parse_vault(pairs: &[(&str, &str)]) -> Result<Request, Denial> {
-        parse(&annotations(pairs), Family::VaultK8s, &settings())
+        read(&annotations(pairs), Family::VaultK8s, &settings())
     }
 
     pub(super) fn parse_hydrant(pairs: &[(&str, &str)]) -> Result<Request, Denial> {
-        parse(&annotations(pairs), Family::Hydrant, &settings())
+        read(&annotations(pairs), Family::Hydrant, &settings())
     }
 
     #[test]
@@ -301,5 +338,45 @@ mod tests {
                 ][..]
             )
         );
+    }
+
+    #[test]
+    fn a_pod_names_its_role_and_at_least_one_file() {
+        let parsed =
+            |family, pairs: &[(&str, &str)]| parse(&annotations(pairs), family, &settings());
+        let denial = parsed(
+            Family::VaultK8s,
+            &[(
+                "vault.hashicorp.com/agent-inject-secret-db",
+                "secret/data/db",
+            )],
+        )
+        .expect_err("no role");
+        assert_eq!(denial.reason, Reason::MissingAnnotation);
+        assert!(
+            denial
+                .message
+                .starts_with("vault.hashicorp.com/role is required"),
+            "{}",
+            denial.message
+        );
+        let denial = parsed(Family::Hydrant, &[("hydrant.dev/role", "app")]).expect_err("no file");
+        assert_eq!(denial.reason, Reason::MissingAnnotation);
+        assert!(
+            denial.message.ends_with(
+                "no file is asked for: add hydrant.dev/secret-<name> or hydrant.dev/template-<name>"
+            ),
+            "{}",
+            denial.message
+        );
+        // The token method needs no role.
+        parsed(
+            Family::Hydrant,
+            &[
+                ("hydrant.dev/auth-method", "token"),
+                ("hydrant.dev/secret-db", "secret/data/db"),
+            ],
+        )
+        .expect("no role needed");
     }
 }

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use injector::agent_config::{AuthMethod, Duration};
+use injector::agent_config::AuthMethod;
 use injector::settings::{DefaultTemplate, Mode, Resources, RunAs, Settings};
+use injector::values::Duration;
 use injector::values::parse_quantity;
 
 /// The agent image the injector names when none is configured: this very binary's release.

@@ -22,7 +22,7 @@ use crate::env::Env;
 use crate::template::{self, Engine, Fetch, Rendered, Request, Source};
 use crate::vault;
 
-pub use self::config::{load as load_config, parse as parse_config};
+pub use self::config::load as load_config;
 pub use self::files::{FileWrite, Written, write_all, write_atomic};
 
 /// Why the agent stopped. Each names what failed; none holds a secret.

@@ -2,7 +2,7 @@
 //! ports, durations, log settings and JSON patches. Each error names the annotation.
 
 use crate::Denial;
-use crate::agent_config::Duration;
+use crate::values::Duration;
 
 pub(super) fn duration(key: &str, value: &str) -> Result<Duration, Denial> {
     Duration::parse(value).map_err(|e| Denial::bad(key, e))

@@ -8,7 +8,8 @@ use super::snapshot::{CONFIG_OUTPUT, config_request};
 use super::template::check_template;
 use super::{Family, Output, OutputSource, Request};
 use crate::Denial;
-use crate::agent_config::{FileMode, SecretFormat};
+use crate::agent_config::SecretFormat;
+use crate::values::FileMode;
 use crate::values::{parse_bool, parse_id, parse_list, parse_quantity};
 
 /// Names in hydrant's annotations: what Kubernetes allows in an annotation key's name part.

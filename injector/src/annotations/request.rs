@@ -2,8 +2,9 @@
 
 use super::Family;
 use super::snapshot::ConfigRequest;
-use crate::agent_config::{AuthMethod, Duration, FileMode, SecretFormat};
+use crate::agent_config::{AuthMethod, SecretFormat};
 use crate::settings::Mode;
+use crate::values::{Duration, FileMode};
 
 /// vault-k8s's default mount path of the secrets volume.
 pub const DEFAULT_MOUNT_PATH: &str = "/vault/secrets";

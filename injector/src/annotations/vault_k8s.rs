@@ -11,8 +11,9 @@ use super::keys::vault_k8s as k;
 use super::template::check_vault_k8s_template;
 use super::{Family, Output, OutputSource, Request};
 use crate::Denial;
-use crate::agent_config::{AuthMethod, Duration, FileMode, SecretFormat};
+use crate::agent_config::{AuthMethod, SecretFormat};
 use crate::settings::{DefaultTemplate, Mode, Settings};
+use crate::values::{Duration, FileMode};
 use crate::values::{parse_bool, parse_id, parse_list, parse_quantity};
 
 /// What a per-secret vault-k8s annotation said, grouped by the secret's raw name.

@@ -128,7 +128,7 @@ pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
     let config = config::load(options.config, env.as_ref()).map_err(Error::Config)?;
     let (mut engine, sources) = compile(&config, env)?;
     // The snapshot is composed before anything is sent to Vault: an invalid one costs no login.
-    let snapshot = config.config.as_ref().map(snapshot);
+    let snapshot = config.snapshot.as_ref().map(snapshot);
     if let Some(result) = &snapshot {
         match result {
             Ok(snapshot) => use_snapshot(&mut engine, snapshot),

@@ -78,9 +78,10 @@ pub struct AgentConfig {
     /// replaced (default 0.9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_threshold: Option<f64>,
-    /// A composed config snapshot that templates see as `config` and `snapshot`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<SnapshotConfig>,
+    /// A composed config snapshot that templates see as `config` and `snapshot` (the key
+    /// `config` in the document).
+    #[serde(rename = "config", default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotConfig>,
     /// Sidecar: exit (status 1) when one fetch has failed `retry.attempts` times in a row, so
     /// that the kubelet restarts the agent and the failure shows in the pod's restarts (Vault
     /// Agent's `exit_on_retry_failure`). Unset: false, the sidecar retries forever with backoff
@@ -593,5 +594,21 @@ mod tests {
         assert_eq!(config.vault.namespace(), None);
         config.vault.namespace = Some("team-a".into());
         assert_eq!(config.vault.namespace(), Some("team-a"));
+    }
+
+    #[test]
+    fn the_snapshot_is_written_under_the_key_config() {
+        let mut config = minimal();
+        config.snapshot = Some(SnapshotConfig {
+            containers: vec!["/hydrant/config/platform".into()],
+            ..SnapshotConfig::default()
+        });
+        let json = serde_json::to_value(&config).expect("serialises");
+        assert_eq!(
+            json["config"]["containers"],
+            serde_json::json!(["/hydrant/config/platform"])
+        );
+        let back: AgentConfig = serde_json::from_value(json).expect("parses back");
+        assert_eq!(back, config);
     }
 }

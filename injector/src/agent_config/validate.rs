@@ -124,16 +124,16 @@ impl AgentConfig {
         if self.watch.iter().any(|p| p.as_os_str().is_empty()) {
             issues.push("watch", "holds an empty path");
         }
-        if let Some(config) = &self.config {
-            if config.containers.is_empty()
-                || config.containers.iter().any(|p| p.as_os_str().is_empty())
+        if let Some(snapshot) = &self.snapshot {
+            if snapshot.containers.is_empty()
+                || snapshot.containers.iter().any(|p| p.as_os_str().is_empty())
             {
                 issues.push(
                     "config.containers",
                     "needs at least one directory of config containers, and no empty path",
                 );
             }
-            if config.levels.as_ref().is_some_and(|l| l.is_empty()) {
+            if snapshot.levels.as_ref().is_some_and(|l| l.is_empty()) {
                 issues.push(
                     "config.levels",
                     "is empty; leave it out for the default levels",

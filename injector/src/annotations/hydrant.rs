@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use super::fields::{absolute_path, command, duration, file_name, non_empty, port};
 use super::keys::hydrant as h;
-use super::snapshot::{CONFIG_OUTPUT, config_request};
+use super::snapshot::{SNAPSHOT_OUTPUT, snapshot_request};
 use super::template::check_template;
-use super::{Family, Output, OutputSource, Request};
+use super::{Family, InjectionRequest, Output, OutputSource};
 use crate::Denial;
 use crate::agent_config::SecretFormat;
 use crate::values::FileMode;
@@ -23,8 +23,8 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Reads the annotations of hydrant's family, by their whole keys.
-pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
-    let mut r = Request::new(Family::Hydrant);
+pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<InjectionRequest, Denial> {
+    let mut r = InjectionRequest::new(Family::Hydrant);
     #[derive(Default)]
     struct Parts<'a> {
         secret: Option<&'a str>,
@@ -35,10 +35,10 @@ pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
         command: Option<&'a str>,
     }
     let mut parts: BTreeMap<&str, Parts<'_>> = BTreeMap::new();
-    let mut config: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut snapshot: BTreeMap<&str, &str> = BTreeMap::new();
     for (&key, &value) in ours {
         if key.starts_with(h::CONFIG_PREFIX) {
-            config.insert(key, value);
+            snapshot.insert(key, value);
             continue;
         }
         let quantity = |v: &str| -> Result<Option<String>, Denial> {
@@ -107,23 +107,25 @@ pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<Request, Denial> {
             }
         }
     }
-    if !config.is_empty() {
-        let request = config_request(&config)?;
-        if parts.contains_key(CONFIG_OUTPUT) {
+    if !snapshot.is_empty() {
+        let request = snapshot_request(&snapshot)?;
+        if parts.contains_key(SNAPSHOT_OUTPUT) {
             return Err(Denial::bad(
-                &format!("{}{CONFIG_OUTPUT}", h::SECRET_PREFIX),
-                format!("{CONFIG_OUTPUT} is the config snapshot's name; name this file otherwise"),
+                &format!("{}{SNAPSHOT_OUTPUT}", h::SECRET_PREFIX),
+                format!(
+                    "{SNAPSHOT_OUTPUT} is the config snapshot's name; name this file otherwise"
+                ),
             ));
         }
         r.outputs.push(Output {
-            name: CONFIG_OUTPUT.to_owned(),
+            name: SNAPSHOT_OUTPUT.to_owned(),
             source: OutputSource::Template(format!("{{{{ config_as('{}') }}}}", request.format)),
             file: Some(request.file.clone()),
             perms: None,
             mount_path: None,
             command: None,
         });
-        r.config = Some(request);
+        r.snapshot = Some(request);
     }
     for (name, part) in parts {
         let key = |prefix: &str| format!("{prefix}{name}");

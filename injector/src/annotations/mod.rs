@@ -1,5 +1,5 @@
 //! Reading a pod's annotations, in either family: vault-k8s's `vault.hashicorp.com/*` (accepted
-//! unchanged) and hydrant's own `hydrant.dev/*`. Both become one [`Request`]; what hydrant cannot
+//! unchanged) and hydrant's own `hydrant.dev/*`. Both become one [`InjectionRequest`]; what hydrant cannot
 //! honour is refused by name, and what it accepts but does not need is reported as a warning.
 
 use std::collections::BTreeMap;
@@ -22,9 +22,9 @@ use keys::vault_k8s as k;
 
 pub use fields::MAX_PATCH_OPERATIONS;
 pub use request::{
-    DEFAULT_MOUNT_PATH, Output, OutputSource, QuantityOverride, Request, ResourceOverrides,
+    DEFAULT_MOUNT_PATH, InjectionRequest, Output, OutputSource, QuantityOverride, ResourceOverrides,
 };
-pub use snapshot::{CONFIG_FORMATS, CONFIG_OUTPUT, ConfigRequest};
+pub use snapshot::{SNAPSHOT_FORMATS, SNAPSHOT_OUTPUT, SnapshotRequest};
 pub use template::{check_template, looks_like_consul_template};
 
 /// Which family of annotations a pod uses.
@@ -104,7 +104,7 @@ pub fn parse(
     annotations: &BTreeMap<String, String>,
     family: Family,
     settings: &Settings,
-) -> Result<Request, Denial> {
+) -> Result<InjectionRequest, Denial> {
     let request = read(annotations, family, settings)?;
     let method = request.auth_method.unwrap_or(settings.auth_method);
     if matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt) && request.role.is_none() {
@@ -141,7 +141,7 @@ fn read(
     annotations: &BTreeMap<String, String>,
     family: Family,
     settings: &Settings,
-) -> Result<Request, Denial> {
+) -> Result<InjectionRequest, Denial> {
     let other = match family {
         Family::VaultK8s => h::PREFIX,
         Family::Hydrant => k::PREFIX,
@@ -192,11 +192,11 @@ mod tests {
         )
     }
 
-    pub(super) fn parse_vault(pairs: &[(&str, &str)]) -> Result<Request, Denial> {
+    pub(super) fn parse_vault(pairs: &[(&str, &str)]) -> Result<InjectionRequest, Denial> {
         read(&annotations(pairs), Family::VaultK8s, &settings())
     }
 
-    pub(super) fn parse_hydrant(pairs: &[(&str, &str)]) -> Result<Request, Denial> {
+    pub(super) fn parse_hydrant(pairs: &[(&str, &str)]) -> Result<InjectionRequest, Denial> {
         read(&annotations(pairs), Family::Hydrant, &settings())
     }
 

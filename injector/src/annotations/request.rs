@@ -1,7 +1,7 @@
-//! What a pod's annotations ask for, in either family: the one [`Request`] both parsers give.
+//! What a pod's annotations ask for, in either family: the one [`InjectionRequest`] both parsers give.
 
 use super::Family;
-use super::snapshot::ConfigRequest;
+use super::snapshot::SnapshotRequest;
 use crate::agent_config::{AuthMethod, SecretFormat};
 use crate::settings::Mode;
 use crate::values::{Duration, FileMode};
@@ -62,7 +62,7 @@ pub struct ResourceOverrides {
 
 /// What a pod's annotations ask for, in either family.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Request {
+pub struct InjectionRequest {
     /// The family the pod uses.
     pub family: Family,
     /// The mode, when the pod asks for one.
@@ -153,14 +153,14 @@ pub struct Request {
     /// Login backoff bounds.
     pub max_backoff: Option<Duration>,
     /// A config snapshot (`hydrant.dev/config-*`).
-    pub config: Option<ConfigRequest>,
+    pub snapshot: Option<SnapshotRequest>,
     /// Annotations accepted that change nothing in hydrant, said back to the user.
     pub warnings: Vec<String>,
 }
 
-impl Request {
-    pub(super) fn new(family: Family) -> Request {
-        Request {
+impl InjectionRequest {
+    pub(super) fn new(family: Family) -> InjectionRequest {
+        InjectionRequest {
             family,
             mode: None,
             auth_method: None,
@@ -205,7 +205,7 @@ impl Request {
             renewal_threshold: None,
             min_backoff: None,
             max_backoff: None,
-            config: None,
+            snapshot: None,
             warnings: Vec::new(),
         }
     }

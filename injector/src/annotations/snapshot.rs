@@ -11,7 +11,7 @@ use crate::values::parse_list;
 /// A config snapshot asked for with `hydrant.dev/config-*`: composed by the agent from config
 /// containers held in ConfigMaps, for the pod's labels and the host's.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ConfigRequest {
+pub struct SnapshotRequest {
     /// ConfigMaps in the pod's namespace holding config containers, mounted into the agent.
     pub config_maps: Vec<String>,
     /// The schema: a ConfigMap and its key.
@@ -25,13 +25,13 @@ pub struct ConfigRequest {
 }
 
 /// The formats a snapshot file can have through annotations.
-pub const CONFIG_FORMATS: [&str; 4] = ["json", "yaml", "properties", "env"];
+pub const SNAPSHOT_FORMATS: [&str; 4] = ["json", "yaml", "properties", "env"];
 
 /// The name of the output that holds the snapshot.
-pub const CONFIG_OUTPUT: &str = "platform-config";
+pub const SNAPSHOT_OUTPUT: &str = "platform-config";
 
 /// `hydrant.dev/config-containers`, `-schema`, `-format`, `-file` and `-levels`, by key.
-pub(super) fn config_request(given: &BTreeMap<&str, &str>) -> Result<ConfigRequest, Denial> {
+pub(super) fn snapshot_request(given: &BTreeMap<&str, &str>) -> Result<SnapshotRequest, Denial> {
     for &key in given.keys() {
         if !h::CONFIG_KEYS.contains(&key) {
             return Err(Denial::bad(
@@ -92,17 +92,17 @@ pub(super) fn config_request(given: &BTreeMap<&str, &str>) -> Result<ConfigReque
         None => "json".to_owned(),
         Some((value, k)) => {
             let f = value.trim();
-            if !CONFIG_FORMATS.contains(&f) {
+            if !SNAPSHOT_FORMATS.contains(&f) {
                 return Err(Denial::bad(
                     k,
-                    format!("{f:?} is not a format; use {}", CONFIG_FORMATS.join(", ")),
+                    format!("{f:?} is not a format; use {}", SNAPSHOT_FORMATS.join(", ")),
                 ));
             }
             f.to_owned()
         }
     };
     let file = match given_at(h::CONFIG_FILE) {
-        None => format!("{CONFIG_OUTPUT}.{format}"),
+        None => format!("{SNAPSHOT_OUTPUT}.{format}"),
         Some((value, k)) => file_name(k, value)?,
     };
     let levels = match given_at(h::CONFIG_LEVELS) {
@@ -118,7 +118,7 @@ pub(super) fn config_request(given: &BTreeMap<&str, &str>) -> Result<ConfigReque
             Some(levels)
         }
     };
-    Ok(ConfigRequest {
+    Ok(SnapshotRequest {
         config_maps,
         schema,
         format,
@@ -166,19 +166,19 @@ mod tests {
             ("hydrant.dev/config-levels", "global,site"),
         ])
         .expect("allowed");
-        let config = r.config.expect("a snapshot");
-        assert_eq!(config.config_maps, ["platform-global", "platform-site"]);
+        let snapshot = r.snapshot.expect("a snapshot");
+        assert_eq!(snapshot.config_maps, ["platform-global", "platform-site"]);
         assert_eq!(
-            config.schema,
+            snapshot.schema,
             Some(("app-schema".to_owned(), "schema.json".to_owned()))
         );
-        assert_eq!(config.file, "platform-config.env");
+        assert_eq!(snapshot.file, "platform-config.env");
         assert_eq!(
-            config.levels,
+            snapshot.levels,
             Some(vec!["global".to_owned(), "site".to_owned()])
         );
         assert_eq!(r.outputs.len(), 1);
-        assert_eq!(r.outputs[0].name, CONFIG_OUTPUT);
+        assert_eq!(r.outputs[0].name, SNAPSHOT_OUTPUT);
         assert_eq!(
             r.outputs[0].source,
             OutputSource::Template("{{ config_as('env') }}".to_owned())

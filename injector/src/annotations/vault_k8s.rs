@@ -9,7 +9,7 @@ use super::fields::{
 };
 use super::keys::vault_k8s as k;
 use super::template::check_vault_k8s_template;
-use super::{Family, Output, OutputSource, Request};
+use super::{Family, InjectionRequest, Output, OutputSource};
 use crate::Denial;
 use crate::agent_config::{AuthMethod, SecretFormat};
 use crate::settings::{DefaultTemplate, Mode, Settings};
@@ -29,8 +29,11 @@ struct VaultSecret<'a> {
 }
 
 /// Reads the annotations of vault-k8s's family, by their whole keys.
-pub(super) fn parse(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<Request, Denial> {
-    let mut r = Request::new(Family::VaultK8s);
+pub(super) fn parse(
+    ours: &BTreeMap<&str, &str>,
+    settings: &Settings,
+) -> Result<InjectionRequest, Denial> {
+    let mut r = InjectionRequest::new(Family::VaultK8s);
     let mut default_template = settings.default_template;
     let mut preserve_case = false;
     let mut enable_quit = false;
@@ -265,7 +268,7 @@ pub(super) fn parse(ours: &BTreeMap<&str, &str>, settings: &Settings) -> Result<
 }
 
 fn vault_per_secret<'a>(
-    r: &mut Request,
+    r: &mut InjectionRequest,
     key: &'a str,
     value: &'a str,
     secrets: &mut BTreeMap<&'a str, VaultSecret<'a>>,
@@ -324,7 +327,12 @@ fn vault_per_secret<'a>(
     Ok(())
 }
 
-fn vault_auth_config(r: &mut Request, key: &str, param: &str, value: &str) -> Result<(), Denial> {
+fn vault_auth_config(
+    r: &mut InjectionRequest,
+    key: &str,
+    param: &str,
+    value: &str,
+) -> Result<(), Denial> {
     match param.replace('-', "_").as_str() {
         "role" => {
             if r.role.is_none() {

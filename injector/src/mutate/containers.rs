@@ -16,7 +16,7 @@ use super::MAX_PATCHED_CONTAINER_BYTES;
 use super::patch::json_len;
 use crate::agent_config::AgentConfig;
 use crate::annotations::keys::vault_k8s as k;
-use crate::annotations::{QuantityOverride, Request, ResourceOverrides};
+use crate::annotations::{InjectionRequest, QuantityOverride, ResourceOverrides};
 use crate::settings::{Mode, Resources, Settings};
 use crate::{AGENT_BINARY, AGENT_CONFIG_ENV, Denial, names};
 
@@ -32,7 +32,7 @@ impl AgentContainers {
     /// The containers `mode` adds, running with `config` and the agent's `mounts`.
     pub(super) fn new(
         mode: Mode,
-        request: &Request,
+        request: &InjectionRequest,
         spec: &PodSpec,
         settings: &Settings,
         config: &AgentConfig,
@@ -118,7 +118,7 @@ impl AgentContainers {
 }
 
 fn security_context(
-    request: &Request,
+    request: &InjectionRequest,
     spec: &PodSpec,
     settings: &Settings,
 ) -> Result<Option<SecurityContext>, Denial> {
@@ -163,7 +163,7 @@ fn security_context(
     }))
 }
 
-fn agent_env(request: &Request, config_json: &str) -> Vec<EnvVar> {
+fn agent_env(request: &InjectionRequest, config_json: &str) -> Vec<EnvVar> {
     let var = |name: &str, value: &str| EnvVar {
         name: name.to_owned(),
         value: Some(value.to_owned()),

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::Denial;
 use crate::annotations::keys::vault_k8s as k;
-use crate::annotations::{self, Family, Request};
+use crate::annotations::{self, Family, InjectionRequest};
 use crate::settings::{Mode, Settings};
 
 use self::containers::AgentContainers;
@@ -148,7 +148,7 @@ impl Plan {
     /// the files, the volumes and mounts, the agent's configuration, its containers, and the
     /// process namespace.
     fn new(
-        request: &Request,
+        request: &InjectionRequest,
         spec: &PodSpec,
         context: &Context<'_>,
         settings: &Settings,
@@ -191,7 +191,7 @@ impl Plan {
 /// The mode the pod gets: the one it asks for, or the settings'; a pod that runs to completion
 /// gets native mode instead of a sidecar that would keep it running, and a warning saying so.
 fn mode(
-    request: &Request,
+    request: &InjectionRequest,
     context: &Context<'_>,
     settings: &Settings,
     warnings: &mut Vec<String>,
@@ -210,7 +210,7 @@ fn mode(
 
 /// Whether the patch sets `spec.shareProcessNamespace`: when the pod asks and has not set it
 /// already; a pod that sets it to false cannot also ask for it.
-fn share_process_namespace(request: &Request, spec: &PodSpec) -> Result<bool, Denial> {
+fn share_process_namespace(request: &InjectionRequest, spec: &PodSpec) -> Result<bool, Denial> {
     match request.share_process_namespace {
         Some(true) if spec.share_process_namespace == Some(false) => Err(Denial::bad(
             k::AGENT_SHARE_PROCESS_NAMESPACE,

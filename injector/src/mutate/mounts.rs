@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 
 use crate::agent_config::AuthMethod;
 use crate::annotations::keys::{hydrant as h, vault_k8s as k};
-use crate::annotations::{Family, Request};
+use crate::annotations::{Family, InjectionRequest};
 use crate::{Denial, names};
 
 /// The volumes to add and the mounts of the app's and the agent's containers.
@@ -28,7 +28,7 @@ pub(super) struct Mounts {
 impl Mounts {
     /// The volumes and mounts `request` needs in `spec`, for an agent logging in with `method`.
     pub(super) fn new(
-        request: &Request,
+        request: &InjectionRequest,
         spec: &PodSpec,
         method: AuthMethod,
     ) -> Result<Mounts, Denial> {
@@ -72,14 +72,14 @@ impl Mounts {
         if let Some(source) = &request.copy_volume_mounts {
             agent.extend(copied_mounts(spec, source)?);
         }
-        if let Some(config) = &request.config {
+        if let Some(snapshot) = &request.snapshot {
             // Only the agent reads the containers, the schema and the pod's labels.
-            for (i, map) in config.config_maps.iter().enumerate() {
+            for (i, map) in snapshot.config_maps.iter().enumerate() {
                 let name = format!("{}-{i}", names::CONFIG_VOLUME);
                 volumes.push(config_map_volume(&name, map));
                 agent.push(mount(&name, &format!("{}/{map}", names::CONFIG_PATH), true));
             }
-            if let Some((map, _)) = &config.schema {
+            if let Some((map, _)) = &snapshot.schema {
                 volumes.push(config_map_volume(names::SCHEMA_VOLUME, map));
                 agent.push(mount(names::SCHEMA_VOLUME, names::SCHEMA_PATH, true));
             }
@@ -158,7 +158,10 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 
 /// The app containers that get the files (indexes into `spec.containers`): those the pod names,
 /// or all.
-pub(super) fn target_containers(request: &Request, spec: &PodSpec) -> Result<Vec<usize>, Denial> {
+pub(super) fn target_containers(
+    request: &InjectionRequest,
+    spec: &PodSpec,
+) -> Result<Vec<usize>, Denial> {
     let Some(wanted) = &request.containers else {
         return Ok((0..spec.containers.len()).collect());
     };
@@ -194,7 +197,7 @@ pub(super) fn target_containers(request: &Request, spec: &PodSpec) -> Result<Vec
 /// pod names, the volume vault-k8s's annotation names, the app's own mounted token, or (when the
 /// pod mounts none) a token projected for the agent.
 fn service_account_token(
-    request: &Request,
+    request: &InjectionRequest,
     spec: &PodSpec,
 ) -> Result<(Option<Volume>, VolumeMount, String), Denial> {
     let projected = |audience: Option<&str>| Volume {

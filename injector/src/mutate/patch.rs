@@ -6,11 +6,11 @@ use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::Value;
 
 use super::{Mutation, Plan};
-use crate::annotations::{INJECTED, Request};
+use crate::annotations::{INJECTED, InjectionRequest};
 
 impl Plan {
     /// The patch that adds what the plan decided, in a fixed order.
-    pub(super) fn into_mutation(self, spec: &PodSpec, request: &Request) -> Mutation {
+    pub(super) fn into_mutation(self, spec: &PodSpec, request: &InjectionRequest) -> Mutation {
         let mut ops = Vec::new();
         // The pod has annotations: it asked for injection with one.
         ops.push(add(

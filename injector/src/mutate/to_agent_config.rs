@@ -6,14 +6,14 @@ use crate::agent_config::{
     AgentConfig, AuthConfig, AuthMethod, RetryConfig, SecretFileConfig, SnapshotConfig,
     TemplateConfig, VaultConfig,
 };
-use crate::annotations::{Output, OutputSource, Request};
+use crate::annotations::{InjectionRequest, Output, OutputSource};
 use crate::settings::Settings;
 use crate::{Denial, names};
 
 /// The agent configuration `request` gives under `settings`, logging in with `method` and,
 /// for kubernetes and jwt, the token at `jwt_path`.
 pub(super) fn to_agent_config(
-    request: &Request,
+    request: &InjectionRequest,
     settings: &Settings,
     method: AuthMethod,
     jwt_path: Option<String>,
@@ -91,7 +91,7 @@ pub(super) fn to_agent_config(
         watch: Vec::new(),
         limits: Default::default(),
         renewal_threshold: request.renewal_threshold,
-        config: request.config.as_ref().map(|c| SnapshotConfig {
+        snapshot: request.snapshot.as_ref().map(|c| SnapshotConfig {
             containers: c
                 .config_maps
                 .iter()
@@ -118,7 +118,7 @@ pub(super) fn to_agent_config(
 
 /// Where an output's file goes: its file name (checked as the annotations were read) under its
 /// mount path.
-fn destination(request: &Request, output: &Output) -> String {
+fn destination(request: &InjectionRequest, output: &Output) -> String {
     let mount = output.mount_path.as_deref().unwrap_or(&request.mount_path);
     let file = output.file.as_deref().unwrap_or(&output.name);
     // vault-k8s joins even an absolute file name under the mount path.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::Denial;
 use crate::agent_config::AuthMethod;
-use crate::settings::Settings;
+use crate::settings::InjectorSettings;
 use crate::values::parse_bool;
 
 mod fields;
@@ -103,7 +103,7 @@ pub fn already_injected(annotations: &BTreeMap<String, String>) -> bool {
 pub fn parse(
     annotations: &BTreeMap<String, String>,
     family: Family,
-    settings: &Settings,
+    settings: &InjectorSettings,
 ) -> Result<InjectionRequest, Denial> {
     let request = read(annotations, family, settings)?;
     let method = request.auth_method.unwrap_or(settings.auth_method);
@@ -140,7 +140,7 @@ pub fn parse(
 fn read(
     annotations: &BTreeMap<String, String>,
     family: Family,
-    settings: &Settings,
+    settings: &InjectorSettings,
 ) -> Result<InjectionRequest, Denial> {
     let other = match family {
         Family::VaultK8s => h::PREFIX,
@@ -185,8 +185,8 @@ mod tests {
             .collect()
     }
 
-    pub(super) fn settings() -> Settings {
-        Settings::new(
+    pub(super) fn settings() -> InjectorSettings {
+        InjectorSettings::new(
             "https://vault.vault:8200",
             "ghcr.io/hydrant-dev/hydrant:0.1.0",
         )

@@ -12,7 +12,7 @@ use super::template::check_vault_k8s_template;
 use super::{Family, InjectionRequest, Output, OutputSource};
 use crate::Denial;
 use crate::agent_config::{AuthMethod, SecretFormat};
-use crate::settings::{DefaultTemplate, Mode, Settings};
+use crate::settings::{DefaultTemplate, InjectorSettings, Mode};
 use crate::values::{Duration, FileMode};
 use crate::values::{parse_bool, parse_id, parse_list, parse_quantity};
 
@@ -31,7 +31,7 @@ struct VaultSecret<'a> {
 /// Reads the annotations of vault-k8s's family, by their whole keys.
 pub(super) fn parse(
     ours: &BTreeMap<&str, &str>,
-    settings: &Settings,
+    settings: &InjectorSettings,
 ) -> Result<InjectionRequest, Denial> {
     let mut r = InjectionRequest::new(Family::VaultK8s);
     let mut default_template = settings.default_template;

@@ -17,7 +17,7 @@ use super::patch::json_len;
 use crate::agent_config::AgentConfig;
 use crate::annotations::keys::vault_k8s as k;
 use crate::annotations::{InjectionRequest, QuantityOverride, ResourceOverrides};
-use crate::settings::{Mode, Resources, Settings};
+use crate::settings::{InjectorSettings, Mode, Resources};
 use crate::{AGENT_BINARY, AGENT_CONFIG_ENV, Denial, names};
 
 /// The agent's containers as JSON, patched as the pod asks.
@@ -34,7 +34,7 @@ impl AgentContainers {
         mode: Mode,
         request: &InjectionRequest,
         spec: &PodSpec,
-        settings: &Settings,
+        settings: &InjectorSettings,
         config: &AgentConfig,
         mounts: &[VolumeMount],
     ) -> Result<AgentContainers, Denial> {
@@ -120,7 +120,7 @@ impl AgentContainers {
 fn security_context(
     request: &InjectionRequest,
     spec: &PodSpec,
-    settings: &Settings,
+    settings: &InjectorSettings,
 ) -> Result<Option<SecurityContext>, Denial> {
     let explicit_ids =
         request.run_as_user.is_some() || request.run_as_group.is_some() || request.run_as_same_user;

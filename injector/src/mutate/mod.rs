@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::Denial;
 use crate::annotations::keys::vault_k8s as k;
 use crate::annotations::{self, Family, InjectionRequest};
-use crate::settings::{Mode, Settings};
+use crate::settings::{InjectorSettings, Mode};
 
 use self::containers::AgentContainers;
 use self::mounts::Mounts;
@@ -44,7 +44,11 @@ pub struct Context<'a> {
 
 /// Mutates a pod about to be created in `namespace`. `Ok(None)`: nothing to do (not asked for,
 /// already injected, or not a pending pod). A pod owned by a Job counts as batch.
-pub fn mutate(pod: &Pod, namespace: &str, settings: &Settings) -> Result<Option<Mutation>, Denial> {
+pub fn mutate(
+    pod: &Pod,
+    namespace: &str,
+    settings: &InjectorSettings,
+) -> Result<Option<Mutation>, Denial> {
     let batch = pod
         .metadata
         .owner_references
@@ -59,7 +63,7 @@ pub fn mutate(pod: &Pod, namespace: &str, settings: &Settings) -> Result<Option<
 pub fn mutate_in(
     pod: &Pod,
     context: &Context<'_>,
-    settings: &Settings,
+    settings: &InjectorSettings,
 ) -> Result<Option<Mutation>, Denial> {
     let no_annotations = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&no_annotations);
@@ -151,7 +155,7 @@ impl Plan {
         request: &InjectionRequest,
         spec: &PodSpec,
         context: &Context<'_>,
-        settings: &Settings,
+        settings: &InjectorSettings,
     ) -> Result<Plan, Denial> {
         let mut warnings = request.warnings.clone();
         let mode = mode(request, context, settings, &mut warnings);
@@ -193,7 +197,7 @@ impl Plan {
 fn mode(
     request: &InjectionRequest,
     context: &Context<'_>,
-    settings: &Settings,
+    settings: &InjectorSettings,
     warnings: &mut Vec<String>,
 ) -> Mode {
     let asked = request.mode.unwrap_or(settings.mode);

@@ -7,14 +7,14 @@ use crate::agent_config::{
     TemplateConfig, VaultConfig,
 };
 use crate::annotations::{InjectionRequest, Output, OutputSource};
-use crate::settings::Settings;
+use crate::settings::InjectorSettings;
 use crate::{Denial, names};
 
 /// The agent configuration `request` gives under `settings`, logging in with `method` and,
 /// for kubernetes and jwt, the token at `jwt_path`.
 pub(super) fn to_agent_config(
     request: &InjectionRequest,
-    settings: &Settings,
+    settings: &InjectorSettings,
     method: AuthMethod,
     jwt_path: Option<String>,
 ) -> Result<AgentConfig, Denial> {

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use injector::agent_config::{AuthMethod, Duration};
-use injector::settings::{DefaultTemplate, Mode, Resources, RunAs, Settings};
+use injector::agent_config::AuthMethod;
+use injector::settings::{DefaultTemplate, InjectorSettings, Mode, Resources, RunAs};
+use injector::values::Duration;
 use injector::values::parse_quantity;
 
 /// The agent image the injector names when none is configured: this very binary's release.
@@ -518,9 +519,9 @@ fn parse_default_template(text: &str) -> Result<DefaultTemplate, String> {
 
 impl InjectorArgs {
     /// The injector's settings.
-    pub fn settings(&self) -> Settings {
+    pub fn settings(&self) -> InjectorSettings {
         let some = |q: &str| (!q.is_empty()).then(|| q.to_owned());
-        let mut settings = Settings::new(self.vault_addr.clone(), self.agent_image.clone());
+        let mut settings = InjectorSettings::new(self.vault_addr.clone(), self.agent_image.clone());
         settings.vault_ca_pem = self.vault_ca_cert.as_ref().map(|ca| ca.0.clone());
         settings.auth_method = self.auth_method;
         settings.auth_mount = self.auth_mount.clone().filter(|m| !m.is_empty());

@@ -138,7 +138,7 @@ pub const DEFAULT_RUN_AS: RunAs = RunAs {
 
 /// Everything the webhook decides for all pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
+pub struct InjectorSettings {
     /// Vault's address as the agent reaches it (`vault.hashicorp.com/service` overrides it).
     pub vault_address: String,
     /// PEM of the CA(s) that sign Vault's certificate, given to every agent whose pod names no
@@ -171,10 +171,13 @@ pub struct Settings {
     pub label_conflict: crate::agent_config::LabelConflict,
 }
 
-impl Settings {
+impl InjectorSettings {
     /// Settings with hydrant's defaults for everything but the two things it cannot guess.
-    pub fn new(vault_address: impl Into<String>, agent_image: impl Into<String>) -> Settings {
-        Settings {
+    pub fn new(
+        vault_address: impl Into<String>,
+        agent_image: impl Into<String>,
+    ) -> InjectorSettings {
+        InjectorSettings {
             vault_address: vault_address.into(),
             vault_ca_pem: None,
             agent_image: agent_image.into(),

@@ -21,7 +21,7 @@ use crate::env::Env;
 use crate::template::{self, Engine, Fetch, Rendered, Request, Source};
 use crate::vault;
 
-pub use self::config::{load as load_config, parse as parse_config};
+pub use self::config::load as load_config;
 pub use self::files::{FileWrite, Written, write_all, write_atomic};
 
 /// Why the agent stopped. Each names what failed; none holds a secret.
@@ -127,7 +127,7 @@ pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
     let config = config::load(options.config, env.as_ref()).map_err(Error::Config)?;
     let (mut engine, sources) = compile(&config, env)?;
     // The snapshot is composed before anything is sent to Vault: an invalid one costs no login.
-    let snapshot = config.config.as_ref().map(snapshot);
+    let snapshot = config.snapshot.as_ref().map(snapshot);
     if let Some(result) = &snapshot {
         match result {
             Ok(snapshot) => use_snapshot(&mut engine, snapshot),

@@ -607,7 +607,7 @@ impl Sidecar<'_> {
                 }
             }
         }
-        if let Some(settings) = &self.config.config
+        if let Some(settings) = &self.config.snapshot
             && paths.iter().any(|p| snapshot_input(settings, p))
         {
             self.recompose(&mut which);
@@ -630,7 +630,7 @@ impl Sidecar<'_> {
     /// every output (the unchanged ones are not written); an invalid one is reported and the
     /// files keep what the last good one gave them.
     fn recompose(&mut self, which: &mut Vec<usize>) {
-        let Some(settings) = &self.config.config else {
+        let Some(settings) = &self.config.snapshot else {
             return;
         };
         match super::snapshot(settings) {
@@ -795,7 +795,7 @@ fn watch(
         .collect();
     let mut recursive: Vec<&PathBuf> = config.watch.iter().collect();
     let mut inputs: Vec<&PathBuf> = config.watch.iter().collect();
-    if let Some(settings) = &config.config {
+    if let Some(settings) = &config.snapshot {
         recursive.extend(&settings.containers);
         inputs.extend(&settings.containers);
         inputs.extend(settings.labels_file.iter().chain(&settings.schema));

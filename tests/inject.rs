@@ -178,7 +178,7 @@ fn a_vault_k8s_annotated_deployment_renders_what_vault_k8s_would() {
             "vault.hashicorp.com/agent-inject-secret-db": "secret/data/app/db",
             "vault.hashicorp.com/agent-inject-secret-config.json": "secret/data/app/config",
             "vault.hashicorp.com/agent-inject-default-template": "json",
-            "vault.hashicorp.com/agent-inject-template-url": "postgres://{{ secret('secret/data/app/db').data.username }}@db/shop\n",
+            "vault.hashicorp.com/agent-inject-template-url": "postgres://{{ with secret \"secret/data/app/db\" }}{{ .Data.data.username }}{{ end }}@db/shop\n",
             "vault.hashicorp.com/agent-inject-file-url": "conf/url",
         }),
     );
@@ -371,7 +371,7 @@ fn the_init_container_hands_its_token_to_the_sidecar_through_the_state_volume() 
             "vault.hashicorp.com/agent-inject": "true",
             "vault.hashicorp.com/role": "shop",
             "vault.hashicorp.com/agent-inject-secret-db": "secret/data/app/db",
-            "vault.hashicorp.com/agent-inject-template-db": "{{ secret('secret/data/app/db').data.password }}",
+            "vault.hashicorp.com/agent-inject-template-db": "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.password }}{{ end }}",
         }),
     );
     let root = vault.path("root");
@@ -550,5 +550,67 @@ spec:
     assert_eq!(
         line,
         "hydrant: Deployment/shop: spec.template.metadata.annotations[\"vault.hashicorp.com/agent-inject\"]: a boolean where Kubernetes wants a string; quote it"
+    );
+}
+
+/// vault-k8s's consul-template templates through `hydrant inject`: the agent container renders
+/// them against OpenBao as `bao agent` does (delimiters and a missing key included), and a
+/// template that does not parse denies the Deployment with line and column.
+#[test]
+fn consul_template_annotations_render_through_inject_as_bao_agent_renders_them() {
+    use crate::consul_template::{Case, both, case};
+    let vault = seeded();
+    let delimited = "[[ with secret \"secret/data/app/db\" ]]user=[[ .Data.data.username ]] {{ literal }}\n[[ end ]]";
+    let missing = "{{- with secret \"secret/data/app/config\" }}{{ .Data.data.name }}:{{ .Data.data.port }}:{{ .Data.data.nope }}{{ end -}}\n";
+    let deployment = inject(
+        &vault,
+        json!({
+            "vault.hashicorp.com/agent-inject": "true",
+            "vault.hashicorp.com/role": "shop",
+            "vault.hashicorp.com/agent-pre-populate-only": "true",
+            "vault.hashicorp.com/agent-inject-template-delimited": delimited,
+            "vault.hashicorp.com/agent-template-left-delim-delimited": "[[",
+            "vault.hashicorp.com/agent-template-right-delim-delimited": "]]",
+            "vault.hashicorp.com/agent-inject-template-missing": missing,
+        }),
+    );
+    let root = vault.path("root");
+    let (_reviewer, token) = shop_token(&vault);
+    run_agent_container(&vault, &deployment, "vault-agent-init", &root, &token);
+    let secrets = root.join("vault/secrets");
+
+    let oracle = both(
+        &vault,
+        &vault.token(&["app"]),
+        &[
+            Case {
+                hcl: "left_delimiter = \"[[\"\n  right_delimiter = \"]]\"",
+                extra: json!({"left_delimiter": "[[", "right_delimiter": "]]"}),
+                ..case("delimited", delimited)
+            },
+            case("missing", missing),
+        ],
+    );
+    let bao = oracle.bao.expect("bao agent");
+    assert_eq!(read(&secrets.join("delimited")), bao[0]);
+    assert_eq!(read(&secrets.join("missing")), bao[1]);
+
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "shop", "namespace": "team-a"},
+        "spec": {"selector": {"matchLabels": {"app": "shop"}}, "template": {
+            "metadata": {"labels": {"app": "shop"}, "annotations": {
+                "vault.hashicorp.com/agent-inject": "true",
+                "vault.hashicorp.com/role": "shop",
+                "vault.hashicorp.com/agent-inject-template-db": "ok\n{{ with secret \"secret/data/app/db\" }}{{ .Data.data.password }}"}},
+            "spec": {"containers": [{"name": "shop", "image": "shop:1"}]}}}
+    });
+    let input = vault.file("broken.json", &deployment.to_string());
+    let line = Hydrant::new(["inject", "--vault-addr", &vault.addr, "-f"])
+        .run_with_arg(&input)
+        .failure(1);
+    assert!(
+        line.contains("vault.hashicorp.com/agent-inject-template-db: line 2 column"),
+        "{line}"
     );
 }

@@ -1,7 +1,7 @@
 //! The mutation, end to end on pods: the patch applies, the pod it gives is what each mode and
 //! annotation asks for, and every refusal names the annotation.
 
-use injector::agent_config::{AgentConfig, AuthMethod, SecretFormat};
+use injector::agent_config::{AgentConfig, AuthMethod, SecretFormat, TemplateSyntax};
 use injector::settings::{Mode, RunAs};
 use injector::{Denial, InjectorSettings, Mutation, Reason, mutate, mutate_in, names};
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -142,7 +142,7 @@ fn a_vault_k8s_pod_gets_a_native_sidecar_that_renders_its_secrets() {
             ("agent-inject-secret-config", "secret/data/app/config"),
             (
                 "agent-inject-template-config",
-                "{{ secret('secret/data/app/config').data.url }}\n",
+                "{{ with secret \"secret/data/app/config\" }}{{ .Data.data.url }}{{ end }}\n",
             ),
         ])
         .build();
@@ -190,6 +190,9 @@ fn a_vault_k8s_pod_gets_a_native_sidecar_that_renders_its_secrets() {
         config.templates[0].destination.to_str(),
         Some("/vault/secrets/config")
     );
+    // vault-k8s's templates are consul-template's, and render `<no value>` for a missing key.
+    assert_eq!(config.templates[0].syntax, TemplateSyntax::ConsulTemplate);
+    assert_eq!(config.templates[0].error_on_missing_key, Some(false));
 
     let app = &spec.containers[0];
     let mounts: Vec<(&str, &str)> = app

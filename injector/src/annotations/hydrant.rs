@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use super::fields::{absolute_path, command, duration, file_name, non_empty, port};
 use super::keys::hydrant as h;
 use super::snapshot::{SNAPSHOT_OUTPUT, snapshot_request};
-use super::template::check_template;
-use super::{Family, InjectionRequest, Output, OutputSource};
+use super::template::{check_consul_template, check_template};
+use super::{ConsulTemplateSource, Family, InjectionRequest, Output, OutputSource};
 use crate::Denial;
 use crate::agent_config::SecretFormat;
 use crate::values::FileMode;
@@ -29,6 +29,7 @@ pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<InjectionRequest, Den
     struct Parts<'a> {
         secret: Option<&'a str>,
         template: Option<&'a str>,
+        syntax: Option<&'a str>,
         file: Option<&'a str>,
         perms: Option<&'a str>,
         format: Option<&'a str>,
@@ -99,6 +100,7 @@ pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<InjectionRequest, Den
                 match prefix {
                     h::SECRET_PREFIX => part.secret = Some(value),
                     h::TEMPLATE_PREFIX => part.template = Some(value),
+                    h::SYNTAX_PREFIX => part.syntax = Some(value),
                     h::FILE_PREFIX => part.file = Some(value),
                     h::PERMS_PREFIX => part.perms = Some(value),
                     h::COMMAND_PREFIX => part.command = Some(value),
@@ -165,8 +167,29 @@ pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<InjectionRequest, Den
                         ),
                     ));
                 }
-                check_template(&key(h::TEMPLATE_PREFIX), template)?;
-                OutputSource::Template(template.to_owned())
+                match part.syntax.map(str::trim) {
+                    None | Some("jinja") => {
+                        check_template(&key(h::TEMPLATE_PREFIX), template)?;
+                        OutputSource::Template(template.to_owned())
+                    }
+                    Some("consul-template") => {
+                        check_consul_template(&key(h::TEMPLATE_PREFIX), template, None, None)?;
+                        // hydrant's family is strict in both languages.
+                        OutputSource::ConsulTemplate(ConsulTemplateSource {
+                            text: Some(template.to_owned()),
+                            error_on_missing_key: true,
+                            ..ConsulTemplateSource::default()
+                        })
+                    }
+                    Some(other) => {
+                        return Err(Denial::bad(
+                            &key(h::SYNTAX_PREFIX),
+                            format!(
+                                "{other:?} is not a template language; use jinja or consul-template"
+                            ),
+                        ));
+                    }
+                }
             }
             (None, None) => {
                 return Err(Denial::bad(
@@ -179,6 +202,15 @@ pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<InjectionRequest, Den
                 ));
             }
         };
+        if part.syntax.is_some() && part.template.is_none() {
+            return Err(Denial::bad(
+                &key(h::SYNTAX_PREFIX),
+                format!(
+                    "applies to {}<name>; remove it or add the template",
+                    h::TEMPLATE_PREFIX
+                ),
+            ));
+        }
         let perms = part
             .perms
             .map(|p| FileMode::parse(p).map_err(|e| Denial::bad(&key(h::PERMS_PREFIX), e)))

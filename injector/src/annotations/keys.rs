@@ -328,6 +328,8 @@ pub mod hydrant {
     pub const SECRET_PREFIX: &str = key!("secret-");
     /// A file rendered from a template.
     pub const TEMPLATE_PREFIX: &str = key!("template-");
+    /// A template's language: `jinja` (the default) or `consul-template`.
+    pub const SYNTAX_PREFIX: &str = key!("syntax-");
     /// A file's name under the mount path.
     pub const FILE_PREFIX: &str = key!("file-");
     /// A file's mode.
@@ -380,6 +382,7 @@ pub mod hydrant {
     pub const PER_FILE: &[&str] = &[
         SECRET_PREFIX,
         TEMPLATE_PREFIX,
+        SYNTAX_PREFIX,
         FILE_PREFIX,
         PERMS_PREFIX,
         FORMAT_PREFIX,

@@ -22,10 +22,11 @@ use keys::vault_k8s as k;
 
 pub use fields::MAX_PATCH_OPERATIONS;
 pub use request::{
-    DEFAULT_MOUNT_PATH, InjectionRequest, Output, OutputSource, QuantityOverride, ResourceOverrides,
+    ConsulTemplateSource, DEFAULT_MOUNT_PATH, InjectionRequest, Output, OutputSource,
+    QuantityOverride, ResourceOverrides,
 };
 pub use snapshot::{SNAPSHOT_FORMATS, SNAPSHOT_OUTPUT, SnapshotRequest};
-pub use template::{check_template, looks_like_consul_template};
+pub use template::{check_consul_template, check_template};
 
 /// Which family of annotations a pod uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

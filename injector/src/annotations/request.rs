@@ -21,6 +21,23 @@ pub enum OutputSource {
     },
     /// A minijinja template.
     Template(String),
+    /// A consul-template template (Go's text/template with consul-template's functions).
+    ConsulTemplate(ConsulTemplateSource),
+}
+
+/// A consul-template template and how it is run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsulTemplateSource {
+    /// The template text, from the annotation.
+    pub text: Option<String>,
+    /// Or a template file in the agent's container (vault-k8s `agent-inject-template-file`).
+    pub file: Option<String>,
+    /// The left delimiter, when not `{{`.
+    pub left_delimiter: Option<String>,
+    /// The right delimiter, when not `}}`.
+    pub right_delimiter: Option<String>,
+    /// Whether a missing map key fails the render instead of rendering `<no value>`.
+    pub error_on_missing_key: bool,
 }
 
 /// One file the agent writes for the app.

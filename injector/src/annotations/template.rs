@@ -1,43 +1,46 @@
-//! Templates in annotations, checked at admission: compiled, so that a syntax error denies the
-//! pod instead of failing its start, and refused when written for consul-template.
+//! Templates in annotations, checked at admission: parsed, so that a syntax error (or a function
+//! hydrant does not run) denies the pod instead of failing its start.
 
 use crate::Denial;
 
-/// Whether a vault-k8s template is written for consul-template (Go templates): those are
-/// refused, while a template in Jinja is accepted as it is.
-pub fn looks_like_consul_template(text: &str) -> bool {
-    // Go template keywords, followed by anything but a name character or a call's "(".
-    const GO_KEYWORDS: [&str; 8] = [
-        "with", "range", "end", "if", "else", "define", "template", "block",
-    ];
-    // consul-template calls take space-separated string arguments; Go variables start with $.
-    const GO_STARTS: [&str; 3] = ["secret \"", "pkiCert \"", "$"];
-    if text.contains(".Data") || text.contains("{{-") || text.contains("-}}") {
-        return true;
+/// Parses and checks a consul-template template (`consul_template::check`) so that a syntax
+/// error or a function hydrant does not run denies the pod, naming the annotation, line and
+/// column.
+pub fn check_consul_template(
+    key: &str,
+    text: &str,
+    left: Option<&str>,
+    right: Option<&str>,
+) -> Result<(), Denial> {
+    const JINJA: &str = "vault.hashicorp.com templates are consul-template's, as in vault-k8s: \
+                         a Jinja template goes in hydrant.dev/template-<name>";
+    match crate::consul_template::check(text, left.unwrap_or(""), right.unwrap_or("")) {
+        // Go parses `secret('p')` (a call with a character constant) and fails only when it
+        // runs: a call spelled with parentheses is a Jinja template.
+        Ok(()) if calls_with_parentheses(text) => Err(Denial::new(
+            crate::Reason::InvalidTemplate,
+            format!(
+                "{key}: `secret(...)` is Jinja's call syntax, which consul-template's templates \
+                 do not have; {JINJA}"
+            ),
+        )),
+        Ok(()) => Ok(()),
+        Err(problem) => {
+            let mut message = format!("{key}: {problem}");
+            if calls_with_parentheses(text) || text.contains("{%") {
+                message.push_str("; ");
+                message.push_str(JINJA);
+            }
+            Err(Denial::new(crate::Reason::InvalidTemplate, message))
+        }
     }
-    text.match_indices("{{").any(|(i, _)| {
-        let after = text[i + 2..].trim_start();
-        GO_STARTS.iter().any(|start| after.starts_with(start))
-            || GO_KEYWORDS.iter().any(|keyword| {
-                after.starts_with(keyword)
-                    && after[keyword.len()..]
-                        .chars()
-                        .next()
-                        .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_' && c != '(')
-            })
-    })
 }
 
-pub(super) fn check_vault_k8s_template(key: &str, text: &str) -> Result<(), Denial> {
-    if looks_like_consul_template(text) {
-        return Err(Denial::unsupported(
-            key,
-            "it is written for consul-template (Go templates), which hydrant does not run; write \
-             it in Jinja in hydrant.dev/template-<name>, where {{ with secret \"p\" }}{{ .Data.data.k }}{{ end }} \
-             becomes {{ secret('p').data.k }} (see the README's migration table)",
-        ));
-    }
-    check_template(key, text)
+/// Whether a template calls `secret` or `pkiCert` as Jinja does: `secret('...')`.
+fn calls_with_parentheses(text: &str) -> bool {
+    ["secret('", "secret(\"", "pkiCert('", "pkiCert(\""]
+        .iter()
+        .any(|call| text.contains(call))
 }
 
 /// Compiles a template so that a syntax error denies the pod instead of failing its start.
@@ -72,28 +75,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn consul_template_detection() {
-        let go = [
-            "{{ with secret \"a\" }}x{{ end }}",
-            "{{- with secret \"a\" -}}",
-            "{{ range $k, $v := .Data }}{{ end }}",
-            "{{ if .Data.x }}y{{ end }}",
-            "{{ secret \"pki/issue/x\" \"common_name=a\" }}",
-            "{{ $x := 1 }}",
-        ];
-        for t in go {
-            assert!(looks_like_consul_template(t), "{t}");
-        }
-        let jinja = [
-            "{{ secret('a').data.b }}",
-            "{% if x %}{{ y }}{% endif %}",
-            "{{ endpoint }}",
-            "{{ ifconfig }}",
-            "plain text",
-            "{{ range(3) | list }}",
-        ];
-        for t in jinja {
-            assert!(!looks_like_consul_template(t), "{t}");
-        }
+    fn consul_templates_are_checked_and_a_jinja_one_is_pointed_to_hydrant_s_family() {
+        check_consul_template(
+            "k",
+            "{{ with secret \"a\" }}{{ .Data.data.x }}{{ end }}",
+            None,
+            None,
+        )
+        .expect("consul-template");
+        let denial =
+            check_consul_template("k", "{{ secret('a').data.b }}", None, None).expect_err("jinja");
+        assert!(
+            denial.message.contains("hydrant.dev/template-<name>"),
+            "{}",
+            denial.message
+        );
+        let denial = check_consul_template("k", "{% if x %}{{ secret('a') ", None, None)
+            .expect_err("jinja that does not parse");
+        assert!(
+            denial.message.starts_with("k: line 1 column"),
+            "{}",
+            denial.message
+        );
+        assert!(
+            denial.message.contains("hydrant.dev/template-<name>"),
+            "{}",
+            denial.message
+        );
+        let denial = check_consul_template("k", "{{ key \"x\" }}", None, None).expect_err("consul");
+        assert!(denial.message.contains("\"key\""), "{}", denial.message);
+        check_consul_template("k", "<< .x >>", Some("<<"), Some(">>")).expect("delimiters");
     }
 }

@@ -8,8 +8,8 @@ use super::fields::{
     non_empty, port,
 };
 use super::keys::vault_k8s as k;
-use super::template::check_vault_k8s_template;
-use super::{Family, InjectionRequest, Output, OutputSource};
+use super::template::check_consul_template;
+use super::{ConsulTemplateSource, Family, InjectionRequest, Output, OutputSource};
 use crate::Denial;
 use crate::agent_config::{AuthMethod, SecretFormat};
 use crate::settings::{DefaultTemplate, InjectorSettings, Mode};
@@ -22,6 +22,10 @@ struct VaultSecret<'a> {
     command: Option<&'a str>,
     path: Option<&'a str>,
     template: Option<&'a str>,
+    template_file: Option<&'a str>,
+    left_delimiter: Option<&'a str>,
+    right_delimiter: Option<&'a str>,
+    error_on_missing_key: Option<bool>,
     file: Option<&'a str>,
     perms: Option<&'a str>,
     mount_path: Option<&'a str>,
@@ -206,13 +210,32 @@ pub(super) fn parse(
         } else {
             raw.to_lowercase()
         };
-        let source = match (secret.template, secret.path) {
-            (Some(template), _) => {
-                let template_key = key(k::AGENT_INJECT_TEMPLATE_PREFIX);
-                check_vault_k8s_template(&template_key, template)?;
-                OutputSource::Template(template.to_owned())
+        let consul = |text: Option<&str>, file: Option<&str>| {
+            OutputSource::ConsulTemplate(ConsulTemplateSource {
+                text: text.map(str::to_owned),
+                file: file.map(str::to_owned),
+                left_delimiter: secret.left_delimiter.map(str::to_owned),
+                right_delimiter: secret.right_delimiter.map(str::to_owned),
+                error_on_missing_key: secret.error_on_missing_key.unwrap_or(false),
+            })
+        };
+        // vault-k8s: a template file wins over a template in the annotation.
+        let source = match (secret.template_file, secret.template, secret.path) {
+            (Some(file), _, _) => {
+                let file = absolute_path(&key(k::AGENT_INJECT_TEMPLATE_FILE_PREFIX), file)?;
+                consul(None, Some(&file))
             }
-            (None, Some(path)) => OutputSource::Secret {
+            (None, Some(template), _) => {
+                let template_key = key(k::AGENT_INJECT_TEMPLATE_PREFIX);
+                check_consul_template(
+                    &template_key,
+                    template,
+                    secret.left_delimiter,
+                    secret.right_delimiter,
+                )?;
+                consul(Some(template), None)
+            }
+            (None, None, Some(path)) => OutputSource::Secret {
                 path: path.trim().to_owned(),
                 format: match default_template {
                     DefaultTemplate::Map => SecretFormat::VaultK8sMap,
@@ -220,7 +243,7 @@ pub(super) fn parse(
                 },
             },
             // Companion annotations of a secret that was never declared.
-            (None, None) => continue,
+            (None, None, None) => continue,
         };
         if r.outputs.iter().any(|o| o.name == name) {
             return Err(Denial::bad(
@@ -292,13 +315,10 @@ fn vault_per_secret<'a>(
             secrets.entry(raw).or_default().template = Some(value)
         }
         k::AGENT_INJECT_SECRET_PREFIX | k::AGENT_INJECT_TEMPLATE_PREFIX => {}
-        k::AGENT_INJECT_TEMPLATE_FILE_PREFIX => {
-            return Err(Denial::unsupported(
-                key,
-                "template files are written for consul-template; put the template, in Jinja, in \
-                 hydrant.dev/template-<name> (see the README's migration table)",
-            ));
+        k::AGENT_INJECT_TEMPLATE_FILE_PREFIX if !blank => {
+            secrets.entry(raw).or_default().template_file = Some(value)
         }
+        k::AGENT_INJECT_TEMPLATE_FILE_PREFIX => {}
         k::AGENT_INJECT_FILE_PREFIX => secrets.entry(raw).or_default().file = Some(value),
         k::AGENT_INJECT_PERMS_PREFIX => secrets.entry(raw).or_default().perms = Some(value),
         k::SECRET_VOLUME_PATH_PREFIX => secrets.entry(raw).or_default().mount_path = Some(value),
@@ -307,16 +327,17 @@ fn vault_per_secret<'a>(
             secrets.entry(raw).or_default().preserve_case = Some(preserve);
         }
         k::ERROR_ON_MISSING_KEY_PREFIX => {
-            // hydrant's templates are always strict: a missing key is always an error.
-            parse_bool(value).map_err(|e| Denial::bad(key, e))?;
+            let strict = parse_bool(value).map_err(|e| Denial::bad(key, e))?;
+            secrets.entry(raw).or_default().error_on_missing_key = Some(strict);
         }
         k::AGENT_INJECT_COMMAND_PREFIX => secrets.entry(raw).or_default().command = Some(value),
-        k::AGENT_TEMPLATE_LEFT_DELIM_PREFIX | k::AGENT_TEMPLATE_RIGHT_DELIM_PREFIX => {
-            return Err(Denial::unsupported(
-                key,
-                "delimiters belong to consul-template templates, which hydrant does not run; \
-                 write the template in Jinja in hydrant.dev/template-<name>",
-            ));
+        k::AGENT_TEMPLATE_LEFT_DELIM_PREFIX | k::AGENT_TEMPLATE_RIGHT_DELIM_PREFIX
+            if value.is_empty() => {}
+        k::AGENT_TEMPLATE_LEFT_DELIM_PREFIX => {
+            secrets.entry(raw).or_default().left_delimiter = Some(value)
+        }
+        k::AGENT_TEMPLATE_RIGHT_DELIM_PREFIX => {
+            secrets.entry(raw).or_default().right_delimiter = Some(value)
         }
         k::AUTH_CONFIG_PREFIX => vault_auth_config(r, key, raw, value)?,
         k::AGENT_TELEMETRY_PREFIX => r.warnings.push(format!(
@@ -407,11 +428,31 @@ mod tests {
 
     #[test]
     fn template_file_prefix_wins_over_template_prefix() {
+        let r = parse_vault(&[
+            (
+                "vault.hashicorp.com/agent-inject-template-file-db",
+                "/vault/custom/db.ctmpl",
+            ),
+            (
+                "vault.hashicorp.com/agent-inject-template-db",
+                "{{ unused }}",
+            ),
+            ("vault.hashicorp.com/agent-template-left-delim-db", "[["),
+        ])
+        .expect("a template file");
+        assert_eq!(
+            r.outputs[0].source,
+            OutputSource::ConsulTemplate(ConsulTemplateSource {
+                file: Some("/vault/custom/db.ctmpl".into()),
+                left_delimiter: Some("[[".into()),
+                ..ConsulTemplateSource::default()
+            })
+        );
         let err = parse_vault(&[(
             "vault.hashicorp.com/agent-inject-template-file-db",
-            "/vault/templates/db.ctmpl",
+            "relative/db.ctmpl",
         )])
-        .expect_err("template files are refused");
+        .expect_err("relative");
         assert!(
             err.message
                 .starts_with("vault.hashicorp.com/agent-inject-template-file-db:"),
@@ -450,20 +491,45 @@ mod tests {
     }
 
     #[test]
-    fn consul_templates_are_refused_and_jinja_accepted() {
-        let ct = "{{ with secret \"secret/data/db\" }}{{ .Data.data.password }}{{ end }}";
-        let err = parse_vault(&[("vault.hashicorp.com/agent-inject-template-db", ct)])
-            .expect_err("consul-template");
-        assert_eq!(err.reason, Reason::UnsupportedAnnotation);
+    fn templates_are_consul_template_s_with_their_delimiters_and_missing_key_rule() {
+        let ct = "[[ with secret \"secret/data/db\" ]][[ .Data.data.password ]][[ end ]]";
+        let r = parse_vault(&[
+            ("vault.hashicorp.com/agent-inject-template-db", ct),
+            ("vault.hashicorp.com/agent-template-left-delim-db", "[["),
+            ("vault.hashicorp.com/agent-template-right-delim-db", "]]"),
+            ("vault.hashicorp.com/error-on-missing-key-db", "true"),
+        ])
+        .expect("consul-template");
+        assert_eq!(
+            r.outputs[0].source,
+            OutputSource::ConsulTemplate(ConsulTemplateSource {
+                text: Some(ct.into()),
+                left_delimiter: Some("[[".into()),
+                right_delimiter: Some("]]".into()),
+                error_on_missing_key: true,
+                ..ConsulTemplateSource::default()
+            })
+        );
+        let err = parse_vault(&[(
+            "vault.hashicorp.com/agent-inject-template-db",
+            "{{ with secret \"a\" }}",
+        )])
+        .expect_err("unclosed");
+        assert_eq!(err.reason, Reason::InvalidTemplate);
+        assert!(
+            err.message
+                .starts_with("vault.hashicorp.com/agent-inject-template-db: line 1 column"),
+            "{}",
+            err.message
+        );
+        let jinja = "{{ secret('secret/data/db').data.password }}";
+        let err = parse_vault(&[("vault.hashicorp.com/agent-inject-template-db", jinja)])
+            .expect_err("jinja");
         assert!(
             err.message.contains("hydrant.dev/template-<name>"),
             "{}",
             err.message
         );
-        let jinja = "{{ secret('secret/data/db').data.password }}";
-        let r =
-            parse_vault(&[("vault.hashicorp.com/agent-inject-template-db", jinja)]).expect("jinja");
-        assert_eq!(r.outputs[0].source, OutputSource::Template(jinja.into()));
     }
 
     #[test]
@@ -481,11 +547,6 @@ mod tests {
                 "client certificates",
             ),
             ("vault.hashicorp.com/agent-inject-token", "true", "token"),
-            (
-                "vault.hashicorp.com/agent-template-left-delim-db",
-                "[[",
-                "Jinja",
-            ),
             (
                 "vault.hashicorp.com/auth-config-region",
                 "eu",

@@ -4,7 +4,7 @@
 
 use crate::agent_config::{
     AgentConfig, AuthConfig, AuthMethod, RetryConfig, SecretFileConfig, SnapshotConfig,
-    TemplateConfig, VaultConfig,
+    TemplateConfig, TemplateSyntax, VaultConfig,
 };
 use crate::annotations::{InjectionRequest, Output, OutputSource};
 use crate::settings::InjectorSettings;
@@ -33,6 +33,19 @@ pub(super) fn to_agent_config(
                 command: output.command.clone(),
                 command_timeout: None,
                 ..TemplateConfig::default()
+            }),
+            OutputSource::ConsulTemplate(ct) => templates.push(TemplateConfig {
+                name: output.name.clone(),
+                contents: ct.text.clone(),
+                source: ct.file.clone().map(Into::into),
+                destination: destination.into(),
+                perms: output.perms,
+                command: output.command.clone(),
+                command_timeout: None,
+                syntax: TemplateSyntax::ConsulTemplate,
+                left_delimiter: ct.left_delimiter.clone(),
+                right_delimiter: ct.right_delimiter.clone(),
+                error_on_missing_key: Some(ct.error_on_missing_key),
             }),
             OutputSource::Secret { path, format } => secrets.push(SecretFileConfig {
                 name: output.name.clone(),

@@ -610,3 +610,55 @@ fn n_secrets_cost_n_reads_and_one_token_lookup_where_bao_agent_makes_2n_plus_2()
     let others = requests.len() - reads.len() - lookups;
     assert!(others <= 3, "{requests:?}");
 }
+
+/// Templates as HashiCorp's vault-k8s and consul-template documentation write them.
+#[test]
+fn documentation_examples_render_as_bao_agent_renders_them() {
+    let (vault, token) = seeded();
+    // The docs' database credentials, as data of the same shape (a KV v1 mount named database).
+    vault.mount("database", "kv", json!({}));
+    vault.api(
+        "POST",
+        "database/creds/db-app",
+        Some(json!({"username": "v-kube-db-app-x1", "password": "A1a-pw\"'$`\\"})),
+    );
+    vault.kv2_put(
+        "app/multiline",
+        json!({"cert": "-----BEGIN X-----\nabc\n-----END X-----\n", "unicode": "ünï ☃ 🦀", "tab": "a\tb"}),
+    );
+    vault.policy("docs", "path \"database/*\" { capabilities = [\"read\"] }\npath \"secret/data/*\" { capabilities = [\"read\"] }\n");
+    let token = {
+        let _ = token;
+        vault.token(&["ct", "docs"])
+    };
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "postgres-url",
+                "{{- with secret \"database/creds/db-app\" -}}\npostgres://{{ .Data.username }}:{{ .Data.password }}@postgres:5432/appdb?sslmode=disable\n{{- end }}\n",
+            ),
+            case(
+                "exports",
+                "{{- with secret \"secret/data/app/db\" -}}\nexport USER=\"{{ .Data.data.username }}\"\nexport PASS=\"{{ .Data.data.password }}\"\n{{- end }}\n",
+            ),
+            case(
+                "properties",
+                "{{ with secret \"secret/data/app/config\" }}{{ range $k, $v := .Data.data }}{{ $k }}={{ $v }}\n{{ end }}{{ end }}",
+            ),
+            case(
+                "range-keys",
+                "{{ range secrets \"secret/metadata/app/\" }}{{ . }}\n{{ end }}",
+            ),
+            case(
+                "multiline",
+                "{{ with secret \"secret/data/app/multiline\" }}{{ .Data.data.cert }}{{ .Data.data.unicode }}|{{ .Data.data.tab }}|{{ printf \"%q\" .Data.data.tab }}{{ end }}\n",
+            ),
+            case(
+                "yaml-by-hand",
+                "db:\n{{- with secret \"secret/data/app/db\" }}\n  user: {{ .Data.data.username }}\n  pass: {{ .Data.data.password | printf \"%q\" }}\n{{- end }}\n",
+            ),
+        ],
+    );
+}

@@ -19,7 +19,10 @@ Run it from the project's root after a release build:
 
     cargo dist && target/tools/venv/bin/python tests/benches/agent_oneshot.py
 
-Knobs (environment): NS="10 50" RUNS=11 RSS_RUNS=3 SETTLE_S=0.5 AGENTS="hydrant,bao agent" HYDRANT=target/x86_64-unknown-linux-gnu/release/hydrant OUT_DIR=target/bench
+"hydrant (consul-template)" renders the very templates bao agent renders (the anchor's
+`{{ with secret "secret/data/app/sN" }}...{{ end }}`); "hydrant" the same files from Jinja.
+
+Knobs (environment): NS="10 50" RUNS=11 RSS_RUNS=3 SETTLE_S=0.5 AGENTS="hydrant,hydrant (consul-template),bao agent" HYDRANT=target/x86_64-unknown-linux-gnu/release/hydrant OUT_DIR=target/bench
 It prints a markdown table and writes it to target/bench/agent-oneshot.md.
 """
 import os
@@ -42,15 +45,15 @@ RUNS = int(os.environ.get("RUNS", "11"))
 # token revocation and the server's garbage collection are not charged to the next one).
 SETTLE_S = float(os.environ.get("SETTLE_S", "0.5"))
 RSS_RUNS = int(os.environ.get("RSS_RUNS", "3"))
-AGENTS = os.environ.get("AGENTS", "hydrant,bao agent").split(",")
+AGENTS = os.environ.get("AGENTS", "hydrant,hydrant (consul-template),bao agent").split(",")
 HYDRANT = os.path.abspath(os.environ.get("HYDRANT", os.path.join(ROOT, "target", "x86_64-unknown-linux-gnu", "release", "hydrant")))
 TIME = os.environ.get("GNU_TIME", "/usr/bin/time")
 
 
-def hydrant_config(server, n, jwt_path, out):
-    path = os.path.join(WORK, f"hydrant-n{n}.json")
+def hydrant_config(server, n, jwt_path, out, syntax="jinja"):
+    path = os.path.join(WORK, f"hydrant-n{n}-{syntax}.json")
     with open(path, "w") as f:
-        f.write(hydrant_agent_config(server.addr, n, jwt_path, out))
+        f.write(hydrant_agent_config(server.addr, n, jwt_path, out, syntax=syntax))
     return [HYDRANT, "agent", "--once", "--config", path]
 
 
@@ -117,6 +120,7 @@ def main():
         for n in NS:
             out = os.path.join(WORK, f"out-n{n}")
             agents = {"hydrant": hydrant_config(server, n, jwt_path, out),
+                      "hydrant (consul-template)": hydrant_config(server, n, jwt_path, out, "consul-template"),
                       "bao agent": bao_config(bao, server, n, jwt_path, out)}
             agents = {k: v for k, v in agents.items() if k in AGENTS}
             runs = {name: [] for name in agents}
@@ -132,6 +136,8 @@ def main():
                     rss[name].append(run_once(server, argv, out, n, measure_rss=True))
             results[n] = {name: summarise(r, rss[name]) for name, r in runs.items()}
             if len(results[n]) < 2:
+                continue
+            if "hydrant" not in results[n] or "bao agent" not in results[n]:
                 continue
             h, b = results[n]["hydrant"], results[n]["bao agent"]
             log(f"N={n}: hydrant exit {h['exit_ms']:.1f} ms {h['peak_rss_mib']:.1f} MiB "
@@ -154,6 +160,18 @@ def main():
                          f"{s['cpu_ms']:.0f} ms | {s['server_cpu_ms']:.0f} ms | {s['request_total']} ({reqs}) |")
     for n, per in results.items():
         if len(per) < 2:
+            continue
+        if "hydrant (consul-template)" in per and "hydrant" in per:
+            c, j = per["hydrant (consul-template)"], per["hydrant"]
+            lines.append(f"\nN={n}: consul-template templates cost {c['exit_ms'] / j['exit_ms'] * 100 - 100:+.0f}% "
+                         f"time to exit and {c['peak_rss_mib'] / j['peak_rss_mib'] * 100 - 100:+.0f}% peak memory "
+                         f"against the same files from Jinja.")
+        if "hydrant (consul-template)" in per and "bao agent" in per:
+            c, b = per["hydrant (consul-template)"], per["bao agent"]
+            lines.append(f"\nN={n}: on bao agent's own templates hydrant is {b['exit_ms'] / c['exit_ms']:.1f}× faster to exit, "
+                         f"{b['render_all_ms'] / max(c['render_all_ms'], 0.001):.1f}× faster to the last file and uses "
+                         f"{c['peak_rss_mib'] / b['peak_rss_mib'] * 100:.0f}% of the memory.")
+        if "hydrant" not in per or "bao agent" not in per:
             continue
         h, b = per["hydrant"], per["bao agent"]
         lines.append(f"\nN={n}: hydrant is {b['exit_ms'] / h['exit_ms']:.1f}× faster to exit, "

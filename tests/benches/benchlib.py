@@ -135,14 +135,24 @@ def setup(server, maxn, work):
     return token_path
 
 
-def hydrant_agent_config(addr, n, jwt_path, out, **extra):
-    """hydrant's agent config for the scenario: one template per secret, five keys each."""
+def hydrant_agent_config(addr, n, jwt_path, out, syntax="jinja", **extra):
+    """hydrant's agent config for the scenario: one template per secret, five keys each, in
+    Jinja or as the anchor writes it (syntax="consul-template": the very template bao agent
+    renders)."""
     keys = "".join(f"k{j}={{{{ secret('secret/data/app/s{{i}}').data.k{j} }}}}\n" for j in range(1, 6))
+    templates = []
+    for i in range(n):
+        template = {"name": f"s{i}", "destination": f"{out}/s{i}.env"}
+        if syntax == "consul-template":
+            template["contents"] = consul_template(i)
+            template["syntax"] = "consul-template"
+        else:
+            template["contents"] = keys.replace("{i}", str(i))
+        templates.append(template)
     doc = {
         "vault": {"address": addr},
         "auth": {"method": "jwt", "role": "app", "jwt_path": jwt_path},
-        "templates": [{"name": f"s{i}", "contents": keys.replace("{i}", str(i)), "destination": f"{out}/s{i}.env"}
-                      for i in range(n)],
+        "templates": templates,
     }
     doc.update(extra)
     return json.dumps(doc)
@@ -160,7 +170,11 @@ def bao_agent_hcl(addr, n, jwt_path, out, token_sink, exit_after_auth):
         "template_config {\n  exit_on_retry_failure = true\n}",
     ]
     for i in range(n):
-        keys = "".join(f"k{j}={{{{ .Data.data.k{j} }}}}\n" for j in range(1, 6))
-        contents = f'{{{{ with secret "secret/data/app/s{i}" }}}}{keys}{{{{ end }}}}'
-        lines.append(f"template {{\n  destination = {q(f'{out}/s{i}.env')}\n  contents = {q(contents)}\n}}")
+        lines.append(f"template {{\n  destination = {q(f'{out}/s{i}.env')}\n  contents = {q(consul_template(i))}\n}}")
     return "\n".join(lines) + "\n"
+
+
+def consul_template(i):
+    """The anchor's template for secret i, in consul-template's language."""
+    keys = "".join(f"k{j}={{{{ .Data.data.k{j} }}}}\n" for j in range(1, 6))
+    return f'{{{{ with secret "secret/data/app/s{i}" }}}}{keys}{{{{ end }}}}'

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod env;
+pub mod files;
 pub mod inject;
 pub mod lease;
 pub mod policy;

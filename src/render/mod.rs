@@ -122,7 +122,7 @@ pub fn run(options: &Options, env: Arc<dyn Env>) -> Result<String, Error> {
     match options.out.as_deref() {
         Some(path) if path != Path::new("-") => {
             // 0600: a template's output may hold secrets.
-            crate::agent::files::write_atomic(path, text.as_bytes(), 0o600).map_err(|error| {
+            crate::files::write_atomic(path, text.as_bytes(), 0o600).map_err(|error| {
                 Error::Io {
                     what: "write",
                     path: path.to_owned(),

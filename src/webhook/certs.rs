@@ -407,8 +407,8 @@ fn copy_to_files(material: &Material, cert: &Path, key: &Path) -> Result<(), Err
             path: path.to_owned(),
             error,
         };
-        std::fs::create_dir_all(crate::agent::files::parent(path)).map_err(fail)?;
-        crate::agent::files::write_atomic(path, text.as_bytes(), mode).map_err(fail)?;
+        std::fs::create_dir_all(crate::files::parent(path)).map_err(fail)?;
+        crate::files::write_atomic(path, text.as_bytes(), mode).map_err(fail)?;
     }
     Ok(())
 }

@@ -114,27 +114,59 @@ fn summary(errors: &[template::Error]) -> String {
     }
 }
 
-/// What the agent subcommand was asked to do.
-#[derive(Debug)]
-pub struct Options<'a> {
-    /// The config file; `None` reads `HYDRANT_AGENT_CONFIG`.
-    pub config: Option<&'a Path>,
-    /// Render once and exit.
+/// `hydrant agent`'s flags: what the agent subcommand was asked to do.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The agent configuration, YAML or JSON. Without it, HYDRANT_AGENT_CONFIG is read.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Render every file once, then exit: what the init container does before the app starts.
+    #[arg(long)]
     pub once: bool,
+    /// Exit 0 if the running agent has rendered every file, 1 if not: native mode's startup
+    /// probe. Reads nothing but the ready file.
+    #[arg(long, conflicts_with_all = ["once", "config"])]
+    pub check_ready: bool,
+    /// The file a running agent creates once every file is rendered.
+    #[arg(long, value_name = "FILE", default_value = injector::names::READY_FILE)]
+    pub ready_file: PathBuf,
+}
+
+/// The agent has not rendered every file yet (`hydrant agent --check-ready`).
+#[derive(Debug, thiserror::Error)]
+#[error("not ready: {} does not exist yet", .0.display())]
+pub struct NotReady(PathBuf);
+
+/// `hydrant agent`: answers `--check-ready`, or runs the agent to completion.
+pub fn command(args: &Args, env: Arc<dyn Env>) -> anyhow::Result<()> {
+    if args.check_ready {
+        return check_ready(&args.ready_file).map_err(Into::into);
+    }
+    run(args, env)?;
+    Ok(())
+}
+
+/// Whether the running agent has rendered every file: native mode's startup probe.
+fn check_ready(ready_file: &Path) -> Result<(), NotReady> {
+    if ready_file.exists() {
+        Ok(())
+    } else {
+        Err(NotReady(ready_file.to_owned()))
+    }
 }
 
 /// Runs the agent to completion: loads and compiles everything, composes the config snapshot
 /// and checks every destination before anything is sent to Vault, then renders once (the init
 /// container) or runs the sidecar.
-pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
-    let config = config::load(options.config, env.as_ref()).map_err(Error::Config)?;
+pub fn run(args: &Args, env: Arc<dyn Env>) -> Result<(), Error> {
+    let config = config::load(args.config.as_deref(), env.as_ref()).map_err(Error::Config)?;
     let (mut engine, sources) = compile::compile(&config, env)?;
     // The snapshot is composed before anything is sent to Vault: an invalid one costs no login.
     let snapshot = config.config.as_ref().map(snapshot::compose);
     if let Some(result) = &snapshot {
         match result {
             Ok(snapshot) => snapshot::show(&mut engine, snapshot),
-            Err(e) if options.once => return Err(Error::Snapshot(e.clone())),
+            Err(e) if args.once => return Err(Error::Snapshot(e.clone())),
             Err(error) => {
                 warn!(%error, "the config snapshot is invalid; templates that read it wait for a valid one")
             }
@@ -145,7 +177,7 @@ pub fn run(options: &Options<'_>, env: Arc<dyn Env>) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(format!("the async runtime: {e}")))?;
-    if !options.once {
+    if !args.once {
         let snapshot = snapshot.and_then(Result::ok);
         let result = runtime.block_on(async {
             let stop = crate::shutdown_signal();

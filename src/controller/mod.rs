@@ -8,6 +8,7 @@
 //! Kubernetes I/O (the Namespace watch, the Lease and the Events) is thin and goes through
 //! `kube`; the tests run it against a small fake API service because no API server can run there.
 
+mod args;
 pub mod events;
 pub mod git;
 mod metrics;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{Instrument as _, error, info, info_span, warn};
 
+pub use self::args::Args;
 pub use metrics::Shared;
 
 use events::Reason;
@@ -125,6 +127,12 @@ pub enum Error {
     /// The runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+/// `hydrant controller`: runs as the flags say until SIGTERM or SIGINT.
+pub fn command(args: Args, env: &dyn crate::env::Env) -> anyhow::Result<()> {
+    run(args.options()?, env)?;
+    Ok(())
 }
 
 /// Runs the controller until SIGTERM or SIGINT.

@@ -7,6 +7,32 @@ use injector::{Context, Settings, mutate_in};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
+/// `hydrant inject`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The manifests: a file of YAML or JSON documents, or - for standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// The namespace of documents that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// What the webhook decides for every pod.
+    #[command(flatten)]
+    pub injector: crate::cli::InjectorArgs,
+}
+
+/// `hydrant inject`: mutates the manifests as the webhook would, prints them, and warns on
+/// standard error.
+pub fn command(args: &Args) -> anyhow::Result<()> {
+    let settings = args.injector.settings();
+    let injected = run(&args.file, &args.namespace, &settings)?;
+    for warning in &injected.warnings {
+        eprintln!("hydrant: warning: {warning}");
+    }
+    std::io::Write::write_all(&mut std::io::stdout(), injected.yaml.as_bytes())?;
+    Ok(())
+}
+
 /// Why `hydrant inject` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

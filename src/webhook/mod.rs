@@ -1,6 +1,7 @@
 //! `hydrant webhook`: the mutating admission webhook over HTTPS. The handler only decodes and
 //! encodes; `injector::mutate` decides.
 
+mod args;
 pub mod certs;
 mod limits;
 mod metrics;
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+pub use self::args::Args;
 pub use self::limits::Limits;
 pub use self::metrics::Metrics;
 
@@ -127,6 +129,12 @@ struct Shared {
     /// One permit per byte of request body that may be held at once.
     bodies: Arc<Semaphore>,
     max_body: usize,
+}
+
+/// `hydrant webhook`: serves as the flags say until SIGTERM or SIGINT.
+pub fn command(args: Args) -> anyhow::Result<()> {
+    run(args.options())?;
+    Ok(())
 }
 
 /// Runs the webhook until SIGTERM or SIGINT.

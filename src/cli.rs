@@ -4,7 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use injector::agent_config::{AuthMethod, Duration};
-use injector::settings::{DefaultTemplate, Mode, Resources, RunAs, Settings};
+use injector::settings::{self, DefaultTemplate, Mode, Resources, RunAs, Settings};
 use injector::values::parse_quantity;
 
 /// The agent image the injector names when none is configured: this very binary's release.
@@ -104,23 +104,23 @@ pub struct InjectorArgs {
     #[arg(long, env = "HYDRANT_AGENT_IMAGE", default_value = DEFAULT_AGENT_IMAGE)]
     pub agent_image: String,
     /// The auth method of pods that name none: kubernetes, jwt, approle or token.
-    #[arg(long, env = "HYDRANT_AUTH_METHOD", default_value = "kubernetes")]
+    #[arg(long, env = "HYDRANT_AUTH_METHOD", default_value_t = settings::DEFAULT_AUTH_METHOD)]
     pub auth_method: AuthMethod,
     /// The auth mount of pods that name none; the method's name when unset.
     #[arg(long, env = "HYDRANT_AUTH_MOUNT")]
     pub auth_mount: Option<String>,
     /// The mode of pods that name none: native, init-and-sidecar, init-only or sidecar-only.
-    #[arg(long, env = "HYDRANT_MODE", default_value = "native")]
+    #[arg(long, env = "HYDRANT_MODE", default_value_t = settings::DEFAULT_MODE)]
     pub mode: Mode,
     /// vault-k8s's default template for secrets without one: map or json.
-    #[arg(long, env = "HYDRANT_DEFAULT_TEMPLATE", default_value = "map", value_parser = parse_default_template)]
+    #[arg(long, env = "HYDRANT_DEFAULT_TEMPLATE", default_value_t = settings::DEFAULT_TEMPLATE, value_parser = parse_default_template)]
     pub default_template: DefaultTemplate,
     /// CPU request of the init container (init-and-sidecar and init-only modes; native mode's one
     /// container runs all the pod's life and takes the --sidecar-* values); empty leaves it out.
-    #[arg(long, env = "HYDRANT_INIT_CPU_REQUEST", default_value = "10m", value_parser = parse_optional_quantity)]
+    #[arg(long, env = "HYDRANT_INIT_CPU_REQUEST", default_value = settings::DEFAULT_CPU_REQUEST, value_parser = parse_optional_quantity)]
     pub init_cpu_request: String,
     /// Memory request of the init container; empty leaves it out.
-    #[arg(long, env = "HYDRANT_INIT_MEMORY_REQUEST", default_value = "16Mi", value_parser = parse_optional_quantity)]
+    #[arg(long, env = "HYDRANT_INIT_MEMORY_REQUEST", default_value = settings::DEFAULT_MEMORY_REQUEST, value_parser = parse_optional_quantity)]
     pub init_memory_request: String,
     /// CPU limit of the init container; empty (the default) leaves it out.
     #[arg(long, env = "HYDRANT_INIT_CPU_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
@@ -129,10 +129,10 @@ pub struct InjectorArgs {
     #[arg(long, env = "HYDRANT_INIT_MEMORY_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
     pub init_memory_limit: String,
     /// CPU request of the sidecar (and of native mode's one container); empty leaves it out.
-    #[arg(long, env = "HYDRANT_SIDECAR_CPU_REQUEST", default_value = "10m", value_parser = parse_optional_quantity)]
+    #[arg(long, env = "HYDRANT_SIDECAR_CPU_REQUEST", default_value = settings::DEFAULT_CPU_REQUEST, value_parser = parse_optional_quantity)]
     pub sidecar_cpu_request: String,
     /// Memory request of the sidecar; empty leaves it out.
-    #[arg(long, env = "HYDRANT_SIDECAR_MEMORY_REQUEST", default_value = "16Mi", value_parser = parse_optional_quantity)]
+    #[arg(long, env = "HYDRANT_SIDECAR_MEMORY_REQUEST", default_value = settings::DEFAULT_MEMORY_REQUEST, value_parser = parse_optional_quantity)]
     pub sidecar_memory_request: String,
     /// CPU limit of the sidecar; empty (the default) leaves it out.
     #[arg(long, env = "HYDRANT_SIDECAR_CPU_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
@@ -141,10 +141,10 @@ pub struct InjectorArgs {
     #[arg(long, env = "HYDRANT_SIDECAR_MEMORY_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
     pub sidecar_memory_limit: String,
     /// The user the agent runs as.
-    #[arg(long, env = "HYDRANT_RUN_AS_USER", default_value_t = 65532)]
+    #[arg(long, env = "HYDRANT_RUN_AS_USER", default_value_t = settings::DEFAULT_RUN_AS.user)]
     pub run_as_user: i64,
     /// The group the agent runs as.
-    #[arg(long, env = "HYDRANT_RUN_AS_GROUP", default_value_t = 65532)]
+    #[arg(long, env = "HYDRANT_RUN_AS_GROUP", default_value_t = settings::DEFAULT_RUN_AS.group)]
     pub run_as_group: i64,
     /// Leave runAsUser and runAsGroup out, for OpenShift, which assigns them.
     #[arg(long, env = "HYDRANT_OMIT_RUN_AS")]
@@ -154,11 +154,11 @@ pub struct InjectorArgs {
         long = "exclude-namespaces",
         env = "HYDRANT_EXCLUDE_NAMESPACES",
         value_delimiter = ',',
-        default_value = "kube-system,kube-public"
+        default_value = settings::DEFAULT_EXCLUDED_NAMESPACES
     )]
     pub exclude_namespaces: Vec<String>,
     /// Seconds a native sidecar may take to render every file before the pod fails to start.
-    #[arg(long, env = "HYDRANT_STARTUP_TIMEOUT_SECONDS", default_value_t = 300)]
+    #[arg(long, env = "HYDRANT_STARTUP_TIMEOUT_SECONDS", default_value_t = settings::DEFAULT_STARTUP_TIMEOUT_SECONDS)]
     pub startup_timeout_seconds: i32,
     /// The host's labels (k=v,k=v), added to each pod's own when its config snapshot is composed.
     #[arg(
@@ -274,6 +274,28 @@ mod tests {
         assert!(err.contains("holds no PEM certificate"), "{err}");
         let err = read_ca_bundle("/nonexistent/ca.pem").expect_err("no file");
         assert!(err.starts_with("cannot read /nonexistent/ca.pem"), "{err}");
+    }
+
+    /// The flags' defaults are the injector's (`Settings::new`), so that the tests, the fuzz
+    /// targets and the benchmarks, which build settings with it, see what production runs.
+    #[test]
+    fn the_injector_flags_default_to_the_injectors_defaults() {
+        let cli = Cli::try_parse_from([
+            "hydrant",
+            "inject",
+            "-f",
+            "-",
+            "--vault-addr",
+            "https://vault:8200",
+        ])
+        .expect("parses");
+        let Command::Inject(args) = cli.command else {
+            panic!("not inject")
+        };
+        assert_eq!(
+            args.injector.settings(),
+            Settings::new("https://vault:8200", DEFAULT_AGENT_IMAGE)
+        );
     }
 
     #[test]

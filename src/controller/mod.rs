@@ -583,7 +583,8 @@ impl Controller {
     }
 
     /// Plans against Vault and applies; true when Vault now holds what `desired` asks for
-    /// (or, for drift in report mode, when the comparison worked).
+    /// (or, for drift in report mode, when the comparison worked). Reads Vault, lets
+    /// [`action`] decide, writes, then reports.
     async fn apply(
         &mut self,
         settings: &Settings,
@@ -607,27 +608,18 @@ impl Controller {
             Err(e) => return self.failed(&e),
         };
         let plan = policy::plan::plan(desired, &actual);
-        if trigger == Trigger::Drift {
-            if plan.changes.is_empty() {
+        match action(trigger, self.drift_mode, &plan) {
+            Action::Verified => {
                 self.shared.verified();
                 return true;
             }
-            self.shared.drift(plan.changes.len());
-            for change in &plan.changes {
-                let (what, kind, name) = describe(change);
-                warn!(object = %name, kind, change = what, "drift: Vault differs from the repository");
-            }
-            if self.drift_mode == DriftMode::Report {
-                self.event(Reason::DriftFound, || {
-                    format!(
-                        "{} object(s) in Vault differ from commit {}: {}; --drift-mode report leaves them",
-                        plan.changes.len(),
-                        short(commit),
-                        listed(&plan)
-                    )
-                });
+            Action::ReportDrift => {
+                self.drifted(&plan);
+                self.event(Reason::DriftFound, || drift_found_note(commit, &plan));
                 return true;
             }
+            Action::CorrectDrift => self.drifted(&plan),
+            Action::Apply => {}
         }
         match apply::apply(&client, settings, desired, &actual, &plan, Some(commit)).await {
             Ok(()) => {
@@ -641,36 +633,8 @@ impl Controller {
                     reason = ?trigger,
                     "applied"
                 );
-                match trigger {
-                    Trigger::Fetch => self.event(Reason::Applied, || {
-                        format!(
-                            "commit {} applied: {} created, {} updated, {} deleted",
-                            short(commit),
-                            counts.0,
-                            counts.1,
-                            counts.2
-                        )
-                    }),
-                    Trigger::Namespaces if !plan.changes.is_empty() => {
-                        self.event(Reason::Applied, || {
-                            format!(
-                                "commit {} applied again for a change of namespaces: {} created, {} updated, {} deleted",
-                                short(commit),
-                                counts.0,
-                                counts.1,
-                                counts.2
-                            )
-                        });
-                    }
-                    Trigger::Drift => self.event(Reason::DriftCorrected, || {
-                        format!(
-                            "{} object(s) in Vault differed from commit {} and were put back: {}",
-                            plan.changes.len(),
-                            short(commit),
-                            listed(&plan)
-                        )
-                    }),
-                    Trigger::Namespaces => {}
+                if let Some((reason, note)) = applied_note(trigger, commit, &plan) {
+                    self.event(reason, || note);
                 }
                 true
             }
@@ -689,6 +653,15 @@ impl Controller {
                 false
             }
             Err(e) => self.failed(&e),
+        }
+    }
+
+    /// Counts and logs drift: each object in Vault that differs from the repository.
+    fn drifted(&self, plan: &Plan) {
+        self.shared.drift(plan.changes.len());
+        for change in &plan.changes {
+            let (what, kind, name) = describe(change);
+            warn!(object = %name, kind, change = what, "drift: Vault differs from the repository");
         }
     }
 
@@ -735,6 +708,71 @@ impl Controller {
             renew_after,
         });
         Ok(client)
+    }
+}
+
+/// What a cycle does once it has compared Vault with the commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// The drift check found Vault as the commit says: nothing to do.
+    Verified,
+    /// Drift in report mode: report it, change nothing.
+    ReportDrift,
+    /// Drift in correct mode: report it, then apply.
+    CorrectDrift,
+    /// A fetched commit or a change of namespaces: apply.
+    Apply,
+}
+
+/// What a cycle started by `trigger` does with `plan`.
+fn action(trigger: Trigger, drift_mode: DriftMode, plan: &Plan) -> Action {
+    match trigger {
+        Trigger::Drift if plan.changes.is_empty() => Action::Verified,
+        Trigger::Drift if drift_mode == DriftMode::Report => Action::ReportDrift,
+        Trigger::Drift => Action::CorrectDrift,
+        Trigger::Fetch | Trigger::Namespaces => Action::Apply,
+    }
+}
+
+/// The Event for drift that `--drift-mode report` leaves.
+fn drift_found_note(commit: &str, plan: &Plan) -> String {
+    format!(
+        "{} object(s) in Vault differ from commit {}: {}; --drift-mode report leaves them",
+        plan.changes.len(),
+        short(commit),
+        listed(plan)
+    )
+}
+
+/// The Event for a plan applied, if the trigger calls for one: a change of namespaces that
+/// changed nothing is not news.
+fn applied_note(trigger: Trigger, commit: &str, plan: &Plan) -> Option<(Reason, String)> {
+    let (created, updated, deleted) = counts(plan);
+    match trigger {
+        Trigger::Fetch => Some((
+            Reason::Applied,
+            format!(
+                "commit {} applied: {created} created, {updated} updated, {deleted} deleted",
+                short(commit)
+            ),
+        )),
+        Trigger::Namespaces if plan.changes.is_empty() => None,
+        Trigger::Namespaces => Some((
+            Reason::Applied,
+            format!(
+                "commit {} applied again for a change of namespaces: {created} created, {updated} updated, {deleted} deleted",
+                short(commit)
+            ),
+        )),
+        Trigger::Drift => Some((
+            Reason::DriftCorrected,
+            format!(
+                "{} object(s) in Vault differed from commit {} and were put back: {}",
+                plan.changes.len(),
+                short(commit),
+                listed(plan)
+            ),
+        )),
     }
 }
 
@@ -789,7 +827,78 @@ mod tests {
 
     use tokio::time::Instant;
 
-    use super::{password_in_url, sync_at};
+    use super::{
+        Action, DriftMode, Reason, Trigger, action, applied_note, password_in_url, sync_at,
+    };
+    use crate::policy::plan::{Change, Kind, Plan};
+
+    fn plan(changes: Vec<Change>) -> Plan {
+        Plan {
+            changes,
+            owned: Default::default(),
+        }
+    }
+
+    /// Only the drift check may leave Vault as it is; report mode never writes.
+    #[test]
+    fn a_cycle_applies_unless_the_drift_check_finds_nothing_or_only_reports() {
+        let same = plan(Vec::new());
+        let drifted = plan(vec![Change::Delete(Kind::Role, "t-a-app".into())]);
+        let table = [
+            (Trigger::Drift, DriftMode::Correct, &same, Action::Verified),
+            (Trigger::Drift, DriftMode::Report, &same, Action::Verified),
+            (
+                Trigger::Drift,
+                DriftMode::Report,
+                &drifted,
+                Action::ReportDrift,
+            ),
+            (
+                Trigger::Drift,
+                DriftMode::Correct,
+                &drifted,
+                Action::CorrectDrift,
+            ),
+            (Trigger::Fetch, DriftMode::Report, &same, Action::Apply),
+            (
+                Trigger::Namespaces,
+                DriftMode::Report,
+                &drifted,
+                Action::Apply,
+            ),
+        ];
+        for (trigger, mode, plan, want) in table {
+            assert_eq!(action(trigger, mode, plan), want, "{trigger:?} {mode:?}");
+        }
+    }
+
+    #[test]
+    fn an_applied_plan_is_an_event_unless_namespaces_changed_nothing() {
+        let commit = "0123456789abcdef";
+        let changed = plan(vec![
+            Change::Create(Kind::Policy, "t-a-read".into()),
+            Change::Delete(Kind::Role, "t-a-app".into()),
+        ]);
+        assert_eq!(
+            applied_note(Trigger::Fetch, commit, &changed),
+            Some((
+                Reason::Applied,
+                "commit 0123456789ab applied: 1 created, 0 updated, 1 deleted".to_owned()
+            ))
+        );
+        assert_eq!(
+            applied_note(Trigger::Drift, commit, &changed),
+            Some((
+                Reason::DriftCorrected,
+                "2 object(s) in Vault differed from commit 0123456789ab and were put back: policy t-a-read (missing), role t-a-app (unexpected)".to_owned()
+            ))
+        );
+        assert_eq!(
+            applied_note(Trigger::Namespaces, commit, &plan(Vec::new())),
+            None
+        );
+        assert!(applied_note(Trigger::Namespaces, commit, &changed).is_some());
+    }
 
     #[test]
     fn a_sync_fetches_at_once_unless_the_last_fetch_is_too_recent() {

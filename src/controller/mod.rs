@@ -27,12 +27,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{Instrument as _, error, info, info_span, warn};
 
 pub use self::args::Args;
-pub use metrics::Shared;
+pub use metrics::ControllerStatus;
 
 use events::Reason;
 
 use crate::policy::plan::{Change, Plan};
-use crate::policy::{self, Desired, Settings, apply};
+use crate::policy::{self, Desired, RepoSettings, apply};
 use crate::vault::{self, Client, cli::CliVault};
 
 /// What drift found on the drift interval leads to.
@@ -156,7 +156,7 @@ pub fn run(options: Options, env: &dyn crate::env::Env) -> Result<(), Error> {
             info!("stopping");
             stop.send_replace(true);
         });
-        serve(options, vault, Arc::new(Shared::new()), stopped).await
+        serve(options, vault, Arc::new(ControllerStatus::new()), stopped).await
     })
 }
 
@@ -177,7 +177,7 @@ async fn until(mut stopped: watch::Receiver<bool>) {
 pub async fn serve(
     options: Options,
     vault: CliVault,
-    shared: Arc<Shared>,
+    status: Arc<ControllerStatus>,
     stopped: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     std::fs::create_dir_all(&options.state_dir).map_err(|error| Error::StateDir {
@@ -192,7 +192,7 @@ pub async fn serve(
         })?;
     info!(address = %options.listen, repository = %options.repository, branch = %options.branch, "controller listening");
     let server = {
-        let app = metrics::router(shared.clone());
+        let app = metrics::router(status.clone());
         let stopped = stopped.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -229,7 +229,7 @@ pub async fn serve(
     if let (Some(selector), Some(client)) = (&options.namespace_selector, &client) {
         let api = kube::Api::<Namespace>::all(client.clone());
         let config = watcher::Config::default().labels(selector);
-        tokio::spawn(watch_namespaces(api, config, namespaces_tx, shared.clone()));
+        tokio::spawn(watch_namespaces(api, config, namespaces_tx, status.clone()));
     }
     let mut controller = Controller {
         remote: Arc::new(git::Remote::new(
@@ -245,7 +245,7 @@ pub async fn serve(
         refused: None,
         drift_mode: options.drift_mode,
         follow_namespaces: options.namespace_selector.is_some(),
-        shared: shared.clone(),
+        status: status.clone(),
         events: match (&options.events, &client) {
             (Some(pod), Some(client)) => Some(events::Events::new(client.clone(), pod)),
             _ => None,
@@ -266,7 +266,7 @@ async fn watch_namespaces(
     api: kube::Api<Namespace>,
     config: watcher::Config,
     namespaces: watch::Sender<Option<BTreeSet<String>>>,
-    shared: Arc<Shared>,
+    status: Arc<ControllerStatus>,
 ) {
     let mut listing = BTreeSet::new();
     let mut events = std::pin::pin!(watcher(api, config).default_backoff());
@@ -296,7 +296,7 @@ async fn watch_namespaces(
                 });
             }
             Err(e) => {
-                shared.watch_error();
+                status.watch_error();
                 warn!(error = %e, "namespace watch failed; retrying");
             }
         }
@@ -339,7 +339,7 @@ struct Controller {
     refused: Option<String>,
     drift_mode: DriftMode,
     follow_namespaces: bool,
-    shared: Arc<Shared>,
+    status: Arc<ControllerStatus>,
     events: Option<events::Events>,
 }
 
@@ -369,7 +369,7 @@ impl Controller {
             let due = sync_due;
             let trigger = tokio::select! {
                 _ = poll.tick() => Trigger::Fetch,
-                () = self.shared.sync_requested() => {
+                () = self.status.sync_requested() => {
                     if sync_due.is_none() {
                         sync_due = Some(sync_at(last_fetch, Instant::now(), options.sync_interval));
                     }
@@ -391,7 +391,7 @@ impl Controller {
                 _ = stopped.wait_for(|s| *s) => break,
             };
             let is_leader = *leading.borrow();
-            self.shared.set_leading(is_leader);
+            self.status.set_leading(is_leader);
             if !is_leader {
                 continue;
             }
@@ -428,11 +428,11 @@ impl Controller {
         let fetched = tokio::task::spawn_blocking(move || remote.fetch(credentials.as_ref())).await;
         let commit = match fetched {
             Ok(Ok(commit)) => {
-                self.shared.fetched(true);
+                self.status.fetched(true);
                 commit
             }
             Ok(Err(e)) => {
-                self.shared.fetched(false);
+                self.status.fetched(false);
                 error!(error = %e, "fetch failed; the last applied commit stays");
                 self.event(Reason::FetchFailed, || {
                     format!("fetch failed: {e}; {}", self.last_applied())
@@ -440,7 +440,7 @@ impl Controller {
                 return;
             }
             Err(e) => {
-                self.shared.fetched(false);
+                self.status.fetched(false);
                 error!(error = %e, "fetch panicked");
                 return;
             }
@@ -536,7 +536,7 @@ impl Controller {
         dir: &Path,
         live: Option<&BTreeSet<String>>,
         found: Vec<policy::Problem>,
-    ) -> Option<(Settings, Desired)> {
+    ) -> Option<(RepoSettings, Desired)> {
         let loaded = match policy::repo::load_for(dir, live) {
             Ok(loaded) if found.is_empty() => Ok(loaded),
             Ok(_) => Err(Vec::new()),
@@ -551,7 +551,7 @@ impl Controller {
             Ok(loaded) => Some(loaded),
             Err(problems) => {
                 for problem in &problems {
-                    self.shared.refused(problem.rule);
+                    self.status.refused(problem.rule);
                     error!(
                         commit = %commit,
                         file = %problem.file.display(),
@@ -576,7 +576,7 @@ impl Controller {
                         listed.join("; ")
                     )
                 });
-                self.shared.applied(metrics::ApplyResult::Refused, None);
+                self.status.applied(metrics::ApplyResult::Refused, None);
                 None
             }
         }
@@ -587,7 +587,7 @@ impl Controller {
     /// [`action`] decide, writes, then reports.
     async fn apply(
         &mut self,
-        settings: &Settings,
+        settings: &RepoSettings,
         desired: &Desired,
         commit: &str,
         trigger: Trigger,
@@ -596,7 +596,7 @@ impl Controller {
             Ok(client) => client,
             Err(e) => {
                 error!(error = %e, "cannot log in to Vault; retrying at the next interval");
-                self.shared.applied(metrics::ApplyResult::Error, None);
+                self.status.applied(metrics::ApplyResult::Error, None);
                 self.event(Reason::ApplyFailed, || {
                     format!("cannot log in to Vault: {e}; retrying at the next interval")
                 });
@@ -610,7 +610,7 @@ impl Controller {
         let plan = policy::plan::plan(desired, &actual);
         match action(trigger, self.drift_mode, &plan) {
             Action::Verified => {
-                self.shared.verified();
+                self.status.verified();
                 return true;
             }
             Action::ReportDrift => {
@@ -624,7 +624,7 @@ impl Controller {
         match apply::apply(&client, settings, desired, &actual, &plan, Some(commit)).await {
             Ok(()) => {
                 let counts = counts(&plan);
-                self.shared
+                self.status
                     .applied(metrics::ApplyResult::Ok, Some((commit, counts)));
                 info!(
                     created = counts.0,
@@ -639,7 +639,7 @@ impl Controller {
                 true
             }
             Err(policy::Error::TooManyDeletions { deletions, max }) => {
-                self.shared.applied(metrics::ApplyResult::Refused, None);
+                self.status.applied(metrics::ApplyResult::Refused, None);
                 error!(
                     deletions,
                     max, "the plan deletes more than max_deletions allows; nothing is applied"
@@ -658,7 +658,7 @@ impl Controller {
 
     /// Counts and logs drift: each object in Vault that differs from the repository.
     fn drifted(&self, plan: &Plan) {
-        self.shared.drift(plan.changes.len());
+        self.status.drift(plan.changes.len());
         for change in &plan.changes {
             let (what, kind, name) = describe(change);
             warn!(object = %name, kind, change = what, "drift: Vault differs from the repository");
@@ -670,7 +670,7 @@ impl Controller {
             // The token may be gone: log in again next time.
             self.session = None;
         }
-        self.shared.applied(metrics::ApplyResult::Error, None);
+        self.status.applied(metrics::ApplyResult::Error, None);
         error!(error = %e, "apply failed; retrying at the next interval");
         self.event(Reason::ApplyFailed, || {
             format!("apply failed: {e}; retrying at the next interval")

@@ -68,7 +68,7 @@ pub fn command(args: Args, env: &dyn crate::env::Env) -> anyhow::Result<()> {
 /// `hydrant-policy.yaml`: what every namespace may do.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
+pub struct RepoSettings {
     /// Vault names are `<prefix>-<namespace>-<name>`; nothing outside the prefix is touched.
     pub prefix: String,
     /// The Kubernetes auth mount the roles live under.
@@ -131,10 +131,10 @@ fn default_max_deletions() -> usize {
     10
 }
 
-impl Settings {
+impl RepoSettings {
     /// Parses and checks the settings file.
-    pub fn parse(text: &str) -> Result<Settings, String> {
-        let settings: Settings = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<RepoSettings, String> {
+        let settings: RepoSettings = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
         if !repo::valid_name(&settings.prefix) {
             return Err(format!(
                 "prefix {:?} is not a name (lower-case letters, digits and -)",

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::guard::{self, Refusal};
-use super::{Problem, Settings, acl};
+use super::{Problem, RepoSettings, acl};
 
 /// The settings file at the repository's root.
 pub const SETTINGS_FILE: &str = "hydrant-policy.yaml";
@@ -93,7 +93,7 @@ pub struct Desired {
 }
 
 /// The settings and everything asked for, or every problem found.
-pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
+pub fn load(root: &Path) -> Result<(RepoSettings, Desired), Vec<Problem>> {
     load_for(root, None)
 }
 
@@ -106,7 +106,7 @@ pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
 pub fn load_for(
     root: &Path,
     live: Option<&BTreeSet<String>>,
-) -> Result<(Settings, Desired), Vec<Problem>> {
+) -> Result<(RepoSettings, Desired), Vec<Problem>> {
     let settings = read_settings(root)?;
     let (tree, mut problems) = Tree::read(root, &settings, live);
     let desired = decide(&settings, &tree, live, &mut problems);
@@ -120,7 +120,7 @@ pub fn load_for(
 
 /// The settings file, read and parsed; its problem alone when it cannot be, since nothing else
 /// can be judged without it.
-fn read_settings(root: &Path) -> Result<Settings, Vec<Problem>> {
+fn read_settings(root: &Path) -> Result<RepoSettings, Vec<Problem>> {
     let problem = |message: String| vec![Problem::new(SETTINGS_FILE, None, message, "settings")];
     let path = root.join(SETTINGS_FILE);
     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -133,7 +133,7 @@ fn read_settings(root: &Path) -> Result<Settings, Vec<Problem>> {
             "cannot read it: {e}; a policy repository has {SETTINGS_FILE} at its root"
         ))
     })?;
-    Settings::parse(&text).map_err(problem)
+    RepoSettings::parse(&text).map_err(problem)
 }
 
 /// A policy or role file, as read.
@@ -169,7 +169,7 @@ impl Tree {
     /// comes back as problems.
     fn read(
         root: &Path,
-        settings: &Settings,
+        settings: &RepoSettings,
         live: Option<&BTreeSet<String>>,
     ) -> (Tree, Vec<Problem>) {
         let mut problems = Vec::new();
@@ -226,7 +226,7 @@ fn read_files(dir: &Path, ext: &str, problems: &mut Vec<Problem>, root: &Path) -
 /// What the repository asks for, judged from what was read: every policy and role checked
 /// against the settings' guardrails, named, and kept once. Reads nothing.
 fn decide(
-    settings: &Settings,
+    settings: &RepoSettings,
     tree: &Tree,
     live: Option<&BTreeSet<String>>,
     problems: &mut Vec<Problem>,
@@ -299,7 +299,7 @@ fn own_policies<'a>(
 
 /// Checks one of a namespace's policies and adds it to `desired`, or says why not.
 fn add_policy(
-    settings: &Settings,
+    settings: &RepoSettings,
     namespace: &str,
     name: &str,
     file: &File,
@@ -363,7 +363,7 @@ fn add_policy(
 
 /// Checks one of a namespace's roles and adds it to `desired`, or says why not.
 fn add_role(
-    settings: &Settings,
+    settings: &RepoSettings,
     namespace: &str,
     own_names: &BTreeSet<String>,
     file: &File,
@@ -415,7 +415,7 @@ fn parse_role(text: &str) -> Result<RoleFile, String> {
 /// The role's fields as Vault's API takes them. A policy of the namespace is named by its
 /// Vault name; any other (a platform policy) as it is.
 fn role_body(
-    settings: &Settings,
+    settings: &RepoSettings,
     namespace: &str,
     role: &RoleFile,
     own_names: &BTreeSet<String>,
@@ -698,7 +698,7 @@ mod tests {
     /// is a problem of that file alone.
     #[test]
     fn deciding_judges_what_was_read_without_the_disk() {
-        let settings = Settings::parse(
+        let settings = RepoSettings::parse(
             "prefix: t\naudience: vault\nallowed_paths: ['secret/data/{{ namespace }}/*']\n",
         )
         .expect("settings");

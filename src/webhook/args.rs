@@ -109,7 +109,7 @@ impl Args {
             },
             settings: self.injector.settings(),
             self_managed: self.self_managed_certificates.then(|| SelfManaged {
-                certificates: certs::Settings {
+                certificates: certs::CertificateSpec {
                     namespace: self.namespace,
                     secret: self.cert_secret,
                     webhook_config: self.webhook_config,

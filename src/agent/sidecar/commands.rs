@@ -14,7 +14,7 @@ impl Sidecar<'_> {
         let Some(argv) = command else {
             return;
         };
-        let shared = self.shared.clone();
+        let status = self.status.clone();
         let name = name.to_owned();
         tokio::spawn(async move {
             let mut child = match tokio::process::Command::new(&argv[0])
@@ -24,26 +24,26 @@ impl Sidecar<'_> {
             {
                 Ok(child) => child,
                 Err(error) => {
-                    shared.command(&name, false);
+                    status.command(&name, false);
                     warn!(name, %error, program = argv[0], "cannot start the change command");
                     return;
                 }
             };
             match tokio::time::timeout(timeout, child.wait()).await {
-                Ok(Ok(status)) if status.success() => {
-                    shared.command(&name, true);
+                Ok(Ok(exit)) if exit.success() => {
+                    status.command(&name, true);
                     info!(name, "change command ran");
                 }
-                Ok(Ok(status)) => {
-                    shared.command(&name, false);
-                    warn!(name, %status, "change command failed");
+                Ok(Ok(exit)) => {
+                    status.command(&name, false);
+                    warn!(name, status = %exit, "change command failed");
                 }
                 Ok(Err(error)) => {
-                    shared.command(&name, false);
+                    status.command(&name, false);
                     warn!(name, %error, "change command failed");
                 }
                 Err(_) => {
-                    shared.command(&name, false);
+                    status.command(&name, false);
                     let _ = child.kill().await;
                     warn!(
                         name,

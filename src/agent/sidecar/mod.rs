@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use super::compile::SourceFile;
 use super::schedule::{Rules, Schedule, Work};
-use super::server::Shared;
+use super::server::SidecarStatus;
 use super::{Error, snapshot, state};
 use crate::template::{Engine, Request};
 use crate::vault::{self, Token};
@@ -66,7 +66,7 @@ struct Sidecar<'a> {
     /// Outputs whose last render failed.
     failing: BTreeSet<usize>,
     ready: bool,
-    shared: Arc<Shared>,
+    status: Arc<SidecarStatus>,
     sources: Vec<SourceFile>,
     /// What templates see of the config snapshot, if any: see [`snapshot::fingerprint`].
     snapshot: Option<String>,
@@ -84,9 +84,9 @@ pub(super) async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let client = vault::Client::connect(&config.vault).map_err(Error::Login)?;
-    let shared = Arc::new(Shared::new());
+    let status = Arc::new(SidecarStatus::new());
     if let Some(port) = config.listen {
-        let local = super::server::serve(port, shared.clone())
+        let local = super::server::serve(port, status.clone())
             .await
             .map_err(|e| {
                 Error::Runtime(format!(
@@ -111,7 +111,7 @@ pub(super) async fn run(
         rendered: vec![false; outputs],
         failing: BTreeSet::new(),
         ready: false,
-        shared,
+        status,
         sources,
         snapshot: snapshot.as_deref().map(snapshot::fingerprint),
         gave_up: None,
@@ -119,7 +119,7 @@ pub(super) async fn run(
     };
     let (events, mut changes) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let _watcher = watch::watch(config, &sidecar.sources, events);
-    let quit = sidecar.shared.clone();
+    let quit = sidecar.status.clone();
     let gave_up = sidecar.gave_up_notify.clone();
     tokio::pin!(shutdown);
     // A stop cancels work in flight, in the middle of a request if need be: it never waits for

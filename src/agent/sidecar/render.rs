@@ -64,7 +64,7 @@ impl Sidecar<'_> {
         let mut checked = false;
         for (request, reason) in failed {
             if reason == "permission_denied" && std::mem::replace(&mut checked, true) {
-                self.shared.fetch_failed(reason);
+                self.status.fetch_failed(reason);
                 continue;
             }
             self.fetch_failed(&request, reason).await;
@@ -86,8 +86,8 @@ impl Sidecar<'_> {
         });
         match written {
             Ok(written) => {
-                self.shared.render(output.name, true);
-                self.shared.rendered_at(output.name, SystemTime::now());
+                self.status.render(output.name, true);
+                self.status.rendered_at(output.name, SystemTime::now());
                 self.schedule.rendered(i);
                 self.rendered[i] = true;
                 self.failing.remove(&i);
@@ -99,7 +99,7 @@ impl Sidecar<'_> {
                 }
             }
             Err(error) => {
-                self.shared.render(output.name, false);
+                self.status.render(output.name, false);
                 self.failing.insert(i);
                 if from_vault {
                     // The failed fetch is retried on its own schedule and renders this again.
@@ -115,7 +115,7 @@ impl Sidecar<'_> {
 
     /// Announces readiness: to the endpoints, and with the ready file for the startup probe.
     pub(super) fn mark_ready(&self) {
-        self.shared.set_ready();
+        self.status.set_ready();
         info!("every file is rendered; ready");
         if let Some(dir) = &self.config.state_dir
             && let Err(error) = state::mark_ready(dir)
@@ -135,7 +135,7 @@ impl Sidecar<'_> {
                 .and_modify(|at| *at = (*at).min(end))
                 .or_insert(end);
         }
-        self.shared.set_expiries(Expiries {
+        self.status.set_expiries(Expiries {
             token: self.schedule.token_expires(),
             leases,
         });

@@ -19,7 +19,7 @@ impl Sidecar<'_> {
         let now = Instant::now();
         match result {
             Ok(granted) => {
-                self.shared.renewal("lease", true);
+                self.status.renewal("lease", true);
                 self.schedule
                     .lease_renewed(now, request, granted.duration, granted.renewable);
                 let path = self.engine.shown().path(&request.path).to_owned();
@@ -27,7 +27,7 @@ impl Sidecar<'_> {
                 self.save();
             }
             Err(error) => {
-                self.shared.renewal("lease", false);
+                self.status.renewal("lease", false);
                 let transient = error.is_transient();
                 let pause = self.schedule.lease_renewal_failed(now, request, transient);
                 let (path, error) = self.shown(&request.path, &error);
@@ -90,7 +90,7 @@ impl Sidecar<'_> {
     /// After a failed fetch: counts it, checks the token when Vault said 403, and gives up when
     /// `exit_on_retry_failure` says so.
     pub(super) async fn fetch_failed(&mut self, request: &Request, reason: &'static str) {
-        self.shared.fetch_failed(reason);
+        self.status.fetch_failed(reason);
         if reason == "permission_denied" {
             self.check_token().await;
         }

@@ -13,7 +13,7 @@ impl Sidecar<'_> {
     pub(super) async fn login(&mut self) {
         match vault::login(&mut self.client, &self.config.auth).await {
             Ok(info) => {
-                self.shared.login(true);
+                self.status.login(true);
                 info!(
                     method = %self.config.auth.method,
                     mount = self.config.auth.mount(),
@@ -32,7 +32,7 @@ impl Sidecar<'_> {
                 self.save();
             }
             Err(error) => {
-                self.shared.login(false);
+                self.status.login(false);
                 let pause = self.schedule.login_failed(Instant::now());
                 warn!(%error, retry_in_s = pause.as_secs_f64(), "login failed");
             }
@@ -44,14 +44,14 @@ impl Sidecar<'_> {
         let now = Instant::now();
         match result {
             Ok(granted) => {
-                self.shared.renewal("token", true);
+                self.status.renewal("token", true);
                 self.schedule
                     .token_renewed(now, granted.ttl, granted.renewable);
                 debug!(ttl_s = granted.ttl.as_secs(), "token renewed");
                 self.save();
             }
             Err(error) => {
-                self.shared.renewal("token", false);
+                self.status.renewal("token", false);
                 let transient = error.is_transient();
                 let pause = self.schedule.token_renewal_failed(now, transient);
                 if transient {
@@ -74,7 +74,7 @@ impl Sidecar<'_> {
         match self.client.token_alive().await {
             Ok(true) => self.schedule.token_confirmed(),
             Ok(false) => {
-                self.shared.token_lost();
+                self.status.token_lost();
                 let pause = self.schedule.token_lost(Instant::now());
                 warn!(
                     retry_in_s = pause.as_secs_f64(),

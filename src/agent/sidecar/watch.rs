@@ -64,7 +64,7 @@ impl Sidecar<'_> {
         };
         match snapshot::compose(settings) {
             Ok(snapshot) => {
-                self.shared.snapshot(true);
+                self.status.snapshot(true);
                 // Templates see the labels and containers too, not only the values.
                 let seen = snapshot::fingerprint(&snapshot);
                 if self.snapshot.as_ref() == Some(&seen) {
@@ -76,7 +76,7 @@ impl Sidecar<'_> {
                 which.extend(0..self.rendered.len());
             }
             Err(error) => {
-                self.shared.snapshot(false);
+                self.status.snapshot(false);
                 warn!(%error, "the changed config snapshot is invalid; the files keep the last good one");
             }
         }

@@ -197,7 +197,7 @@ fn parse_label_conflict(text: &str) -> Result<injector::agent_config::LabelConfl
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
-    crate::config::parse_labels("--host-labels", text)
+    crate::snapshot::parse_labels("--host-labels", text)
         .map_err(|e| e.to_string())?
         .pop()
         .ok_or_else(|| format!("{text:?} is not a label; write key=value"))

@@ -5,7 +5,6 @@
 
 pub mod agent;
 pub mod cli;
-pub mod config;
 pub mod controller;
 pub mod env;
 pub mod files;
@@ -14,6 +13,7 @@ pub mod lease;
 pub mod policy;
 pub mod process;
 pub mod render;
+pub mod snapshot;
 pub mod telemetry;
 pub mod template;
 pub mod vault;

@@ -11,9 +11,9 @@ use crate::template::Engine;
 
 /// Composes the config snapshot the agent config asks for and checks it against its schema.
 /// The error lists every problem, one per line.
-pub(super) fn compose(settings: &SnapshotConfig) -> Result<Arc<crate::config::Snapshot>, String> {
-    use crate::config::{self, Labels, Schema};
-    let lines = |errors: Vec<config::Error>| {
+pub(super) fn compose(settings: &SnapshotConfig) -> Result<Arc<crate::snapshot::Snapshot>, String> {
+    use crate::snapshot::{self, Labels, Schema};
+    let lines = |errors: Vec<snapshot::Error>| {
         errors
             .iter()
             .map(ToString::to_string)
@@ -26,9 +26,9 @@ pub(super) fn compose(settings: &SnapshotConfig) -> Result<Arc<crate::config::Sn
         .map_err(|e| e.to_string())?;
     if let Some(path) = &settings.labels_file {
         let on_conflict = match settings.label_conflict {
-            LabelConflict::Error => config::OnConflict::Error,
-            LabelConflict::HostWins => config::OnConflict::Keep,
-            LabelConflict::AppWins => config::OnConflict::Replace,
+            LabelConflict::Error => snapshot::OnConflict::Error,
+            LabelConflict::HostWins => snapshot::OnConflict::Keep,
+            LabelConflict::AppWins => snapshot::OnConflict::Replace,
         };
         labels
             .add_file_with(path, on_conflict)
@@ -36,12 +36,12 @@ pub(super) fn compose(settings: &SnapshotConfig) -> Result<Arc<crate::config::Sn
     }
     let levels: Vec<String> = match &settings.levels {
         Some(levels) => levels.clone(),
-        None => config::DEFAULT_LEVELS
+        None => snapshot::DEFAULT_LEVELS
             .iter()
             .map(|l| l.to_string())
             .collect(),
     };
-    let snapshot = config::compose_from(&settings.containers, &labels, &levels).map_err(lines)?;
+    let snapshot = snapshot::compose_from(&settings.containers, &labels, &levels).map_err(lines)?;
     if let Some(path) = &settings.schema {
         let schema = Schema::load(path).map_err(|e| e.to_string())?;
         schema.check(&snapshot).map_err(|e| e.to_string())?;
@@ -50,14 +50,14 @@ pub(super) fn compose(settings: &SnapshotConfig) -> Result<Arc<crate::config::Sn
 }
 
 /// Makes a snapshot what templates see as `config`, `snapshot` and `config_as`.
-pub(super) fn show(engine: &mut Engine, snapshot: &Arc<crate::config::Snapshot>) {
-    for (name, value) in crate::config::template_globals(snapshot) {
+pub(super) fn show(engine: &mut Engine, snapshot: &Arc<crate::snapshot::Snapshot>) {
+    for (name, value) in crate::snapshot::template_globals(snapshot) {
         engine.set_global(name, value);
     }
 }
 
 /// What templates see of a snapshot, in one string: a change to it re-renders them.
-pub(super) fn fingerprint(snapshot: &crate::config::Snapshot) -> String {
+pub(super) fn fingerprint(snapshot: &crate::snapshot::Snapshot) -> String {
     serde_json::to_string(&snapshot.info()).unwrap_or_default()
 }
 
@@ -112,7 +112,7 @@ mod tests {
         let site = |policy| {
             super::compose(&settings(policy))
                 .expect("composes")
-                .config()["SITE"]
+                .values()["SITE"]
                 .clone()
         };
         assert_eq!(site(LabelConflict::HostWins), "a");

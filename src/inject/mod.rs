@@ -107,11 +107,11 @@ pub fn inject(
         vec![serde_json::from_str(text).map_err(|e| parse_error(format!("invalid JSON: {e}")))?]
     } else {
         // Manifests are the operator's files: a pipeline's may hold thousands of documents.
-        let options = serde_saphyr::options! { budget: Some(crate::config::yaml::file_budget()) };
+        let options = serde_saphyr::options! { budget: Some(crate::snapshot::yaml::file_budget()) };
         serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
             parse_error(format!(
                 "invalid YAML: {}",
-                crate::config::yaml::describe(&e)
+                crate::snapshot::yaml::describe(&e)
             ))
         })?
     };

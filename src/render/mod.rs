@@ -9,9 +9,9 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
-use crate::config::output::{self, Format, Target};
-use crate::config::{self, Labels, Schema, Snapshot};
 use crate::env::Env;
+use crate::snapshot::output::{self, Format, Target};
+use crate::snapshot::{self, Labels, Schema, Snapshot};
 use crate::template::{self, Engine, Fetch, Request, Source};
 use crate::vault;
 
@@ -82,10 +82,10 @@ pub fn command(args: &Args, env: Arc<dyn Env>) -> anyhow::Result<()> {
 pub enum Error {
     /// The containers, labels or schema are invalid.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Input(Vec<config::Error>),
+    Input(Vec<snapshot::Error>),
     /// The snapshot does not satisfy the schema, or cannot be written in the format.
     #[error(transparent)]
-    Snapshot(config::Error),
+    Snapshot(snapshot::Error),
     /// The template failed to compile or render.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Template(Vec<template::Error>),
@@ -169,13 +169,13 @@ pub fn compose(args: &Args) -> Result<Snapshot, Error> {
     let mut labels = Labels::default();
     let input = |e| Error::Input(vec![e]);
     for text in &args.labels {
-        let parsed = config::parse_labels("--labels", text).map_err(input)?;
+        let parsed = snapshot::parse_labels("--labels", text).map_err(input)?;
         labels.add("--labels", parsed).map_err(input)?;
     }
     if let Some(path) = &args.labels_file {
         labels.add_file(path).map_err(input)?;
     }
-    config::compose_from(&args.containers, &labels, &args.levels).map_err(Error::Input)
+    snapshot::compose_from(&args.containers, &labels, &args.levels).map_err(Error::Input)
 }
 
 fn validate(args: &Args, snapshot: &Snapshot) -> Result<(), Error> {
@@ -203,7 +203,7 @@ fn render_template(
     );
     let mut engine = Engine::new(vec![(name, Source::Template(text))], env.clone(), 10)
         .map_err(Error::Template)?;
-    for (name, value) in config::template_globals(&Arc::new(snapshot.clone())) {
+    for (name, value) in snapshot::template_globals(&Arc::new(snapshot.clone())) {
         engine.set_global(name, value);
     }
     let secrets = match &args.secrets_file {

@@ -80,7 +80,7 @@ pub(super) async fn run(
     config: &AgentConfig,
     engine: Engine,
     sources: Vec<SourceFile>,
-    snapshot: Option<Arc<crate::config::Snapshot>>,
+    snapshot: Option<Arc<crate::snapshot::Snapshot>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let client = vault::Client::connect(&config.vault).map_err(Error::Login)?;

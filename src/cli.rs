@@ -44,8 +44,9 @@ pub enum Command {
     /// Secrets for templates come from --secrets-file, from Vault via --agent-config (its vault
     /// and auth), or from VAULT_ADDR and VAULT_TOKEN.
     ///
-    /// Exit status: 0 rendered (or valid, with --check); 1 invalid input or a snapshot that fails
-    /// its schema (every error listed); 2 a Vault or file failure; 64 a usage error.
+    /// Exit status: 0 rendered (or valid, with --check); 1 a Vault failure or a file that cannot
+    /// be written; 64 a usage error, invalid input or a snapshot that fails its schema (every
+    /// error listed).
     Render(crate::render::Args),
     /// Mutate pod manifests offline: what the webhook would do, for GitOps pipelines and
     /// debugging.
@@ -72,7 +73,8 @@ pub enum Command {
     /// Check a policy repository (Vault policies and Kubernetes-auth roles per namespace) against
     /// its guardrails, plan it against Vault, apply it.
     ///
-    /// Exit status: 0 clean; 1 with every problem listed (file, line, rule); 64 usage.
+    /// Exit status: 0 clean; 1 Vault failed; 64 usage, or problems, every one listed (file, line,
+    /// rule).
     Policy(crate::policy::Args),
 }
 

@@ -59,7 +59,7 @@ pub struct Args {
     /// Print every value with the container that set it and the ones it overrode.
     #[arg(long, conflicts_with = "check")]
     pub explain: bool,
-    /// Only validate: exit 0 when the snapshot is valid, 1 with every error.
+    /// Only validate: exit 0 when the snapshot is valid, 64 with every error.
     #[arg(long)]
     pub check: bool,
     /// Secrets for templates from this YAML file mapping Vault paths to what secret() returns.

@@ -1,6 +1,10 @@
 //! The in-pod agent: log in to Vault, render every template and secret, write the files
 //! atomically. With `--once` (the init container) it then exits; without, it is the sidecar
 //! that keeps every file fresh for the life of the pod.
+//!
+//! This file is the front door (flags, errors, `run`, which prepares and dispatches); `init` is
+//! the `--once` path and `sidecar/` the long-running one; `compile`, `snapshot`, `fetch` and
+//! `state` (the hand-over between them) are what both use.
 
 mod compile;
 pub mod config;

@@ -3,8 +3,9 @@
 //! `render::Args`, ...), as does turning them into what it runs.
 
 use clap::{Args, Parser, Subcommand};
-use injector::agent_config::{AuthMethod, Duration};
-use injector::settings::{self, DefaultTemplate, Mode, Resources, RunAs, Settings};
+use injector::agent_config::AuthMethod;
+use injector::settings::{self, DefaultTemplate, InjectorSettings, Mode, Resources, RunAs};
+use injector::values::Duration;
 use injector::values::parse_quantity;
 
 /// The agent image the injector names when none is configured: this very binary's release.
@@ -211,9 +212,9 @@ fn parse_default_template(text: &str) -> Result<DefaultTemplate, String> {
 
 impl InjectorArgs {
     /// The injector's settings.
-    pub fn settings(&self) -> Settings {
+    pub fn settings(&self) -> InjectorSettings {
         let some = |q: &str| (!q.is_empty()).then(|| q.to_owned());
-        let mut settings = Settings::new(self.vault_addr.clone(), self.agent_image.clone());
+        let mut settings = InjectorSettings::new(self.vault_addr.clone(), self.agent_image.clone());
         settings.vault_ca_pem = self.vault_ca_cert.as_ref().map(|ca| ca.0.clone());
         settings.auth_method = self.auth_method;
         settings.auth_mount = self.auth_mount.clone().filter(|m| !m.is_empty());
@@ -278,7 +279,7 @@ mod tests {
         assert!(err.starts_with("cannot read /nonexistent/ca.pem"), "{err}");
     }
 
-    /// The flags' defaults are the injector's (`Settings::new`), so that the tests, the fuzz
+    /// The flags' defaults are the injector's (`InjectorSettings::new`), so that the tests, the fuzz
     /// targets and the benchmarks, which build settings with it, see what production runs.
     #[test]
     fn the_injector_flags_default_to_the_injectors_defaults() {
@@ -296,7 +297,7 @@ mod tests {
         };
         assert_eq!(
             args.injector.settings(),
-            Settings::new("https://vault:8200", DEFAULT_AGENT_IMAGE)
+            InjectorSettings::new("https://vault:8200", DEFAULT_AGENT_IMAGE)
         );
     }
 

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use hydrant::webhook::review::{Outcome, review};
-use injector::Settings;
+use injector::InjectorSettings;
 use serde_json::Value;
 
 use crate::util;
 
-fn settings() -> Settings {
-    Settings::new(
+fn settings() -> InjectorSettings {
+    InjectorSettings::new(
         "https://vault.vault.svc:8200",
         "ghcr.io/hydrant-dev/hydrant:test",
     )

@@ -5,11 +5,11 @@
 
 use base64::Engine as _;
 use hydrant::webhook::review::{Outcome, review};
-use injector::Settings;
+use injector::InjectorSettings;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let settings = Settings::new("https://vault:8200", "hydrant:fuzz");
+    let settings = InjectorSettings::new("https://vault:8200", "hydrant:fuzz");
     let Ok(answer) = review(data, &settings) else {
         return;
     };

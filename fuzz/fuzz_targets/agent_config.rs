@@ -8,11 +8,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(config) = hydrant::agent::parse_config(text) else {
+    let Ok(config) = injector::agent_config::parse(text) else {
         return;
     };
     let _ = config.validate();
     let json = serde_json::to_string(&config).expect("a parsed config serialises");
-    let back = hydrant::agent::parse_config(&json).expect("its JSON parses again");
+    let back = injector::agent_config::parse(&json).expect("its JSON parses again");
     assert_eq!(back, config, "the JSON trip changed the config");
 });

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use injector::{Settings, mutate};
+use injector::{InjectorSettings, mutate};
 use k8s_openapi::api::core::v1::Pod;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         }
     });
     let pod: Pod = serde_json::from_value(raw.clone()).expect("a valid pod");
-    let settings = Settings::new("https://vault:8200", "hydrant:fuzz");
+    let settings = InjectorSettings::new("https://vault:8200", "hydrant:fuzz");
     let Ok(Some(mutation)) = mutate(&pod, "team-a", &settings) else {
         return;
     };

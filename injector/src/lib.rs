@@ -16,7 +16,7 @@ pub use agent_config::AgentConfig;
 pub use mutate::{
     Context, MAX_PATCH_BYTES, MAX_PATCHED_CONTAINER_BYTES, Mutation, mutate, mutate_in,
 };
-pub use settings::{Mode, Settings};
+pub use settings::{InjectorSettings, Mode};
 
 /// The environment variable through which an injected agent container receives its configuration,
 /// as one JSON document (the schema of [`AgentConfig`]). Read only when `--config` is absent.

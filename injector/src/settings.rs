@@ -146,7 +146,7 @@ pub struct RunAs {
     pub group: i64,
 }
 
-// hydrant's production defaults, in one place: `Settings::new` gives them, and the flags of
+// hydrant's production defaults, in one place: `InjectorSettings::new` gives them, and the flags of
 // `hydrant webhook` and `hydrant inject` (src/cli.rs) default to them.
 
 /// The distroless `nonroot` user that hydrant's image runs as.
@@ -178,7 +178,7 @@ pub const DEFAULT_STARTUP_TIMEOUT_SECONDS: i32 = 300;
 
 /// Everything the webhook decides for all pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
+pub struct InjectorSettings {
     /// Vault's address as the agent reaches it (`vault.hashicorp.com/service` overrides it).
     pub vault_address: String,
     /// PEM of the CA(s) that sign Vault's certificate, given to every agent whose pod names no
@@ -211,11 +211,14 @@ pub struct Settings {
     pub label_conflict: crate::agent_config::LabelConflict,
 }
 
-impl Settings {
+impl InjectorSettings {
     /// Settings with hydrant's defaults for everything but the two things it cannot guess:
     /// what the webhook's flags give when only `--vault-addr` and `--agent-image` are passed.
-    pub fn new(vault_address: impl Into<String>, agent_image: impl Into<String>) -> Settings {
-        Settings {
+    pub fn new(
+        vault_address: impl Into<String>,
+        agent_image: impl Into<String>,
+    ) -> InjectorSettings {
+        InjectorSettings {
             vault_address: vault_address.into(),
             vault_ca_pem: None,
             agent_image: agent_image.into(),

@@ -1,5 +1,12 @@
-//! Parsers of annotation values: booleans as vault-k8s reads them, Kubernetes quantities, lists
-//! and IDs. Each is a small pure function; errors say what a valid value looks like.
+//! Values people write, parsed: booleans as vault-k8s reads them, Kubernetes quantities, lists
+//! and IDs in annotations, and the [`Duration`] and [`FileMode`] of the agent configuration and
+//! the command line. Each parser is a small pure function; errors say what a valid value looks
+//! like.
+
+use std::fmt;
+use std::time;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Parses a boolean the way vault-k8s does (Go's `strconv.ParseBool`): `1 t T TRUE true True` and
 /// `0 f F FALSE false False`; the empty string is false.
@@ -66,6 +73,125 @@ pub fn parse_id(value: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("{value:?} is not a user or group ID (a number, 0 or more)"))
 }
 
+/// A span of time written the way people write it: `90s`, `2m`, `1h30m`; a bare number is seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub time::Duration);
+
+impl Duration {
+    /// Parses `2m`, `1h 30m`, `500ms` or a number of seconds.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("empty duration; write it like 90s, 2m or 1h".to_owned());
+        }
+        if let Ok(secs) = text.parse::<u64>() {
+            return Ok(Duration(time::Duration::from_secs(secs)));
+        }
+        humantime::parse_duration(text)
+            .map(Duration)
+            .map_err(|e| format!("invalid duration {text:?} ({e}); write it like 90s, 2m or 1h"))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        humantime::format_duration(self.0).fmt(f)
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 90s, 2m or 1h, or a number of seconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, secs: u64) -> Result<Duration, E> {
+                Ok(Duration(time::Duration::from_secs(secs)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, secs: i64) -> Result<Duration, E> {
+                u64::try_from(secs)
+                    .map(|secs| Duration(time::Duration::from_secs(secs)))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "{secs} is negative; a duration is 0 or more, such as 90s"
+                        ))
+                    })
+            }
+            fn visit_f64<E: serde::de::Error>(self, secs: f64) -> Result<Duration, E> {
+                time::Duration::try_from_secs_f64(secs)
+                    .map(Duration)
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "{secs} is not a duration; write it like 90s, 2m or 1h"
+                        ))
+                    })
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+                Duration::parse(text).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A file mode written as an octal string, `"0640"`. Numbers are refused: YAML reads an unquoted
+/// `0640` as decimal 640, which would silently give the wrong mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl FileMode {
+    /// Parses `"0640"`, `"640"` or `"0o640"`; only permission bits (at most `0777`).
+    pub fn parse(text: &str) -> Result<FileMode, String> {
+        let digits = text.trim();
+        let digits = digits.strip_prefix("0o").unwrap_or(digits);
+        let valid = !digits.is_empty()
+            && digits.len() <= 4
+            && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if valid && mode <= 0o777 => Ok(FileMode(mode)),
+            _ => Err(format!(
+                "invalid file mode {text:?}; write it as a quoted octal string such as \"0640\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for FileMode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = FileMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quoted octal file mode such as \"0640\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileMode, E> {
+                FileMode::parse(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +239,62 @@ mod tests {
         assert_eq!(parse_id(" 0 "), Ok(0));
         assert!(parse_id("-1").is_err());
         assert!(parse_id("root").is_err());
+    }
+
+    #[test]
+    fn durations_parse_units_numbers_and_reject_garbage() {
+        let s = time::Duration::from_secs;
+        let cases: &[(&str, Option<time::Duration>)] = &[
+            ("2m", Some(s(120))),
+            ("90s", Some(s(90))),
+            ("1h30m", Some(s(5400))),
+            ("1h 30m", Some(s(5400))),
+            ("500ms", Some(time::Duration::from_millis(500))),
+            (" 45 ", Some(s(45))),
+            ("0", Some(s(0))),
+            ("", None),
+            ("   ", None),
+            ("2 minutes please", None),
+            ("-5s", None),
+            ("5x", None),
+            ("99999999999999999999999h", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                Duration::parse(text).ok().map(|d| d.0),
+                *want,
+                "parsing {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_modes_parse_octal_strings_only() {
+        let cases: &[(&str, Option<u32>)] = &[
+            ("0640", Some(0o640)),
+            ("640", Some(0o640)),
+            ("0o600", Some(0o600)),
+            ("0777", Some(0o777)),
+            (" 0400 ", Some(0o400)),
+            ("0000", Some(0)),
+            ("4755", None),
+            ("0800", None),
+            ("rw-r-----", None),
+            ("", None),
+            ("07777", None),
+            ("-644", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                FileMode::parse(text).ok().map(|m| m.0),
+                *want,
+                "parsing {text:?}"
+            );
+        }
+        assert!(
+            serde_json::from_str::<FileMode>("640").is_err(),
+            "numbers are refused"
+        );
+        assert_eq!(FileMode(0o640).to_string(), "0640");
     }
 }

@@ -3,7 +3,7 @@
 
 use injector::agent_config::{AgentConfig, AuthMethod, SecretFormat};
 use injector::settings::{Mode, RunAs};
-use injector::{Denial, Mutation, Reason, Settings, mutate, mutate_in, names};
+use injector::{Denial, InjectorSettings, Mutation, Reason, mutate, mutate_in, names};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
 
@@ -90,8 +90,8 @@ impl PodBuilder {
     }
 }
 
-fn settings() -> Settings {
-    Settings::new(
+fn settings() -> InjectorSettings {
+    InjectorSettings::new(
         "https://vault.vault.svc:8200",
         "ghcr.io/hydrant-dev/hydrant:0.1.0",
     )
@@ -839,6 +839,12 @@ fn a_patch_over_what_the_api_server_stores_is_refused() {
         "{}",
         denial.message
     );
+    // hydrant's family has no patch annotations: the advice names none.
+    assert!(
+        denial.message.ends_with("make the templates smaller"),
+        "{}",
+        denial.message
+    );
 }
 
 #[test]
@@ -992,7 +998,7 @@ fn the_cluster_vault_ca_goes_to_agents_unless_the_pod_names_its_own_or_checks_no
     const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
     let mut s = settings();
     s.vault_ca_pem = Some(CA.to_owned());
-    let config_of = |pod: &Pod, s: &Settings| {
+    let config_of = |pod: &Pod, s: &InjectorSettings| {
         let mutation = mutate(pod, "team-a", s).expect("allowed").expect("patch");
         let spec = apply(pod, &mutation).spec.expect("spec");
         agent_config(container(&spec.init_containers, "vault-agent"))

@@ -2,13 +2,13 @@
 //! cleanly, gives a valid pod, is byte-identical on every run, and mutating its result again gives
 //! no patch.
 
-use injector::{Settings, mutate};
+use injector::{InjectorSettings, mutate};
 use k8s_openapi::api::core::v1::Pod;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-fn settings() -> Settings {
-    Settings::new("https://vault:8200", "hydrant:test")
+fn settings() -> InjectorSettings {
+    InjectorSettings::new("https://vault:8200", "hydrant:test")
 }
 
 prop_compose! {

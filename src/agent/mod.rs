@@ -27,7 +27,7 @@ use crate::env::Env;
 use crate::template;
 use crate::vault;
 
-pub use self::config::{load as load_config, parse as parse_config};
+pub use self::config::load as load_config;
 
 /// Why the agent stopped. Each names what failed; none holds a secret.
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +166,7 @@ pub fn run(args: &Args, env: Arc<dyn Env>) -> Result<(), Error> {
     let config = config::load(args.config.as_deref(), env.as_ref()).map_err(Error::Config)?;
     let (mut engine, sources) = compile::compile(&config, env)?;
     // The snapshot is composed before anything is sent to Vault: an invalid one costs no login.
-    let snapshot = config.config.as_ref().map(snapshot::compose);
+    let snapshot = config.snapshot.as_ref().map(snapshot::compose);
     if let Some(result) = &snapshot {
         match result {
             Ok(snapshot) => snapshot::show(&mut engine, snapshot),

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use injector::agent_config::Duration;
+use injector::values::Duration;
 
 use super::{DriftMode, Election, Error, Options, events, git};
 

@@ -3,7 +3,7 @@
 
 use std::io::Read as _;
 
-use injector::{Context, Settings, mutate_in};
+use injector::{Context, InjectorSettings, mutate_in};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
@@ -70,7 +70,7 @@ pub struct Injected {
 pub fn run(
     path: &std::path::Path,
     namespace: &str,
-    settings: &Settings,
+    settings: &InjectorSettings,
 ) -> Result<Injected, Error> {
     let (source_name, text) = if path.as_os_str() == "-" {
         let mut text = String::new();
@@ -97,7 +97,7 @@ pub fn inject(
     text: &str,
     source_name: &str,
     namespace: &str,
-    settings: &Settings,
+    settings: &InjectorSettings,
 ) -> Result<Injected, Error> {
     let parse_error = |message: String| Error::Parse {
         source_name: source_name.to_owned(),
@@ -153,7 +153,7 @@ fn template_of(kind: &str) -> Option<(&'static str, bool)> {
 fn visit(
     document: &mut Value,
     namespace: &str,
-    settings: &Settings,
+    settings: &InjectorSettings,
     warnings: &mut Vec<String>,
     denials: &mut Vec<String>,
 ) {
@@ -285,8 +285,8 @@ fn is_field_name(key: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn settings() -> Settings {
-        Settings::new("https://vault:8200", "hydrant:test")
+    fn settings() -> InjectorSettings {
+        InjectorSettings::new("https://vault:8200", "hydrant:test")
     }
 
     const DEPLOYMENT: &str = "\

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::RepoSettings;
 use super::acl::Policy;
 use super::repo::RoleFile;
-use injector::agent_config::Duration;
+use injector::values::Duration;
 
 /// A refusal: the line (when known), what is wrong, and the rule.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use injector::agent_config::Duration;
+use injector::values::Duration;
 use serde::Deserialize;
 
 pub use repo::{Desired, DesiredPolicy, DesiredRole};

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use injector::agent_config::Duration;
+use injector::values::Duration;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 

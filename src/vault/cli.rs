@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use injector::agent_config::{AuthConfig, VaultConfig};
+use injector::AgentConfig;
+use injector::agent_config::{self, AuthConfig, VaultConfig};
 
 use super::{Client, Error, Token, adopt, login};
 use crate::env::{Env, non_empty};
@@ -36,7 +37,7 @@ impl CliVault {
     /// neither says where Vault is. The error names what is wrong with the agent config.
     pub fn from(agent_config: Option<&Path>, env: &dyn Env) -> Result<Option<CliVault>, String> {
         if let Some(path) = agent_config {
-            let config = crate::agent::config::load_connection(path, env)?;
+            let config = load_connection(path)?;
             return Ok(Some(CliVault {
                 vault: config.vault,
                 login: CliLogin::Agent(config.auth),
@@ -76,4 +77,16 @@ impl CliVault {
         };
         Ok((client, info.ttl))
     }
+}
+
+/// Reads the agent config at `path`, checking only `vault` and `auth`: the tools only log in.
+/// The error names the file and every bad key.
+fn load_connection(path: &Path) -> Result<AgentConfig, String> {
+    let origin = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
+    let config = agent_config::parse(&text).map_err(|e| format!("{origin}: {e}"))?;
+    config
+        .validate_connection()
+        .map_err(|issues| format!("{origin}: {issues}"))?;
+    Ok(config)
 }

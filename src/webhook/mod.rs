@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use injector::Settings;
+use injector::InjectorSettings;
 use notify::Watcher as _;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -118,14 +118,14 @@ pub struct Options {
     /// Connections, timeouts and the bytes held at once.
     pub limits: Limits,
     /// What the injector decides for every pod.
-    pub settings: Settings,
+    pub settings: InjectorSettings,
     /// Make and renew the certificate (written to `tls_cert` and `tls_key`) instead of reading it.
     pub self_managed: Option<SelfManaged>,
 }
 
 /// What the webhook's handlers share: the injector's settings, the metrics and the body budget.
 struct WebhookState {
-    settings: Settings,
+    settings: InjectorSettings,
     metrics: Metrics,
     /// One permit per byte of request body that may be held at once.
     bodies: Arc<Semaphore>,

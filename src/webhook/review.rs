@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use injector::Settings;
+use injector::InjectorSettings;
 use k8s_openapi::api::core::v1::Pod;
 use kube_core::admission::{AdmissionReview, Operation};
 use serde_json::{Value, json};
@@ -76,7 +76,7 @@ fn explain(body: &[u8], error: serde_json::Error) -> BadReview {
 }
 
 /// Answers one AdmissionReview body.
-pub fn review(body: &[u8], settings: &Settings) -> Result<Answer, BadReview> {
+pub fn review(body: &[u8], settings: &InjectorSettings) -> Result<Answer, BadReview> {
     // Decoded straight into kube's types; the body is looked at again only to explain a failure.
     let review: AdmissionReview<Pod> =
         serde_json::from_slice(body).map_err(|e| explain(body, e))?;

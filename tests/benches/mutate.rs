@@ -3,7 +3,7 @@
 //! AdmissionReview, mutate, encode the answer). Goal: mutate under 50 µs.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use injector::Settings;
+use injector::InjectorSettings;
 use k8s_openapi::api::core::v1::Pod;
 
 fn fixture() -> Vec<u8> {
@@ -34,7 +34,7 @@ fn typical_pod() -> Pod {
 }
 
 fn bench(c: &mut Criterion) {
-    let settings = Settings::new(
+    let settings = InjectorSettings::new(
         "https://vault.vault.svc:8200",
         "ghcr.io/hydrant-dev/hydrant:0.1.0",
     );

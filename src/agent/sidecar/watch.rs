@@ -36,7 +36,7 @@ impl Sidecar<'_> {
                 }
             }
         }
-        if let Some(settings) = &self.config.config
+        if let Some(settings) = &self.config.snapshot
             && paths.iter().any(|p| snapshot::is_input(settings, p))
         {
             self.recompose(&mut which);
@@ -59,7 +59,7 @@ impl Sidecar<'_> {
     /// every output (the unchanged ones are not written); an invalid one is reported and the
     /// files keep what the last good one gave them.
     pub(super) fn recompose(&mut self, which: &mut Vec<usize>) {
-        let Some(settings) = &self.config.config else {
+        let Some(settings) = &self.config.snapshot else {
             return;
         };
         match snapshot::compose(settings) {
@@ -98,7 +98,7 @@ pub(super) fn watch(
         .collect();
     let mut recursive: Vec<&PathBuf> = config.watch.iter().collect();
     let mut inputs: Vec<&PathBuf> = config.watch.iter().collect();
-    if let Some(settings) = &config.config {
+    if let Some(settings) = &config.snapshot {
         recursive.extend(&settings.containers);
         inputs.extend(&settings.containers);
         inputs.extend(settings.labels_file.iter().chain(&settings.schema));

@@ -1,0 +1,382 @@
+//! Reading a pod's annotations, in either family: vault-k8s's `vault.hashicorp.com/*` (accepted
+//! unchanged) and hydrant's own `hydrant.dev/*`. Both become one [`InjectionRequest`]; what hydrant cannot
+//! honour is refused by name, and what it accepts but does not need is reported as a warning.
+
+use std::collections::BTreeMap;
+
+use crate::Denial;
+use crate::agent_config::AuthMethod;
+use crate::settings::InjectorSettings;
+use crate::values::parse_bool;
+
+mod fields;
+mod hydrant;
+pub mod keys;
+mod request;
+mod snapshot;
+mod template;
+mod vault_k8s;
+
+use keys::hydrant as h;
+use keys::vault_k8s as k;
+
+pub use fields::MAX_PATCH_OPERATIONS;
+pub use request::{
+    DEFAULT_MOUNT_PATH, InjectionRequest, Output, OutputSource, QuantityOverride, ResourceOverrides,
+};
+pub use snapshot::{SNAPSHOT_FORMATS, SNAPSHOT_OUTPUT, SnapshotRequest};
+pub use template::{check_template, looks_like_consul_template};
+
+/// Which family of annotations a pod uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `vault.hashicorp.com/*`
+    VaultK8s,
+    /// `hydrant.dev/*`
+    Hydrant,
+}
+
+impl Family {
+    /// The family's prefix.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Family::VaultK8s => k::PREFIX,
+            Family::Hydrant => h::PREFIX,
+        }
+    }
+
+    /// The annotation that asks for injection.
+    pub fn inject_key(self) -> &'static str {
+        match self {
+            Family::VaultK8s => k::AGENT_INJECT,
+            Family::Hydrant => h::INJECT,
+        }
+    }
+
+    /// The annotation the webhook sets once it has injected.
+    pub fn status_key(self) -> &'static str {
+        match self {
+            Family::VaultK8s => k::AGENT_INJECT_STATUS,
+            Family::Hydrant => h::STATUS,
+        }
+    }
+}
+
+/// The value of the status annotation after injection.
+pub const INJECTED: &str = "injected";
+
+/// The family whose inject annotation is present and true, if any. Both present is a denial:
+/// one pod, one family.
+pub fn wanted(annotations: &BTreeMap<String, String>) -> Result<Option<Family>, Denial> {
+    let mut wanted = None;
+    for family in [Family::VaultK8s, Family::Hydrant] {
+        let key = family.inject_key();
+        let Some(value) = annotations.get(key) else {
+            continue;
+        };
+        let yes = parse_bool(value).map_err(|e| Denial::bad(key, e))?;
+        if yes {
+            if let Some(first) = wanted {
+                return Err(Denial::new(
+                    crate::Reason::MixedFamilies,
+                    format!(
+                        "{} and {key} are both set: use one family of annotations per pod",
+                        Family::inject_key(first)
+                    ),
+                ));
+            }
+            wanted = Some(family);
+        }
+    }
+    Ok(wanted)
+}
+
+/// Whether the pod carries the status annotation of either family.
+pub fn already_injected(annotations: &BTreeMap<String, String>) -> bool {
+    [Family::VaultK8s, Family::Hydrant]
+        .iter()
+        .any(|f| annotations.get(f.status_key()).map(String::as_str) == Some(INJECTED))
+}
+
+/// Reads every annotation of `family` and checks that together they say enough: the role
+/// the pod logs in with, when its auth method needs one, and at least one file.
+pub fn parse(
+    annotations: &BTreeMap<String, String>,
+    family: Family,
+    settings: &InjectorSettings,
+) -> Result<InjectionRequest, Denial> {
+    let request = read(annotations, family, settings)?;
+    let method = request.auth_method.unwrap_or(settings.auth_method);
+    if matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt) && request.role.is_none() {
+        let key = match family {
+            Family::VaultK8s => k::ROLE,
+            Family::Hydrant => h::ROLE,
+        };
+        return Err(Denial::new(
+            crate::Reason::MissingAnnotation,
+            format!("{key} is required: name the Vault role the pod logs in with ({method} auth)"),
+        ));
+    }
+    if request.outputs.is_empty() {
+        let hint = match family {
+            Family::VaultK8s => format!("{}<name>", k::AGENT_INJECT_SECRET_PREFIX),
+            Family::Hydrant => {
+                format!("{}<name> or {}<name>", h::SECRET_PREFIX, h::TEMPLATE_PREFIX)
+            }
+        };
+        return Err(Denial::new(
+            crate::Reason::MissingAnnotation,
+            format!(
+                "{} is set but no file is asked for: add {hint}",
+                family.inject_key()
+            ),
+        ));
+    }
+    Ok(request)
+}
+
+/// Reads every annotation of `family`, each on its own. Annotations of the other family are
+/// refused: their meaning would be unclear.
+fn read(
+    annotations: &BTreeMap<String, String>,
+    family: Family,
+    settings: &InjectorSettings,
+) -> Result<InjectionRequest, Denial> {
+    let other = match family {
+        Family::VaultK8s => h::PREFIX,
+        Family::Hydrant => k::PREFIX,
+    };
+    if let Some(key) = annotations
+        .keys()
+        .find(|k| k.starts_with(other) && !is_status(k))
+    {
+        return Err(Denial::new(
+            crate::Reason::MixedFamilies,
+            format!(
+                "{key} belongs to the other family than {}: use one family of annotations per pod",
+                family.inject_key()
+            ),
+        ));
+    }
+    let ours: BTreeMap<&str, &str> = annotations
+        .iter()
+        .filter(|(key, _)| key.starts_with(family.prefix()))
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    match family {
+        Family::VaultK8s => vault_k8s::parse(&ours, settings),
+        Family::Hydrant => hydrant::parse(&ours),
+    }
+}
+
+fn is_status(key: &str) -> bool {
+    key == Family::VaultK8s.status_key() || key == Family::Hydrant.status_key()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reason;
+
+    pub(super) fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub(super) fn settings() -> InjectorSettings {
+        InjectorSettings::new(
+            "https://vault.vault:8200",
+            "ghcr.io/hydrant-dev/hydrant:0.1.0",
+        )
+    }
+
+    pub(super) fn parse_vault(pairs: &[(&str, &str)]) -> Result<InjectionRequest, Denial> {
+        read(&annotations(pairs), Family::VaultK8s, &settings())
+    }
+
+    pub(super) fn parse_hydrant(pairs: &[(&str, &str)]) -> Result<InjectionRequest, Denial> {
+        read(&annotations(pairs), Family::Hydrant, &settings())
+    }
+
+    #[test]
+    fn every_path_annotation_refuses_control_characters_and_the_root_by_name() {
+        let vault = [
+            ("vault.hashicorp.com/secret-volume-path", "/."),
+            ("vault.hashicorp.com/secret-volume-path", "/vault/\nsecrets"),
+            ("vault.hashicorp.com/secret-volume-path-db", "//"),
+            ("vault.hashicorp.com/agent-inject-file-db", "db\0.env"),
+            (
+                "vault.hashicorp.com/agent-inject-secret-d\nb",
+                "secret/data/db",
+            ),
+            ("vault.hashicorp.com/ca-cert", "/vault/tls/ca\n.crt"),
+            ("vault.hashicorp.com/auth-config-token-path", "/"),
+            (
+                "vault.hashicorp.com/auth-config-role-id-file-path",
+                "/role\0id",
+            ),
+            ("vault.hashicorp.com/auth-config-secret-id-file-path", "/."),
+        ];
+        for (key, value) in vault {
+            let mut pairs = vec![("vault.hashicorp.com/agent-inject", "true"), (key, value)];
+            if !key.starts_with("vault.hashicorp.com/agent-inject-secret-") {
+                pairs.push((
+                    "vault.hashicorp.com/agent-inject-secret-db",
+                    "secret/data/db",
+                ));
+            }
+            let message = parse_vault(&pairs).expect_err(key).message;
+            assert!(message.starts_with(&format!("{key}: ")), "{message}");
+        }
+        let hydrant = [
+            ("hydrant.dev/mount-path", "/./"),
+            ("hydrant.dev/mount-path", "/etc\0"),
+            ("hydrant.dev/file-db", "db\n.env"),
+            ("hydrant.dev/config-file", "app\0.json"),
+            ("hydrant.dev/config-schema", "app-schema/sch\nema.json"),
+        ];
+        for (key, value) in hydrant {
+            let pairs = [
+                ("hydrant.dev/inject", "true"),
+                ("hydrant.dev/secret-db", "secret/data/db"),
+                ("hydrant.dev/config-containers", "platform"),
+                (key, value),
+            ];
+            let message = parse_hydrant(&pairs).expect_err(key).message;
+            assert!(message.starts_with(&format!("{key}: ")), "{message}");
+        }
+    }
+
+    #[test]
+    fn inject_annotations_choose_the_family() {
+        let a = annotations(&[("vault.hashicorp.com/agent-inject", "true")]);
+        assert_eq!(wanted(&a), Ok(Some(Family::VaultK8s)));
+        let a = annotations(&[("hydrant.dev/inject", "1")]);
+        assert_eq!(wanted(&a), Ok(Some(Family::Hydrant)));
+        let a = annotations(&[("vault.hashicorp.com/agent-inject", "false")]);
+        assert_eq!(wanted(&a), Ok(None));
+        let a = annotations(&[("vault.hashicorp.com/agent-inject", "tRuE")]);
+        assert_eq!(
+            wanted(&a).expect_err("bad bool").reason,
+            Reason::BadAnnotation
+        );
+        let a = annotations(&[
+            ("vault.hashicorp.com/agent-inject", "true"),
+            ("hydrant.dev/inject", "true"),
+        ]);
+        assert_eq!(wanted(&a).expect_err("both").reason, Reason::MixedFamilies);
+    }
+
+    /// vault-k8s's `template-config-exit-on-retry-failure` defaults to true; hydrant's own
+    /// family retries forever unless asked.
+    #[test]
+    fn exit_on_retry_failure_defaults_as_each_family_does() {
+        let secret = (
+            "vault.hashicorp.com/agent-inject-secret-db",
+            "secret/data/db",
+        );
+        let r = parse_vault(&[secret]).expect("parses");
+        assert_eq!(r.exit_on_retry_failure, Some(true));
+        let r = parse_vault(&[
+            secret,
+            (
+                "vault.hashicorp.com/template-config-exit-on-retry-failure",
+                "false",
+            ),
+        ])
+        .expect("parses");
+        assert_eq!(r.exit_on_retry_failure, Some(false));
+        let r = parse_hydrant(&[("hydrant.dev/secret-db", "secret/data/db")]).expect("parses");
+        assert_eq!(r.exit_on_retry_failure, None);
+        let r = parse_hydrant(&[
+            ("hydrant.dev/secret-db", "secret/data/db"),
+            ("hydrant.dev/exit-on-retry-failure", "true"),
+        ])
+        .expect("parses");
+        assert_eq!(r.exit_on_retry_failure, Some(true));
+    }
+
+    #[test]
+    fn commands_that_need_a_shell_are_refused() {
+        for command in [
+            "kill -HUP $(pidof app)",
+            "touch /a && echo",
+            "echo x > /f",
+            "a | b",
+            "cat '",
+        ] {
+            let err = parse_vault(&[
+                (
+                    "vault.hashicorp.com/agent-inject-secret-db",
+                    "secret/data/db",
+                ),
+                ("vault.hashicorp.com/agent-inject-command-db", command),
+            ])
+            .expect_err(command);
+            assert!(
+                err.message
+                    .starts_with("vault.hashicorp.com/agent-inject-command-db: "),
+                "{}",
+                err.message
+            );
+        }
+        let r = parse_hydrant(&[
+            ("hydrant.dev/secret-db", "secret/data/db"),
+            ("hydrant.dev/command-db", "/usr/bin/pkill -HUP -f 'my app'"),
+        ])
+        .expect("parses");
+        assert_eq!(
+            r.outputs[0].command.as_deref(),
+            Some(
+                &[
+                    "/usr/bin/pkill".to_string(),
+                    "-HUP".into(),
+                    "-f".into(),
+                    "my app".into()
+                ][..]
+            )
+        );
+    }
+
+    #[test]
+    fn a_pod_names_its_role_and_at_least_one_file() {
+        let parsed =
+            |family, pairs: &[(&str, &str)]| parse(&annotations(pairs), family, &settings());
+        let denial = parsed(
+            Family::VaultK8s,
+            &[(
+                "vault.hashicorp.com/agent-inject-secret-db",
+                "secret/data/db",
+            )],
+        )
+        .expect_err("no role");
+        assert_eq!(denial.reason, Reason::MissingAnnotation);
+        assert!(
+            denial
+                .message
+                .starts_with("vault.hashicorp.com/role is required"),
+            "{}",
+            denial.message
+        );
+        let denial = parsed(Family::Hydrant, &[("hydrant.dev/role", "app")]).expect_err("no file");
+        assert_eq!(denial.reason, Reason::MissingAnnotation);
+        assert!(
+            denial.message.ends_with(
+                "no file is asked for: add hydrant.dev/secret-<name> or hydrant.dev/template-<name>"
+            ),
+            "{}",
+            denial.message
+        );
+        // The token method needs no role.
+        parsed(
+            Family::Hydrant,
+            &[
+                ("hydrant.dev/auth-method", "token"),
+                ("hydrant.dev/secret-db", "secret/data/db"),
+            ],
+        )
+        .expect("no role needed");
+    }
+}

@@ -1,0 +1,279 @@
+//! The agent's containers: the init container, the sidecar, or native mode's one restartable
+//! init container; each runs hydrant's binary hardened, with the agent configuration in its
+//! environment and vault-k8s's JSON patches applied.
+
+use std::collections::BTreeMap;
+
+use json_patch::{Patch, PatchOperation};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, ExecAction, PodSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::Value;
+
+use super::MAX_PATCHED_CONTAINER_BYTES;
+use super::patch::json_len;
+use crate::agent_config::AgentConfig;
+use crate::annotations::keys::vault_k8s as k;
+use crate::annotations::{InjectionRequest, QuantityOverride, ResourceOverrides};
+use crate::settings::{InjectorSettings, Mode, Resources};
+use crate::{AGENT_BINARY, AGENT_CONFIG_ENV, Denial, names};
+
+/// The agent's containers as JSON, patched as the pod asks.
+pub(super) struct AgentContainers {
+    /// The container added to `spec.initContainers`, if any.
+    pub(super) init: Option<Value>,
+    /// The container added to `spec.containers`, if any.
+    pub(super) sidecar: Option<Value>,
+}
+
+impl AgentContainers {
+    /// The containers `mode` adds, running with `config` and the agent's `mounts`.
+    pub(super) fn new(
+        mode: Mode,
+        request: &InjectionRequest,
+        spec: &PodSpec,
+        settings: &InjectorSettings,
+        config: &AgentConfig,
+        mounts: &[VolumeMount],
+    ) -> Result<AgentContainers, Denial> {
+        let config_json = serde_json::to_string(config).map_err(|e| {
+            Denial::new(
+                crate::Reason::Internal,
+                format!("cannot encode the agent configuration: {e}"),
+            )
+        })?;
+        let security = security_context(request, spec, settings)?;
+        let image = request
+            .image
+            .clone()
+            .unwrap_or_else(|| settings.agent_image.clone());
+        let env = agent_env(request, &config_json);
+        let container = |name: &str, args: &[&str], resources: &Resources| Container {
+            name: name.to_owned(),
+            image: Some(image.clone()),
+            command: Some(
+                std::iter::once(AGENT_BINARY)
+                    .chain(args.iter().copied())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            env: Some(env.clone()),
+            resources: resource_requirements(resources, &request.resources),
+            security_context: security.clone(),
+            volume_mounts: Some(mounts.to_vec()),
+            ..Container::default()
+        };
+
+        let init = match mode {
+            Mode::InitAndSidecar | Mode::InitOnly => Some(container(
+                names::INIT_CONTAINER,
+                &["agent", "--once"],
+                &settings.init_resources,
+            )),
+            Mode::Native => Some(Container {
+                restart_policy: Some("Always".to_owned()),
+                startup_probe: Some(Probe {
+                    exec: Some(ExecAction {
+                        command: Some(
+                            [AGENT_BINARY, "agent", "--check-ready"]
+                                .map(str::to_owned)
+                                .to_vec(),
+                        ),
+                    }),
+                    period_seconds: Some(1),
+                    timeout_seconds: Some(5),
+                    failure_threshold: Some(settings.startup_timeout_seconds.max(1)),
+                    ..Probe::default()
+                }),
+                ..container(
+                    names::SIDECAR_CONTAINER,
+                    &["agent"],
+                    &settings.sidecar_resources,
+                )
+            }),
+            Mode::SidecarOnly => None,
+        };
+        let sidecar = match mode {
+            Mode::InitAndSidecar | Mode::SidecarOnly => Some(container(
+                names::SIDECAR_CONTAINER,
+                &["agent"],
+                &settings.sidecar_resources,
+            )),
+            Mode::Native | Mode::InitOnly => None,
+        };
+        // In native mode the one container is the sidecar: the sidecar's patch applies to it.
+        let (init_patch, init_key) = match mode {
+            Mode::Native => (&request.sidecar_patch, k::AGENT_JSON_PATCH),
+            _ => (&request.init_patch, k::AGENT_INIT_JSON_PATCH),
+        };
+        Ok(AgentContainers {
+            init: init.map(|c| patched(c, init_patch, init_key)).transpose()?,
+            sidecar: sidecar
+                .map(|c| patched(c, &request.sidecar_patch, k::AGENT_JSON_PATCH))
+                .transpose()?,
+        })
+    }
+}
+
+fn security_context(
+    request: &InjectionRequest,
+    spec: &PodSpec,
+    settings: &InjectorSettings,
+) -> Result<Option<SecurityContext>, Denial> {
+    let explicit_ids =
+        request.run_as_user.is_some() || request.run_as_group.is_some() || request.run_as_same_user;
+    if request.set_security_context == Some(false) && !explicit_ids {
+        return Ok(None);
+    }
+    let mut user = request.run_as_user.or(settings.run_as.map(|r| r.user));
+    let group = request.run_as_group.or(settings.run_as.map(|r| r.group));
+    if request.run_as_same_user {
+        let same = spec
+            .containers
+            .first()
+            .and_then(|c| c.security_context.as_ref())
+            .and_then(|s| s.run_as_user)
+            .filter(|uid| *uid != 0)
+            .ok_or_else(|| {
+                Denial::bad(
+                    k::AGENT_RUN_AS_SAME_USER,
+                    "the pod's first container sets no runAsUser, or runs as root; set one or remove the annotation".to_owned(),
+                )
+            })?;
+        user = Some(same);
+    }
+    let root = user == Some(0) || group == Some(0);
+    Ok(Some(SecurityContext {
+        run_as_user: user,
+        run_as_group: group,
+        run_as_non_root: Some(!root),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }))
+}
+
+fn agent_env(request: &InjectionRequest, config_json: &str) -> Vec<EnvVar> {
+    let var = |name: &str, value: &str| EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    };
+    let mut env = vec![var(AGENT_CONFIG_ENV, config_json)];
+    if let Some(level) = &request.log_level {
+        env.push(var(crate::LOG_ENV, level));
+    }
+    if let Some(format) = &request.log_format {
+        env.push(var(crate::LOG_FORMAT_ENV, format));
+    }
+    if let Some(proxy) = &request.proxy_address {
+        env.push(var("HTTPS_PROXY", proxy));
+    }
+    env
+}
+
+fn resource_requirements(
+    base: &Resources,
+    overrides: &ResourceOverrides,
+) -> Option<ResourceRequirements> {
+    let pick = |base: &Option<String>, over: &QuantityOverride| match over {
+        Some(value) => value.clone(),
+        None => base.clone(),
+    };
+    let map = |entries: [(&str, Option<String>); 3]| {
+        let map: BTreeMap<String, Quantity> = entries
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), Quantity(v?))))
+            .collect();
+        (!map.is_empty()).then_some(map)
+    };
+    let requests = map([
+        ("cpu", pick(&base.cpu_request, &overrides.cpu_request)),
+        (
+            "ephemeral-storage",
+            pick(&base.ephemeral_request, &overrides.ephemeral_request),
+        ),
+        (
+            "memory",
+            pick(&base.memory_request, &overrides.memory_request),
+        ),
+    ]);
+    let limits = map([
+        ("cpu", pick(&base.cpu_limit, &overrides.cpu_limit)),
+        (
+            "ephemeral-storage",
+            pick(&base.ephemeral_limit, &overrides.ephemeral_limit),
+        ),
+        ("memory", pick(&base.memory_limit, &overrides.memory_limit)),
+    ]);
+    (requests.is_some() || limits.is_some()).then(|| ResourceRequirements {
+        requests,
+        limits,
+        ..ResourceRequirements::default()
+    })
+}
+
+/// Applies vault-k8s's `agent-json-patch` / `agent-init-json-patch` to a generated container,
+/// one operation at a time, refusing an operation that would grow the container past
+/// [`MAX_PATCHED_CONTAINER_BYTES`] before it runs.
+fn patched(container: Container, patch: &Option<Patch>, key: &str) -> Result<Value, Denial> {
+    let mut value = serde_json::to_value(&container).map_err(|e| {
+        Denial::new(
+            crate::Reason::Internal,
+            format!("cannot encode the agent container: {e}"),
+        )
+    })?;
+    if let Some(patch) = patch {
+        let mut size = json_len(&value);
+        for (i, operation) in patch.0.iter().enumerate() {
+            let growth = growth(&value, operation);
+            if growth > 0 && size.saturating_add(growth) > MAX_PATCHED_CONTAINER_BYTES {
+                return Err(Denial::bad(
+                    key,
+                    format!(
+                        "operation {i} would make the agent container larger than {} KiB, hydrant's bound for a patched container; patch only what you need, such as resources or securityContext",
+                        MAX_PATCHED_CONTAINER_BYTES / 1024
+                    ),
+                ));
+            }
+            json_patch::patch(&mut value, std::slice::from_ref(operation)).map_err(|e| {
+                Denial::bad(
+                    key,
+                    format!(
+                        "does not apply to the agent container: operation '/{i}' failed at path '{}': {}",
+                        e.path, e.kind
+                    ),
+                )
+            })?;
+            size = json_len(&value);
+        }
+        serde_json::from_value::<Container>(value.clone())
+            .map_err(|e| Denial::bad(key, format!("leaves the agent container invalid: {e}")))?;
+    }
+    Ok(value)
+}
+
+/// At most how many bytes `operation` adds to `document` once serialized: the value it adds
+/// (for a copy, the value it copies) and the key it adds it under, with quotes, colon and comma.
+fn growth(document: &Value, operation: &PatchOperation) -> usize {
+    let key = |path: &jsonptr::Pointer| path.as_str().len() + 4;
+    match operation {
+        PatchOperation::Add(op) => json_len(&op.value) + key(&op.path),
+        PatchOperation::Replace(op) => json_len(&op.value) + key(&op.path),
+        PatchOperation::Copy(op) => {
+            document.pointer(op.from.as_str()).map_or(0, json_len) + key(&op.path)
+        }
+        PatchOperation::Move(op) => key(&op.path),
+        PatchOperation::Remove(_) | PatchOperation::Test(_) => 0,
+    }
+}

@@ -26,6 +26,14 @@ pub struct Params {
     pub duration: Duration,
 }
 
+/// A Lease identity outside a pod (where POD_NAME names it): the host name and process id.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "hydrant".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
 impl Params {
     /// How often the Lease is renewed or tried: a third of its duration, at most every two
     /// seconds (client-go's retry period), so that a released Lease is taken over at once.

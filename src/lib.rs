@@ -5,14 +5,15 @@
 
 pub mod agent;
 pub mod cli;
-pub mod config;
 pub mod controller;
 pub mod env;
+pub mod files;
 pub mod inject;
 pub mod lease;
 pub mod policy;
 pub mod process;
 pub mod render;
+pub mod snapshot;
 pub mod telemetry;
 pub mod template;
 pub mod vault;
@@ -29,175 +30,16 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit status for a usage or configuration error (BSD `EX_USAGE`).
 pub const EXIT_USAGE: u8 = 64;
 
-/// The agent has not rendered every file yet (`hydrant agent --check-ready`).
-#[derive(Debug, thiserror::Error)]
-#[error("not ready: {} does not exist yet", .0.display())]
-pub struct NotReady(std::path::PathBuf);
-
-/// Runs the parsed command line.
+/// Runs the parsed command line: each subcommand turns its own flags into what it runs.
 pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
     match cli.command {
-        Command::Agent(args) if args.check_ready => {
-            if args.ready_file.exists() {
-                Ok(())
-            } else {
-                Err(NotReady(args.ready_file).into())
-            }
-        }
-        Command::Agent(args) => {
-            let options = agent::Options {
-                config: args.config.as_deref(),
-                once: args.once,
-            };
-            agent::run(&options, env)?;
-            Ok(())
-        }
-        Command::Render(args) => {
-            let options = render::Options {
-                containers: args.containers,
-                labels: args.labels,
-                labels_file: args.labels_file,
-                levels: args.levels,
-                schema: args.schema,
-                format: args.format,
-                template: args.template,
-                syntax: args.syntax,
-                delimiters: args.delimiters,
-                name: args.name,
-                namespace: args.namespace,
-                out: args.out,
-                explain: args.explain,
-                check: args.check,
-                secrets_file: args.secrets_file,
-                agent_config: args.agent_config,
-            };
-            let text = render::run(&options, env)?;
-            std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
-            Ok(())
-        }
-        Command::Inject(args) => {
-            let settings = args.injector.settings();
-            let injected = inject::run(&args.file, &args.namespace, &settings)?;
-            for warning in &injected.warnings {
-                eprintln!("hydrant: warning: {warning}");
-            }
-            std::io::Write::write_all(&mut std::io::stdout(), injected.yaml.as_bytes())?;
-            Ok(())
-        }
-        Command::Webhook(args) => {
-            webhook::run(webhook::Options {
-                listen: args.listen,
-                tls_cert: args.tls_cert,
-                tls_key: args.tls_key,
-                request_timeout: args.request_timeout.0,
-                max_body_bytes: args.max_body_bytes,
-                limits: webhook::Limits {
-                    handshake_timeout: args.tls_handshake_timeout.0,
-                    header_read_timeout: args.header_read_timeout.0,
-                    idle_timeout: args.idle_timeout.0,
-                    max_connections: args.max_connections,
-                    max_in_flight_body_bytes: args.max_in_flight_body_bytes,
-                    max_concurrent_streams: args.max_concurrent_streams,
-                },
-                settings: args.injector.settings(),
-                self_managed: args
-                    .self_managed_certificates
-                    .then(|| webhook::SelfManaged {
-                        certificates: webhook::certs::Settings {
-                            namespace: args.namespace.clone(),
-                            secret: args.cert_secret.clone(),
-                            webhook_config: args.webhook_config.clone(),
-                            service: args.service.clone(),
-                            ca_validity: args.ca_validity.0,
-                            cert_validity: args.cert_validity.0,
-                            interval: args.cert_check_interval.0,
-                        },
-                        election: lease::Params {
-                            name: args.cert_lease_name.clone(),
-                            identity: args.identity.clone().unwrap_or_else(default_identity),
-                            duration: std::time::Duration::from_secs(15),
-                        },
-                    }),
-            })?;
-            Ok(())
-        }
-        Command::Policy(args) => match args.command {
-            cli::PolicyCommand::Lint { dir } => {
-                let summary = policy::lint(&dir)?;
-                std::io::Write::write_all(&mut std::io::stdout(), summary.as_bytes())?;
-                Ok(())
-            }
-            cli::PolicyCommand::Plan(a) => policy_plan(&a, env.as_ref(), false),
-            cli::PolicyCommand::Apply(a) => policy_plan(&a, env.as_ref(), true),
-        },
-        Command::Controller(args) => {
-            let election = args.leader_election.then(|| controller::Election {
-                namespace: args.lease_namespace.clone(),
-                params: lease::Params {
-                    name: args.lease_name.clone(),
-                    identity: args.identity.clone().unwrap_or_else(default_identity),
-                    duration: args.lease_duration.0,
-                },
-            });
-            let events = if args.events {
-                let name = args
-                    .identity
-                    .clone()
-                    .ok_or(controller::Error::NoPodForEvents)?;
-                if args.pod_uid.is_none() {
-                    tracing::warn!(
-                        "POD_UID is unset: the Events are published, but kubectl describe pod does not show them; set it from the downward API (metadata.uid)"
-                    );
-                }
-                Some(controller::events::Regarding {
-                    namespace: args.lease_namespace.clone(),
-                    name,
-                    uid: args.pod_uid.clone(),
-                })
-            } else {
-                None
-            };
-            controller::run(
-                controller::Options {
-                    repository: args.repository,
-                    branch: args.branch,
-                    credentials: args.git_password_file.map(|password_file| {
-                        controller::git::Credentials {
-                            username: args.git_username,
-                            password_file,
-                        }
-                    }),
-                    state_dir: args.state_dir,
-                    poll_interval: args.poll_interval.0,
-                    sync_interval: args.sync_interval.0,
-                    drift_interval: args.drift_interval.0,
-                    drift_mode: args.drift_mode,
-                    listen: args.listen,
-                    agent_config: args.agent_config,
-                    namespace_selector: args.namespace_selector,
-                    election,
-                    events,
-                },
-                env.as_ref(),
-            )?;
-            Ok(())
-        }
+        Command::Agent(args) => agent::command(&args, env),
+        Command::Render(args) => render::command(&args, env),
+        Command::Inject(args) => inject::command(&args),
+        Command::Webhook(args) => webhook::command(*args),
+        Command::Policy(args) => policy::command(args, env.as_ref()),
+        Command::Controller(args) => controller::command(args, env.as_ref()),
     }
-}
-
-/// A Lease identity outside a pod: the host name and process id.
-fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "hydrant".to_owned());
-    format!("{host}-{}", std::process::id())
-}
-
-/// `hydrant policy plan` and `apply`: prints the plan, applied when `apply`.
-fn policy_plan(args: &cli::PolicyVaultArgs, env: &dyn Env, apply: bool) -> anyhow::Result<()> {
-    let text = policy::plan_command(&args.dir, args.agent_config.as_deref(), env, apply)?;
-    std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
-    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the

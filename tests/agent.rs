@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
+use crate::util::agent::{agent_config, db_template, out};
 use crate::util::jwt::{self, Signer};
 use crate::util::token_review::{TokenReviewer, kubernetes_setup};
 use crate::util::{Hydrant, Vault, VaultOptions, free_port, mode, read};
@@ -48,33 +49,14 @@ fn token_auth(vault: &Vault) -> Value {
     json!({"method": "token", "token_path": path})
 }
 
-/// Writes an agent config (JSON) with `auth` and the other top-level keys in `rest`.
-fn config(vault: &Vault, auth: Value, rest: Value) -> PathBuf {
-    let mut doc = json!({
-        "vault": {"address": vault.addr},
-        "auth": auth,
-        "retry": {"deadline": "10s"},
-    });
-    for (key, value) in rest.as_object().expect("object") {
-        doc[key] = value.clone();
-    }
-    vault.file(
-        "agent.json",
-        &serde_json::to_string_pretty(&doc).expect("json"),
-    )
-}
-
-fn out(vault: &Vault, name: &str) -> PathBuf {
-    vault.path("out").join(name)
-}
-
-/// The template most tests render.
-fn db_template(vault: &Vault) -> Value {
-    json!({
-        "name": "db",
-        "contents": "user={{ secret('secret/data/app/db').data.username }}\npass={{ secret('secret/data/app/db').data.password }}\n",
-        "destination": out(vault, "db.env"),
-    })
+/// Writes an agent config with `auth` and the keys in `rest`; the retry deadline is 10 s unless
+/// `rest` sets its own.
+fn config(vault: &Vault, auth: Value, mut rest: Value) -> PathBuf {
+    rest.as_object_mut()
+        .expect("object")
+        .entry("retry")
+        .or_insert_with(|| json!({"deadline": "10s"}));
+    agent_config(vault, auth, rest)
 }
 
 fn expected_db() -> String {
@@ -205,11 +187,7 @@ fn kubernetes_auth_logs_in_through_a_token_review() {
     let vault = seeded();
     let reviewer = TokenReviewer::start();
     kubernetes_setup(&vault, &reviewer, "app", Some("vault"), &["app-read"]);
-    let signer = Signer::new();
-    let token = signer.sign(&jwt::service_account_claims(
-        "team-a", "app", "vault", "5e1d-uid",
-    ));
-    reviewer.accept(&token);
+    let token = reviewer.accepted_token("app", "vault", "5e1d-uid");
     let auth =
         json!({"method": "kubernetes", "role": "app", "jwt_path": vault.file("sa/token", &token)});
     let config = config(&vault, auth, json!({ "templates": [db_template(&vault)] }));
@@ -678,7 +656,7 @@ fn an_invalid_config_is_a_usage_error_naming_the_key() {
     let line = Hydrant::agent_once(&path).run().failure(64);
     assert!(
         line.starts_with(&format!(
-            "hydrant: config invalid: {}: templates[0].destnation: unknown field `destnation`, expected one of name, contents, source, destination, perms, command, command_timeout at line 9",
+            "hydrant: config invalid: {}: templates[0].destnation: unknown field `destnation`, expected one of name, contents, source, destination, perms, command, command_timeout, syntax, left_delimiter, right_delimiter, error_on_missing_key at line 9",
             path.display()
         )),
         "{line}"

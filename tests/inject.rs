@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::jwt::{self, Signer};
 use crate::util::token_review::{TokenReviewer, kubernetes_setup};
 use crate::util::{Hydrant, Vault, VaultOptions, read};
 
@@ -156,13 +155,7 @@ fn startup_probe(deployment: &Value, name: &str, root: &Path) -> bool {
 fn shop_token(vault: &Vault) -> (TokenReviewer, String) {
     let reviewer = TokenReviewer::start();
     kubernetes_setup(vault, &reviewer, "shop", None, &["app"]);
-    let token = Signer::new().sign(&jwt::service_account_claims(
-        "team-a",
-        "shop",
-        "https://kubernetes.default.svc",
-        "9f1c-uid",
-    ));
-    reviewer.accept(&token);
+    let token = reviewer.accepted_token("shop", "https://kubernetes.default.svc", "9f1c-uid");
     (reviewer, token)
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::util::jwt::{self, Signer};
+use crate::util::agent::{agent_config, db_template, out};
 use crate::util::token_review::{TokenReviewer, kubernetes_setup};
 use crate::util::{Hydrant, Postgres, Running, Vault, free_port, read, wait_for};
 
@@ -47,30 +47,6 @@ fn approle(vault: &Vault, ttl: &str, max_ttl: &str) -> Value {
         "method": "approle",
         "role_id_path": vault.file("creds/role-id", &role_id),
         "secret_id_path": vault.file("creds/secret-id", &secret_id),
-    })
-}
-
-/// Writes an agent config with `auth` and the other top-level keys in `rest`.
-fn config(vault: &Vault, auth: Value, rest: Value) -> PathBuf {
-    let mut doc = json!({"vault": {"address": vault.addr}, "auth": auth});
-    for (key, value) in rest.as_object().expect("object") {
-        doc[key] = value.clone();
-    }
-    vault.file(
-        "agent.json",
-        &serde_json::to_string_pretty(&doc).expect("json"),
-    )
-}
-
-fn out(vault: &Vault, name: &str) -> PathBuf {
-    vault.path("out").join(name)
-}
-
-fn db_template(vault: &Vault) -> Value {
-    json!({
-        "name": "db",
-        "contents": "user={{ secret('secret/data/app/db').data.username }}\npass={{ secret('secret/data/app/db').data.password }}\n",
-        "destination": out(vault, "db.env"),
     })
 }
 
@@ -133,12 +109,10 @@ fn the_token_is_renewed_and_replaced_on_schedule_and_nothing_is_fetched_again() 
             "token_max_ttl": "12s",
         })),
     );
-    let signer = Signer::new();
-    let first = signer.sign(&jwt::service_account_claims("team-a", "app", "", "uid-1"));
-    reviewer.accept(&first);
+    let first = reviewer.accepted_token("app", "", "uid-1");
     let jwt_path = vault.file("sa/token", &first);
     let auth = json!({"method": "kubernetes", "role": "app", "jwt_path": jwt_path});
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({"state_dir": state_dir(&vault), "templates": [db_template(&vault)]}),
@@ -149,8 +123,7 @@ fn the_token_is_renewed_and_replaced_on_schedule_and_nothing_is_fetched_again() 
 
     holds_for(S(20), || assert_eq!(read(&out(&vault, "db.env")), expected));
     // The kubelet rotates the projected token: the next login must use the new one.
-    let second = signer.sign(&jwt::service_account_claims("team-a", "app", "", "uid-1"));
-    reviewer.accept(&second);
+    let second = reviewer.accepted_token("app", "", "uid-1");
     reviewer.reject(&first);
     fs::write(&jwt_path, &second).expect("rotate the token");
     holds_for(S(20), || assert_eq!(read(&out(&vault, "db.env")), expected));
@@ -183,7 +156,7 @@ fn the_token_is_renewed_and_replaced_on_schedule_and_nothing_is_fetched_again() 
 fn a_kv_update_reaches_the_file_within_the_refresh_interval_and_no_change_means_no_write() {
     let vault = seeded();
     let auth = approle(&vault, "1h", "24h");
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -246,7 +219,7 @@ fn a_certificate_is_reissued_at_ninety_percent_of_its_life_not_at_each_login() {
     );
     let auth = approle(&vault, "3s", "6s");
     let issue = "secret('pki/issue/web', common_name='web.example.com', ttl='10s')";
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -324,7 +297,7 @@ fn database_credentials_are_renewed_then_replaced_before_they_expire() {
     database_setup(&vault, &postgres, "5s", "15s");
     let auth = approle(&vault, "1h", "24h");
     let changes = vault.path("changes.log");
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -405,7 +378,7 @@ fn the_sidecar_takes_over_the_init_containers_token_and_leases() {
     let postgres = Postgres::start();
     database_setup(&vault, &postgres, "1h", "24h");
     let auth = approle(&vault, "1h", "24h");
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -460,7 +433,7 @@ fn the_sidecar_takes_over_the_init_containers_token_and_leases() {
 fn a_paused_vault_leaves_the_files_alone_and_the_sidecar_backs_off_then_recovers() {
     let vault = seeded();
     let auth = approle(&vault, "1h", "24h");
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -528,7 +501,7 @@ fn the_local_endpoints_answer_and_quit_stops_the_sidecar() {
     let vault = seeded();
     let auth = approle(&vault, "1h", "24h");
     let port = free_port();
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({"state_dir": state_dir(&vault), "listen": port, "templates": [db_template(&vault)]}),
@@ -564,7 +537,7 @@ fn sigterm_with_revoke_on_shutdown_revokes_the_token_and_its_leases() {
     let postgres = Postgres::start();
     database_setup(&vault, &postgres, "1h", "24h");
     let auth = approle(&vault, "1h", "24h");
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -611,7 +584,7 @@ fn sigterm_with_revoke_on_shutdown_revokes_the_token_and_its_leases() {
 fn sigterm_stops_the_sidecar_even_while_vault_does_not_answer() {
     let vault = seeded();
     let auth = approle(&vault, "1h", "24h");
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -636,7 +609,7 @@ fn a_failing_template_keeps_its_file_and_does_not_hold_up_the_others() {
     let vault = seeded();
     vault.kv2_put("app/flags", json!({"beta": "on"}));
     let auth = approle(&vault, "1h", "24h");
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -704,7 +677,7 @@ fn watched_template_sources_and_configmap_volumes_re_render_on_change() {
     );
     let cm = vault.path("configmap");
     configmap_version(&cm, "v1", r#"{"region": "eu-west-1"}"#);
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -797,7 +770,7 @@ fn a_container_change_re_renders_and_an_invalid_one_keeps_the_last_good_file() {
         r#"{"type": "object", "properties": {"QueryIntervalSec": {"type": "integer", "minimum": 1}}, "required": ["ENVIRONMENT"]}"#,
     );
     let port = free_port();
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -872,7 +845,7 @@ fn an_invalid_snapshot_stops_the_init_container_before_it_logs_in() {
         "schema.json",
         r#"{"type": "object", "properties": {"QueryIntervalSec": {"type": "integer"}}, "required": ["ENVIRONMENT"]}"#,
     );
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -917,7 +890,7 @@ fn a_revoked_token_is_replaced_at_the_next_denial_and_the_rotated_value_arrives(
     let vault = seeded();
     let auth = approle(&vault, "1h", "24h");
     let port = free_port();
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({"state_dir": state_dir(&vault), "listen": port, "refresh_interval": "3s",
@@ -983,12 +956,10 @@ fn the_agent_recovers_by_itself_when_vault_comes_back_empty() {
         kubernetes_setup(vault, &reviewer, "app", None, &["app"]);
     };
     setup(&vault);
-    let signer = Signer::new();
-    let jwt = signer.sign(&jwt::service_account_claims("team-a", "app", "", "uid-1"));
-    reviewer.accept(&jwt);
+    let jwt = reviewer.accepted_token("app", "", "uid-1");
     let auth =
         json!({"method": "kubernetes", "role": "app", "jwt_path": vault.file("sa/token", &jwt)});
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({"state_dir": state_dir(&vault), "refresh_interval": "2s",
@@ -1032,7 +1003,7 @@ fn with_exit_on_retry_failure_the_sidecar_exits_when_a_fetch_keeps_failing() {
     let vault = seeded();
     let auth = approle(&vault, "1h", "24h");
     let port = free_port();
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({"state_dir": state_dir(&vault), "listen": port, "refresh_interval": "1s",
@@ -1083,7 +1054,7 @@ fn an_endless_template_neither_starves_health_nor_holds_up_sigterm() {
         if let Some(steps) = steps {
             rest["limits"] = json!({"render_steps": steps});
         }
-        let config = config(&vault, auth.clone(), rest);
+        let config = agent_config(&vault, auth.clone(), rest);
         let mut agent = Hydrant::sidecar(&config)
             .env("HYDRANT_LOG", "hydrant=debug")
             .spawn(&vault.path("agent.log"));
@@ -1125,7 +1096,7 @@ fn an_output_grown_past_the_file_limit_keeps_the_last_good_file() {
     let vault = seeded();
     vault.kv2_put("app/blob", json!({"blob": "small"}));
     let auth = approle(&vault, "1h", "24h");
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({
@@ -1165,7 +1136,7 @@ fn the_sidecar_never_logs_a_path_computed_from_a_secret() {
         "contents": "{{ secret('secret/data/' ~ secret('secret/data/app/db').data.password).data.x }}",
         "destination": out(&vault, "computed"),
     });
-    let config = config(
+    let config = agent_config(
         &vault,
         auth,
         json!({"state_dir": state_dir(&vault), "templates": [computed]}),

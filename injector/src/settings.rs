@@ -81,6 +81,22 @@ pub enum DefaultTemplate {
     Json,
 }
 
+impl DefaultTemplate {
+    /// The name used in flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            DefaultTemplate::Map => "map",
+            DefaultTemplate::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for DefaultTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl FromStr for DefaultTemplate {
     type Err = String;
 
@@ -114,8 +130,8 @@ impl Resources {
     /// hydrant's defaults: it measures about 7 MiB; requests are small, limits unset.
     pub fn small() -> Resources {
         Resources {
-            cpu_request: Some("10m".to_owned()),
-            memory_request: Some("16Mi".to_owned()),
+            cpu_request: Some(DEFAULT_CPU_REQUEST.to_owned()),
+            memory_request: Some(DEFAULT_MEMORY_REQUEST.to_owned()),
             ..Resources::default()
         }
     }
@@ -130,11 +146,35 @@ pub struct RunAs {
     pub group: i64,
 }
 
+// hydrant's production defaults, in one place: `InjectorSettings::new` gives them, and the flags of
+// `hydrant webhook` and `hydrant inject` (src/cli.rs) default to them.
+
 /// The distroless `nonroot` user that hydrant's image runs as.
 pub const DEFAULT_RUN_AS: RunAs = RunAs {
     user: 65532,
     group: 65532,
 };
+
+/// The auth method of pods that name none.
+pub const DEFAULT_AUTH_METHOD: AuthMethod = AuthMethod::Kubernetes;
+
+/// The mode of pods that name none.
+pub const DEFAULT_MODE: Mode = Mode::Native;
+
+/// vault-k8s's default template for secrets without one.
+pub const DEFAULT_TEMPLATE: DefaultTemplate = DefaultTemplate::Map;
+
+/// The CPU request of every agent container (limits are unset by default).
+pub const DEFAULT_CPU_REQUEST: &str = "10m";
+
+/// The memory request of every agent container: hydrant measures about 7 MiB.
+pub const DEFAULT_MEMORY_REQUEST: &str = "16Mi";
+
+/// The namespaces where injection is refused, as the flag takes them: comma-separated.
+pub const DEFAULT_EXCLUDED_NAMESPACES: &str = "kube-system,kube-public";
+
+/// How long a native sidecar may take to render every file before the pod fails to start.
+pub const DEFAULT_STARTUP_TIMEOUT_SECONDS: i32 = 300;
 
 /// Everything the webhook decides for all pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,7 +212,8 @@ pub struct InjectorSettings {
 }
 
 impl InjectorSettings {
-    /// Settings with hydrant's defaults for everything but the two things it cannot guess.
+    /// Settings with hydrant's defaults for everything but the two things it cannot guess:
+    /// what the webhook's flags give when only `--vault-addr` and `--agent-image` are passed.
     pub fn new(
         vault_address: impl Into<String>,
         agent_image: impl Into<String>,
@@ -181,17 +222,20 @@ impl InjectorSettings {
             vault_address: vault_address.into(),
             vault_ca_pem: None,
             agent_image: agent_image.into(),
-            auth_method: AuthMethod::Kubernetes,
+            auth_method: DEFAULT_AUTH_METHOD,
             auth_mount: None,
-            mode: Mode::Native,
-            default_template: DefaultTemplate::Map,
+            mode: DEFAULT_MODE,
+            default_template: DEFAULT_TEMPLATE,
             init_resources: Resources::small(),
             sidecar_resources: Resources::small(),
             run_as: Some(DEFAULT_RUN_AS),
-            excluded_namespaces: vec!["kube-system".to_owned(), "kube-public".to_owned()],
-            startup_timeout_seconds: 300,
+            excluded_namespaces: DEFAULT_EXCLUDED_NAMESPACES
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            startup_timeout_seconds: DEFAULT_STARTUP_TIMEOUT_SECONDS,
             host_labels: BTreeMap::new(),
-            label_conflict: crate::agent_config::LabelConflict::Error,
+            label_conflict: crate::agent_config::LabelConflict::default(),
         }
     }
 }
@@ -214,6 +258,9 @@ mod tests {
 
     #[test]
     fn default_templates_parse_case_insensitively() {
+        for template in [DefaultTemplate::Map, DefaultTemplate::Json] {
+            assert_eq!(template.name().parse(), Ok(template));
+        }
         assert_eq!("MAP".parse(), Ok(DefaultTemplate::Map));
         assert_eq!(" json".parse(), Ok(DefaultTemplate::Json));
         assert!("yaml".parse::<DefaultTemplate>().is_err());

@@ -52,7 +52,7 @@ struct PathLabel {
 }
 
 /// What the sidecar shares with its endpoints: readiness, the quit request, metrics.
-pub struct Shared {
+pub struct SidecarStatus {
     ready: AtomicBool,
     quit: tokio::sync::Notify,
     registry: Registry,
@@ -78,23 +78,23 @@ pub struct Expiries {
     pub leases: BTreeMap<String, Instant>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for SidecarStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("SidecarStatus")
             .field("ready", &self.ready)
             .finish_non_exhaustive()
     }
 }
 
-impl Default for Shared {
-    fn default() -> Shared {
-        Shared::new()
+impl Default for SidecarStatus {
+    fn default() -> SidecarStatus {
+        SidecarStatus::new()
     }
 }
 
-impl Shared {
+impl SidecarStatus {
     /// Everything at zero, not ready.
-    pub fn new() -> Shared {
+    pub fn new() -> SidecarStatus {
         let mut registry = Registry::with_prefix("hydrant_agent");
         let logins = Family::<ResultLabel, Counter>::default();
         let renewals = Family::<RenewalLabel, Counter>::default();
@@ -152,7 +152,7 @@ impl Shared {
             "Seconds until each lease expires, by Vault path",
             lease_expiry.clone(),
         );
-        Shared {
+        SidecarStatus {
             ready: AtomicBool::new(false),
             quit: tokio::sync::Notify::new(),
             registry,
@@ -286,7 +286,7 @@ fn outcome(ok: bool) -> &'static str {
 }
 
 /// Serves the endpoints on 127.0.0.1:`port` until the process ends.
-pub async fn serve(port: u16, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
+pub async fn serve(port: u16, status: Arc<SidecarStatus>) -> std::io::Result<SocketAddr> {
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     let local = listener.local_addr()?;
@@ -296,7 +296,7 @@ pub async fn serve(port: u16, shared: Arc<Shared>) -> std::io::Result<SocketAddr
         .route("/metrics", get(metrics))
         .route("/quit", post(quit))
         .route("/agent/v1/quit", post(quit))
-        .with_state(shared);
+        .with_state(status);
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::warn!(%error, "the local endpoints stopped");
@@ -305,8 +305,8 @@ pub async fn serve(port: u16, shared: Arc<Shared>) -> std::io::Result<SocketAddr
     Ok(local)
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.is_ready() {
+async fn readyz(State(status): State<Arc<SidecarStatus>>) -> Response {
+    if status.is_ready() {
         "ready".into_response()
     } else {
         (
@@ -317,18 +317,18 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics(State(status): State<Arc<SidecarStatus>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        shared.encode(),
+        status.encode(),
     )
         .into_response()
 }
 
-async fn quit(State(shared): State<Arc<Shared>>) -> &'static str {
-    shared.quit.notify_one();
+async fn quit(State(status): State<Arc<SidecarStatus>>) -> &'static str {
+    status.quit.notify_one();
     "stopping\n"
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::files;
+use crate::files;
+use crate::template::Request;
 
 /// The file in the state directory.
 pub const STATE_FILE: &str = "state.json";
@@ -93,6 +94,67 @@ impl State {
     }
 }
 
+/// One response as the agent holds it, for [`hand_over`]. Its `Debug` hides the data.
+pub struct Held<'a> {
+    /// What was asked.
+    pub request: &'a Request,
+    /// The response's data (secret: never logged; the hand-over file is private).
+    pub data: &'a Value,
+    /// When it was fetched.
+    pub fetched_at: SystemTime,
+    /// Its lease, if it has one.
+    pub lease: Option<HeldLease<'a>>,
+}
+
+impl fmt::Debug for Held<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Held")
+            .field("request", self.request)
+            .field("data", &"<redacted>")
+            .field("fetched_at", &self.fetched_at)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+/// A lease as the agent holds it.
+#[derive(Debug)]
+pub struct HeldLease<'a> {
+    /// The lease ID.
+    pub id: &'a str,
+    /// Its life counted from when the response was fetched: its duration then, or the time
+    /// since plus what is left now.
+    pub lifetime: Duration,
+    /// Whether it can be renewed.
+    pub renewable: bool,
+}
+
+/// Writes the hand-over of `token` (expiring at `token_expires`, if ever) and `held` into
+/// `dir`: the one place the init container and the sidecar build it.
+pub fn hand_over<'a>(
+    dir: &Path,
+    token: &str,
+    token_expires: Option<SystemTime>,
+    held: impl IntoIterator<Item = Held<'a>>,
+) -> std::io::Result<()> {
+    let entries = held
+        .into_iter()
+        .map(|held| Entry {
+            path: held.request.path.clone(),
+            params: held.request.params(),
+            data: held.data.clone(),
+            fetched_at: unix(held.fetched_at),
+            lease: held.lease.map(|lease| LeaseRecord {
+                id: lease.id.to_owned(),
+                seconds: lease.lifetime.as_secs(),
+                renewable: lease.renewable,
+            }),
+        })
+        .collect();
+    let state = State::new(token.to_owned(), token_expires.map(unix), entries);
+    save(dir, &state)
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -125,14 +187,16 @@ pub fn load(dir: &Path) -> Result<Option<State>, String> {
     Ok(Some(state))
 }
 
-/// Writes the hand-over, atomically and readable by the agent alone.
+/// Writes the hand-over, atomically and readable by the agent alone, creating `dir` if need be.
 pub fn save(dir: &Path, state: &State) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
     let json = serde_json::to_vec(state).map_err(std::io::Error::other)?;
     files::write_atomic(&dir.join(STATE_FILE), &json, 0o600).map(drop)
 }
 
-/// Creates the ready file.
+/// Creates the ready file, and `dir` if need be.
 pub fn mark_ready(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
     files::write_atomic(&dir.join(READY_FILE), b"", 0o644).map(drop)
 }
 
@@ -169,6 +233,59 @@ mod tests {
         assert_eq!(back.token, "hvs.secret-token");
         assert_eq!(back.entries[0].lease, state.entries[0].lease);
         assert!(!format!("{back:?}").contains("secret-token"));
+    }
+
+    /// The init container and the sidecar both leave it through [`hand_over`]: a write keeps
+    /// its parameters, a lease its life counted from the fetch, the token its expiry.
+    #[test]
+    fn a_hand_over_records_each_response_with_its_parameters_and_lease() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_dir = dir.path().join("not-yet");
+        let fetched_at = system_time(1_000);
+        let params = serde_json::json!({"common_name": "a.example"});
+        let write = Request::from_parts("pki/issue/web", params.as_object());
+        let read = Request::read("secret/data/app");
+        let (cert, kv) = (
+            serde_json::json!({"certificate": "c"}),
+            serde_json::json!({"k": "v"}),
+        );
+        let held = [
+            Held {
+                request: &write,
+                data: &cert,
+                fetched_at,
+                lease: Some(HeldLease {
+                    id: "pki/issue/web/1",
+                    lifetime: Duration::from_secs(90),
+                    renewable: false,
+                }),
+            },
+            Held {
+                request: &read,
+                data: &kv,
+                fetched_at,
+                lease: None,
+            },
+        ];
+        hand_over(&state_dir, "hvs.t", Some(system_time(5_000)), held).expect("saves");
+        let back = load(&state_dir).expect("loads").expect("present");
+        assert_eq!(back.token_expires_at, Some(5_000));
+        let [issued, value] = &back.entries[..] else {
+            panic!("two entries: {back:?}")
+        };
+        assert_eq!(issued.path, "pki/issue/web");
+        assert_eq!(issued.params.as_ref(), params.as_object());
+        assert_eq!(issued.fetched_at, 1_000);
+        assert_eq!(
+            issued.lease,
+            Some(LeaseRecord {
+                id: "pki/issue/web/1".into(),
+                seconds: 90,
+                renewable: false,
+            })
+        );
+        assert_eq!((value.params.as_ref(), &value.lease), (None, &None));
+        assert_eq!(value.data, kv);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub enum ApplyResult {
 }
 
 /// What the controller shares with its endpoints.
-pub struct Shared {
+pub struct ControllerStatus {
     registry: Registry,
     applies: Family<ResultLabel, Counter>,
     objects: Family<ChangeLabel, Counter>,
@@ -60,32 +60,33 @@ pub struct Shared {
     leading: Gauge,
     since_apply: Gauge<f64, AtomicU64>,
     applied_commit: Family<CommitLabel, Gauge>,
-    state: Mutex<Status>,
+    state: Mutex<Progress>,
     sync: tokio::sync::Notify,
 }
 
+/// The last successful apply, its commit, and whether this replica leads.
 #[derive(Debug, Default)]
-struct Status {
+struct Progress {
     last_success: Option<Instant>,
     commit: Option<String>,
     leading: bool,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for ControllerStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").finish_non_exhaustive()
+        f.debug_struct("ControllerStatus").finish_non_exhaustive()
     }
 }
 
-impl Default for Shared {
-    fn default() -> Shared {
-        Shared::new()
+impl Default for ControllerStatus {
+    fn default() -> ControllerStatus {
+        ControllerStatus::new()
     }
 }
 
-impl Shared {
+impl ControllerStatus {
     /// Everything at zero, not ready.
-    pub fn new() -> Shared {
+    pub fn new() -> ControllerStatus {
         let mut registry = Registry::with_prefix("hydrant_controller");
         let applies = Family::<ResultLabel, Counter>::default();
         let objects = Family::<ChangeLabel, Counter>::default();
@@ -141,7 +142,7 @@ impl Shared {
             "The commit last applied, as a label; the value is 1",
             applied_commit.clone(),
         );
-        Shared {
+        ControllerStatus {
             registry,
             applies,
             objects,
@@ -152,12 +153,12 @@ impl Shared {
             leading,
             since_apply,
             applied_commit,
-            state: Mutex::new(Status::default()),
+            state: Mutex::new(Progress::default()),
             sync: tokio::sync::Notify::new(),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, Status> {
+    fn state(&self) -> std::sync::MutexGuard<'_, Progress> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -260,34 +261,34 @@ impl Shared {
 }
 
 /// The routes.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(status: Arc<ControllerStatus>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/sync", post(sync))
-        .with_state(shared)
+        .with_state(status)
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    match shared.ready() {
+async fn readyz(State(status): State<Arc<ControllerStatus>>) -> Response {
+    match status.ready() {
         Ok(text) => text.into_response(),
         Err(text) => (StatusCode::SERVICE_UNAVAILABLE, text).into_response(),
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics(State(status): State<Arc<ControllerStatus>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        shared.encode(),
+        status.encode(),
     )
         .into_response()
 }
 
-async fn sync(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
-    shared.sync.notify_one();
+async fn sync(State(status): State<Arc<ControllerStatus>>) -> (StatusCode, &'static str) {
+    status.sync.notify_one();
     (StatusCode::ACCEPTED, "fetching\n")
 }

@@ -8,6 +8,7 @@
 //! Kubernetes I/O (the Namespace watch, the Lease and the Events) is thin and goes through
 //! `kube`; the tests run it against a small fake API service because no API server can run there.
 
+mod args;
 pub mod events;
 pub mod git;
 mod metrics;
@@ -25,12 +26,13 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{Instrument as _, error, info, info_span, warn};
 
-pub use metrics::Shared;
+pub use self::args::Args;
+pub use metrics::ControllerStatus;
 
 use events::Reason;
 
 use crate::policy::plan::{Change, Plan};
-use crate::policy::{self, Desired, Settings, apply};
+use crate::policy::{self, Desired, RepoSettings, apply};
 use crate::vault::{self, Client, cli::CliVault};
 
 /// What drift found on the drift interval leads to.
@@ -127,6 +129,12 @@ pub enum Error {
     Runtime(std::io::Error),
 }
 
+/// `hydrant controller`: runs as the flags say until SIGTERM or SIGINT.
+pub fn command(args: Args, env: &dyn crate::env::Env) -> anyhow::Result<()> {
+    run(args.options()?, env)?;
+    Ok(())
+}
+
 /// Runs the controller until SIGTERM or SIGINT.
 pub fn run(options: Options, env: &dyn crate::env::Env) -> Result<(), Error> {
     if password_in_url(&options.repository) {
@@ -148,7 +156,7 @@ pub fn run(options: Options, env: &dyn crate::env::Env) -> Result<(), Error> {
             info!("stopping");
             stop.send_replace(true);
         });
-        serve(options, vault, Arc::new(Shared::new()), stopped).await
+        serve(options, vault, Arc::new(ControllerStatus::new()), stopped).await
     })
 }
 
@@ -169,7 +177,7 @@ async fn until(mut stopped: watch::Receiver<bool>) {
 pub async fn serve(
     options: Options,
     vault: CliVault,
-    shared: Arc<Shared>,
+    status: Arc<ControllerStatus>,
     stopped: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     std::fs::create_dir_all(&options.state_dir).map_err(|error| Error::StateDir {
@@ -184,7 +192,7 @@ pub async fn serve(
         })?;
     info!(address = %options.listen, repository = %options.repository, branch = %options.branch, "controller listening");
     let server = {
-        let app = metrics::router(shared.clone());
+        let app = metrics::router(status.clone());
         let stopped = stopped.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -221,7 +229,7 @@ pub async fn serve(
     if let (Some(selector), Some(client)) = (&options.namespace_selector, &client) {
         let api = kube::Api::<Namespace>::all(client.clone());
         let config = watcher::Config::default().labels(selector);
-        tokio::spawn(watch_namespaces(api, config, namespaces_tx, shared.clone()));
+        tokio::spawn(watch_namespaces(api, config, namespaces_tx, status.clone()));
     }
     let mut controller = Controller {
         remote: Arc::new(git::Remote::new(
@@ -237,7 +245,7 @@ pub async fn serve(
         refused: None,
         drift_mode: options.drift_mode,
         follow_namespaces: options.namespace_selector.is_some(),
-        shared: shared.clone(),
+        status: status.clone(),
         events: match (&options.events, &client) {
             (Some(pod), Some(client)) => Some(events::Events::new(client.clone(), pod)),
             _ => None,
@@ -258,7 +266,7 @@ async fn watch_namespaces(
     api: kube::Api<Namespace>,
     config: watcher::Config,
     namespaces: watch::Sender<Option<BTreeSet<String>>>,
-    shared: Arc<Shared>,
+    status: Arc<ControllerStatus>,
 ) {
     let mut listing = BTreeSet::new();
     let mut events = std::pin::pin!(watcher(api, config).default_backoff());
@@ -288,7 +296,7 @@ async fn watch_namespaces(
                 });
             }
             Err(e) => {
-                shared.watch_error();
+                status.watch_error();
                 warn!(error = %e, "namespace watch failed; retrying");
             }
         }
@@ -331,7 +339,7 @@ struct Controller {
     refused: Option<String>,
     drift_mode: DriftMode,
     follow_namespaces: bool,
-    shared: Arc<Shared>,
+    status: Arc<ControllerStatus>,
     events: Option<events::Events>,
 }
 
@@ -361,7 +369,7 @@ impl Controller {
             let due = sync_due;
             let trigger = tokio::select! {
                 _ = poll.tick() => Trigger::Fetch,
-                () = self.shared.sync_requested() => {
+                () = self.status.sync_requested() => {
                     if sync_due.is_none() {
                         sync_due = Some(sync_at(last_fetch, Instant::now(), options.sync_interval));
                     }
@@ -383,7 +391,7 @@ impl Controller {
                 _ = stopped.wait_for(|s| *s) => break,
             };
             let is_leader = *leading.borrow();
-            self.shared.set_leading(is_leader);
+            self.status.set_leading(is_leader);
             if !is_leader {
                 continue;
             }
@@ -420,11 +428,11 @@ impl Controller {
         let fetched = tokio::task::spawn_blocking(move || remote.fetch(credentials.as_ref())).await;
         let commit = match fetched {
             Ok(Ok(commit)) => {
-                self.shared.fetched(true);
+                self.status.fetched(true);
                 commit
             }
             Ok(Err(e)) => {
-                self.shared.fetched(false);
+                self.status.fetched(false);
                 error!(error = %e, "fetch failed; the last applied commit stays");
                 self.event(Reason::FetchFailed, || {
                     format!("fetch failed: {e}; {}", self.last_applied())
@@ -432,7 +440,7 @@ impl Controller {
                 return;
             }
             Err(e) => {
-                self.shared.fetched(false);
+                self.status.fetched(false);
                 error!(error = %e, "fetch panicked");
                 return;
             }
@@ -528,7 +536,7 @@ impl Controller {
         dir: &Path,
         live: Option<&BTreeSet<String>>,
         found: Vec<policy::Problem>,
-    ) -> Option<(Settings, Desired)> {
+    ) -> Option<(RepoSettings, Desired)> {
         let loaded = match policy::repo::load_for(dir, live) {
             Ok(loaded) if found.is_empty() => Ok(loaded),
             Ok(_) => Err(Vec::new()),
@@ -543,7 +551,7 @@ impl Controller {
             Ok(loaded) => Some(loaded),
             Err(problems) => {
                 for problem in &problems {
-                    self.shared.refused(problem.rule);
+                    self.status.refused(problem.rule);
                     error!(
                         commit = %commit,
                         file = %problem.file.display(),
@@ -568,17 +576,18 @@ impl Controller {
                         listed.join("; ")
                     )
                 });
-                self.shared.applied(metrics::ApplyResult::Refused, None);
+                self.status.applied(metrics::ApplyResult::Refused, None);
                 None
             }
         }
     }
 
     /// Plans against Vault and applies; true when Vault now holds what `desired` asks for
-    /// (or, for drift in report mode, when the comparison worked).
+    /// (or, for drift in report mode, when the comparison worked). Reads Vault, lets
+    /// [`action`] decide, writes, then reports.
     async fn apply(
         &mut self,
-        settings: &Settings,
+        settings: &RepoSettings,
         desired: &Desired,
         commit: &str,
         trigger: Trigger,
@@ -587,7 +596,7 @@ impl Controller {
             Ok(client) => client,
             Err(e) => {
                 error!(error = %e, "cannot log in to Vault; retrying at the next interval");
-                self.shared.applied(metrics::ApplyResult::Error, None);
+                self.status.applied(metrics::ApplyResult::Error, None);
                 self.event(Reason::ApplyFailed, || {
                     format!("cannot log in to Vault: {e}; retrying at the next interval")
                 });
@@ -599,32 +608,23 @@ impl Controller {
             Err(e) => return self.failed(&e),
         };
         let plan = policy::plan::plan(desired, &actual);
-        if trigger == Trigger::Drift {
-            if plan.changes.is_empty() {
-                self.shared.verified();
+        match action(trigger, self.drift_mode, &plan) {
+            Action::Verified => {
+                self.status.verified();
                 return true;
             }
-            self.shared.drift(plan.changes.len());
-            for change in &plan.changes {
-                let (what, kind, name) = describe(change);
-                warn!(object = %name, kind, change = what, "drift: Vault differs from the repository");
-            }
-            if self.drift_mode == DriftMode::Report {
-                self.event(Reason::DriftFound, || {
-                    format!(
-                        "{} object(s) in Vault differ from commit {}: {}; --drift-mode report leaves them",
-                        plan.changes.len(),
-                        short(commit),
-                        listed(&plan)
-                    )
-                });
+            Action::ReportDrift => {
+                self.drifted(&plan);
+                self.event(Reason::DriftFound, || drift_found_note(commit, &plan));
                 return true;
             }
+            Action::CorrectDrift => self.drifted(&plan),
+            Action::Apply => {}
         }
         match apply::apply(&client, settings, desired, &actual, &plan, Some(commit)).await {
             Ok(()) => {
                 let counts = counts(&plan);
-                self.shared
+                self.status
                     .applied(metrics::ApplyResult::Ok, Some((commit, counts)));
                 info!(
                     created = counts.0,
@@ -633,41 +633,13 @@ impl Controller {
                     reason = ?trigger,
                     "applied"
                 );
-                match trigger {
-                    Trigger::Fetch => self.event(Reason::Applied, || {
-                        format!(
-                            "commit {} applied: {} created, {} updated, {} deleted",
-                            short(commit),
-                            counts.0,
-                            counts.1,
-                            counts.2
-                        )
-                    }),
-                    Trigger::Namespaces if !plan.changes.is_empty() => {
-                        self.event(Reason::Applied, || {
-                            format!(
-                                "commit {} applied again for a change of namespaces: {} created, {} updated, {} deleted",
-                                short(commit),
-                                counts.0,
-                                counts.1,
-                                counts.2
-                            )
-                        });
-                    }
-                    Trigger::Drift => self.event(Reason::DriftCorrected, || {
-                        format!(
-                            "{} object(s) in Vault differed from commit {} and were put back: {}",
-                            plan.changes.len(),
-                            short(commit),
-                            listed(&plan)
-                        )
-                    }),
-                    Trigger::Namespaces => {}
+                if let Some((reason, note)) = applied_note(trigger, commit, &plan) {
+                    self.event(reason, || note);
                 }
                 true
             }
             Err(policy::Error::TooManyDeletions { deletions, max }) => {
-                self.shared.applied(metrics::ApplyResult::Refused, None);
+                self.status.applied(metrics::ApplyResult::Refused, None);
                 error!(
                     deletions,
                     max, "the plan deletes more than max_deletions allows; nothing is applied"
@@ -684,12 +656,21 @@ impl Controller {
         }
     }
 
+    /// Counts and logs drift: each object in Vault that differs from the repository.
+    fn drifted(&self, plan: &Plan) {
+        self.status.drift(plan.changes.len());
+        for change in &plan.changes {
+            let (what, kind, name) = describe(change);
+            warn!(object = %name, kind, change = what, "drift: Vault differs from the repository");
+        }
+    }
+
     fn failed(&mut self, e: &policy::Error) -> bool {
         if let policy::Error::Vault(vault::Error::PermissionDenied { .. }) = e {
             // The token may be gone: log in again next time.
             self.session = None;
         }
-        self.shared.applied(metrics::ApplyResult::Error, None);
+        self.status.applied(metrics::ApplyResult::Error, None);
         error!(error = %e, "apply failed; retrying at the next interval");
         self.event(Reason::ApplyFailed, || {
             format!("apply failed: {e}; retrying at the next interval")
@@ -727,6 +708,71 @@ impl Controller {
             renew_after,
         });
         Ok(client)
+    }
+}
+
+/// What a cycle does once it has compared Vault with the commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// The drift check found Vault as the commit says: nothing to do.
+    Verified,
+    /// Drift in report mode: report it, change nothing.
+    ReportDrift,
+    /// Drift in correct mode: report it, then apply.
+    CorrectDrift,
+    /// A fetched commit or a change of namespaces: apply.
+    Apply,
+}
+
+/// What a cycle started by `trigger` does with `plan`.
+fn action(trigger: Trigger, drift_mode: DriftMode, plan: &Plan) -> Action {
+    match trigger {
+        Trigger::Drift if plan.changes.is_empty() => Action::Verified,
+        Trigger::Drift if drift_mode == DriftMode::Report => Action::ReportDrift,
+        Trigger::Drift => Action::CorrectDrift,
+        Trigger::Fetch | Trigger::Namespaces => Action::Apply,
+    }
+}
+
+/// The Event for drift that `--drift-mode report` leaves.
+fn drift_found_note(commit: &str, plan: &Plan) -> String {
+    format!(
+        "{} object(s) in Vault differ from commit {}: {}; --drift-mode report leaves them",
+        plan.changes.len(),
+        short(commit),
+        listed(plan)
+    )
+}
+
+/// The Event for a plan applied, if the trigger calls for one: a change of namespaces that
+/// changed nothing is not news.
+fn applied_note(trigger: Trigger, commit: &str, plan: &Plan) -> Option<(Reason, String)> {
+    let (created, updated, deleted) = counts(plan);
+    match trigger {
+        Trigger::Fetch => Some((
+            Reason::Applied,
+            format!(
+                "commit {} applied: {created} created, {updated} updated, {deleted} deleted",
+                short(commit)
+            ),
+        )),
+        Trigger::Namespaces if plan.changes.is_empty() => None,
+        Trigger::Namespaces => Some((
+            Reason::Applied,
+            format!(
+                "commit {} applied again for a change of namespaces: {created} created, {updated} updated, {deleted} deleted",
+                short(commit)
+            ),
+        )),
+        Trigger::Drift => Some((
+            Reason::DriftCorrected,
+            format!(
+                "{} object(s) in Vault differed from commit {} and were put back: {}",
+                plan.changes.len(),
+                short(commit),
+                listed(plan)
+            ),
+        )),
     }
 }
 
@@ -781,7 +827,78 @@ mod tests {
 
     use tokio::time::Instant;
 
-    use super::{password_in_url, sync_at};
+    use super::{
+        Action, DriftMode, Reason, Trigger, action, applied_note, password_in_url, sync_at,
+    };
+    use crate::policy::plan::{Change, Kind, Plan};
+
+    fn plan(changes: Vec<Change>) -> Plan {
+        Plan {
+            changes,
+            owned: Default::default(),
+        }
+    }
+
+    /// Only the drift check may leave Vault as it is; report mode never writes.
+    #[test]
+    fn a_cycle_applies_unless_the_drift_check_finds_nothing_or_only_reports() {
+        let same = plan(Vec::new());
+        let drifted = plan(vec![Change::Delete(Kind::Role, "t-a-app".into())]);
+        let table = [
+            (Trigger::Drift, DriftMode::Correct, &same, Action::Verified),
+            (Trigger::Drift, DriftMode::Report, &same, Action::Verified),
+            (
+                Trigger::Drift,
+                DriftMode::Report,
+                &drifted,
+                Action::ReportDrift,
+            ),
+            (
+                Trigger::Drift,
+                DriftMode::Correct,
+                &drifted,
+                Action::CorrectDrift,
+            ),
+            (Trigger::Fetch, DriftMode::Report, &same, Action::Apply),
+            (
+                Trigger::Namespaces,
+                DriftMode::Report,
+                &drifted,
+                Action::Apply,
+            ),
+        ];
+        for (trigger, mode, plan, want) in table {
+            assert_eq!(action(trigger, mode, plan), want, "{trigger:?} {mode:?}");
+        }
+    }
+
+    #[test]
+    fn an_applied_plan_is_an_event_unless_namespaces_changed_nothing() {
+        let commit = "0123456789abcdef";
+        let changed = plan(vec![
+            Change::Create(Kind::Policy, "t-a-read".into()),
+            Change::Delete(Kind::Role, "t-a-app".into()),
+        ]);
+        assert_eq!(
+            applied_note(Trigger::Fetch, commit, &changed),
+            Some((
+                Reason::Applied,
+                "commit 0123456789ab applied: 1 created, 0 updated, 1 deleted".to_owned()
+            ))
+        );
+        assert_eq!(
+            applied_note(Trigger::Drift, commit, &changed),
+            Some((
+                Reason::DriftCorrected,
+                "2 object(s) in Vault differed from commit 0123456789ab and were put back: policy t-a-read (missing), role t-a-app (unexpected)".to_owned()
+            ))
+        );
+        assert_eq!(
+            applied_note(Trigger::Namespaces, commit, &plan(Vec::new())),
+            None
+        );
+        assert!(applied_note(Trigger::Namespaces, commit, &changed).is_some());
+    }
 
     #[test]
     fn a_sync_fetches_at_once_unless_the_last_fetch_is_too_recent() {

@@ -7,6 +7,32 @@ use injector::{Context, InjectorSettings, mutate_in};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
+/// `hydrant inject`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The manifests: a file of YAML or JSON documents, or - for standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// The namespace of documents that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// What the webhook decides for every pod.
+    #[command(flatten)]
+    pub injector: crate::cli::InjectorArgs,
+}
+
+/// `hydrant inject`: mutates the manifests as the webhook would, prints them, and warns on
+/// standard error.
+pub fn command(args: &Args) -> anyhow::Result<()> {
+    let settings = args.injector.settings();
+    let injected = run(&args.file, &args.namespace, &settings)?;
+    for warning in &injected.warnings {
+        eprintln!("hydrant: warning: {warning}");
+    }
+    std::io::Write::write_all(&mut std::io::stdout(), injected.yaml.as_bytes())?;
+    Ok(())
+}
+
 /// Why `hydrant inject` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -81,11 +107,11 @@ pub fn inject(
         vec![serde_json::from_str(text).map_err(|e| parse_error(format!("invalid JSON: {e}")))?]
     } else {
         // Manifests are the operator's files: a pipeline's may hold thousands of documents.
-        let options = serde_saphyr::options! { budget: Some(crate::config::yaml::file_budget()) };
+        let options = serde_saphyr::options! { budget: Some(crate::snapshot::yaml::file_budget()) };
         serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
             parse_error(format!(
                 "invalid YAML: {}",
-                crate::config::yaml::describe(&e)
+                crate::snapshot::yaml::describe(&e)
             ))
         })?
     };

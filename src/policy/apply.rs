@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json, json};
 use tracing::info;
 
 use super::plan::{Actual, Change, Kind, Plan};
-use super::{Desired, Error, Settings};
+use super::{Desired, Error, RepoSettings};
 use crate::vault::{self, Client};
 
 /// The role fields hydrant sets, and so compares.
@@ -55,7 +55,7 @@ fn policy_path(name: &str) -> String {
     format!("sys/policies/acl/{name}")
 }
 
-fn role_path(settings: &Settings, name: &str) -> String {
+fn role_path(settings: &RepoSettings, name: &str) -> String {
     format!("auth/{}/role/{name}", settings.auth_mount.trim_matches('/'))
 }
 
@@ -74,7 +74,7 @@ async fn names_under(client: &Client, path: &str, prefix: &str) -> Result<Vec<St
 }
 
 /// What Vault holds under the prefix, and the ownership index.
-pub async fn read_actual(client: &Client, settings: &Settings) -> Result<Actual, Error> {
+pub async fn read_actual(client: &Client, settings: &RepoSettings) -> Result<Actual, Error> {
     let prefix = format!("{}-", settings.prefix);
     let mut actual = Actual::default();
     let names = names_under(client, "sys/policies/acl", &prefix).await?;
@@ -124,7 +124,7 @@ pub async fn read_actual(client: &Client, settings: &Settings) -> Result<Actual,
 /// the index records) differs from the one recorded. With nothing to change, nothing is written.
 pub async fn apply(
     client: &Client,
-    settings: &Settings,
+    settings: &RepoSettings,
     desired: &Desired,
     actual: &Actual,
     plan: &Plan,
@@ -188,7 +188,7 @@ pub async fn apply(
 
 async fn execute(
     client: &Client,
-    settings: &Settings,
+    settings: &RepoSettings,
     desired: &Desired,
     change: &Change,
 ) -> Result<(), vault::Error> {

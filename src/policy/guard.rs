@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::Settings;
+use super::RepoSettings;
 use super::acl::Policy;
 use super::repo::RoleFile;
 use injector::values::Duration;
@@ -23,7 +23,7 @@ pub struct Refusal {
 pub const SYSTEM_PREFIXES: [&str; 3] = ["sys/", "auth/", "identity/"];
 
 /// Checks every rule of `namespace`'s policy against the settings.
-pub fn check_policy(namespace: &str, policy: &Policy, settings: &Settings) -> Vec<Refusal> {
+pub fn check_policy(namespace: &str, policy: &Policy, settings: &RepoSettings) -> Vec<Refusal> {
     let allowed = settings.allowed_paths(namespace);
     let mut refusals = Vec::new();
     for rule in &policy.rules {
@@ -104,7 +104,7 @@ pub fn check_role(
     namespace: &str,
     role: &RoleFile,
     own_policies: &BTreeSet<String>,
-    settings: &Settings,
+    settings: &RepoSettings,
 ) -> Vec<Refusal> {
     let mut refusals = Vec::new();
     // Each refusal points at the line of the key it is about, when the file has that key.
@@ -231,7 +231,7 @@ pub fn check_role(
 
 /// The TTL and max TTL a role's tokens get: the file's, else the settings' caps; `None` (Vault's
 /// 0, the mount's default) only where the settings have no cap either.
-pub fn ttls(role: &RoleFile, settings: &Settings) -> (Option<Duration>, Option<Duration>) {
+pub fn ttls(role: &RoleFile, settings: &RepoSettings) -> (Option<Duration>, Option<Duration>) {
     (
         role.ttl.or(settings.ttl_cap),
         role.max_ttl.or(settings.max_ttl_cap),

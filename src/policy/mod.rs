@@ -20,10 +20,55 @@ use serde::Deserialize;
 
 pub use repo::{Desired, DesiredPolicy, DesiredRole};
 
+/// `hydrant policy`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `hydrant policy` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Parse and check every file offline: for CI on the policy repository.
+    Lint {
+        /// The repository's directory.
+        dir: PathBuf,
+    },
+    /// Compare with Vault and print the plan: creates, updates (with a diff) and deletes.
+    /// Nothing is written.
+    Plan(VaultArgs),
+    /// Apply the plan: deletes only what hydrant owns, at most max_deletions.
+    Apply(VaultArgs),
+}
+
+/// `hydrant policy plan` and `apply`.
+#[derive(Debug, clap::Args)]
+pub struct VaultArgs {
+    /// The repository's directory.
+    pub dir: PathBuf,
+    /// Take Vault's address, TLS settings and login from this agent config (otherwise
+    /// VAULT_ADDR and VAULT_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<PathBuf>,
+}
+
+/// `hydrant policy`: lints, plans or applies, and prints the summary or the plan.
+pub fn command(args: Args, env: &dyn crate::env::Env) -> anyhow::Result<()> {
+    let text = match args.command {
+        Command::Lint { dir } => lint(&dir)?,
+        Command::Plan(a) => plan_command(&a.dir, a.agent_config.as_deref(), env, false)?,
+        Command::Apply(a) => plan_command(&a.dir, a.agent_config.as_deref(), env, true)?,
+    };
+    std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
+    Ok(())
+}
+
 /// `hydrant-policy.yaml`: what every namespace may do.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
+pub struct RepoSettings {
     /// Vault names are `<prefix>-<namespace>-<name>`; nothing outside the prefix is touched.
     pub prefix: String,
     /// The Kubernetes auth mount the roles live under.
@@ -86,10 +131,10 @@ fn default_max_deletions() -> usize {
     10
 }
 
-impl Settings {
+impl RepoSettings {
     /// Parses and checks the settings file.
-    pub fn parse(text: &str) -> Result<Settings, String> {
-        let settings: Settings = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<RepoSettings, String> {
+        let settings: RepoSettings = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
         if !repo::valid_name(&settings.prefix) {
             return Err(format!(
                 "prefix {:?} is not a name (lower-case letters, digits and -)",

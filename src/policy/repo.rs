@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::guard::{self, Refusal};
-use super::{Problem, Settings, acl};
+use super::{Problem, RepoSettings, acl};
 
 /// The settings file at the repository's root.
 pub const SETTINGS_FILE: &str = "hydrant-policy.yaml";
@@ -93,257 +93,380 @@ pub struct Desired {
 }
 
 /// The settings and everything asked for, or every problem found.
-pub fn load(root: &Path) -> Result<(Settings, Desired), Vec<Problem>> {
+pub fn load(root: &Path) -> Result<(RepoSettings, Desired), Vec<Problem>> {
     load_for(root, None)
 }
 
 /// As [`load`], for the namespaces that exist (`live`, from the cluster) when given: each of
 /// them gets the defaults, and a namespace that does not exist gets nothing. Every file is
 /// checked either way: a problem anywhere still refuses the whole repository.
+///
+/// Everything is read first (the settings, then a `Tree` of every file); `decide` then judges
+/// it without touching the disk.
 pub fn load_for(
     root: &Path,
     live: Option<&BTreeSet<String>>,
-) -> Result<(Settings, Desired), Vec<Problem>> {
-    let mut problems = Vec::new();
-    let settings_path = root.join(SETTINGS_FILE);
-    if std::fs::symlink_metadata(&settings_path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(vec![Problem::new(
-            SETTINGS_FILE,
-            None,
-            "is a symlink; hydrant reads regular files only (a link could point outside the repository)".to_owned(),
-            "settings",
-        )]);
-    }
-    let settings = match std::fs::read_to_string(&settings_path) {
-        Ok(text) => match Settings::parse(&text) {
-            Ok(s) => s,
-            Err(message) => {
-                return Err(vec![Problem::new(SETTINGS_FILE, None, message, "settings")]);
-            }
-        },
-        Err(e) => {
-            return Err(vec![Problem::new(
-                SETTINGS_FILE,
-                None,
-                format!("cannot read it: {e}; a policy repository has {SETTINGS_FILE} at its root"),
-                "settings",
-            )]);
-        }
-    };
-    let mut namespaces: BTreeSet<String> = settings.namespaces.iter().cloned().collect();
-    let namespaces_dir = root.join("namespaces");
-    for name in dir_names(&namespaces_dir, &mut problems, root) {
-        namespaces.insert(name);
-    }
-    if let Some(live) = live {
-        namespaces.extend(live.iter().cloned());
-    }
-    only(&root.join("defaults"), &["policies"], &mut problems, root);
-    let defaults = files(&root.join("defaults/policies"), "hcl", &mut problems, root);
-    let mut desired = Desired::default();
-    for namespace in &namespaces {
-        if !valid_name(namespace) {
-            problems.push(Problem::new(
-                format!("namespaces/{namespace}"),
-                None,
-                format!("{namespace:?} is not a namespace name (lower-case letters, digits and -)"),
-                "names",
-            ));
-            continue;
-        }
-        let dir = namespaces_dir.join(namespace);
-        only(&dir, &["policies", "roles"], &mut problems, root);
-        let mut own = BTreeMap::new();
-        for (name, path) in &defaults {
-            own.insert(name.clone(), (path.clone(), true));
-        }
-        for (name, path) in files(&dir.join("policies"), "hcl", &mut problems, root) {
-            if let Some((default, _)) = own.get(&name) {
-                problems.push(Problem::new(
-                    relative(root, &path),
-                    None,
-                    format!(
-                        "policy {name} is also a default ({}); name it otherwise",
-                        relative(root, default).display()
-                    ),
-                    "names",
-                ));
-                continue;
-            }
-            own.insert(name, (path, false));
-        }
-        let own_names: BTreeSet<String> = own.keys().cloned().collect();
-        for (name, (path, is_default)) in &own {
-            let file = relative(root, path);
-            let vault_name = match settings.vault_name(namespace, name) {
-                Ok(n) => n,
-                Err(message) => {
-                    problems.push(Problem::new(&file, None, message, "names"));
-                    continue;
-                }
-            };
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    problems.push(Problem::new(
-                        &file,
-                        None,
-                        format!("cannot read it: {e}"),
-                        "parse",
-                    ));
-                    continue;
-                }
-            };
-            let text = if *is_default {
-                text.replace("{{ namespace }}", namespace)
-                    .replace("{{namespace}}", namespace)
-            } else {
-                text
-            };
-            let policy = match acl::parse(&text) {
-                Ok(p) => p,
-                Err(errors) => {
-                    for e in errors {
-                        problems.push(Problem::new(&file, e.line, e.message, "parse"));
-                    }
-                    continue;
-                }
-            };
-            for Refusal {
-                line,
-                message,
-                rule,
-            } in guard::check_policy(namespace, &policy, &settings)
-            {
-                let context = if *is_default {
-                    format!("{message} (the default, for namespace {namespace})")
-                } else {
-                    message
-                };
-                problems.push(Problem::new(&file, line, context, rule));
-            }
-            if let Some(other) = desired.policies.get(&vault_name) {
-                problems.push(collision(
-                    &file,
-                    &vault_name,
-                    &other.source,
-                    &other.namespace,
-                ));
-                continue;
-            }
-            desired.policies.insert(
-                vault_name,
-                DesiredPolicy {
-                    namespace: namespace.clone(),
-                    source: file,
-                    text: policy.normal_form(),
-                },
-            );
-        }
-        for (name, path) in files(&dir.join("roles"), "yaml", &mut problems, root) {
-            let file = relative(root, &path);
-            let vault_name = match settings.vault_name(namespace, &name) {
-                Ok(n) => n,
-                Err(message) => {
-                    problems.push(Problem::new(&file, None, message, "names"));
-                    continue;
-                }
-            };
-            let role: RoleFile = match std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read it: {e}"))
-                .and_then(|t| {
-                    let doc = serde_saphyr::from_str::<Json>(&t).map_err(|e| e.to_string())?;
-                    Ok((doc, key_lines(&t)))
-                })
-                .and_then(|(doc, lines)| {
-                    serde_path_to_error::deserialize(doc)
-                        .map(|role: RoleFile| RoleFile { lines, ..role })
-                        .map_err(|e| format!("{}: {}", e.path(), e.inner()))
-                }) {
-                Ok(r) => r,
-                Err(message) => {
-                    problems.push(Problem::new(&file, None, message, "parse"));
-                    continue;
-                }
-            };
-            for r in guard::check_role(namespace, &role, &own_names, &settings) {
-                problems.push(Problem::new(&file, r.line, r.message, r.rule));
-            }
-            let policies: Vec<String> = role
-                .policies
-                .iter()
-                .map(|p| {
-                    if own_names.contains(p) {
-                        settings.vault_name(namespace, p).unwrap_or_default()
-                    } else {
-                        p.clone()
-                    }
-                })
-                .collect();
-            let mut body = BTreeMap::from([
-                (
-                    "bound_service_account_names".to_owned(),
-                    json!(role.service_accounts),
-                ),
-                (
-                    "bound_service_account_namespaces".to_owned(),
-                    json!([namespace]),
-                ),
-                ("token_policies".to_owned(), json!(policies)),
-                (
-                    "audience".to_owned(),
-                    json!(
-                        role.audience
-                            .clone()
-                            .or(settings.audience.clone())
-                            .unwrap_or_default()
-                    ),
-                ),
-                (
-                    "token_no_default_policy".to_owned(),
-                    json!(settings.token_no_default_policy),
-                ),
-            ]);
-            // Always given, so that removing a TTL from the file resets it in Vault rather
-            // than leaving it. A TTL the file leaves out is the cap: Vault's 0 would be the
-            // mount's default, 768h unless tuned, whatever the caps say. The max TTL caps
-            // renewals, the explicit max caps the token even if a period were set by hand,
-            // and the period is 0 because a periodic token renews forever.
-            let (ttl, max_ttl) = guard::ttls(&role, &settings);
-            let secs = |d: Option<Duration>| d.map_or(0, |d| d.0.as_secs());
-            body.insert("token_ttl".to_owned(), json!(secs(ttl)));
-            body.insert("token_max_ttl".to_owned(), json!(secs(max_ttl)));
-            body.insert("token_explicit_max_ttl".to_owned(), json!(secs(max_ttl)));
-            body.insert("token_period".to_owned(), json!(0));
-            if let Some(other) = desired.roles.get(&vault_name) {
-                problems.push(collision(
-                    &file,
-                    &vault_name,
-                    &other.source,
-                    &other.namespace,
-                ));
-                continue;
-            }
-            desired.roles.insert(
-                vault_name,
-                DesiredRole {
-                    namespace: namespace.clone(),
-                    source: file,
-                    body,
-                },
-            );
-        }
-    }
-    if let Some(live) = live {
-        desired.policies.retain(|_, p| live.contains(&p.namespace));
-        desired.roles.retain(|_, r| live.contains(&r.namespace));
-    }
+) -> Result<(RepoSettings, Desired), Vec<Problem>> {
+    let settings = read_settings(root)?;
+    let (tree, mut problems) = Tree::read(root, &settings, live);
+    let desired = decide(&settings, &tree, live, &mut problems);
     if problems.is_empty() {
         Ok((settings, desired))
     } else {
         problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         Err(problems)
     }
+}
+
+/// The settings file, read and parsed; its problem alone when it cannot be, since nothing else
+/// can be judged without it.
+fn read_settings(root: &Path) -> Result<RepoSettings, Vec<Problem>> {
+    let problem = |message: String| vec![Problem::new(SETTINGS_FILE, None, message, "settings")];
+    let path = root.join(SETTINGS_FILE);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(problem(
+            "is a symlink; hydrant reads regular files only (a link could point outside the repository)".to_owned(),
+        ));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        problem(format!(
+            "cannot read it: {e}; a policy repository has {SETTINGS_FILE} at its root"
+        ))
+    })?;
+    RepoSettings::parse(&text).map_err(problem)
+}
+
+/// A policy or role file, as read.
+#[derive(Debug)]
+struct File {
+    /// Its name without the extension: the policy's or role's short name.
+    name: String,
+    /// Where it is, relative to the repository.
+    path: PathBuf,
+    /// Its text, or why it cannot be read.
+    text: Result<String, String>,
+}
+
+/// One namespace's files, as read; none for a name that is not a namespace's.
+#[derive(Debug)]
+struct Namespace {
+    name: String,
+    policies: Vec<File>,
+    roles: Vec<File>,
+}
+
+/// Every file hydrant reads in a repository besides the settings, as read.
+#[derive(Debug)]
+struct Tree {
+    /// `defaults/policies/*.hcl`: every namespace gets them.
+    defaults: Vec<File>,
+    /// Every namespace: in the settings, with a directory, or live in the cluster.
+    namespaces: Vec<Namespace>,
+}
+
+impl Tree {
+    /// Reads the defaults and every namespace's policies and roles; what is in the wrong place
+    /// comes back as problems.
+    fn read(
+        root: &Path,
+        settings: &RepoSettings,
+        live: Option<&BTreeSet<String>>,
+    ) -> (Tree, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let mut names: BTreeSet<String> = settings.namespaces.iter().cloned().collect();
+        let namespaces_dir = root.join("namespaces");
+        names.extend(dir_names(&namespaces_dir, &mut problems, root));
+        if let Some(live) = live {
+            names.extend(live.iter().cloned());
+        }
+        only(&root.join("defaults"), &["policies"], &mut problems, root);
+        let defaults = read_files(&root.join("defaults/policies"), "hcl", &mut problems, root);
+        let namespaces = names
+            .into_iter()
+            .map(|name| {
+                if !valid_name(&name) {
+                    // Never read: a name like ../x is a path.
+                    return Namespace {
+                        name,
+                        policies: Vec::new(),
+                        roles: Vec::new(),
+                    };
+                }
+                let dir = namespaces_dir.join(&name);
+                only(&dir, &["policies", "roles"], &mut problems, root);
+                Namespace {
+                    policies: read_files(&dir.join("policies"), "hcl", &mut problems, root),
+                    roles: read_files(&dir.join("roles"), "yaml", &mut problems, root),
+                    name,
+                }
+            })
+            .collect();
+        (
+            Tree {
+                defaults,
+                namespaces,
+            },
+            problems,
+        )
+    }
+}
+
+/// The files with `ext` in `dir`, each with its text; anything else there is a problem.
+fn read_files(dir: &Path, ext: &str, problems: &mut Vec<Problem>, root: &Path) -> Vec<File> {
+    files(dir, ext, problems, root)
+        .into_iter()
+        .map(|(name, path)| File {
+            text: std::fs::read_to_string(&path).map_err(|e| format!("cannot read it: {e}")),
+            path: relative(root, &path),
+            name,
+        })
+        .collect()
+}
+
+/// What the repository asks for, judged from what was read: every policy and role checked
+/// against the settings' guardrails, named, and kept once. Reads nothing.
+fn decide(
+    settings: &RepoSettings,
+    tree: &Tree,
+    live: Option<&BTreeSet<String>>,
+    problems: &mut Vec<Problem>,
+) -> Desired {
+    let mut desired = Desired::default();
+    for namespace in &tree.namespaces {
+        let name = &namespace.name;
+        if !valid_name(name) {
+            problems.push(Problem::new(
+                format!("namespaces/{name}"),
+                None,
+                format!("{name:?} is not a namespace name (lower-case letters, digits and -)"),
+                "names",
+            ));
+            continue;
+        }
+        let own = own_policies(&tree.defaults, &namespace.policies, problems);
+        let own_names: BTreeSet<String> = own.keys().cloned().collect();
+        for (policy, (file, is_default)) in &own {
+            add_policy(
+                settings,
+                name,
+                policy,
+                file,
+                *is_default,
+                &mut desired,
+                problems,
+            );
+        }
+        for file in &namespace.roles {
+            add_role(settings, name, &own_names, file, &mut desired, problems);
+        }
+    }
+    if let Some(live) = live {
+        desired.policies.retain(|_, p| live.contains(&p.namespace));
+        desired.roles.retain(|_, r| live.contains(&r.namespace));
+    }
+    desired
+}
+
+/// A namespace's policies by short name: the defaults, then its own, which may not reuse a
+/// default's name. `true` marks a default.
+fn own_policies<'a>(
+    defaults: &'a [File],
+    policies: &'a [File],
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, (&'a File, bool)> {
+    let mut own: BTreeMap<String, (&File, bool)> = defaults
+        .iter()
+        .map(|file| (file.name.clone(), (file, true)))
+        .collect();
+    for file in policies {
+        if let Some((default, _)) = own.get(&file.name) {
+            problems.push(Problem::new(
+                &file.path,
+                None,
+                format!(
+                    "policy {} is also a default ({}); name it otherwise",
+                    file.name,
+                    default.path.display()
+                ),
+                "names",
+            ));
+            continue;
+        }
+        own.insert(file.name.clone(), (file, false));
+    }
+    own
+}
+
+/// Checks one of a namespace's policies and adds it to `desired`, or says why not.
+fn add_policy(
+    settings: &RepoSettings,
+    namespace: &str,
+    name: &str,
+    file: &File,
+    is_default: bool,
+    desired: &mut Desired,
+    problems: &mut Vec<Problem>,
+) {
+    let path = &file.path;
+    let vault_name = match settings.vault_name(namespace, name) {
+        Ok(n) => n,
+        Err(message) => return problems.push(Problem::new(path, None, message, "names")),
+    };
+    let text = match &file.text {
+        Ok(text) if is_default => text
+            .replace("{{ namespace }}", namespace)
+            .replace("{{namespace}}", namespace),
+        Ok(text) => text.clone(),
+        Err(message) => {
+            return problems.push(Problem::new(path, None, message.clone(), "parse"));
+        }
+    };
+    let policy = match acl::parse(&text) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                problems.push(Problem::new(path, e.line, e.message, "parse"));
+            }
+            return;
+        }
+    };
+    for Refusal {
+        line,
+        message,
+        rule,
+    } in guard::check_policy(namespace, &policy, settings)
+    {
+        let context = if is_default {
+            format!("{message} (the default, for namespace {namespace})")
+        } else {
+            message
+        };
+        problems.push(Problem::new(path, line, context, rule));
+    }
+    if let Some(other) = desired.policies.get(&vault_name) {
+        return problems.push(collision(
+            path,
+            &vault_name,
+            &other.source,
+            &other.namespace,
+        ));
+    }
+    desired.policies.insert(
+        vault_name,
+        DesiredPolicy {
+            namespace: namespace.to_owned(),
+            source: path.clone(),
+            text: policy.normal_form(),
+        },
+    );
+}
+
+/// Checks one of a namespace's roles and adds it to `desired`, or says why not.
+fn add_role(
+    settings: &RepoSettings,
+    namespace: &str,
+    own_names: &BTreeSet<String>,
+    file: &File,
+    desired: &mut Desired,
+    problems: &mut Vec<Problem>,
+) {
+    let path = &file.path;
+    let vault_name = match settings.vault_name(namespace, &file.name) {
+        Ok(n) => n,
+        Err(message) => return problems.push(Problem::new(path, None, message, "names")),
+    };
+    let role = match file.text.clone().and_then(|text| parse_role(&text)) {
+        Ok(r) => r,
+        Err(message) => return problems.push(Problem::new(path, None, message, "parse")),
+    };
+    for r in guard::check_role(namespace, &role, own_names, settings) {
+        problems.push(Problem::new(path, r.line, r.message, r.rule));
+    }
+    let body = role_body(settings, namespace, &role, own_names);
+    if let Some(other) = desired.roles.get(&vault_name) {
+        return problems.push(collision(
+            path,
+            &vault_name,
+            &other.source,
+            &other.namespace,
+        ));
+    }
+    desired.roles.insert(
+        vault_name,
+        DesiredRole {
+            namespace: namespace.to_owned(),
+            source: path.clone(),
+            body,
+        },
+    );
+}
+
+/// A role file's text as a [`RoleFile`], with the line of each key.
+fn parse_role(text: &str) -> Result<RoleFile, String> {
+    let doc = serde_saphyr::from_str::<Json>(text).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(doc)
+        .map(|role: RoleFile| RoleFile {
+            lines: key_lines(text),
+            ..role
+        })
+        .map_err(|e| format!("{}: {}", e.path(), e.inner()))
+}
+
+/// The role's fields as Vault's API takes them. A policy of the namespace is named by its
+/// Vault name; any other (a platform policy) as it is.
+fn role_body(
+    settings: &RepoSettings,
+    namespace: &str,
+    role: &RoleFile,
+    own_names: &BTreeSet<String>,
+) -> BTreeMap<String, Json> {
+    let policies: Vec<String> = role
+        .policies
+        .iter()
+        .map(|p| {
+            if own_names.contains(p) {
+                settings.vault_name(namespace, p).unwrap_or_default()
+            } else {
+                p.clone()
+            }
+        })
+        .collect();
+    let mut body = BTreeMap::from([
+        (
+            "bound_service_account_names".to_owned(),
+            json!(role.service_accounts),
+        ),
+        (
+            "bound_service_account_namespaces".to_owned(),
+            json!([namespace]),
+        ),
+        ("token_policies".to_owned(), json!(policies)),
+        (
+            "audience".to_owned(),
+            json!(
+                role.audience
+                    .clone()
+                    .or(settings.audience.clone())
+                    .unwrap_or_default()
+            ),
+        ),
+        (
+            "token_no_default_policy".to_owned(),
+            json!(settings.token_no_default_policy),
+        ),
+    ]);
+    // Always given, so that removing a TTL from the file resets it in Vault rather than
+    // leaving it. A TTL the file leaves out is the cap: Vault's 0 would be the mount's default,
+    // 768h unless tuned, whatever the caps say. The max TTL caps renewals, the explicit max
+    // caps the token even if a period were set by hand, and the period is 0 because a
+    // periodic token renews forever.
+    let (ttl, max_ttl) = guard::ttls(role, settings);
+    let secs = |d: Option<Duration>| d.map_or(0, |d| d.0.as_secs());
+    body.insert("token_ttl".to_owned(), json!(secs(ttl)));
+    body.insert("token_max_ttl".to_owned(), json!(secs(max_ttl)));
+    body.insert("token_explicit_max_ttl".to_owned(), json!(secs(max_ttl)));
+    body.insert("token_period".to_owned(), json!(0));
+    body
 }
 
 /// Two files that give one Vault name: the later one is refused.
@@ -556,4 +679,77 @@ pub fn not_regular(paths: &[PathBuf]) -> Vec<Problem> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, path: &str, text: &str) -> File {
+        File {
+            name: name.to_owned(),
+            path: PathBuf::from(path),
+            text: Ok(text.to_owned()),
+        }
+    }
+
+    /// Deciding needs no disk: a default reaches every namespace with its name filled in, a
+    /// namespace's own policy may not take a default's name, and a file that could not be read
+    /// is a problem of that file alone.
+    #[test]
+    fn deciding_judges_what_was_read_without_the_disk() {
+        let settings = RepoSettings::parse(
+            "prefix: t\naudience: vault\nallowed_paths: ['secret/data/{{ namespace }}/*']\n",
+        )
+        .expect("settings");
+        let read =
+            |ns: &str| format!("path \"secret/data/{ns}/*\" {{ capabilities = [\"read\"] }}\n");
+        let tree = Tree {
+            defaults: vec![file(
+                "base",
+                "defaults/policies/base.hcl",
+                "path \"secret/data/{{ namespace }}/*\" { capabilities = [\"read\"] }\n",
+            )],
+            namespaces: vec![
+                Namespace {
+                    name: "a".to_owned(),
+                    policies: vec![
+                        file("base", "namespaces/a/policies/base.hcl", &read("a")),
+                        File {
+                            text: Err("cannot read it: gone".to_owned()),
+                            ..file("gone", "namespaces/a/policies/gone.hcl", "")
+                        },
+                    ],
+                    roles: Vec::new(),
+                },
+                Namespace {
+                    name: "b".to_owned(),
+                    policies: Vec::new(),
+                    roles: vec![file(
+                        "app",
+                        "namespaces/b/roles/app.yaml",
+                        "service_accounts: [app]\npolicies: [base]\n",
+                    )],
+                },
+            ],
+        };
+        let mut problems = Vec::new();
+        let desired = decide(&settings, &tree, None, &mut problems);
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "namespaces/a/policies/base.hcl: policy base is also a default (defaults/policies/base.hcl); name it otherwise [names]",
+                "namespaces/a/policies/gone.hcl: cannot read it: gone [parse]",
+            ]
+        );
+        assert_eq!(
+            desired.policies["t-b-base"].text,
+            "path \"secret/data/b/*\" {\n  capabilities = [\"read\"]\n}\n"
+        );
+        assert_eq!(
+            desired.roles["t-b-app"].body["token_policies"],
+            json!(["t-b-base"])
+        );
+    }
 }

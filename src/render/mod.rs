@@ -9,47 +9,98 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
-use crate::config::output::{self, Format, Target};
-use crate::config::{self, Labels, Schema, Snapshot};
 use crate::env::Env;
+use crate::snapshot::output::{self, Format, Target};
+use crate::snapshot::{self, Labels, Schema, Snapshot};
 use crate::template::{self, Engine, Fetch, Request, Source};
 use crate::vault;
+use injector::agent_config::{TemplateConfig, TemplateSyntax};
 
-/// What to render.
-#[derive(Debug)]
-pub struct Options {
-    /// Container files and directories.
+/// `hydrant render`'s flags: what to render.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("output").args(["format", "template"]))]
+pub struct Args {
+    /// A directory of config containers (.yaml, .yml, .json, read recursively) or one file;
+    /// repeat for more.
+    #[arg(long = "containers", value_name = "DIR", required = true)]
     pub containers: Vec<PathBuf>,
-    /// `k=v,k=v` texts, each a label source.
+    /// The instance's labels, k=v,k=v; repeat for more. Sources must agree on a key.
+    #[arg(long, value_name = "K=V,...")]
     pub labels: Vec<String>,
-    /// A labels file: downward API lines or a YAML map.
+    /// More labels: a downward API file (key="value" lines) or a YAML map.
+    #[arg(long, value_name = "FILE")]
     pub labels_file: Option<PathBuf>,
-    /// The levels, lowest precedence first.
+    /// The levels containers rank by, lowest precedence first.
+    #[arg(
+        long,
+        value_name = "LEVEL,...",
+        value_delimiter = ',',
+        default_value = "global,region,site,line,environment"
+    )]
     pub levels: Vec<String>,
-    /// The app's JSON Schema.
+    /// The app's JSON Schema (draft-07 or 2020-12, JSON or YAML).
+    #[arg(long, value_name = "FILE")]
     pub schema: Option<PathBuf>,
-    /// A built-in format.
+    /// json (default), yaml, properties, env or configmap.
+    #[arg(long, value_name = "FMT", value_parser = |s: &str| s.parse::<Format>())]
     pub format: Option<Format>,
-    /// A template file, instead of a format.
+    /// A template that sees config and snapshot (version, labels, containers) and may call
+    /// secret(): Jinja, or consul-template's language with --syntax consul-template.
+    #[arg(long, value_name = "FILE")]
     pub template: Option<PathBuf>,
-    /// The template's language.
-    pub syntax: injector::agent_config::TemplateSyntax,
-    /// consul-template's delimiters.
+    /// The template's language: jinja, or consul-template (Go templates with consul-template's
+    /// functions, as Vault Agent runs them; the snapshot is not visible to them).
+    #[arg(long, value_name = "SYNTAX", default_value = "jinja", requires = "template",
+          value_parser = parse_syntax)]
+    pub syntax: TemplateSyntax,
+    /// consul-template: the delimiters, as LEFT,RIGHT (default {{,}}).
+    #[arg(long, value_name = "LEFT,RIGHT", requires = "template", value_parser = parse_delimiters)]
     pub delimiters: Option<(String, String)>,
-    /// The ConfigMap's name.
+    /// The ConfigMap's name (--format configmap).
+    #[arg(long, value_name = "N")]
     pub name: Option<String>,
-    /// The ConfigMap's namespace.
+    /// The ConfigMap's namespace (--format configmap).
+    #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
-    /// Where to write; standard output when absent or `-`.
+    /// Write here (atomically) instead of standard output; - is standard output.
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Print every value with its provenance instead of the output.
+    /// Print every value with the container that set it and the ones it overrode.
+    #[arg(long, conflicts_with = "check")]
     pub explain: bool,
-    /// Only validate.
+    /// Only validate: exit 0 when the snapshot is valid, 64 with every error.
+    #[arg(long)]
     pub check: bool,
-    /// Secrets for templates from this file instead of Vault.
+    /// Secrets for templates from this YAML file mapping Vault paths to what secret() returns.
+    #[arg(long, value_name = "FILE", conflicts_with = "agent_config")]
     pub secrets_file: Option<PathBuf>,
-    /// Vault settings and login from an agent config.
+    /// Take Vault's address, TLS settings and login from this agent config.
+    #[arg(long, value_name = "FILE")]
     pub agent_config: Option<PathBuf>,
+}
+
+fn parse_syntax(text: &str) -> Result<TemplateSyntax, String> {
+    match text {
+        "jinja" => Ok(TemplateSyntax::Jinja),
+        "consul-template" => Ok(TemplateSyntax::ConsulTemplate),
+        _ => Err("use jinja or consul-template".to_owned()),
+    }
+}
+
+fn parse_delimiters(text: &str) -> Result<(String, String), String> {
+    match text.split_once(',') {
+        Some((left, right)) if !left.is_empty() && !right.is_empty() => {
+            Ok((left.to_owned(), right.to_owned()))
+        }
+        _ => Err("give both delimiters, as in '[[,]]'".to_owned()),
+    }
+}
+
+/// `hydrant render`: renders as the flags say and prints the result (nothing with `--out`).
+pub fn command(args: &Args, env: Arc<dyn Env>) -> anyhow::Result<()> {
+    let text = run(args, env)?;
+    std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
+    Ok(())
 }
 
 /// Why rendering failed.
@@ -57,10 +108,10 @@ pub struct Options {
 pub enum Error {
     /// The containers, labels or schema are invalid.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Input(Vec<config::Error>),
+    Input(Vec<snapshot::Error>),
     /// The snapshot does not satisfy the schema, or cannot be written in the format.
     #[error(transparent)]
-    Snapshot(config::Error),
+    Snapshot(snapshot::Error),
     /// The template failed to compile or render.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Template(Vec<template::Error>),
@@ -87,11 +138,11 @@ pub enum Error {
     AgentConfig(String),
 }
 
-/// Renders as the options say and returns what to print on standard output (empty when the
+/// Renders as the flags say and returns what to print on standard output (empty when the
 /// output went to a file).
-pub fn run(options: &Options, env: Arc<dyn Env>) -> Result<String, Error> {
-    let snapshot = compose(options)?;
-    if options.explain {
+pub fn run(args: &Args, env: Arc<dyn Env>) -> Result<String, Error> {
+    let snapshot = compose(args)?;
+    if args.explain {
         let mut text = format!("# version {}\n", snapshot.version());
         text.push_str(&format!(
             "# containers, in precedence order: {}\n",
@@ -100,33 +151,33 @@ pub fn run(options: &Options, env: Arc<dyn Env>) -> Result<String, Error> {
         for line in snapshot.explain() {
             text.push_str(&format!("{line}\n"));
         }
-        validate(options, &snapshot)?;
+        validate(args, &snapshot)?;
         return Ok(text);
     }
-    validate(options, &snapshot)?;
-    if options.check {
+    validate(args, &snapshot)?;
+    if args.check {
         return Ok(format!(
             "valid: version {} from {} containers\n",
             snapshot.version(),
             snapshot.containers().count()
         ));
     }
-    let text = match &options.template {
-        Some(path) => render_template(options, path, &snapshot, env)?,
+    let text = match &args.template {
+        Some(path) => render_template(args, path, &snapshot, env)?,
         None => output::write(
             &snapshot,
-            options.format.unwrap_or(Format::Json),
+            args.format.unwrap_or(Format::Json),
             &Target {
-                name: options.name.as_deref(),
-                namespace: options.namespace.as_deref(),
+                name: args.name.as_deref(),
+                namespace: args.namespace.as_deref(),
             },
         )
         .map_err(Error::Snapshot)?,
     };
-    match options.out.as_deref() {
+    match args.out.as_deref() {
         Some(path) if path != Path::new("-") => {
             // 0600: a template's output may hold secrets.
-            crate::agent::files::write_atomic(path, text.as_bytes(), 0o600).map_err(|error| {
+            crate::files::write_atomic(path, text.as_bytes(), 0o600).map_err(|error| {
                 Error::Io {
                     what: "write",
                     path: path.to_owned(),
@@ -139,22 +190,22 @@ pub fn run(options: &Options, env: Arc<dyn Env>) -> Result<String, Error> {
     }
 }
 
-/// Composes the instance's snapshot from the options' containers and labels.
-pub fn compose(options: &Options) -> Result<Snapshot, Error> {
+/// Composes the instance's snapshot from the flags' containers and labels.
+pub fn compose(args: &Args) -> Result<Snapshot, Error> {
     let mut labels = Labels::default();
     let input = |e| Error::Input(vec![e]);
-    for text in &options.labels {
-        let parsed = config::parse_labels("--labels", text).map_err(input)?;
+    for text in &args.labels {
+        let parsed = snapshot::parse_labels("--labels", text).map_err(input)?;
         labels.add("--labels", parsed).map_err(input)?;
     }
-    if let Some(path) = &options.labels_file {
+    if let Some(path) = &args.labels_file {
         labels.add_file(path).map_err(input)?;
     }
-    config::compose_from(&options.containers, &labels, &options.levels).map_err(Error::Input)
+    snapshot::compose_from(&args.containers, &labels, &args.levels).map_err(Error::Input)
 }
 
-fn validate(options: &Options, snapshot: &Snapshot) -> Result<(), Error> {
-    if let Some(path) = &options.schema {
+fn validate(args: &Args, snapshot: &Snapshot) -> Result<(), Error> {
+    if let Some(path) = &args.schema {
         let schema = Schema::load(path).map_err(|e| Error::Input(vec![e]))?;
         schema.check(snapshot).map_err(Error::Snapshot)?;
     }
@@ -162,7 +213,7 @@ fn validate(options: &Options, snapshot: &Snapshot) -> Result<(), Error> {
 }
 
 fn render_template(
-    options: &Options,
+    args: &Args,
     path: &Path,
     snapshot: &Snapshot,
     env: Arc<dyn Env>,
@@ -176,26 +227,25 @@ fn render_template(
         || "template".to_owned(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let (left, right) = options.delimiters.clone().unwrap_or_default();
-    let config = injector::agent_config::TemplateConfig {
-        syntax: options.syntax,
+    let (left, right) = args.delimiters.clone().unwrap_or_default();
+    let config = TemplateConfig {
+        syntax: args.syntax,
         left_delimiter: Some(left),
         right_delimiter: Some(right),
-        destination: options.out.clone().unwrap_or_default(),
-        ..Default::default()
+        ..TemplateConfig::default()
     };
     let mut source = Source::of_template(&config, text);
     if let Source::ConsulTemplate { options, .. } = &mut source {
-        // pkiCert issues a certificate each time: --out is written after the render.
-        options.destination = None;
+        // pkiCert reuses a good certificate in --out, and writeToFile writes beside it.
+        options.destination = args.out.clone();
     }
     let mut engine = Engine::new(vec![(name, source)], env.clone(), 10).map_err(Error::Template)?;
-    for (name, value) in config::template_globals(&Arc::new(snapshot.clone())) {
+    for (name, value) in snapshot::template_globals(&Arc::new(snapshot.clone())) {
         engine.set_global(name, value);
     }
-    let secrets = match &options.secrets_file {
+    let secrets = match &args.secrets_file {
         Some(path) => Secrets::File(read_secrets_file(path)?, path.clone()),
-        None => Secrets::Vault(Box::new(VaultSource::new(options, env.as_ref())?)),
+        None => Secrets::Vault(Box::new(VaultSource::new(args, env.as_ref())?)),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -263,8 +313,8 @@ struct VaultSource {
 }
 
 impl VaultSource {
-    fn new(options: &Options, env: &dyn Env) -> Result<VaultSource, Error> {
-        let settings = vault::cli::CliVault::from(options.agent_config.as_deref(), env)
+    fn new(args: &Args, env: &dyn Env) -> Result<VaultSource, Error> {
+        let settings = vault::cli::CliVault::from(args.agent_config.as_deref(), env)
             .map_err(Error::AgentConfig)?;
         Ok(VaultSource {
             settings,

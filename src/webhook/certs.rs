@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 /// What the certificate manager looks after.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub struct CertificateSpec {
     /// The namespace of the Secret and Lease (the webhook's own).
     pub namespace: String,
     /// The Secret holding the CA and serving certificate.
@@ -41,7 +41,7 @@ pub struct Settings {
     pub interval: Duration,
 }
 
-impl Settings {
+impl CertificateSpec {
     fn dns_names(&self) -> Vec<String> {
         vec![
             format!("{}.{}.svc", self.service, self.namespace),
@@ -221,7 +221,7 @@ fn new_ca(now: SystemTime, validity: Duration) -> Result<(String, String), Error
 
 fn new_serving(
     now: SystemTime,
-    settings: &Settings,
+    settings: &CertificateSpec,
     ca_cert: &str,
     ca_key: &str,
 ) -> Result<(String, String), Error> {
@@ -255,7 +255,7 @@ fn split_bundle(bundle: &str) -> Vec<String> {
 pub fn next(
     now: SystemTime,
     current: Option<&Material>,
-    settings: &Settings,
+    settings: &CertificateSpec,
 ) -> Result<Option<Material>, Error> {
     let Some(current) = current else {
         let (ca_cert, ca_key) = new_ca(now, settings.ca_validity)?;
@@ -325,7 +325,7 @@ fn live_cas(bundle: &str, now: SystemTime) -> Vec<String> {
 async fn reconcile(
     secrets: &Api<Secret>,
     configs: &Api<MutatingWebhookConfiguration>,
-    settings: &Settings,
+    settings: &CertificateSpec,
 ) -> Result<Material, Error> {
     let existing = secrets.get_opt(&settings.secret).await?;
     let current = existing.as_ref().and_then(Material::from_secret);
@@ -368,7 +368,7 @@ async fn reconcile(
 /// Puts the bundle into every webhook entry that does not hold it yet.
 async fn write_bundle(
     configs: &Api<MutatingWebhookConfiguration>,
-    settings: &Settings,
+    settings: &CertificateSpec,
     bundle: &str,
 ) -> Result<(), Error> {
     if bundle.is_empty() {
@@ -407,8 +407,8 @@ fn copy_to_files(material: &Material, cert: &Path, key: &Path) -> Result<(), Err
             path: path.to_owned(),
             error,
         };
-        std::fs::create_dir_all(crate::agent::files::parent(path)).map_err(fail)?;
-        crate::agent::files::write_atomic(path, text.as_bytes(), mode).map_err(fail)?;
+        std::fs::create_dir_all(crate::files::parent(path)).map_err(fail)?;
+        crate::files::write_atomic(path, text.as_bytes(), mode).map_err(fail)?;
     }
     Ok(())
 }
@@ -417,7 +417,7 @@ fn copy_to_files(material: &Material, cert: &Path, key: &Path) -> Result<(), Err
 /// files hold a certificate.
 pub async fn run(
     client: kube::Client,
-    settings: Settings,
+    settings: CertificateSpec,
     leading: watch::Receiver<bool>,
     cert: PathBuf,
     key: PathBuf,
@@ -464,8 +464,8 @@ pub async fn run(
 mod tests {
     use super::*;
 
-    fn settings(ca: u64, cert: u64) -> Settings {
-        Settings {
+    fn settings(ca: u64, cert: u64) -> CertificateSpec {
+        CertificateSpec {
             namespace: "hydrant".to_owned(),
             secret: "tls".to_owned(),
             webhook_config: "hydrant".to_owned(),

@@ -1,6 +1,7 @@
 //! `hydrant webhook`: the mutating admission webhook over HTTPS. The handler only decodes and
 //! encodes; `injector::mutate` decides.
 
+mod args;
 pub mod certs;
 mod limits;
 mod metrics;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::body::HttpBody as _;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+pub use self::args::Args;
 pub use self::limits::Limits;
 pub use self::metrics::Metrics;
 
@@ -95,7 +97,7 @@ from_cause!(
 #[derive(Debug)]
 pub struct SelfManaged {
     /// The Secret, webhook configuration, Service and lifetimes.
-    pub certificates: certs::Settings,
+    pub certificates: certs::CertificateSpec,
     /// The Lease that chooses the replica that writes.
     pub election: crate::lease::Params,
 }
@@ -121,12 +123,19 @@ pub struct Options {
     pub self_managed: Option<SelfManaged>,
 }
 
-struct Shared {
+/// What the webhook's handlers share: the injector's settings, the metrics and the body budget.
+struct WebhookState {
     settings: InjectorSettings,
     metrics: Metrics,
     /// One permit per byte of request body that may be held at once.
     bodies: Arc<Semaphore>,
     max_body: usize,
+}
+
+/// `hydrant webhook`: serves as the flags say until SIGTERM or SIGINT.
+pub fn command(args: Args) -> anyhow::Result<()> {
+    run(args.options())?;
+    Ok(())
 }
 
 /// Runs the webhook until SIGTERM or SIGINT.
@@ -194,15 +203,15 @@ pub async fn serve(
     }
     let resolver = Arc::new(tls::Reloading::new(&options.tls_cert, &options.tls_key)?);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())?));
-    let shared = Arc::new(Shared {
+    let state = Arc::new(WebhookState {
         settings: options.settings,
         metrics: Metrics::new(),
         bodies: Arc::new(Semaphore::new(body_budget as usize)),
         max_body: options.max_body_bytes,
     });
-    let _watcher = watch_certificates(resolver, shared.clone())?;
+    let _watcher = watch_certificates(resolver, state.clone())?;
     let app = router(
-        shared.clone(),
+        state.clone(),
         options.request_timeout,
         options.max_body_bytes,
     );
@@ -230,7 +239,7 @@ pub async fn serve(
                     // EMFILE leaves the connection in the backlog, so accept fails again at
                     // once: back off instead of logging 20 times a second.
                     failed_accepts = failed_accepts.saturating_add(1);
-                    shared.metrics.accept_failed();
+                    state.metrics.accept_failed();
                     let pause = limits::accept_backoff(failed_accepts);
                     if failed_accepts == 1 {
                         warn!(%error, "accept failed; backing off until it succeeds");
@@ -371,31 +380,35 @@ async fn serve_connection(
 }
 
 /// The routes, with the body limit and the per-request timeout.
-fn router(shared: Arc<Shared>, timeout: Duration, max_body: usize) -> Router {
+fn router(state: Arc<WebhookState>, timeout: Duration, max_body: usize) -> Router {
     Router::new()
-        .route("/mutate", post(mutate))
+        .route("/mutate", post(mutate_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
-            shared.clone(),
+            state.clone(),
             hold_body_budget,
         ))
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
+        .layer(middleware::from_fn(move |req: HttpRequest, next: Next| {
             deadline(timeout, req, next)
         }))
-        .with_state(shared)
+        .with_state(state)
 }
 
 /// Takes the request's share of the body budget before its body is read, or answers 503 at
 /// once: many large bodies at once must cost a refusal, never memory.
-async fn hold_body_budget(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+async fn hold_body_budget(
+    State(state): State<Arc<WebhookState>>,
+    req: HttpRequest,
+    next: Next,
+) -> Response {
     // hyper derives the exact size from the framing (HTTP/1 Content-Length, HTTP/2
     // content-length, which h2 enforces); a body of unknown size may grow to the limit.
-    let share = limits::body_share(req.body().size_hint().exact(), shared.max_body);
-    let Ok(permit) = shared.bodies.clone().try_acquire_many_owned(share) else {
-        shared.metrics.busy();
+    let share = limits::body_share(req.body().size_hint().exact(), state.max_body);
+    let Ok(permit) = state.bodies.clone().try_acquire_many_owned(share) else {
+        state.metrics.busy();
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "1")],
@@ -408,7 +421,7 @@ async fn hold_body_budget(State(shared): State<Arc<Shared>>, req: Request, next:
     response
 }
 
-async fn deadline(timeout: Duration, req: Request, next: Next) -> Response {
+async fn deadline(timeout: Duration, req: HttpRequest, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => (
@@ -419,23 +432,29 @@ async fn deadline(timeout: Duration, req: Request, next: Next) -> Response {
     }
 }
 
-async fn mutate(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+/// `POST /mutate`: checks the content type and hands the body to [`review::review`], which
+/// decodes it and lets `injector::mutate` decide; then counts and logs the outcome.
+async fn mutate_handler(
+    State(state): State<Arc<WebhookState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !json {
-        shared.metrics.invalid();
+        state.metrics.invalid();
         return (
             StatusCode::BAD_REQUEST,
             "content-type must be application/json\n",
         )
             .into_response();
     }
-    match review::review(&body, &shared.settings) {
+    match review::review(&body, &state.settings) {
         Ok(answer) => {
-            shared
+            state
                 .metrics
                 .answered(&answer.outcome, started.elapsed().as_secs_f64());
             match &answer.outcome {
@@ -451,20 +470,20 @@ async fn mutate(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             axum::Json(answer.body).into_response()
         }
         Err(bad) => {
-            shared.metrics.invalid();
+            state.metrics.invalid();
             debug!(reason = %bad, "not an admission review");
             (StatusCode::BAD_REQUEST, format!("{bad}\n")).into_response()
         }
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics(State(state): State<Arc<WebhookState>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        shared.metrics.encode(),
+        state.metrics.encode(),
     )
         .into_response()
 }
@@ -474,7 +493,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 /// one reload, and reloads happen at most every [`RELOAD_SETTLE`].
 fn watch_certificates(
     resolver: Arc<tls::Reloading>,
-    shared: Arc<Shared>,
+    state: Arc<WebhookState>,
 ) -> Result<notify::RecommendedWatcher, Error> {
     let changed = Arc::new(tokio::sync::Notify::new());
     let on_event = changed.clone();
@@ -498,7 +517,7 @@ fn watch_certificates(
                 () = changed.notified() => tokio::time::sleep(RELOAD_SETTLE).await,
                 _ = tick.tick() => {}
             }
-            shared.metrics.certificate_read();
+            state.metrics.certificate_read();
             match resolver.reload() {
                 Ok(true) => info!("serving certificate reloaded"),
                 Ok(false) => {}

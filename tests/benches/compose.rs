@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hydrant::config::container::{Selector, Term};
-use hydrant::config::{Composer, Container, DEFAULT_LEVELS, Strategy};
+use hydrant::snapshot::container::{Selector, Term};
+use hydrant::snapshot::{Composer, Container, DEFAULT_LEVELS, Strategy};
 use serde_json::{Map, Value as Json, json};
 
 const REGIONS: usize = 10;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod fake_kube;
 pub mod jwt;
 pub mod token_review;

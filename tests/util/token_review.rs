@@ -45,6 +45,16 @@ impl TokenReviewer {
         self.accepted.lock().expect("lock").insert(token.to_owned());
     }
 
+    /// A service-account token for `team-a/<name>` with `audience` and `uid`, newly signed,
+    /// that the "API server" recognises.
+    pub fn accepted_token(&self, name: &str, audience: &str, uid: &str) -> String {
+        let token = super::jwt::Signer::new().sign(&super::jwt::service_account_claims(
+            "team-a", name, audience, uid,
+        ));
+        self.accept(&token);
+        token
+    }
+
     /// Makes `token` one the "API server" no longer recognises (it expired, or was rotated).
     pub fn reject(&self, token: &str) {
         self.accepted.lock().expect("lock").remove(token);

@@ -282,7 +282,7 @@ impl PendingWrite {
             file.write_all(&self.content)
                 .map_err(|e| format!("cannot write it: {e}"))?;
         } else {
-            crate::agent::files::write_atomic(&path, &self.content, self.mode)
+            crate::files::write_atomic(&path, &self.content, self.mode)
                 .map_err(|e| format!("cannot write it: {e}"))?;
         }
         let (user, group) = (&self.owner.0, &self.owner.1);

@@ -72,7 +72,7 @@ pub struct Target<'a> {
 
 /// Writes the snapshot's config in `format`.
 pub fn write(snapshot: &Snapshot, format: Format, target: &Target<'_>) -> Result<String, Error> {
-    let config = snapshot.config();
+    let config = snapshot.values();
     let fail = |message: String| Error::Output {
         format: format.name(),
         message,

@@ -29,7 +29,7 @@ fn compose(yaml: &str, pairs: &[(&str, &str)]) -> Json {
     composer(yaml)
         .compose(&labels(pairs))
         .unwrap_or_else(|e| panic!("{e}"))
-        .config()
+        .values()
         .clone()
 }
 
@@ -626,8 +626,8 @@ proptest! {
         rng.shuffle(&mut shuffled);
         for site in ["a", "b", "c"] {
             let l = labels(&[("site", site)]);
-            let one = composer(&docs.join("---\n")).compose(&l).map(|s| (s.config().clone(), s.version().to_owned(), s.explain()));
-            let two = composer(&shuffled.join("---\n")).compose(&l).map(|s| (s.config().clone(), s.version().to_owned(), s.explain()));
+            let one = composer(&docs.join("---\n")).compose(&l).map(|s| (s.values().clone(), s.version().to_owned(), s.explain()));
+            let two = composer(&shuffled.join("---\n")).compose(&l).map(|s| (s.values().clone(), s.version().to_owned(), s.explain()));
             prop_assert_eq!(one.map_err(|e| e.to_string()), two.map_err(|e| e.to_string()));
         }
     }

@@ -87,7 +87,7 @@ impl Schema {
     pub fn violations(&self, snapshot: &Snapshot) -> Vec<Violation> {
         let mut out: Vec<Violation> = self
             .validator
-            .iter_errors(snapshot.config())
+            .iter_errors(snapshot.values())
             .map(|e| {
                 let mut pointer = e.instance_path().as_str().to_owned();
                 let keyword = e.kind().keyword().to_owned();

@@ -1,5 +1,6 @@
-//! Writing rendered files: atomically (temporary file in the same directory, fsync, rename), with
-//! the requested mode, and only when the content changed.
+//! Writing files atomically (temporary file in the same directory, fsync, rename), with the
+//! requested mode, and only when the content changed: the agent's outputs and hand-over,
+//! `render --out`, and the webhook's self-managed certificates.
 
 use std::fs::{self, File, Permissions};
 use std::io::{self, Write as _};

@@ -242,7 +242,7 @@ pub fn template_globals(snapshot: &Arc<Snapshot>) -> Vec<(&'static str, minijinj
     vec![
         (
             "config",
-            minijinja::Value::from(minijinja::value::Serde(snapshot.config())),
+            minijinja::Value::from(minijinja::value::Serde(snapshot.values())),
         ),
         (
             "snapshot",
@@ -308,12 +308,12 @@ pub fn parse_labels_file(source: &str, text: &str) -> Result<Vec<(String, String
         .collect()
 }
 
-/// A composed snapshot: the config, its version, the labels it was composed for and the
+/// A composed snapshot: the values, their version, the labels it was composed for and the
 /// containers it was composed from.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     root: Node,
-    config: Json,
+    values: Json,
     version: String,
     labels: BTreeMap<String, String>,
     containers: Vec<Arc<str>>,
@@ -332,23 +332,23 @@ pub struct SnapshotInfo<'a> {
 
 impl Snapshot {
     fn new(root: Node, labels: BTreeMap<String, String>, containers: Vec<Arc<str>>) -> Snapshot {
-        let config = root.to_json();
-        let version = version_of(&config);
+        let values = root.to_json();
+        let version = version_of(&values);
         Snapshot {
             root,
-            config,
+            values,
             version,
             labels,
             containers,
         }
     }
 
-    /// The composed values.
-    pub fn config(&self) -> &Json {
-        &self.config
+    /// The composed values: what templates see as `config`.
+    pub fn values(&self) -> &Json {
+        &self.values
     }
 
-    /// SHA-256 of the canonical JSON (RFC 8785) of the config, in lowercase hex.
+    /// SHA-256 of the canonical JSON (RFC 8785) of the values, in lowercase hex.
     pub fn version(&self) -> &str {
         &self.version
     }

@@ -1,0 +1,109 @@
+//! The sidecar's side of the hand-over: it takes over what an init container (or its own
+//! previous run) left, and keeps it saved so that a restarted sidecar takes over in turn.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::responses::response_of;
+use super::{Sidecar, Stored};
+use crate::agent::schedule::Response;
+use crate::agent::state;
+use crate::template::Request;
+use crate::vault::{self, Token};
+
+impl Sidecar<'_> {
+    /// Takes over what an init container left, if anything: its token (checked with
+    /// lookup-self) and what it fetched. Without a usable hand-over, the first login comes next.
+    pub(super) async fn adopt(&mut self) {
+        let Some(dir) = &self.config.state_dir else {
+            return;
+        };
+        let handover = match state::load(dir) {
+            Ok(Some(handover)) => handover,
+            Ok(None) => return,
+            Err(error) => {
+                warn!(%error, "ignoring the init container's hand-over");
+                return;
+            }
+        };
+        let token = Token::new(handover.token.clone());
+        let info = match vault::adopt(&mut self.client, token.clone()).await {
+            Ok(info) => info,
+            Err(error) => {
+                // Its leases died with it, and what else it fetched is fetched again with the
+                // first render.
+                warn!(%error, "the init container's token cannot be used; logging in");
+                return;
+            }
+        };
+        info!(
+            ttl_s = info.ttl.as_secs(),
+            "took over the init container's token"
+        );
+        let now = Instant::now();
+        self.schedule.adopted(now, info.ttl, info.renewable);
+        self.token = Some(token);
+        let wall = SystemTime::now();
+        for entry in handover.entries {
+            let request = Request::from_parts(&entry.path, entry.params.as_ref());
+            let fetched_at = state::system_time(entry.fetched_at);
+            let age = wall.duration_since(fetched_at).unwrap_or_default();
+            let response = match entry.lease {
+                Some(lease) => Response::Lease {
+                    ttl: Duration::from_secs(lease.seconds).saturating_sub(age),
+                    id: lease.id,
+                    renewable: lease.renewable,
+                },
+                None => response_of(&request, &entry.data, None),
+            };
+            self.engine.store(request.clone(), &entry.data);
+            self.schedule.fetched(now, wall, age, &request, response);
+            self.stored.insert(
+                request,
+                Stored {
+                    data: entry.data,
+                    fetched_at,
+                },
+            );
+        }
+        debug!(
+            entries = self.stored.len(),
+            "took over the init container's records"
+        );
+        self.render((0..self.rendered.len()).collect()).await;
+    }
+
+    /// Writes the hand-over so that a restarted sidecar takes over instead of starting again.
+    pub(super) fn save(&self) {
+        let (Some(dir), Some(token)) = (&self.config.state_dir, &self.token) else {
+            return;
+        };
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let held = self.stored.iter().map(|(request, stored)| state::Held {
+            request,
+            data: &stored.data,
+            fetched_at: stored.fetched_at,
+            lease: self.schedule.lease(request).map(|lease| {
+                let age = wall.duration_since(stored.fetched_at).unwrap_or_default();
+                let left = lease
+                    .expires
+                    .map_or(Duration::ZERO, |end| end.saturating_duration_since(now));
+                state::HeldLease {
+                    id: lease.id,
+                    lifetime: age + left,
+                    renewable: lease.renewable,
+                }
+            }),
+        });
+        let expires = self
+            .schedule
+            .token_expires()
+            .map(|at| wall + at.saturating_duration_since(now));
+        if let Err(error) = state::hand_over(dir, token.expose(), expires, held) {
+            warn!(%error, "cannot save the agent's state");
+        }
+    }
+}

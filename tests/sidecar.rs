@@ -1153,3 +1153,164 @@ fn the_sidecar_never_logs_a_path_computed_from_a_secret() {
     assert!(!log.contains("pw-1"), "{log}");
     assert!(log.contains("<a path computed while rendering>"), "{log}");
 }
+
+/// A PKI engine whose role issues `*.example.com` certificates, backdated by 1 s.
+fn pki_setup(vault: &Vault) {
+    vault.mount("pki", "pki", json!({}));
+    vault.api(
+        "POST",
+        "sys/mounts/pki/tune",
+        Some(json!({"max_lease_ttl": "24h"})),
+    );
+    vault.api(
+        "POST",
+        "pki/root/generate/internal",
+        Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
+    );
+    vault.api(
+        "POST",
+        "pki/roles/web",
+        Some(json!({
+            "allowed_domains": ["example.com"],
+            "allow_subdomains": true,
+            "max_ttl": "1h",
+            "not_before_duration": "1s",
+        })),
+    );
+}
+
+/// consul-template templates go through the same engine as Jinja ones in the sidecar: a KV
+/// change reaches the file within the refresh interval, database credentials are renewed and
+/// replaced (the change command running once per change), a pkiCert certificate is re-issued
+/// at about 90% of its life, and a missing key is warned about and counted.
+#[test]
+fn consul_template_templates_are_refreshed_renewed_and_reissued_as_jinja_ones() {
+    let vault = seeded();
+    let postgres = Postgres::start();
+    database_setup(&vault, &postgres, "5s", "15s");
+    pki_setup(&vault);
+    let auth = approle(&vault, "1h", "24h");
+    let changes = vault.path("changes.log");
+    let port = free_port();
+    let consul = |name: &str, text: &str| json!({"name": name, "contents": text, "destination": out(&vault, name), "syntax": "consul-template"});
+    let mut pg = consul(
+        "pg",
+        "{{ with secret \"database/creds/app\" }}{{ .Data.username }}\n{{ .Data.password }}\n{{ end }}",
+    );
+    pg["command"] = json!([
+        "sh",
+        "-c",
+        format!(
+            "cat {} >> {}",
+            out(&vault, "pg").display(),
+            changes.display()
+        )
+    ]);
+    let config = agent_config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "refresh_interval": "2s",
+            "listen": port,
+            "templates": [
+                consul("kv", "{{ with secret \"secret/data/app/db\" }}pass={{ .Data.data.password }} {{ .Data.data.nope }}{{ end }}\n"),
+                pg,
+                consul("tls", "{{ with pkiCert \"pki/issue/web\" \"common_name=web.example.com\" \"ttl=10s\" }}{{ .Cert }}{{ .Key }}{{ end }}"),
+            ],
+        }),
+    );
+    let mark = vault.audit_mark();
+    let agent = start(&vault, &config);
+    assert_eq!(read(&out(&vault, "kv")), "pass=pw-1 <no value>\n");
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "pw-2"}),
+    );
+    let mut seen = vec![read(&out(&vault, "pg"))];
+    let mut certs = vec![read(&out(&vault, "tls"))];
+    holds_for(S(22), || {
+        let creds = read(&out(&vault, "pg"));
+        if seen.last() != Some(&creds) {
+            seen.push(creds);
+        }
+        let cert = read(&out(&vault, "tls"));
+        if certs.last() != Some(&cert) {
+            certs.push(cert);
+        }
+    });
+    assert_eq!(read(&out(&vault, "kv")), "pass=pw-2 <no value>\n");
+    let metrics = scrape(port);
+    assert!(
+        metrics.contains("hydrant_agent_missing_keys_total{template=\"kv\"}"),
+        "{metrics}"
+    );
+    drop(agent);
+    let log = read(&vault.path("agent.log"));
+    assert!(
+        log.contains("key=\"nope\"") || log.contains("key=nope"),
+        "the missing key is named: {log}"
+    );
+
+    let counts = vault.audit_counts(mark);
+    assert!(
+        count(&counts, "update sys/leases/renew") >= 2,
+        "renewed: {counts:?}"
+    );
+    let reads = vault.audit_times(mark, "read database/creds/app");
+    assert!(
+        reads.len() >= 2,
+        "replaced before its 15 s max TTL: {counts:?}"
+    );
+    assert_eq!(seen.len(), reads.len(), "every new set reached the file");
+    let ran = fs::read_to_string(&changes).unwrap_or_default();
+    assert_eq!(ran, seen[1..].concat(), "one command run per change");
+    let issued = vault.audit_times(mark, "update pki/issue/web");
+    assert_eq!(
+        issued.len(),
+        3,
+        "issued, then re-issued twice in 22 s: {counts:?}"
+    );
+    assert_eq!(certs.len(), 3, "each certificate reached the file");
+}
+
+/// The init container renders consul-template templates and hands over; the sidecar adopts
+/// them: one login, one certificate, one set of database credentials in all.
+#[test]
+fn an_init_container_and_its_sidecar_share_one_certificate_and_one_lease() {
+    let vault = seeded();
+    let postgres = Postgres::start();
+    database_setup(&vault, &postgres, "1h", "24h");
+    pki_setup(&vault);
+    let auth = approle(&vault, "1h", "24h");
+    let consul = |name: &str, text: &str| json!({"name": name, "contents": text, "destination": out(&vault, name), "syntax": "consul-template"});
+    let config = agent_config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "templates": [
+                consul("tls", "{{ with pkiCert \"pki/issue/web\" \"common_name=web.example.com\" \"ttl=1h\" }}{{ .Cert }}{{ .Key }}{{ .CA }}{{ end }}"),
+                consul("pg", "{{ with secret \"database/creds/app\" }}{{ .Data.username }} {{ .LeaseID }}{{ end }}"),
+                consul("kv", "{{ with secret \"secret/app/db\" }}{{ .Data.data.password }}{{ end }}"),
+            ],
+        }),
+    );
+    let mark = vault.audit_mark();
+    Hydrant::agent_once(&config).run().success();
+    let (tls, pg) = (read(&out(&vault, "tls")), read(&out(&vault, "pg")));
+    let agent = start(&vault, &config);
+    std::thread::sleep(S(3));
+    drop(agent);
+    assert_eq!(read(&out(&vault, "tls")), tls, "the same certificate");
+    assert_eq!(
+        read(&out(&vault, "pg")),
+        pg,
+        "the same credentials and lease"
+    );
+    let counts = vault.audit_counts(mark);
+    assert_eq!(count(&counts, "update auth/approle/login"), 1, "{counts:?}");
+    assert_eq!(count(&counts, "update pki/issue/web"), 1, "{counts:?}");
+    assert_eq!(count(&counts, "read database/creds/app"), 1, "{counts:?}");
+    assert_eq!(count(&counts, "read secret/data/app/db"), 1, "{counts:?}");
+}

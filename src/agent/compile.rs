@@ -60,3 +60,18 @@ pub(super) fn compile(
     engine.allow_files(config.watch.clone());
     Ok((engine, files))
 }
+
+/// Warns when output `i`'s last render looked up a key that does not exist: a
+/// consul-template template renders `<no value>` there, as Vault Agent does (which says
+/// nothing). The key is the template's own text, never a value. Whether it did.
+pub(crate) fn warn_missing_key(engine: &Engine, i: usize, template: &str) -> bool {
+    let Some(key) = engine.dependencies(i).missing_key else {
+        return false;
+    };
+    tracing::warn!(
+        template,
+        key,
+        "the template reads a key that does not exist and renders <no value> there, as Vault Agent does; set error_on_missing_key (vault.hashicorp.com/error-on-missing-key-<name>) to fail instead"
+    );
+    true
+}

@@ -35,9 +35,13 @@ pub(super) async fn run(config: &AgentConfig, engine: &Engine) -> Result<(), Err
     let results = engine.render_all(&fetch).await;
     let mut rendered = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
-    for result in results {
+    let names: Vec<&str> = config.outputs().map(|o| o.name).collect();
+    for (i, result) in results.into_iter().enumerate() {
         match result {
-            Ok(r) => rendered.push(r),
+            Ok(r) => {
+                super::compile::warn_missing_key(engine, i, names.get(i).copied().unwrap_or(""));
+                rendered.push(r);
+            }
             Err(e) => failures.push(e),
         }
     }

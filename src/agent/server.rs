@@ -60,6 +60,7 @@ pub struct SidecarStatus {
     renewals: Family<RenewalLabel, Counter>,
     renders: Family<TemplateLabel, Counter>,
     commands: Family<TemplateLabel, Counter>,
+    missing_keys: Family<OutputLabel, Counter>,
     snapshots: Family<ResultLabel, Counter>,
     fetch_failures: Family<ReasonLabel, Counter>,
     tokens_lost: Counter,
@@ -100,6 +101,7 @@ impl SidecarStatus {
         let renewals = Family::<RenewalLabel, Counter>::default();
         let renders = Family::<TemplateLabel, Counter>::default();
         let commands = Family::<TemplateLabel, Counter>::default();
+        let missing_keys = Family::<OutputLabel, Counter>::default();
         let snapshots = Family::<ResultLabel, Counter>::default();
         let fetch_failures = Family::<ReasonLabel, Counter>::default();
         let tokens_lost = Counter::default();
@@ -121,6 +123,11 @@ impl SidecarStatus {
             "commands",
             "Change commands run, by file and result",
             commands.clone(),
+        );
+        registry.register(
+            "missing_keys",
+            "Renders of a consul-template template that looked up a key that does not exist and rendered <no value> (as Vault Agent does), by file",
+            missing_keys.clone(),
         );
         registry.register(
             "snapshots",
@@ -160,6 +167,7 @@ impl SidecarStatus {
             renewals,
             renders,
             commands,
+            missing_keys,
             snapshots,
             fetch_failures,
             tokens_lost,
@@ -220,6 +228,15 @@ impl SidecarStatus {
             .get_or_create(&TemplateLabel {
                 template: template.to_owned(),
                 result: outcome(ok),
+            })
+            .inc();
+    }
+
+    /// Counts a render that met a missing key.
+    pub fn missing_key(&self, template: &str) {
+        self.missing_keys
+            .get_or_create(&OutputLabel {
+                template: template.to_owned(),
             })
             .inc();
     }

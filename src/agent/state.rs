@@ -4,14 +4,14 @@
 //! #162). The file is 0600 and never in a volume an app container mounts.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::files;
-use crate::template::Request;
+use crate::template::{Kind, Request};
 
 /// The file in the state directory.
 pub const STATE_FILE: &str = "state.json";
@@ -51,6 +51,16 @@ pub struct Entry {
     /// A write's parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<Map<String, Value>>,
+    /// What the request does (consul-template's reads, lists and certificates); absent for a
+    /// plain read or write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+    /// A read's query string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// A certificate's destination file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<PathBuf>,
     /// The response's data.
     pub data: Value,
     /// When it was fetched (Unix seconds).
@@ -142,6 +152,9 @@ pub fn hand_over<'a>(
         .map(|held| Entry {
             path: held.request.path.clone(),
             params: held.request.params(),
+            kind: Some(held.request.kind()).filter(|k| !matches!(k, Kind::Read | Kind::Write)),
+            query: held.request.query().map(str::to_owned),
+            destination: held.request.destination().map(Path::to_owned),
             data: held.data.clone(),
             fetched_at: unix(held.fetched_at),
             lease: held.lease.map(|lease| LeaseRecord {
@@ -214,6 +227,9 @@ mod tests {
             vec![Entry {
                 path: "database/creds/ro".into(),
                 params: None,
+                kind: None,
+                query: None,
+                destination: None,
                 data: serde_json::json!({"username": "u", "password": "p"}),
                 fetched_at: 100,
                 lease: Some(LeaseRecord {
@@ -286,6 +302,48 @@ mod tests {
         );
         assert_eq!((value.params.as_ref(), &value.lease), (None, &None));
         assert_eq!(value.data, kv);
+    }
+
+    /// consul-template's requests come back as what they were: a certificate with its
+    /// destination (so that the sidecar reuses it), a read with its version, a list.
+    #[test]
+    fn a_hand_over_keeps_each_request_s_kind_query_and_destination() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let requests = [
+            Request::certificate(
+                "pki/issue/web",
+                &Default::default(),
+                Some(Path::new("/vault/secrets/tls")),
+            ),
+            Request::read_consul("secret/data/app?version=2"),
+            Request::read_consul("secret/app"),
+            Request::list("secret/metadata/app"),
+            Request::write("auth/approle/login", &Default::default()),
+            Request::read("secret/data/app"),
+        ];
+        let data = serde_json::json!({});
+        let held = requests.iter().map(|request| Held {
+            request,
+            data: &data,
+            fetched_at: system_time(1),
+            lease: None,
+        });
+        hand_over(dir.path(), "t", None, held).expect("saved");
+        let back = load(dir.path()).expect("loads").expect("present");
+        let restored: Vec<Request> = back
+            .entries
+            .iter()
+            .map(|e| {
+                Request::restore(
+                    &e.path,
+                    e.kind,
+                    e.params.as_ref(),
+                    e.query.as_deref(),
+                    e.destination.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(restored, requests);
     }
 
     #[test]

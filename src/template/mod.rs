@@ -85,7 +85,10 @@ pub struct Request {
 }
 
 /// What a [`Request`] does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// `GET` the path as it is.
     Read,
@@ -175,9 +178,33 @@ impl Request {
         }
     }
 
+    /// A request as the hand-over records it: its path, kind, parameters, query and
+    /// destination. A record without a kind (from before kinds) is a read, or a write when it
+    /// has parameters.
+    pub fn restore(
+        path: &str,
+        kind: Option<Kind>,
+        params: Option<&Map<String, Json>>,
+        query: Option<&str>,
+        destination: Option<&Path>,
+    ) -> Request {
+        let mut request = Request::from_parts(path, params);
+        if let Some(kind) = kind {
+            request.kind = kind;
+        }
+        request.query = query.map(str::to_owned);
+        request.destination = destination.map(Path::to_owned);
+        request
+    }
+
     /// What the request does.
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// A certificate's destination file.
+    pub fn destination(&self) -> Option<&Path> {
+        self.destination.as_deref()
     }
 
     /// A read's query string.

@@ -47,9 +47,21 @@ impl Sidecar<'_> {
         self.token = Some(token);
         let wall = SystemTime::now();
         for entry in handover.entries {
-            let request = Request::from_parts(&entry.path, entry.params.as_ref());
+            let request = Request::restore(
+                &entry.path,
+                entry.kind,
+                entry.params.as_ref(),
+                entry.query.as_deref(),
+                entry.destination.as_deref(),
+            );
             let fetched_at = state::system_time(entry.fetched_at);
             let age = wall.duration_since(fetched_at).unwrap_or_default();
+            // The lease as fetched, for consul-template's .LeaseID and .LeaseDuration.
+            let lease = entry.lease.as_ref().map(|lease| vault::Lease {
+                id: lease.id.clone(),
+                duration: Duration::from_secs(lease.seconds),
+                renewable: lease.renewable,
+            });
             let response = match entry.lease {
                 Some(lease) => Response::Lease {
                     ttl: Duration::from_secs(lease.seconds).saturating_sub(age),
@@ -58,7 +70,12 @@ impl Sidecar<'_> {
                 },
                 None => response_of(&request, &entry.data, None),
             };
-            self.engine.store(request.clone(), &entry.data);
+            let secret = vault::Secret {
+                data: entry.data.clone(),
+                lease,
+                ..vault::Secret::default()
+            };
+            self.engine.store_secret(request.clone(), secret);
             self.schedule.fetched(now, wall, age, &request, response);
             self.stored.insert(
                 request,

@@ -87,6 +87,9 @@ impl Sidecar<'_> {
         match written {
             Ok(written) => {
                 self.status.render(output.name, true);
+                if crate::agent::compile::warn_missing_key(&self.engine, i, output.name) {
+                    self.status.missing_key(output.name);
+                }
                 self.status.rendered_at(output.name, SystemTime::now());
                 self.schedule.rendered(i);
                 self.rendered[i] = true;

@@ -210,6 +210,36 @@ fn sprig_defaults_encodings_math_hashes_regexes_and_paths_match_bao_agent() {
     );
 }
 
+#[test]
+fn to_yaml_matches_bao_agent() {
+    let (vault, token) = seeded();
+    vault.kv2_put(
+        "app/yaml",
+        json!({
+            "plain": "hello world", "bool-like": "yes", "num-like": "0777", "float-like": "1e3",
+            "date-like": "2001-12-14", "empty": "", "null-like": "~", "dash": "- x", "colon": "a: b",
+            "hash": "a #b", "quote": "it's", "lead": " x", "multi": "line one\nline two\n",
+            "multi-nl": "a\n\nb", "tab": "a\tb", "unicode": "héllo ✓", "long": "word ".repeat(30),
+            "n": 5432, "f": 0.25, "big": 1e21, "t": true, "z": null, "list": ["a", 1, {"k": "v"}, []],
+            "nested": {"m": {"deep": [1, [2, 3]]}, "e": {}}, "a10": 1, "a2": 2, "y": "n",
+        }),
+    );
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "yaml",
+                "{{ with secret \"secret/data/app/yaml\" }}{{ .Data.data | toYAML }}\n---\n{{ .Data | toYAML }}{{ end }}\n",
+            ),
+            case(
+                "yaml-scalars",
+                "{{ toYAML \"x\" }}|{{ toYAML 1 }}|{{ toYAML (parseJSON \"[1.5, 1000000]\") }}|{{ toYAML (split \",\" \"a,b\") }}|{{ toYAML \"a\\nb\" }}|{{ toYAML (parseJSON \"{}\") }}\n",
+            ),
+        ],
+    );
+}
+
 /// Times and random text differ on every run: both agents must give the same shapes.
 #[test]
 fn timestamps_and_random_values_have_bao_agent_s_shapes() {

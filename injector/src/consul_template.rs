@@ -68,6 +68,7 @@ pub const FUNCTIONS: &[&str] = &[
     "toLower",
     "toTitle",
     "toUpper",
+    "toYAML",
     "split",
     "splitToMap",
     "add",

@@ -11,6 +11,7 @@
 mod go;
 mod sprig;
 mod time;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -144,6 +145,10 @@ const HELPERS: &[(&str, Function)] = &[
         )))
     }),
     ("timestamp", timestamp),
+    ("toYAML", |a| {
+        arity("toYAML", a, 1)?;
+        Ok(text(&yaml::encode(&a[0], MAX_BUILD)?))
+    }),
     ("toLower", |a| {
         Ok(text(&to_lower(one_string("toLower", a)?)))
     }),

@@ -229,6 +229,48 @@ pub(crate) fn fixed(digits: &str, exp: i32) -> String {
     }
 }
 
+/// `strconv.ParseInt(s, 0, 64)`, or `ParseUint` past `i64::MAX`: a sign, then `0x`, `0o`,
+/// `0b`, a leading `0` (octal) or decimal digits, with `_` between digits when a prefix is
+/// given.
+pub(crate) fn parse_int_base0(s: &str) -> Option<i128> {
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let lower = digits.to_ascii_lowercase();
+    let (radix, body, prefixed) = if let Some(b) = lower.strip_prefix("0x") {
+        (16, b, true)
+    } else if let Some(b) = lower.strip_prefix("0o") {
+        (8, b, true)
+    } else if let Some(b) = lower.strip_prefix("0b") {
+        (2, b, true)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..], true)
+    } else {
+        (10, lower.as_str(), false)
+    };
+    if body.is_empty() || body.starts_with(['+', '-']) {
+        return None;
+    }
+    // Underscores only with a prefix, each between digits or right after the prefix.
+    let rest = body.strip_prefix('_').unwrap_or(body);
+    if body.contains('_')
+        && (!prefixed
+            || rest.is_empty()
+            || rest.starts_with('_')
+            || rest.ends_with('_')
+            || rest.contains("__"))
+    {
+        return None;
+    }
+    let magnitude = i128::from(u64::from_str_radix(&body.replace('_', ""), radix).ok()?);
+    if negative {
+        (magnitude <= 1 << 63).then_some(-magnitude)
+    } else {
+        Some(magnitude)
+    }
+}
+
 /// Whether Go's `isEmptyValue` (mergo, Sprig's `empty`) holds: nil, false, zero, or no length.
 pub(crate) fn is_empty(value: &Value) -> bool {
     match value {

@@ -1023,7 +1023,9 @@ fn to_int64(value: &Value) -> i64 {
         (Some(Number::Uint(u)), _) => u as i64,
         (Some(Number::Float(f)), _) => f as i64,
         (None, Value::Bool(b)) => i64::from(*b),
-        (None, Value::String(s)) => parse_go_int(trim_zero_decimal(s)).unwrap_or(0),
+        (None, Value::String(s)) => go::parse_int_base0(trim_zero_decimal(s))
+            .and_then(|n| i64::try_from(n).ok())
+            .unwrap_or(0),
         _ => 0,
     }
 }
@@ -1045,43 +1047,6 @@ fn trim_zero_decimal(s: &str) -> &str {
     match s.split_once('.') {
         Some((int, zeros)) if !zeros.is_empty() && zeros.bytes().all(|b| b == b'0') => int,
         _ => s,
-    }
-}
-
-/// `strconv.ParseInt(s, 0, 64)`: a sign, then `0x`, `0o`, `0b`, a leading `0` (octal) or
-/// decimal digits, with `_` between digits when a prefix is given.
-fn parse_go_int(s: &str) -> Option<i64> {
-    let (negative, digits) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let lower = digits.to_ascii_lowercase();
-    let (radix, body, prefixed) = if let Some(b) = lower.strip_prefix("0x") {
-        (16, b.to_owned(), true)
-    } else if let Some(b) = lower.strip_prefix("0o") {
-        (8, b.to_owned(), true)
-    } else if let Some(b) = lower.strip_prefix("0b") {
-        (2, b.to_owned(), true)
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, lower[1..].to_owned(), true)
-    } else {
-        (10, lower.clone(), false)
-    };
-    if body.is_empty() || body.starts_with('+') || body.starts_with('-') {
-        return None;
-    }
-    // Underscores only with a prefix, each between digits or after the prefix.
-    let digits = body.strip_prefix('_').unwrap_or(&body);
-    if body.contains('_')
-        && (!prefixed || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__"))
-    {
-        return None;
-    }
-    let magnitude = u64::from_str_radix(&body.replace('_', ""), radix).ok()?;
-    if negative {
-        0i64.checked_sub_unsigned(magnitude)
-    } else {
-        i64::try_from(magnitude).ok()
     }
 }
 
@@ -1400,10 +1365,14 @@ mod tests {
 
     #[test]
     fn cast_reads_numbers_as_go_does() {
-        assert_eq!(parse_go_int("0x1F"), Some(31));
-        assert_eq!(parse_go_int("010"), Some(8));
-        assert_eq!(parse_go_int("-1_000"), None);
-        assert_eq!(parse_go_int("0x_1F"), Some(31));
+        assert_eq!(go::parse_int_base0("0x1F"), Some(31));
+        assert_eq!(go::parse_int_base0("010"), Some(8));
+        assert_eq!(go::parse_int_base0("-1_000"), None);
+        assert_eq!(go::parse_int_base0("0x_1F"), Some(31));
+        assert_eq!(
+            go::parse_int_base0("18446744073709551615"),
+            Some(u64::MAX.into())
+        );
         assert_eq!(to_int64(&Value::String("12.000".into())), 12);
         assert_eq!(to_int64(&Value::String("x".into())), 0);
     }

@@ -240,6 +240,35 @@ fn to_yaml_matches_bao_agent() {
     );
 }
 
+#[test]
+fn to_toml_matches_bao_agent() {
+    let (vault, token) = seeded();
+    vault.kv2_put(
+        "app/toml",
+        json!({
+            "name": "app", "port": 5432, "ratio": 0.25, "big": 1e21, "on": true, "none": null,
+            "quote\"d key": "tab\there \"q\" \\ \u{1}", "list": [1, 2], "strings": ["a", "b"],
+            "empty": [], "mixed": [1, "a", [true]], "db": {"host": "h", "opts": {"ssl": true}, "replicas": [{"h": "r1"}, {"h": "r2"}]},
+            "servers": [{"name": "a", "tags": {"x": "1"}}, {"name": "b"}], "inline": [{"a": {"b": 1}}, 2],
+            "": "empty key", "b-ok_1": 1,
+        }),
+    );
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "toml",
+                "{{ with secret \"secret/data/app/toml\" }}{{ .Data.data | toTOML }}{{ end }}\n",
+            ),
+            case(
+                "toml-parsed",
+                "{{ parseJSON \"{\\\"n\\\": 1000000, \\\"f\\\": 1.5, \\\"t\\\": {\\\"a\\\": {\\\"b\\\": [1]}}}\" | toTOML }}|{{ toTOML (parseJSON \"{}\") }}|{{ toTOML (sprig_dict \"k\" (sprig_list)) }}\n",
+            ),
+        ],
+    );
+}
+
 /// Times and random text differ on every run: both agents must give the same shapes.
 #[test]
 fn timestamps_and_random_values_have_bao_agent_s_shapes() {

@@ -69,6 +69,7 @@ pub const FUNCTIONS: &[&str] = &[
     "toTitle",
     "toUpper",
     "toYAML",
+    "toTOML",
     "split",
     "splitToMap",
     "add",

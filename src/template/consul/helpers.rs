@@ -11,6 +11,7 @@
 mod go;
 mod sprig;
 mod time;
+mod toml;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -145,6 +146,10 @@ const HELPERS: &[(&str, Function)] = &[
         )))
     }),
     ("timestamp", timestamp),
+    ("toTOML", |a| {
+        arity("toTOML", a, 1)?;
+        Ok(text(&toml::encode(&a[0], MAX_BUILD)?))
+    }),
     ("toYAML", |a| {
         arity("toYAML", a, 1)?;
         Ok(text(&yaml::encode(&a[0], MAX_BUILD)?))

@@ -7,6 +7,7 @@ mod agent;
 mod certs;
 mod chart;
 mod cli;
+mod consul_functions;
 mod consul_template;
 mod controller;
 mod examples;

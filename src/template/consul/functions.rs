@@ -113,6 +113,7 @@ pub(super) fn all(context: &Context) -> FuncMap {
             ))
         }),
     );
+    super::helpers::register(&mut map, context);
     for method in SCRATCH_METHODS {
         let c = context.clone();
         map.insert(

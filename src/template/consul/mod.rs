@@ -16,6 +16,7 @@
 //! size of what functions build.
 
 mod functions;
+mod helpers;
 mod json;
 pub(crate) mod values;
 

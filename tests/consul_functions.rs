@@ -1,0 +1,327 @@
+//! consul-template's helper functions and the Sprig ones, with `bao agent` as the oracle: the
+//! same templates go to OpenBao's agent and to `hydrant agent --once` against one dev server,
+//! and the files must be byte-identical. Values that differ on every run (times, random text)
+//! are compared by their shape.
+
+use serde_json::json;
+
+use crate::consul_template::{assert_same, both, case, seeded};
+use crate::util::Vault;
+
+/// The secrets the function tests read besides `seeded`'s.
+fn more_secrets(vault: &Vault) {
+    vault.kv2_put(
+        "app/lists",
+        json!({"small": ["a"], "big": ["a", "b", "c"], "other": ["x", "a"], "nums": [1, 2]}),
+    );
+    vault.kv2_put(
+        "app/paths",
+        json!({"a/b": "1", "a/c": "2", "d": "3", "x/y/z": "4"}),
+    );
+    for name in ["merge-a", "merge-c"] {
+        vault.kv2_put(
+            &format!("app/{name}"),
+            json!({"a": "1", "e": "", "m": {"x": "1"}, "l": ["1"], "keep": "k"}),
+        );
+    }
+    for name in ["merge-b", "merge-d"] {
+        vault.kv2_put(
+            &format!("app/{name}"),
+            json!({"a": "2", "e": "s", "m": {"y": "2"}, "l": ["2"], "n": null, "z": "3"}),
+        );
+    }
+    vault.kv2_put(
+        "app/docs",
+        json!({
+            "json": "{\"n\": 1000000, \"f\": 1.5, \"small\": 0.00001, \"s\": \"x\", \"l\": [1, \"a\", null, true], \"m\": {\"k\": 2}}",
+            "yaml": "a: 1\nb: [x, 2.5]\nc: {d: yes, e: null}\nf: \"quoted\"\n",
+            "b64": "aGVsbG8gd29ybGQ=",
+        }),
+    );
+}
+
+#[test]
+fn string_helpers_match_bao_agent() {
+    let (vault, token) = seeded();
+    more_secrets(&vault);
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "base64",
+                "{{ \"aGVsbG8gd29ybGQ=\" | base64Decode }}|{{ \"hello world\" | base64Encode }}|{{ \"aGk_Pj4=\" | base64URLDecode }}|{{ \"hi?>>\" | base64URLEncode }}|{{ \"aGVs\\nbG8=\" | base64Decode }}\n\
+                 {{ with secret \"secret/data/app/docs\" }}{{ .Data.data.b64 | base64Decode }}{{ end }}\n",
+            ),
+            case(
+                "trim-case",
+                "{{ \"  x y \\n \" | trimSpace }}|{{ \"xyhixy\" | trim \"yx\" }}|{{ \"prefix-body\" | trimPrefix \"prefix-\" }}|{{ \"body.txt\" | trimSuffix \".txt\" }}|{{ \"body\" | trimSuffix \"x\" }}\n\
+                 {{ \"Hello World ÄÖ\" | toLower }}|{{ \"hello wörld\" | toUpper }}|{{ \"hello world-foo o'neil x_y 3rd a..b x.y ǆa ﬁx ß\" | toTitle }}\n",
+            ),
+            case(
+                "replace-regex",
+                "{{ \"a-b-c\" | replaceAll \"-\" \"+\" }}|{{ \"abc\" | replaceAll \"\" \".\" }}|{{ \"foo123bar45\" | regexReplaceAll \"[0-9]+\" \"<$0>\" }}|{{ \"v1.2.3\" | regexReplaceAll `v(\\d+)\\.(\\d+)` \"${2}.$1\" }}|{{ \"abc\" | regexMatch \"^a.c$\" }}|{{ \"x\" | regexMatch \"^a\" }}|{{ \"a b\" | regexReplaceAll `\\s` \"_\" }}\n",
+            ),
+            case(
+                "hashes",
+                "{{ \"secret\" | sha256Hex }}|{{ \"secret\" | md5sum }}|{{ hmacSHA256Hex \"message\" \"key\" }}|{{ \"\" | md5sum }}\n",
+            ),
+            case(
+                "indent",
+                "{{ indent 4 \"a\\nb\\n\\nc\\n\" }}|{{ \"x\" | indent 2 }}|{{ indent 0 \"y\" }}\n\
+                 {{ with secret \"secret/data/app/db\" }}  password: {{ .Data.data.password | indent 2 }}{{ end }}\n",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn list_and_map_helpers_match_bao_agent() {
+    let (vault, token) = seeded();
+    more_secrets(&vault);
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "split-join",
+                "{{ $l := split \",\" \"a,b,c\" }}{{ $l }}|{{ join \";\" $l }}|{{ split \",\" \"  \" }}|{{ split \"\" \"héllo\" }}|{{ split \",\" \" a,,b \" }}|{{ len $l }}\n\
+                 {{ splitToMap \",\" \"=\" \"a=1,b=2,c,=e,d=x=y\" }}|{{ splitToMap \",\" \"=\" \"\" }}\n\
+                 {{ range $i, $s := split \"/\" \"x/y\" }}{{ $i }}:{{ $s }} {{ end }}\n",
+            ),
+            case(
+                "loop",
+                "{{ range $i := loop 3 }}{{ $i }}{{ end }}|{{ range loop 2 5 }}{{ . }}{{ end }}|{{ range loop \"2\" \"4\" }}{{ . }}{{ end }}|{{ range loop 3 1 }}x{{ end }}\n\
+                 {{ with secret \"secret/data/app/db\" }}{{ range loop 5430 .Data.data.port }}{{ . }},{{ end }}{{ end }}\n",
+            ),
+            case(
+                "contains-in",
+                "{{ with secret \"secret/data/app/lists\" }}{{ with .Data.data }}\
+                 {{ .big | contains \"a\" }}|{{ contains \"z\" .big }}|{{ in .big \"b\" }}|{{ in .nums 1 }}|{{ in \"hello\" \"ell\" }}|{{ in \"hello\" \"z\" }}|{{ contains \"a\" (split \",\" \"a,b\") }}\n\
+                 {{ containsAll .small .big }}|{{ containsAll .other .big }}|{{ containsAny .other .big }}|{{ containsAny .small .other }}|{{ containsNone .other .small }}|{{ containsNone .nums .big }}|{{ containsNotAll .other .big }}|{{ containsNotAll .small .big }}\
+                 {{ end }}{{ end }}\n",
+            ),
+            case(
+                "explode",
+                "{{ with secret \"secret/data/app/paths\" }}{{ explodeMap .Data.data }}|{{ (explodeMap .Data.data).a.b }}{{ end }}\n",
+            ),
+            case(
+                "merge",
+                "{{ with secret \"secret/data/app/merge-a\" }}{{ $a := .Data.data }}{{ with secret \"secret/data/app/merge-b\" }}{{ mergeMap $a .Data.data }}{{ end }}{{ end }}\n\
+                 {{ with secret \"secret/data/app/merge-c\" }}{{ $c := .Data.data }}{{ with secret \"secret/data/app/merge-d\" }}{{ mergeMapWithOverride $c .Data.data }}{{ end }}{{ end }}\n",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn parsing_and_arithmetic_helpers_match_bao_agent_floats_printed_as_go_prints_them() {
+    let (vault, token) = seeded();
+    more_secrets(&vault);
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "parse",
+                "{{ parseBool \"true\" }}|{{ parseBool \"F\" }}|{{ parseBool \"\" }}|{{ parseFloat \"1000000\" }}|{{ parseFloat \"0.25\" }}|{{ parseFloat \"1e-7\" }}|{{ parseFloat \"123456\" }}|{{ parseFloat \"\" }}|{{ parseInt \"-42\" }}|{{ parseInt \"\" }}|{{ parseUint \"42\" }}\n",
+            ),
+            case(
+                "json-yaml",
+                "{{ with secret \"secret/data/app/docs\" }}{{ $j := parseJSON .Data.data.json }}{{ $j }}|{{ $j.n }}|{{ $j.small }}|{{ $j.l }}|{{ index $j.l 0 }}|{{ $j.m.k }}|{{ parseJSON \"\" }}|{{ parseJSON \"[]\" }}\n\
+                 {{ $y := parseYAML .Data.data.yaml }}{{ $y }}|{{ $y.b }}|{{ $y.c.d }}|{{ $y.f }}{{ end }}\n\
+                 {{ parseYAML \"a: y\\nb: on\\nc: 0777\\nd: 1_000\\ne: 2001-12-14\\nf: ~\\ng: 0x1F\\n\" }}|{{ parseYAML \"- 1.0\\n- 1e3\\n\" }}\n",
+            ),
+            case(
+                "arithmetic",
+                "{{ add 1 2 }}|{{ 5 | subtract 2 }}|{{ multiply 3 4 }}|{{ 7 | divide 2 }}|{{ 7 | modulo 3 }}|{{ add 1.5 2 }}|{{ divide 4 10.0 }}|{{ minimum 3 5 }}|{{ maximum 3 5.5 }}|{{ minimum 2.5 1 }}|{{ multiply 1000 1000.0 }}|{{ parseUint \"5\" | add 2 }}|{{ parseInt \"-3\" | multiply (parseFloat \"1e6\") }}|{{ subtract 1 -5 }}|{{ divide 3 1.0 }}\n",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn sprig_string_list_and_dict_functions_match_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "sprig-strings",
+                "{{ sprig_hello }}|{{ sprig_trim \"  a  \" }}|{{ sprig_upper \"abc\" }}|{{ sprig_lower \"ABC\" }}|{{ sprig_title \"hello world_x\" }}|{{ sprig_untitle \"Hello World\" }}|{{ sprig_substr 1 3 \"hello\" }}|{{ sprig_trunc 3 \"hello\" }}|{{ sprig_trunc -2 \"hello\" }}|{{ sprig_repeat 3 \"ab\" }}\n\
+                 {{ sprig_trimAll \"$\" \"$5.00$\" }}|{{ sprig_trimSuffix \"-\" \"a-\" }}|{{ sprig_trimPrefix \"-\" \"-a\" }}|{{ sprig_nospace \"a b\\tc\" }}|{{ sprig_contains \"ell\" \"hello\" }}|{{ sprig_hasPrefix \"he\" \"hello\" }}|{{ sprig_hasSuffix \"lo\" \"hello\" }}\n\
+                 {{ sprig_quote \"a\\\"b\" 1 }}|{{ sprig_squote \"a\" 2 }}|{{ sprig_cat \"a\" 1 nil \"b\" }}|{{ sprig_indent 2 \"a\\nb\" }}|{{ sprig_nindent 2 \"a\" }}|{{ sprig_replace \"a\" \"o\" \"banana\" }}|{{ sprig_plural \"one\" \"many\" 2 }}|{{ sprig_plural \"one\" \"many\" 1 }}|{{ sprig_toString 42 }}\n\
+                 {{ sprig_split \",\" \"a,b\" }}|{{ sprig_splitn \",\" 2 \"a,b,c\" }}|{{ sprig_splitList \",\" \"a,b\" }}|{{ sprig_toStrings (sprig_list 1 \"a\" nil) }}|{{ sprig_join \"-\" (sprig_list 1 \"a\" 2.5) }}|{{ sprig_sortAlpha (sprig_list \"b\" \"a\" \"C\") }}\n",
+            ),
+            case(
+                "sprig-lists",
+                "{{ $l := sprig_list 1 \"a\" 2 }}{{ sprig_append $l \"x\" }}|{{ sprig_prepend $l 0 }}|{{ sprig_first $l }}|{{ sprig_last $l }}|{{ sprig_rest $l }}|{{ sprig_initial $l }}|{{ sprig_reverse $l }}|{{ $l }}\n\
+                 {{ sprig_uniq (sprig_list 1 1 \"a\" \"a\" 2) }}|{{ sprig_compact (sprig_list 0 \"\" \"a\" nil 1) }}|{{ sprig_without $l \"a\" }}|{{ sprig_has \"a\" $l }}|{{ sprig_has 3 $l }}|{{ sprig_concat $l (sprig_list \"z\") }}|{{ sprig_chunk 2 (sprig_list 1 2 3 4 5) }}\n\
+                 {{ sprig_until 3 }}|{{ sprig_until -2 }}|{{ sprig_untilStep 0 10 3 }}|{{ sprig_seq 3 }}|{{ sprig_seq 2 5 }}|{{ sprig_seq 0 2 6 }}|{{ sprig_seq 3 1 }}|{{ sprig_first (sprig_list) }}\n",
+            ),
+            case(
+                "sprig-dicts",
+                "{{ $d := sprig_dict \"a\" 1 \"b\" \"two\" \"c\" }}{{ $d }}|{{ sprig_get $d \"a\" }}|{{ sprig_get $d \"zz\" }}|{{ sprig_hasKey $d \"b\" }}|{{ sprig_pluck \"a\" $d (sprig_dict \"a\" 3) }}|{{ sprig_keys $d (sprig_dict \"z\" 1) | sprig_sortAlpha }}\n\
+                 {{ sprig_pick $d \"a\" \"c\" }}|{{ sprig_omit $d \"a\" }}|{{ sprig_merge (sprig_dict \"a\" 1) (sprig_dict \"a\" 2 \"b\" 3) }}|{{ sprig_mergeOverwrite (sprig_dict \"a\" 1) (sprig_dict \"a\" 2 \"b\" 3) }}|{{ sprig_values (sprig_dict \"x\" 1) }}\n\
+                 {{ sprig_dig \"a\" \"b\" \"dflt\" (sprig_dict \"a\" (sprig_dict \"b\" \"found\")) }}|{{ sprig_dig \"a\" \"x\" \"dflt\" (sprig_dict \"a\" (sprig_dict \"b\" \"found\")) }}|{{ sprig_deepCopy $d }}\n",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn sprig_defaults_encodings_math_hashes_regexes_and_paths_match_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "sprig-defaults",
+                "{{ sprig_default \"d\" \"\" }}|{{ sprig_default \"d\" \"v\" }}|{{ \"\" | sprig_default \"pipe\" }}|{{ sprig_empty \"\" }}|{{ sprig_empty 0 }}|{{ sprig_empty (sprig_list) }}|{{ sprig_empty \"x\" }}|{{ sprig_coalesce \"\" 0 \"x\" }}|{{ sprig_all 1 \"a\" }}|{{ sprig_all 1 \"\" }}|{{ sprig_any 0 \"\" }}|{{ sprig_ternary \"y\" \"n\" true }}|{{ false | sprig_ternary \"y\" \"n\" }}\n\
+                 {{ with secret \"secret/data/app/config\" }}{{ .Data.data.empty | sprig_default \"fallback\" }}|{{ .Data.data.none | sprig_default \"nil-fallback\" }}|{{ .Data.data.log_level | sprig_default \"x\" }}{{ end }}\n",
+            ),
+            case(
+                "sprig-encodings",
+                "{{ sprig_b64enc \"hello\" }}|{{ sprig_b64dec \"aGVsbG8=\" }}|{{ sprig_b64dec \"!!\" }}|{{ sprig_b32enc \"hello\" }}|{{ sprig_b32dec \"NBSWY3DP\" }}\n\
+                 {{ sprig_toJson (sprig_dict \"a\" \"<b>\" \"n\" 1) }}|{{ sprig_toPrettyJson (sprig_list 1 2) }}|{{ sprig_toRawJson (sprig_dict \"a\" \"<b>\") }}|{{ (sprig_fromJson \"{\\\"a\\\":[\\\"x\\\"]}\").a }}|{{ sprig_fromJson \"bad\" }}\n",
+            ),
+            case(
+                "sprig-math",
+                "{{ sprig_add 1 2 3 }}|{{ sprig_add1 5 }}|{{ sprig_sub 5 2 }}|{{ sprig_mul 2 3 4 }}|{{ sprig_div 7 2 }}|{{ sprig_mod 7 3 }}|{{ sprig_max 1 5 3 }}|{{ sprig_min 4 2 6 }}|{{ sprig_biggest 1 9 }}|{{ sprig_maxf 1 2.5 }}|{{ sprig_minf 1.5 2 }}\n\
+                 {{ sprig_int \"42\" }}|{{ sprig_int64 \"0x10\" }}|{{ sprig_float64 \"1.5\" }}|{{ sprig_atoi \"12\" }}|{{ sprig_floor 1.7 }}|{{ sprig_ceil 1.2 }}|{{ sprig_round 3.14159 2 }}|{{ sprig_add \"3\" 4 }}|{{ sprig_float64 \"2e6\" }}\n\
+                 {{ with secret \"secret/data/app/db\" }}{{ sprig_add .Data.data.port 1 }}|{{ sprig_int .Data.data.port }}{{ end }}\n",
+            ),
+            case(
+                "sprig-hashes",
+                "{{ sprig_sha1sum \"abc\" }}|{{ sprig_sha256sum \"abc\" }}|{{ sprig_adler32sum \"abc\" }}\n",
+            ),
+            case(
+                "sprig-regex",
+                "{{ sprig_regexMatch \"^[a-z]+$\" \"abc\" }}|{{ sprig_regexFind \"[0-9]+\" \"ab12cd34\" }}|{{ sprig_regexFindAll \"[0-9]+\" \"ab12cd34ef5\" -1 }}|{{ sprig_regexFindAll \"[0-9]+\" \"ab12cd34ef5\" 2 }}\n\
+                 {{ sprig_regexReplaceAll \"a(x*)b\" \"-ab-axxb-\" \"${1}W\" }}|{{ sprig_regexReplaceAllLiteral \"a(x*)b\" \"-ab-axxb-\" \"${1}\" }}|{{ sprig_regexSplit \"z+\" \"pizza\" -1 }}|{{ sprig_regexSplit \"\" \"abc\" 2 }}|{{ sprig_regexSplit \",\" \"a,b,\" -1 }}|{{ sprig_regexQuoteMeta \"1.2+3-x\" }}\n",
+            ),
+            case(
+                "sprig-paths-env",
+                "{{ sprig_base \"/a/b.txt\" }}|{{ sprig_dir \"/a/b.txt\" }}|{{ sprig_clean \"a//b/../c\" }}|{{ sprig_ext \"x.tar.gz\" }}|{{ sprig_isAbs \"/x\" }}|{{ sprig_env \"HYDRANT_NO_SUCH_VAR\" }}|{{ sprig_expandenv \"a${HYDRANT_NO_SUCH_VAR}b\" }}\n",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn to_yaml_matches_bao_agent() {
+    let (vault, token) = seeded();
+    vault.kv2_put(
+        "app/yaml",
+        json!({
+            "plain": "hello world", "bool-like": "yes", "num-like": "0777", "float-like": "1e3",
+            "date-like": "2001-12-14", "empty": "", "null-like": "~", "dash": "- x", "colon": "a: b",
+            "hash": "a #b", "quote": "it's", "lead": " x", "multi": "line one\nline two\n",
+            "multi-nl": "a\n\nb", "tab": "a\tb", "unicode": "héllo ✓", "long": "word ".repeat(30),
+            "n": 5432, "f": 0.25, "big": 1e21, "t": true, "z": null, "list": ["a", 1, {"k": "v"}, []],
+            "nested": {"m": {"deep": [1, [2, 3]]}, "e": {}}, "a10": 1, "a2": 2, "y": "n",
+        }),
+    );
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "yaml",
+                "{{ with secret \"secret/data/app/yaml\" }}{{ .Data.data | toYAML }}\n---\n{{ .Data | toYAML }}{{ end }}\n",
+            ),
+            case(
+                "yaml-scalars",
+                "{{ toYAML \"x\" }}|{{ toYAML 1 }}|{{ toYAML (parseJSON \"[1.5, 1000000]\") }}|{{ toYAML (split \",\" \"a,b\") }}|{{ toYAML \"a\\nb\" }}|{{ toYAML (parseJSON \"{}\") }}\n",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn to_toml_matches_bao_agent() {
+    let (vault, token) = seeded();
+    vault.kv2_put(
+        "app/toml",
+        json!({
+            "name": "app", "port": 5432, "ratio": 0.25, "big": 1e21, "on": true, "none": null,
+            "quote\"d key": "tab\there \"q\" \\ \u{1}", "list": [1, 2], "strings": ["a", "b"],
+            "empty": [], "mixed": [1, "a", [true]], "db": {"host": "h", "opts": {"ssl": true}, "replicas": [{"h": "r1"}, {"h": "r2"}]},
+            "servers": [{"name": "a", "tags": {"x": "1"}}, {"name": "b"}], "inline": [{"a": {"b": 1}}, 2],
+            "": "empty key", "b-ok_1": 1,
+        }),
+    );
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "toml",
+                "{{ with secret \"secret/data/app/toml\" }}{{ .Data.data | toTOML }}{{ end }}\n",
+            ),
+            case(
+                "toml-parsed",
+                "{{ parseJSON \"{\\\"n\\\": 1000000, \\\"f\\\": 1.5, \\\"t\\\": {\\\"a\\\": {\\\"b\\\": [1]}}}\" | toTOML }}|{{ toTOML (parseJSON \"{}\") }}|{{ toTOML (sprig_dict \"k\" (sprig_list)) }}\n",
+            ),
+        ],
+    );
+}
+
+/// Times and random text differ on every run: both agents must give the same shapes.
+#[test]
+fn timestamps_and_random_values_have_bao_agent_s_shapes() {
+    let (vault, token) = seeded();
+    let cases = [case(
+        "shapes",
+        "{{ timestamp }}\n{{ timestamp \"2006-01-02 15:04 Mon\" }}\n{{ timestamp \"unix\" }}\n{{ sprig_randAlphaNum 10 }}\n{{ sprig_randAlpha 5 }}\n{{ sprig_randNumeric 4 }}\n{{ sprig_uuidv4 }}\n{{ sprig_randAscii 6 }}",
+    )];
+    let outputs = both(&vault, &token, &cases);
+    let bao = outputs.bao.expect("bao agent renders");
+    let hydrant = outputs.hydrant.expect("hydrant renders");
+    // Digits become 9 and letters a; the rest stays.
+    let shape = |line: &str| -> String {
+        line.chars()
+            .map(|c| match c {
+                '0'..='9' => '9',
+                c if c.is_ascii_alphabetic() => 'a',
+                c => c,
+            })
+            .collect()
+    };
+    let (want, got): (Vec<&str>, Vec<&str>) =
+        (bao[0].lines().collect(), hydrant[0].lines().collect());
+    assert_eq!(want.len(), got.len(), "{} vs {}", bao[0], hydrant[0]);
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        let same = match i {
+            // RFC 3339 with its T and Z, and a layout's shape.
+            0 => shape(w) == shape(g) && g.ends_with('Z') && g.contains('T'),
+            // Hex digits.
+            6 => shape(w).replace('a', "9") == shape(g).replace('a', "9"),
+            // Mixed letters and digits, or any printable ASCII: length and alphabet.
+            3 => g.len() == w.len() && g.chars().all(|c| c.is_ascii_alphanumeric()),
+            7 => g.len() == w.len() && g.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+            _ => shape(w) == shape(g),
+        };
+        assert!(same, "line {i}: {w:?} vs {g:?}");
+    }
+    assert_eq!(got[6].as_bytes()[14], b'4', "a version 4 UUID: {}", got[6]);
+}
+
+/// Go refuses a `json.Number` (Vault's numbers) where a function wants a string; so does
+/// hydrant.
+#[test]
+fn a_vault_number_given_to_a_string_function_fails_in_both() {
+    let (vault, token) = seeded();
+    let cases = [case(
+        "number-as-string",
+        "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.port | toUpper }}{{ end }}",
+    )];
+    let give_up = "template_config {\n  exit_on_retry_failure = true\n}\n";
+    let outputs = crate::consul_template::both_with(&vault, &token, &cases, give_up);
+    let bao = outputs.bao.expect_err("bao agent refuses a json.Number");
+    assert!(bao.contains("json.Number"), "{bao}");
+    let hydrant = outputs.hydrant.expect_err("hydrant refuses it too");
+    assert!(hydrant.contains("json.Number"), "{hydrant}");
+}

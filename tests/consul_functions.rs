@@ -319,7 +319,8 @@ fn a_vault_number_given_to_a_string_function_fails_in_both() {
         "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.port | toUpper }}{{ end }}",
     )];
     let give_up = "template_config {\n  exit_on_retry_failure = true\n}\n";
-    let outputs = crate::consul_template::both_with(&vault, &token, &cases, give_up);
+    let outputs =
+        crate::consul_template::both_with(&vault, &token, &cases, give_up, serde_json::json!({}));
     let bao = outputs.bao.expect_err("bao agent refuses a json.Number");
     assert!(bao.contains("json.Number"), "{bao}");
     let hydrant = outputs.hydrant.expect_err("hydrant refuses it too");

@@ -373,6 +373,10 @@ fn json_encodings_match_bao_agent_numbers_and_escapes_included() {
                 "{{ with secret \"secret/data/app/config\" }}{{ .Data.data | toJSON }}\n{{ .Data.data | toJSONPretty }}\n{{ .Data.data | toUnescapedJSON }}\n{{ toUnescapedJSONPretty .Data.data.flags }}\n{{ .Data.data.ratio | toJSON }} {{ .Data.data.html | toJSON }}{{ end }}\n",
             ),
             case(
+                "parsed-floats",
+                "{{ \"{\\\"a\\\": 5, \\\"b\\\": 1e6, \\\"c\\\": [1.5, 1e21, 1e-7], \\\"d\\\": {\\\"e\\\": -0.0}}\" | parseJSON | toJSON }} {{ \"[2, 3.25]\" | parseJSON | toJSONPretty }}",
+            ),
+            case(
                 "kv2-json",
                 "{{ with secret \"secret/data/app/db\" }}{{ .Data | toJSON }}{{ end }}",
             ),

@@ -8,7 +8,7 @@
 //! [`go::MAX_ITEMS`] items, and regular expressions run in linear time (the `regex` crate).
 //! Errors name the function and what is wrong, never an argument's value.
 
-mod go;
+pub(super) mod go;
 mod sprig;
 mod time;
 mod toml;
@@ -1046,6 +1046,7 @@ mod tests {
         use injector::consul_template::{FUNCTIONS, GO_BUILTINS, SPRIG_FUNCTIONS};
 
         let context = Context {
+            running: Arc::new(Mutex::new(None)),
             lookups: Arc::new(Mutex::new(crate::template::Lookups::default())),
             text: Arc::from(""),
             destination: None,

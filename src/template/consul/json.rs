@@ -81,6 +81,11 @@ impl<F: Formatter> Formatter for GoFormatter<F> {
         self.inner.write_char_escape(writer, escape)
     }
 
+    fn write_f64<W: ?Sized + Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        // Go writes a float64 without a needless `.0` and switches to exponents at 1e21.
+        writer.write_all(super::helpers::go::format_json(value).as_bytes())
+    }
+
     fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
         self.inner.begin_array(w)
     }

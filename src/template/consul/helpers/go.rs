@@ -186,7 +186,6 @@ pub(crate) fn format_v(f: f64) -> String {
 /// Go's `encoding/json` text of a finite `float64`: no exponent from 1e-6 up to 1e21
 /// (`1000000`, `5`), else the shortest exponent form with a two-digit-or-more exponent trimmed
 /// of a leading zero (`1e+21`, `1e-7`). serde_json writes `5.0` and `1000000.0`.
-#[allow(dead_code)] // for `json::GoFormatter::write_f64`, which still writes serde_json's.
 pub(crate) fn format_json(f: f64) -> String {
     if f == 0.0 {
         return if f.is_sign_negative() { "-0" } else { "0" }.into();

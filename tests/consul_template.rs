@@ -141,12 +141,12 @@ pub(crate) fn both_with(
 
     let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
     let bao = run_bao(&hcl_path, &dir.join("bao.log"))
-        .map(|()| names.iter().map(|n| read(&bao_dir.join(n))).collect());
+        .map(|()| names.iter().map(|n| lossy(&bao_dir.join(n))).collect());
     let run = Hydrant::agent_once(&config_path)
         .env("HYDRANT_LOG", "warn")
         .run();
     let hydrant = if run.code() == 0 {
-        Ok(names.iter().map(|n| read(&hydrant_dir.join(n))).collect())
+        Ok(names.iter().map(|n| lossy(&hydrant_dir.join(n))).collect())
     } else {
         Err(run.stderr())
     };
@@ -155,6 +155,11 @@ pub(crate) fn both_with(
         hydrant,
         dirs: (bao_dir, hydrant_dir),
     }
+}
+
+/// A file's text; bytes that are not UTF-8 (a decoded keystore) as U+FFFD.
+fn lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
 }
 
 /// `bao agent -config FILE`, which exits once every template is rendered.
@@ -665,4 +670,40 @@ fn documentation_examples_render_as_bao_agent_renders_them() {
             ),
         ],
     );
+}
+
+/// A binary value kept base64 in Vault (a keystore) reaches the file as the same bytes.
+#[test]
+fn base64_decoded_binary_values_reach_the_file_byte_for_byte() {
+    let (vault, token) = seeded();
+    let raw: Vec<u8> = (0..=255u8).rev().chain(*b"tail\n").collect();
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&raw);
+    vault.kv2_put("app/keystore", json!({"jks": encoded}));
+    let outputs = both(
+        &vault,
+        &token,
+        &[
+            case(
+                "jks",
+                "{{ with secret \"secret/data/app/keystore\" }}{{ .Data.data.jks | base64Decode }}{{ end }}",
+            ),
+            case(
+                "sprig",
+                "{{ with secret \"secret/data/app/keystore\" }}{{ .Data.data.jks | sprig_b64dec }}{{ end }}",
+            ),
+        ],
+    );
+    outputs.bao.expect("bao agent");
+    outputs.hydrant.expect("hydrant");
+    let (bao_dir, hydrant_dir) = outputs.dirs;
+    for name in ["jks", "sprig"] {
+        let bao = std::fs::read(bao_dir.join(name)).expect("bao's file");
+        assert_eq!(bao, raw, "bao agent writes the raw bytes");
+        assert_eq!(
+            std::fs::read(hydrant_dir.join(name)).expect("hydrant's file"),
+            bao,
+            "{name}"
+        );
+    }
 }

@@ -35,7 +35,7 @@ pub fn format_secret(
         }
         _ => hydrant_format(name, unwrap_kv2(json), format)?,
     };
-    Ok(Rendered(text))
+    Ok(Rendered(text.into_bytes()))
 }
 
 fn hydrant_format(name: &str, json: Json, format: SecretFormat) -> Result<String, Error> {

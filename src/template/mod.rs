@@ -429,12 +429,12 @@ impl Source {
 
 /// Rendered file contents. Holds secrets: its `Debug` shows only the length.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Rendered(String);
+pub struct Rendered(Vec<u8>);
 
 impl Rendered {
     /// The bytes to write.
     pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
+        &self.0
     }
 }
 
@@ -1063,7 +1063,7 @@ impl Engine {
                             })
                         });
                         (
-                            written.map(|()| Rendered(rendered.text)),
+                            written.map(|()| Rendered(rendered.bytes)),
                             rendered.missing_key,
                         )
                     }
@@ -1150,7 +1150,7 @@ impl Engine {
                 }
                 let template = name.to_owned();
                 Some(match outcome {
-                    Ok(Ok(text)) => Ok(Rendered(text)),
+                    Ok(Ok(text)) => Ok(Rendered(text.into_bytes())),
                     Ok(Err(Bounded::TooLarge)) => Err(Error::TooLarge {
                         template,
                         limit: self.limits.file_bytes,

@@ -322,7 +322,7 @@ fn trailing_newlines_are_kept_and_nothing_is_escaped() {
 
 #[test]
 fn rendered_debug_output_is_redacted() {
-    let rendered = Rendered("password=hunter2".into());
+    let rendered = Rendered(b"password=hunter2".to_vec());
     assert_eq!(format!("{rendered:?}"), "Rendered(<16 bytes redacted>)");
 }
 

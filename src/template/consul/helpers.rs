@@ -246,12 +246,8 @@ fn decode(function: &str, engine: &GeneralPurpose, args: &[Value]) -> gotmpl::Re
     let bytes = engine
         .decode(input)
         .map_err(|_| fail(function, "the input is not valid base64"))?;
-    String::from_utf8(bytes).map(|s| text(&s)).map_err(|_| {
-        fail(
-            function,
-            "the decoded bytes are not UTF-8 text, which a hydrant template cannot hold",
-        )
-    })
+    // A keystore decodes to bytes that are not UTF-8: they reach the file as they are.
+    Ok(super::values::bytes(&bytes))
 }
 
 /// Go's `strings.Split`: an empty separator splits after each character.

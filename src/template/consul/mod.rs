@@ -66,8 +66,8 @@ impl fmt::Debug for Compiled {
 
 /// What an attempt produced.
 pub(crate) struct Rendered {
-    /// The output.
-    pub(crate) text: String,
+    /// The output: text, and the bytes of binary values (see `values::bytes`).
+    pub(crate) bytes: Vec<u8>,
     /// A key the template looked up that did not exist (it rendered `<no value>`).
     pub(crate) missing_key: Option<String>,
 }
@@ -135,12 +135,12 @@ impl Compiled {
             Err(Failure::Failed(TemplateError::MissingKey { key })) if self.lenient.is_some() => {
                 let lenient = self.lenient.as_ref().unwrap_or(&self.strict);
                 self.run(lenient).map(|text| Rendered {
-                    text,
+                    bytes: values::unmark_bytes(text),
                     missing_key: Some(key),
                 })
             }
             other => other.map(|text| Rendered {
-                text,
+                bytes: values::unmark_bytes(text),
                 missing_key: None,
             }),
         }

@@ -91,6 +91,42 @@ pub fn is_number(s: &Arc<str>) -> bool {
         .is_some_and(|known| Arc::ptr_eq(&known, s))
 }
 
+/// The first of the 256 characters that stand for raw bytes in a template's strings (the end of
+/// Unicode's last private-use plane, which no text uses): Go's strings hold any bytes, and
+/// `base64Decode` of a keystore gives bytes that are not UTF-8. The output turns them back into
+/// the bytes.
+const BYTE_MARK: u32 = 0x10_FF00;
+
+/// Bytes as a template string: UTF-8 stays text, any other byte a marker character.
+pub fn bytes(bytes: &[u8]) -> Value {
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push(char::from_u32(BYTE_MARK + u32::from(*byte)).unwrap_or('\u{FFFD}'));
+        }
+    }
+    Value::String(text.into())
+}
+
+/// A rendered output's bytes: its text, with the marker characters of [`bytes`] back as bytes.
+pub fn unmark_bytes(text: String) -> Vec<u8> {
+    let marked = |c: char| (BYTE_MARK..=BYTE_MARK + 0xFF).contains(&u32::from(c));
+    if !text.chars().any(marked) {
+        return text.into_bytes();
+    }
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        if marked(c) {
+            out.push(u8::try_from(u32::from(c) - BYTE_MARK).unwrap_or(b'?'));
+        } else {
+            let mut buf = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+    out
+}
+
 /// A map from names to values.
 pub fn map<'a>(fields: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
     let fields: BTreeMap<Arc<str>, Value> =
@@ -225,6 +261,17 @@ mod tests {
         assert_eq!(field("Data"), "map[username:u]");
         assert_eq!(field("Warnings"), "[]");
         assert_eq!(field("RequestID"), "r-1");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_come_out_as_they_went_in() {
+        let raw = [b'a', 0xfe, 0xed, b'\n', 0xc3, 0xa9, 0xff];
+        let Value::String(text) = bytes(&raw) else {
+            panic!("a string")
+        };
+        assert!(text.starts_with('a') && text.contains('é'));
+        assert_eq!(unmark_bytes(text.to_string()), raw);
+        assert_eq!(unmark_bytes("plain é".to_owned()), "plain é".as_bytes());
     }
 
     #[test]

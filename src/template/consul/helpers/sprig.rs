@@ -377,11 +377,10 @@ pub(super) const FUNCTIONS: &[(&str, Function)] = &[
     ("b64enc", |a| Ok(text(&STD.encode(one("b64enc", a)?)))),
     ("b64dec", |a| {
         let s = one("b64dec", a)?;
-        Ok(text(&match STD.decode(s) {
-            Ok(bytes) => String::from_utf8(bytes)
-                .map_err(|_| fail("b64dec", "the decoded bytes are not UTF-8 text"))?,
-            Err(e) => base64_error(&e),
-        }))
+        Ok(match STD.decode(s) {
+            Ok(bytes) => crate::template::consul::values::bytes(&bytes),
+            Err(e) => text(&base64_error(&e)),
+        })
     }),
     ("b32enc", |a| {
         Ok(text(
@@ -390,11 +389,10 @@ pub(super) const FUNCTIONS: &[(&str, Function)] = &[
     }),
     ("b32dec", |a| {
         let s = one("b32dec", a)?;
-        Ok(text(&match data_encoding::BASE32.decode(s.as_bytes()) {
-            Ok(bytes) => String::from_utf8(bytes)
-                .map_err(|_| fail("b32dec", "the decoded bytes are not UTF-8 text"))?,
-            Err(e) => format!("illegal base32 data at input byte {}", e.position),
-        }))
+        Ok(match data_encoding::BASE32.decode(s.as_bytes()) {
+            Ok(bytes) => crate::template::consul::values::bytes(&bytes),
+            Err(e) => text(&format!("illegal base32 data at input byte {}", e.position)),
+        })
     }),
     ("toJson", |a| {
         Ok(to_json("toJson", a, false, true).unwrap_or_else(|_| text("")))

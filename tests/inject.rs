@@ -565,6 +565,10 @@ fn consul_template_annotations_render_through_inject_as_bao_agent_renders_them()
             "vault.hashicorp.com/agent-template-left-delim-delimited": "[[",
             "vault.hashicorp.com/agent-template-right-delim-delimited": "]]",
             "vault.hashicorp.com/agent-inject-template-missing": missing,
+            // vault-k8s renders its default template with these delimiters: its actions stay text.
+            "vault.hashicorp.com/agent-inject-secret-plain": "secret/data/app/config",
+            "vault.hashicorp.com/agent-template-left-delim-plain": "[[",
+            "vault.hashicorp.com/agent-template-right-delim-plain": "]]",
         }),
     );
     let root = vault.path("root");
@@ -582,11 +586,21 @@ fn consul_template_annotations_render_through_inject_as_bao_agent_renders_them()
                 ..case("delimited", delimited)
             },
             case("missing", missing),
+            Case {
+                hcl: "left_delimiter = \"[[\"\n  right_delimiter = \"]]\"",
+                extra: json!({"left_delimiter": "[[", "right_delimiter": "]]"}),
+                // vault-k8s's default map template, as its config.go writes it.
+                ..case(
+                    "plain",
+                    "{{ with secret \"secret/data/app/config\" }}{{ range $k, $v := .Data }}{{ $k }}: {{ $v }}\n{{ end }}{{ end }}",
+                )
+            },
         ],
     );
     let bao = oracle.bao.expect("bao agent");
     assert_eq!(read(&secrets.join("delimited")), bao[0]);
     assert_eq!(read(&secrets.join("missing")), bao[1]);
+    assert_eq!(read(&secrets.join("plain")), bao[2]);
 
     let deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",

@@ -219,13 +219,29 @@ pub(super) fn parse(
                 error_on_missing_key: secret.error_on_missing_key.unwrap_or(false),
             })
         };
-        // vault-k8s: a template file wins over a template in the annotation.
-        let source = match (secret.template_file, secret.template, secret.path) {
-            (Some(file), _, _) => {
+        let delimited = secret.left_delimiter.is_some() || secret.right_delimiter.is_some();
+        // vault-k8s: a template in the annotation wins over a template file.
+        let source = match (secret.template, secret.template_file, secret.path) {
+            (None, Some(file), _) => {
                 let file = absolute_path(&key(k::AGENT_INJECT_TEMPLATE_FILE_PREFIX), file)?;
                 consul(None, Some(&file))
             }
-            (None, Some(template), _) => {
+            // vault-k8s renders its default template with the secret's delimiters too: with
+            // other delimiters its actions are plain text. The same bytes come out here.
+            (None, None, Some(path)) if delimited => {
+                let text = match default_template {
+                    DefaultTemplate::Map => format!(
+                        "{{{{ with secret \"{}\" }}}}{{{{ range $k, $v := .Data }}}}{{{{ $k }}}}: {{{{ $v }}}}\n{{{{ end }}}}{{{{ end }}}}",
+                        path.trim()
+                    ),
+                    DefaultTemplate::Json => format!(
+                        "{{{{ with secret \"{}\" }}}}{{{{ .Data | toJSON }}}}\n{{{{ end }}}}",
+                        path.trim()
+                    ),
+                };
+                consul(Some(&text), None)
+            }
+            (Some(template), _, _) => {
                 let template_key = key(k::AGENT_INJECT_TEMPLATE_PREFIX);
                 check_consul_template(
                     &template_key,
@@ -427,7 +443,7 @@ mod tests {
     }
 
     #[test]
-    fn template_file_prefix_wins_over_template_prefix() {
+    fn a_template_wins_over_a_template_file_as_in_vault_k8s() {
         let r = parse_vault(&[
             (
                 "vault.hashicorp.com/agent-inject-template-file-db",
@@ -435,7 +451,21 @@ mod tests {
             ),
             (
                 "vault.hashicorp.com/agent-inject-template-db",
-                "{{ unused }}",
+                "{{ .inline }}",
+            ),
+        ])
+        .expect("a template");
+        assert_eq!(
+            r.outputs[0].source,
+            OutputSource::ConsulTemplate(ConsulTemplateSource {
+                text: Some("{{ .inline }}".into()),
+                ..ConsulTemplateSource::default()
+            })
+        );
+        let r = parse_vault(&[
+            (
+                "vault.hashicorp.com/agent-inject-template-file-db",
+                "/vault/custom/db.ctmpl",
             ),
             ("vault.hashicorp.com/agent-template-left-delim-db", "[["),
         ])
@@ -447,6 +477,21 @@ mod tests {
                 left_delimiter: Some("[[".into()),
                 ..ConsulTemplateSource::default()
             })
+        );
+        // Delimiters apply to vault-k8s's default template too.
+        let r = parse_vault(&[
+            (
+                "vault.hashicorp.com/agent-inject-secret-db",
+                "secret/data/db",
+            ),
+            ("vault.hashicorp.com/agent-template-left-delim-db", "[["),
+        ])
+        .expect("a default template");
+        assert!(
+            matches!(&r.outputs[0].source, OutputSource::ConsulTemplate(ct)
+                if ct.text.as_deref().is_some_and(|t| t.starts_with("{{ with secret \"secret/data/db\" }}"))),
+            "{:?}",
+            r.outputs[0].source
         );
         let err = parse_vault(&[(
             "vault.hashicorp.com/agent-inject-template-file-db",

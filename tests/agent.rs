@@ -292,24 +292,7 @@ fn kv1_kv2_and_every_shorthand_format_render_the_secret_data() {
 #[test]
 fn a_pki_certificate_is_issued_once_through_secret_with_parameters() {
     let vault = seeded();
-    vault.mount("pki", "pki", json!({}));
-    vault.api(
-        "POST",
-        "sys/mounts/pki/tune",
-        Some(json!({"max_lease_ttl": "24h"})),
-    );
-    vault.api(
-        "POST",
-        "pki/root/generate/internal",
-        Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
-    );
-    vault.api(
-        "POST",
-        "pki/roles/web",
-        Some(
-            json!({"allowed_domains": ["example.com"], "allow_subdomains": true, "max_ttl": "1h"}),
-        ),
-    );
+    vault.pki();
     let issue = "secret('pki/issue/web', common_name='web.example.com', ttl='10m')";
     let rest = json!({"templates": [
         {"name": "cert", "contents": format!("{{{{ {issue}.certificate }}}}\n"), "destination": out(&vault, "tls.crt")},
@@ -1028,17 +1011,7 @@ fn errors_never_quote_values_computed_from_secrets() {
     const LEAK: &str = "zq9leakvalue";
     let vault = seeded();
     vault.kv2_put("app/leak", json!({"name": LEAK}));
-    vault.mount("pki", "pki", json!({}));
-    vault.api(
-        "POST",
-        "pki/root/generate/internal",
-        Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
-    );
-    vault.api(
-        "POST",
-        "pki/roles/web",
-        Some(json!({"allowed_domains": ["example.com"], "allow_subdomains": true})),
-    );
+    vault.pki();
     let watched = vault.file("podinfo/site", "a\n");
     let watched = watched.parent().expect("dir");
     let s = "secret('secret/data/app/leak').data.name";

@@ -437,26 +437,9 @@ fn file_write_to_file_and_execute_template_render_as_bao_agent_renders_them() {
     }
 }
 
-/// A PKI engine with a root CA and a role for `*.example.com`, and a token that may issue.
+/// `Vault::pki`, and a token that may issue.
 fn with_pki(vault: &Vault) -> String {
-    vault.mount("pki", "pki", json!({}));
-    vault.api(
-        "POST",
-        "sys/mounts/pki/tune",
-        Some(json!({"max_lease_ttl": "24h"})),
-    );
-    vault.api(
-        "POST",
-        "pki/root/generate/internal",
-        Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
-    );
-    vault.api(
-        "POST",
-        "pki/roles/web",
-        Some(
-            json!({"allowed_domains": ["example.com"], "allow_subdomains": true, "max_ttl": "1h"}),
-        ),
-    );
+    vault.pki();
     vault.policy(
         "pki",
         "path \"pki/issue/web\" { capabilities = [\"update\"] }",

@@ -196,27 +196,7 @@ fn a_kv_update_reaches_the_file_within_the_refresh_interval_and_no_change_means_
 #[test]
 fn a_certificate_is_reissued_at_ninety_percent_of_its_life_not_at_each_login() {
     let vault = seeded();
-    vault.mount("pki", "pki", json!({}));
-    vault.api(
-        "POST",
-        "sys/mounts/pki/tune",
-        Some(json!({"max_lease_ttl": "24h"})),
-    );
-    vault.api(
-        "POST",
-        "pki/root/generate/internal",
-        Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
-    );
-    vault.api(
-        "POST",
-        "pki/roles/web",
-        Some(json!({
-            "allowed_domains": ["example.com"],
-            "allow_subdomains": true,
-            "max_ttl": "1h",
-            "not_before_duration": "1s",
-        })),
-    );
+    vault.pki();
     let auth = approle(&vault, "3s", "6s");
     let issue = "secret('pki/issue/web', common_name='web.example.com', ttl='10s')";
     let config = agent_config(
@@ -1154,31 +1134,6 @@ fn the_sidecar_never_logs_a_path_computed_from_a_secret() {
     assert!(log.contains("<a path computed while rendering>"), "{log}");
 }
 
-/// A PKI engine whose role issues `*.example.com` certificates, backdated by 1 s.
-fn pki_setup(vault: &Vault) {
-    vault.mount("pki", "pki", json!({}));
-    vault.api(
-        "POST",
-        "sys/mounts/pki/tune",
-        Some(json!({"max_lease_ttl": "24h"})),
-    );
-    vault.api(
-        "POST",
-        "pki/root/generate/internal",
-        Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
-    );
-    vault.api(
-        "POST",
-        "pki/roles/web",
-        Some(json!({
-            "allowed_domains": ["example.com"],
-            "allow_subdomains": true,
-            "max_ttl": "1h",
-            "not_before_duration": "1s",
-        })),
-    );
-}
-
 /// consul-template templates go through the same engine as Jinja ones in the sidecar: a KV
 /// change reaches the file within the refresh interval, database credentials are renewed and
 /// replaced (the change command running once per change), a pkiCert certificate is re-issued
@@ -1188,7 +1143,7 @@ fn consul_template_templates_are_refreshed_renewed_and_reissued_as_jinja_ones() 
     let vault = seeded();
     let postgres = Postgres::start();
     database_setup(&vault, &postgres, "5s", "15s");
-    pki_setup(&vault);
+    vault.pki();
     let auth = approle(&vault, "1h", "24h");
     let changes = vault.path("changes.log");
     let port = free_port();
@@ -1281,7 +1236,7 @@ fn an_init_container_and_its_sidecar_share_one_certificate_and_one_lease() {
     let vault = seeded();
     let postgres = Postgres::start();
     database_setup(&vault, &postgres, "1h", "24h");
-    pki_setup(&vault);
+    vault.pki();
     let auth = approle(&vault, "1h", "24h");
     let consul = |name: &str, text: &str| json!({"name": name, "contents": text, "destination": out(&vault, name), "syntax": "consul-template"});
     let config = agent_config(

@@ -281,6 +281,32 @@ impl Vault {
         );
     }
 
+    /// A PKI engine at `pki/` (certificates up to 24 h) with a root CA, and a role `web` that
+    /// issues `*.example.com` certificates for up to an hour, backdated by 1 s.
+    pub fn pki(&self) {
+        self.mount("pki", "pki", json!({}));
+        self.api(
+            "POST",
+            "sys/mounts/pki/tune",
+            Some(json!({"max_lease_ttl": "24h"})),
+        );
+        self.api(
+            "POST",
+            "pki/root/generate/internal",
+            Some(json!({"common_name": "hydrant test CA", "ttl": "24h"})),
+        );
+        self.api(
+            "POST",
+            "pki/roles/web",
+            Some(json!({
+                "allowed_domains": ["example.com"],
+                "allow_subdomains": true,
+                "max_ttl": "1h",
+                "not_before_duration": "1s",
+            })),
+        );
+    }
+
     /// Enables an auth method at `path`.
     pub fn enable_auth(&self, path: &str, kind: &str) {
         self.api(

@@ -756,6 +756,10 @@ impl Engine {
 
     /// Bounds every attempt at an output from now on.
     pub fn set_limits(&mut self, limits: Limits) {
+        if limits == self.limits {
+            // What everything was compiled with: nothing to do (compiling again costs time).
+            return;
+        }
         Arc::make_mut(&mut self.env).set_fuel(Some(limits.render_steps));
         self.lock().file_limit = Some(limits.file_bytes);
         self.limits = limits;

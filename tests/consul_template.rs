@@ -690,3 +690,40 @@ fn base64_decoded_binary_values_reach_the_file_byte_for_byte() {
         );
     }
 }
+
+/// `hydrant render` runs the same engine offline: a consul-template template with secrets from
+/// a file, no containers needed, and a syntax error named with its line.
+#[test]
+fn render_runs_consul_template_templates_offline_from_a_secrets_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let template = dir.path().join("db.ctmpl");
+    std::fs::write(
+        &template,
+        "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.user }}:{{ .Data.data.port | printf \"%v\" }}{{ end }}\n",
+    )
+    .expect("template");
+    let secrets = dir.path().join("secrets.yaml");
+    std::fs::write(
+        &secrets,
+        "secret/data/app/db: {data: {user: app, port: 5432}}\n",
+    )
+    .expect("secrets");
+    let run = Hydrant::new(["render", "--syntax", "consul-template", "--template"])
+        .run_with_args(&[
+            template.as_os_str(),
+            "--secrets-file".as_ref(),
+            secrets.as_os_str(),
+        ])
+        .success();
+    assert_eq!(run.stdout(), "app:5432\n");
+
+    std::fs::write(&template, "ok\n{{ with secret \"x\" }}").expect("template");
+    let line = Hydrant::new(["render", "--syntax", "consul-template", "--template"])
+        .run_with_args(&[
+            template.as_os_str(),
+            "--secrets-file".as_ref(),
+            secrets.as_os_str(),
+        ])
+        .failure(64);
+    assert!(line.contains("db.ctmpl line 2"), "{line}");
+}

@@ -21,8 +21,13 @@ use injector::agent_config::{TemplateConfig, TemplateSyntax};
 #[command(group = clap::ArgGroup::new("output").args(["format", "template"]))]
 pub struct Args {
     /// A directory of config containers (.yaml, .yml, .json, read recursively) or one file;
-    /// repeat for more.
-    #[arg(long = "containers", value_name = "DIR", required = true)]
+    /// repeat for more. Required unless a --template is given (which then sees an empty
+    /// snapshot).
+    #[arg(
+        long = "containers",
+        value_name = "DIR",
+        required_unless_present = "template"
+    )]
     pub containers: Vec<PathBuf>,
     /// The instance's labels, k=v,k=v; repeat for more. Sources must agree on a key.
     #[arg(long, value_name = "K=V,...")]

@@ -9,9 +9,10 @@ runs little of it. `src/build.rs` hands this file to lld when building the shipp
 
 How the list is made: the shipped binary (the release profile keeps its symbol table) runs under
 valgrind's callgrind, on the benchmarks' scenario (JWT login, 50 KV v2 secrets, one template
-each), once as the init container (`--once`) and once as a sidecar for SIDECAR_S seconds with a
-short refresh interval and a short token TTL, so that refreshes, renewals and re-renders all run;
-all of it twice, against a server over http and over https (as Vault is reached in clusters).
+each, in Jinja and again as consul-template templates), once as the init container (`--once`) and
+once as a sidecar for SIDECAR_S seconds with a short refresh interval and a short token TTL, so
+that refreshes, renewals and re-renders all run; all of it twice, against a server over http and
+over https (as Vault is reached in clusters).
 Every function callgrind saw run is listed, sorted by name (a stable, reviewable diff).
 
     cargo dist && target/tools/venv/bin/python tests/benches/symbol_order.py && cargo dist
@@ -90,16 +91,20 @@ def profile(work, tls):
             "token_ttl": "15s", "token_max_ttl": "1h"})
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HYDRANT_LOG": "info"}
         names = set()
-        once = os.path.join(work, "once.json")
-        with open(once, "w") as f:
-            f.write(trusting(server, hydrant_agent_config(server.addr, N, jwt_path, os.path.join(work, "once-out"))))
-        names |= functions(callgrind(work, "once", [HYDRANT, "agent", "--once", "--config", once], env))
-        sidecar = os.path.join(work, "sidecar.json")
-        with open(sidecar, "w") as f:
-            f.write(trusting(server, hydrant_agent_config(
-                server.addr, N, jwt_path, os.path.join(work, "sidecar-out"),
-                state_dir=os.path.join(work, "state"), refresh_interval="5s")))
-        names |= functions(callgrind(work, "sidecar", [HYDRANT, "agent", "--config", sidecar], env, SIDECAR_S))
+        # Both template languages: Jinja (hydrant's) and consul-template (vault-k8s's).
+        for syntax in ("jinja", "consul-template"):
+            once = os.path.join(work, f"once-{syntax}.json")
+            with open(once, "w") as f:
+                f.write(trusting(server, hydrant_agent_config(
+                    server.addr, N, jwt_path, os.path.join(work, f"once-out-{syntax}"), syntax=syntax)))
+            names |= functions(callgrind(work, f"once-{syntax}", [HYDRANT, "agent", "--once", "--config", once], env))
+            sidecar = os.path.join(work, f"sidecar-{syntax}.json")
+            with open(sidecar, "w") as f:
+                f.write(trusting(server, hydrant_agent_config(
+                    server.addr, N, jwt_path, os.path.join(work, f"sidecar-out-{syntax}"), syntax=syntax,
+                    state_dir=os.path.join(work, f"state-{syntax}"), refresh_interval="5s")))
+            names |= functions(callgrind(work, f"sidecar-{syntax}", [HYDRANT, "agent", "--config", sidecar], env,
+                                         SIDECAR_S))
         return names
     finally:
         server.stop()

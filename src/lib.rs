@@ -35,8 +35,8 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
     match cli.command {
         Command::Agent(args) => agent::command(&args, env),
         Command::Render(args) => render::command(&args, env),
-        Command::Inject(args) => inject::command(&args),
-        Command::Webhook(args) => webhook::command(*args),
+        Command::Inject(args) => inject::command(&args, env.as_ref()),
+        Command::Webhook(args) => webhook::command(*args, env.as_ref()),
         Command::Policy(args) => policy::command(args, env.as_ref()),
         Command::Controller(args) => controller::command(args, env.as_ref()),
     }
@@ -84,7 +84,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
                 .is_none_or(|v| matches!(v, Vault::NotInFile { .. } | Vault::Config { .. }))
         })
     };
-    let usage = if let Some(e) = error.downcast_ref::<agent::Error>() {
+    let usage = if error.downcast_ref::<cli::InvalidSettings>().is_some() {
+        true
+    } else if let Some(e) = error.downcast_ref::<agent::Error>() {
         match e {
             agent::Error::Config(_)
             | agent::Error::Source { .. }

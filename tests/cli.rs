@@ -242,3 +242,52 @@ fn each_subcommand_prints_a_missing_file_s_cause_once_and_exits_64() {
         assert_eq!(stderr.matches(cause).count(), 1, "{args:?}: {stderr}");
     }
 }
+
+/// A pod for `hydrant inject` on standard input, asking for one vault-k8s secret.
+const VAULT_K8S_POD: &str = r#"{"apiVersion": "v1", "kind": "Pod",
+  "metadata": {"name": "app", "annotations": {"vault.hashicorp.com/agent-inject": "true",
+    "vault.hashicorp.com/role": "app", "vault.hashicorp.com/agent-inject-secret-db": "secret/data/db"}},
+  "spec": {"containers": [{"name": "app", "image": "app:1"}]}}"#;
+
+/// The injector-wide settings a vault-helm values file gives through vault-k8s's
+/// `AGENT_INJECT_*` variables reach the binary's settings; without any Vault address it refuses
+/// to start, naming every way to give one.
+#[test]
+fn inject_reads_vault_k8s_variables_and_refuses_to_start_without_an_address() {
+    let run = Hydrant::new(["inject", "-f", "-"])
+        .env("AGENT_INJECT_VAULT_ADDR", "https://vault.vault.svc:8200")
+        .env("AGENT_INJECT_VAULT_NAMESPACE", "platform")
+        .env("AGENT_INJECT_REVOKE_ON_SHUTDOWN", "true")
+        .env("HYDRANT_AGENT_LOG_FORMAT", "json")
+        .stdin_text(VAULT_K8S_POD)
+        .run()
+        .success();
+    let stdout = run.stdout();
+    for expected in [
+        r#"\"address\":\"https://vault.vault.svc:8200\""#,
+        r#"\"namespace\":\"platform\""#,
+        r#"\"revoke_on_shutdown\":true"#,
+    ] {
+        assert!(stdout.contains(expected), "{expected} not in {stdout}");
+    }
+    assert!(
+        stdout.contains("- name: HYDRANT_LOG_FORMAT\n      value: json"),
+        "{stdout}"
+    );
+    let run = Hydrant::new(["inject", "-f", "-"])
+        .env("AGENT_INJECT_RUN_AS_SAME_USER", "maybe")
+        .stdin_text(VAULT_K8S_POD)
+        .run();
+    let stderr = run.stderr();
+    assert_eq!(run.code(), 64, "{stderr}");
+    assert!(
+        stderr.contains("hydrant: AGENT_INJECT_RUN_AS_SAME_USER: \"maybe\" is not a boolean"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "hydrant: --vault-addr (HYDRANT_VAULT_ADDR, or AGENT_INJECT_VAULT_ADDR) is required"
+        ),
+        "{stderr}"
+    );
+}

@@ -176,6 +176,14 @@ pub const DEFAULT_EXCLUDED_NAMESPACES: &str = "kube-system,kube-public";
 /// How long a native sidecar may take to render every file before the pod fails to start.
 pub const DEFAULT_STARTUP_TIMEOUT_SECONDS: i32 = 300;
 
+/// Whether agents revoke their token when their pod stops, for pods that do not say
+/// (vault-k8s's `-revoke-on-shutdown` default).
+pub const DEFAULT_REVOKE_ON_SHUTDOWN: bool = false;
+
+/// Whether agents run as the user of the pod's first container, for pods that do not say
+/// (vault-k8s's `-run-as-same-user` default).
+pub const DEFAULT_RUN_AS_SAME_USER: bool = false;
+
 /// Everything the webhook decides for all pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InjectorSettings {
@@ -209,6 +217,27 @@ pub struct InjectorSettings {
     pub host_labels: BTreeMap<String, String>,
     /// When the host's and a pod's labels disagree on a key.
     pub label_conflict: crate::agent_config::LabelConflict,
+    /// The Vault namespace of pods that name none (vault-k8s's `-vault-namespace`); `None`:
+    /// Vault's root namespace.
+    pub vault_namespace: Option<String>,
+    /// `HTTPS_PROXY` of agents whose pod names no `proxy-address` (vault-k8s's
+    /// `-proxy-address`); `None`: no proxy.
+    pub proxy_address: Option<String>,
+    /// Whether agents revoke their token when their pod stops, unless the pod says
+    /// (vault-k8s's `-revoke-on-shutdown`).
+    pub revoke_on_shutdown: bool,
+    /// The name Vault's certificate is checked against, unless the pod names one; `None`:
+    /// the address's host.
+    pub tls_server_name: Option<String>,
+    /// Whether agents run as the user of the pod's first container, unless the pod says
+    /// (vault-k8s's `-run-as-same-user`).
+    pub run_as_same_user: bool,
+    /// The agents' log level (`HYDRANT_LOG`: trace, debug, info, warn or error) unless the pod
+    /// names one; `None` leaves it to the agent (info).
+    pub agent_log_level: Option<String>,
+    /// The agents' log format (`HYDRANT_LOG_FORMAT`: plain or json) unless the pod names one;
+    /// `None` leaves it to the agent (plain).
+    pub agent_log_format: Option<String>,
 }
 
 impl InjectorSettings {
@@ -236,6 +265,13 @@ impl InjectorSettings {
             startup_timeout_seconds: DEFAULT_STARTUP_TIMEOUT_SECONDS,
             host_labels: BTreeMap::new(),
             label_conflict: crate::agent_config::LabelConflict::default(),
+            vault_namespace: None,
+            proxy_address: None,
+            revoke_on_shutdown: DEFAULT_REVOKE_ON_SHUTDOWN,
+            tls_server_name: None,
+            run_as_same_user: DEFAULT_RUN_AS_SAME_USER,
+            agent_log_level: None,
+            agent_log_format: None,
         }
     }
 }

@@ -53,6 +53,33 @@ pub fn parse_quantity(value: &str) -> Result<String, String> {
     }
 }
 
+/// Parses a log level as vault-k8s and hydrant spell them (`trace`, `debug`, `info`, `warn` or
+/// `warning`, `err` or `error`, any case) into the one `HYDRANT_LOG` takes; empty is `info`.
+pub fn parse_log_level(value: &str) -> Result<&'static str, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "trace" => Ok("trace"),
+        "debug" => Ok("debug"),
+        "info" | "" => Ok("info"),
+        "warn" | "warning" => Ok("warn"),
+        "err" | "error" => Ok("error"),
+        other => Err(format!(
+            "{other:?} is not a log level; use trace, debug, info, warn or error"
+        )),
+    }
+}
+
+/// Parses a log format as vault-k8s and hydrant spell them (`standard` or `plain`, `json`, any
+/// case) into the one `HYDRANT_LOG_FORMAT` takes; empty is `plain`.
+pub fn parse_log_format(value: &str) -> Result<&'static str, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "standard" | "plain" | "" => Ok("plain"),
+        "json" => Ok("json"),
+        other => Err(format!(
+            "{other:?} is not a log format; use standard or json"
+        )),
+    }
+}
+
 /// Parses a comma-separated list, trimming each item and dropping empty ones.
 pub fn parse_list(value: &str) -> Vec<String> {
     value

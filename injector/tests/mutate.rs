@@ -1044,3 +1044,125 @@ fn the_cluster_vault_ca_goes_to_agents_unless_the_pod_names_its_own_or_checks_no
         None
     );
 }
+
+/// The value of an environment variable of a container, if it has it.
+fn env_value<'a>(container: &'a Container, name: &str) -> Option<&'a str> {
+    container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.as_deref())
+}
+
+/// vault-k8s's injector-wide defaults (Vault namespace, proxy, revoke-on-shutdown, TLS server
+/// name, run-as-same-user, the agents' log level and format) apply to pods of either family
+/// that do not say; a pod's annotation still wins.
+#[test]
+fn cluster_wide_settings_apply_unless_the_pod_says_otherwise() {
+    let mut s = settings();
+    s.vault_namespace = Some("platform".into());
+    s.proxy_address = Some("http://proxy:3128".into());
+    s.revoke_on_shutdown = true;
+    s.tls_server_name = Some("vault.internal".into());
+    s.run_as_same_user = true;
+    s.agent_log_level = Some("debug".into());
+    s.agent_log_format = Some("json".into());
+    let agent_of = |pod: &Pod| {
+        let mutation = mutate(pod, "team-a", &s).expect("allowed").expect("patch");
+        let spec = apply(pod, &mutation).spec.expect("spec");
+        container(&spec.init_containers, "vault-agent").clone()
+    };
+    let app_user = |pod: PodBuilder| {
+        let mut pod = pod.build();
+        pod.spec.as_mut().expect("spec").containers[0].security_context =
+            Some(k8s_openapi::api::core::v1::SecurityContext {
+                run_as_user: Some(4242),
+                ..Default::default()
+            });
+        pod
+    };
+
+    let pod = app_user(PodBuilder::new().vault(&[
+        ("role", "app"),
+        ("agent-inject-secret-db", "secret/data/db"),
+    ]));
+    let agent = agent_of(&pod);
+    let config = agent_config(&agent);
+    assert_eq!(config.vault.namespace.as_deref(), Some("platform"));
+    assert_eq!(
+        config.vault.tls_server_name.as_deref(),
+        Some("vault.internal")
+    );
+    assert!(config.revoke_on_shutdown);
+    assert_eq!(env_value(&agent, "HTTPS_PROXY"), Some("http://proxy:3128"));
+    assert_eq!(env_value(&agent, "HYDRANT_LOG"), Some("debug"));
+    assert_eq!(env_value(&agent, "HYDRANT_LOG_FORMAT"), Some("json"));
+    let sc = agent.security_context.expect("sc");
+    assert_eq!(sc.run_as_user, Some(4242));
+
+    // The same settings reach a hydrant.dev pod.
+    let pod =
+        app_user(PodBuilder::new().hydrant(&[("role", "app"), ("secret-db", "secret/data/db")]));
+    let agent = agent_of(&pod);
+    assert_eq!(
+        agent_config(&agent).vault.namespace.as_deref(),
+        Some("platform")
+    );
+    assert_eq!(env_value(&agent, "HYDRANT_LOG"), Some("debug"));
+
+    // Every annotation wins over its setting.
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("namespace", "team-a"),
+            ("proxy-address", "http://other:8080"),
+            ("agent-revoke-on-shutdown", "false"),
+            ("tls-server-name", "vault.team-a"),
+            ("agent-run-as-same-user", "false"),
+            ("log-level", "error"),
+            ("log-format", "standard"),
+        ])
+        .build();
+    let agent = agent_of(&pod);
+    let config = agent_config(&agent);
+    assert_eq!(config.vault.namespace.as_deref(), Some("team-a"));
+    assert_eq!(
+        config.vault.tls_server_name.as_deref(),
+        Some("vault.team-a")
+    );
+    assert!(!config.revoke_on_shutdown);
+    assert_eq!(env_value(&agent, "HTTPS_PROXY"), Some("http://other:8080"));
+    assert_eq!(env_value(&agent, "HYDRANT_LOG"), Some("error"));
+    assert_eq!(env_value(&agent, "HYDRANT_LOG_FORMAT"), Some("plain"));
+    assert_ne!(agent.security_context.expect("sc").run_as_user, Some(4242));
+
+    // A pod naming its agent's user is not run as its app's; one naming none, with an app
+    // running as nobody in particular, is refused naming the setting.
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("agent-run-as-user", "7"),
+        ])
+        .build();
+    assert_eq!(
+        agent_of(&pod).security_context.expect("sc").run_as_user,
+        Some(7)
+    );
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let denial = mutate(&pod, "team-a", &s).expect_err("no app user");
+    assert!(
+        denial
+            .message
+            .starts_with("--run-as-same-user: the pod's first container sets no runAsUser"),
+        "{}",
+        denial.message
+    );
+}

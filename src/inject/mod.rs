@@ -23,8 +23,8 @@ pub struct Args {
 
 /// `hydrant inject`: mutates the manifests as the webhook would, prints them, and warns on
 /// standard error.
-pub fn command(args: &Args) -> anyhow::Result<()> {
-    let settings = args.injector.settings();
+pub fn command(args: &Args, env: &dyn crate::env::Env) -> anyhow::Result<()> {
+    let settings = args.injector.settings(env)?;
     let injected = run(&args.file, &args.namespace, &settings)?;
     for warning in &injected.warnings {
         eprintln!("hydrant: warning: {warning}");

@@ -137,28 +137,15 @@ pub(super) fn no_control(key: &str, value: &str) -> Result<(), Denial> {
 }
 
 pub(super) fn log_level(key: &str, value: &str) -> Result<String, Denial> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "trace" => Ok("trace".to_owned()),
-        "debug" => Ok("debug".to_owned()),
-        "info" | "" => Ok("info".to_owned()),
-        "warn" | "warning" => Ok("warn".to_owned()),
-        "err" | "error" => Ok("error".to_owned()),
-        other => Err(Denial::bad(
-            key,
-            format!("{other:?} is not a log level; use trace, debug, info, warn or error"),
-        )),
-    }
+    crate::values::parse_log_level(value)
+        .map(str::to_owned)
+        .map_err(|e| Denial::bad(key, e))
 }
 
 pub(super) fn log_format(key: &str, value: &str) -> Result<String, Denial> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "standard" | "plain" | "" => Ok("plain".to_owned()),
-        "json" => Ok("json".to_owned()),
-        other => Err(Denial::bad(
-            key,
-            format!("{other:?} is not a log format; use standard or json"),
-        )),
-    }
+    crate::values::parse_log_format(value)
+        .map(str::to_owned)
+        .map_err(|e| Denial::bad(key, e))
 }
 
 pub(super) fn json_patch_of(key: &str, value: &str) -> Result<Option<json_patch::Patch>, Denial> {

@@ -104,7 +104,7 @@ pub(super) fn parse(
             k::AGENT_RUN_AS_GROUP => {
                 r.run_as_group = Some(parse_id(value).map_err(|e| Denial::bad(key, e))?)
             }
-            k::AGENT_RUN_AS_SAME_USER => r.run_as_same_user = bool_of(value)?,
+            k::AGENT_RUN_AS_SAME_USER => r.run_as_same_user = Some(bool_of(value)?),
             k::AGENT_SET_SECURITY_CONTEXT => r.set_security_context = Some(bool_of(value)?),
             k::AGENT_JSON_PATCH => r.sidecar_patch = json_patch_of(key, value)?,
             k::AGENT_INIT_JSON_PATCH => r.init_patch = json_patch_of(key, value)?,
@@ -141,7 +141,7 @@ pub(super) fn parse(
             }
             k::AGENT_ENABLE_QUIT => enable_quit = bool_of(value)?,
             k::AGENT_CACHE_LISTENER_PORT => listener_port = Some(port(key, value)?),
-            k::AGENT_REVOKE_ON_SHUTDOWN => r.revoke_on_shutdown = bool_of(value)?,
+            k::AGENT_REVOKE_ON_SHUTDOWN => r.revoke_on_shutdown = Some(bool_of(value)?),
             k::AGENT_REVOKE_GRACE => {
                 let seconds = value.trim().parse::<u64>().map_err(|_| {
                     Denial::bad(key, format!("{value:?} is not a number of seconds"))
@@ -696,7 +696,7 @@ mod tests {
             Some(vec!["kill".into(), "-HUP".into(), "1".into()])
         );
         assert_eq!(r.listen, Some(8200));
-        assert!(r.revoke_on_shutdown);
+        assert_eq!(r.revoke_on_shutdown, Some(true));
         assert_eq!(r.revoke_delay.map(|d| d.0.as_secs()), Some(7));
         assert_eq!(r.refresh_interval.map(|d| d.0.as_secs()), Some(30));
         assert_eq!(r.renewal_threshold, Some(0.8));

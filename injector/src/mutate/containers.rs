@@ -49,7 +49,7 @@ impl AgentContainers {
             .image
             .clone()
             .unwrap_or_else(|| settings.agent_image.clone());
-        let env = agent_env(request, &config_json);
+        let env = agent_env(request, settings, &config_json);
         let container = |name: &str, args: &[&str], resources: &Resources| Container {
             name: name.to_owned(),
             image: Some(image.clone()),
@@ -122,14 +122,28 @@ fn security_context(
     spec: &PodSpec,
     settings: &InjectorSettings,
 ) -> Result<Option<SecurityContext>, Denial> {
-    let explicit_ids =
-        request.run_as_user.is_some() || request.run_as_group.is_some() || request.run_as_same_user;
+    // The injector's --run-as-same-user applies to pods that name no user of their own.
+    let same_user = request
+        .run_as_same_user
+        .unwrap_or(settings.run_as_same_user && request.run_as_user.is_none());
+    let explicit_ids = request.run_as_user.is_some()
+        || request.run_as_group.is_some()
+        || request.run_as_same_user == Some(true);
     if request.set_security_context == Some(false) && !explicit_ids {
         return Ok(None);
     }
     let mut user = request.run_as_user.or(settings.run_as.map(|r| r.user));
     let group = request.run_as_group.or(settings.run_as.map(|r| r.group));
-    if request.run_as_same_user {
+    if same_user {
+        // The annotation, or else the injector's --run-as-same-user, asked for it.
+        let (asked_by, fix) = if request.run_as_same_user.is_some() {
+            (k::AGENT_RUN_AS_SAME_USER, "remove the annotation")
+        } else {
+            (
+                "--run-as-same-user",
+                "name the agent's user with vault.hashicorp.com/agent-run-as-user (hydrant.dev/run-as-user)",
+            )
+        };
         let same = spec
             .containers
             .first()
@@ -138,8 +152,8 @@ fn security_context(
             .filter(|uid| *uid != 0)
             .ok_or_else(|| {
                 Denial::bad(
-                    k::AGENT_RUN_AS_SAME_USER,
-                    "the pod's first container sets no runAsUser, or runs as root; set one or remove the annotation".to_owned(),
+                    asked_by,
+                    format!("the pod's first container sets no runAsUser, or runs as root; set one or {fix}"),
                 )
             })?;
         user = Some(same);
@@ -163,20 +177,38 @@ fn security_context(
     }))
 }
 
-fn agent_env(request: &InjectionRequest, config_json: &str) -> Vec<EnvVar> {
+/// The agent's environment: its configuration, then what the pod (or else the settings) says of
+/// its logs and proxy.
+fn agent_env(
+    request: &InjectionRequest,
+    settings: &InjectorSettings,
+    config_json: &str,
+) -> Vec<EnvVar> {
     let var = |name: &str, value: &str| EnvVar {
         name: name.to_owned(),
         value: Some(value.to_owned()),
         ..EnvVar::default()
     };
     let mut env = vec![var(AGENT_CONFIG_ENV, config_json)];
-    if let Some(level) = &request.log_level {
+    if let Some(level) = request
+        .log_level
+        .as_ref()
+        .or(settings.agent_log_level.as_ref())
+    {
         env.push(var(crate::LOG_ENV, level));
     }
-    if let Some(format) = &request.log_format {
+    if let Some(format) = request
+        .log_format
+        .as_ref()
+        .or(settings.agent_log_format.as_ref())
+    {
         env.push(var(crate::LOG_FORMAT_ENV, format));
     }
-    if let Some(proxy) = &request.proxy_address {
+    if let Some(proxy) = request
+        .proxy_address
+        .as_ref()
+        .or(settings.proxy_address.as_ref())
+    {
         env.push(var("HTTPS_PROXY", proxy));
     }
     env

@@ -1166,3 +1166,53 @@ fn cluster_wide_settings_apply_unless_the_pod_says_otherwise() {
         denial.message
     );
 }
+
+/// Every agent container gets `NAMESPACE`, `HOST_IP` and `POD_IP` from the downward API, first
+/// and in vault-k8s's order, so templates and `agent-json-patch` operations written for it work.
+#[test]
+fn agent_containers_get_the_pods_namespace_and_ips_as_vault_k8s_gives_them() {
+    for mode in ["native", "init-and-sidecar", "init-only", "sidecar-only"] {
+        let pod = PodBuilder::new()
+            .hydrant(&[
+                ("role", "app"),
+                ("secret-db", "secret/data/db"),
+                ("mode", mode),
+            ])
+            .build();
+        let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+        let agents = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .filter(|c| c.name.starts_with("vault-agent"));
+        let mut seen = 0;
+        for agent in agents {
+            seen += 1;
+            let env = agent.env.as_ref().expect("env");
+            let downward: Vec<(&str, &str)> = env[..3]
+                .iter()
+                .map(|e| {
+                    let field = e
+                        .value_from
+                        .as_ref()
+                        .and_then(|v| v.field_ref.as_ref())
+                        .map(|f| f.field_path.as_str())
+                        .expect("a field reference");
+                    (e.name.as_str(), field)
+                })
+                .collect();
+            assert_eq!(
+                downward,
+                [
+                    ("NAMESPACE", "metadata.namespace"),
+                    ("HOST_IP", "status.hostIP"),
+                    ("POD_IP", "status.podIP")
+                ],
+                "{mode}: {}",
+                agent.name
+            );
+        }
+        assert!(seen > 0, "{mode}");
+    }
+}

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use json_patch::{Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, ExecAction, PodSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, VolumeMount,
+    Capabilities, Container, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PodSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
@@ -177,8 +177,17 @@ fn security_context(
     }))
 }
 
-/// The agent's environment: its configuration, then what the pod (or else the settings) says of
-/// its logs and proxy.
+/// The pod's own facts every agent container gets from the downward API, first and in this
+/// order as vault-k8s gives them (templates use them, e.g. for certificate SANs, and
+/// `agent-json-patch` operations count on their places): variable and field.
+pub(crate) const DOWNWARD_ENV: [(&str, &str); 3] = [
+    ("NAMESPACE", "metadata.namespace"),
+    ("HOST_IP", "status.hostIP"),
+    ("POD_IP", "status.podIP"),
+];
+
+/// The agent's environment: the pod's namespace and IPs, its configuration, then what the pod
+/// (or else the settings) says of its logs and proxy.
 fn agent_env(
     request: &InjectionRequest,
     settings: &InjectorSettings,
@@ -189,7 +198,21 @@ fn agent_env(
         value: Some(value.to_owned()),
         ..EnvVar::default()
     };
-    let mut env = vec![var(AGENT_CONFIG_ENV, config_json)];
+    let mut env: Vec<EnvVar> = DOWNWARD_ENV
+        .iter()
+        .map(|(name, field)| EnvVar {
+            name: (*name).to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: (*field).to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        })
+        .collect();
+    env.push(var(AGENT_CONFIG_ENV, config_json));
     if let Some(level) = request
         .log_level
         .as_ref()

@@ -4,7 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use injector::agent_config::AuthMethod;
-use injector::settings::{self, DefaultTemplate, InjectorSettings, Mode, Resources, RunAs};
+use injector::settings::{self, DefaultTemplate, InjectorSettings, Mode, Resources, RunAsSettings};
 use injector::values::Duration;
 use injector::values::parse_quantity;
 
@@ -177,18 +177,24 @@ pub struct InjectorArgs {
     /// Memory limit of the sidecar; empty (the default) leaves it out.
     #[arg(long, env = "HYDRANT_SIDECAR_MEMORY_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
     pub sidecar_memory_limit: String,
-    /// The user the agent runs as.
-    #[arg(long, env = "HYDRANT_RUN_AS_USER", default_value_t = settings::DEFAULT_RUN_AS.user)]
-    pub run_as_user: i64,
-    /// The group the agent runs as.
-    #[arg(long, env = "HYDRANT_RUN_AS_GROUP", default_value_t = settings::DEFAULT_RUN_AS.group)]
-    pub run_as_group: i64,
+    /// The user agents run as, for pods that name none; also read from AGENT_INJECT_RUN_AS_USER.
+    /// Unset: 65532 (the image's nonroot) for hydrant.dev pods, 100 (vault-k8s's) for
+    /// vault.hashicorp.com pods.
+    #[arg(long, env = "HYDRANT_RUN_AS_USER", value_name = "UID", value_parser = parse_id)]
+    pub run_as_user: Option<i64>,
+    /// The group agents run as, for pods that name none; also read from
+    /// AGENT_INJECT_RUN_AS_GROUP. Unset: 65532 for hydrant.dev pods, 1000 (vault-k8s's: apps read
+    /// 0640 files through it) for vault.hashicorp.com pods.
+    #[arg(long, env = "HYDRANT_RUN_AS_GROUP", value_name = "GID", value_parser = parse_id)]
+    pub run_as_group: Option<i64>,
     /// Run agents as the user of their pod's first container, for pods that name no user (true
     /// or false; the flag alone is true); also read from AGENT_INJECT_RUN_AS_SAME_USER.
     /// [default: false]
     #[arg(long, env = "HYDRANT_RUN_AS_SAME_USER", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = parse_flag_bool)]
     pub run_as_same_user: Option<bool>,
-    /// Leave runAsUser and runAsGroup out, for OpenShift, which assigns them.
+    /// Leave runAsUser and runAsGroup out, for OpenShift, which assigns them (a pod that names
+    /// one still gets it; a vault.hashicorp.com pod then gets the other's default, as with
+    /// vault-k8s's -set-security-context=false).
     #[arg(long, env = "HYDRANT_OMIT_RUN_AS")]
     pub omit_run_as: bool,
     /// Namespaces where injection is refused (comma-separated).
@@ -268,12 +274,20 @@ pub mod vault_k8s_env {
     pub const RUN_AS_SAME_USER: &str = "AGENT_INJECT_RUN_AS_SAME_USER";
     /// The default template (`--default-template`).
     pub const DEFAULT_TEMPLATE: &str = "AGENT_INJECT_DEFAULT_TEMPLATE";
+    /// The agent's user (`--run-as-user`).
+    pub const RUN_AS_USER: &str = "AGENT_INJECT_RUN_AS_USER";
+    /// The agent's group (`--run-as-group`).
+    pub const RUN_AS_GROUP: &str = "AGENT_INJECT_RUN_AS_GROUP";
 }
 
 /// Injector settings that cannot be used: each bad value, named; nothing was served.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.join("\nhydrant: "))]
 pub struct InvalidSettings(pub Vec<String>);
+
+fn parse_id(text: &str) -> Result<i64, String> {
+    injector::values::parse_id(text)
+}
 
 fn parse_flag_bool(text: &str) -> Result<bool, String> {
     injector::values::parse_bool(text.trim())
@@ -345,6 +359,14 @@ impl InjectorArgs {
             })
             .and_then(|t| parse_flag_bool(&t).ok())
         });
+        let run_as_user = self.run_as_user.or_else(|| {
+            or_vault_k8s(vault_k8s_env::RUN_AS_USER, &|t| parse_id(t).map(drop))
+                .and_then(|t| parse_id(&t).ok())
+        });
+        let run_as_group = self.run_as_group.or_else(|| {
+            or_vault_k8s(vault_k8s_env::RUN_AS_GROUP, &|t| parse_id(t).map(drop))
+                .and_then(|t| parse_id(&t).ok())
+        });
         if vault_addr.is_none() {
             errors.push(format!(
                 "--vault-addr (HYDRANT_VAULT_ADDR, or {}) is required: Vault's address as agents reach it, such as https://vault.vault.svc:8200",
@@ -384,10 +406,11 @@ impl InjectorArgs {
             memory_limit: some(&self.sidecar_memory_limit),
             ..Resources::default()
         };
-        settings.run_as = (!self.omit_run_as).then_some(RunAs {
-            user: self.run_as_user,
-            group: self.run_as_group,
-        });
+        settings.run_as = RunAsSettings {
+            user: run_as_user,
+            group: run_as_group,
+            omit: self.omit_run_as,
+        };
         settings.excluded_namespaces = self
             .exclude_namespaces
             .iter()

@@ -146,13 +146,32 @@ pub struct RunAs {
     pub group: i64,
 }
 
+/// The injector's choice of the agent's user and group, for pods that name none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunAsSettings {
+    /// `runAsUser` for every pod; `None`: the family's ([`DEFAULT_RUN_AS`] for hydrant.dev
+    /// pods, [`VAULT_K8S_RUN_AS`] for vault.hashicorp.com pods).
+    pub user: Option<i64>,
+    /// `runAsGroup` for every pod; `None`: the family's.
+    pub group: Option<i64>,
+    /// Leave the ids out (OpenShift assigns them), unless the pod names one.
+    pub omit: bool,
+}
+
 // hydrant's production defaults, in one place: `InjectorSettings::new` gives them, and the flags of
 // `hydrant webhook` and `hydrant inject` (src/cli.rs) default to them.
 
-/// The distroless `nonroot` user that hydrant's image runs as.
+/// The distroless `nonroot` user that hydrant's image runs as: the agent of hydrant.dev pods.
 pub const DEFAULT_RUN_AS: RunAs = RunAs {
     user: 65532,
     group: 65532,
+};
+
+/// vault-k8s's agent user and group, the agent of vault.hashicorp.com pods: apps read its
+/// 0640 files through group 1000 (vault-k8s's `-run-as-user`/`-run-as-group` defaults).
+pub const VAULT_K8S_RUN_AS: RunAs = RunAs {
+    user: 100,
+    group: 1000,
 };
 
 /// The auth method of pods that name none.
@@ -207,8 +226,8 @@ pub struct InjectorSettings {
     /// The sidecar container's resources, and those of native mode's single container (a
     /// restartable init container that lives as long as the pod).
     pub sidecar_resources: Resources,
-    /// The user and group to run as; `None` leaves them out (OpenShift assigns its own).
-    pub run_as: Option<RunAs>,
+    /// The user and group to run as, for pods that name none.
+    pub run_as: RunAsSettings,
     /// Namespaces where pods are never mutated: asking for injection there is denied.
     pub excluded_namespaces: Vec<String>,
     /// How long a native sidecar may take to render every file before the pod fails to start.
@@ -257,7 +276,7 @@ impl InjectorSettings {
             default_template: DEFAULT_TEMPLATE,
             init_resources: Resources::small(),
             sidecar_resources: Resources::small(),
-            run_as: Some(DEFAULT_RUN_AS),
+            run_as: RunAsSettings::default(),
             excluded_namespaces: DEFAULT_EXCLUDED_NAMESPACES
                 .split(',')
                 .map(str::to_owned)

@@ -2,7 +2,7 @@
 //! annotation asks for, and every refusal names the annotation.
 
 use injector::agent_config::{AgentConfig, AuthMethod, SecretFormat, TemplateSyntax};
-use injector::settings::{Mode, RunAs};
+use injector::settings::{Mode, RunAsSettings};
 use injector::{Denial, InjectorSettings, Mutation, Reason, mutate, mutate_in, names};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
@@ -515,7 +515,7 @@ fn openshift_settings_leave_the_ids_out() {
         .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
         .build();
     let mut s = settings();
-    s.run_as = None;
+    s.run_as.omit = true;
     let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
     let spec = apply(&pod, &mutation).spec.expect("spec");
     let sc = container(&spec.init_containers, "vault-agent")
@@ -641,7 +641,7 @@ fn the_token_comes_from_the_app_mount_a_named_volume_or_a_projection() {
 }
 
 #[test]
-fn native_agent_comes_first_and_app_init_containers_after_it_get_the_files() {
+fn app_init_containers_after_the_agent_and_all_of_a_vault_k8s_pods_get_the_files() {
     let pod = PodBuilder::new()
         .init_container("migrate")
         .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
@@ -666,6 +666,33 @@ fn native_agent_comes_first_and_app_init_containers_after_it_get_the_files() {
             ("role", "app"),
             ("agent-inject-secret-db", "secret/data/db"),
             ("agent-pre-populate-only", "true"),
+        ])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    let inits = spec.init_containers.expect("init containers");
+    assert_eq!(
+        inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["migrate", "vault-agent-init"]
+    );
+    // vault-k8s (GH-91) mounts the volume in an app init container that runs before the
+    // agent too: it may write into it, or only expect the mount.
+    assert!(
+        inits[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "vault-secrets" && m.mount_path == "/vault/secrets"),
+        "{:?}",
+        inits[0].volume_mounts
+    );
+
+    // hydrant's own family mounts the files only where they exist already.
+    let pod = PodBuilder::new()
+        .init_container("migrate")
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("mode", "init-and-sidecar"),
         ])
         .build();
     let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
@@ -958,10 +985,11 @@ fn run_as_settings_apply_when_no_annotation_overrides() {
         .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
         .build();
     let mut s = settings();
-    s.run_as = Some(RunAs {
-        user: 100,
-        group: 1000,
-    });
+    s.run_as = RunAsSettings {
+        user: Some(100),
+        group: Some(1000),
+        omit: false,
+    };
     let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
     let spec = apply(&pod, &mutation).spec.expect("spec");
     let sc = container(&spec.init_containers, "vault-agent")
@@ -1215,4 +1243,90 @@ fn agent_containers_get_the_pods_namespace_and_ips_as_vault_k8s_gives_them() {
         }
         assert!(seen > 0, "{mode}");
     }
+}
+
+/// The ids a pod's agent runs as under `s`: (runAsUser, runAsGroup), or `None` without a
+/// security context.
+fn agent_ids(pod: &Pod, s: &InjectorSettings) -> Option<(Option<i64>, Option<i64>)> {
+    let mutation = mutate(pod, "team-a", s).expect("allowed").expect("patch");
+    let spec = apply(pod, &mutation).spec.expect("spec");
+    let agent = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .find(|c| c.name.starts_with("vault-agent"))
+        .expect("an agent");
+    agent
+        .security_context
+        .as_ref()
+        .map(|sc| (sc.run_as_user, sc.run_as_group))
+}
+
+/// vault-k8s's pods get vault-k8s's ids (uid 100, gid 1000: apps read 0640 files through
+/// group 1000), hydrant's pods the image's nonroot 65532; --run-as-user/--run-as-group set them
+/// for both.
+#[test]
+fn each_family_gets_its_own_default_ids_unless_the_injector_names_them() {
+    let vault = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let hydrant = PodBuilder::new()
+        .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+        .build();
+    let s = settings();
+    assert_eq!(agent_ids(&vault, &s), Some((Some(100), Some(1000))));
+    assert_eq!(agent_ids(&hydrant, &s), Some((Some(65532), Some(65532))));
+    let mut s = settings();
+    s.run_as.user = Some(2000);
+    assert_eq!(agent_ids(&vault, &s), Some((Some(2000), Some(1000))));
+    assert_eq!(agent_ids(&hydrant, &s), Some((Some(2000), Some(65532))));
+}
+
+/// vault-k8s's `agent-set-security-context: "false"` wins over its id annotations; under
+/// --omit-run-as (vault-k8s's -set-security-context=false) a vault-k8s pod that names one id
+/// gets the other's default, as vault-k8s keeps it, and one that names none gets none.
+#[test]
+fn vault_k8s_security_context_rules_hold_under_omit_run_as_and_set_security_context() {
+    let vault = |pairs: &[(&str, &str)]| {
+        PodBuilder::new()
+            .vault(&[
+                ("role", "app"),
+                ("agent-inject-secret-db", "secret/data/db"),
+            ])
+            .vault(pairs)
+            .build()
+    };
+    let pod = vault(&[
+        ("agent-set-security-context", "false"),
+        ("agent-run-as-user", "1234"),
+    ]);
+    assert_eq!(agent_ids(&pod, &settings()), None);
+    let pod = vault(&[
+        ("agent-set-security-context", "false"),
+        ("agent-run-as-same-user", "true"),
+    ]);
+    assert_eq!(agent_ids(&pod, &settings()), None);
+
+    let mut omit = settings();
+    omit.run_as.omit = true;
+    assert_eq!(agent_ids(&vault(&[]), &omit), Some((None, None)));
+    let pod = vault(&[("agent-run-as-user", "1234")]);
+    assert_eq!(agent_ids(&pod, &omit), Some((Some(1234), Some(1000))));
+    let pod = vault(&[("agent-run-as-group", "3000")]);
+    assert_eq!(agent_ids(&pod, &omit), Some((Some(100), Some(3000))));
+    let pod = vault(&[("agent-set-security-context", "true")]);
+    assert_eq!(agent_ids(&pod, &omit), Some((Some(100), Some(1000))));
+    // hydrant's own family gets only what it names.
+    let pod = PodBuilder::new()
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("run-as-user", "1234"),
+        ])
+        .build();
+    assert_eq!(agent_ids(&pod, &omit), Some((Some(1234), None)));
 }

@@ -165,6 +165,9 @@ pub(super) fn parse(
                     })?;
                 r.renewal_threshold = Some(threshold);
             }
+            // vault-k8s validates only a non-empty value: empty is the agent's default.
+            k::AUTH_MIN_BACKOFF if value.trim().is_empty() => r.min_backoff = None,
+            k::AUTH_MAX_BACKOFF if value.trim().is_empty() => r.max_backoff = None,
             k::AUTH_MIN_BACKOFF => r.min_backoff = Some(duration(key, value)?),
             k::AUTH_MAX_BACKOFF => r.max_backoff = Some(duration(key, value)?),
             k::AGENT_CACHE_ENABLE
@@ -707,6 +710,24 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(r.listen, Some(9000));
+    }
+
+    #[test]
+    fn empty_backoffs_are_the_default_as_in_vault_k8s() {
+        let r = parse_vault(&[
+            ("vault.hashicorp.com/auth-min-backoff", ""),
+            ("vault.hashicorp.com/auth-max-backoff", " "),
+        ])
+        .expect("parses");
+        assert_eq!((r.min_backoff, r.max_backoff), (None, None));
+        let err = parse_vault(&[("vault.hashicorp.com/auth-max-backoff", "soon")])
+            .expect_err("not a duration");
+        assert!(
+            err.message
+                .starts_with("vault.hashicorp.com/auth-max-backoff: "),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use super::MAX_PATCHED_CONTAINER_BYTES;
 use super::patch::json_len;
 use crate::agent_config::AgentConfig;
 use crate::annotations::keys::vault_k8s as k;
-use crate::annotations::{InjectionRequest, QuantityOverride, ResourceOverrides};
-use crate::settings::{InjectorSettings, Mode, Resources};
+use crate::annotations::{Family, InjectionRequest, QuantityOverride, ResourceOverrides};
+use crate::settings::{DEFAULT_RUN_AS, InjectorSettings, Mode, Resources, VAULT_K8S_RUN_AS};
 use crate::{AGENT_BINARY, AGENT_CONFIG_ENV, Denial, names};
 
 /// The agent's containers as JSON, patched as the pod asks.
@@ -126,14 +126,29 @@ fn security_context(
     let same_user = request
         .run_as_same_user
         .unwrap_or(settings.run_as_same_user && request.run_as_user.is_none());
-    let explicit_ids = request.run_as_user.is_some()
+    let names_ids = request.run_as_user.is_some()
         || request.run_as_group.is_some()
         || request.run_as_same_user == Some(true);
-    if request.set_security_context == Some(false) && !explicit_ids {
+    // vault-k8s's `agent-set-security-context: "false"` wins over every id annotation (they
+    // override only its injector-wide -set-security-context=false).
+    if request.set_security_context == Some(false) {
         return Ok(None);
     }
-    let mut user = request.run_as_user.or(settings.run_as.map(|r| r.user));
-    let group = request.run_as_group.or(settings.run_as.map(|r| r.group));
+    let vault_k8s = request.family == Family::VaultK8s;
+    let family_default = if vault_k8s {
+        VAULT_K8S_RUN_AS
+    } else {
+        DEFAULT_RUN_AS
+    };
+    // Under --omit-run-as the ids are left out, unless the pod names one: then vault-k8s's pods
+    // get the other from the defaults too, as vault-k8s's injector gives them once a pod's id
+    // annotation turns its security context on.
+    let defaults = !settings.run_as.omit
+        || (vault_k8s && (names_ids || request.set_security_context == Some(true)));
+    let default_user = settings.run_as.user.unwrap_or(family_default.user);
+    let default_group = settings.run_as.group.unwrap_or(family_default.group);
+    let mut user = request.run_as_user.or(defaults.then_some(default_user));
+    let group = request.run_as_group.or(defaults.then_some(default_group));
     if same_user {
         // The annotation, or else the injector's --run-as-same-user, asked for it.
         let (asked_by, fix) = if request.run_as_same_user.is_some() {

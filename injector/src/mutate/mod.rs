@@ -139,7 +139,8 @@ struct Plan {
     /// Mounts for the app's containers (index into `spec.containers`).
     app_mounts: Vec<VolumeMount>,
     targets: Vec<usize>,
-    /// App init containers that run after the agent and get the mounts too.
+    /// App init containers that get the mounts too: those after the agent, or all of a
+    /// vault-k8s pod's.
     init_targets: Vec<usize>,
     init_container: Option<Value>,
     init_first: bool,
@@ -165,14 +166,17 @@ impl Plan {
             Mode::InitAndSidecar | Mode::InitOnly => request.init_first,
             Mode::SidecarOnly => false,
         };
-        let init_targets: Vec<usize> = if agent_first {
+        // vault-k8s (GH-91) mounts the files in every app init container, even one that runs
+        // before the agent (it may write into the volume, or only expect the mount); hydrant's
+        // own family mounts them only where they exist already.
+        let init_targets: Vec<usize> = if agent_first || request.family == Family::VaultK8s {
             (0..spec.init_containers.as_ref().map_or(0, Vec::len)).collect()
         } else {
             Vec::new()
         };
         let method = request.auth_method.unwrap_or(settings.auth_method);
         let mounts = Mounts::new(request, spec, method)?;
-        mounts::check_conflicts(spec, &mounts.volumes, &mounts.app, &targets)?;
+        mounts::check_conflicts(spec, &mounts.volumes, &mounts.app, &targets, &init_targets)?;
         let config = to_agent_config(request, settings, method, mounts.jwt_path.clone())?;
         let containers =
             AgentContainers::new(mode, request, spec, settings, &config, &mounts.agent)?;

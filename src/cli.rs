@@ -56,7 +56,9 @@ pub enum Command {
     ///
     /// Reads YAML or JSON documents (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job,
     /// CronJob, List), mutates every pod template that asks for injection, leaves everything else
-    /// as it is, and prints YAML. A pod the webhook would deny makes it exit 1 with the denial.
+    /// as it is, and prints YAML. A pod the webhook would deny makes it exit 1 with the denial;
+    /// a pod template in a kind it does not know (an Argo Rollout) is left as it is, with a
+    /// warning.
     Inject(crate::inject::Args),
     /// Serve the mutating admission webhook over HTTPS.
     ///
@@ -367,6 +369,14 @@ impl InjectorArgs {
             or_vault_k8s(vault_k8s_env::RUN_AS_GROUP, &|t| parse_id(t).map(drop))
                 .and_then(|t| parse_id(&t).ok())
         });
+        // Refused at start: otherwise the webhook says ready and every agent's login fails.
+        let vault_addr = vault_addr.map(|a| match injector::values::vault_address(&a) {
+            Ok(a) => a,
+            Err(e) => {
+                errors.push(format!("--vault-addr: {e}"));
+                a
+            }
+        });
         if vault_addr.is_none() {
             errors.push(format!(
                 "--vault-addr (HYDRANT_VAULT_ADDR, or {}) is required: Vault's address as agents reach it, such as https://vault.vault.svc:8200",
@@ -383,7 +393,8 @@ impl InjectorArgs {
             .filter(|n| !n.trim().is_empty());
         settings.proxy_address = proxy_address.filter(|p| !p.trim().is_empty());
         settings.auth_method = auth_method.unwrap_or(settings::DEFAULT_AUTH_METHOD);
-        settings.auth_mount = auth_mount.filter(|m| !m.is_empty());
+        // As the auth-path annotation: auth/kubernetes is the kubernetes mount.
+        settings.auth_mount = auth_mount.as_deref().and_then(injector::values::auth_mount);
         settings.mode = self.mode;
         settings.default_template = default_template.unwrap_or(settings::DEFAULT_TEMPLATE);
         settings.revoke_on_shutdown =
@@ -519,6 +530,32 @@ mod tests {
         assert!(
             Cli::try_parse_from(["hydrant", "inject", "-f", "-", "--agent-log-level=loud"])
                 .is_err()
+        );
+    }
+
+    /// `--auth-mount auth/kubernetes` is the kubernetes mount, as the auth-path annotation
+    /// reads it (not auth/auth/kubernetes); an address without a scheme is refused.
+    #[test]
+    fn auth_mounts_are_normalised_and_addresses_need_a_scheme() {
+        for mount in ["auth/kubernetes", "/kubernetes/", "kubernetes"] {
+            let settings = injector_args(&["--vault-addr=https://v:8200", "--auth-mount", mount])
+                .settings(&no_env())
+                .expect("valid");
+            assert_eq!(
+                settings.auth_mount.as_deref(),
+                Some("kubernetes"),
+                "{mount}"
+            );
+        }
+        let err = injector_args(&["--vault-addr=vault:8200"])
+            .settings(&no_env())
+            .expect_err("no scheme")
+            .0;
+        assert_eq!(
+            err,
+            [
+                "--vault-addr: \"vault:8200\" has no scheme; write https://vault:8200 (or http:// for a Vault without TLS)"
+            ]
         );
     }
 

@@ -291,3 +291,28 @@ fn inject_reads_vault_k8s_variables_and_refuses_to_start_without_an_address() {
         "{stderr}"
     );
 }
+
+/// `hydrant webhook --vault-addr vault:8200` would say ready and deny nothing, then every
+/// agent's login would fail: it is refused at start, before it reads its certificate or
+/// listens, naming the fix.
+#[test]
+fn the_webhook_refuses_an_address_without_a_scheme_before_it_listens() {
+    let run = Hydrant::new([
+        "webhook",
+        "--vault-addr",
+        "vault:8200",
+        "--auth-mount",
+        "auth/kubernetes",
+        "--tls-cert",
+        "/nope",
+        "--tls-key",
+        "/nope",
+    ])
+    .run();
+    let stderr = run.stderr();
+    assert_eq!(run.code(), 64, "{stderr}");
+    assert_eq!(
+        stderr,
+        "hydrant: --vault-addr: \"vault:8200\" has no scheme; write https://vault:8200 (or http:// for a Vault without TLS)\n"
+    );
+}

@@ -80,6 +80,36 @@ pub fn parse_log_format(value: &str) -> Result<&'static str, String> {
     }
 }
 
+/// An auth mount as vault-k8s's `auth-path` takes it: with or without `auth/` and slashes
+/// (`auth/kubernetes`, `/kubernetes/` and `kubernetes` are one mount); `None` when empty.
+pub fn auth_mount(value: &str) -> Option<String> {
+    let mount = value.trim().trim_matches('/');
+    let mount = mount
+        .strip_prefix("auth/")
+        .unwrap_or(mount)
+        .trim_matches('/');
+    (!mount.is_empty()).then(|| mount.to_owned())
+}
+
+/// Checks Vault's address: an `http://` or `https://` URL with a host, such as
+/// `https://vault.vault.svc:8200`; returned trimmed.
+pub fn vault_address(value: &str) -> Result<String, String> {
+    let address = value.trim();
+    let rest = address
+        .strip_prefix("https://")
+        .or_else(|| address.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with(['/', ':']) => Ok(address.to_owned()),
+        Some(_) => Err(format!(
+            "{value:?} names no host; write it like https://vault.vault.svc:8200"
+        )),
+        None => Err(format!(
+            "{value:?} has no scheme; write https://{} (or http:// for a Vault without TLS)",
+            address.split("://").last().unwrap_or(address)
+        )),
+    }
+}
+
 /// Parses a comma-separated list, trimming each item and dropping empty ones.
 pub fn parse_list(value: &str) -> Vec<String> {
     value
@@ -222,6 +252,42 @@ impl<'de> Deserialize<'de> for FileMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_mounts_are_one_mount_with_or_without_auth_and_slashes() {
+        for value in [
+            "kubernetes",
+            "auth/kubernetes",
+            "/auth/kubernetes/",
+            " kubernetes/ ",
+        ] {
+            assert_eq!(
+                auth_mount(value).as_deref(),
+                Some("kubernetes"),
+                "{value:?}"
+            );
+        }
+        assert_eq!(auth_mount("auth/k8s/prod").as_deref(), Some("k8s/prod"));
+        assert_eq!(auth_mount(""), None);
+    }
+
+    #[test]
+    fn vault_addresses_need_a_scheme_and_a_host() {
+        assert_eq!(
+            vault_address(" https://vault:8200 "),
+            Ok("https://vault:8200".to_owned())
+        );
+        assert!(vault_address("http://127.0.0.1:8200").is_ok());
+        let err = vault_address("vault:8200").expect_err("no scheme");
+        assert!(
+            err.contains("has no scheme; write https://vault:8200"),
+            "{err}"
+        );
+        let err = vault_address("tcp://vault:8200").expect_err("other scheme");
+        assert!(err.contains("has no scheme"), "{err}");
+        assert!(vault_address("https://").is_err());
+        assert!(vault_address("https://:8200").is_err());
+    }
 
     #[test]
     fn booleans_follow_go_parse_bool() {

@@ -77,11 +77,7 @@ pub(super) fn parse(
             k::SECRET_VOLUME_PATH => r.mount_path = absolute_path(key, value)?,
             k::ROLE => r.role = non_empty(value),
             k::AUTH_TYPE => r.auth_method = Some(vault_auth_type(key, value)?),
-            k::AUTH_PATH => {
-                let mount = value.trim().trim_matches('/');
-                let mount = mount.strip_prefix("auth/").unwrap_or(mount);
-                r.auth_mount = non_empty(mount);
-            }
+            k::AUTH_PATH => r.auth_mount = crate::values::auth_mount(value),
             k::NAMESPACE => r.vault_namespace = non_empty(value),
             k::SERVICE => r.vault_address = non_empty(value),
             k::TLS_SKIP_VERIFY => r.tls_skip_verify = bool_of(value)?,

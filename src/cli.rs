@@ -164,8 +164,9 @@ pub struct InjectorArgs {
     /// CPU limit of the init container; empty (the default) leaves it out.
     #[arg(long, env = "HYDRANT_INIT_CPU_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
     pub init_cpu_limit: String,
-    /// Memory limit of the init container; empty (the default) leaves it out.
-    #[arg(long, env = "HYDRANT_INIT_MEMORY_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
+    /// Memory limit of the init container, so that namespaces whose ResourceQuota covers limits
+    /// accept injected pods (the agent peaks under 8 MiB); empty leaves it out.
+    #[arg(long, env = "HYDRANT_INIT_MEMORY_LIMIT", default_value = settings::DEFAULT_MEMORY_LIMIT, value_parser = parse_optional_quantity)]
     pub init_memory_limit: String,
     /// CPU request of the sidecar (and of native mode's one container); empty leaves it out.
     #[arg(long, env = "HYDRANT_SIDECAR_CPU_REQUEST", default_value = settings::DEFAULT_CPU_REQUEST, value_parser = parse_optional_quantity)]
@@ -176,8 +177,8 @@ pub struct InjectorArgs {
     /// CPU limit of the sidecar; empty (the default) leaves it out.
     #[arg(long, env = "HYDRANT_SIDECAR_CPU_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
     pub sidecar_cpu_limit: String,
-    /// Memory limit of the sidecar; empty (the default) leaves it out.
-    #[arg(long, env = "HYDRANT_SIDECAR_MEMORY_LIMIT", default_value = "", value_parser = parse_optional_quantity)]
+    /// Memory limit of the sidecar (and of native mode's one container); empty leaves it out.
+    #[arg(long, env = "HYDRANT_SIDECAR_MEMORY_LIMIT", default_value = settings::DEFAULT_MEMORY_LIMIT, value_parser = parse_optional_quantity)]
     pub sidecar_memory_limit: String,
     /// The user agents run as, for pods that name none; also read from AGENT_INJECT_RUN_AS_USER.
     /// Unset: 65532 (the image's nonroot) for hydrant.dev pods, 100 (vault-k8s's) for
@@ -417,6 +418,20 @@ impl InjectorArgs {
             memory_limit: some(&self.sidecar_memory_limit),
             ..Resources::default()
         };
+        for (container, resources) in [
+            ("init", &settings.init_resources),
+            ("sidecar", &settings.sidecar_resources),
+        ] {
+            if let Some((resource, request, limit)) = resources.request_above_limit() {
+                let flag = match resource {
+                    "cpu" => "cpu",
+                    _ => "memory",
+                };
+                errors.push(format!(
+                    "--{container}-{flag}-request {request} is above --{container}-{flag}-limit {limit}, which Kubernetes refuses in every injected pod; lower the request or raise the limit (an empty limit leaves it out)"
+                ));
+            }
+        }
         settings.run_as = RunAsSettings {
             user: run_as_user,
             group: run_as_group,
@@ -531,6 +546,38 @@ mod tests {
             Cli::try_parse_from(["hydrant", "inject", "-f", "-", "--agent-log-level=loud"])
                 .is_err()
         );
+    }
+
+    /// A request above its limit, from flags or the chart's values, would make every injected
+    /// pod one the API server refuses: it is refused at start.
+    #[test]
+    fn a_request_above_its_limit_is_refused_at_start() {
+        let err = injector_args(&[
+            "--vault-addr=https://v:8200",
+            "--sidecar-memory-request=256Mi",
+            "--init-cpu-request=1",
+            "--init-cpu-limit=500m",
+        ])
+        .settings(&no_env())
+        .expect_err("above")
+        .0;
+        assert_eq!(err.len(), 2, "{err:?}");
+        assert!(
+            err[0].starts_with("--init-cpu-request 1 is above --init-cpu-limit 500m"),
+            "{err:?}"
+        );
+        assert!(
+            err[1]
+                .starts_with("--sidecar-memory-request 128Mi is above --sidecar-memory-limit 64Mi"),
+            "{err:?}"
+        );
+        injector_args(&[
+            "--vault-addr=https://v:8200",
+            "--sidecar-memory-request=256Mi",
+            "--sidecar-memory-limit=",
+        ])
+        .settings(&no_env())
+        .expect("no limit");
     }
 
     /// `--auth-mount auth/kubernetes` is the kubernetes mount, as the auth-path annotation

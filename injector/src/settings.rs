@@ -127,13 +127,36 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// hydrant's defaults: it measures about 7 MiB; requests are small, limits unset.
+    /// hydrant's defaults: it measures about 7 MiB; requests are small, a memory limit with
+    /// room to spare ([`DEFAULT_MEMORY_LIMIT`]), no CPU limit.
     pub fn small() -> Resources {
         Resources {
             cpu_request: Some(DEFAULT_CPU_REQUEST.to_owned()),
             memory_request: Some(DEFAULT_MEMORY_REQUEST.to_owned()),
+            memory_limit: Some(DEFAULT_MEMORY_LIMIT.to_owned()),
             ..Resources::default()
         }
+    }
+
+    /// The first resource whose request is above its limit, which the API server refuses:
+    /// (`cpu`, `memory` or `ephemeral-storage`, the request, the limit).
+    pub fn request_above_limit(&self) -> Option<(&'static str, &str, &str)> {
+        [
+            ("cpu", &self.cpu_request, &self.cpu_limit),
+            ("memory", &self.memory_request, &self.memory_limit),
+            (
+                "ephemeral-storage",
+                &self.ephemeral_request,
+                &self.ephemeral_limit,
+            ),
+        ]
+        .into_iter()
+        .find_map(|(resource, request, limit)| {
+            let (request, limit) = (request.as_deref()?, limit.as_deref()?);
+            let above =
+                crate::values::quantity_nanos(request)? > crate::values::quantity_nanos(limit)?;
+            above.then_some((resource, request, limit))
+        })
     }
 }
 
@@ -183,11 +206,21 @@ pub const DEFAULT_MODE: Mode = Mode::Native;
 /// vault-k8s's default template for secrets without one.
 pub const DEFAULT_TEMPLATE: DefaultTemplate = DefaultTemplate::Map;
 
-/// The CPU request of every agent container (limits are unset by default).
+/// The CPU request of every agent container (no CPU limit by default: throttling a renewal helps
+/// nobody).
 pub const DEFAULT_CPU_REQUEST: &str = "10m";
 
 /// The memory request of every agent container: hydrant measures about 7 MiB.
 pub const DEFAULT_MEMORY_REQUEST: &str = "16Mi";
+
+/// The memory limit of every agent container, so that a namespace whose ResourceQuota covers
+/// `limits.memory` accepts injected pods. The agent's peak RSS measures 5.5 to 8 MiB
+/// (tests/benches/README.md: 10 and 50 secrets, an hour as a sidecar); 128Mi is sixteen times
+/// that, room for large templates and responses (each bounded by the agent's limits) and for the
+/// rendered files, which live in memory-backed volumes charged to the container writing them.
+/// It is also vault-k8s's own default limit, so a vault-k8s pod whose annotations raise only the
+/// memory request stays as valid as it was there.
+pub const DEFAULT_MEMORY_LIMIT: &str = "128Mi";
 
 /// The namespaces where injection is refused, as the flag takes them: comma-separated.
 pub const DEFAULT_EXCLUDED_NAMESPACES: &str = "kube-system,kube-public";

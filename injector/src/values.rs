@@ -110,6 +110,57 @@ pub fn vault_address(value: &str) -> Result<String, String> {
     }
 }
 
+/// The amount a quantity [`parse_quantity`] accepts stands for, in billionths of its unit
+/// (`250m` is 250,000,000; `1Ki` is 1,024,000,000,000), so that two quantities compare exactly
+/// whatever their suffixes. Digits past the billionth are dropped; an amount past `u128`
+/// saturates. `None` for what is not a quantity.
+pub fn quantity_nanos(value: &str) -> Option<u128> {
+    let text = parse_quantity(value).ok()?;
+    let unsigned = text.strip_prefix('+').unwrap_or(&text);
+    let number_len = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(number_len);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits: String = [whole, fraction].concat();
+    // The amount is digits × 10^(exponent) × 2^(binary), in billionths.
+    let (exponent, binary): (i32, u32) = match suffix {
+        "" => (0, 0),
+        "m" => (-3, 0),
+        "k" => (3, 0),
+        "M" => (6, 0),
+        "G" => (9, 0),
+        "T" => (12, 0),
+        "P" => (15, 0),
+        "E" => (18, 0),
+        "Ki" => (0, 10),
+        "Mi" => (0, 20),
+        "Gi" => (0, 30),
+        "Ti" => (0, 40),
+        "Pi" => (0, 50),
+        "Ei" => (0, 60),
+        exp => (exp[1..].parse::<i32>().ok()?.clamp(-64, 64), 0),
+    };
+    let exponent = exponent + 9 - i32::try_from(fraction.len()).ok()?;
+    let mut amount: u128 = 0;
+    for digit in digits.bytes() {
+        amount = amount
+            .saturating_mul(10)
+            .saturating_add(u128::from(digit - b'0'));
+    }
+    amount = amount.saturating_mul(1u128 << binary);
+    if exponent >= 0 {
+        for _ in 0..exponent {
+            amount = amount.saturating_mul(10);
+        }
+    } else {
+        for _ in 0..-exponent {
+            amount /= 10;
+        }
+    }
+    Some(amount)
+}
+
 /// Parses a comma-separated list, trimming each item and dropping empty ones.
 pub fn parse_list(value: &str) -> Vec<String> {
     value
@@ -252,6 +303,34 @@ impl<'de> Deserialize<'de> for FileMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantities_compare_exactly_whatever_their_suffixes() {
+        let cases = [
+            ("250m", 250_000_000u128),
+            ("0.25", 250_000_000),
+            ("1", 1_000_000_000),
+            ("1k", 1_000_000_000_000),
+            ("1e3", 1_000_000_000_000),
+            ("1Ki", 1_024_000_000_000),
+            ("64Mi", 64 * 1024 * 1024 * 1_000_000_000),
+            ("0.5Gi", 512 * 1024 * 1024 * 1_000_000_000),
+            ("1.5", 1_500_000_000),
+            ("+2", 2_000_000_000),
+            ("1e-3", 1_000_000),
+            ("0.0000000001", 0),
+        ];
+        for (text, nanos) in cases {
+            assert_eq!(quantity_nanos(text), Some(nanos), "{text}");
+        }
+        assert_eq!(quantity_nanos("100m"), quantity_nanos("0.1"));
+        assert_eq!(quantity_nanos("1Gi"), quantity_nanos("1024Mi"));
+        assert!(quantity_nanos("128M") < quantity_nanos("128Mi"));
+        assert_eq!(quantity_nanos("9Ei"), quantity_nanos("9Ei"));
+        assert_eq!(quantity_nanos("1e999"), Some(u128::MAX));
+        assert_eq!(quantity_nanos("128mb"), None);
+        assert_eq!(quantity_nanos(""), None);
+    }
 
     #[test]
     fn auth_mounts_are_one_mount_with_or_without_auth_and_slashes() {

@@ -477,7 +477,91 @@ fn the_agent_runs_hardened_with_small_requests() {
     let requests = resources.requests.as_ref().expect("requests");
     assert_eq!(requests["cpu"].0, "10m");
     assert_eq!(requests["memory"].0, "16Mi");
-    assert!(resources.limits.is_none(), "no limits by default");
+    // A memory limit, so that a ResourceQuota covering limits admits the pod; no CPU limit.
+    let limits = resources.limits.as_ref().expect("limits");
+    assert_eq!(limits.keys().collect::<Vec<_>>(), ["memory"]);
+    assert_eq!(limits["memory"].0, "128Mi");
+}
+
+/// A request above its limit, from annotations or from the settings they refine, is refused
+/// naming the annotations to change, instead of a pod the API server refuses.
+#[test]
+fn a_request_above_its_limit_is_refused_naming_the_annotations() {
+    let vault = |pairs: &[(&str, &str)]| {
+        PodBuilder::new()
+            .vault(&[
+                ("role", "app"),
+                ("agent-inject-secret-db", "secret/data/db"),
+            ])
+            .vault(pairs)
+            .build()
+    };
+    let denial = denied(&vault(&[("agent-requests-mem", "256Mi")]));
+    assert_eq!(denial.reason, Reason::Conflict);
+    assert_eq!(
+        denial.message,
+        "the agent's memory request 256Mi is above its limit 128Mi, which Kubernetes refuses; set vault.hashicorp.com/agent-requests-mem and vault.hashicorp.com/agent-limits-mem so that the request is at most the limit (an empty limit leaves it out), or change the injector's defaults"
+    );
+    let denial = denied(&vault(&[
+        ("agent-requests-cpu", "1"),
+        ("agent-limits-cpu", "500m"),
+    ]));
+    assert!(
+        denial
+            .message
+            .starts_with("the agent's cpu request 1 is above its limit 500m"),
+        "{}",
+        denial.message
+    );
+    let denial = denied(&vault(&[
+        ("agent-requests-ephemeral", "2Gi"),
+        ("agent-limits-ephemeral", "1Gi"),
+    ]));
+    assert!(
+        denial
+            .message
+            .contains("agent-requests-ephemeral and vault.hashicorp.com/agent-limits-ephemeral"),
+        "{}",
+        denial.message
+    );
+    // Equal is fine, a larger limit or none too; vault-k8s's own default request/limit fit.
+    mutated(&vault(&[("agent-requests-mem", "128Mi")]));
+    mutated(&vault(&[
+        ("agent-requests-mem", "256Mi"),
+        ("agent-limits-mem", ""),
+    ]));
+    mutated(&vault(&[
+        ("agent-requests-mem", "1Gi"),
+        ("agent-limits-mem", "1024Mi"),
+    ]));
+    let pod = PodBuilder::new()
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("cpu-request", "2"),
+            ("cpu-limit", "1"),
+        ])
+        .build();
+    assert!(
+        denied(&pod)
+            .message
+            .contains("hydrant.dev/cpu-request and hydrant.dev/cpu-limit")
+    );
+    // The settings' init resources matter only in the modes with an init container.
+    let mut s = settings();
+    s.init_resources.memory_request = Some("1Gi".into());
+    let native = PodBuilder::new()
+        .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+        .build();
+    mutate(&native, "team-a", &s).expect("native mode uses the sidecar's");
+    let init = PodBuilder::new()
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("mode", "init-only"),
+        ])
+        .build();
+    assert!(mutate(&init, "team-a", &s).is_err());
 }
 
 /// The init resources are the init container's; native mode's one container lives as long as

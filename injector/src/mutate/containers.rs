@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::MAX_PATCHED_CONTAINER_BYTES;
 use super::patch::json_len;
 use crate::agent_config::AgentConfig;
-use crate::annotations::keys::vault_k8s as k;
+use crate::annotations::keys::{hydrant as h, vault_k8s as k};
 use crate::annotations::{Family, InjectionRequest, QuantityOverride, ResourceOverrides};
 use crate::settings::{DEFAULT_RUN_AS, InjectorSettings, Mode, Resources, VAULT_K8S_RUN_AS};
 use crate::{AGENT_BINARY, AGENT_CONFIG_ENV, Denial, names};
@@ -50,6 +50,15 @@ impl AgentContainers {
             .clone()
             .unwrap_or_else(|| settings.agent_image.clone());
         let env = agent_env(request, settings, &config_json);
+        // Native mode's one container takes the sidecar's resources.
+        let used: &[&Resources] = match mode {
+            Mode::InitAndSidecar => &[&settings.init_resources, &settings.sidecar_resources],
+            Mode::InitOnly => &[&settings.init_resources],
+            Mode::Native | Mode::SidecarOnly => &[&settings.sidecar_resources],
+        };
+        for base in used {
+            check_resources(base, &request.resources, request.family)?;
+        }
         let container = |name: &str, args: &[&str], resources: &Resources| Container {
             name: name.to_owned(),
             image: Some(image.clone()),
@@ -250,6 +259,56 @@ fn agent_env(
         env.push(var("HTTPS_PROXY", proxy));
     }
     env
+}
+
+/// The resources of an agent container: the settings', each overridden by the pod's annotation.
+fn effective(base: &Resources, overrides: &ResourceOverrides) -> Resources {
+    let pick = |base: &Option<String>, over: &QuantityOverride| match over {
+        Some(value) => value.clone(),
+        None => base.clone(),
+    };
+    Resources {
+        cpu_request: pick(&base.cpu_request, &overrides.cpu_request),
+        memory_request: pick(&base.memory_request, &overrides.memory_request),
+        ephemeral_request: pick(&base.ephemeral_request, &overrides.ephemeral_request),
+        cpu_limit: pick(&base.cpu_limit, &overrides.cpu_limit),
+        memory_limit: pick(&base.memory_limit, &overrides.memory_limit),
+        ephemeral_limit: pick(&base.ephemeral_limit, &overrides.ephemeral_limit),
+    }
+}
+
+/// Refuses a request above its limit, which the API server would refuse with the whole pod,
+/// naming what to change: the pod's annotations, or the injector's settings.
+fn check_resources(
+    base: &Resources,
+    overrides: &ResourceOverrides,
+    family: Family,
+) -> Result<(), Denial> {
+    let resources = effective(base, overrides);
+    let Some((resource, request, limit)) = resources.request_above_limit() else {
+        return Ok(());
+    };
+    let keys = match (family, resource) {
+        (Family::VaultK8s, "cpu") => {
+            format!("{} and {}", k::AGENT_REQUESTS_CPU, k::AGENT_LIMITS_CPU)
+        }
+        (Family::VaultK8s, "memory") => {
+            format!("{} and {}", k::AGENT_REQUESTS_MEM, k::AGENT_LIMITS_MEM)
+        }
+        (Family::VaultK8s, _) => format!(
+            "{} and {}",
+            k::AGENT_REQUESTS_EPHEMERAL,
+            k::AGENT_LIMITS_EPHEMERAL
+        ),
+        (Family::Hydrant, "cpu") => format!("{} and {}", h::CPU_REQUEST, h::CPU_LIMIT),
+        (Family::Hydrant, _) => format!("{} and {}", h::MEMORY_REQUEST, h::MEMORY_LIMIT),
+    };
+    Err(Denial::new(
+        crate::Reason::Conflict,
+        format!(
+            "the agent's {resource} request {request} is above its limit {limit}, which Kubernetes refuses; set {keys} so that the request is at most the limit (an empty limit leaves it out), or change the injector's defaults"
+        ),
+    ))
 }
 
 fn resource_requirements(

@@ -567,8 +567,9 @@ mod tests {
             "{err:?}"
         );
         assert!(
-            err[1]
-                .starts_with("--sidecar-memory-request 128Mi is above --sidecar-memory-limit 64Mi"),
+            err[1].starts_with(
+                "--sidecar-memory-request 256Mi is above --sidecar-memory-limit 128Mi"
+            ),
             "{err:?}"
         );
         injector_args(&[

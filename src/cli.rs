@@ -81,6 +81,13 @@ pub enum Command {
     /// Exit status: 0 clean; 1 Vault failed; 64 usage, or problems, every one listed (file, line,
     /// rule).
     Policy(crate::policy::Args),
+    /// Send a signal to a process of the pod: by ID, by name (as pidof finds it) or by pattern
+    /// (as pkill does), reading /proc. What agent-inject-command-* signalling commands (kill -HUP
+    /// $(pidof nginx), pkill -HUP nginx) become, since the image has no shell, kill or pkill.
+    ///
+    /// Exit status: 0 when every matching process was signalled; 1 when none matches or one
+    /// cannot be signalled; 64 for a signal or pattern it cannot use.
+    Signal(crate::signal::Args),
 }
 
 /// A duration flag's value: `90s`, `5m`, `1h30m`.

@@ -13,6 +13,7 @@ pub mod lease;
 pub mod policy;
 pub mod process;
 pub mod render;
+pub mod signal;
 pub mod snapshot;
 pub mod telemetry;
 pub mod template;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
         Command::Webhook(args) => webhook::command(*args, env.as_ref()),
         Command::Policy(args) => policy::command(args, env.as_ref()),
         Command::Controller(args) => controller::command(args, env.as_ref()),
+        Command::Signal(args) => Ok(signal::command(&args)?),
     }
 }
 
@@ -122,6 +124,8 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
                 | webhook::Error::Limits(_)
                 | webhook::Error::Kubernetes(_)
         )
+    } else if let Some(e) = error.downcast_ref::<signal::Error>() {
+        matches!(e, signal::Error::Signal(_) | signal::Error::Pattern { .. })
     } else if let Some(e) = error.downcast_ref::<policy::Error>() {
         !matches!(e, policy::Error::Vault(_))
     } else if let Some(e) = error.downcast_ref::<controller::Error>() {

@@ -316,3 +316,72 @@ fn the_webhook_refuses_an_address_without_a_scheme_before_it_listens() {
         "hydrant: --vault-addr: \"vault:8200\" has no scheme; write https://vault:8200 (or http:// for a Vault without TLS)\n"
     );
 }
+
+/// `hydrant signal`, what signalling commands become in the image without a shell, signals a
+/// real process by name (as pidof), by pattern (as pkill) and by ID, and fails naming the cause
+/// when nothing matches. The processes are copies of `sleep` under a name no other process has.
+#[test]
+fn hydrant_signal_signals_a_process_by_name_pattern_and_id() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("a sleep binary");
+    // The kernel keeps 15 bytes of a process's name.
+    let name = format!("hsig{}", std::process::id() % 100_000_000);
+    let program = dir.path().join(&name);
+    std::fs::copy(sleep, &program).expect("copy sleep");
+    let spawn = || {
+        std::process::Command::new(&program)
+            .arg("60")
+            .spawn()
+            .expect("spawn")
+    };
+    let signalled = |child: &mut std::process::Child| child.wait().expect("wait").signal();
+
+    let mut child = spawn();
+    // Its name shows once it has exec'd.
+    crate::util::wait_for(
+        "the process's name",
+        std::time::Duration::from_secs(5),
+        || {
+            std::fs::read_to_string(format!("/proc/{}/comm", child.id()))
+                .is_ok_and(|c| c.trim() == name)
+        },
+    );
+    Hydrant::new(["signal", "--name", &name, "USR1"])
+        .run()
+        .success();
+    assert_eq!(signalled(&mut child), Some(10));
+
+    let mut child = spawn();
+    crate::util::wait_for(
+        "the process's name",
+        std::time::Duration::from_secs(5),
+        || {
+            std::fs::read_to_string(format!("/proc/{}/comm", child.id()))
+                .is_ok_and(|c| c.trim() == name)
+        },
+    );
+    Hydrant::new(["signal", "--pattern", &format!("^{name}$"), "SIGTERM"])
+        .run()
+        .success();
+    assert_eq!(signalled(&mut child), Some(15));
+
+    let mut child = spawn();
+    Hydrant::new(["signal", "--pid", &child.id().to_string(), "1"])
+        .run()
+        .success();
+    assert_eq!(signalled(&mut child), Some(1));
+
+    let run = Hydrant::new(["signal", "--name", &format!("{name}x"), "HUP"]).run();
+    let stderr = run.stderr();
+    assert_eq!(run.code(), 1, "{stderr}");
+    assert!(
+        stderr.contains("no process named") && stderr.contains("shareProcessNamespace"),
+        "{stderr}"
+    );
+    let run = Hydrant::new(["signal", "--pid", "1", "BOGUS"]).run();
+    assert_eq!(run.code(), 64, "{}", run.stderr());
+}

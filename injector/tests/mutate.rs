@@ -1414,3 +1414,75 @@ fn vault_k8s_security_context_rules_hold_under_omit_run_as_and_set_security_cont
         .build();
     assert_eq!(agent_ids(&pod, &omit), Some((Some(1234), None)));
 }
+
+/// A command that signals the app's processes by name gets the process namespace shared, as
+/// vault-k8s's `agent-share-process-namespace` would; a command only a shell can run is refused
+/// naming it and the image variant with a shell, which runs it.
+#[test]
+fn commands_signal_by_name_with_shared_processes_and_shell_commands_need_the_shell_image() {
+    let with_command = |command: &str| {
+        PodBuilder::new()
+            .vault(&[
+                ("role", "app"),
+                ("agent-inject-secret-db", "secret/data/db"),
+                ("agent-inject-command-db", command),
+            ])
+            .build()
+    };
+    let pod = with_command("pkill -HUP nginx");
+    let patched = apply(&pod, &mutated(&pod));
+    let spec = patched.spec.expect("spec");
+    assert_eq!(spec.share_process_namespace, Some(true));
+    let config = agent_config(container(&spec.init_containers, "vault-agent"));
+    assert_eq!(
+        config.secrets[0].command.as_deref(),
+        Some(
+            &[
+                "/usr/local/bin/hydrant",
+                "signal",
+                "--pattern",
+                "nginx",
+                "HUP"
+            ]
+            .map(String::from)[..]
+        )
+    );
+    // A process ID keeps the pod's own view.
+    let pod = with_command("kill -s HUP 1");
+    assert_eq!(
+        apply(&pod, &mutated(&pod))
+            .spec
+            .expect("spec")
+            .share_process_namespace,
+        None
+    );
+    let denial = denied(&with_command("kill -HUP $(pidof nginx)").with_share(false));
+    assert_eq!(denial.reason, Reason::Conflict);
+
+    let denial = denied(&with_command("nginx -s reload && echo done"));
+    assert_eq!(denial.reason, Reason::UnsupportedAnnotation);
+    assert_eq!(
+        denial.message,
+        "vault.hashicorp.com/agent-inject-command-db: \"nginx -s reload && echo done\" needs a shell, and hydrant's image ghcr.io/hydrant-dev/hydrant:0.1.0 has none; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, and anything else runs in the image variant with a shell, ghcr.io/hydrant-dev/hydrant:0.1.0-shell (the injector's --agent-image, or hydrant.dev/image)"
+    );
+    let mut s = settings();
+    s.agent_image = "ghcr.io/hydrant-dev/hydrant:0.1.0-shell".into();
+    let pod = with_command("nginx -s reload && echo done");
+    let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
+    let spec = apply(&pod, &mutation).spec.expect("spec");
+    let config = agent_config(container(&spec.init_containers, "vault-agent"));
+    assert_eq!(
+        config.secrets[0].command.as_deref(),
+        Some(&["/bin/sh", "-c", "nginx -s reload && echo done"].map(String::from)[..])
+    );
+    // hydrant.dev/image names the variant for one pod.
+    let pod = PodBuilder::new()
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("command-db", "echo changed > /tmp/x"),
+            ("image", "registry.example/hydrant:0.1.0-shell"),
+        ])
+        .build();
+    mutated(&pod);
+}

@@ -692,7 +692,11 @@ mod tests {
         .expect("parses");
         assert_eq!(
             r.outputs[0].command,
-            Some(vec!["kill".into(), "-HUP".into(), "1".into()])
+            Some(
+                ["/usr/local/bin/hydrant", "signal", "--pid", "1", "HUP"]
+                    .map(String::from)
+                    .to_vec()
+            )
         );
         assert_eq!(r.listen, Some(8200));
         assert_eq!(r.revoke_on_shutdown, Some(true));

@@ -18,6 +18,24 @@ RUN cargo dist --locked \
  && strip --strip-all /hydrant \
  && /hydrant --version
 
+# The variant with a shell, for agent-inject-command-* commands the default image cannot run
+# (pipes, &&, redirections, scripts): busybox's sh and tools on the same distroless base.
+# Signalling commands (kill -HUP $(pidof nginx), pkill -HUP nginx, kill -s HUP 1) need no shell:
+# the injector turns them into `hydrant signal`. Tag it <version>-shell, the suffix by which the
+# injector knows an agent image has /bin/sh:
+#
+#   docker build --target shell -t hydrant:0.1.0-shell .
+FROM docker.io/library/busybox:1.37-musl AS busybox
+
+FROM gcr.io/distroless/static-debian12:nonroot AS shell
+COPY --from=busybox /bin/busybox /bin/busybox
+USER 0:0
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY --from=build /hydrant /usr/local/bin/hydrant
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/hydrant"]
+
+# The default image, the last stage: no shell at all.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /hydrant /usr/local/bin/hydrant
 USER 65532:65532

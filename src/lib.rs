@@ -13,6 +13,7 @@ pub mod lease;
 pub mod policy;
 pub mod process;
 pub mod render;
+pub mod signal;
 pub mod snapshot;
 pub mod telemetry;
 pub mod template;
@@ -35,10 +36,11 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
     match cli.command {
         Command::Agent(args) => agent::command(&args, env),
         Command::Render(args) => render::command(&args, env),
-        Command::Inject(args) => inject::command(&args),
-        Command::Webhook(args) => webhook::command(*args),
+        Command::Inject(args) => inject::command(&args, env.as_ref()),
+        Command::Webhook(args) => webhook::command(*args, env.as_ref()),
         Command::Policy(args) => policy::command(args, env.as_ref()),
         Command::Controller(args) => controller::command(args, env.as_ref()),
+        Command::Signal(args) => Ok(signal::command(&args)?),
     }
 }
 
@@ -84,7 +86,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
                 .is_none_or(|v| matches!(v, Vault::NotInFile { .. } | Vault::Config { .. }))
         })
     };
-    let usage = if let Some(e) = error.downcast_ref::<agent::Error>() {
+    let usage = if error.downcast_ref::<cli::InvalidSettings>().is_some() {
+        true
+    } else if let Some(e) = error.downcast_ref::<agent::Error>() {
         match e {
             agent::Error::Config(_)
             | agent::Error::Source { .. }
@@ -120,6 +124,8 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
                 | webhook::Error::Limits(_)
                 | webhook::Error::Kubernetes(_)
         )
+    } else if let Some(e) = error.downcast_ref::<signal::Error>() {
+        matches!(e, signal::Error::Signal(_) | signal::Error::Pattern { .. })
     } else if let Some(e) = error.downcast_ref::<policy::Error>() {
         !matches!(e, policy::Error::Vault(_))
     } else if let Some(e) = error.downcast_ref::<controller::Error>() {

@@ -242,3 +242,146 @@ fn each_subcommand_prints_a_missing_file_s_cause_once_and_exits_64() {
         assert_eq!(stderr.matches(cause).count(), 1, "{args:?}: {stderr}");
     }
 }
+
+/// A pod for `hydrant inject` on standard input, asking for one vault-k8s secret.
+const VAULT_K8S_POD: &str = r#"{"apiVersion": "v1", "kind": "Pod",
+  "metadata": {"name": "app", "annotations": {"vault.hashicorp.com/agent-inject": "true",
+    "vault.hashicorp.com/role": "app", "vault.hashicorp.com/agent-inject-secret-db": "secret/data/db"}},
+  "spec": {"containers": [{"name": "app", "image": "app:1"}]}}"#;
+
+/// The injector-wide settings a vault-helm values file gives through vault-k8s's
+/// `AGENT_INJECT_*` variables reach the binary's settings; without any Vault address it refuses
+/// to start, naming every way to give one.
+#[test]
+fn inject_reads_vault_k8s_variables_and_refuses_to_start_without_an_address() {
+    let run = Hydrant::new(["inject", "-f", "-"])
+        .env("AGENT_INJECT_VAULT_ADDR", "https://vault.vault.svc:8200")
+        .env("AGENT_INJECT_VAULT_NAMESPACE", "platform")
+        .env("AGENT_INJECT_REVOKE_ON_SHUTDOWN", "true")
+        .env("HYDRANT_AGENT_LOG_FORMAT", "json")
+        .stdin_text(VAULT_K8S_POD)
+        .run()
+        .success();
+    let stdout = run.stdout();
+    for expected in [
+        r#"\"address\":\"https://vault.vault.svc:8200\""#,
+        r#"\"namespace\":\"platform\""#,
+        r#"\"revoke_on_shutdown\":true"#,
+    ] {
+        assert!(stdout.contains(expected), "{expected} not in {stdout}");
+    }
+    assert!(
+        stdout.contains("- name: HYDRANT_LOG_FORMAT\n      value: json"),
+        "{stdout}"
+    );
+    let run = Hydrant::new(["inject", "-f", "-"])
+        .env("AGENT_INJECT_RUN_AS_SAME_USER", "maybe")
+        .stdin_text(VAULT_K8S_POD)
+        .run();
+    let stderr = run.stderr();
+    assert_eq!(run.code(), 64, "{stderr}");
+    assert!(
+        stderr.contains("hydrant: AGENT_INJECT_RUN_AS_SAME_USER: \"maybe\" is not a boolean"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "hydrant: --vault-addr (HYDRANT_VAULT_ADDR, or AGENT_INJECT_VAULT_ADDR) is required"
+        ),
+        "{stderr}"
+    );
+}
+
+/// `hydrant webhook --vault-addr vault:8200` would say ready and deny nothing, then every
+/// agent's login would fail: it is refused at start, before it reads its certificate or
+/// listens, naming the fix.
+#[test]
+fn the_webhook_refuses_an_address_without_a_scheme_before_it_listens() {
+    let run = Hydrant::new([
+        "webhook",
+        "--vault-addr",
+        "vault:8200",
+        "--auth-mount",
+        "auth/kubernetes",
+        "--tls-cert",
+        "/nope",
+        "--tls-key",
+        "/nope",
+    ])
+    .run();
+    let stderr = run.stderr();
+    assert_eq!(run.code(), 64, "{stderr}");
+    assert_eq!(
+        stderr,
+        "hydrant: --vault-addr: \"vault:8200\" has no scheme; write https://vault:8200 (or http:// for a Vault without TLS)\n"
+    );
+}
+
+/// `hydrant signal`, what signalling commands become in the image without a shell, signals a
+/// real process by name (as pidof), by pattern (as pkill) and by ID, and fails naming the cause
+/// when nothing matches. The processes are copies of `sleep` under a name no other process has.
+#[test]
+fn hydrant_signal_signals_a_process_by_name_pattern_and_id() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("a sleep binary");
+    // The kernel keeps 15 bytes of a process's name.
+    let name = format!("hsig{}", std::process::id() % 100_000_000);
+    let program = dir.path().join(&name);
+    std::fs::copy(sleep, &program).expect("copy sleep");
+    let spawn = || {
+        std::process::Command::new(&program)
+            .arg("60")
+            .spawn()
+            .expect("spawn")
+    };
+    let signalled = |child: &mut std::process::Child| child.wait().expect("wait").signal();
+
+    let mut child = spawn();
+    // Its name shows once it has exec'd.
+    crate::util::wait_for(
+        "the process's name",
+        std::time::Duration::from_secs(5),
+        || {
+            std::fs::read_to_string(format!("/proc/{}/comm", child.id()))
+                .is_ok_and(|c| c.trim() == name)
+        },
+    );
+    Hydrant::new(["signal", "--name", &name, "USR1"])
+        .run()
+        .success();
+    assert_eq!(signalled(&mut child), Some(10));
+
+    let mut child = spawn();
+    crate::util::wait_for(
+        "the process's name",
+        std::time::Duration::from_secs(5),
+        || {
+            std::fs::read_to_string(format!("/proc/{}/comm", child.id()))
+                .is_ok_and(|c| c.trim() == name)
+        },
+    );
+    Hydrant::new(["signal", "--pattern", &format!("^{name}$"), "SIGTERM"])
+        .run()
+        .success();
+    assert_eq!(signalled(&mut child), Some(15));
+
+    let mut child = spawn();
+    Hydrant::new(["signal", "--pid", &child.id().to_string(), "1"])
+        .run()
+        .success();
+    assert_eq!(signalled(&mut child), Some(1));
+
+    let run = Hydrant::new(["signal", "--name", &format!("{name}x"), "HUP"]).run();
+    let stderr = run.stderr();
+    assert_eq!(run.code(), 1, "{stderr}");
+    assert!(
+        stderr.contains("no process named") && stderr.contains("shareProcessNamespace"),
+        "{stderr}"
+    );
+    let run = Hydrant::new(["signal", "--pid", "1", "BOGUS"]).run();
+    assert_eq!(run.code(), 64, "{}", run.stderr());
+}

@@ -6,6 +6,7 @@
 
 pub mod agent_config;
 pub mod annotations;
+pub mod commands;
 pub mod consul_template;
 mod mutate;
 pub mod settings;

@@ -127,13 +127,36 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// hydrant's defaults: it measures about 7 MiB; requests are small, limits unset.
+    /// hydrant's defaults: it measures about 7 MiB; requests are small, a memory limit with
+    /// room to spare ([`DEFAULT_MEMORY_LIMIT`]), no CPU limit.
     pub fn small() -> Resources {
         Resources {
             cpu_request: Some(DEFAULT_CPU_REQUEST.to_owned()),
             memory_request: Some(DEFAULT_MEMORY_REQUEST.to_owned()),
+            memory_limit: Some(DEFAULT_MEMORY_LIMIT.to_owned()),
             ..Resources::default()
         }
+    }
+
+    /// The first resource whose request is above its limit, which the API server refuses:
+    /// (`cpu`, `memory` or `ephemeral-storage`, the request, the limit).
+    pub fn request_above_limit(&self) -> Option<(&'static str, &str, &str)> {
+        [
+            ("cpu", &self.cpu_request, &self.cpu_limit),
+            ("memory", &self.memory_request, &self.memory_limit),
+            (
+                "ephemeral-storage",
+                &self.ephemeral_request,
+                &self.ephemeral_limit,
+            ),
+        ]
+        .into_iter()
+        .find_map(|(resource, request, limit)| {
+            let (request, limit) = (request.as_deref()?, limit.as_deref()?);
+            let above =
+                crate::values::quantity_nanos(request)? > crate::values::quantity_nanos(limit)?;
+            above.then_some((resource, request, limit))
+        })
     }
 }
 
@@ -146,13 +169,32 @@ pub struct RunAs {
     pub group: i64,
 }
 
+/// The injector's choice of the agent's user and group, for pods that name none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunAsSettings {
+    /// `runAsUser` for every pod; `None`: the family's ([`DEFAULT_RUN_AS`] for hydrant.dev
+    /// pods, [`VAULT_K8S_RUN_AS`] for vault.hashicorp.com pods).
+    pub user: Option<i64>,
+    /// `runAsGroup` for every pod; `None`: the family's.
+    pub group: Option<i64>,
+    /// Leave the ids out (OpenShift assigns them), unless the pod names one.
+    pub omit: bool,
+}
+
 // hydrant's production defaults, in one place: `InjectorSettings::new` gives them, and the flags of
 // `hydrant webhook` and `hydrant inject` (src/cli.rs) default to them.
 
-/// The distroless `nonroot` user that hydrant's image runs as.
+/// The distroless `nonroot` user that hydrant's image runs as: the agent of hydrant.dev pods.
 pub const DEFAULT_RUN_AS: RunAs = RunAs {
     user: 65532,
     group: 65532,
+};
+
+/// vault-k8s's agent user and group, the agent of vault.hashicorp.com pods: apps read its
+/// 0640 files through group 1000 (vault-k8s's `-run-as-user`/`-run-as-group` defaults).
+pub const VAULT_K8S_RUN_AS: RunAs = RunAs {
+    user: 100,
+    group: 1000,
 };
 
 /// The auth method of pods that name none.
@@ -164,17 +206,35 @@ pub const DEFAULT_MODE: Mode = Mode::Native;
 /// vault-k8s's default template for secrets without one.
 pub const DEFAULT_TEMPLATE: DefaultTemplate = DefaultTemplate::Map;
 
-/// The CPU request of every agent container (limits are unset by default).
+/// The CPU request of every agent container (no CPU limit by default: throttling a renewal helps
+/// nobody).
 pub const DEFAULT_CPU_REQUEST: &str = "10m";
 
 /// The memory request of every agent container: hydrant measures about 7 MiB.
 pub const DEFAULT_MEMORY_REQUEST: &str = "16Mi";
+
+/// The memory limit of every agent container, so that a namespace whose ResourceQuota covers
+/// `limits.memory` accepts injected pods. The agent's peak RSS measures 5.5 to 8 MiB
+/// (tests/benches/README.md: 10 and 50 secrets, an hour as a sidecar); 128Mi is sixteen times
+/// that, room for large templates and responses (each bounded by the agent's limits) and for the
+/// rendered files, which live in memory-backed volumes charged to the container writing them.
+/// It is also vault-k8s's own default limit, so a vault-k8s pod whose annotations raise only the
+/// memory request stays as valid as it was there.
+pub const DEFAULT_MEMORY_LIMIT: &str = "128Mi";
 
 /// The namespaces where injection is refused, as the flag takes them: comma-separated.
 pub const DEFAULT_EXCLUDED_NAMESPACES: &str = "kube-system,kube-public";
 
 /// How long a native sidecar may take to render every file before the pod fails to start.
 pub const DEFAULT_STARTUP_TIMEOUT_SECONDS: i32 = 300;
+
+/// Whether agents revoke their token when their pod stops, for pods that do not say
+/// (vault-k8s's `-revoke-on-shutdown` default).
+pub const DEFAULT_REVOKE_ON_SHUTDOWN: bool = false;
+
+/// Whether agents run as the user of the pod's first container, for pods that do not say
+/// (vault-k8s's `-run-as-same-user` default).
+pub const DEFAULT_RUN_AS_SAME_USER: bool = false;
 
 /// Everything the webhook decides for all pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,8 +259,8 @@ pub struct InjectorSettings {
     /// The sidecar container's resources, and those of native mode's single container (a
     /// restartable init container that lives as long as the pod).
     pub sidecar_resources: Resources,
-    /// The user and group to run as; `None` leaves them out (OpenShift assigns its own).
-    pub run_as: Option<RunAs>,
+    /// The user and group to run as, for pods that name none.
+    pub run_as: RunAsSettings,
     /// Namespaces where pods are never mutated: asking for injection there is denied.
     pub excluded_namespaces: Vec<String>,
     /// How long a native sidecar may take to render every file before the pod fails to start.
@@ -209,6 +269,27 @@ pub struct InjectorSettings {
     pub host_labels: BTreeMap<String, String>,
     /// When the host's and a pod's labels disagree on a key.
     pub label_conflict: crate::agent_config::LabelConflict,
+    /// The Vault namespace of pods that name none (vault-k8s's `-vault-namespace`); `None`:
+    /// Vault's root namespace.
+    pub vault_namespace: Option<String>,
+    /// `HTTPS_PROXY` of agents whose pod names no `proxy-address` (vault-k8s's
+    /// `-proxy-address`); `None`: no proxy.
+    pub proxy_address: Option<String>,
+    /// Whether agents revoke their token when their pod stops, unless the pod says
+    /// (vault-k8s's `-revoke-on-shutdown`).
+    pub revoke_on_shutdown: bool,
+    /// The name Vault's certificate is checked against, unless the pod names one; `None`:
+    /// the address's host.
+    pub tls_server_name: Option<String>,
+    /// Whether agents run as the user of the pod's first container, unless the pod says
+    /// (vault-k8s's `-run-as-same-user`).
+    pub run_as_same_user: bool,
+    /// The agents' log level (`HYDRANT_LOG`: trace, debug, info, warn or error) unless the pod
+    /// names one; `None` leaves it to the agent (info).
+    pub agent_log_level: Option<String>,
+    /// The agents' log format (`HYDRANT_LOG_FORMAT`: plain or json) unless the pod names one;
+    /// `None` leaves it to the agent (plain).
+    pub agent_log_format: Option<String>,
 }
 
 impl InjectorSettings {
@@ -228,7 +309,7 @@ impl InjectorSettings {
             default_template: DEFAULT_TEMPLATE,
             init_resources: Resources::small(),
             sidecar_resources: Resources::small(),
-            run_as: Some(DEFAULT_RUN_AS),
+            run_as: RunAsSettings::default(),
             excluded_namespaces: DEFAULT_EXCLUDED_NAMESPACES
                 .split(',')
                 .map(str::to_owned)
@@ -236,6 +317,13 @@ impl InjectorSettings {
             startup_timeout_seconds: DEFAULT_STARTUP_TIMEOUT_SECONDS,
             host_labels: BTreeMap::new(),
             label_conflict: crate::agent_config::LabelConflict::default(),
+            vault_namespace: None,
+            proxy_address: None,
+            revoke_on_shutdown: DEFAULT_REVOKE_ON_SHUTDOWN,
+            tls_server_name: None,
+            run_as_same_user: DEFAULT_RUN_AS_SAME_USER,
+            agent_log_level: None,
+            agent_log_format: None,
         }
     }
 }

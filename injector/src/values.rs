@@ -53,6 +53,114 @@ pub fn parse_quantity(value: &str) -> Result<String, String> {
     }
 }
 
+/// Parses a log level as vault-k8s and hydrant spell them (`trace`, `debug`, `info`, `warn` or
+/// `warning`, `err` or `error`, any case) into the one `HYDRANT_LOG` takes; empty is `info`.
+pub fn parse_log_level(value: &str) -> Result<&'static str, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "trace" => Ok("trace"),
+        "debug" => Ok("debug"),
+        "info" | "" => Ok("info"),
+        "warn" | "warning" => Ok("warn"),
+        "err" | "error" => Ok("error"),
+        other => Err(format!(
+            "{other:?} is not a log level; use trace, debug, info, warn or error"
+        )),
+    }
+}
+
+/// Parses a log format as vault-k8s and hydrant spell them (`standard` or `plain`, `json`, any
+/// case) into the one `HYDRANT_LOG_FORMAT` takes; empty is `plain`.
+pub fn parse_log_format(value: &str) -> Result<&'static str, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "standard" | "plain" | "" => Ok("plain"),
+        "json" => Ok("json"),
+        other => Err(format!(
+            "{other:?} is not a log format; use standard or json"
+        )),
+    }
+}
+
+/// An auth mount as vault-k8s's `auth-path` takes it: with or without `auth/` and slashes
+/// (`auth/kubernetes`, `/kubernetes/` and `kubernetes` are one mount); `None` when empty.
+pub fn auth_mount(value: &str) -> Option<String> {
+    let mount = value.trim().trim_matches('/');
+    let mount = mount
+        .strip_prefix("auth/")
+        .unwrap_or(mount)
+        .trim_matches('/');
+    (!mount.is_empty()).then(|| mount.to_owned())
+}
+
+/// Checks Vault's address: an `http://` or `https://` URL with a host, such as
+/// `https://vault.vault.svc:8200`; returned trimmed.
+pub fn vault_address(value: &str) -> Result<String, String> {
+    let address = value.trim();
+    let rest = address
+        .strip_prefix("https://")
+        .or_else(|| address.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with(['/', ':']) => Ok(address.to_owned()),
+        Some(_) => Err(format!(
+            "{value:?} names no host; write it like https://vault.vault.svc:8200"
+        )),
+        None => Err(format!(
+            "{value:?} has no scheme; write https://{} (or http:// for a Vault without TLS)",
+            address.split("://").last().unwrap_or(address)
+        )),
+    }
+}
+
+/// The amount a quantity [`parse_quantity`] accepts stands for, in billionths of its unit
+/// (`250m` is 250,000,000; `1Ki` is 1,024,000,000,000), so that two quantities compare exactly
+/// whatever their suffixes. Digits past the billionth are dropped; an amount past `u128`
+/// saturates. `None` for what is not a quantity.
+pub fn quantity_nanos(value: &str) -> Option<u128> {
+    let text = parse_quantity(value).ok()?;
+    let unsigned = text.strip_prefix('+').unwrap_or(&text);
+    let number_len = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(number_len);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits: String = [whole, fraction].concat();
+    // The amount is digits × 10^(exponent) × 2^(binary), in billionths.
+    let (exponent, binary): (i32, u32) = match suffix {
+        "" => (0, 0),
+        "m" => (-3, 0),
+        "k" => (3, 0),
+        "M" => (6, 0),
+        "G" => (9, 0),
+        "T" => (12, 0),
+        "P" => (15, 0),
+        "E" => (18, 0),
+        "Ki" => (0, 10),
+        "Mi" => (0, 20),
+        "Gi" => (0, 30),
+        "Ti" => (0, 40),
+        "Pi" => (0, 50),
+        "Ei" => (0, 60),
+        exp => (exp[1..].parse::<i32>().ok()?.clamp(-64, 64), 0),
+    };
+    let exponent = exponent + 9 - i32::try_from(fraction.len()).ok()?;
+    let mut amount: u128 = 0;
+    for digit in digits.bytes() {
+        amount = amount
+            .saturating_mul(10)
+            .saturating_add(u128::from(digit - b'0'));
+    }
+    amount = amount.saturating_mul(1u128 << binary);
+    if exponent >= 0 {
+        for _ in 0..exponent {
+            amount = amount.saturating_mul(10);
+        }
+    } else {
+        for _ in 0..-exponent {
+            amount /= 10;
+        }
+    }
+    Some(amount)
+}
+
 /// Parses a comma-separated list, trimming each item and dropping empty ones.
 pub fn parse_list(value: &str) -> Vec<String> {
     value
@@ -195,6 +303,70 @@ impl<'de> Deserialize<'de> for FileMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantities_compare_exactly_whatever_their_suffixes() {
+        let cases = [
+            ("250m", 250_000_000u128),
+            ("0.25", 250_000_000),
+            ("1", 1_000_000_000),
+            ("1k", 1_000_000_000_000),
+            ("1e3", 1_000_000_000_000),
+            ("1Ki", 1_024_000_000_000),
+            ("64Mi", 64 * 1024 * 1024 * 1_000_000_000),
+            ("0.5Gi", 512 * 1024 * 1024 * 1_000_000_000),
+            ("1.5", 1_500_000_000),
+            ("+2", 2_000_000_000),
+            ("1e-3", 1_000_000),
+            ("0.0000000001", 0),
+        ];
+        for (text, nanos) in cases {
+            assert_eq!(quantity_nanos(text), Some(nanos), "{text}");
+        }
+        assert_eq!(quantity_nanos("100m"), quantity_nanos("0.1"));
+        assert_eq!(quantity_nanos("1Gi"), quantity_nanos("1024Mi"));
+        assert!(quantity_nanos("128M") < quantity_nanos("128Mi"));
+        assert_eq!(quantity_nanos("9Ei"), quantity_nanos("9Ei"));
+        assert_eq!(quantity_nanos("1e999"), Some(u128::MAX));
+        assert_eq!(quantity_nanos("128mb"), None);
+        assert_eq!(quantity_nanos(""), None);
+    }
+
+    #[test]
+    fn auth_mounts_are_one_mount_with_or_without_auth_and_slashes() {
+        for value in [
+            "kubernetes",
+            "auth/kubernetes",
+            "/auth/kubernetes/",
+            " kubernetes/ ",
+        ] {
+            assert_eq!(
+                auth_mount(value).as_deref(),
+                Some("kubernetes"),
+                "{value:?}"
+            );
+        }
+        assert_eq!(auth_mount("auth/k8s/prod").as_deref(), Some("k8s/prod"));
+        assert_eq!(auth_mount(""), None);
+    }
+
+    #[test]
+    fn vault_addresses_need_a_scheme_and_a_host() {
+        assert_eq!(
+            vault_address(" https://vault:8200 "),
+            Ok("https://vault:8200".to_owned())
+        );
+        assert!(vault_address("http://127.0.0.1:8200").is_ok());
+        let err = vault_address("vault:8200").expect_err("no scheme");
+        assert!(
+            err.contains("has no scheme; write https://vault:8200"),
+            "{err}"
+        );
+        let err = vault_address("tcp://vault:8200").expect_err("other scheme");
+        assert!(err.contains("has no scheme"), "{err}");
+        assert!(vault_address("https://").is_err());
+        assert!(vault_address("https://:8200").is_err());
+    }
 
     #[test]
     fn booleans_follow_go_parse_bool() {

@@ -2,7 +2,7 @@
 //! annotation asks for, and every refusal names the annotation.
 
 use injector::agent_config::{AgentConfig, AuthMethod, SecretFormat, TemplateSyntax};
-use injector::settings::{Mode, RunAs};
+use injector::settings::{Mode, RunAsSettings};
 use injector::{Denial, InjectorSettings, Mutation, Reason, mutate, mutate_in, names};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
@@ -477,7 +477,91 @@ fn the_agent_runs_hardened_with_small_requests() {
     let requests = resources.requests.as_ref().expect("requests");
     assert_eq!(requests["cpu"].0, "10m");
     assert_eq!(requests["memory"].0, "16Mi");
-    assert!(resources.limits.is_none(), "no limits by default");
+    // A memory limit, so that a ResourceQuota covering limits admits the pod; no CPU limit.
+    let limits = resources.limits.as_ref().expect("limits");
+    assert_eq!(limits.keys().collect::<Vec<_>>(), ["memory"]);
+    assert_eq!(limits["memory"].0, "128Mi");
+}
+
+/// A request above its limit, from annotations or from the settings they refine, is refused
+/// naming the annotations to change, instead of a pod the API server refuses.
+#[test]
+fn a_request_above_its_limit_is_refused_naming_the_annotations() {
+    let vault = |pairs: &[(&str, &str)]| {
+        PodBuilder::new()
+            .vault(&[
+                ("role", "app"),
+                ("agent-inject-secret-db", "secret/data/db"),
+            ])
+            .vault(pairs)
+            .build()
+    };
+    let denial = denied(&vault(&[("agent-requests-mem", "256Mi")]));
+    assert_eq!(denial.reason, Reason::Conflict);
+    assert_eq!(
+        denial.message,
+        "the agent's memory request 256Mi is above its limit 128Mi, which Kubernetes refuses; set vault.hashicorp.com/agent-requests-mem and vault.hashicorp.com/agent-limits-mem so that the request is at most the limit (an empty limit leaves it out), or change the injector's defaults"
+    );
+    let denial = denied(&vault(&[
+        ("agent-requests-cpu", "1"),
+        ("agent-limits-cpu", "500m"),
+    ]));
+    assert!(
+        denial
+            .message
+            .starts_with("the agent's cpu request 1 is above its limit 500m"),
+        "{}",
+        denial.message
+    );
+    let denial = denied(&vault(&[
+        ("agent-requests-ephemeral", "2Gi"),
+        ("agent-limits-ephemeral", "1Gi"),
+    ]));
+    assert!(
+        denial
+            .message
+            .contains("agent-requests-ephemeral and vault.hashicorp.com/agent-limits-ephemeral"),
+        "{}",
+        denial.message
+    );
+    // Equal is fine, a larger limit or none too; vault-k8s's own default request/limit fit.
+    mutated(&vault(&[("agent-requests-mem", "128Mi")]));
+    mutated(&vault(&[
+        ("agent-requests-mem", "256Mi"),
+        ("agent-limits-mem", ""),
+    ]));
+    mutated(&vault(&[
+        ("agent-requests-mem", "1Gi"),
+        ("agent-limits-mem", "1024Mi"),
+    ]));
+    let pod = PodBuilder::new()
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("cpu-request", "2"),
+            ("cpu-limit", "1"),
+        ])
+        .build();
+    assert!(
+        denied(&pod)
+            .message
+            .contains("hydrant.dev/cpu-request and hydrant.dev/cpu-limit")
+    );
+    // The settings' init resources matter only in the modes with an init container.
+    let mut s = settings();
+    s.init_resources.memory_request = Some("1Gi".into());
+    let native = PodBuilder::new()
+        .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+        .build();
+    mutate(&native, "team-a", &s).expect("native mode uses the sidecar's");
+    let init = PodBuilder::new()
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("mode", "init-only"),
+        ])
+        .build();
+    assert!(mutate(&init, "team-a", &s).is_err());
 }
 
 /// The init resources are the init container's; native mode's one container lives as long as
@@ -515,7 +599,7 @@ fn openshift_settings_leave_the_ids_out() {
         .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
         .build();
     let mut s = settings();
-    s.run_as = None;
+    s.run_as.omit = true;
     let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
     let spec = apply(&pod, &mutation).spec.expect("spec");
     let sc = container(&spec.init_containers, "vault-agent")
@@ -641,7 +725,7 @@ fn the_token_comes_from_the_app_mount_a_named_volume_or_a_projection() {
 }
 
 #[test]
-fn native_agent_comes_first_and_app_init_containers_after_it_get_the_files() {
+fn app_init_containers_after_the_agent_and_all_of_a_vault_k8s_pods_get_the_files() {
     let pod = PodBuilder::new()
         .init_container("migrate")
         .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
@@ -666,6 +750,33 @@ fn native_agent_comes_first_and_app_init_containers_after_it_get_the_files() {
             ("role", "app"),
             ("agent-inject-secret-db", "secret/data/db"),
             ("agent-pre-populate-only", "true"),
+        ])
+        .build();
+    let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+    let inits = spec.init_containers.expect("init containers");
+    assert_eq!(
+        inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["migrate", "vault-agent-init"]
+    );
+    // vault-k8s (GH-91) mounts the volume in an app init container that runs before the
+    // agent too: it may write into it, or only expect the mount.
+    assert!(
+        inits[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "vault-secrets" && m.mount_path == "/vault/secrets"),
+        "{:?}",
+        inits[0].volume_mounts
+    );
+
+    // hydrant's own family mounts the files only where they exist already.
+    let pod = PodBuilder::new()
+        .init_container("migrate")
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("mode", "init-and-sidecar"),
         ])
         .build();
     let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
@@ -958,10 +1069,11 @@ fn run_as_settings_apply_when_no_annotation_overrides() {
         .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
         .build();
     let mut s = settings();
-    s.run_as = Some(RunAs {
-        user: 100,
-        group: 1000,
-    });
+    s.run_as = RunAsSettings {
+        user: Some(100),
+        group: Some(1000),
+        omit: false,
+    };
     let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
     let spec = apply(&pod, &mutation).spec.expect("spec");
     let sc = container(&spec.init_containers, "vault-agent")
@@ -1043,4 +1155,334 @@ fn the_cluster_vault_ca_goes_to_agents_unless_the_pod_names_its_own_or_checks_no
         config_of(&plain.build(), &settings()).vault.ca_cert_pem,
         None
     );
+}
+
+/// The value of an environment variable of a container, if it has it.
+fn env_value<'a>(container: &'a Container, name: &str) -> Option<&'a str> {
+    container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.as_deref())
+}
+
+/// vault-k8s's injector-wide defaults (Vault namespace, proxy, revoke-on-shutdown, TLS server
+/// name, run-as-same-user, the agents' log level and format) apply to pods of either family
+/// that do not say; a pod's annotation still wins.
+#[test]
+fn cluster_wide_settings_apply_unless_the_pod_says_otherwise() {
+    let mut s = settings();
+    s.vault_namespace = Some("platform".into());
+    s.proxy_address = Some("http://proxy:3128".into());
+    s.revoke_on_shutdown = true;
+    s.tls_server_name = Some("vault.internal".into());
+    s.run_as_same_user = true;
+    s.agent_log_level = Some("debug".into());
+    s.agent_log_format = Some("json".into());
+    let agent_of = |pod: &Pod| {
+        let mutation = mutate(pod, "team-a", &s).expect("allowed").expect("patch");
+        let spec = apply(pod, &mutation).spec.expect("spec");
+        container(&spec.init_containers, "vault-agent").clone()
+    };
+    let app_user = |pod: PodBuilder| {
+        let mut pod = pod.build();
+        pod.spec.as_mut().expect("spec").containers[0].security_context =
+            Some(k8s_openapi::api::core::v1::SecurityContext {
+                run_as_user: Some(4242),
+                ..Default::default()
+            });
+        pod
+    };
+
+    let pod = app_user(PodBuilder::new().vault(&[
+        ("role", "app"),
+        ("agent-inject-secret-db", "secret/data/db"),
+    ]));
+    let agent = agent_of(&pod);
+    let config = agent_config(&agent);
+    assert_eq!(config.vault.namespace.as_deref(), Some("platform"));
+    assert_eq!(
+        config.vault.tls_server_name.as_deref(),
+        Some("vault.internal")
+    );
+    assert!(config.revoke_on_shutdown);
+    assert_eq!(env_value(&agent, "HTTPS_PROXY"), Some("http://proxy:3128"));
+    assert_eq!(env_value(&agent, "HYDRANT_LOG"), Some("debug"));
+    assert_eq!(env_value(&agent, "HYDRANT_LOG_FORMAT"), Some("json"));
+    let sc = agent.security_context.expect("sc");
+    assert_eq!(sc.run_as_user, Some(4242));
+
+    // The same settings reach a hydrant.dev pod.
+    let pod =
+        app_user(PodBuilder::new().hydrant(&[("role", "app"), ("secret-db", "secret/data/db")]));
+    let agent = agent_of(&pod);
+    assert_eq!(
+        agent_config(&agent).vault.namespace.as_deref(),
+        Some("platform")
+    );
+    assert_eq!(env_value(&agent, "HYDRANT_LOG"), Some("debug"));
+
+    // Every annotation wins over its setting.
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("namespace", "team-a"),
+            ("proxy-address", "http://other:8080"),
+            ("agent-revoke-on-shutdown", "false"),
+            ("tls-server-name", "vault.team-a"),
+            ("agent-run-as-same-user", "false"),
+            ("log-level", "error"),
+            ("log-format", "standard"),
+        ])
+        .build();
+    let agent = agent_of(&pod);
+    let config = agent_config(&agent);
+    assert_eq!(config.vault.namespace.as_deref(), Some("team-a"));
+    assert_eq!(
+        config.vault.tls_server_name.as_deref(),
+        Some("vault.team-a")
+    );
+    assert!(!config.revoke_on_shutdown);
+    assert_eq!(env_value(&agent, "HTTPS_PROXY"), Some("http://other:8080"));
+    assert_eq!(env_value(&agent, "HYDRANT_LOG"), Some("error"));
+    assert_eq!(env_value(&agent, "HYDRANT_LOG_FORMAT"), Some("plain"));
+    assert_ne!(agent.security_context.expect("sc").run_as_user, Some(4242));
+
+    // A pod naming its agent's user is not run as its app's; one naming none, with an app
+    // running as nobody in particular, is refused naming the setting.
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("agent-run-as-user", "7"),
+        ])
+        .build();
+    assert_eq!(
+        agent_of(&pod).security_context.expect("sc").run_as_user,
+        Some(7)
+    );
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let denial = mutate(&pod, "team-a", &s).expect_err("no app user");
+    assert!(
+        denial
+            .message
+            .starts_with("--run-as-same-user: the pod's first container sets no runAsUser"),
+        "{}",
+        denial.message
+    );
+}
+
+/// Every agent container gets `NAMESPACE`, `HOST_IP` and `POD_IP` from the downward API, first
+/// and in vault-k8s's order, so templates and `agent-json-patch` operations written for it work.
+#[test]
+fn agent_containers_get_the_pods_namespace_and_ips_as_vault_k8s_gives_them() {
+    for mode in ["native", "init-and-sidecar", "init-only", "sidecar-only"] {
+        let pod = PodBuilder::new()
+            .hydrant(&[
+                ("role", "app"),
+                ("secret-db", "secret/data/db"),
+                ("mode", mode),
+            ])
+            .build();
+        let spec = apply(&pod, &mutated(&pod)).spec.expect("spec");
+        let agents = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .filter(|c| c.name.starts_with("vault-agent"));
+        let mut seen = 0;
+        for agent in agents {
+            seen += 1;
+            let env = agent.env.as_ref().expect("env");
+            let downward: Vec<(&str, &str)> = env[..3]
+                .iter()
+                .map(|e| {
+                    let field = e
+                        .value_from
+                        .as_ref()
+                        .and_then(|v| v.field_ref.as_ref())
+                        .map(|f| f.field_path.as_str())
+                        .expect("a field reference");
+                    (e.name.as_str(), field)
+                })
+                .collect();
+            assert_eq!(
+                downward,
+                [
+                    ("NAMESPACE", "metadata.namespace"),
+                    ("HOST_IP", "status.hostIP"),
+                    ("POD_IP", "status.podIP")
+                ],
+                "{mode}: {}",
+                agent.name
+            );
+        }
+        assert!(seen > 0, "{mode}");
+    }
+}
+
+/// The ids a pod's agent runs as under `s`: (runAsUser, runAsGroup), or `None` without a
+/// security context.
+fn agent_ids(pod: &Pod, s: &InjectorSettings) -> Option<(Option<i64>, Option<i64>)> {
+    let mutation = mutate(pod, "team-a", s).expect("allowed").expect("patch");
+    let spec = apply(pod, &mutation).spec.expect("spec");
+    let agent = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .find(|c| c.name.starts_with("vault-agent"))
+        .expect("an agent");
+    agent
+        .security_context
+        .as_ref()
+        .map(|sc| (sc.run_as_user, sc.run_as_group))
+}
+
+/// vault-k8s's pods get vault-k8s's ids (uid 100, gid 1000: apps read 0640 files through
+/// group 1000), hydrant's pods the image's nonroot 65532; --run-as-user/--run-as-group set them
+/// for both.
+#[test]
+fn each_family_gets_its_own_default_ids_unless_the_injector_names_them() {
+    let vault = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let hydrant = PodBuilder::new()
+        .hydrant(&[("role", "app"), ("secret-db", "secret/data/db")])
+        .build();
+    let s = settings();
+    assert_eq!(agent_ids(&vault, &s), Some((Some(100), Some(1000))));
+    assert_eq!(agent_ids(&hydrant, &s), Some((Some(65532), Some(65532))));
+    let mut s = settings();
+    s.run_as.user = Some(2000);
+    assert_eq!(agent_ids(&vault, &s), Some((Some(2000), Some(1000))));
+    assert_eq!(agent_ids(&hydrant, &s), Some((Some(2000), Some(65532))));
+}
+
+/// vault-k8s's `agent-set-security-context: "false"` wins over its id annotations; under
+/// --omit-run-as (vault-k8s's -set-security-context=false) a vault-k8s pod that names one id
+/// gets the other's default, as vault-k8s keeps it, and one that names none gets none.
+#[test]
+fn vault_k8s_security_context_rules_hold_under_omit_run_as_and_set_security_context() {
+    let vault = |pairs: &[(&str, &str)]| {
+        PodBuilder::new()
+            .vault(&[
+                ("role", "app"),
+                ("agent-inject-secret-db", "secret/data/db"),
+            ])
+            .vault(pairs)
+            .build()
+    };
+    let pod = vault(&[
+        ("agent-set-security-context", "false"),
+        ("agent-run-as-user", "1234"),
+    ]);
+    assert_eq!(agent_ids(&pod, &settings()), None);
+    let pod = vault(&[
+        ("agent-set-security-context", "false"),
+        ("agent-run-as-same-user", "true"),
+    ]);
+    assert_eq!(agent_ids(&pod, &settings()), None);
+
+    let mut omit = settings();
+    omit.run_as.omit = true;
+    assert_eq!(agent_ids(&vault(&[]), &omit), Some((None, None)));
+    let pod = vault(&[("agent-run-as-user", "1234")]);
+    assert_eq!(agent_ids(&pod, &omit), Some((Some(1234), Some(1000))));
+    let pod = vault(&[("agent-run-as-group", "3000")]);
+    assert_eq!(agent_ids(&pod, &omit), Some((Some(100), Some(3000))));
+    let pod = vault(&[("agent-set-security-context", "true")]);
+    assert_eq!(agent_ids(&pod, &omit), Some((Some(100), Some(1000))));
+    // hydrant's own family gets only what it names.
+    let pod = PodBuilder::new()
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("run-as-user", "1234"),
+        ])
+        .build();
+    assert_eq!(agent_ids(&pod, &omit), Some((Some(1234), None)));
+}
+
+/// A command that signals the app's processes by name gets the process namespace shared, as
+/// vault-k8s's `agent-share-process-namespace` would; a command only a shell can run is refused
+/// naming it and the image variant with a shell, which runs it.
+#[test]
+fn commands_signal_by_name_with_shared_processes_and_shell_commands_need_the_shell_image() {
+    let with_command = |command: &str| {
+        PodBuilder::new()
+            .vault(&[
+                ("role", "app"),
+                ("agent-inject-secret-db", "secret/data/db"),
+                ("agent-inject-command-db", command),
+            ])
+            .build()
+    };
+    let pod = with_command("pkill -HUP nginx");
+    let patched = apply(&pod, &mutated(&pod));
+    let spec = patched.spec.expect("spec");
+    assert_eq!(spec.share_process_namespace, Some(true));
+    let config = agent_config(container(&spec.init_containers, "vault-agent"));
+    assert_eq!(
+        config.secrets[0].command.as_deref(),
+        Some(
+            &[
+                "/usr/local/bin/hydrant",
+                "signal",
+                "--pattern",
+                "nginx",
+                "HUP"
+            ]
+            .map(String::from)[..]
+        )
+    );
+    // A process ID keeps the pod's own view.
+    let pod = with_command("kill -s HUP 1");
+    assert_eq!(
+        apply(&pod, &mutated(&pod))
+            .spec
+            .expect("spec")
+            .share_process_namespace,
+        None
+    );
+    let denial = denied(&with_command("kill -HUP $(pidof nginx)").with_share(false));
+    assert_eq!(denial.reason, Reason::Conflict);
+
+    let denial = denied(&with_command("nginx -s reload && echo done"));
+    assert_eq!(denial.reason, Reason::UnsupportedAnnotation);
+    assert_eq!(
+        denial.message,
+        "vault.hashicorp.com/agent-inject-command-db: \"nginx -s reload && echo done\" needs a shell, and hydrant's image ghcr.io/hydrant-dev/hydrant:0.1.0 has none; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, and anything else runs in the image variant with a shell, ghcr.io/hydrant-dev/hydrant:0.1.0-shell (the injector's --agent-image, or hydrant.dev/image)"
+    );
+    let mut s = settings();
+    s.agent_image = "ghcr.io/hydrant-dev/hydrant:0.1.0-shell".into();
+    let pod = with_command("nginx -s reload && echo done");
+    let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
+    let spec = apply(&pod, &mutation).spec.expect("spec");
+    let config = agent_config(container(&spec.init_containers, "vault-agent"));
+    assert_eq!(
+        config.secrets[0].command.as_deref(),
+        Some(&["/bin/sh", "-c", "nginx -s reload && echo done"].map(String::from)[..])
+    );
+    // hydrant.dev/image names the variant for one pod.
+    let pod = PodBuilder::new()
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("command-db", "echo changed > /tmp/x"),
+            ("image", "registry.example/hydrant:0.1.0-shell"),
+        ])
+        .build();
+    mutated(&pod);
 }

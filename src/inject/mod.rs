@@ -23,8 +23,8 @@ pub struct Args {
 
 /// `hydrant inject`: mutates the manifests as the webhook would, prints them, and warns on
 /// standard error.
-pub fn command(args: &Args) -> anyhow::Result<()> {
-    let settings = args.injector.settings();
+pub fn command(args: &Args, env: &dyn crate::env::Env) -> anyhow::Result<()> {
+    let settings = args.injector.settings(env)?;
     let injected = run(&args.file, &args.namespace, &settings)?;
     for warning in &injected.warnings {
         eprintln!("hydrant: warning: {warning}");
@@ -166,13 +166,20 @@ fn visit(
         }
         return;
     }
-    let Some((pointer, batch)) = template_of(&kind) else {
-        return;
-    };
     let name = document["metadata"]["name"]
         .as_str()
         .unwrap_or("(unnamed)")
         .to_owned();
+    let Some((pointer, batch)) = template_of(&kind) else {
+        // An Argo Rollout, an OpenKruise CloneSet, a Knative Service...: a pod template this
+        // command does not know where to find stays as it is, which must not go unnoticed.
+        if let Some(found) = unknown_pod_template(document) {
+            warnings.push(format!(
+                "{kind}/{name}: hydrant inject does not know the kind {kind}, so its pod template ({found}) is left as it is; the webhook mutates its pods when they are created"
+            ));
+        }
+        return;
+    };
     let namespace = document["metadata"]["namespace"]
         .as_str()
         .unwrap_or(namespace)
@@ -224,6 +231,22 @@ fn visit(
         }
         Err(denial) => denials.push(format!("{label}: {}", denial.message)),
     }
+}
+
+/// Where a document of a kind [`template_of`] does not know holds what looks like a pod
+/// template (a `spec` with `containers`), in Kubernetes' notation, if anywhere.
+fn unknown_pod_template(document: &Value) -> Option<&'static str> {
+    [
+        ("/spec/template/spec/containers", "spec.template"),
+        (
+            "/spec/jobTemplate/spec/template/spec/containers",
+            "spec.jobTemplate.spec.template",
+        ),
+        ("/spec/containers", "spec"),
+    ]
+    .into_iter()
+    .find(|(pointer, _)| document.pointer(pointer).is_some_and(Value::is_array))
+    .map(|(_, found)| found)
 }
 
 /// Where a pod template does not decode, in Kubernetes' notation
@@ -427,6 +450,28 @@ spec:
             err.to_string(),
             "Pod/p: metadata.annotations[\"hydrant.dev/inject\"]: a boolean where Kubernetes wants a string; quote it"
         );
+    }
+
+    /// An Argo Rollout's pod template is not one `hydrant inject` knows: it says so, naming it,
+    /// and leaves the document as it is; a kind without a pod template passes silently.
+    #[test]
+    fn a_pod_template_of_an_unknown_kind_is_left_alone_with_a_warning() {
+        let rollout = DEPLOYMENT.replacen(
+            "apiVersion: apps/v1\nkind: Deployment",
+            "apiVersion: argoproj.io/v1alpha1\nkind: Rollout",
+            1,
+        );
+        let out = inject(&rollout, "test", "team-a", &settings()).expect("passes");
+        assert_eq!(
+            out.warnings,
+            [
+                "Rollout/web: hydrant inject does not know the kind Rollout, so its pod template (spec.template) is left as it is; the webhook mutates its pods when they are created"
+            ]
+        );
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&out.yaml).expect("yaml");
+        assert!(docs[0]["spec"]["template"]["spec"]["initContainers"].is_null());
+        let out = inject(DEPLOYMENT, "test", "team-a", &settings()).expect("injects");
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
     }
 
     #[test]

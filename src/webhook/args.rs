@@ -91,9 +91,14 @@ pub struct Args {
 }
 
 impl Args {
-    /// What the flags ask the webhook to do.
-    pub fn options(self) -> Options {
-        Options {
+    /// What the flags (and, for the injector's settings, vault-k8s's variables in `env`) ask
+    /// the webhook to do; settings that cannot be used are refused here, before anything listens.
+    pub fn options(
+        self,
+        env: &dyn crate::env::Env,
+    ) -> Result<Options, crate::cli::InvalidSettings> {
+        let settings = self.injector.settings(env)?;
+        Ok(Options {
             listen: self.listen,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
@@ -107,7 +112,7 @@ impl Args {
                 max_in_flight_body_bytes: self.max_in_flight_body_bytes,
                 max_concurrent_streams: self.max_concurrent_streams,
             },
-            settings: self.injector.settings(),
+            settings,
             self_managed: self.self_managed_certificates.then(|| SelfManaged {
                 certificates: certs::CertificateSpec {
                     namespace: self.namespace,
@@ -124,6 +129,6 @@ impl Args {
                     duration: std::time::Duration::from_secs(15),
                 },
             }),
-        }
+        })
     }
 }

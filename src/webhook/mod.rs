@@ -133,8 +133,8 @@ struct WebhookState {
 }
 
 /// `hydrant webhook`: serves as the flags say until SIGTERM or SIGINT.
-pub fn command(args: Args) -> anyhow::Result<()> {
-    run(args.options())?;
+pub fn command(args: Args, env: &dyn crate::env::Env) -> anyhow::Result<()> {
+    run(args.options(env)?)?;
     Ok(())
 }
 

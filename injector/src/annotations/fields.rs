@@ -17,32 +17,40 @@ pub(super) fn port(key: &str, value: &str) -> Result<u16, Denial> {
         .ok_or_else(|| Denial::bad(key, format!("{value:?} is not a port number, such as 8200")))
 }
 
-/// A command written the way a shell would split it. hydrant's image has no shell, so shell
-/// syntax (pipes, `&&`, redirections, variables) is refused rather than passed as arguments.
-/// An empty value means no command.
+/// A command written the way a shell would split it. hydrant's image has no shell, so the usual
+/// signalling commands (`kill -HUP $(pidof nginx)`, `pkill -HUP nginx`, `kill -s HUP 1`, each
+/// also inside `sh -c`) become `hydrant signal`; another command with shell syntax (pipes, `&&`,
+/// redirections, variables) or a shell of its own becomes `/bin/sh -c <command>`, which only the
+/// image variant with a shell can run (the mutation refuses it otherwise). An empty value means
+/// no command.
 pub(super) fn command(key: &str, value: &str) -> Result<Option<Vec<String>>, Denial> {
     if value.trim().is_empty() {
         return Ok(None);
     }
     let argv = shlex::split(value)
         .ok_or_else(|| Denial::bad(key, format!("{value:?} has an unclosed quote")))?;
+    if let Some((signal, target)) = crate::commands::translate(&argv) {
+        return Ok(Some(crate::commands::signal_argv(&signal, &target)));
+    }
     let shell = argv.iter().any(|arg| {
         matches!(
             arg.as_str(),
             "|" | "||" | "&&" | "&" | ";" | ">" | ">>" | "<"
         ) || arg.contains('$')
             || arg.contains('`')
-    });
+    }) || argv
+        .first()
+        .is_some_and(|p| matches!(p.rsplit('/').next(), Some("sh" | "bash" | "ash" | "dash")));
     if shell {
-        return Err(Denial::unsupported(
-            key,
-            "it needs a shell (pipes, &&, redirections or variables), and hydrant's image has \
-             none; give one program and its arguments, such as \"kill -HUP 1\" with a shared \
-             process namespace",
+        return Ok(Some(
+            [SHELL, "-c", value.trim()].map(str::to_owned).to_vec(),
         ));
     }
     Ok(Some(argv))
 }
+
+/// The shell of the image variant that has one (`Dockerfile`, stage `shell`).
+pub const SHELL: &str = "/bin/sh";
 
 pub(super) fn non_empty(value: &str) -> Option<String> {
     let v = value.trim();
@@ -137,28 +145,15 @@ pub(super) fn no_control(key: &str, value: &str) -> Result<(), Denial> {
 }
 
 pub(super) fn log_level(key: &str, value: &str) -> Result<String, Denial> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "trace" => Ok("trace".to_owned()),
-        "debug" => Ok("debug".to_owned()),
-        "info" | "" => Ok("info".to_owned()),
-        "warn" | "warning" => Ok("warn".to_owned()),
-        "err" | "error" => Ok("error".to_owned()),
-        other => Err(Denial::bad(
-            key,
-            format!("{other:?} is not a log level; use trace, debug, info, warn or error"),
-        )),
-    }
+    crate::values::parse_log_level(value)
+        .map(str::to_owned)
+        .map_err(|e| Denial::bad(key, e))
 }
 
 pub(super) fn log_format(key: &str, value: &str) -> Result<String, Denial> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "standard" | "plain" | "" => Ok("plain".to_owned()),
-        "json" => Ok("json".to_owned()),
-        other => Err(Denial::bad(
-            key,
-            format!("{other:?} is not a log format; use standard or json"),
-        )),
-    }
+    crate::values::parse_log_format(value)
+        .map(str::to_owned)
+        .map_err(|e| Denial::bad(key, e))
 }
 
 pub(super) fn json_patch_of(key: &str, value: &str) -> Result<Option<json_patch::Patch>, Denial> {

@@ -66,7 +66,7 @@ pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<InjectionRequest, Den
             h::MEMORY_LIMIT => r.resources.memory_limit = Some(quantity(value)?),
             h::REFRESH_INTERVAL => r.refresh_interval = Some(duration(key, value)?),
             h::REVOKE_ON_SHUTDOWN => {
-                r.revoke_on_shutdown = parse_bool(value).map_err(|e| Denial::bad(key, e))?
+                r.revoke_on_shutdown = Some(parse_bool(value).map_err(|e| Denial::bad(key, e))?)
             }
             h::EXIT_ON_RETRY_FAILURE => {
                 r.exit_on_retry_failure = Some(parse_bool(value).map_err(|e| Denial::bad(key, e))?)

@@ -20,7 +20,7 @@ mod vault_k8s;
 use keys::hydrant as h;
 use keys::vault_k8s as k;
 
-pub use fields::MAX_PATCH_OPERATIONS;
+pub use fields::{MAX_PATCH_OPERATIONS, SHELL};
 pub use request::{
     ConsulTemplateSource, DEFAULT_MOUNT_PATH, InjectionRequest, Output, OutputSource,
     QuantityOverride, ResourceOverrides,
@@ -299,45 +299,67 @@ mod tests {
         assert_eq!(r.exit_on_retry_failure, Some(true));
     }
 
+    /// Signalling commands become `hydrant signal` (the image has no kill or pkill); other shell
+    /// syntax is kept for `/bin/sh -c`, which the mutation refuses unless the agent's image has a
+    /// shell; a broken quote is refused here.
     #[test]
-    fn commands_that_need_a_shell_are_refused() {
-        for command in [
-            "kill -HUP $(pidof app)",
-            "touch /a && echo",
-            "echo x > /f",
-            "a | b",
-            "cat '",
-        ] {
-            let err = parse_vault(&[
+    fn commands_become_hydrant_signal_or_a_shell_command() {
+        let command_of = |command: &str| {
+            parse_vault(&[
                 (
                     "vault.hashicorp.com/agent-inject-secret-db",
                     "secret/data/db",
                 ),
                 ("vault.hashicorp.com/agent-inject-command-db", command),
             ])
-            .expect_err(command);
-            assert!(
-                err.message
-                    .starts_with("vault.hashicorp.com/agent-inject-command-db: "),
-                "{}",
-                err.message
+            .map(|r| r.outputs[0].command.clone().expect("a command"))
+        };
+        assert_eq!(
+            command_of("kill -HUP $(pidof app)").expect("parses"),
+            ["/usr/local/bin/hydrant", "signal", "--name", "app", "HUP"]
+        );
+        for command in [
+            "touch /a && echo",
+            "echo x > /f",
+            "a | b",
+            "sh -c 'reload.sh'",
+        ] {
+            assert_eq!(
+                command_of(command).expect(command),
+                ["/bin/sh", "-c", command],
+                "{command}"
             );
         }
+        let err = command_of("cat '").expect_err("unclosed");
+        assert!(
+            err.message
+                .starts_with("vault.hashicorp.com/agent-inject-command-db: "),
+            "{}",
+            err.message
+        );
         let r = parse_hydrant(&[
             ("hydrant.dev/secret-db", "secret/data/db"),
             ("hydrant.dev/command-db", "/usr/bin/pkill -HUP -f 'my app'"),
+            ("hydrant.dev/secret-other", "secret/data/other"),
+            ("hydrant.dev/command-other", "/vault/custom/reload --now"),
         ])
         .expect("parses");
         assert_eq!(
             r.outputs[0].command.as_deref(),
             Some(
                 &[
-                    "/usr/bin/pkill".to_string(),
-                    "-HUP".into(),
-                    "-f".into(),
-                    "my app".into()
+                    "/usr/local/bin/hydrant".to_string(),
+                    "signal".into(),
+                    "--pattern".into(),
+                    "my app".into(),
+                    "--full".into(),
+                    "HUP".into()
                 ][..]
             )
+        );
+        assert_eq!(
+            r.outputs[1].command.as_deref(),
+            Some(&["/vault/custom/reload".to_string(), "--now".into()][..])
         );
     }
 

@@ -104,13 +104,13 @@ pub struct InjectionRequest {
     pub token_volume: Option<String>,
     /// Vault's address, when not the settings'.
     pub vault_address: Option<String>,
-    /// Vault namespace.
+    /// Vault namespace; the settings' when `None`.
     pub vault_namespace: Option<String>,
     /// Per-request timeout of the agent's Vault client.
     pub client_timeout: Option<Duration>,
     /// CA file in the agent container.
     pub ca_cert: Option<String>,
-    /// Name to check Vault's certificate against.
+    /// Name to check Vault's certificate against; the settings' when `None`.
     pub tls_server_name: Option<String>,
     /// Do not check Vault's certificate.
     pub tls_skip_verify: bool,
@@ -134,19 +134,19 @@ pub struct InjectionRequest {
     pub run_as_user: Option<i64>,
     /// `runAsGroup`.
     pub run_as_group: Option<i64>,
-    /// Run as the app's first container's user.
-    pub run_as_same_user: bool,
+    /// Run as the app's first container's user; the settings' when `None`.
+    pub run_as_same_user: Option<bool>,
     /// Emit a security context at all.
     pub set_security_context: Option<bool>,
     /// Put the agent's init container before the app's.
     pub init_first: bool,
     /// Set `spec.shareProcessNamespace`.
     pub share_process_namespace: Option<bool>,
-    /// `HTTPS_PROXY` for the agent.
+    /// `HTTPS_PROXY` for the agent; the settings' when `None`.
     pub proxy_address: Option<String>,
-    /// `HYDRANT_LOG` for the agent.
+    /// `HYDRANT_LOG` for the agent; the settings' when `None`.
     pub log_level: Option<String>,
-    /// `HYDRANT_LOG_FORMAT` for the agent.
+    /// `HYDRANT_LOG_FORMAT` for the agent; the settings' when `None`.
     pub log_format: Option<String>,
     /// RFC 6902 patch applied to the sidecar container.
     pub sidecar_patch: Option<json_patch::Patch>,
@@ -156,8 +156,8 @@ pub struct InjectionRequest {
     pub refresh_interval: Option<Duration>,
     /// The sidecar's local port (/quit, /metrics).
     pub listen: Option<u16>,
-    /// Revoke the token when the sidecar stops.
-    pub revoke_on_shutdown: bool,
+    /// Revoke the token when the sidecar stops; the settings' when `None`.
+    pub revoke_on_shutdown: Option<bool>,
     /// Exit when a fetch keeps failing (`template-config-exit-on-retry-failure`, true by
     /// default for vault-k8s pods; `hydrant.dev/exit-on-retry-failure`).
     pub exit_on_retry_failure: Option<bool>,
@@ -205,7 +205,7 @@ impl InjectionRequest {
             resources: ResourceOverrides::default(),
             run_as_user: None,
             run_as_group: None,
-            run_as_same_user: false,
+            run_as_same_user: None,
             set_security_context: None,
             init_first: false,
             share_process_namespace: None,
@@ -216,7 +216,7 @@ impl InjectionRequest {
             init_patch: None,
             refresh_interval: None,
             listen: None,
-            revoke_on_shutdown: false,
+            revoke_on_shutdown: None,
             exit_on_retry_failure: None,
             revoke_delay: None,
             renewal_threshold: None,

@@ -77,11 +77,7 @@ pub(super) fn parse(
             k::SECRET_VOLUME_PATH => r.mount_path = absolute_path(key, value)?,
             k::ROLE => r.role = non_empty(value),
             k::AUTH_TYPE => r.auth_method = Some(vault_auth_type(key, value)?),
-            k::AUTH_PATH => {
-                let mount = value.trim().trim_matches('/');
-                let mount = mount.strip_prefix("auth/").unwrap_or(mount);
-                r.auth_mount = non_empty(mount);
-            }
+            k::AUTH_PATH => r.auth_mount = crate::values::auth_mount(value),
             k::NAMESPACE => r.vault_namespace = non_empty(value),
             k::SERVICE => r.vault_address = non_empty(value),
             k::TLS_SKIP_VERIFY => r.tls_skip_verify = bool_of(value)?,
@@ -104,7 +100,7 @@ pub(super) fn parse(
             k::AGENT_RUN_AS_GROUP => {
                 r.run_as_group = Some(parse_id(value).map_err(|e| Denial::bad(key, e))?)
             }
-            k::AGENT_RUN_AS_SAME_USER => r.run_as_same_user = bool_of(value)?,
+            k::AGENT_RUN_AS_SAME_USER => r.run_as_same_user = Some(bool_of(value)?),
             k::AGENT_SET_SECURITY_CONTEXT => r.set_security_context = Some(bool_of(value)?),
             k::AGENT_JSON_PATCH => r.sidecar_patch = json_patch_of(key, value)?,
             k::AGENT_INIT_JSON_PATCH => r.init_patch = json_patch_of(key, value)?,
@@ -141,7 +137,7 @@ pub(super) fn parse(
             }
             k::AGENT_ENABLE_QUIT => enable_quit = bool_of(value)?,
             k::AGENT_CACHE_LISTENER_PORT => listener_port = Some(port(key, value)?),
-            k::AGENT_REVOKE_ON_SHUTDOWN => r.revoke_on_shutdown = bool_of(value)?,
+            k::AGENT_REVOKE_ON_SHUTDOWN => r.revoke_on_shutdown = Some(bool_of(value)?),
             k::AGENT_REVOKE_GRACE => {
                 let seconds = value.trim().parse::<u64>().map_err(|_| {
                     Denial::bad(key, format!("{value:?} is not a number of seconds"))
@@ -165,6 +161,9 @@ pub(super) fn parse(
                     })?;
                 r.renewal_threshold = Some(threshold);
             }
+            // vault-k8s validates only a non-empty value: empty is the agent's default.
+            k::AUTH_MIN_BACKOFF if value.trim().is_empty() => r.min_backoff = None,
+            k::AUTH_MAX_BACKOFF if value.trim().is_empty() => r.max_backoff = None,
             k::AUTH_MIN_BACKOFF => r.min_backoff = Some(duration(key, value)?),
             k::AUTH_MAX_BACKOFF => r.max_backoff = Some(duration(key, value)?),
             k::AGENT_CACHE_ENABLE
@@ -693,10 +692,14 @@ mod tests {
         .expect("parses");
         assert_eq!(
             r.outputs[0].command,
-            Some(vec!["kill".into(), "-HUP".into(), "1".into()])
+            Some(
+                ["/usr/local/bin/hydrant", "signal", "--pid", "1", "HUP"]
+                    .map(String::from)
+                    .to_vec()
+            )
         );
         assert_eq!(r.listen, Some(8200));
-        assert!(r.revoke_on_shutdown);
+        assert_eq!(r.revoke_on_shutdown, Some(true));
         assert_eq!(r.revoke_delay.map(|d| d.0.as_secs()), Some(7));
         assert_eq!(r.refresh_interval.map(|d| d.0.as_secs()), Some(30));
         assert_eq!(r.renewal_threshold, Some(0.8));
@@ -707,6 +710,24 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(r.listen, Some(9000));
+    }
+
+    #[test]
+    fn empty_backoffs_are_the_default_as_in_vault_k8s() {
+        let r = parse_vault(&[
+            ("vault.hashicorp.com/auth-min-backoff", ""),
+            ("vault.hashicorp.com/auth-max-backoff", " "),
+        ])
+        .expect("parses");
+        assert_eq!((r.min_backoff, r.max_backoff), (None, None));
+        let err = parse_vault(&[("vault.hashicorp.com/auth-max-backoff", "soon")])
+            .expect_err("not a duration");
+        assert!(
+            err.message
+                .starts_with("vault.hashicorp.com/auth-max-backoff: "),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use json_patch::{Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, ExecAction, PodSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, VolumeMount,
+    Capabilities, Container, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PodSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
@@ -15,9 +15,9 @@ use serde_json::Value;
 use super::MAX_PATCHED_CONTAINER_BYTES;
 use super::patch::json_len;
 use crate::agent_config::AgentConfig;
-use crate::annotations::keys::vault_k8s as k;
-use crate::annotations::{InjectionRequest, QuantityOverride, ResourceOverrides};
-use crate::settings::{InjectorSettings, Mode, Resources};
+use crate::annotations::keys::{hydrant as h, vault_k8s as k};
+use crate::annotations::{Family, InjectionRequest, QuantityOverride, ResourceOverrides};
+use crate::settings::{DEFAULT_RUN_AS, InjectorSettings, Mode, Resources, VAULT_K8S_RUN_AS};
 use crate::{AGENT_BINARY, AGENT_CONFIG_ENV, Denial, names};
 
 /// The agent's containers as JSON, patched as the pod asks.
@@ -49,7 +49,16 @@ impl AgentContainers {
             .image
             .clone()
             .unwrap_or_else(|| settings.agent_image.clone());
-        let env = agent_env(request, &config_json);
+        let env = agent_env(request, settings, &config_json);
+        // Native mode's one container takes the sidecar's resources.
+        let used: &[&Resources] = match mode {
+            Mode::InitAndSidecar => &[&settings.init_resources, &settings.sidecar_resources],
+            Mode::InitOnly => &[&settings.init_resources],
+            Mode::Native | Mode::SidecarOnly => &[&settings.sidecar_resources],
+        };
+        for base in used {
+            check_resources(base, &request.resources, request.family)?;
+        }
         let container = |name: &str, args: &[&str], resources: &Resources| Container {
             name: name.to_owned(),
             image: Some(image.clone()),
@@ -122,14 +131,43 @@ fn security_context(
     spec: &PodSpec,
     settings: &InjectorSettings,
 ) -> Result<Option<SecurityContext>, Denial> {
-    let explicit_ids =
-        request.run_as_user.is_some() || request.run_as_group.is_some() || request.run_as_same_user;
-    if request.set_security_context == Some(false) && !explicit_ids {
+    // The injector's --run-as-same-user applies to pods that name no user of their own.
+    let same_user = request
+        .run_as_same_user
+        .unwrap_or(settings.run_as_same_user && request.run_as_user.is_none());
+    let names_ids = request.run_as_user.is_some()
+        || request.run_as_group.is_some()
+        || request.run_as_same_user == Some(true);
+    // vault-k8s's `agent-set-security-context: "false"` wins over every id annotation (they
+    // override only its injector-wide -set-security-context=false).
+    if request.set_security_context == Some(false) {
         return Ok(None);
     }
-    let mut user = request.run_as_user.or(settings.run_as.map(|r| r.user));
-    let group = request.run_as_group.or(settings.run_as.map(|r| r.group));
-    if request.run_as_same_user {
+    let vault_k8s = request.family == Family::VaultK8s;
+    let family_default = if vault_k8s {
+        VAULT_K8S_RUN_AS
+    } else {
+        DEFAULT_RUN_AS
+    };
+    // Under --omit-run-as the ids are left out, unless the pod names one: then vault-k8s's pods
+    // get the other from the defaults too, as vault-k8s's injector gives them once a pod's id
+    // annotation turns its security context on.
+    let defaults = !settings.run_as.omit
+        || (vault_k8s && (names_ids || request.set_security_context == Some(true)));
+    let default_user = settings.run_as.user.unwrap_or(family_default.user);
+    let default_group = settings.run_as.group.unwrap_or(family_default.group);
+    let mut user = request.run_as_user.or(defaults.then_some(default_user));
+    let group = request.run_as_group.or(defaults.then_some(default_group));
+    if same_user {
+        // The annotation, or else the injector's --run-as-same-user, asked for it.
+        let (asked_by, fix) = if request.run_as_same_user.is_some() {
+            (k::AGENT_RUN_AS_SAME_USER, "remove the annotation")
+        } else {
+            (
+                "--run-as-same-user",
+                "name the agent's user with vault.hashicorp.com/agent-run-as-user (hydrant.dev/run-as-user)",
+            )
+        };
         let same = spec
             .containers
             .first()
@@ -138,8 +176,8 @@ fn security_context(
             .filter(|uid| *uid != 0)
             .ok_or_else(|| {
                 Denial::bad(
-                    k::AGENT_RUN_AS_SAME_USER,
-                    "the pod's first container sets no runAsUser, or runs as root; set one or remove the annotation".to_owned(),
+                    asked_by,
+                    format!("the pod's first container sets no runAsUser, or runs as root; set one or {fix}"),
                 )
             })?;
         user = Some(same);
@@ -163,23 +201,114 @@ fn security_context(
     }))
 }
 
-fn agent_env(request: &InjectionRequest, config_json: &str) -> Vec<EnvVar> {
+/// The pod's own facts every agent container gets from the downward API, first and in this
+/// order as vault-k8s gives them (templates use them, e.g. for certificate SANs, and
+/// `agent-json-patch` operations count on their places): variable and field.
+pub(crate) const DOWNWARD_ENV: [(&str, &str); 3] = [
+    ("NAMESPACE", "metadata.namespace"),
+    ("HOST_IP", "status.hostIP"),
+    ("POD_IP", "status.podIP"),
+];
+
+/// The agent's environment: the pod's namespace and IPs, its configuration, then what the pod
+/// (or else the settings) says of its logs and proxy.
+fn agent_env(
+    request: &InjectionRequest,
+    settings: &InjectorSettings,
+    config_json: &str,
+) -> Vec<EnvVar> {
     let var = |name: &str, value: &str| EnvVar {
         name: name.to_owned(),
         value: Some(value.to_owned()),
         ..EnvVar::default()
     };
-    let mut env = vec![var(AGENT_CONFIG_ENV, config_json)];
-    if let Some(level) = &request.log_level {
+    let mut env: Vec<EnvVar> = DOWNWARD_ENV
+        .iter()
+        .map(|(name, field)| EnvVar {
+            name: (*name).to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: (*field).to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        })
+        .collect();
+    env.push(var(AGENT_CONFIG_ENV, config_json));
+    if let Some(level) = request
+        .log_level
+        .as_ref()
+        .or(settings.agent_log_level.as_ref())
+    {
         env.push(var(crate::LOG_ENV, level));
     }
-    if let Some(format) = &request.log_format {
+    if let Some(format) = request
+        .log_format
+        .as_ref()
+        .or(settings.agent_log_format.as_ref())
+    {
         env.push(var(crate::LOG_FORMAT_ENV, format));
     }
-    if let Some(proxy) = &request.proxy_address {
+    if let Some(proxy) = request
+        .proxy_address
+        .as_ref()
+        .or(settings.proxy_address.as_ref())
+    {
         env.push(var("HTTPS_PROXY", proxy));
     }
     env
+}
+
+/// The resources of an agent container: the settings', each overridden by the pod's annotation.
+fn effective(base: &Resources, overrides: &ResourceOverrides) -> Resources {
+    let pick = |base: &Option<String>, over: &QuantityOverride| match over {
+        Some(value) => value.clone(),
+        None => base.clone(),
+    };
+    Resources {
+        cpu_request: pick(&base.cpu_request, &overrides.cpu_request),
+        memory_request: pick(&base.memory_request, &overrides.memory_request),
+        ephemeral_request: pick(&base.ephemeral_request, &overrides.ephemeral_request),
+        cpu_limit: pick(&base.cpu_limit, &overrides.cpu_limit),
+        memory_limit: pick(&base.memory_limit, &overrides.memory_limit),
+        ephemeral_limit: pick(&base.ephemeral_limit, &overrides.ephemeral_limit),
+    }
+}
+
+/// Refuses a request above its limit, which the API server would refuse with the whole pod,
+/// naming what to change: the pod's annotations, or the injector's settings.
+fn check_resources(
+    base: &Resources,
+    overrides: &ResourceOverrides,
+    family: Family,
+) -> Result<(), Denial> {
+    let resources = effective(base, overrides);
+    let Some((resource, request, limit)) = resources.request_above_limit() else {
+        return Ok(());
+    };
+    let keys = match (family, resource) {
+        (Family::VaultK8s, "cpu") => {
+            format!("{} and {}", k::AGENT_REQUESTS_CPU, k::AGENT_LIMITS_CPU)
+        }
+        (Family::VaultK8s, "memory") => {
+            format!("{} and {}", k::AGENT_REQUESTS_MEM, k::AGENT_LIMITS_MEM)
+        }
+        (Family::VaultK8s, _) => format!(
+            "{} and {}",
+            k::AGENT_REQUESTS_EPHEMERAL,
+            k::AGENT_LIMITS_EPHEMERAL
+        ),
+        (Family::Hydrant, "cpu") => format!("{} and {}", h::CPU_REQUEST, h::CPU_LIMIT),
+        (Family::Hydrant, _) => format!("{} and {}", h::MEMORY_REQUEST, h::MEMORY_LIMIT),
+    };
+    Err(Denial::new(
+        crate::Reason::Conflict,
+        format!(
+            "the agent's {resource} request {request} is above its limit {limit}, which Kubernetes refuses; set {keys} so that the request is at most the limit (an empty limit leaves it out), or change the injector's defaults"
+        ),
+    ))
 }
 
 fn resource_requirements(

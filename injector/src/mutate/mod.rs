@@ -139,7 +139,8 @@ struct Plan {
     /// Mounts for the app's containers (index into `spec.containers`).
     app_mounts: Vec<VolumeMount>,
     targets: Vec<usize>,
-    /// App init containers that run after the agent and get the mounts too.
+    /// App init containers that get the mounts too: those after the agent, or all of a
+    /// vault-k8s pod's.
     init_targets: Vec<usize>,
     init_container: Option<Value>,
     init_first: bool,
@@ -165,18 +166,23 @@ impl Plan {
             Mode::InitAndSidecar | Mode::InitOnly => request.init_first,
             Mode::SidecarOnly => false,
         };
-        let init_targets: Vec<usize> = if agent_first {
+        // vault-k8s (GH-91) mounts the files in every app init container, even one that runs
+        // before the agent (it may write into the volume, or only expect the mount); hydrant's
+        // own family mounts them only where they exist already.
+        let init_targets: Vec<usize> = if agent_first || request.family == Family::VaultK8s {
             (0..spec.init_containers.as_ref().map_or(0, Vec::len)).collect()
         } else {
             Vec::new()
         };
         let method = request.auth_method.unwrap_or(settings.auth_method);
         let mounts = Mounts::new(request, spec, method)?;
-        mounts::check_conflicts(spec, &mounts.volumes, &mounts.app, &targets)?;
+        mounts::check_conflicts(spec, &mounts.volumes, &mounts.app, &targets, &init_targets)?;
         let config = to_agent_config(request, settings, method, mounts.jwt_path.clone())?;
         let containers =
             AgentContainers::new(mode, request, spec, settings, &config, &mounts.agent)?;
-        let share_process_namespace = share_process_namespace(request, spec)?;
+        let image = request.image.as_deref().unwrap_or(&settings.agent_image);
+        let signals_by_name = check_commands(request, image)?;
+        let share_process_namespace = share_process_namespace(request, spec, signals_by_name)?;
         Ok(Plan {
             mode,
             warnings,
@@ -212,9 +218,66 @@ fn mode(
     }
 }
 
-/// Whether the patch sets `spec.shareProcessNamespace`: when the pod asks and has not set it
-/// already; a pod that sets it to false cannot also ask for it.
-fn share_process_namespace(request: &InjectionRequest, spec: &PodSpec) -> Result<bool, Denial> {
+/// The image variant with a shell: the image's tag ends with `-shell` (`Dockerfile`, stage
+/// `shell`, tagged `<version>-shell`).
+fn has_shell(image: &str) -> bool {
+    let tail = image.rsplit('/').next().unwrap_or(image);
+    !image.contains('@')
+        && tail
+            .rsplit_once(':')
+            .is_some_and(|(_, tag)| tag.ends_with("-shell"))
+}
+
+/// Refuses a command only a shell can run when the agent's image has none, naming the command
+/// and the variant that has one; says whether a command signals the pod's processes by name,
+/// which needs the process namespace shared.
+fn check_commands(request: &InjectionRequest, image: &str) -> Result<bool, Denial> {
+    let mut by_name = false;
+    for output in &request.outputs {
+        let Some(argv) = &output.command else {
+            continue;
+        };
+        if let Some((_, target)) = crate::commands::as_signal(argv) {
+            by_name |= target.needs_shared_processes();
+        }
+        if argv.first().map(String::as_str) == Some(annotations::SHELL) && !has_shell(image) {
+            let key = match request.family {
+                Family::VaultK8s => format!("{}{}", k::AGENT_INJECT_COMMAND_PREFIX, output.name),
+                Family::Hydrant => format!(
+                    "{}{}",
+                    crate::annotations::keys::hydrant::COMMAND_PREFIX,
+                    output.name
+                ),
+            };
+            let command = argv.last().map(String::as_str).unwrap_or_default();
+            return Err(Denial::unsupported(
+                &key,
+                &format!(
+                    "{command:?} needs a shell, and hydrant's image {image} has none; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, and anything else runs in the image variant with a shell, {image}-shell (the injector's --agent-image, or hydrant.dev/image)"
+                ),
+            ));
+        }
+    }
+    Ok(by_name)
+}
+
+/// Whether the patch sets `spec.shareProcessNamespace`: when the pod asks, or when a command
+/// signals its processes by name (as vault-k8s's `agent-share-process-namespace` would), and it
+/// has not set it already; a pod that sets it to false cannot also ask for it.
+fn share_process_namespace(
+    request: &InjectionRequest,
+    spec: &PodSpec,
+    signals_by_name: bool,
+) -> Result<bool, Denial> {
+    if signals_by_name && request.share_process_namespace != Some(false) {
+        if spec.share_process_namespace == Some(false) {
+            return Err(Denial::new(
+                crate::Reason::Conflict,
+                "a command signals the app's processes by name, which needs them in the agent's view, and the pod sets shareProcessNamespace: false; remove that, or signal a process ID",
+            ));
+        }
+        return Ok(spec.share_process_namespace != Some(true));
+    }
     match request.share_process_namespace {
         Some(true) if spec.share_process_namespace == Some(false) => Err(Denial::bad(
             k::AGENT_SHARE_PROCESS_NAMESPACE,

@@ -297,6 +297,7 @@ pub(super) fn check_conflicts(
     volumes: &[Volume],
     app_mounts: &[VolumeMount],
     targets: &[usize],
+    init_targets: &[usize],
 ) -> Result<(), Denial> {
     for volume in volumes {
         if spec.volumes.iter().flatten().any(|v| v.name == volume.name) {
@@ -309,8 +310,12 @@ pub(super) fn check_conflicts(
             ));
         }
     }
-    for &i in targets {
-        let container = &spec.containers[i];
+    let app_init = spec.init_containers.as_deref().unwrap_or_default();
+    let containers = targets
+        .iter()
+        .map(|&i| &spec.containers[i])
+        .chain(init_targets.iter().map(|&i| &app_init[i]));
+    for container in containers {
         for m in app_mounts {
             if container
                 .volume_mounts

@@ -71,10 +71,16 @@ pub(super) fn to_agent_config(
     let config = AgentConfig {
         vault: VaultConfig {
             address,
-            namespace: request.vault_namespace.clone(),
+            namespace: request
+                .vault_namespace
+                .clone()
+                .or_else(|| settings.vault_namespace.clone()),
             ca_cert: request.ca_cert.clone().map(Into::into),
             ca_cert_pem,
-            tls_server_name: request.tls_server_name.clone(),
+            tls_server_name: request
+                .tls_server_name
+                .clone()
+                .or_else(|| settings.tls_server_name.clone()),
             tls_skip_verify: request.tls_skip_verify,
             max_concurrent_requests: None,
             timeout: request.client_timeout,
@@ -98,7 +104,9 @@ pub(super) fn to_agent_config(
         retry: RetryConfig::default(),
         refresh_interval: request.refresh_interval,
         listen: request.listen,
-        revoke_on_shutdown: request.revoke_on_shutdown,
+        revoke_on_shutdown: request
+            .revoke_on_shutdown
+            .unwrap_or(settings.revoke_on_shutdown),
         exit_on_retry_failure: request.exit_on_retry_failure,
         revoke_delay: request.revoke_delay,
         state_dir: Some(names::STATE_PATH.into()),

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::util::jwt::{self, Signer};
 use crate::util::token_review::{TokenReviewer, kubernetes_setup};
-use crate::util::{Hydrant, KillOnDrop, Vault, bao, mode, read};
+use crate::util::{Hydrant, KillOnDrop, Vault, bao, mode, read, wait_for};
 
 /// A dev server with a KV v2 secret, a KV v1 secret and a policy `app` that reads them.
 fn seeded() -> Vault {
@@ -425,4 +425,50 @@ fn a_config_mistake_names_file_line_and_key_and_costs_no_login() {
         Vec::new(),
         "nothing reached Vault"
     );
+}
+
+/// Without `exit_after_auth` the same HCL runs the sidecar: the token sink is replaced at each
+/// re-login (the token lives 3 s, at most 6 s) and always holds a token that works; the secret-ID
+/// file, removed after the first read, is not needed for the next logins; the pid file holds the
+/// agent's process ID while it runs and is gone after SIGTERM.
+#[test]
+fn the_sidecar_keeps_the_token_sink_current_across_re_logins() {
+    let vault = seeded();
+    let (role_id, secret_id) = vault.approle("app", &["app"]);
+    vault.api(
+        "POST",
+        "auth/approle/role/app",
+        Some(json!({"token_policies": ["app"], "token_ttl": "3s", "token_max_ttl": "6s"})),
+    );
+    let dir = vault.path("hcl-sidecar");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("role-id"), &role_id).expect("role id");
+    std::fs::write(dir.join("secret-id"), &secret_id).expect("secret id");
+    let d = dir.display();
+    let config = vault.file(
+        "hcl-sidecar/agent.hcl",
+        &format!(
+            "vault {{\n  address = \"{}\"\n}}\npid_file = \"{d}/pid\"\nauto_auth {{\n  method \"approle\" {{\n    config = {{\n      role_id_file_path = \"{d}/role-id\"\n      secret_id_file_path = \"{d}/secret-id\"\n    }}\n  }}\n  sink \"file\" {{\n    config = {{ path = \"{d}/out/token\" }}\n  }}\n}}\ntemplate {{\n  destination = \"{d}/out/user\"\n  contents = \"{{{{ with secret \\\"secret/data/app/db\\\" }}}}{{{{ .Data.data.username }}}}{{{{ end }}}}\"\n}}\n",
+            vault.addr
+        ),
+    );
+    let mut agent = Hydrant::sidecar(&config)
+        .env("HYDRANT_LOG", "hydrant=debug")
+        .spawn(&dir.join("log"));
+    let sink = dir.join("out/token");
+    wait_for("the token sink", Duration::from_secs(20), || sink.exists());
+    let first = read(&sink);
+    assert_eq!(mode(&sink), 0o640, "Vault Agent's default sink mode");
+    assert_eq!(read(&dir.join("pid")), agent.pid().to_string());
+    assert!(!dir.join("secret-id").exists(), "removed after reading");
+    wait_for("a new token in the sink", Duration::from_secs(20), || {
+        read(&sink) != first
+    });
+    let second = read(&sink);
+    vault
+        .api_as(second.trim(), "GET", "auth/token/lookup-self", None)
+        .unwrap_or_else(|e| panic!("the new token does not work: {e:?}\n{}", agent.log()));
+    assert_eq!(read(&dir.join("out/user")), "app-user");
+    agent.stop();
+    assert!(!dir.join("pid").exists(), "the pid file is removed at exit");
 }

@@ -327,3 +327,32 @@ fn the_format_is_told_by_extension_or_content() {
         r#"{"vault": {"address": "x"}, "auto_auth": {}}"#
     ));
 }
+
+/// Whatever is read and translated survives the webhook's trip through JSON; nothing panics.
+fn round_trips(text: &str) {
+    for syntax in [Syntax::Hcl, Syntax::Json] {
+        let Ok(t) = parse(text, syntax, "p.hcl").and_then(VaultAgentConfig::translate) else {
+            continue;
+        };
+        let json = serde_json::to_string(&t.config).expect("serialises");
+        let back = crate::agent_config::parse(&json).expect("parses back");
+        assert_eq!(back, t.config);
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn edited_configs_are_translated_or_refused_cleanly(
+        at in 0usize..DOCS_KUBERNETES.len(),
+        cut in 0usize..40,
+        insert in "[ -~\n]{0,12}",
+    ) {
+        let mut text = DOCS_KUBERNETES.to_owned();
+        let at = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        let end = (at + cut).min(text.len());
+        let end = (end..=text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+        text.replace_range(at..end, &insert);
+        round_trips(&text);
+        round_trips(VAULT_K8S_JSON);
+    }
+}

@@ -472,3 +472,33 @@ fn the_sidecar_keeps_the_token_sink_current_across_re_logins() {
     agent.stop();
     assert!(!dir.join("pid").exists(), "the pid file is removed at exit");
 }
+
+/// `create_dest_dirs = false` refuses a destination whose directory is missing, before any login;
+/// by default (consul-template's true) the directories are created.
+#[test]
+fn create_dest_dirs_false_refuses_a_missing_directory_before_logging_in() {
+    let vault = seeded();
+    let token_file = vault.file("hcl-dirs/token", &vault.token(&["app"]));
+    let out = vault.path("hcl-dirs/out");
+    let config = |create: &str| {
+        vault.file(
+            "hcl-dirs/agent.hcl",
+            &format!(
+                "vault {{\n  address = \"{}\"\n}}\nexit_after_auth = true\nauto_auth {{\n  method \"token_file\" {{\n    config = {{ token_file_path = \"{}\" }}\n  }}\n}}\ntemplate {{\n  destination = \"{}/a/b/user\"\n  contents = \"x\"\n  {create}\n}}\n",
+                vault.addr,
+                token_file.display(),
+                out.display()
+            ),
+        )
+    };
+    let mark = vault.audit_mark();
+    let err = Hydrant::new(["agent", "--config"])
+        .run_with_arg(config("create_dest_dirs = false"))
+        .failure(1);
+    assert!(err.contains("create_dest_dirs is false"), "{err}");
+    assert_eq!(vault.audit_requests(mark), Vec::new(), "no login");
+    Hydrant::new(["agent", "--config"])
+        .run_with_arg(config(""))
+        .success();
+    assert_eq!(read(&out.join("a/b/user")), "x");
+}

@@ -62,6 +62,13 @@ pub enum Command {
     /// GET /healthz, /readyz and /metrics serve probes and Prometheus. The certificate and key are
     /// reloaded when their files change.
     Webhook(Box<crate::webhook::Args>),
+    /// Send a running webhook one AdmissionReview the way the API server does (HTTPS to its
+    /// Service, its certificate checked against --ca-cert) and check that it allows a pod asking
+    /// for nothing, unchanged: the chart's `helm test`.
+    ///
+    /// Exit status: 0 the webhook answered as it should; 1 no answer, or a wrong one; 64 a usage
+    /// error or an unusable --ca-cert.
+    CheckWebhook(crate::webhook::check::CheckArgs),
     /// Keep a policy repository's branch applied to Vault: fetch on an interval and on POST
     /// /sync, apply each new commit (a commit with any problem is refused whole), correct or
     /// report drift, follow Namespaces, lead through a Lease.

@@ -37,6 +37,7 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
         Command::Render(args) => render::command(&args, env),
         Command::Inject(args) => inject::command(&args),
         Command::Webhook(args) => webhook::command(*args),
+        Command::CheckWebhook(args) => webhook::check::command(&args),
         Command::Policy(args) => policy::command(args, env.as_ref()),
         Command::Controller(args) => controller::command(args, env.as_ref()),
     }
@@ -119,6 +120,11 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
                 | webhook::Error::TlsConfig(_)
                 | webhook::Error::Limits(_)
                 | webhook::Error::Kubernetes(_)
+        )
+    } else if let Some(e) = error.downcast_ref::<webhook::check::CheckError>() {
+        matches!(
+            e,
+            webhook::check::CheckError::Ca(_) | webhook::check::CheckError::Url(_)
         )
     } else if let Some(e) = error.downcast_ref::<policy::Error>() {
         !matches!(e, policy::Error::Vault(_))

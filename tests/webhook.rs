@@ -990,3 +990,44 @@ fn the_webhook_denies_a_self_doubling_json_patch_without_growing() {
         "peak RSS went from {before} KiB to {after} KiB"
     );
 }
+
+/// `hydrant check-webhook`, the chart's `helm test`: against the real webhook it passes; with
+/// another CA it fails naming the certificate problem; a missing CA file is a usage error.
+#[test]
+fn check_webhook_passes_against_the_webhook_and_fails_against_a_wrong_ca() {
+    let webhook = WebhookProcess::start("", &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, &webhook.pki.ca_pem).expect("ca");
+    let url = format!("{}/mutate", webhook.url);
+    let run = util::Hydrant::new(["check-webhook", "--url", &url, "--ca-cert"])
+        .run_with_arg(&ca)
+        .success();
+    assert!(
+        run.stdout()
+            .contains("a pod asking for nothing is allowed unchanged"),
+        "{}",
+        run.stdout()
+    );
+
+    std::fs::write(&ca, pki("other").ca_pem).expect("other ca");
+    let error = util::Hydrant::new([
+        "check-webhook",
+        "--attempts",
+        "1",
+        "--url",
+        &url,
+        "--ca-cert",
+    ])
+    .run_with_arg(&ca)
+    .failure(1);
+    assert!(
+        error.contains("no answer from") && error.contains("certificate"),
+        "{error}"
+    );
+
+    let error = util::Hydrant::new(["check-webhook", "--url", &url, "--ca-cert"])
+        .run_with_arg(dir.path().join("absent.crt"))
+        .failure(64);
+    assert!(error.contains("--ca-cert: cannot read"), "{error}");
+}

@@ -3,6 +3,7 @@
 
 mod args;
 pub mod certs;
+pub mod check;
 mod limits;
 mod metrics;
 pub mod review;

@@ -10,6 +10,7 @@ pub mod env;
 pub mod files;
 pub mod inject;
 pub mod lease;
+pub mod metrics;
 pub mod policy;
 pub mod process;
 pub mod render;

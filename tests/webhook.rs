@@ -351,6 +351,17 @@ fn the_https_server_reviews_probes_and_counts() {
         metrics.contains("hydrant_webhook_request_duration_seconds_bucket"),
         "{metrics}"
     );
+    let text = util::check_metrics_endpoint(&format!("{}/metrics", server.url));
+    for zero in [
+        "hydrant_webhook_requests_total{result=\"busy\"} 0",
+        "hydrant_webhook_denials_total{reason=\"too_large\"} 0",
+        "hydrant_webhook_denials_total{reason=\"excluded_namespace\"} 0",
+    ] {
+        assert!(
+            text.contains(zero),
+            "{zero} present from the start:\n{text}"
+        );
+    }
     assert!(
         server.shutdown() < std::time::Duration::from_secs(5),
         "drains promptly"

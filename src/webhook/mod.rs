@@ -488,15 +488,8 @@ async fn mutate_handler(
     }
 }
 
-async fn metrics(State(state): State<Arc<WebhookState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
+async fn metrics(State(state): State<Arc<WebhookState>>, headers: HeaderMap) -> Response {
+    state.metrics.respond(&headers)
 }
 
 /// Reloads the certificate when its directory changes, and every minute in case an event was

@@ -95,6 +95,7 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     let client = vault::Client::connect(&config.vault).map_err(Error::Login)?;
     let status = Arc::new(SidecarStatus::new());
+    status.expect_templates(engine.names());
     if let Some(port) = config.listen {
         let local = super::server::serve(port, status.clone())
             .await

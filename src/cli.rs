@@ -84,6 +84,16 @@ pub enum Command {
     /// Exit status: 0 clean; 1 Vault failed; 64 usage, or problems, every one listed (file, line,
     /// rule).
     Policy(crate::policy::Args),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    ///
+    /// bash: hydrant completions bash > /etc/bash_completion.d/hydrant; zsh: hydrant completions
+    /// zsh > "${fpath[1]}/_hydrant"; fish: hydrant completions fish >
+    /// ~/.config/fish/completions/hydrant.fish.
+    Completions(crate::docs::CompletionsArgs),
+    /// Print the man page hydrant(1), or write one page per subcommand with --dir.
+    ///
+    /// man <(hydrant man); hydrant man --dir /usr/local/share/man/man1.
+    Man(crate::docs::ManArgs),
 }
 
 /// A duration flag's value: `90s`, `5m`, `1h30m`.

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod cli;
 pub mod controller;
+pub mod docs;
 pub mod env;
 pub mod files;
 pub mod inject;
@@ -39,6 +40,8 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
         Command::Inject(args) => inject::command(&args),
         Command::Webhook(args) => webhook::command(*args),
         Command::CheckWebhook(args) => webhook::check::command(&args),
+        Command::Completions(args) => docs::completions_command(&args),
+        Command::Man(args) => docs::man_command(&args),
         Command::Policy(args) => policy::command(args, env.as_ref()),
         Command::Controller(args) => controller::command(args, env.as_ref()),
     }

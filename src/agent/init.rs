@@ -27,7 +27,7 @@ pub(super) async fn run(config: &AgentConfig, engine: &Engine) -> Result<(), Err
     info!(
         method = %auth.method,
         mount = auth.mount(),
-        policies = ?token.policies,
+        policies = %token.policies.join(","),
         ttl_s = token.ttl.as_secs(),
         "logged in to vault"
     );
@@ -115,7 +115,7 @@ fn write(config: &AgentConfig, rendered: &[Rendered]) -> Result<(), Error> {
         info!(
             name = output.name,
             destination = %output.destination.display(),
-            written = ?written,
+            written = written.label(),
             "rendered"
         );
     }

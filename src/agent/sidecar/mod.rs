@@ -53,6 +53,16 @@ enum Stop {
     GaveUp,
 }
 
+impl Stop {
+    fn label(&self) -> &'static str {
+        match self {
+            Stop::Signal => "signal",
+            Stop::Quit => "quit",
+            Stop::GaveUp => "gave_up",
+        }
+    }
+}
+
 struct Sidecar<'a> {
     config: &'a AgentConfig,
     engine: Engine,
@@ -85,6 +95,7 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     let client = vault::Client::connect(&config.vault).map_err(Error::Login)?;
     let status = Arc::new(SidecarStatus::new());
+    status.expect_templates(engine.names());
     if let Some(port) = config.listen {
         let local = super::server::serve(port, status.clone())
             .await
@@ -132,7 +143,7 @@ pub(super) async fn run(
         () = gave_up.notified() => Stop::GaveUp,
         never = sidecar.work(&mut changes) => match never {},
     };
-    info!(reason = ?stop, "stopping");
+    info!(reason = stop.label(), "stopping");
     if let Some(error) = sidecar.gave_up.take() {
         // The token is kept: the restarted agent takes it over from the hand-over.
         return Err(error);

@@ -95,7 +95,7 @@ impl Sidecar<'_> {
                 self.rendered[i] = true;
                 self.failing.remove(&i);
                 if written != files::Written::Unchanged {
-                    info!(name = output.name, destination = %output.destination.display(), written = ?written, "rendered");
+                    info!(name = output.name, destination = %output.destination.display(), written = written.label(), "rendered");
                     if run_command {
                         self.run_command(i);
                     }
@@ -110,7 +110,7 @@ impl Sidecar<'_> {
                     warn!(name = output.name, %error, "render failed; the file keeps its last good content until Vault answers");
                 } else {
                     let pause = self.schedule.render_failed(now, i);
-                    warn!(name = output.name, %error, retry_in_s = pause.as_secs_f64(), "render failed; the file keeps its last good content");
+                    warn!(name = output.name, %error, retry_in_s = crate::telemetry::seconds(pause), "render failed; the file keeps its last good content");
                 }
             }
         }

@@ -406,6 +406,55 @@ fn the_init_container_hands_its_token_to_the_sidecar_through_the_state_volume() 
     sidecar.stop();
 }
 
+/// vault-k8s's `agent-inject-token` on a pod with no secret: the init container writes a working
+/// token to `/vault/secrets/token` (mode 0640, as Vault Agent's file sink), the sidecar keeps it
+/// there, and once the token reaches its max TTL (6 s) and the sidecar logs in again the file
+/// holds the new token, which works too.
+#[test]
+fn agent_inject_token_gives_a_token_file_that_works_and_is_replaced_after_a_re_login() {
+    let vault = seeded();
+    let deployment = inject_with(
+        &vault,
+        &["--mode", "init-and-sidecar"],
+        json!({
+            "vault.hashicorp.com/agent-inject": "true",
+            "vault.hashicorp.com/role": "shop",
+            "vault.hashicorp.com/agent-inject-token": "true",
+        }),
+    );
+    let root = vault.path("root");
+    let (_reviewer, token) = shop_token(&vault);
+    vault.api(
+        "POST",
+        "auth/kubernetes/role/shop",
+        Some(json!({
+            "bound_service_account_names": ["shop"],
+            "bound_service_account_namespaces": ["team-a"],
+            "token_policies": ["app"],
+            "token_ttl": "3s",
+            "token_max_ttl": "6s",
+        })),
+    );
+    run_agent_container(&vault, &deployment, "vault-agent-init", &root, &token);
+    let file = root.join("vault/secrets/token");
+    assert_eq!(crate::util::mode(&file), 0o640);
+    let first = read(&file);
+    vault
+        .api_as(first.trim(), "GET", "secret/data/app/db", None)
+        .expect("the init container's token reads the app's secret");
+
+    let mut sidecar = agent_container(&vault, &deployment, "vault-agent", &root, &token)
+        .spawn(&vault.path("sidecar.log"));
+    crate::util::wait_for("a new token in the file", Duration::from_secs(30), || {
+        read(&file) != first
+    });
+    let second = read(&file);
+    vault
+        .api_as(second.trim(), "GET", "secret/data/app/db", None)
+        .unwrap_or_else(|e| panic!("the new token does not work: {e:?}\n{}", sidecar.log()));
+    sidecar.stop();
+}
+
 /// Config snapshot annotations: the agent composes the containers of its ConfigMap volumes for
 /// the pod's labels (downward API) and the host's (`--host-labels`), validates them against
 /// the schema ConfigMap, and writes the file the annotations ask for, beside a template that

@@ -1486,3 +1486,66 @@ fn commands_signal_by_name_with_shared_processes_and_shell_commands_need_the_she
         .build();
     mutated(&pod);
 }
+
+/// vault-k8s's `agent-inject-token`: the token in `token` under the secrets volume's mount path,
+/// with the file sink's default mode; a pod with a role and the token but no secret is injected,
+/// as vault-k8s injects it; a secret whose file would land on the token's path is refused.
+#[test]
+fn agent_inject_token_keeps_the_token_in_the_secrets_volume_without_any_secret() {
+    let pod = PodBuilder::new()
+        .vault(&[("role", "app"), ("agent-inject-token", "true")])
+        .build();
+    let after = apply(&pod, &mutated(&pod));
+    let spec = after.spec.as_ref().expect("spec");
+    let config = agent_config(container(&spec.init_containers, "vault-agent"));
+    assert_eq!(config.token_sinks.len(), 1);
+    assert_eq!(
+        config.token_sinks[0].path.to_str(),
+        Some("/vault/secrets/token")
+    );
+    assert_eq!(config.token_sinks[0].mode(), 0o640, "Vault Agent's default");
+    assert!(config.templates.is_empty() && config.secrets.is_empty());
+
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-token", "true"),
+            ("secret-volume-path", "/etc/app/"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let after = apply(&pod, &mutated(&pod));
+    let spec = after.spec.as_ref().expect("spec");
+    let config = agent_config(container(&spec.init_containers, "vault-agent"));
+    assert_eq!(config.token_sinks[0].path.to_str(), Some("/etc/app/token"));
+    assert_eq!(config.secrets.len(), 1);
+
+    let denial = denied(
+        &PodBuilder::new()
+            .vault(&[
+                ("role", "app"),
+                ("agent-inject-token", "true"),
+                ("agent-inject-secret-token", "secret/data/db"),
+            ])
+            .build(),
+    );
+    assert_eq!(denial.reason, Reason::Conflict);
+    assert!(
+        denial.message.starts_with(
+            "vault.hashicorp.com/agent-inject-token writes the Vault token to /vault/secrets/token, where the file of secret \"token\" goes too"
+        ),
+        "{}",
+        denial.message
+    );
+    let denial = denied(
+        &PodBuilder::new()
+            .vault(&[("role", "app"), ("agent-inject-token", "false")])
+            .build(),
+    );
+    assert_eq!(denial.reason, Reason::MissingAnnotation);
+    assert!(
+        denial.message.contains("agent-inject-token"),
+        "{}",
+        denial.message
+    );
+}

@@ -100,7 +100,7 @@ pub mod vault_k8s {
     pub const AGENT_INIT_JSON_PATCH: &str = key!("agent-init-json-patch");
     /// Vault Agent HCL: refused.
     pub const AGENT_CONFIGMAP: &str = key!("agent-configmap");
-    /// The token in the app's volume: refused when true.
+    /// The token in the app's volume, `<secret-volume-path>/token`.
     pub const AGENT_INJECT_TOKEN: &str = key!("agent-inject-token");
     /// The sidecar's local listener with `/quit`.
     pub const AGENT_ENABLE_QUIT: &str = key!("agent-enable-quit");

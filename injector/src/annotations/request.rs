@@ -9,6 +9,10 @@ use crate::values::{Duration, FileMode};
 /// vault-k8s's default mount path of the secrets volume.
 pub const DEFAULT_MOUNT_PATH: &str = "/vault/secrets";
 
+/// The file, under the mount path, that `agent-inject-token` keeps the Vault token in
+/// (vault-k8s's `path.Join(secret-volume-path, "token")`).
+pub const TOKEN_FILE: &str = "token";
+
 /// What one file holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutputSource {
@@ -171,6 +175,9 @@ pub struct InjectionRequest {
     pub max_backoff: Option<Duration>,
     /// A config snapshot (`hydrant.dev/config-*`).
     pub snapshot: Option<SnapshotRequest>,
+    /// Keep the Vault token in `token` under the mount path, for an app that calls Vault
+    /// itself (vault-k8s `agent-inject-token`).
+    pub inject_token: bool,
     /// Annotations accepted that change nothing in hydrant, said back to the user.
     pub warnings: Vec<String>,
 }
@@ -223,6 +230,7 @@ impl InjectionRequest {
             min_backoff: None,
             max_backoff: None,
             snapshot: None,
+            inject_token: false,
             warnings: Vec::new(),
         }
     }

@@ -126,15 +126,7 @@ pub(super) fn parse(
                      approle or token auth method",
                 ));
             }
-            k::AGENT_INJECT_TOKEN => {
-                if bool_of(value)? {
-                    return Err(Denial::unsupported(
-                        key,
-                        "hydrant does not write its Vault token into the app's volume; give the \
-                         app's own role the access it needs and render what it needs instead",
-                    ));
-                }
-            }
+            k::AGENT_INJECT_TOKEN => r.inject_token = bool_of(value)?,
             k::AGENT_ENABLE_QUIT => enable_quit = bool_of(value)?,
             k::AGENT_CACHE_LISTENER_PORT => listener_port = Some(port(key, value)?),
             k::AGENT_REVOKE_ON_SHUTDOWN => r.revoke_on_shutdown = Some(bool_of(value)?),
@@ -590,7 +582,6 @@ mod tests {
                 "/c.pem",
                 "client certificates",
             ),
-            ("vault.hashicorp.com/agent-inject-token", "true", "token"),
             (
                 "vault.hashicorp.com/auth-config-region",
                 "eu",

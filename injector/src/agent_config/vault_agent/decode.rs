@@ -153,6 +153,7 @@ impl Decoder {
         let mut vault = VaultStanza {
             address: s.string(self, "address"),
             ca_cert: s.string(self, "ca_cert").map(PathBuf::from),
+            ca_cert_pem: None,
             tls_server_name: s.string(self, "tls_server_name"),
             tls_skip_verify: s.boolean(self, "tls_skip_verify").unwrap_or(false),
             namespace: s.string(self, "namespace"),

@@ -19,7 +19,7 @@ pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
         problem(
 &mut problems,
             "vault.address",
-            "is required: hydrant takes nothing from VAULT_ADDR; add vault { address = \"https://vault.vault:8200\" }".to_owned(),
+            "is required: add vault { address = \"https://vault.vault:8200\" }, or set VAULT_ADDR (hydrant has no default address)".to_owned(),
         );
     }
     let Some(auto_auth) = c.auto_auth else {
@@ -131,7 +131,7 @@ pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
             address: address.unwrap_or_default(),
             namespace,
             ca_cert: vault.ca_cert,
-            ca_cert_pem: None,
+            ca_cert_pem: vault.ca_cert_pem,
             tls_server_name: vault.tls_server_name.filter(|n| !n.is_empty()),
             tls_skip_verify: vault.tls_skip_verify,
             max_concurrent_requests: settings.max_connections_per_host,

@@ -109,6 +109,15 @@ fn both(vault: &Vault, name: &str, config: &str, prepare: impl Fn(&Path)) -> (Ru
 /// `bao agent -config FILE`, which exits once it has authenticated, written its sinks and
 /// rendered every template (`exit_after_auth`).
 fn run_bao(config: &Path, log: &Path) -> Result<(), String> {
+    run_bao_with(config, log, &[])
+}
+
+/// [`run_bao`] with more environment variables (only PATH and HOME otherwise).
+pub(crate) fn run_bao_with(
+    config: &Path,
+    log: &Path,
+    env: &[(String, String)],
+) -> Result<(), String> {
     let out = std::fs::File::create(log).expect("log");
     let mut child = KillOnDrop(
         std::process::Command::new(bao())
@@ -117,6 +126,7 @@ fn run_bao(config: &Path, log: &Path) -> Result<(), String> {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", "/home/app")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .spawn()
@@ -139,7 +149,7 @@ fn run_bao(config: &Path, log: &Path) -> Result<(), String> {
 }
 
 /// Every file under `dir`, relative, sorted.
-fn files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {

@@ -109,6 +109,10 @@ pub fn parse(
 ) -> Result<InjectionRequest, Denial> {
     let request = read(annotations, family, settings)?;
     let method = request.auth_method.unwrap_or(settings.auth_method);
+    // With a ConfigMap, its configuration names the method, the role and the files.
+    if request.config_map.is_some() {
+        return Ok(request);
+    }
     if matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt) && request.role.is_none() {
         let key = match family {
             Family::VaultK8s => k::ROLE,

@@ -178,6 +178,12 @@ pub struct InjectionRequest {
     /// Keep the Vault token in `token` under the mount path, for an app that calls Vault
     /// itself (vault-k8s `agent-inject-token`).
     pub inject_token: bool,
+    /// A ConfigMap of Vault Agent configuration the agent runs on instead of one made from the
+    /// annotations (vault-k8s `agent-configmap`).
+    pub config_map: Option<String>,
+    /// With a ConfigMap: the mount paths of the secrets the pod declares, which get volumes of
+    /// their own as in vault-k8s although the ConfigMap's templates decide what is rendered.
+    pub config_map_mount_paths: Vec<String>,
     /// Annotations accepted that change nothing in hydrant, said back to the user.
     pub warnings: Vec<String>,
 }
@@ -231,6 +237,8 @@ impl InjectionRequest {
             max_backoff: None,
             snapshot: None,
             inject_token: false,
+            config_map: None,
+            config_map_mount_paths: Vec::new(),
             warnings: Vec::new(),
         }
     }

@@ -17,7 +17,7 @@ use crate::annotations::keys::vault_k8s as k;
 use crate::annotations::{self, Family, InjectionRequest};
 use crate::settings::{InjectorSettings, Mode};
 
-use self::containers::AgentContainers;
+use self::containers::{AgentContainers, AgentRun};
 use self::mounts::Mounts;
 use self::to_agent_config::to_agent_config;
 
@@ -177,9 +177,20 @@ impl Plan {
         let method = request.auth_method.unwrap_or(settings.auth_method);
         let mounts = Mounts::new(request, spec, method)?;
         mounts::check_conflicts(spec, &mounts.volumes, &mounts.app, &targets, &init_targets)?;
-        let config = to_agent_config(request, settings, method, mounts.jwt_path.clone())?;
-        let containers =
-            AgentContainers::new(mode, request, spec, settings, &config, &mounts.agent)?;
+        let config = match request.config_map {
+            // The ConfigMap's configuration is read by the agent, at its start.
+            Some(_) => None,
+            None => Some(to_agent_config(
+                request,
+                settings,
+                method,
+                mounts.jwt_path.clone(),
+            )?),
+        };
+        let run = config
+            .as_ref()
+            .map_or(AgentRun::ConfigMap, AgentRun::Config);
+        let containers = AgentContainers::new(mode, request, spec, settings, run, &mounts.agent)?;
         let image = request.image.as_deref().unwrap_or(&settings.agent_image);
         let signals_by_name = check_commands(request, image)?;
         let share_process_namespace = share_process_namespace(request, spec, signals_by_name)?;

@@ -512,3 +512,52 @@ fn create_dest_dirs_false_refuses_a_missing_directory_before_logging_in() {
         .success();
     assert_eq!(read(&out.join("a/b/user")), "x");
 }
+
+/// A template's `command` under `exit_after_auth`, as consul-template runs it in once mode: after
+/// the files are written, for each file that changed, in order, a command shared by two files
+/// once; a file already holding its content runs none. A string with spaces runs under `sh -c`,
+/// a list is the argv. Both agents leave the same log of commands. (consul-template shares a
+/// command only within one render pass, and a template that reads no secret renders in a pass of
+/// its own: the two files sharing a command here both read the same secret.)
+#[test]
+fn template_commands_run_once_after_auth_as_bao_agent_runs_them() {
+    let vault = seeded();
+    let token = vault.token(&["app"]);
+    let extra = r#"
+template {
+  destination = "@OUT@/user"
+  contents    = "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.username }}{{ end }}"
+  command     = "echo user >> @OUT@/commands.log"
+}
+template {
+  destination = "@OUT@/same-command"
+  contents    = "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.password }}{{ end }}"
+  command     = "echo user >> @OUT@/commands.log"
+}
+template {
+  destination = "@OUT@/unchanged"
+  contents    = "already there"
+  command     = "echo unchanged >> @OUT@/commands.log"
+}
+template {
+  destination = "@OUT@/port"
+  contents    = "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.port }}{{ end }}"
+  command     = ["touch", "@OUT@/touched"]
+}
+"#;
+    let config = hcl(
+        &vault,
+        "  method \"token_file\" {\n    config = {\n      token_file_path = \"@DIR@/vault-token\"\n    }\n  }",
+    ) + extra;
+    let runs = both(&vault, "commands", &config, |dir| {
+        std::fs::write(dir.join("vault-token"), &token).expect("token");
+        std::fs::write(dir.join("out/unchanged"), "already there").expect("unchanged");
+    });
+    assert_same(&vault, &runs, &["token"]);
+    let log = read(&runs.1.dir.join("out/commands.log"));
+    assert_eq!(
+        log, "user\n",
+        "one run of the shared command, none for the unchanged file"
+    );
+    assert!(runs.1.dir.join("out/touched").exists());
+}

@@ -561,3 +561,26 @@ template {
     );
     assert!(runs.1.dir.join("out/touched").exists());
 }
+
+/// AppRole without `secret_id_file_path`: a role that binds no secret ID (`bind_secret_id=false`,
+/// limited to this machine's address instead) logs in with its role ID alone, in Vault Agent as
+/// in hydrant.
+#[test]
+fn approle_without_a_secret_id_logs_in_with_the_role_id_alone_as_bao_agent_does() {
+    let vault = seeded();
+    let (role_id, _) = vault.approle("app", &["app"]);
+    vault.api(
+        "POST",
+        "auth/approle/role/app",
+        Some(json!({"bind_secret_id": false, "secret_id_bound_cidrs": ["127.0.0.0/8"]})),
+    );
+    let config = hcl(
+        &vault,
+        "  method \"approle\" {\n    config = {\n      role_id_file_path = \"@DIR@/role-id\"\n    }\n  }",
+    );
+    let runs = both(&vault, "approle-no-secret-id", &config, |dir| {
+        std::fs::write(dir.join("role-id"), &role_id).expect("role id");
+    });
+    assert_same(&vault, &runs, &["token"]);
+    assert!(runs.1.dir.join("role-id").exists(), "the role ID is kept");
+}

@@ -66,8 +66,11 @@ pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
     };
     let remove_after_reading = match method.kind {
         // Vault Agent's default for both is to remove the file.
-        AuthMethod::Jwt | AuthMethod::Approle => Some(method.remove_after_reading.unwrap_or(true)),
-        AuthMethod::Kubernetes | AuthMethod::Token => None,
+        AuthMethod::Jwt => Some(method.remove_after_reading.unwrap_or(true)),
+        AuthMethod::Approle if method.secret_id_path.is_some() => {
+            Some(method.remove_after_reading.unwrap_or(true))
+        }
+        AuthMethod::Approle | AuthMethod::Kubernetes | AuthMethod::Token => None,
     };
     let auth = AuthConfig {
         method: method.kind,

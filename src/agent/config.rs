@@ -34,7 +34,7 @@ fn load_checked(
             let origin = path.display().to_string();
             let text = read(path)?;
             let config = if vault_agent::is_vault_agent(&origin, &text) {
-                vault_agent_config(&[(path.clone(), text)], env)?
+                vault_agent_config(&[(path.clone(), text)], env, Purpose::Agent)?
             } else {
                 parse(&text).map_err(|e| format!("{origin}: {e}"))?
             };
@@ -47,11 +47,39 @@ fn load_checked(
                 .map(|(path, _)| path.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
-            (origin, vault_agent_config(&files, env)?)
+            (origin, vault_agent_config(&files, env, Purpose::Agent)?)
         }
     };
     validate(&config).map_err(|issues| format!("{origin}: {issues}"))?;
     Ok(config)
+}
+
+/// Loads only what a command-line tool needs to reach Vault and log in (`hydrant render` and
+/// `policy` with `--agent-config`): the `vault` and `auth` of hydrant's own config, or of a
+/// Vault Agent configuration (HCL or its JSON form, with the environment's `VAULT_*` over its
+/// `vault` stanza as Vault Agent takes them), whatever its templates say. The error names the
+/// file and every bad key.
+pub fn load_connection(path: &Path, env: &dyn Env) -> Result<AgentConfig, String> {
+    let origin = path.display().to_string();
+    let text = read(path)?;
+    let config = if vault_agent::is_vault_agent(&origin, &text) {
+        vault_agent_config(&[(path.to_owned(), text)], env, Purpose::Connection)?
+    } else {
+        parse(&text).map_err(|e| format!("{origin}: {e}"))?
+    };
+    config
+        .validate_connection()
+        .map_err(|issues| format!("{origin}: {issues}"))?;
+    Ok(config)
+}
+
+/// What a Vault Agent configuration is read for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The agent: it must render or sink something.
+    Agent,
+    /// A tool that only logs in.
+    Connection,
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -113,7 +141,11 @@ fn is_config_file_name(path: &Path) -> bool {
 /// Reads, merges and translates Vault Agent configuration files, with what the environment sets
 /// over their `vault` stanza as Vault Agent takes it, logging each key that is accepted and
 /// ignored.
-fn vault_agent_config(files: &[(PathBuf, String)], env: &dyn Env) -> Result<AgentConfig, String> {
+fn vault_agent_config(
+    files: &[(PathBuf, String)],
+    env: &dyn Env,
+    purpose: Purpose,
+) -> Result<AgentConfig, String> {
     let environment = vault_environment(env)?;
     let mut merged: Option<VaultAgentConfig> = None;
     let mut problems = Vec::new();
@@ -142,11 +174,12 @@ fn vault_agent_config(files: &[(PathBuf, String)], env: &dyn Env) -> Result<Agen
         .map(|(path, _)| path.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let translated = merged
-        .unwrap_or_default()
-        .with_environment(&environment)
-        .translate()
-        .map_err(|e| e.in_file(&origin))?;
+    let merged = merged.unwrap_or_default().with_environment(&environment);
+    let translated = match purpose {
+        Purpose::Agent => merged.translate(),
+        Purpose::Connection => merged.translate_connection(),
+    }
+    .map_err(|e| e.in_file(&origin))?;
     for warning in &translated.warnings {
         warn!(%warning, "a Vault Agent key hydrant ignores");
     }

@@ -311,7 +311,13 @@ impl VaultAgentConfig {
     /// hydrant's configuration for this one. Problems that only the whole (merged) config shows,
     /// such as no `auto_auth`, are reported here.
     pub fn translate(self) -> Result<Translated, Problems> {
-        translate::translate(self)
+        translate::translate(self, true)
+    }
+
+    /// [`VaultAgentConfig::translate`] for a tool that only logs in (`hydrant render` and
+    /// `policy` with `--agent-config`): a config without templates or sinks is no problem.
+    pub fn translate_connection(self) -> Result<Translated, Problems> {
+        translate::translate(self, false)
     }
 }
 

@@ -11,7 +11,12 @@ use crate::agent_config::{
 };
 use crate::values::{Duration, FileMode};
 
-pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
+/// `c` as hydrant's config; with `outputs_required`, a config with no template and no sink is a
+/// problem (the agent would have nothing to do), without it only Vault and the login count.
+pub(super) fn translate(
+    c: VaultAgentConfig,
+    outputs_required: bool,
+) -> Result<Translated, Problems> {
     let mut problems = Vec::new();
     let vault = c.vault.unwrap_or_default();
     let address = vault.address.clone().filter(|a| !a.trim().is_empty());
@@ -100,7 +105,7 @@ pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
             Err(message) => problem(&mut problems, &format!("template[{i}]"), message),
         }
     }
-    if templates.is_empty() && token_sinks.is_empty() && problems.is_empty() {
+    if outputs_required && templates.is_empty() && token_sinks.is_empty() && problems.is_empty() {
         problem(
             &mut problems,
             "",

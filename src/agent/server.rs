@@ -1,9 +1,10 @@
-//! The sidecar's local endpoints on 127.0.0.1: `/healthz`, `/readyz` (ready once every file
-//! was rendered, and never back), `/metrics`, and `POST /quit` (also at vault-k8s's
-//! `/agent/v1/quit`) for Jobs: the app asks the agent to stop when it is done.
+//! The sidecar's endpoints: on 127.0.0.1, `/healthz`, `/readyz` (ready once every file was
+//! rendered, and never back), `/metrics`, and `POST /quit` (also at vault-k8s's
+//! `/agent/v1/quit`) for Jobs: the app asks the agent to stop when it is done; on the pod's
+//! addresses, when asked, the metrics port: the same reads, and never `/quit`.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -338,21 +339,48 @@ fn outcome(ok: bool) -> &'static str {
     if ok { "ok" } else { "error" }
 }
 
-/// Serves the endpoints on 127.0.0.1:`port` until the process ends.
+/// Serves every endpoint, `/quit` included, on 127.0.0.1:`port` until the process ends: only
+/// the pod's own containers reach it.
 pub async fn serve(port: u16, status: Arc<SidecarStatus>) -> std::io::Result<SocketAddr> {
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-    let local = listener.local_addr()?;
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let app = read_only()
         .route("/quit", post(quit))
         .route("/agent/v1/quit", post(quit))
         .with_state(status);
+    spawn(listener, app, "the local endpoints")
+}
+
+/// Serves the read-only endpoints (`/metrics`, `/healthz`, `/readyz`) on every address of the pod
+/// at `port` until the process ends, for Prometheus to scrape from outside the pod. Nothing there
+/// changes the agent: `/quit` stays on 127.0.0.1 ([`serve`]), where only the pod reaches it.
+pub async fn serve_metrics(port: u16, status: Arc<SidecarStatus>) -> std::io::Result<SocketAddr> {
+    // IPv6's any address also takes IPv4 on Linux (dual-stack and IPv6-only clusters); a pod
+    // without IPv6 gets IPv4's.
+    let listener = match tokio::net::TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+        Ok(listener) => listener,
+        Err(_) => tokio::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await?,
+    };
+    spawn(listener, read_only().with_state(status), "the metrics port")
+}
+
+/// The endpoints that only read the agent's state.
+fn read_only() -> Router<Arc<SidecarStatus>> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+fn spawn(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    what: &'static str,
+) -> std::io::Result<SocketAddr> {
+    let local = listener.local_addr()?;
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
-            tracing::warn!(%error, "the local endpoints stopped");
+            tracing::warn!(%error, "{what} stopped");
         }
     });
     Ok(local)

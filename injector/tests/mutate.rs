@@ -1486,3 +1486,174 @@ fn commands_signal_by_name_with_shared_processes_and_shell_commands_need_the_she
         .build();
     mutated(&pod);
 }
+
+/// The container port named `hydrant-metrics` of an agent container, if it declares one.
+fn metrics_port_of(container: &Container) -> Option<i32> {
+    container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some(names::METRICS_PORT))
+        .map(|p| p.container_port)
+}
+
+fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// The sidecar's metrics port, asked by the pod or by the injector's setting: the agent config
+/// opens it, the long-running agent container declares it, and the pod gets Prometheus's scrape
+/// annotations unless it has its own.
+#[test]
+fn the_metrics_port_is_opened_declared_and_annotated_for_prometheus() {
+    let hydrant = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![("role", "app"), ("secret-db", "secret/data/db")];
+        pairs.extend_from_slice(extra);
+        PodBuilder::new().hydrant(&pairs).build()
+    };
+    // Native mode: the one agent container serves it.
+    let pod = hydrant(&[("metrics-port", "9102")]);
+    let patched = apply(&pod, &mutated(&pod));
+    let agent = container(
+        &patched.spec.as_ref().expect("spec").init_containers,
+        "vault-agent",
+    );
+    assert_eq!(metrics_port_of(agent), Some(9102));
+    assert_eq!(agent_config(agent).metrics_port, Some(9102));
+    assert_eq!(annotation(&patched, "prometheus.io/scrape"), Some("true"));
+    assert_eq!(annotation(&patched, "prometheus.io/port"), Some("9102"));
+    assert_eq!(annotation(&patched, "prometheus.io/path"), Some("/metrics"));
+
+    // The injector's setting, for a vault-k8s pod in init-and-sidecar mode: the sidecar serves
+    // it, the init container (which exits) declares nothing.
+    let mut s = settings();
+    s.agent_metrics_port = Some(9102);
+    s.mode = Mode::InitAndSidecar;
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
+    let patched = apply(&pod, &mutation);
+    let spec = patched.spec.as_ref().expect("spec");
+    assert_eq!(
+        metrics_port_of(container(&spec.init_containers, "vault-agent-init")),
+        None
+    );
+    assert_eq!(
+        metrics_port_of(container(&Some(spec.containers.clone()), "vault-agent")),
+        Some(9102)
+    );
+    assert_eq!(annotation(&patched, "prometheus.io/port"), Some("9102"));
+
+    // A pod with its own scrape annotations keeps them, and is told.
+    let pod = PodBuilder::new()
+        .annotate("prometheus.io/scrape", "true")
+        .annotate("prometheus.io/port", "8080")
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("metrics-port", "9102"),
+        ])
+        .build();
+    let mutation = mutated(&pod);
+    let patched = apply(&pod, &mutation);
+    assert_eq!(annotation(&patched, "prometheus.io/port"), Some("8080"));
+    assert_eq!(annotation(&patched, "prometheus.io/path"), None);
+    assert!(
+        mutation
+            .warnings
+            .iter()
+            .any(|w| w.contains("prometheus.io/scrape") && w.contains("9102")),
+        "{:?}",
+        mutation.warnings
+    );
+    let agent = container(
+        &patched.spec.as_ref().expect("spec").init_containers,
+        "vault-agent",
+    );
+    assert_eq!(metrics_port_of(agent), Some(9102));
+
+    // An empty annotation turns the setting off for the pod; without a sidecar there is none.
+    let mut s = settings();
+    s.agent_metrics_port = Some(9102);
+    for pod in [
+        hydrant(&[("metrics-port", "")]),
+        hydrant(&[("mode", "init-only")]),
+    ] {
+        let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
+        let patched = apply(&pod, &mutation);
+        assert_eq!(annotation(&patched, "prometheus.io/scrape"), None);
+        let spec = patched.spec.expect("spec");
+        let all = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers);
+        assert!(all.clone().all(|c| metrics_port_of(c).is_none()));
+    }
+    let mutation = mutated(&hydrant(&[("mode", "init-only"), ("metrics-port", "9102")]));
+    assert!(
+        mutation
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("hydrant.dev/metrics-port: mode init-only has no sidecar")),
+        "{:?}",
+        mutation.warnings
+    );
+}
+
+/// A metrics port the app already uses, or the agent's own local port, is refused when the pod
+/// asks for it; the injector's setting only warns and leaves the port closed.
+#[test]
+fn a_metrics_port_in_use_is_refused_when_asked_and_skipped_when_set_cluster_wide() {
+    let app_port = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![("role", "app"), ("secret-db", "secret/data/db")];
+        pairs.extend_from_slice(extra);
+        let mut pod = PodBuilder::new();
+        pod.0["spec"]["containers"][0]["ports"] = json!([{"containerPort": 9102}]);
+        pod.hydrant(&pairs).build()
+    };
+    let denial = denied(&app_port(&[("metrics-port", "9102")]));
+    assert_eq!(denial.reason, Reason::Conflict);
+    assert_eq!(
+        denial.message,
+        "hydrant.dev/metrics-port: container app already uses port 9102; choose another port for the agent's metrics"
+    );
+    let denial = denied(&app_port(&[("metrics-port", "8099"), ("listen", "8099")]));
+    assert!(
+        denial.message.contains("also the agent's local port"),
+        "{}",
+        denial.message
+    );
+    assert_eq!(
+        denied(&app_port(&[("metrics-port", "0")])).reason,
+        Reason::BadAnnotation
+    );
+
+    let mut s = settings();
+    s.agent_metrics_port = Some(9102);
+    let pod = app_port(&[]);
+    let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
+    assert!(
+        mutation.warnings.iter().any(|w| w.starts_with(
+            "the injector's metrics port is not opened: container app already uses port 9102"
+        )),
+        "{:?}",
+        mutation.warnings
+    );
+    let patched = apply(&pod, &mutation);
+    assert_eq!(annotation(&patched, "prometheus.io/scrape"), None);
+    let agent = container(
+        &patched.spec.as_ref().expect("spec").init_containers,
+        "vault-agent",
+    );
+    assert_eq!(metrics_port_of(agent), None);
+    assert_eq!(agent_config(agent).metrics_port, None);
+}

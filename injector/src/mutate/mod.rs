@@ -96,7 +96,7 @@ pub fn mutate_in(
         .as_ref()
         .ok_or_else(|| Denial::new(crate::Reason::NoSpec, "the pod has no spec"))?;
     let request = annotations::parse(annotations, family, settings)?;
-    let plan = Plan::new(&request, spec, context, settings)?;
+    let plan = Plan::new(&request, annotations, spec, context, settings)?;
     let mutation = plan.into_mutation(spec, &request);
     let size = patch::json_len(&mutation.patch);
     if size > MAX_PATCH_BYTES {
@@ -146,14 +146,17 @@ struct Plan {
     init_first: bool,
     sidecar_container: Option<Value>,
     share_process_namespace: bool,
+    /// The sidecar's metrics port, when the pod gets Prometheus's scrape annotations for it.
+    scrape_port: Option<u16>,
 }
 
 impl Plan {
     /// Decides in steps, each refusing what it cannot do: the mode, the app containers that get
-    /// the files, the volumes and mounts, the agent's configuration, its containers, and the
-    /// process namespace.
+    /// the files, the volumes and mounts, the agent's configuration and metrics port, its
+    /// containers, and the process namespace.
     fn new(
         request: &InjectionRequest,
+        annotations: &BTreeMap<String, String>,
         spec: &PodSpec,
         context: &Context<'_>,
         settings: &InjectorSettings,
@@ -177,7 +180,11 @@ impl Plan {
         let method = request.auth_method.unwrap_or(settings.auth_method);
         let mounts = Mounts::new(request, spec, method)?;
         mounts::check_conflicts(spec, &mounts.volumes, &mounts.app, &targets, &init_targets)?;
-        let config = to_agent_config(request, settings, method, mounts.jwt_path.clone())?;
+        let mut config = to_agent_config(request, settings, method, mounts.jwt_path.clone())?;
+        config.metrics_port = metrics_port(request, spec, mode, settings, &mut warnings)?;
+        let scrape_port = config
+            .metrics_port
+            .filter(|port| scrape_annotations_free(annotations, *port, &mut warnings));
         let containers =
             AgentContainers::new(mode, request, spec, settings, &config, &mounts.agent)?;
         let image = request.image.as_deref().unwrap_or(&settings.agent_image);
@@ -194,8 +201,103 @@ impl Plan {
             init_first: agent_first,
             sidecar_container: containers.sidecar,
             share_process_namespace,
+            scrape_port,
         })
     }
+}
+
+/// The annotations by which Prometheus's usual Kubernetes scrape configuration finds a pod's
+/// metrics.
+pub const SCRAPE_ANNOTATIONS: [&str; 3] = [
+    "prometheus.io/scrape",
+    "prometheus.io/port",
+    "prometheus.io/path",
+];
+
+/// The sidecar's metrics port: the pod's `hydrant.dev/metrics-port`, else the injector's
+/// setting; none without a sidecar. A port the pod's containers already use, or the agent's own
+/// local port, is refused when the pod asked for it, and skipped with a warning when only the
+/// setting gave it (a cluster-wide opt-in never costs a pod its admission).
+fn metrics_port(
+    request: &InjectionRequest,
+    spec: &PodSpec,
+    mode: Mode,
+    settings: &InjectorSettings,
+    warnings: &mut Vec<String>,
+) -> Result<Option<u16>, Denial> {
+    let asked = request.metrics_port.is_some();
+    let Some(port) = request.metrics_port.unwrap_or(settings.agent_metrics_port) else {
+        return Ok(None);
+    };
+    if !mode.has_sidecar() {
+        if asked {
+            warnings.push(format!(
+                "{}: mode {mode} has no sidecar, so nothing serves metrics",
+                annotations::keys::hydrant::METRICS_PORT
+            ));
+        }
+        return Ok(None);
+    }
+    let app_port = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find_map(|c| {
+            c.ports
+                .iter()
+                .flatten()
+                .any(|p| p.container_port == i32::from(port))
+                .then_some(c.name.as_str())
+        });
+    let conflict = match (app_port, request.listen) {
+        (Some(container), _) => Some(format!("container {container} already uses port {port}")),
+        (None, Some(listen)) if listen == port => Some(format!(
+            "port {port} is also the agent's local port (for /quit), which stays on 127.0.0.1"
+        )),
+        _ => None,
+    };
+    match conflict {
+        None => Ok(Some(port)),
+        Some(conflict) if asked => Err(Denial::new(
+            crate::Reason::Conflict,
+            format!(
+                "{}: {conflict}; choose another port for the agent's metrics",
+                annotations::keys::hydrant::METRICS_PORT
+            ),
+        )),
+        Some(conflict) => {
+            let fix = match request.family {
+                Family::Hydrant => {
+                    "set hydrant.dev/metrics-port to another port, or empty for none"
+                }
+                Family::VaultK8s => "the injector's --agent-metrics-port names it",
+            };
+            warnings.push(format!(
+                "the injector's metrics port is not opened: {conflict} ({fix})"
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// Whether the pod leaves Prometheus's scrape annotations to the agent: a pod that sets any of
+/// them keeps its own (they point at one port, the app's), with a warning.
+fn scrape_annotations_free(
+    annotations: &BTreeMap<String, String>,
+    port: u16,
+    warnings: &mut Vec<String>,
+) -> bool {
+    let Some(own) = SCRAPE_ANNOTATIONS
+        .iter()
+        .find(|key| annotations.contains_key(**key))
+    else {
+        return true;
+    };
+    warnings.push(format!(
+        "the pod sets {own}, so its own scrape annotations stay; the agent's metrics on port {port} are scraped only by a PodMonitor or scrape job that names port {}",
+        crate::names::METRICS_PORT
+    ));
+    false
 }
 
 /// The mode the pod gets: the one it asks for, or the settings'; a pod that runs to completion

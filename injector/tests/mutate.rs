@@ -1463,7 +1463,7 @@ fn commands_signal_by_name_with_shared_processes_and_shell_commands_need_the_she
     assert_eq!(denial.reason, Reason::UnsupportedAnnotation);
     assert_eq!(
         denial.message,
-        "vault.hashicorp.com/agent-inject-command-db: \"nginx -s reload && echo done\" needs a shell, and hydrant's image ghcr.io/hydrant-dev/hydrant:0.1.0 has none; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, and anything else runs in the image variant with a shell, ghcr.io/hydrant-dev/hydrant:0.1.0-shell (the injector's --agent-image, or hydrant.dev/image)"
+        "vault.hashicorp.com/agent-inject-command-db: \"nginx -s reload && echo done\" cannot run in hydrant's image ghcr.io/hydrant-dev/hydrant:0.1.0: it needs a shell; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, a program of the pod's own runs by its absolute path under a volume the agent mounts, and anything else runs in the image variant with a shell, ghcr.io/hydrant-dev/hydrant:0.1.0-shell (the injector's --agent-image)"
     );
     let mut s = settings();
     s.agent_image = "ghcr.io/hydrant-dev/hydrant:0.1.0-shell".into();
@@ -1656,4 +1656,92 @@ fn a_metrics_port_in_use_is_refused_when_asked_and_skipped_when_set_cluster_wide
     );
     assert_eq!(metrics_port_of(agent), None);
     assert_eq!(agent_config(agent).metrics_port, None);
+}
+
+/// Plain programs the default image does not have (it holds only hydrant) are refused at
+/// admission, naming the command and the image variant with a shell, unless given by an absolute
+/// path under a volume the agent container mounts, which the pod may have filled; a pod that
+/// turns the shared process namespace off cannot signal by name.
+#[test]
+fn programs_not_in_the_image_are_refused_unless_under_a_volume_the_agent_mounts() {
+    let with = |command: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("agent-inject-command-db", command),
+        ];
+        pairs.extend_from_slice(extra);
+        PodBuilder::new().vault(&pairs).build()
+    };
+    for (command, runs) in [
+        (
+            "touch /x",
+            "runs touch, which is not in it (only hydrant is)",
+        ),
+        (
+            "nginx -s reload",
+            "runs nginx, which is not in it (only hydrant is)",
+        ),
+        (
+            "/usr/sbin/nginx -s reload",
+            "runs /usr/sbin/nginx, which is not in it (only hydrant is) and under no volume the agent mounts (/vault/secrets)",
+        ),
+    ] {
+        let denial = denied(&with(command, &[]));
+        assert_eq!(denial.reason, Reason::UnsupportedAnnotation, "{command}");
+        assert!(
+            denial.message.starts_with(&format!(
+                "vault.hashicorp.com/agent-inject-command-db: {command:?} cannot run in hydrant's image ghcr.io/hydrant-dev/hydrant:0.1.0: it {runs}; "
+            )) && denial.message.contains("ghcr.io/hydrant-dev/hydrant:0.1.0-shell"),
+            "{}",
+            denial.message
+        );
+    }
+    // A program the pod mounts for the agent: agent-extra-secret's /vault/custom, a volume
+    // copied from an app container, or one agent-json-patch adds.
+    mutated(&with(
+        "/vault/custom/reload --now",
+        &[("agent-extra-secret", "tools")],
+    ));
+    let pod = with("/opt/tools/reload", &[("agent-copy-volume-mounts", "app")]);
+    let mut pod = serde_json::to_value(pod).expect("json");
+    pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .push(json!({"name": "tools", "mountPath": "/opt/tools"}));
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .expect("volumes")
+        .push(json!({"name": "tools", "emptyDir": {}}));
+    mutated(&serde_json::from_value(pod).expect("pod"));
+    mutated(&with(
+        "/opt/bin/reload",
+        &[(
+            "agent-json-patch",
+            r#"[{"op": "add", "path": "/volumeMounts/-", "value": {"name": "bin", "mountPath": "/opt/bin"}}]"#,
+        )],
+    ).with_volume("bin"));
+    // hydrant's own binary, and anything in the image variant with a shell.
+    mutated(&with("/usr/local/bin/hydrant signal --pid 1 HUP", &[]));
+    let mut s = settings();
+    s.agent_image = "ghcr.io/hydrant-dev/hydrant:0.1.0-shell".into();
+    mutate(&with("touch /x", &[]), "team-a", &s)
+        .expect("allowed")
+        .expect("patch");
+
+    // agent-share-process-namespace: "false" and a command that signals by name.
+    let denial = denied(&with(
+        "pkill -HUP nginx",
+        &[("agent-share-process-namespace", "false")],
+    ));
+    assert_eq!(denial.reason, Reason::Conflict);
+    assert_eq!(
+        denial.message,
+        "vault.hashicorp.com/agent-inject-command-db: \"pkill -HUP nginx\" signals the app's processes by name, which the agent sees only in the pod's shared process namespace, and vault.hashicorp.com/agent-share-process-namespace is \"false\": the agent cannot see the app to signal it; remove that annotation, or drop the command and let the app watch its file"
+    );
+    // A process ID does not need the app's processes.
+    mutated(&with(
+        "kill -HUP 1",
+        &[("agent-share-process-namespace", "false")],
+    ));
 }

@@ -188,8 +188,8 @@ impl Plan {
         let containers =
             AgentContainers::new(mode, request, spec, settings, &config, &mounts.agent)?;
         let image = request.image.as_deref().unwrap_or(&settings.agent_image);
-        let signals_by_name = check_commands(request, image)?;
-        let share_process_namespace = share_process_namespace(request, spec, signals_by_name)?;
+        let by_name = check_commands(request, annotations, image, &program_mounts(&containers))?;
+        let share_process_namespace = share_process_namespace(request, spec, by_name.as_ref())?;
         Ok(Plan {
             mode,
             warnings,
@@ -330,52 +330,133 @@ fn has_shell(image: &str) -> bool {
             .is_some_and(|(_, tag)| tag.ends_with("-shell"))
 }
 
-/// Refuses a command only a shell can run when the agent's image has none, naming the command
-/// and the variant that has one; says whether a command signals the pod's processes by name,
-/// which needs the process namespace shared.
-fn check_commands(request: &InjectionRequest, image: &str) -> Result<bool, Denial> {
-    let mut by_name = false;
+/// Where the agent container that runs the commands (the sidecar, or native mode's one
+/// container; init-only's, which runs none, is checked alike) mounts volumes the pod could have
+/// filled with programs, as it stands after `agent-json-patch`: every mount but the agent's own
+/// state, the pod's labels and service-account tokens.
+fn program_mounts(containers: &AgentContainers) -> Vec<String> {
+    let Some(agent) = containers.sidecar.as_ref().or(containers.init.as_ref()) else {
+        return Vec::new();
+    };
+    agent["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["mountPath"].as_str())
+        .filter(|path| {
+            *path != crate::names::STATE_PATH
+                && *path != crate::names::PODINFO_PATH
+                && !path.contains("serviceaccount")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A command that signals the pod's processes by name: its annotation and its text.
+struct ByName {
+    key: String,
+    command: String,
+}
+
+/// Refuses a command hydrant's image cannot run, naming the command and what to do instead: one
+/// only a shell can run, or a program the image does not have, unless the image is the variant
+/// with a shell; a program by an absolute path under a volume the agent mounts runs as it is.
+/// Says which command, if any, signals the pod's processes by name, which needs the process
+/// namespace shared.
+fn check_commands(
+    request: &InjectionRequest,
+    pod_annotations: &BTreeMap<String, String>,
+    image: &str,
+    mounts: &[String],
+) -> Result<Option<ByName>, Denial> {
+    let mut by_name = None;
+    let shell = has_shell(image);
+    let mounts: Vec<&str> = mounts.iter().map(String::as_str).collect();
     for output in &request.outputs {
         let Some(argv) = &output.command else {
             continue;
         };
-        if let Some((_, target)) = crate::commands::as_signal(argv) {
-            by_name |= target.needs_shared_processes();
+        let key = match request.family {
+            Family::VaultK8s => format!("{}{}", k::AGENT_INJECT_COMMAND_PREFIX, output.name),
+            Family::Hydrant => format!(
+                "{}{}",
+                crate::annotations::keys::hydrant::COMMAND_PREFIX,
+                output.name
+            ),
+        };
+        // As the pod wrote it (what it became, `hydrant signal ...`, would puzzle).
+        let command = pod_annotations
+            .get(&key)
+            .map_or_else(|| argv.join(" "), |c| c.trim().to_owned());
+        if let Some((_, target)) = crate::commands::as_signal(argv)
+            && target.needs_shared_processes()
+            && by_name.is_none()
+        {
+            by_name = Some(ByName {
+                key: key.clone(),
+                command: command.clone(),
+            });
         }
-        if argv.first().map(String::as_str) == Some(annotations::SHELL) && !has_shell(image) {
-            let key = match request.family {
-                Family::VaultK8s => format!("{}{}", k::AGENT_INJECT_COMMAND_PREFIX, output.name),
-                Family::Hydrant => format!(
-                    "{}{}",
-                    crate::annotations::keys::hydrant::COMMAND_PREFIX,
-                    output.name
-                ),
-            };
-            let command = argv.last().map(String::as_str).unwrap_or_default();
-            return Err(Denial::unsupported(
-                &key,
-                &format!(
-                    "{command:?} needs a shell, and hydrant's image {image} has none; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, and anything else runs in the image variant with a shell, {image}-shell (the injector's --agent-image, or hydrant.dev/image)"
-                ),
-            ));
+        if shell {
+            continue;
         }
+        let Err(problem) = crate::commands::runnable(argv, &mounts) else {
+            continue;
+        };
+        let what = match problem {
+            crate::commands::NotInImage::NeedsShell => "needs a shell".to_owned(),
+            crate::commands::NotInImage::Program(program) => {
+                format!("runs {program}, which is not in it (only hydrant is)")
+            }
+            crate::commands::NotInImage::Unmounted(program) => format!(
+                "runs {program}, which is not in it (only hydrant is) and under no volume the agent mounts ({})",
+                if mounts.is_empty() {
+                    "none".to_owned()
+                } else {
+                    mounts.join(", ")
+                }
+            ),
+        };
+        let image_setting = match request.family {
+            Family::VaultK8s => "the injector's --agent-image",
+            Family::Hydrant => "the injector's --agent-image, or hydrant.dev/image",
+        };
+        return Err(Denial::unsupported(
+            &key,
+            &format!(
+                "{command:?} cannot run in hydrant's image {image}: it {what}; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, a program of the pod's own runs by its absolute path under a volume the agent mounts, and anything else runs in the image variant with a shell, {image}-shell ({image_setting})"
+            ),
+        ));
     }
     Ok(by_name)
 }
 
 /// Whether the patch sets `spec.shareProcessNamespace`: when the pod asks, or when a command
 /// signals its processes by name (as vault-k8s's `agent-share-process-namespace` would), and it
-/// has not set it already; a pod that sets it to false cannot also ask for it.
+/// has not set it already; a pod that sets it to false cannot also ask for it, nor signal by
+/// name (the agent would see none of the app's processes, and the command would fail at the
+/// first change).
 fn share_process_namespace(
     request: &InjectionRequest,
     spec: &PodSpec,
-    signals_by_name: bool,
+    by_name: Option<&ByName>,
 ) -> Result<bool, Denial> {
-    if signals_by_name && request.share_process_namespace != Some(false) {
+    if let Some(ByName { key, command }) = by_name {
+        if request.share_process_namespace == Some(false) {
+            return Err(Denial::new(
+                crate::Reason::Conflict,
+                format!(
+                    "{key}: {command:?} signals the app's processes by name, which the agent sees only in the pod's shared process namespace, and {} is \"false\": the agent cannot see the app to signal it; remove that annotation, or drop the command and let the app watch its file",
+                    k::AGENT_SHARE_PROCESS_NAMESPACE
+                ),
+            ));
+        }
         if spec.share_process_namespace == Some(false) {
             return Err(Denial::new(
                 crate::Reason::Conflict,
-                "a command signals the app's processes by name, which needs them in the agent's view, and the pod sets shareProcessNamespace: false; remove that, or signal a process ID",
+                format!(
+                    "{key}: {command:?} signals the app's processes by name, which needs them in the agent's view, and the pod sets shareProcessNamespace: false; remove that, or drop the command and let the app watch its file"
+                ),
             ));
         }
         return Ok(spec.share_process_namespace != Some(true));

@@ -20,25 +20,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
-/// Every reason a fetch fails: the values of `vault::Error::kind`.
-const FETCH_REASONS: [&str; 15] = [
-    "unreachable",
-    "tls",
-    "redirect",
-    "unanswered",
-    "unavailable",
-    "login_denied",
-    "permission_denied",
-    "not_found",
-    "refused",
-    "invalid_response",
-    "credential_file",
-    "malformed_credential",
-    "empty_credential",
-    "not_in_file",
-    "config",
-];
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
@@ -186,8 +167,11 @@ impl SidecarStatus {
                 drop(renewals.get_or_create(&RenewalLabel { kind, result }));
             }
         }
-        for reason in FETCH_REASONS {
-            drop(fetch_failures.get_or_create(&ReasonLabel { reason }));
+        // Every reason a fetch can fail for, from the one list `vault::Error::kind` gives.
+        for kind in crate::vault::ErrorKind::ALL {
+            drop(fetch_failures.get_or_create(&ReasonLabel {
+                reason: kind.label(),
+            }));
         }
         SidecarStatus {
             ready: AtomicBool::new(false),
@@ -406,4 +390,33 @@ async fn metrics(State(status): State<Arc<SidecarStatus>>, headers: HeaderMap) -
 async fn quit(State(status): State<Arc<SidecarStatus>>) -> &'static str {
     status.quit.notify_one();
     "stopping\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fetch-failure series at start are exactly one per kind `vault::Error::kind` can give,
+    /// at zero: a new kind of Vault failure shows before it first happens.
+    #[test]
+    fn every_vault_error_kind_has_a_fetch_failure_series_at_zero() {
+        let status = SidecarStatus::new();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &status.registry).expect("encode");
+        let mut present: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("hydrant_agent_fetch_failures_total{reason=\""))
+            .map(|l| {
+                l.strip_suffix("\"} 0")
+                    .unwrap_or_else(|| panic!("not at zero: {l}"))
+            })
+            .collect();
+        let mut kinds: Vec<&str> = crate::vault::ErrorKind::ALL
+            .iter()
+            .map(|k| k.label())
+            .collect();
+        present.sort_unstable();
+        kinds.sort_unstable();
+        assert_eq!(present, kinds);
+    }
 }

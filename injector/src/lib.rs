@@ -78,6 +78,8 @@ pub mod names {
     pub const TLS_VOLUME: &str = "vault-tls-secrets";
     /// Where it is mounted.
     pub const TLS_PATH: &str = "/vault/tls";
+    /// The agent's metrics port, as its container declares it (at most 15 characters).
+    pub const METRICS_PORT: &str = "hydrant-metrics";
     /// vault-k8s's `agent-extra-secret` volume.
     pub const EXTRA_VOLUME: &str = "extra-secrets";
     /// Where it is mounted.

@@ -60,6 +60,11 @@ pub struct AgentConfig {
     /// listener when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<u16>,
+    /// Sidecar: a port on every address of the pod (not only 127.0.0.1) that serves only
+    /// /metrics, /healthz and /readyz, for Prometheus to scrape; `POST /quit` is never served
+    /// there. No such listener when absent. Must differ from `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
     /// Sidecar: revoke the token, and with it its leases, when stopping.
     #[serde(default, skip_serializing_if = "is_false")]
     pub revoke_on_shutdown: bool,

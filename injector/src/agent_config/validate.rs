@@ -106,6 +106,17 @@ impl AgentConfig {
         if self.listen == Some(0) {
             issues.push("listen", "must be a port number (1 to 65535), such as 8200");
         }
+        if self.metrics_port == Some(0) {
+            issues.push(
+                "metrics_port",
+                "must be a port number (1 to 65535), such as 9102",
+            );
+        } else if self.metrics_port.is_some() && self.metrics_port == self.listen {
+            issues.push(
+                "metrics_port",
+                "is also the listen port; the metrics port serves every address and listen 127.0.0.1, so they need two ports",
+            );
+        }
         if let Some(t) = self.renewal_threshold
             && !(0.5..1.0).contains(&t)
         {
@@ -665,6 +676,7 @@ mod tests {
         let mut config = minimal();
         config.refresh_interval = Some(Duration(time::Duration::from_millis(10)));
         config.listen = Some(0);
+        config.metrics_port = Some(0);
         config.renewal_threshold = Some(1.5);
         config.auth.min_backoff = Some(Duration(time::Duration::from_secs(600)));
         config.templates[0].command = Some(vec![String::new()]);
@@ -680,11 +692,24 @@ mod tests {
             [
                 "refresh_interval",
                 "listen",
+                "metrics_port",
                 "renewal_threshold",
                 "auth.min_backoff",
                 "templates[0].command"
             ]
         );
+        let mut config = minimal();
+        config.listen = Some(8099);
+        config.metrics_port = Some(8099);
+        let issues = config.validate().expect_err("one port for both").0;
+        assert_eq!(issues[0].key, "metrics_port");
+        assert!(
+            issues[0].problem.contains("also the listen port"),
+            "{}",
+            issues[0].problem
+        );
+        config.metrics_port = Some(9102);
+        config.validate().expect("two ports");
         let config = minimal();
         assert_eq!(config.refresh_interval(), DEFAULT_REFRESH_INTERVAL);
         assert_eq!(config.auth.backoff(), DEFAULT_LOGIN_BACKOFF);

@@ -106,6 +106,7 @@ pub(super) fn to_agent_config(
         retry: RetryConfig::default(),
         refresh_interval: request.refresh_interval,
         listen: request.listen,
+        metrics_port: None,
         revoke_on_shutdown: request
             .revoke_on_shutdown
             .unwrap_or(settings.revoke_on_shutdown),

@@ -106,6 +106,16 @@ pub(super) async fn run(
             })?;
         info!(listen = %local, "local endpoints serving");
     }
+    if let Some(port) = config.metrics_port {
+        let local = super::server::serve_metrics(port, status.clone())
+            .await
+            .map_err(|e| {
+                Error::Runtime(format!(
+                    "cannot listen on port {port} of the pod's addresses (the config's metrics_port): {e}"
+                ))
+            })?;
+        info!(listen = %local, "metrics port serving");
+    }
     let outputs = engine.len();
     let mut sidecar = Sidecar {
         config,

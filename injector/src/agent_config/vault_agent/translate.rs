@@ -146,6 +146,7 @@ pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
         },
         refresh_interval: settings.static_secret_render_interval.map(Duration),
         listen: None,
+        metrics_port: None,
         revoke_on_shutdown: false,
         revoke_delay: None,
         state_dir: None,

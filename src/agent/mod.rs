@@ -185,7 +185,16 @@ pub fn run(args: &Args, env: Arc<dyn Env>) -> Result<(), Error> {
         let snapshot = snapshot.and_then(Result::ok);
         let result = runtime.block_on(async {
             let stop = crate::shutdown_signal();
-            sidecar::run(&config, engine, sources, snapshot, stop).await
+            let status = Arc::new(server::SidecarStatus::new());
+            let parts = sidecar::Parts {
+                engine,
+                sources,
+                snapshot,
+                outputs: Box::new(sidecar::Files::new(&config, status.clone())),
+                status,
+                start: None,
+            };
+            sidecar::run(&config, parts, stop).await
         });
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         return result;

@@ -691,7 +691,7 @@ mod tests {
         let Command::Agent(args) = cli.command else {
             panic!("not agent")
         };
-        assert_eq!(args.config, Some(PathBuf::from("a.yaml")));
+        assert_eq!(args.config, [PathBuf::from("a.yaml")]);
         assert!(args.once);
     }
 

@@ -639,7 +639,7 @@ fn an_invalid_config_is_a_usage_error_naming_the_key() {
     let line = Hydrant::agent_once(&path).run().failure(64);
     assert!(
         line.starts_with(&format!(
-            "hydrant: config invalid: {}: templates[0].destnation: unknown field `destnation`, expected one of name, contents, source, destination, perms, command, command_timeout, syntax, left_delimiter, right_delimiter, error_on_missing_key at line 9",
+            "hydrant: config invalid: {}: templates[0].destnation: unknown field `destnation`, expected one of name, contents, source, destination, perms, command, command_timeout, syntax, left_delimiter, right_delimiter, error_on_missing_key, create_dest_dirs at line 9",
             path.display()
         )),
         "{line}"
@@ -656,7 +656,7 @@ fn an_invalid_config_is_a_usage_error_naming_the_key() {
     assert_eq!(
         line,
         format!(
-            "hydrant: config invalid: {}: auth.role: is required by method kubernetes; templates: nothing to render: add templates or secrets",
+            "hydrant: config invalid: {}: auth.role: is required by method kubernetes; templates: nothing to render: add templates, secrets or token_sinks",
             path.display()
         )
     );

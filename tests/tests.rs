@@ -4,6 +4,7 @@
 mod util;
 
 mod agent;
+mod agent_hcl;
 mod certs;
 mod chart;
 mod cli;

@@ -56,6 +56,7 @@ pub(crate) async fn first_render(
         ttl_s = token.ttl.as_secs(),
         "logged in to vault"
     );
+    super::sink::write(config, &token.token)?;
     let fetch = VaultFetch::new(&client, deadline, engine.shown());
     let results = engine.render_all(&fetch).await;
     let mut rendered = Vec::with_capacity(results.len());

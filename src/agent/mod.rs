@@ -13,6 +13,7 @@ mod init;
 mod schedule;
 mod server;
 mod sidecar;
+mod sink;
 mod snapshot;
 pub mod state;
 pub mod timing;
@@ -121,9 +122,12 @@ fn summary(errors: &[template::Error]) -> String {
 /// `hydrant agent`'s flags: what the agent subcommand was asked to do.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The agent configuration, YAML or JSON. Without it, HYDRANT_AGENT_CONFIG is read.
+    /// The agent configuration: hydrant's own (YAML or JSON), or a Vault Agent configuration
+    /// (HCL or its JSON form; told apart by the `.hcl` extension or the text). Vault Agent
+    /// configurations may be given several times, or as a directory, and merge as Vault Agent
+    /// merges them. Without it, HYDRANT_AGENT_CONFIG is read.
     #[arg(long, short = 'c', value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
     /// Render every file once, then exit: what the init container does before the app starts.
     #[arg(long)]
     pub once: bool,
@@ -163,25 +167,33 @@ fn check_ready(ready_file: &Path) -> Result<(), NotReady> {
 /// and checks every destination before anything is sent to Vault, then renders once (the init
 /// container) or runs the sidecar.
 pub fn run(args: &Args, env: Arc<dyn Env>) -> Result<(), Error> {
-    let config = config::load(args.config.as_deref(), env.as_ref()).map_err(Error::Config)?;
+    let config = config::load(&args.config, env.as_ref()).map_err(Error::Config)?;
     let (mut engine, sources) = compile::compile(&config, env)?;
     // The snapshot is composed before anything is sent to Vault: an invalid one costs no login.
     let snapshot = config.snapshot.as_ref().map(snapshot::compose);
     if let Some(result) = &snapshot {
         match result {
             Ok(snapshot) => snapshot::show(&mut engine, snapshot),
-            Err(e) if args.once => return Err(Error::Snapshot(e.clone())),
+            Err(e) if args.once || config.exit_after_auth => {
+                return Err(Error::Snapshot(e.clone()));
+            }
             Err(error) => {
                 warn!(%error, "the config snapshot is invalid; templates that read it wait for a valid one")
             }
         }
     }
     check_destinations(&config)?;
+    let _pid_file = config
+        .pid_file
+        .as_deref()
+        .map(sink::PidFile::create)
+        .transpose()?;
+    let once = args.once || config.exit_after_auth;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(format!("the async runtime: {e}")))?;
-    if !args.once {
+    if !once {
         let snapshot = snapshot.and_then(Result::ok);
         let result = runtime.block_on(async {
             let stop = crate::shutdown_signal();
@@ -206,17 +218,39 @@ pub fn run(args: &Args, env: Arc<dyn Env>) -> Result<(), Error> {
     result
 }
 
-/// Checks, before anything is fetched, that every destination directory takes new files.
+/// Checks, before anything is fetched, that every destination directory takes new files (and
+/// the token sinks' too), creating missing ones unless a template's `create_dest_dirs` is false.
 fn check_destinations(config: &AgentConfig) -> Result<(), Error> {
+    for template in config.templates.iter().filter(|t| !t.create_dest_dirs()) {
+        let dir = crate::files::parent(&template.destination);
+        if !dir.is_dir() {
+            return Err(Error::Unwritable {
+                name: template.name.clone(),
+                dir: dir.to_owned(),
+                error: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the directory does not exist and create_dest_dirs is false",
+                ),
+            });
+        }
+    }
+    let sinks = config
+        .token_sinks
+        .iter()
+        .map(|s| ("token sink", s.path.as_path()));
     let mut checked: Vec<&Path> = Vec::new();
-    for output in config.outputs() {
-        let dir = crate::files::parent(output.destination);
+    for (name, destination) in config
+        .outputs()
+        .map(|o| (o.name, o.destination))
+        .chain(sinks)
+    {
+        let dir = crate::files::parent(destination);
         if checked.contains(&dir) {
             continue;
         }
         checked.push(dir);
         crate::files::check_writable(dir).map_err(|error| Error::Unwritable {
-            name: output.name.to_owned(),
+            name: name.to_owned(),
             dir: dir.to_owned(),
             error,
         })?;

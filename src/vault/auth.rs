@@ -34,7 +34,8 @@ pub async fn login(client: &mut Client, auth: &AuthConfig) -> Result<TokenInfo, 
             } else {
                 "JWT"
             };
-            let jwt = read_credential(what, auth.jwt_path())?;
+            let remove = method == AuthMethod::Jwt && auth.remove_after_reading == Some(true);
+            let jwt = read_once(client, what, auth.jwt_path(), remove)?;
             let response = if method == AuthMethod::Kubernetes {
                 vaultrs::auth::kubernetes::login(&client.inner, mount, role, &jwt).await
             } else {
@@ -48,7 +49,8 @@ pub async fn login(client: &mut Client, auth: &AuthConfig) -> Result<TokenInfo, 
             let role_id_path = auth.role_id_path.as_deref().unwrap_or(Path::new(""));
             let secret_id_path = auth.secret_id_path.as_deref().unwrap_or(Path::new(""));
             let role_id = read_credential("role ID", role_id_path)?;
-            let secret_id = read_credential("secret ID", secret_id_path)?;
+            let remove = auth.remove_after_reading == Some(true);
+            let secret_id = read_once(client, "secret ID", secret_id_path, remove)?;
             vaultrs::auth::approle::login(&client.inner, mount, &role_id, &secret_id)
                 .await
                 .map_err(|e| {
@@ -115,6 +117,35 @@ async fn lookup_self(client: &mut Client, token: Token, who: &str) -> Result<Tok
         ttl: Duration::from_secs(data["ttl"].as_u64().unwrap_or(0)),
         renewable: data["renewable"].as_bool().unwrap_or(false),
     })
+}
+
+/// Reads a credential file and, with `remove`, deletes it and keeps its value: while no new file
+/// appears, later logins use the kept value (Vault Agent's `remove_secret_id_file_after_reading`
+/// and `remove_jwt_after_reading`).
+fn read_once(
+    client: &mut Client,
+    what: &'static str,
+    path: &Path,
+    remove: bool,
+) -> Result<String, Error> {
+    if !remove {
+        return read_credential(what, path);
+    }
+    match read_credential(what, path) {
+        Ok(value) => {
+            if let Err(error) = std::fs::remove_file(path) {
+                tracing::warn!(%error, path = %path.display(), "cannot remove the {what} file after reading it");
+            }
+            client
+                .remembered
+                .insert(path.to_owned(), Token::new(value.clone()));
+            Ok(value)
+        }
+        Err(error) => match client.remembered.get(path) {
+            Some(kept) => Ok(kept.expose().to_owned()),
+            None => Err(error),
+        },
+    }
 }
 
 /// Reads a credential file, trimmed. An empty file is an error: Kubernetes creates the file

@@ -109,6 +109,10 @@ pub struct Client {
     inner: VaultClient,
     address: String,
     policies: Vec<String>,
+    /// Credentials read from files that were removed after reading
+    /// (`auth.remove_after_reading`), by file: a later login uses them while no new file
+    /// appears.
+    remembered: std::collections::BTreeMap<std::path::PathBuf, Token>,
 }
 
 impl fmt::Debug for Client {
@@ -168,6 +172,7 @@ impl Client {
             inner,
             address,
             policies: Vec::new(),
+            remembered: std::collections::BTreeMap::new(),
         })
     }
 

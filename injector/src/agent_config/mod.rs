@@ -5,6 +5,7 @@
 
 mod document;
 mod validate;
+pub mod vault_agent;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,6 +93,37 @@ pub struct AgentConfig {
     /// Bounds on rendering one file: its size and the template's steps.
     #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
     pub limits: LimitsConfig,
+    /// Files the token is written to after every login (Vault Agent's `sink "file"`), for apps
+    /// that call Vault themselves. Renewals keep the same token, so the file stays current.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_sinks: Vec<TokenSinkConfig>,
+    /// Render every file once, then exit, as `--once` does (Vault Agent's `exit_after_auth`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub exit_after_auth: bool,
+    /// A file the agent writes its process ID to while it runs, and removes when it exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<PathBuf>,
+}
+
+/// The mode of a token sink when the config gives none: Vault Agent's file sink default.
+pub const DEFAULT_TOKEN_SINK_MODE: FileMode = FileMode(0o640);
+
+/// A file the agent keeps the current Vault token in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSinkConfig {
+    /// The file; written atomically (a temporary file beside it, then a rename).
+    pub path: PathBuf,
+    /// Its mode, `0640` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<FileMode>,
+}
+
+impl TokenSinkConfig {
+    /// The mode, with its default.
+    pub fn mode(&self) -> u32 {
+        self.mode.unwrap_or(DEFAULT_TOKEN_SINK_MODE).0
+    }
 }
 
 /// Where the agent's config snapshot comes from: container directories, the instance's
@@ -352,6 +384,11 @@ pub struct AuthConfig {
     /// Sidecar: the longest pause between logins (default 5m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_backoff: Option<Duration>,
+    /// Delete the secret-ID file (approle) or the JWT file (jwt) once it has been read, and log
+    /// in again with the value kept in memory while no new file appears (Vault Agent's
+    /// `remove_secret_id_file_after_reading` and `remove_jwt_after_reading`). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_after_reading: Option<bool>,
 }
 
 impl AuthConfig {
@@ -415,6 +452,18 @@ pub struct TemplateConfig {
     /// `<no value>`, as Vault Agent does, and the agent warns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_on_missing_key: Option<bool>,
+    /// Create the destination's missing parent directories before anything is fetched
+    /// (default true, as consul-template's `create_dest_dirs`); false: a missing directory is
+    /// an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_dest_dirs: Option<bool>,
+}
+
+impl TemplateConfig {
+    /// Whether missing parent directories of the destination are created.
+    pub fn create_dest_dirs(&self) -> bool {
+        self.create_dest_dirs.unwrap_or(true)
+    }
 }
 
 /// The language of a template.

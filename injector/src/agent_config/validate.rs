@@ -313,17 +313,50 @@ impl AgentConfig {
         {
             issues.push("auth.mount", "is empty; remove it to use the method's name");
         }
+        if auth.remove_after_reading.is_some() && !matches!(method, Approle | Jwt) {
+            issues.push(
+                "auth.remove_after_reading",
+                format!("is not used by method {method} (only approle and jwt); remove it"),
+            );
+        }
         if method == Token && auth.mount.is_some() {
             issues.push("auth.mount", "is not used by method token; remove it");
         }
     }
 
     fn validate_outputs(&self, issues: &mut Issues) {
-        if self.templates.is_empty() && self.secrets.is_empty() {
-            issues.push("templates", "nothing to render: add templates or secrets");
+        if self.templates.is_empty() && self.secrets.is_empty() && self.token_sinks.is_empty() {
+            issues.push(
+                "templates",
+                "nothing to render: add templates, secrets or token_sinks",
+            );
         }
         let mut names: BTreeMap<&str, String> = BTreeMap::new();
         let mut destinations: BTreeMap<&Path, String> = BTreeMap::new();
+        for (i, sink) in self.token_sinks.iter().enumerate() {
+            let key = format!("token_sinks[{i}]");
+            let path = sink.path.as_path();
+            if path.as_os_str().is_empty() || path.file_name().is_none() {
+                issues.push(
+                    format!("{key}.path"),
+                    "must name the file the token is written to",
+                );
+            } else if let Some(first) = destinations.get(path) {
+                issues.push(
+                    format!("{key}.path"),
+                    format!("{} is also the destination of {first}", path.display()),
+                );
+            } else {
+                destinations.insert(path, key);
+            }
+        }
+        if self
+            .pid_file
+            .as_ref()
+            .is_some_and(|p| p.file_name().is_none())
+        {
+            issues.push("pid_file", "must name a file");
+        }
         for (i, t) in self.templates.iter().enumerate() {
             let key = format!("templates[{i}]");
             check_name(issues, &key, &t.name, &mut names);
@@ -517,6 +550,7 @@ mod tests {
                 token_path: None,
                 min_backoff: None,
                 max_backoff: None,
+                remove_after_reading: None,
             };
             let issues = config.validate().expect_err("keys missing").0;
             let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();

@@ -46,6 +46,7 @@ pub(super) fn to_agent_config(
                 left_delimiter: ct.left_delimiter.clone(),
                 right_delimiter: ct.right_delimiter.clone(),
                 error_on_missing_key: Some(ct.error_on_missing_key),
+                create_dest_dirs: None,
             }),
             OutputSource::Secret { path, format } => secrets.push(SecretFileConfig {
                 name: output.name.clone(),
@@ -98,6 +99,7 @@ pub(super) fn to_agent_config(
             token_path: request.token_path.clone().map(Into::into),
             min_backoff: request.min_backoff,
             max_backoff: request.max_backoff,
+            remove_after_reading: None,
         },
         templates,
         secrets,
@@ -113,6 +115,9 @@ pub(super) fn to_agent_config(
         watch: Vec::new(),
         limits: Default::default(),
         renewal_threshold: request.renewal_threshold,
+        token_sinks: Vec::new(),
+        exit_after_auth: false,
+        pid_file: None,
         snapshot: request.snapshot.as_ref().map(|c| SnapshotConfig {
             containers: c
                 .config_maps

@@ -65,6 +65,7 @@ impl Sidecar<'_> {
     ) {
         let now = Instant::now();
         self.schedule.adopted(now, info.ttl, info.renewable);
+        crate::agent::sink::write_or_warn(self.config, &token);
         self.token = Some(token);
         let wall = SystemTime::now();
         for entry in entries {

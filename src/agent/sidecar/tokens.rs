@@ -22,6 +22,7 @@ impl Sidecar<'_> {
                 );
                 self.schedule
                     .logged_in(Instant::now(), info.ttl, info.renewable);
+                crate::agent::sink::write_or_warn(self.config, &info.token);
                 self.token = Some(info.token);
                 if !self.ready {
                     let pending = (0..self.rendered.len())

@@ -1,0 +1,243 @@
+//! A (merged) Vault Agent configuration written as hydrant's [`AgentConfig`], with Vault
+//! Agent's defaults made explicit where hydrant's differ: consul-template syntax, parent
+//! directories created, credential files removed after reading, a command string run by `sh`.
+
+use std::collections::BTreeSet;
+
+use super::{Problem, Problems, Template, Translated, VaultAgentConfig};
+use crate::agent_config::{
+    AgentConfig, AuthConfig, AuthMethod, RetryConfig, TemplateConfig, TemplateSyntax,
+    TokenSinkConfig, VaultConfig,
+};
+use crate::values::{Duration, FileMode};
+
+pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
+    let mut problems = Vec::new();
+    let vault = c.vault.unwrap_or_default();
+    let address = vault.address.clone().filter(|a| !a.trim().is_empty());
+    if address.is_none() {
+        problem(
+&mut problems,
+            "vault.address",
+            "is required: hydrant takes nothing from VAULT_ADDR; add vault { address = \"https://vault.vault:8200\" }".to_owned(),
+        );
+    }
+    let Some(auto_auth) = c.auto_auth else {
+        problem(
+&mut problems,
+            "auto_auth",
+            "is required: hydrant logs in with auto_auth; add auto_auth { method \"kubernetes\" { config = { role = \"app\" } } }".to_owned(),
+        );
+        return Err(Problems(problems));
+    };
+    let method = auto_auth.method;
+    let namespace = match (&vault.namespace, &method.namespace) {
+        (Some(a), Some(b)) if a.trim_matches('/') != b.trim_matches('/') => {
+            problem(
+                &mut problems,
+                "auto_auth.method.namespace",
+                format!(
+                    "{b:?} differs from vault.namespace {a:?}; hydrant logs in and reads in one namespace, keep one of them"
+                ),
+            );
+            None
+        }
+        (Some(ns), _) | (None, Some(ns)) => Some(ns.clone()),
+        (None, None) => None,
+    };
+    let mount = match (&method.mount_path, method.kind) {
+        (_, AuthMethod::Token) | (None, _) => None,
+        (Some(path), _) => {
+            let path = path.trim_matches('/');
+            match path.strip_prefix("auth/") {
+                Some(mount) if !mount.is_empty() => Some(mount.to_owned()),
+                _ => {
+                    problem(
+                        &mut problems,
+                        "auto_auth.method.mount_path",
+                        format!(
+                            "{path:?} is not under auth/; write it as Vault Agent does, such as auth/kubernetes"
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let remove_after_reading = match method.kind {
+        // Vault Agent's default for both is to remove the file.
+        AuthMethod::Jwt | AuthMethod::Approle => Some(method.remove_after_reading.unwrap_or(true)),
+        AuthMethod::Kubernetes | AuthMethod::Token => None,
+    };
+    let auth = AuthConfig {
+        method: method.kind,
+        mount,
+        role: method.role,
+        jwt_path: method.jwt_path,
+        role_id_path: method.role_id_path,
+        secret_id_path: method.secret_id_path,
+        token_path: method.token_path,
+        min_backoff: method.min_backoff.map(Duration),
+        max_backoff: method.max_backoff.map(Duration),
+        remove_after_reading,
+    };
+    let token_sinks: Vec<TokenSinkConfig> = auto_auth
+        .sinks
+        .into_iter()
+        .map(|s| TokenSinkConfig {
+            path: s.path,
+            mode: s.mode.map(FileMode),
+        })
+        .collect();
+    let mut names = BTreeSet::new();
+    let mut templates = Vec::new();
+    for (i, t) in c.templates.into_iter().enumerate() {
+        match template(t, &mut names) {
+            Ok(t) => templates.push(t),
+            Err(message) => problem(&mut problems, &format!("template[{i}]"), message),
+        }
+    }
+    if templates.is_empty() && token_sinks.is_empty() && problems.is_empty() {
+        problem(
+            &mut problems,
+            "",
+            "has no template and no sink: add a template stanza, or a sink \"file\" in auto_auth"
+                .to_owned(),
+        );
+    }
+    let settings = c.template_config.unwrap_or_default();
+    let attempts = match vault.num_retries {
+        None | Some(0) => None,
+        Some(-1) => Some(1),
+        Some(n) => match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                problem(
+                    &mut problems,
+                    "vault.retry.num_retries",
+                    format!(
+                        "{n} is not a count of retries; give a positive number, 0 for the default (12) or -1 for none"
+                    ),
+                );
+                None
+            }
+        },
+    };
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    let config = AgentConfig {
+        vault: VaultConfig {
+            address: address.unwrap_or_default(),
+            namespace,
+            ca_cert: vault.ca_cert,
+            ca_cert_pem: None,
+            tls_server_name: vault.tls_server_name.filter(|n| !n.is_empty()),
+            tls_skip_verify: vault.tls_skip_verify,
+            max_concurrent_requests: settings.max_connections_per_host,
+            timeout: None,
+        },
+        auth,
+        templates,
+        secrets: Vec::new(),
+        retry: RetryConfig {
+            deadline: None,
+            attempts,
+        },
+        refresh_interval: settings.static_secret_render_interval.map(Duration),
+        listen: None,
+        revoke_on_shutdown: false,
+        revoke_delay: None,
+        state_dir: None,
+        watch: Vec::new(),
+        renewal_threshold: settings.lease_renewal_threshold,
+        snapshot: None,
+        exit_on_retry_failure: settings.exit_on_retry_failure,
+        limits: Default::default(),
+        token_sinks,
+        exit_after_auth: c.exit_after_auth,
+        pid_file: c.pid_file,
+    };
+    let warnings = c
+        .warnings
+        .into_iter()
+        .map(|(origin, w)| match w.pos {
+            Some(_) => format!("{origin}:{w}"),
+            None => format!("{origin}: {w}"),
+        })
+        .collect();
+    Ok(Translated { config, warnings })
+}
+
+fn problem(problems: &mut Vec<Problem>, key: &str, message: String) {
+    problems.push(Problem {
+        pos: None,
+        key: key.to_owned(),
+        message,
+    });
+}
+
+fn template(t: Template, names: &mut BTreeSet<String>) -> Result<TemplateConfig, String> {
+    let Some(destination) = t.destination else {
+        return Err("destination: is required: the file the template renders into".to_owned());
+    };
+    let name = unique_name(&destination, names);
+    Ok(TemplateConfig {
+        name,
+        contents: t.contents,
+        source: t.source,
+        destination,
+        perms: t.perms.map(FileMode),
+        command: command(t.command),
+        command_timeout: t.command_timeout.map(Duration),
+        syntax: TemplateSyntax::ConsulTemplate,
+        left_delimiter: t.left_delimiter,
+        right_delimiter: t.right_delimiter,
+        error_on_missing_key: t.error_on_missing_key,
+        create_dest_dirs: t.create_dest_dirs,
+    })
+}
+
+/// A template's command as consul-template runs it (`child.CommandPrep`): one string with
+/// spaces goes to `sh -c`, anything else is the argv itself; an empty one is no command.
+fn command(command: Vec<String>) -> Option<Vec<String>> {
+    match command.as_slice() {
+        [] => None,
+        [first, ..] if first.trim().is_empty() => None,
+        [only] if only.split_whitespace().count() > 1 => {
+            Some(vec!["sh".to_owned(), "-c".to_owned(), only.clone()])
+        }
+        _ => Some(command),
+    }
+}
+
+/// A name for the template from its destination's file name, in the characters hydrant's names
+/// allow, made unique with `-2`, `-3` ...
+fn unique_name(destination: &std::path::Path, names: &mut BTreeSet<String>) -> String {
+    let file = destination
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut base: String = file
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(200)
+        .collect();
+    if !base.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        base.insert_str(0, "template");
+    }
+    let mut name = base.clone();
+    let mut n = 1;
+    while names.contains(&name) {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    names.insert(name.clone());
+    name
+}

@@ -1,0 +1,504 @@
+//! Vault Agent configurations, unchanged, with `bao agent` as the oracle: the same HCL (or JSON)
+//! file is given to `bao agent` and to `hydrant agent --config`, against the same OpenBao dev
+//! server, and the files both write are compared byte for byte. Token sinks hold different
+//! tokens, so for them the test checks that each token works. Kubernetes auth goes through the
+//! TokenReview stand-in (no kube-apiserver runs here).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::util::jwt::{self, Signer};
+use crate::util::token_review::{TokenReviewer, kubernetes_setup};
+use crate::util::{Hydrant, KillOnDrop, Vault, bao, mode, read, wait_for};
+
+/// A dev server with a KV v2 secret, a KV v1 secret and a policy `app` that reads them.
+fn seeded() -> Vault {
+    let vault = Vault::start();
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "s3cr3t", "port": 5432}),
+    );
+    vault.mount("kv", "kv", json!({}));
+    vault.api("POST", "kv/legacy", Some(json!({"user": "old"})));
+    vault.policy(
+        "app",
+        "path \"secret/data/app/*\" { capabilities = [\"read\"] }\npath \"kv/*\" { capabilities = [\"read\"] }\n",
+    );
+    vault
+}
+
+/// The templates every case renders: vault-k8s's default `map` template, a KV v1 read, and a
+/// template file with its own delimiters and mode.
+const TEMPLATES: &str = r#"
+template {
+  destination = "@OUT@/db-creds"
+  contents    = "{{ with secret \"secret/data/app/db\" }}{{ range $k, $v := .Data }}{{ $k }}: {{ $v }}\n{{ end }}{{ end }}"
+}
+
+template {
+  destination = "@OUT@/nested/dir/legacy.txt"
+  contents    = <<EOT
+user={{ with secret "kv/legacy" }}{{ .Data.user }}{{ end }}
+home=${HOME}
+EOT
+  perms = 0600
+}
+
+template {
+  source          = "@OUT@/../db.ctmpl"
+  destination     = "@OUT@/db.json"
+  left_delimiter  = "[["
+  right_delimiter = "]]"
+  perms           = "0640"
+  error_on_missing_key = true
+}
+"#;
+
+/// What one agent run left.
+struct Run {
+    dir: PathBuf,
+    result: Result<(), String>,
+}
+
+/// Gives `config` (with `@OUT@` the agent's own output directory and `@DIR@` the test's
+/// directory) to `bao agent` and to `hydrant agent`, each on its own copy, and returns each
+/// run. `prepare` sets up each agent's credential files in its directory before it runs.
+fn both(vault: &Vault, name: &str, config: &str, prepare: impl Fn(&Path)) -> (Run, Run) {
+    let base = vault.path(&format!("hcl-{name}"));
+    let run = |agent: &str| {
+        let dir = base.join(agent);
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).expect("out dir");
+        std::fs::write(
+            dir.join("db.ctmpl"),
+            "[[ with secret \"secret/data/app/db\" ]][[ .Data.data | toJSON ]][[ end ]]\n",
+        )
+        .expect("template file");
+        prepare(&dir);
+        let text = config
+            .replace("@OUT@", &out.display().to_string())
+            .replace("@DIR@", &dir.display().to_string());
+        let file = dir.join(if text.trim_start().starts_with('{') {
+            "agent.json"
+        } else {
+            "agent.hcl"
+        });
+        std::fs::write(&file, text).expect("config");
+        let log = dir.join("log");
+        let result = if agent == "bao" {
+            run_bao(&file, &log)
+        } else {
+            let run = Hydrant::new(["agent", "--config"])
+                .env("HYDRANT_LOG", "warn")
+                .env("HOME", "/home/app")
+                .run_with_arg(&file);
+            std::fs::write(&log, run.stderr()).expect("log");
+            if run.code() == 0 {
+                Ok(())
+            } else {
+                Err(run.stderr())
+            }
+        };
+        Run { dir, result }
+    };
+    (run("bao"), run("hydrant"))
+}
+
+/// `bao agent -config FILE`, which exits once it has authenticated, written its sinks and
+/// rendered every template (`exit_after_auth`).
+fn run_bao(config: &Path, log: &Path) -> Result<(), String> {
+    let out = std::fs::File::create(log).expect("log");
+    let mut child = KillOnDrop(
+        std::process::Command::new(bao())
+            .arg("agent")
+            .arg(format!("-config={}", config.display()))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", "/home/app")
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("bao agent"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(read(log))
+            };
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("bao agent did not finish: {}", read(log)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).expect("under dir").to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Both agents succeeded and wrote the same files, with the same bytes and modes, except the
+/// token sinks named in `sinks`, whose tokens must each work.
+fn assert_same(vault: &Vault, (bao, hydrant): &(Run, Run), sinks: &[&str]) {
+    if let Err(log) = &bao.result {
+        panic!("bao agent failed:\n{log}");
+    }
+    if let Err(log) = &hydrant.result {
+        panic!("hydrant failed:\n{log}");
+    }
+    let (bao_out, hydrant_out) = (bao.dir.join("out"), hydrant.dir.join("out"));
+    let names = files(&bao_out);
+    assert_eq!(files(&hydrant_out), names, "the same files");
+    assert!(names.len() > sinks.len(), "templates rendered: {names:?}");
+    for name in &names {
+        let (want, got) = (bao_out.join(name), hydrant_out.join(name));
+        assert_eq!(mode(&got), mode(&want), "mode of {}", name.display());
+        if sinks.iter().any(|s| Path::new(s) == name) {
+            for token in [read(&want), read(&got)] {
+                vault
+                    .api_as(token.trim(), "GET", "auth/token/lookup-self", None)
+                    .unwrap_or_else(|e| {
+                        panic!("the token in {} does not work: {e:?}", name.display())
+                    });
+            }
+            continue;
+        }
+        assert_eq!(
+            read(&got),
+            read(&want),
+            "{} differs from bao agent's",
+            name.display()
+        );
+    }
+}
+
+fn hcl(vault: &Vault, auto_auth: &str) -> String {
+    format!(
+        "vault {{\n  address = \"{}\"\n}}\nexit_after_auth = true\npid_file = \"@DIR@/pid\"\nauto_auth {{\n{auto_auth}\n  sink \"file\" {{\n    config = {{\n      path = \"@OUT@/token\"\n      mode = 0600\n    }}\n  }}\n}}\n{TEMPLATES}",
+        vault.addr
+    )
+}
+
+#[test]
+fn token_file_auth_writes_what_bao_agent_writes() {
+    let vault = seeded();
+    let token = vault.token(&["app"]);
+    let config = hcl(
+        &vault,
+        "  method \"token_file\" {\n    config = {\n      token_file_path = \"@DIR@/vault-token\"\n    }\n  }",
+    );
+    let runs = both(&vault, "token-file", &config, |dir| {
+        std::fs::write(dir.join("vault-token"), &token).expect("token");
+    });
+    assert_same(&vault, &runs, &["token"]);
+    for run in [&runs.0, &runs.1] {
+        assert!(
+            !run.dir.join("pid").exists(),
+            "the pid file is removed at exit"
+        );
+    }
+}
+
+#[test]
+fn approle_auth_writes_what_bao_agent_writes_and_removes_the_secret_id() {
+    let vault = seeded();
+    let (role_id, _) = vault.approle("app", &["app"]);
+    let config = hcl(
+        &vault,
+        "  method \"approle\" {\n    mount_path = \"auth/approle\"\n    config = {\n      role_id_file_path = \"@DIR@/role-id\"\n      secret_id_file_path = \"@DIR@/secret-id\"\n    }\n  }",
+    );
+    let runs = both(&vault, "approle", &config, |dir| {
+        let secret_id =
+            vault.api("POST", "auth/approle/role/app/secret-id", None)["data"]["secret_id"]
+                .as_str()
+                .expect("secret id")
+                .to_owned();
+        std::fs::write(dir.join("role-id"), &role_id).expect("role id");
+        std::fs::write(dir.join("secret-id"), secret_id).expect("secret id");
+    });
+    assert_same(&vault, &runs, &["token"]);
+    for run in [&runs.0, &runs.1] {
+        assert!(run.dir.join("role-id").exists());
+        assert!(
+            !run.dir.join("secret-id").exists(),
+            "remove_secret_id_file_after_reading defaults to true"
+        );
+    }
+}
+
+#[test]
+fn jwt_auth_writes_what_bao_agent_writes_and_removes_the_jwt() {
+    let vault = seeded();
+    let signer = Signer::new();
+    vault.enable_auth("jwt", "jwt");
+    vault.api(
+        "POST",
+        "auth/jwt/config",
+        Some(json!({"jwt_validation_pubkeys": [signer.public_pem], "bound_issuer": jwt::ISSUER})),
+    );
+    vault.api(
+        "POST",
+        "auth/jwt/role/app",
+        Some(json!({
+            "role_type": "jwt",
+            "user_claim": "sub",
+            "bound_subject": "system:serviceaccount:team-a:app",
+            "bound_audiences": ["vault"],
+            "token_policies": ["app"],
+            "token_ttl": "1h",
+        })),
+    );
+    let token = signer.sign(&jwt::service_account_claims(
+        "team-a", "app", "vault", "0b7c-uid",
+    ));
+    let config = hcl(
+        &vault,
+        "  method \"jwt\" {\n    config = {\n      role = \"app\"\n      path = \"@DIR@/jwt\"\n    }\n  }",
+    );
+    let runs = both(&vault, "jwt", &config, |dir| {
+        std::fs::write(dir.join("jwt"), &token).expect("jwt");
+    });
+    assert_same(&vault, &runs, &["token"]);
+    for run in [&runs.0, &runs.1] {
+        assert!(
+            !run.dir.join("jwt").exists(),
+            "remove_jwt_after_reading defaults to true"
+        );
+    }
+}
+
+#[test]
+fn kubernetes_auth_writes_what_bao_agent_writes() {
+    let vault = seeded();
+    let reviewer = TokenReviewer::start();
+    kubernetes_setup(&vault, &reviewer, "app", None, &["app"]);
+    let token = reviewer.accepted_token("app", "vault", "0b7c-uid");
+    let config = hcl(
+        &vault,
+        "  method \"kubernetes\" {\n    mount_path = \"auth/kubernetes\"\n    config = {\n      role = \"app\"\n      token_path = \"@DIR@/sa-token\"\n    }\n  }",
+    );
+    let runs = both(&vault, "kubernetes", &config, |dir| {
+        std::fs::write(dir.join("sa-token"), &token).expect("sa token");
+    });
+    assert_same(&vault, &runs, &["token"]);
+}
+
+/// What vault-k8s gives its init container for an annotated pod, in its JSON form.
+#[test]
+fn vault_k8s_json_config_writes_what_bao_agent_writes() {
+    let vault = seeded();
+    let reviewer = TokenReviewer::start();
+    kubernetes_setup(&vault, &reviewer, "app", None, &["app"]);
+    let token = reviewer.accepted_token("app", "vault", "0b7c-uid");
+    let config = json!({
+        "auto_auth": {
+            "method": {
+                "type": "kubernetes",
+                "mount_path": "auth/kubernetes",
+                "config": {"role": "app", "token_path": "@DIR@/sa-token"}
+            },
+            "sink": [{"type": "file", "config": {"path": "@OUT@/.vault-token"}}]
+        },
+        "exit_after_auth": true,
+        "pid_file": "@DIR@/.pid",
+        "vault": {"address": vault.addr},
+        "template": [{
+            "destination": "@OUT@/db-creds",
+            "contents": "{{ with secret \"secret/data/app/db\" }}{{ range $k, $v := .Data }}{{ $k }}: {{ $v }}\n{{ end }}{{ end }}",
+            "left_delimiter": "{{",
+            "right_delimiter": "}}",
+            "command": "",
+            "error_on_missing_key": false
+        }],
+        "template_config": {"exit_on_retry_failure": true}
+    });
+    let runs = both(&vault, "vault-k8s", &config.to_string(), |dir| {
+        std::fs::write(dir.join("sa-token"), &token).expect("sa token");
+    });
+    assert_same(&vault, &runs, &[".vault-token"]);
+}
+
+#[test]
+fn a_config_directory_merges_as_bao_agent_merges_it() {
+    let vault = seeded();
+    let token = vault.token(&["app"]);
+    let base = vault.path("hcl-dir");
+    let run = |agent: &str| {
+        let dir = base.join(agent);
+        let (conf, out) = (dir.join("conf.d"), dir.join("out"));
+        std::fs::create_dir_all(&conf).expect("conf dir");
+        std::fs::create_dir_all(&out).expect("out dir");
+        std::fs::write(dir.join("vault-token"), &token).expect("token");
+        let o = out.display();
+        std::fs::write(
+            conf.join("10-auth.hcl"),
+            format!(
+                "vault {{\n  address = \"http://127.0.0.1:1\"\n}}\nauto_auth {{\n  method \"token_file\" {{\n    config = {{ token_file_path = \"{}/vault-token\" }}\n  }}\n}}\ntemplate {{\n  destination = \"{o}/a\"\n  contents = \"{{{{ with secret \\\"secret/data/app/db\\\" }}}}{{{{ .Data.data.username }}}}{{{{ end }}}}\"\n}}\n",
+                dir.display()
+            ),
+        )
+        .expect("first");
+        std::fs::write(
+            conf.join("20-more.json"),
+            json!({
+                "vault": {"address": vault.addr},
+                "exit_after_auth": true,
+                "template": {"destination": format!("{o}/b"), "contents": "{{ with secret \"kv/legacy\" }}{{ .Data.user }}{{ end }}"}
+            })
+            .to_string(),
+        )
+        .expect("second");
+        std::fs::write(conf.join("notes.txt~"), "not a config").expect("other");
+        let log = dir.join("log");
+        let result = if agent == "bao" {
+            run_bao(&conf, &log)
+        } else {
+            let run = Hydrant::new(["agent", "--config"]).run_with_arg(&conf);
+            if run.code() == 0 {
+                Ok(())
+            } else {
+                Err(run.stderr())
+            }
+        };
+        Run { dir, result }
+    };
+    let runs = (run("bao"), run("hydrant"));
+    assert_same(&vault, &runs, &[]);
+}
+
+#[test]
+fn a_config_mistake_names_file_line_and_key_and_costs_no_login() {
+    let vault = seeded();
+    let token_file = vault.file("hcl-mistake/token", &vault.token(&["app"]));
+    let config = vault.file(
+        "hcl-mistake/agent.hcl",
+        &format!(
+            "vault {{\n  address = \"{}\"\n}}\nexit_after_auth = true\nauto_auth {{\n  method \"token_file\" {{\n    config = {{\n      token_file_path = \"{}\"\n      remove_token = true\n    }}\n  }}\n}}\ntemplate {{\n  destination = \"/tmp/x\"\n  contents = \"x\"\n}}\ncache {{\n  use_auto_auth_token = true\n}}\n",
+            vault.addr,
+            token_file.display()
+        ),
+    );
+    let mark = vault.audit_mark();
+    let err = Hydrant::new(["agent", "--config"])
+        .run_with_arg(&config)
+        .failure(64);
+    let shown = config.display();
+    assert!(
+        err.contains(&format!(
+            "{shown}:9:7: auto_auth.method.config.remove_token: unknown key"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{shown}:17:1: cache: not supported by hydrant")),
+        "{err}"
+    );
+    let syntax = vault.file(
+        "hcl-mistake/broken.hcl",
+        "vault {\n  address = \"x\"\n  retry {\n",
+    );
+    let err = Hydrant::new(["agent", "--config"])
+        .run_with_arg(&syntax)
+        .failure(64);
+    assert!(err.contains(&format!("{}:3:", syntax.display())), "{err}");
+    assert_eq!(
+        vault.audit_requests(mark),
+        Vec::new(),
+        "nothing reached Vault"
+    );
+}
+
+/// Without `exit_after_auth` the same HCL runs the sidecar: the token sink is replaced at each
+/// re-login (the token lives 3 s, at most 6 s) and always holds a token that works; the secret-ID
+/// file, removed after the first read, is not needed for the next logins; the pid file holds the
+/// agent's process ID while it runs and is gone after SIGTERM.
+#[test]
+fn the_sidecar_keeps_the_token_sink_current_across_re_logins() {
+    let vault = seeded();
+    let (role_id, secret_id) = vault.approle("app", &["app"]);
+    vault.api(
+        "POST",
+        "auth/approle/role/app",
+        Some(json!({"token_policies": ["app"], "token_ttl": "3s", "token_max_ttl": "6s"})),
+    );
+    let dir = vault.path("hcl-sidecar");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("role-id"), &role_id).expect("role id");
+    std::fs::write(dir.join("secret-id"), &secret_id).expect("secret id");
+    let d = dir.display();
+    let config = vault.file(
+        "hcl-sidecar/agent.hcl",
+        &format!(
+            "vault {{\n  address = \"{}\"\n}}\npid_file = \"{d}/pid\"\nauto_auth {{\n  method \"approle\" {{\n    config = {{\n      role_id_file_path = \"{d}/role-id\"\n      secret_id_file_path = \"{d}/secret-id\"\n    }}\n  }}\n  sink \"file\" {{\n    config = {{ path = \"{d}/out/token\" }}\n  }}\n}}\ntemplate {{\n  destination = \"{d}/out/user\"\n  contents = \"{{{{ with secret \\\"secret/data/app/db\\\" }}}}{{{{ .Data.data.username }}}}{{{{ end }}}}\"\n}}\n",
+            vault.addr
+        ),
+    );
+    let mut agent = Hydrant::sidecar(&config)
+        .env("HYDRANT_LOG", "hydrant=debug")
+        .spawn(&dir.join("log"));
+    let sink = dir.join("out/token");
+    wait_for("the token sink", Duration::from_secs(20), || sink.exists());
+    let first = read(&sink);
+    assert_eq!(mode(&sink), 0o640, "Vault Agent's default sink mode");
+    assert_eq!(read(&dir.join("pid")), agent.pid().to_string());
+    assert!(!dir.join("secret-id").exists(), "removed after reading");
+    wait_for("a new token in the sink", Duration::from_secs(20), || {
+        read(&sink) != first
+    });
+    let second = read(&sink);
+    vault
+        .api_as(second.trim(), "GET", "auth/token/lookup-self", None)
+        .unwrap_or_else(|e| panic!("the new token does not work: {e:?}\n{}", agent.log()));
+    assert_eq!(read(&dir.join("out/user")), "app-user");
+    agent.stop();
+    assert!(!dir.join("pid").exists(), "the pid file is removed at exit");
+}
+
+/// `create_dest_dirs = false` refuses a destination whose directory is missing, before any login;
+/// by default (consul-template's true) the directories are created.
+#[test]
+fn create_dest_dirs_false_refuses_a_missing_directory_before_logging_in() {
+    let vault = seeded();
+    let token_file = vault.file("hcl-dirs/token", &vault.token(&["app"]));
+    let out = vault.path("hcl-dirs/out");
+    let config = |create: &str| {
+        vault.file(
+            "hcl-dirs/agent.hcl",
+            &format!(
+                "vault {{\n  address = \"{}\"\n}}\nexit_after_auth = true\nauto_auth {{\n  method \"token_file\" {{\n    config = {{ token_file_path = \"{}\" }}\n  }}\n}}\ntemplate {{\n  destination = \"{}/a/b/user\"\n  contents = \"x\"\n  {create}\n}}\n",
+                vault.addr,
+                token_file.display(),
+                out.display()
+            ),
+        )
+    };
+    let mark = vault.audit_mark();
+    let err = Hydrant::new(["agent", "--config"])
+        .run_with_arg(config("create_dest_dirs = false"))
+        .failure(1);
+    assert!(err.contains("create_dest_dirs is false"), "{err}");
+    assert_eq!(vault.audit_requests(mark), Vec::new(), "no login");
+    Hydrant::new(["agent", "--config"])
+        .run_with_arg(config(""))
+        .success();
+    assert_eq!(read(&out.join("a/b/user")), "x");
+}

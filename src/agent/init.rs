@@ -23,10 +23,12 @@ pub(super) async fn run(config: &AgentConfig, engine: &Engine) -> Result<(), Err
     Ok(())
 }
 
-/// What a first render gives: the token, every output, and what was
+/// What a first render gives: the client, logged in, its token, every output, and what was
 /// fetched (for the hand-over).
 pub(crate) struct FirstRender {
-    /// The token.
+    /// The client, logged in.
+    pub(crate) client: vault::Client,
+    /// Its token.
     pub(crate) token: vault::TokenInfo,
     /// Every output, in order.
     pub(crate) rendered: Vec<Rendered>,
@@ -81,6 +83,7 @@ pub(crate) async fn first_render(
     }
     let fetched = fetch.take();
     Ok(FirstRender {
+        client,
         token,
         rendered,
         fetched,

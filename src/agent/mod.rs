@@ -6,13 +6,13 @@
 //! the `--once` path and `sidecar/` the long-running one; `compile`, `snapshot`, `fetch` and
 //! `state` (the hand-over between them) are what both use.
 
-mod compile;
+pub(crate) mod compile;
 pub mod config;
-mod fetch;
-mod init;
+pub(crate) mod fetch;
+pub(crate) mod init;
 mod schedule;
-mod server;
-mod sidecar;
+pub(crate) mod server;
+pub(crate) mod sidecar;
 mod sink;
 mod snapshot;
 pub mod state;

@@ -79,6 +79,13 @@ pub enum Command {
     /// GET /healthz, /readyz and /metrics serve probes and Prometheus. The certificate and key are
     /// reloaded when their files change.
     Webhook(Box<crate::webhook::Args>),
+    /// Send a running webhook one AdmissionReview the way the API server does (HTTPS to its
+    /// Service, its certificate checked against --ca-cert) and check that it allows a pod asking
+    /// for nothing, unchanged: the chart's `helm test`.
+    ///
+    /// Exit status: 0 the webhook answered as it should; 1 no answer, or a wrong one; 64 a usage
+    /// error or an unusable --ca-cert.
+    CheckWebhook(crate::webhook::check::CheckArgs),
     /// Keep a policy repository's branch applied to Vault: fetch on an interval and on POST
     /// /sync, apply each new commit (a commit with any problem is refused whole), correct or
     /// report drift, follow Namespaces, lead through a Lease.
@@ -101,6 +108,16 @@ pub enum Command {
     /// Exit status: 0 when every matching process was signalled; 1 when none matches or one
     /// cannot be signalled; 64 for a signal or pattern it cannot use.
     Signal(crate::signal::Args),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    ///
+    /// bash: hydrant completions bash > /etc/bash_completion.d/hydrant; zsh: hydrant completions
+    /// zsh > "${fpath[1]}/_hydrant"; fish: hydrant completions fish >
+    /// ~/.config/fish/completions/hydrant.fish.
+    Completions(crate::docs::CompletionsArgs),
+    /// Print the man page hydrant(1), or write one page per subcommand with --dir.
+    ///
+    /// man <(hydrant man); hydrant man --dir /usr/local/share/man/man1.
+    Man(crate::docs::ManArgs),
 }
 
 /// A duration flag's value: `90s`, `5m`, `1h30m`.

@@ -18,6 +18,17 @@ pub enum Written {
     Unchanged,
 }
 
+impl Written {
+    /// A fixed lowercase word for logs and metrics: `created`, `updated` or `unchanged`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Written::Created => "created",
+            Written::Updated => "updated",
+            Written::Unchanged => "unchanged",
+        }
+    }
+}
+
 /// One file to write. Its `Debug` shows the path and size, never the contents.
 #[derive(Clone, Copy)]
 pub struct FileWrite<'a> {

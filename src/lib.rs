@@ -6,11 +6,13 @@
 pub mod agent;
 pub mod cli;
 pub mod controller;
+pub mod docs;
 pub mod env;
 pub mod exec;
 pub mod files;
 pub mod inject;
 pub mod lease;
+pub mod metrics;
 pub mod policy;
 pub mod process;
 pub mod render;
@@ -40,6 +42,9 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
         Command::Render(args) => render::command(&args, env),
         Command::Inject(args) => inject::command(&args, env.as_ref()),
         Command::Webhook(args) => webhook::command(*args, env.as_ref()),
+        Command::CheckWebhook(args) => webhook::check::command(&args),
+        Command::Completions(args) => docs::completions_command(&args),
+        Command::Man(args) => docs::man_command(&args),
         Command::Policy(args) => policy::command(args, env.as_ref()),
         Command::Controller(args) => controller::command(args, env.as_ref()),
         Command::Signal(args) => Ok(signal::command(&args)?),
@@ -133,6 +138,11 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         matches!(e, exec::Error::NoCommand | exec::Error::TwoCommands)
     } else if let Some(e) = error.downcast_ref::<signal::Error>() {
         matches!(e, signal::Error::Signal(_) | signal::Error::Pattern { .. })
+    } else if let Some(e) = error.downcast_ref::<webhook::check::CheckError>() {
+        matches!(
+            e,
+            webhook::check::CheckError::Ca(_) | webhook::check::CheckError::Url(_)
+        )
     } else if let Some(e) = error.downcast_ref::<policy::Error>() {
         !matches!(e, policy::Error::Vault(_))
     } else if let Some(e) = error.downcast_ref::<controller::Error>() {

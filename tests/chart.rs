@@ -24,5 +24,5 @@ fn the_chart_lints_renders_validates_and_passes_only_flags_the_binary_takes() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.starts_with("chart ok: 7 values sets"), "{stdout}");
+    assert!(stdout.starts_with("chart ok: 9 values sets"), "{stdout}");
 }

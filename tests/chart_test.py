@@ -12,6 +12,7 @@ and entrypoint match what the chart runs. Exits non-zero with every failure list
 import json
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,7 +77,36 @@ def flags_in_help(binary, subcommand):
     return set(re.findall(r"(--[a-z][a-z0-9-]*)", text))
 
 
-def check_documents(name, docs, binary):
+def check_test_hook(name, docs, values, services):
+    """The `helm test` pod checks the webhook through the Service and port the API server uses,
+    trusting only the CA of the webhook's Secret."""
+    tests = [
+        d for d in by_kind(docs, "Pod")
+        if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    ]
+    if not check(len(tests) == 1, f"{name}: {len(tests)} helm test pods"):
+        return None
+    pod = tests[0]
+    hook = by_kind(docs, "MutatingWebhookConfiguration")[0]["webhooks"][0]["clientConfig"]["service"]
+    args = dict(a.split("=", 1) for a in pod["spec"]["containers"][0]["args"] if "=" in a)
+    check(
+        args.get("--url") == f"https://{hook['name']}.{hook['namespace']}.svc:{hook['port']}{hook['path']}",
+        f"{name}: the helm test calls {args.get('--url')}, not the webhook's Service",
+    )
+    check(hook["name"] in services, f"{name}: the helm test's Service does not exist")
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "ca")
+    mode = values.get("certificates", {}).get("mode", "self-managed")
+    key = "ca-bundle.crt" if mode == "self-managed" else "ca.crt"
+    check(
+        volume["secret"]["items"] == [{"key": key, "path": "ca.crt"}]
+        and args.get("--ca-cert") == "/etc/hydrant/ca/ca.crt",
+        f"{name}: the helm test does not trust the CA of the webhook's Secret ({volume})",
+    )
+    check(pod["spec"]["automountServiceAccountToken"] is False, f"{name}: the helm test gets an API token")
+    return pod
+
+
+def check_documents(name, docs, binary, values):
     for doc in docs:
         what = f"{name}: {doc['kind']} {doc['metadata'].get('name')}"
         if doc["apiVersion"].startswith(CUSTOM):
@@ -140,11 +170,15 @@ def check_documents(name, docs, binary):
                 excluded and {NAMESPACE, "kube-system"} <= set(excluded[0]["values"]),
                 f"{name}: the release namespace and kube-system are not excluded",
             )
-    for deployment in deployments.values():
-        spec = deployment["spec"]["template"]["spec"]
+    test = check_test_hook(name, docs, values, services)
+    pods = [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in deployments.values()]
+    if test:
+        pods.append((test["metadata"]["name"], test["spec"]))
+    omit = values.get("agent", {}).get("runAs", {}).get("omit", False)
+    for pod_name, spec in pods:
         for container in spec["containers"]:
             args = container["args"]
-            label = f"{name}: {deployment['metadata']['name']}"
+            label = f"{name}: {pod_name}"
             check("command" not in container, f"{label} overrides the image's entrypoint")
             check(
                 container["securityContext"].get("readOnlyRootFilesystem") is True
@@ -156,10 +190,17 @@ def check_documents(name, docs, binary):
                 flag = arg.split("=", 1)[0]
                 check(flag in known, f"{label}: {flag} is not a flag of hydrant {args[0]}")
             accepted_by_binary(binary, args, label)
-        check(
-            spec["securityContext"]["runAsUser"] == 65532,
-            f"{name}: pods do not run as the image's user 65532",
-        )
+        if omit:
+            check(
+                not {"runAsUser", "runAsGroup", "fsGroup"} & set(spec["securityContext"])
+                and spec["securityContext"]["runAsNonRoot"] is True,
+                f"{name}: {pod_name} sets ids although runAs.omit (OpenShift assigns them)",
+            )
+        else:
+            check(
+                spec["securityContext"]["runAsUser"] == 65532,
+                f"{name}: pods do not run as the image's user 65532",
+            )
 
 
 def check_vault_ca(binary, values, docs):
@@ -223,7 +264,7 @@ def check_install_examples(binary):
     examples = ROOT / "examples" / "install"
     values = yaml.safe_load((examples / "values.yaml").read_text())
     docs, _ = render(values)
-    check_documents("examples/install/values.yaml", docs, binary)
+    check_documents("examples/install/values.yaml", docs, binary, values)
     injected = {}
     for path in sorted(examples.glob("0*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -282,6 +323,103 @@ def check_install_examples(binary):
         check(config.get("config", {}).get("schema"), "the config snapshot has no schema")
 
 
+def check_vault_helm_values(docs):
+    """ci/vault-helm-values.yaml: every value vault-helm and external-secrets users reach for
+    lands where it should, over the chart's defaults rather than instead of them."""
+    webhook = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-webhook"))
+    template = webhook["spec"]["template"]
+    pod = template["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    check(
+        env.get("HTTPS_PROXY", {}).get("value") == "http://proxy.example.com:3128"
+        and env.get("GOMAXPROCS_HINT", {}).get("valueFrom", {}).get("resourceFieldRef", {}).get("resource") == "limits.cpu"
+        and "HYDRANT_LOG" in env,
+        f"extraEnv / extraEnvironmentVars not added to the webhook's env: {sorted(env)}",
+    )
+    check(
+        template["metadata"]["labels"].get("team") == "platform"
+        and template["metadata"]["labels"].get("app.kubernetes.io/component") == "webhook",
+        "podLabels not on the webhook pods",
+    )
+    check(template["metadata"]["annotations"].get("example.com/scrape") == "false", "podAnnotations not on the pods")
+    service = next(d for d in by_kind(docs, "Service") if d["metadata"]["name"].endswith("-webhook"))
+    check(service["metadata"].get("annotations") == {"example.com/service": "webhook"}, "webhook.service.annotations")
+    account = next(d for d in by_kind(docs, "ServiceAccount") if d["metadata"]["name"].endswith("-webhook"))
+    check(
+        account["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn", "").endswith(":role/hydrant"),
+        "webhook.serviceAccount.annotations",
+    )
+    config = by_kind(docs, "MutatingWebhookConfiguration")[0]
+    check(config["metadata"].get("annotations", {}).get("example.com/owner") == "platform", "injection.annotations")
+    entry = config["webhooks"][0]
+    check(entry["failurePolicy"] == "Ignore", "injection.failurePolicy Ignore not used")
+    selector = entry["namespaceSelector"]
+    check(
+        selector.get("matchLabels") == {"vault-injection": "enabled"}
+        and any(e["key"] == "kubernetes.io/metadata.name" and e["operator"] == "NotIn" for e in selector["matchExpressions"]),
+        f"a raw namespaceSelector drops the chart's exclusions or is not used: {selector}",
+    )
+    check(
+        entry["objectSelector"] == {"matchExpressions": [{"key": "vault-sidecar-injector", "operator": "NotIn", "values": ["disabled"]}]},
+        f"injection.objectSelector not used: {entry['objectSelector']}",
+    )
+    check(
+        pod["securityContext"].get("fsGroupChangePolicy") == "OnRootMismatch"
+        and pod["securityContext"].get("runAsNonRoot") is True
+        and pod["securityContext"].get("seccompProfile") == {"type": "RuntimeDefault"},
+        "podSecurityContext replaces the chart's defaults instead of adding to them",
+    )
+    check(
+        container["securityContext"].get("privileged") is False
+        and container["securityContext"].get("readOnlyRootFilesystem") is True
+        and container["securityContext"].get("capabilities") == {"drop": ["ALL"]},
+        "securityContext replaces the chart's hardening instead of adding to it",
+    )
+    live, ready = container["livenessProbe"], container["readinessProbe"]
+    check(
+        live["periodSeconds"] == 20 and live["failureThreshold"] == 6 and live["httpGet"]["path"] == "/healthz"
+        and ready["initialDelaySeconds"] == 2 and ready["httpGet"]["path"] == "/readyz",
+        f"probe overrides lost the probe or were not applied: {live} {ready}",
+    )
+    check(
+        pod.get("hostNetwork") is True and pod.get("dnsPolicy") == "ClusterFirstWithHostNet"
+        and "--listen=0.0.0.0:9443" in container["args"]
+        and container["ports"][0]["containerPort"] == 9443,
+        "hostNetwork on port 9443 not rendered",
+    )
+    check(
+        webhook["spec"].get("strategy", {}).get("rollingUpdate") == {"maxUnavailable": 0, "maxSurge": 1},
+        "webhook.strategy not used",
+    )
+    check(
+        not by_kind(docs, "PodDisruptionBudget"),
+        "a PodDisruptionBudget with one replica blocks every node drain",
+    )
+
+
+def check_service_monitor_labels():
+    """metrics.serviceMonitor.labels reach the ServiceMonitor. The offline render has no
+    cluster to say it serves monitoring.coreos.com/v1, so a copy of the chart claims it does."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = pathlib.Path(tmp) / "hydrant"
+        shutil.copytree(CHART, copy)
+        template = copy / "templates" / "servicemonitor.yaml"
+        text = template.read_text()
+        claim = '(.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")'
+        if not check(claim in text, "servicemonitor.yaml no longer checks the API version"):
+            return
+        template.write_text(text.replace(claim, "true"))
+        values = {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}}
+        rendered = Chart.load(str(copy)).render(values, name=RELEASE, namespace=NAMESPACE)
+        docs = [d for p, t in rendered.items() if p.endswith(".yaml") for d in yaml.safe_load_all(t) if d]
+        monitors = by_kind(docs, "ServiceMonitor")
+        check(
+            len(monitors) == 1 and monitors[0]["metadata"]["labels"].get("release") == "prometheus",
+            "metrics.serviceMonitor.labels not on the ServiceMonitor",
+        )
+
+
 def main():
     binary = sys.argv[1]
     result = lint(str(CHART), strict=True)
@@ -294,11 +432,24 @@ def main():
         value_sets[path.name] = yaml.safe_load(path.read_text()) or {}
     check(len(value_sets) >= 5, "fewer values files under ci/ than the issue lists")
     rendered = {}
+    notes_of = {}
     for name, values in value_sets.items():
         docs, notes = render(values)
         rendered[name] = docs
-        check_documents(name, docs, binary)
+        notes_of[name] = notes
+        check_documents(name, docs, binary, values)
         check("kubectl" in notes, f"{name}: NOTES.txt does not say how to check a pod")
+        check("helm test" in notes, f"{name}: NOTES.txt does not mention helm test")
+    # NOTES.txt names the agent container the mode really makes.
+    check(
+        "-c vault-agent\n" in notes_of["default"] and "vault-agent-init" not in notes_of["default"]
+        and "hydrant-agent" not in notes_of["default"],
+        "NOTES.txt does not name native mode's vault-agent",
+    )
+    check(
+        "-c vault-agent-init\n" in notes_of["all-namespaces-values.yaml"],
+        "NOTES.txt does not name init-and-sidecar mode's vault-agent-init",
+    )
 
     # What the values select.
     default = rendered["default"]
@@ -318,13 +469,22 @@ def main():
     check(
         any(d["kind"] == "PodDisruptionBudget" for d in default), "no PodDisruptionBudget"
     )
+    # No cert-manager needed by default: the webhook manages its certificates.
+    check(
+        not any(d["apiVersion"].startswith("cert-manager") for d in default)
+        and "--self-managed-certificates" in by_kind(default, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"],
+        "the default install needs cert-manager",
+    )
     webhook = by_kind(default, "Deployment")[0]
     check(webhook["spec"]["replicas"] == 2, "the webhook does not run 2 replicas")
     check(
         webhook["spec"]["template"]["spec"].get("topologySpreadConstraints"),
         "webhook replicas are not spread",
     )
-    check(not any(d["kind"] == "ClusterRole" for d in default), "RBAC without the controller")
+    check(
+        [d["metadata"]["name"] for d in by_kind(default, "ClusterRole")] == ["hydrant-webhook-certificates"],
+        "RBAC without the controller beyond the self-managed certificates' own",
+    )
     everything = rendered["all-namespaces-values.yaml"]
     hook = by_kind(everything, "MutatingWebhookConfiguration")[0]["webhooks"][0]
     check("matchLabels" not in hook["namespaceSelector"], "all namespaces still need a label")
@@ -363,9 +523,27 @@ def main():
     check(pod["automountServiceAccountToken"] is True, "self-managed webhook has no API token")
     check("emptyDir" in pod["volumes"][0], "self-managed certificates are not written to an emptyDir")
     check(
-        by_kind(default, "Deployment")[0]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False,
+        by_kind(rendered["cert-manager-values.yaml"], "Deployment")[0]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False,
         "the webhook gets an API token it does not use",
     )
+    check_vault_helm_values(rendered["vault-helm-values.yaml"])
+    low = by_kind(rendered["privileged-port-values.yaml"], "Deployment")[0]["spec"]["template"]["spec"]
+    check(
+        low["securityContext"].get("sysctls") == [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "443"}]
+        and "--listen=0.0.0.0:443" in low["containers"][0]["args"],
+        "a webhook port below 1024 cannot be bound by the non-root webhook",
+    )
+    check(
+        "sysctls" not in by_kind(default, "Deployment")[0]["spec"]["template"]["spec"]["securityContext"],
+        "the default webhook port gets a sysctl",
+    )
+    for port in (443, 10250):
+        try:
+            render({"webhook": {"hostNetwork": True, "port": port}})
+            failures.append(f"the chart renders hostNetwork on port {port}")
+        except Exception as e:
+            check("webhook.port" in str(e), f"the refusal of hostNetwork on {port} does not name webhook.port: {e}")
+    check_service_monitor_labels()
     controller = rendered["controller-values.yaml"]
     roles = {d["kind"]: d for d in controller if d["kind"] in ("Role", "ClusterRole")}
     check(
@@ -429,6 +607,11 @@ def main():
     # values.schema.json refuses wrong types and unknown keys.
     chart = Chart.load(str(CHART))
     for bad in (
+        {"webhook": {"hostNetwork": "yes"}},
+        {"webhook": {"extraEnvironmentVars": {"A": 1}}},
+        {"webhook": {"livenessProbe": {"periodSecond": 5}}},
+        {"injection": {"namespaceSelector": {"matchLabel": {"a": "b"}}}},
+        {"metrics": {"serviceMonitor": {"labels": {"release": 1}}}},
         {"webhook": {"replicas": "two"}},
         {"injection": {"failurePolicy": "Sometimes"}},
         {"replica": 3},

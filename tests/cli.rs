@@ -385,3 +385,55 @@ fn hydrant_signal_signals_a_process_by_name_pattern_and_id() {
     let run = Hydrant::new(["signal", "--pid", "1", "BOGUS"]).run();
     assert_eq!(run.code(), 64, "{}", run.stderr());
 }
+
+/// Shell completions and man pages come from the clap definitions: bash loads the script and
+/// registers it, each subcommand gets a page, an unknown shell is a usage error.
+#[test]
+fn completions_and_man_pages_are_generated_from_the_command_line_definition() {
+    let script = Hydrant::new(["completions", "bash"])
+        .run()
+        .success()
+        .stdout();
+    assert!(script.contains("check-webhook"), "{script}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hydrant.bash");
+    std::fs::write(&path, &script).expect("write");
+    let registered = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p hydrant", path.display()))
+        .output()
+        .expect("bash");
+    assert!(
+        String::from_utf8_lossy(&registered.stdout).contains("hydrant"),
+        "{}",
+        String::from_utf8_lossy(&registered.stderr)
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let run = Hydrant::new(["completions", shell]).run().success();
+        assert!(run.stdout().contains("policy"), "{shell}");
+    }
+    let run = Hydrant::new(["completions", "tcsh"]).run();
+    assert_eq!(run.code(), 64, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("invalid value 'tcsh'"),
+        "{}",
+        run.stderr()
+    );
+
+    let page = Hydrant::new(["man"]).run().success().stdout();
+    assert!(page.contains(".TH hydrant 1"), "{page}");
+    let pages = dir.path().join("man1");
+    Hydrant::new(["man", "--dir"])
+        .run_with_arg(&pages)
+        .success();
+    for name in [
+        "hydrant.1",
+        "hydrant-agent.1",
+        "hydrant-webhook.1",
+        "hydrant-policy-apply.1",
+    ] {
+        let text =
+            std::fs::read_to_string(pages.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name}");
+    }
+}

@@ -275,6 +275,23 @@ fn controller_applies_each_new_commit_from_git_daemon_and_refuses_a_bad_one_whol
             .contains("database/creds/team-a_app")
     );
     assert_eq!(c.metric("hydrant_controller_objects_total", "created"), 6.0);
+    let text = crate::util::check_metrics_endpoint(&format!("{}/metrics", c.url));
+    assert!(
+        text.contains("hydrant_controller_applies_total{result=\"refused\"} 0"),
+        "{text}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let applied_at = c.metric(
+        "hydrant_controller_last_successful_apply_timestamp_seconds",
+        "",
+    );
+    assert!(
+        (now - 120.0..now + 1.0).contains(&applied_at),
+        "{applied_at} vs {now}"
+    );
     let applied = wait_event(&kube, "Applied", &first[..12]);
     assert_eq!(applied["type"], "Normal");
     assert_eq!(

@@ -467,3 +467,53 @@ fn apply_refuses_a_zero_ttl_a_hidden_policy_and_a_stray_file_by_name() {
         "Vault was not even asked"
     );
 }
+
+/// Vault Enterprise namespaces, with OpenBao's: `VAULT_NAMESPACE` (or `BAO_NAMESPACE`) makes
+/// `policy apply` act in that namespace, as the Vault CLI does, and leave the root namespace
+/// alone; the token comes from `~/.vault-token` when `VAULT_TOKEN` is unset, as after
+/// `vault login`.
+#[test]
+fn apply_acts_in_the_namespace_given_as_the_vault_cli_does() {
+    let vault = Vault::start();
+    vault.api("POST", "sys/namespaces/platform", None);
+    vault.api(
+        "POST",
+        "platform/sys/auth/kubernetes",
+        Some(json!({"type": "kubernetes"})),
+    );
+    // The policy index lives in KV v2 at secret/, as on the dev server's root namespace.
+    vault.api(
+        "POST",
+        "platform/sys/mounts/secret",
+        Some(json!({"type": "kv", "options": {"version": "2"}})),
+    );
+    let repo = repository(&vault);
+    let home = vault.path("home");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(home.join(".vault-token"), format!("{ROOT_TOKEN}\n")).expect("token");
+    let run = Hydrant::new(["policy", "apply"])
+        .env("BAO_ADDR", &vault.addr)
+        .env("VAULT_NAMESPACE", "platform")
+        .env("HOME", &home)
+        .run_with_arg(&repo)
+        .success();
+    assert!(
+        run.stdout().contains("+ create policy tenant-team-a-db\n"),
+        "{}",
+        run.stdout()
+    );
+    let listed = vault.api("LIST", "platform/sys/policies/acl", None);
+    let keys: Vec<String> = serde_json::from_value(listed["data"]["keys"].clone()).expect("keys");
+    assert!(keys.contains(&"tenant-team-a-db".to_owned()), "{keys:?}");
+    assert!(
+        policies(&vault).iter().all(|p| !p.starts_with("tenant-")),
+        "the root namespace is left alone: {:?}",
+        policies(&vault)
+    );
+    let role = vault.api(
+        "GET",
+        "platform/auth/kubernetes/role/tenant-team-a-app",
+        None,
+    );
+    assert!(role["data"]["token_policies"].is_array(), "{role}");
+}

@@ -497,10 +497,27 @@ fn the_local_endpoints_answer_and_quit_stops_the_sidecar() {
     for line in [
         "hydrant_agent_logins_total{result=\"ok\"} 1",
         "hydrant_agent_renders_total{template=\"db\",result=\"ok\"} 1",
-        "hydrant_agent_token_expiry_seconds ",
+        "hydrant_agent_renders_total{template=\"db\",result=\"error\"} 0",
+        "hydrant_agent_logins_total{result=\"error\"} 0",
+        "hydrant_agent_fetch_failures_total{reason=\"permission_denied\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }
+    // A timestamp, not "seconds until": about an hour from now for a 1 h token.
+    let expiry: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hydrant_agent_token_expiry_timestamp_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no token expiry in:\n{metrics}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        (now + 3000.0..now + 3700.0).contains(&expiry),
+        "{expiry} vs {now}"
+    );
+    crate::util::check_metrics_endpoint(&url("/metrics"));
     assert!(!metrics.contains("pw-1"), "no secret in metrics");
 
     let quit = http.post(url("/quit")).send().expect("quit");

@@ -351,6 +351,17 @@ fn the_https_server_reviews_probes_and_counts() {
         metrics.contains("hydrant_webhook_request_duration_seconds_bucket"),
         "{metrics}"
     );
+    let text = util::check_metrics_endpoint(&format!("{}/metrics", server.url));
+    for zero in [
+        "hydrant_webhook_requests_total{result=\"busy\"} 0",
+        "hydrant_webhook_denials_total{reason=\"too_large\"} 0",
+        "hydrant_webhook_denials_total{reason=\"excluded_namespace\"} 0",
+    ] {
+        assert!(
+            text.contains(zero),
+            "{zero} present from the start:\n{text}"
+        );
+    }
     assert!(
         server.shutdown() < std::time::Duration::from_secs(5),
         "drains promptly"
@@ -988,5 +999,118 @@ fn the_webhook_denies_a_self_doubling_json_patch_without_growing() {
     assert!(
         after < before + 16 * 1024 && after < 64 * 1024,
         "peak RSS went from {before} KiB to {after} KiB"
+    );
+}
+
+/// `hydrant check-webhook`, the chart's `helm test`: against the real webhook it passes; with
+/// another CA it fails naming the certificate problem; a missing CA file is a usage error.
+#[test]
+fn check_webhook_passes_against_the_webhook_and_fails_against_a_wrong_ca() {
+    let webhook = WebhookProcess::start("", &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, &webhook.pki.ca_pem).expect("ca");
+    let url = format!("{}/mutate", webhook.url);
+    let run = util::Hydrant::new(["check-webhook", "--url", &url, "--ca-cert"])
+        .run_with_arg(&ca)
+        .success();
+    assert!(
+        run.stdout()
+            .contains("a pod asking for nothing is allowed unchanged"),
+        "{}",
+        run.stdout()
+    );
+
+    std::fs::write(&ca, pki("other").ca_pem).expect("other ca");
+    let error = util::Hydrant::new([
+        "check-webhook",
+        "--attempts",
+        "1",
+        "--url",
+        &url,
+        "--ca-cert",
+    ])
+    .run_with_arg(&ca)
+    .failure(1);
+    assert!(
+        error.contains("no answer from") && error.contains("certificate"),
+        "{error}"
+    );
+
+    let error = util::Hydrant::new(["check-webhook", "--url", &url, "--ca-cert"])
+        .run_with_arg(dir.path().join("absent.crt"))
+        .failure(64);
+    assert!(error.contains("--ca-cert: cannot read"), "{error}");
+}
+
+/// The webhook's JSON log: one line per injection (pod, namespace, mode), a denial's text in a
+/// field of its own (a second `message` key is lost to every JSON parser), addresses without
+/// Rust's `Some(..)`.
+#[test]
+fn json_log_lines_name_each_injection_and_keep_one_message_per_line() {
+    let webhook = WebhookProcess::start("", &[("HYDRANT_LOG_FORMAT", "json")]);
+    let client = Server::client(&webhook.pki.ca_pem);
+    for fixture in [
+        "vault-k8s-secret-map-native.json",
+        "denied-mixed-families.json",
+    ] {
+        let body = std::fs::read(fixtures().join(fixture)).expect("fixture");
+        let status = post_json(&client, &format!("{}/mutate", webhook.url), body).status();
+        assert_eq!(status, 200, "{fixture}");
+    }
+    let log = webhook.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for line in log.lines() {
+        assert_eq!(line.matches("\"message\":").count(), 1, "{line}");
+        assert!(!line.contains("Some("), "{line}");
+    }
+    let find = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line in:\n{log}"))
+    };
+    let serving = find("webhook serving");
+    assert_eq!(serving["listen"], webhook.addr.to_string());
+    let injected = find("injected");
+    assert_eq!(injected["level"], "INFO");
+    assert_eq!(injected["namespace"], "team-a", "{injected}");
+    assert_eq!(injected["mode"], "native", "{injected}");
+    assert!(
+        injected["pod"].as_str().is_some_and(|p| !p.is_empty()),
+        "{injected}"
+    );
+    let denied = find("injection denied");
+    assert_eq!(denied["reason"], "mixed_families", "{denied}");
+    assert!(
+        denied["denial"]
+            .as_str()
+            .is_some_and(|d| d.contains("vault.hashicorp.com")),
+        "{denied}"
+    );
+}
+
+/// vault-k8s's spelling of levels: `HYDRANT_LOG=warning` keeps warnings (it once named a target
+/// and turned every line off) and drops info.
+#[test]
+fn hydrant_log_warning_keeps_warnings_and_drops_info() {
+    let webhook = WebhookProcess::start("", &[("HYDRANT_LOG", "warning")]);
+    std::fs::write(webhook._dir.path().join("tls.crt"), "not a certificate\n").expect("junk");
+    util::wait_for(
+        "the reload warning",
+        std::time::Duration::from_secs(20),
+        || {
+            webhook
+                .log()
+                .contains("cannot reload the serving certificate")
+        },
+    );
+    assert!(
+        !webhook.log().contains("webhook serving"),
+        "{}",
+        webhook.log()
     );
 }

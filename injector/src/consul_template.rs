@@ -386,6 +386,44 @@ pub struct Prepared {
     pub largest_range_body: u64,
 }
 
+impl Prepared {
+    /// The same template with every `{{define}}` name and every `{{template}}` call prefixed
+    /// by `prefix`, so that several templates live in one Go template set without their
+    /// names meeting (the agent compiles all of a pod's templates into one set).
+    pub fn with_prefix(mut self, prefix: &str) -> Prepared {
+        rename(&mut self.top, prefix);
+        self.defines = std::mem::take(&mut self.defines)
+            .into_iter()
+            .map(|(name, mut body)| {
+                rename(&mut body, prefix);
+                (format!("{prefix}{name}"), body)
+            })
+            .collect();
+        self
+    }
+}
+
+/// Prefixes every `{{template}}` call in `list`.
+fn rename(list: &mut ListNode, prefix: &str) {
+    for node in &mut list.nodes {
+        match node {
+            Node::List(inner) => rename(inner, prefix),
+            Node::If(branch) | Node::With(branch) | Node::Range(branch) => {
+                rename(&mut branch.body, prefix);
+                if let Some(other) = &mut branch.else_body {
+                    rename(other, prefix);
+                }
+            }
+            Node::Template(call) => call.name = SmolStr::new(format!("{prefix}{}", call.name)),
+            Node::Text(_)
+            | Node::Action(_)
+            | Node::Break(_)
+            | Node::Continue(_)
+            | Node::Define(_) => {}
+        }
+    }
+}
+
 /// Parses and checks a template. `left` and `right` are its delimiters (`{{`, `}}` when empty).
 pub fn prepare(text: &str, left: &str, right: &str) -> Result<Prepared, Problem> {
     let left = if left.is_empty() { "{{" } else { left };
@@ -891,6 +929,26 @@ mod tests {
             "{}",
             prepared.largest_range_body
         );
+    }
+
+    #[test]
+    fn a_prefix_renames_definitions_and_the_calls_to_them() {
+        let prepared = prepare(
+            "{{ define \"a\" }}{{ if 1 }}{{ template \"b\" }}{{ end }}{{ end }}{{ define \"b\" }}x{{ end }}{{ template \"a\" }}",
+            "",
+            "",
+        )
+        .expect("fine")
+        .with_prefix("p:");
+        assert_eq!(prepared.defines.keys().collect::<Vec<_>>(), ["p:a", "p:b"]);
+        let Node::Template(call) = &prepared.top.nodes[0] else {
+            panic!("a call")
+        };
+        assert_eq!(call.name.as_str(), "p:a");
+        let Node::If(branch) = &prepared.defines["p:a"].nodes[0] else {
+            panic!("an if")
+        };
+        assert!(matches!(&branch.body.nodes[0], Node::Template(c) if c.name.as_str() == "p:b"));
     }
 
     #[test]

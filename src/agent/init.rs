@@ -54,7 +54,7 @@ pub(crate) async fn first_render(
     info!(
         method = %auth.method,
         mount = auth.mount(),
-        policies = ?token.policies,
+        policies = %token.policies.join(","),
         ttl_s = token.ttl.as_secs(),
         "logged in to vault"
     );
@@ -131,7 +131,7 @@ fn write(config: &AgentConfig, rendered: &[Rendered]) -> Result<(), Error> {
         info!(
             name = output.name,
             destination = %output.destination.display(),
-            written = ?written,
+            written = written.label(),
             "rendered"
         );
     }

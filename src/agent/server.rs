@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -18,6 +18,25 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
+
+/// Every reason a fetch fails: the values of `vault::Error::kind`.
+const FETCH_REASONS: [&str; 15] = [
+    "unreachable",
+    "tls",
+    "redirect",
+    "unanswered",
+    "unavailable",
+    "login_denied",
+    "permission_denied",
+    "not_found",
+    "refused",
+    "invalid_response",
+    "credential_file",
+    "malformed_credential",
+    "empty_credential",
+    "not_in_file",
+    "config",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -96,7 +115,8 @@ impl Default for SidecarStatus {
 impl SidecarStatus {
     /// Everything at zero, not ready.
     pub fn new() -> SidecarStatus {
-        let mut registry = Registry::with_prefix("hydrant_agent");
+        let mut root = crate::metrics::registry();
+        let registry = root.sub_registry_with_prefix("hydrant_agent");
         let logins = Family::<ResultLabel, Counter>::default();
         let renewals = Family::<RenewalLabel, Counter>::default();
         let renders = Family::<TemplateLabel, Counter>::default();
@@ -150,19 +170,28 @@ impl SidecarStatus {
             last_render.clone(),
         );
         registry.register(
-            "token_expiry_seconds",
-            "Seconds until the token expires (absent: it does not)",
+            "token_expiry_timestamp_seconds",
+            "Unix time at which the token expires (0: it does not, or there is none)",
             token_expiry.clone(),
         );
         registry.register(
-            "lease_expiry_seconds",
-            "Seconds until each lease expires, by Vault path",
+            "lease_expiry_timestamp_seconds",
+            "Unix time at which each lease expires, by Vault path",
             lease_expiry.clone(),
         );
+        for result in ["ok", "error"] {
+            drop(logins.get_or_create(&ResultLabel { result }));
+            for kind in ["token", "lease"] {
+                drop(renewals.get_or_create(&RenewalLabel { kind, result }));
+            }
+        }
+        for reason in FETCH_REASONS {
+            drop(fetch_failures.get_or_create(&ReasonLabel { reason }));
+        }
         SidecarStatus {
             ready: AtomicBool::new(false),
             quit: tokio::sync::Notify::new(),
-            registry,
+            registry: root,
             logins,
             renewals,
             renders,
@@ -175,6 +204,19 @@ impl SidecarStatus {
             token_expiry,
             lease_expiry,
             expiries: Mutex::new(Expiries::default()),
+        }
+    }
+
+    /// Puts each file's render counts at zero, so that a failing file shows before it has ever
+    /// been rendered.
+    pub fn expect_templates<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for template in names {
+            for result in ["ok", "error"] {
+                drop(self.renders.get_or_create(&TemplateLabel {
+                    template: template.to_owned(),
+                    result,
+                }));
+            }
         }
     }
 
@@ -279,22 +321,16 @@ impl SidecarStatus {
         *self.expiries.lock().unwrap_or_else(|p| p.into_inner()) = expiries;
     }
 
-    fn encode(&self) -> String {
-        let now = Instant::now();
-        {
-            let expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
-            let left = |at: Instant| at.saturating_duration_since(now).as_secs_f64();
-            self.token_expiry.set(expiries.token.map_or(0.0, left));
-            self.lease_expiry.clear();
-            for (path, at) in &expiries.leases {
-                self.lease_expiry
-                    .get_or_create(&PathLabel { path: path.clone() })
-                    .set(left(*at));
-            }
+    fn update_expiries(&self) {
+        let expiries = self.expiries.lock().unwrap_or_else(|p| p.into_inner());
+        let unix = crate::metrics::unix_seconds;
+        self.token_expiry.set(expiries.token.map_or(0.0, unix));
+        self.lease_expiry.clear();
+        for (path, at) in &expiries.leases {
+            self.lease_expiry
+                .get_or_create(&PathLabel { path: path.clone() })
+                .set(unix(*at));
         }
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
     }
 }
 
@@ -334,15 +370,9 @@ async fn readyz(State(status): State<Arc<SidecarStatus>>) -> Response {
     }
 }
 
-async fn metrics(State(status): State<Arc<SidecarStatus>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        status.encode(),
-    )
-        .into_response()
+async fn metrics(State(status): State<Arc<SidecarStatus>>, headers: HeaderMap) -> Response {
+    status.update_expiries();
+    crate::metrics::respond(&headers, &status.registry)
 }
 
 async fn quit(State(status): State<Arc<SidecarStatus>>) -> &'static str {

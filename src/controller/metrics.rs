@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -58,7 +58,7 @@ pub struct ControllerStatus {
     fetches: Family<ResultLabel, Counter>,
     watch_errors: Counter,
     leading: Gauge,
-    since_apply: Gauge<f64, AtomicU64>,
+    last_apply: Gauge<f64, AtomicU64>,
     applied_commit: Family<CommitLabel, Gauge>,
     state: Mutex<Progress>,
     sync: tokio::sync::Notify,
@@ -87,7 +87,8 @@ impl Default for ControllerStatus {
 impl ControllerStatus {
     /// Everything at zero, not ready.
     pub fn new() -> ControllerStatus {
-        let mut registry = Registry::with_prefix("hydrant_controller");
+        let mut root = crate::metrics::registry();
+        let registry = root.sub_registry_with_prefix("hydrant_controller");
         let applies = Family::<ResultLabel, Counter>::default();
         let objects = Family::<ChangeLabel, Counter>::default();
         let drift = Counter::default();
@@ -95,7 +96,7 @@ impl ControllerStatus {
         let fetches = Family::<ResultLabel, Counter>::default();
         let watch_errors = Counter::default();
         let leading = Gauge::default();
-        let since_apply = Gauge::<f64, AtomicU64>::default();
+        let last_apply = Gauge::<f64, AtomicU64>::default();
         let applied_commit = Family::<CommitLabel, Gauge>::default();
         registry.register(
             "applies",
@@ -133,17 +134,26 @@ impl ControllerStatus {
             leading.clone(),
         );
         registry.register(
-            "seconds_since_last_successful_apply",
-            "Seconds since Vault last held what the repository asks for (absent before the first apply)",
-            since_apply.clone(),
+            "last_successful_apply_timestamp_seconds",
+            "Unix time at which Vault was last found holding what the repository asks for (0 before the first apply)",
+            last_apply.clone(),
         );
         registry.register(
             "applied_commit",
             "The commit last applied, as a label; the value is 1",
             applied_commit.clone(),
         );
+        for result in ["ok", "error", "refused"] {
+            drop(applies.get_or_create(&ResultLabel { result }));
+        }
+        for result in ["ok", "error"] {
+            drop(fetches.get_or_create(&ResultLabel { result }));
+        }
+        for change in ["created", "updated", "deleted"] {
+            drop(objects.get_or_create(&ChangeLabel { change }));
+        }
         ControllerStatus {
-            registry,
+            registry: root,
             applies,
             objects,
             drift,
@@ -151,7 +161,7 @@ impl ControllerStatus {
             fetches,
             watch_errors,
             leading,
-            since_apply,
+            last_apply,
             applied_commit,
             state: Mutex::new(Progress::default()),
             sync: tokio::sync::Notify::new(),
@@ -250,13 +260,10 @@ impl ControllerStatus {
         }
     }
 
-    fn encode(&self) -> String {
+    fn update_last_apply(&self) {
         if let Some(at) = self.state().last_success {
-            self.since_apply.set(at.elapsed().as_secs_f64());
+            self.last_apply.set(crate::metrics::unix_seconds(at));
         }
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
     }
 }
 
@@ -277,15 +284,9 @@ async fn readyz(State(status): State<Arc<ControllerStatus>>) -> Response {
     }
 }
 
-async fn metrics(State(status): State<Arc<ControllerStatus>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        status.encode(),
-    )
-        .into_response()
+async fn metrics(State(status): State<Arc<ControllerStatus>>, headers: HeaderMap) -> Response {
+    status.update_last_apply();
+    crate::metrics::respond(&headers, &status.registry)
 }
 
 async fn sync(State(status): State<Arc<ControllerStatus>>) -> (StatusCode, &'static str) {

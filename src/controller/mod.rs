@@ -328,6 +328,16 @@ enum Trigger {
     Namespaces,
 }
 
+impl Trigger {
+    fn label(self) -> &'static str {
+        match self {
+            Trigger::Fetch => "fetch",
+            Trigger::Drift => "drift",
+            Trigger::Namespaces => "namespaces",
+        }
+    }
+}
+
 struct Controller {
     remote: Arc<git::Remote>,
     credentials: Option<git::Credentials>,
@@ -630,7 +640,7 @@ impl Controller {
                     created = counts.0,
                     updated = counts.1,
                     deleted = counts.2,
-                    reason = ?trigger,
+                    reason = trigger.label(),
                     "applied"
                 );
                 if let Some((reason, note)) = applied_note(trigger, commit, &plan) {

@@ -138,7 +138,7 @@ pub(crate) async fn supervise(
                 let next = values.borrow_and_update().clone();
                 info!(
                     signal = settings.stop_signal.1,
-                    grace_s = settings.grace.as_secs_f64(),
+                    grace_s = crate::telemetry::seconds(settings.grace),
                     "a value changed; restarting the command"
                 );
                 if let Some(status) = stop(&settings, &child, &mut children).await {
@@ -225,7 +225,7 @@ async fn stop(
         return Some(status);
     }
     warn!(
-        grace_s = settings.grace.as_secs_f64(),
+        grace_s = crate::telemetry::seconds(settings.grace),
         "the command did not stop within its grace; killing it"
     );
     let _ = rustix::process::kill_process(child.pid, Signal::KILL);

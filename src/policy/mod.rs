@@ -49,7 +49,8 @@ pub struct VaultArgs {
     /// The repository's directory.
     pub dir: PathBuf,
     /// Take Vault's address, TLS settings and login from this agent config (otherwise
-    /// VAULT_ADDR and VAULT_TOKEN).
+    /// VAULT_ADDR, VAULT_TOKEN or ~/.vault-token, VAULT_CACERT, VAULT_NAMESPACE,
+    /// VAULT_TLS_SERVER_NAME and VAULT_SKIP_VERIFY, or their BAO_* spelling).
     #[arg(long, value_name = "FILE")]
     pub agent_config: Option<PathBuf>,
 }

@@ -653,10 +653,8 @@ impl Shown {
 pub struct Engine {
     /// Shared with the thread an attempt runs on.
     env: Arc<Environment<'static>>,
-    /// The consul-template templates, by output (`None` for other outputs).
-    consul: Vec<Option<Arc<consul::Compiled>>>,
-    /// The process environment, for consul-template's `env`.
-    process_env: Arc<dyn Env>,
+    /// The consul-template templates, one set for all of them.
+    consul: Arc<consul::Set>,
     limits: Limits,
     outputs: Vec<(String, Source)>,
     lookups: Arc<Mutex<Lookups>>,
@@ -713,33 +711,25 @@ impl Engine {
         jinja.set_fuel(Some(Limits::default().render_steps));
         functions::register(&mut jinja, lookups.clone(), env.clone());
         let mut errors = Vec::new();
-        let mut consul = Vec::with_capacity(outputs.len());
         for (name, source) in &outputs {
-            let mut compiled = None;
-            match source {
-                Source::Template(text) => {
-                    if let Err(e) = jinja.add_template_owned(name.clone(), text.clone()) {
-                        errors.push(template_error(name, text, &e));
-                    }
-                }
-                Source::ConsulTemplate { text, options } => {
-                    match consul::compile(name, text, options, Limits::default(), &lookups, &env) {
-                        Ok(c) => compiled = Some(Arc::new(c)),
-                        Err(e) => errors.push(e),
-                    }
-                }
-                Source::Secret { .. } => {}
+            if let Source::Template(text) = source
+                && let Err(e) = jinja.add_template_owned(name.clone(), text.clone())
+            {
+                errors.push(template_error(name, text, &e));
             }
-            consul.push(compiled);
         }
+        let consul = consul::Set::new(&outputs, Limits::default(), &lookups, &env)
+            .map_err(|consul_errors| errors.extend(consul_errors));
         if !errors.is_empty() {
             return Err(errors);
         }
+        let Ok(consul) = consul else {
+            return Err(errors);
+        };
         let dependencies = Mutex::new(vec![Dependencies::default(); outputs.len()]);
         Ok(Engine {
             env: Arc::new(jinja),
-            consul,
-            process_env: env,
+            consul: Arc::new(consul),
             limits: Limits::default(),
             outputs,
             lookups,
@@ -763,15 +753,7 @@ impl Engine {
         Arc::make_mut(&mut self.env).set_fuel(Some(limits.render_steps));
         self.lock().file_limit = Some(limits.file_bytes);
         self.limits = limits;
-        for i in 0..self.outputs.len() {
-            if let (name, Source::ConsulTemplate { text, options }) = &self.outputs[i]
-                // It compiled with the defaults; the limits do not change what parses.
-                && let Ok(compiled) =
-                    consul::compile(name, text, options, limits, &self.lookups, &self.process_env)
-            {
-                self.consul[i] = Some(Arc::new(compiled));
-            }
-        }
+        self.consul = Arc::new(self.consul.with_limits(limits));
     }
 
     /// Replaces output `i`'s template with `text` (its source file changed). On a syntax error
@@ -787,19 +769,8 @@ impl Engine {
                     .map_err(|e| template_error(name, text, &e))?;
                 *current = text.to_owned();
             }
-            Source::ConsulTemplate {
-                text: current,
-                options,
-            } => {
-                let compiled = consul::compile(
-                    name,
-                    text,
-                    options,
-                    self.limits,
-                    &self.lookups,
-                    &self.process_env,
-                )?;
-                self.consul[i] = Some(Arc::new(compiled));
+            Source::ConsulTemplate { text: current, .. } => {
+                self.consul = Arc::new(self.consul.with_template(i, name, text)?);
                 *current = text.to_owned();
             }
             Source::Secret { .. } => {}
@@ -1037,9 +1008,9 @@ impl Engine {
     ) -> Option<(Result<Rendered, Error>, Option<String>)> {
         match source {
             Source::ConsulTemplate { text, .. } => {
-                let compiled = self.consul.get(i).cloned().flatten()?;
+                let set = self.consul.clone();
                 self.lock().placeholders = 0;
-                let outcome = tokio::task::spawn_blocking(move || compiled.render()).await;
+                let outcome = tokio::task::spawn_blocking(move || set.render(i)).await;
                 let (failure, writes) = {
                     let mut lookups = self.lock();
                     if lookups.placeholders > 0 {

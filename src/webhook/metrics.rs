@@ -1,4 +1,5 @@
-//! The webhook's Prometheus metrics, prefixed `hydrant_webhook_`. Labels are fixed strings.
+//! The webhook's Prometheus metrics, prefixed `hydrant_webhook_` (beside `hydrant_build_info` and
+//! the process metrics). Labels are fixed strings, every one present at zero from the start.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -6,7 +7,42 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use injector::Reason;
+
 use super::review::Outcome;
+
+/// Every result of a request to /mutate.
+const RESULTS: [&str; 5] = ["patched", "allowed", "denied", "invalid", "busy"];
+
+/// Every kind of denial.
+const REASONS: [Reason; 11] = [
+    Reason::BadAnnotation,
+    Reason::UnsupportedAnnotation,
+    Reason::MixedFamilies,
+    Reason::ExcludedNamespace,
+    Reason::InvalidTemplate,
+    Reason::InvalidConfig,
+    Reason::MissingAnnotation,
+    Reason::Conflict,
+    Reason::NoSpec,
+    Reason::TooLarge,
+    Reason::Internal,
+];
+
+// Stops compiling when the injector gains a kind of denial, so that REASONS gets it too.
+const _: fn(Reason) = |reason| match reason {
+    Reason::BadAnnotation
+    | Reason::UnsupportedAnnotation
+    | Reason::MixedFamilies
+    | Reason::ExcludedNamespace
+    | Reason::InvalidTemplate
+    | Reason::InvalidConfig
+    | Reason::MissingAnnotation
+    | Reason::Conflict
+    | Reason::NoSpec
+    | Reason::TooLarge
+    | Reason::Internal => {}
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -43,9 +79,18 @@ impl Default for Metrics {
 impl Metrics {
     /// A registry with every metric at zero.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("hydrant_webhook");
+        let mut root = crate::metrics::registry();
+        let registry = root.sub_registry_with_prefix("hydrant_webhook");
         let requests = Family::<ResultLabel, Counter>::default();
         let denials = Family::<ReasonLabel, Counter>::default();
+        for result in RESULTS {
+            drop(requests.get_or_create(&ResultLabel { result }));
+        }
+        for reason in REASONS {
+            drop(denials.get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            }));
+        }
         // 50 µs to about 1.6 s.
         let duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         registry.register(
@@ -72,7 +117,7 @@ impl Metrics {
             accept_errors.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             requests,
             denials,
             duration,
@@ -118,11 +163,8 @@ impl Metrics {
         self.accept_errors.inc();
     }
 
-    /// The text exposition format.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+    /// The `/metrics` answer, in the format the request's `Accept` header prefers.
+    pub fn respond(&self, headers: &axum::http::HeaderMap) -> axum::response::Response {
+        crate::metrics::respond(headers, &self.registry)
     }
 }

@@ -3,6 +3,7 @@
 
 mod args;
 pub mod certs;
+pub mod check;
 mod limits;
 mod metrics;
 pub mod review;
@@ -221,8 +222,10 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(max_connections));
     let (draining, drain) = tokio::sync::watch::channel(false);
     let mut failed_accepts: u32 = 0;
-    let local = listener.local_addr().ok();
-    info!(listen = ?local, max_connections, body_budget, "webhook serving");
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| String::new(), |a| a.to_string());
+    info!(listen = %local, max_connections, body_budget, "webhook serving");
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -458,13 +461,21 @@ async fn mutate_handler(
                 .metrics
                 .answered(&answer.outcome, started.elapsed().as_secs_f64());
             match &answer.outcome {
+                // `message` is the event's own field in JSON lines: the denial's text has a
+                // name of its own, or every JSON parser would keep only one of the two.
                 review::Outcome::Denied(reason) => info!(
                     pod = %answer.pod,
+                    namespace = %answer.namespace,
                     reason,
-                    message = answer.message.as_deref().unwrap_or_default(),
+                    denial = answer.message.as_deref().unwrap_or_default(),
                     "injection denied"
                 ),
-                review::Outcome::Patched => debug!(pod = %answer.pod, "injected"),
+                review::Outcome::Patched => info!(
+                    pod = %answer.pod,
+                    namespace = %answer.namespace,
+                    mode = answer.mode.map_or("", |m| m.name()),
+                    "injected"
+                ),
                 review::Outcome::Allowed => {}
             }
             axum::Json(answer.body).into_response()
@@ -477,15 +488,8 @@ async fn mutate_handler(
     }
 }
 
-async fn metrics(State(state): State<Arc<WebhookState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
+async fn metrics(State(state): State<Arc<WebhookState>>, headers: HeaderMap) -> Response {
+    state.metrics.respond(&headers)
 }
 
 /// Reloads the certificate when its directory changes, and every minute in case an event was

@@ -47,8 +47,12 @@ pub struct Answer {
     pub outcome: Outcome,
     /// The denial's message, for the log.
     pub message: Option<String>,
-    /// `namespace/name` of the pod, for the log.
+    /// The pod's name (or its `generateName` prefix), for the log.
     pub pod: String,
+    /// The pod's namespace, for the log.
+    pub namespace: String,
+    /// The mode an injected pod got, for the log.
+    pub mode: Option<injector::Mode>,
 }
 
 fn not_a_review(api_version: &str, kind: &str) -> BadReview {
@@ -108,7 +112,6 @@ pub fn review(body: &[u8], settings: &InjectorSettings) -> Result<Answer, BadRev
                 .or_else(|| p.metadata.generate_name.clone())
         })
         .unwrap_or_else(|| request.name.clone());
-    let pod_label = format!("{namespace}/{name}");
     let respond = |response: Value, outcome: Outcome, message: Option<String>| Answer {
         body: json!({
             "apiVersion": api_version,
@@ -117,7 +120,9 @@ pub fn review(body: &[u8], settings: &InjectorSettings) -> Result<Answer, BadRev
         }),
         outcome,
         message,
-        pod: pod_label.clone(),
+        pod: name.clone(),
+        namespace: namespace.clone(),
+        mode: None,
     };
     let allowed = json!({"uid": uid, "allowed": true});
     let is_pod = request.kind.kind == "Pod" && request.kind.group.is_empty();
@@ -141,7 +146,10 @@ pub fn review(body: &[u8], settings: &InjectorSettings) -> Result<Answer, BadRev
             if !mutation.warnings.is_empty() {
                 response["warnings"] = json!(mutation.warnings);
             }
-            Ok(respond(response, Outcome::Patched, None))
+            Ok(Answer {
+                mode: Some(mutation.mode),
+                ..respond(response, Outcome::Patched, None)
+            })
         }
         Err(denial) => {
             let response = json!({

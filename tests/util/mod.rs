@@ -882,3 +882,88 @@ fn as_postgres_status(root: bool, cmd: &mut Command) -> bool {
     };
     status.is_ok_and(|s| s.success())
 }
+
+/// What the text format 0.0.4 parser (Prometheus's expfmt, which promtool uses) would refuse or
+/// misread in `text`: a sample whose name is not its family's (a counter family must be named
+/// with `_total`, as its samples are), a family typed twice, OpenMetrics-only lines.
+pub fn prometheus_text_problems(text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut typed = std::collections::BTreeSet::new();
+    let mut family: Option<(String, String)> = None;
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT") {
+            problems.push(format!("OpenMetrics-only line: {line}"));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                problems.push(format!("type {kind} of {name}"));
+            }
+            if kind == "counter" && !name.ends_with("_total") {
+                problems.push(format!("counter {name} without _total"));
+            }
+            if !typed.insert(name.to_owned()) {
+                problems.push(format!("{name} typed twice"));
+            }
+            family = Some((name.to_owned(), kind.to_owned()));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            let fits = family.as_ref().is_some_and(|(f, kind)| {
+                name == f
+                    || (kind == "histogram"
+                        && ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .any(|s| name.strip_suffix(s) == Some(f)))
+            });
+            if !fits {
+                problems.push(format!("sample {name} outside its family {family:?}"));
+            }
+        }
+    }
+    problems
+}
+
+/// `GET url` with an `Accept` header: (content type, body).
+pub fn get_metrics(url: &str, accept: &str) -> (String, String) {
+    let response = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client")
+        .get(url)
+        .header("accept", accept)
+        .send()
+        .expect("scrape");
+    let kind = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (kind, response.text().expect("body"))
+}
+
+/// Checks a `/metrics` endpoint in both formats: OpenMetrics by default (and to Prometheus's
+/// own Accept header), 0.0.4 to a client that asks for text/plain; each with
+/// `hydrant_build_info` and the process metrics. Returns the 0.0.4 text.
+pub fn check_metrics_endpoint(url: &str) -> String {
+    let (kind, openmetrics) = get_metrics(url, "*/*");
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    let (kind, _) = get_metrics(
+        url,
+        "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+    );
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    let (kind, text) = get_metrics(url, "text/plain;version=0.0.4");
+    assert_eq!(kind, "text/plain; version=0.0.4; charset=utf-8");
+    let problems = prometheus_text_problems(&text);
+    assert!(problems.is_empty(), "{problems:#?}\n{text}");
+    for wanted in [
+        "hydrant_build_info{version=\"",
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(text.contains(wanted), "{wanted} in:\n{text}");
+    }
+    text
+}

@@ -53,11 +53,23 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* The pod securityContext of hydrant's own pods. Under agent.runAs.omit no fixed ids:
+OpenShift's restricted SCC assigns them and refuses fixed ones; the image's user is
+non-root (65532) either way. */}}
 {{- define "hydrant.podSecurityContext" -}}
 runAsNonRoot: true
+{{- if not .Values.agent.runAs.omit }}
 runAsUser: 65532
 runAsGroup: 65532
 fsGroup: 65532
+{{- end }}
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/* A template's YAML with a values map set over it, key by key: (list $ "template" $overrides). */}}
+{{- define "hydrant.merged" -}}
+{{- $root := index . 0 -}}
+{{- $base := include (index . 1) $root | fromYaml -}}
+{{- toYaml (mergeOverwrite $base (deepCopy (index . 2))) -}}
 {{- end -}}

@@ -43,7 +43,7 @@ impl Outputs for Files<'_> {
         if written == files::Written::Unchanged {
             return Ok(false);
         }
-        info!(name = output.name, destination = %output.destination.display(), written = ?written, "rendered");
+        info!(name = output.name, destination = %output.destination.display(), written = written.label(), "rendered");
         Ok(true)
     }
 

@@ -101,6 +101,16 @@ enum Stop {
     GaveUp,
 }
 
+impl Stop {
+    fn label(&self) -> &'static str {
+        match self {
+            Stop::Signal => "signal",
+            Stop::Quit => "quit",
+            Stop::GaveUp => "gave_up",
+        }
+    }
+}
+
 struct Sidecar<'a> {
     config: &'a AgentConfig,
     engine: Engine,
@@ -150,6 +160,7 @@ pub(crate) async fn run<'a>(
             None,
         ),
     };
+    status.expect_templates(engine.names());
     if let Some(port) = config.listen {
         let local = super::server::serve(port, status.clone())
             .await
@@ -198,7 +209,7 @@ pub(crate) async fn run<'a>(
         () = gave_up.notified() => Stop::GaveUp,
         never = sidecar.work(start, &mut changes) => match never {},
     };
-    info!(reason = ?stop, "stopping");
+    info!(reason = stop.label(), "stopping");
     if let Some(error) = sidecar.gave_up.take() {
         // The token is kept: the restarted agent takes it over from the hand-over.
         return Err(error);

@@ -106,7 +106,7 @@ impl Sidecar<'_> {
                     warn!(name, %error, "render failed; the output keeps its last good content until Vault answers");
                 } else {
                     let pause = self.schedule.render_failed(now, i);
-                    warn!(name, %error, retry_in_s = pause.as_secs_f64(), "render failed; the output keeps its last good content");
+                    warn!(name, %error, retry_in_s = crate::telemetry::seconds(pause), "render failed; the output keeps its last good content");
                 }
             }
         }

@@ -35,7 +35,7 @@ impl Sidecar<'_> {
                     warn!(
                         error,
                         path,
-                        retry_in_s = pause.as_secs_f64(),
+                        retry_in_s = crate::telemetry::seconds(pause),
                         "lease renewal failed"
                     );
                 } else {
@@ -77,7 +77,7 @@ impl Sidecar<'_> {
                 warn!(
                     error = shown_error,
                     path,
-                    retry_in_s = pause.as_secs_f64(),
+                    retry_in_s = crate::telemetry::seconds(pause),
                     "fetch failed; the files keep what they have"
                 );
                 self.fetch_failed(&request, error.kind()).await;

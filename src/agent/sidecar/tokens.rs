@@ -35,7 +35,7 @@ impl Sidecar<'_> {
             Err(error) => {
                 self.status.login(false);
                 let pause = self.schedule.login_failed(Instant::now());
-                warn!(%error, retry_in_s = pause.as_secs_f64(), "login failed");
+                warn!(%error, retry_in_s = crate::telemetry::seconds(pause), "login failed");
             }
         }
     }
@@ -56,7 +56,7 @@ impl Sidecar<'_> {
                 let transient = error.is_transient();
                 let pause = self.schedule.token_renewal_failed(now, transient);
                 if transient {
-                    warn!(%error, retry_in_s = pause.as_secs_f64(), "token renewal failed");
+                    warn!(%error, retry_in_s = crate::telemetry::seconds(pause), "token renewal failed");
                 } else {
                     info!(%error, "token renewal refused; logging in again");
                 }
@@ -78,7 +78,7 @@ impl Sidecar<'_> {
                 self.status.token_lost();
                 let pause = self.schedule.token_lost(Instant::now());
                 warn!(
-                    retry_in_s = pause.as_secs_f64(),
+                    retry_in_s = crate::telemetry::seconds(pause),
                     "vault no longer knows the token (revoked, or Vault lost its data); logging in again"
                 );
             }

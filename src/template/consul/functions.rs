@@ -229,7 +229,8 @@ fn pki_cert(context: &Context, args: &[Value]) -> gotmpl::Result<Value> {
     };
     let path = string_arg("pkiCert", path)?;
     let params = key_values("pkiCert", rest)?;
-    let request = Request::certificate(path, &params, context.destination.as_deref());
+    let destination = context.running().and_then(|r| r.destination);
+    let request = Request::certificate(path, &params, destination.as_deref());
     context.lookup(request, values::certificate, Value::Nil)
 }
 
@@ -268,11 +269,8 @@ fn write_to_file(context: &Context, args: &[Value]) -> gotmpl::Result<Value> {
             )
         })?;
     let target = std::path::Path::new(path);
-    let Some(dir) = context
-        .destination
-        .as_deref()
-        .and_then(std::path::Path::parent)
-    else {
+    let destination = context.running().and_then(|r| r.destination);
+    let Some(dir) = destination.as_deref().and_then(std::path::Path::parent) else {
         return Err(TemplateError::Exec(
             "writeToFile: this template has no destination, so no directory it may write in".into(),
         ));
@@ -325,11 +323,13 @@ fn execute_template(context: &Context, args: &[Value]) -> gotmpl::Result<Value> 
             )));
         }
     };
-    let Some(template) = context.running() else {
+    let Some(running) = context.running() else {
         return Err(TemplateError::Exec(
             "executeTemplate: no template is running".into(),
         ));
     };
+    // The template's own definitions, under their names in the engine's set.
+    let (template, name) = (running.template, format!("{}{name}", running.prefix));
     {
         let mut lookups = context.lock();
         lookups.executions += 1;
@@ -345,9 +345,9 @@ fn execute_template(context: &Context, args: &[Value]) -> gotmpl::Result<Value> 
         limit: usize::try_from(context.limit).unwrap_or(usize::MAX),
         exceeded: false,
     };
-    let result = if template.lookup(name).is_some() && name != injector::consul_template::TOP_LEVEL
-    {
-        template.execute_template(&mut out, name, &dot)
+    let top = format!("{}{}", running.prefix, injector::consul_template::TOP_LEVEL);
+    let result = if template.lookup(&name).is_some() && name != top {
+        template.execute_template(&mut out, &name, &dot)
     } else {
         Err(TemplateError::Exec(
             "executeTemplate: no template of that name is defined".into(),

@@ -1044,8 +1044,6 @@ mod tests {
         let context = Context {
             running: Arc::new(Mutex::new(None)),
             lookups: Arc::new(Mutex::new(crate::template::Lookups::default())),
-            text: Arc::from(""),
-            destination: None,
             env: Arc::new(HashMap::<String, String>::new()),
             limit: 1 << 20,
         };

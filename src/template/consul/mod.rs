@@ -46,21 +46,33 @@ pub struct Options {
     pub destination: Option<PathBuf>,
 }
 
-/// A template ready to render.
-pub(crate) struct Compiled {
+/// Every consul-template template of an engine, compiled into one Go template set that shares
+/// one function map: each template's top level and `{{define}}`s live under names of their own
+/// (`prefix(i)`), so that two templates may define the same name.
+pub(crate) struct Set {
+    /// The templates as prepared, by the engine's output index (`None` for other outputs).
+    outputs: Vec<Option<Output>>,
+    context: Context,
     /// Missing keys are errors.
     strict: Arc<Template>,
-    /// Missing keys render `<no value>` (absent when `error_on_missing_key` is set).
-    lenient: Option<Arc<Template>>,
-    /// Which of the two is running, for `executeTemplate`.
-    running: Arc<Mutex<Option<Arc<Template>>>>,
-    /// The largest output.
-    limit: u64,
+    /// Missing keys render `<no value>`.
+    lenient: Arc<Template>,
+    limits: super::Limits,
 }
 
-impl fmt::Debug for Compiled {
+/// One template of a [`Set`].
+#[derive(Clone)]
+struct Output {
+    prepared: Prepared,
+    text: Arc<str>,
+    options: Options,
+}
+
+impl fmt::Debug for Set {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Compiled").finish_non_exhaustive()
+        f.debug_struct("Set")
+            .field("templates", &self.outputs.iter().flatten().count())
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,59 +94,129 @@ pub(crate) enum Failure {
     Failed(TemplateError),
 }
 
-/// Checks and compiles `text`; `lookups` is where its functions find fetched data.
-pub(crate) fn compile(
-    name: &str,
-    text: &str,
-    options: &Options,
-    limits: super::Limits,
-    lookups: &Arc<Mutex<Lookups>>,
-    env: &Arc<dyn Env>,
-) -> Result<Compiled, Error> {
-    let prepared = checks::prepare(text, &options.left_delimiter, &options.right_delimiter)
-        .map_err(|p| Error::Syntax {
+/// The prefix of output `i`'s names (its definitions and its top level) in the set.
+fn prefix(i: usize) -> String {
+    format!("\u{0}{i}\u{0}")
+}
+
+/// Checks a template, naming it in the error.
+fn prepare(name: &str, text: &str, options: &Options) -> Result<Prepared, Error> {
+    checks::prepare(text, &options.left_delimiter, &options.right_delimiter).map_err(|p| {
+        Error::Syntax {
             template: name.to_owned(),
             line: (p.line > 0).then_some(p.line),
             column: (p.column > 0).then_some(p.column),
             message: p.message,
-        })?;
-    let context = Context {
-        running: Arc::new(Mutex::new(None)),
-        lookups: lookups.clone(),
-        text: Arc::from(text),
-        destination: options.destination.clone(),
-        env: env.clone(),
-        limit: limits.file_bytes,
-    };
-    // Iterations times the largest body they run stay within the steps a render may take.
-    let iterations = (limits.render_steps / prepared.largest_range_body.max(1)).max(1);
-    let build = |missing: MissingKey| Arc::new(build(&prepared, &context, missing, iterations));
-    Ok(Compiled {
-        strict: build(MissingKey::Error),
-        lenient: (!options.error_on_missing_key).then(|| build(MissingKey::ZeroValue)),
-        limit: limits.file_bytes,
-        running: context.running.clone(),
+        }
     })
 }
 
-fn build(prepared: &Prepared, context: &Context, missing: MissingKey, iterations: u64) -> Template {
-    let mut template = Template::new("")
-        .missing_key(missing)
-        .max_range_iters(iterations)
-        .funcs(functions::all(context));
-    for (name, body) in &prepared.defines {
-        template = template.add_parse_tree(name, body.clone());
+impl Set {
+    /// Checks and compiles the consul-template templates among `sources` (the engine's outputs,
+    /// in order); every error is reported. `lookups` is where their functions find fetched data.
+    pub(crate) fn new(
+        sources: &[(String, super::Source)],
+        limits: super::Limits,
+        lookups: &Arc<Mutex<Lookups>>,
+        env: &Arc<dyn Env>,
+    ) -> Result<Set, Vec<Error>> {
+        let mut errors = Vec::new();
+        let mut outputs = Vec::with_capacity(sources.len());
+        for (i, (name, source)) in sources.iter().enumerate() {
+            let super::Source::ConsulTemplate { text, options } = source else {
+                outputs.push(None);
+                continue;
+            };
+            match prepare(name, text, options) {
+                Ok(prepared) => outputs.push(Some(Output {
+                    prepared: prepared.with_prefix(&prefix(i)),
+                    text: Arc::from(text.as_str()),
+                    options: options.clone(),
+                })),
+                Err(e) => {
+                    errors.push(e);
+                    outputs.push(None);
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let context = Context {
+            running: Arc::new(Mutex::new(None)),
+            lookups: lookups.clone(),
+            env: env.clone(),
+            limit: limits.file_bytes,
+        };
+        Ok(Set::build(outputs, context, limits))
     }
-    template.add_parse_tree(TOP_LEVEL, prepared.top.clone())
-}
 
-impl Compiled {
-    /// Renders once into memory, within the limits it was compiled with.
-    pub(crate) fn render(&self) -> Result<Rendered, Failure> {
-        match self.run(&self.strict) {
-            Err(Failure::Failed(TemplateError::MissingKey { key })) if self.lenient.is_some() => {
-                let lenient = self.lenient.as_ref().unwrap_or(&self.strict);
-                self.run(lenient).map(|text| Rendered {
+    /// The same set under other limits.
+    pub(crate) fn with_limits(&self, limits: super::Limits) -> Set {
+        let context = Context {
+            limit: limits.file_bytes,
+            ..self.context.clone()
+        };
+        Set::build(self.outputs.clone(), context, limits)
+    }
+
+    /// The same set with output `i`'s template replaced by `text`; an error leaves it as it was.
+    pub(crate) fn with_template(&self, i: usize, name: &str, text: &str) -> Result<Set, Error> {
+        let mut outputs = self.outputs.clone();
+        if let Some(Some(output)) = outputs.get_mut(i) {
+            output.prepared = prepare(name, text, &output.options)?.with_prefix(&prefix(i));
+            output.text = Arc::from(text);
+        }
+        Ok(Set::build(outputs, self.context.clone(), self.limits))
+    }
+
+    fn build(outputs: Vec<Option<Output>>, context: Context, limits: super::Limits) -> Set {
+        // Iterations times the largest body they run stay within the steps a render may take.
+        let largest = outputs
+            .iter()
+            .flatten()
+            .map(|o| o.prepared.largest_range_body)
+            .max()
+            .unwrap_or(0);
+        let iterations = (limits.render_steps / largest.max(1)).max(1);
+        // One function map for every template: built once, cloned into the two sets.
+        let funcs = functions::all(&context);
+        let make = |missing: MissingKey| {
+            let mut template = Template::new("")
+                .missing_key(missing)
+                .max_range_iters(iterations)
+                .funcs(funcs.clone());
+            for (i, output) in outputs.iter().enumerate() {
+                let Some(output) = output else { continue };
+                for (name, body) in &output.prepared.defines {
+                    template = template.add_parse_tree(name, body.clone());
+                }
+                let top = format!("{}{TOP_LEVEL}", prefix(i));
+                template = template.add_parse_tree(&top, output.prepared.top.clone());
+            }
+            Arc::new(template)
+        };
+        Set {
+            strict: make(MissingKey::Error),
+            lenient: make(MissingKey::ZeroValue),
+            outputs,
+            context,
+            limits,
+        }
+    }
+
+    /// Renders output `i` once into memory, within the set's limits.
+    pub(crate) fn render(&self, i: usize) -> Result<Rendered, Failure> {
+        let Some(Some(output)) = self.outputs.get(i) else {
+            return Err(Failure::Failed(TemplateError::Exec(
+                "no such consul-template template".into(),
+            )));
+        };
+        match self.run(i, output, &self.strict) {
+            Err(Failure::Failed(TemplateError::MissingKey { key }))
+                if !output.options.error_on_missing_key =>
+            {
+                self.run(i, output, &self.lenient).map(|text| Rendered {
                     bytes: values::unmark_bytes(text),
                     missing_key: Some(key),
                 })
@@ -146,22 +228,37 @@ impl Compiled {
         }
     }
 
-    fn run(&self, template: &Arc<Template>) -> Result<String, Failure> {
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(template.clone());
-        let result = run(template, self.limit);
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    fn run(&self, i: usize, output: &Output, template: &Arc<Template>) -> Result<String, Failure> {
+        let running = Running {
+            prefix: prefix(i),
+            text: output.text.clone(),
+            destination: output.options.destination.clone(),
+            template: template.clone(),
+        };
+        *self
+            .context
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(running);
+        let top = format!("{}{TOP_LEVEL}", prefix(i));
+        let result = run(template, &top, self.limits.file_bytes);
+        *self
+            .context
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         result
     }
 }
 
-fn run(template: &Template, limit: u64) -> Result<String, Failure> {
+fn run(template: &Template, top: &str, limit: u64) -> Result<String, Failure> {
     let mut out = super::LimitedWriter {
         buffer: Vec::new(),
         limit: usize::try_from(limit).unwrap_or(usize::MAX),
         exceeded: false,
     };
     // consul-template executes with nil data: `{{ . }}` at the top prints `<no value>`.
-    let result = template.execute_template(&mut out, TOP_LEVEL, &Value::Nil);
+    let result = template.execute_template(&mut out, top, &Value::Nil);
     if out.exceeded {
         return Err(Failure::TooLarge);
     }
@@ -173,15 +270,25 @@ fn run(template: &Template, limit: u64) -> Result<String, Failure> {
     }
 }
 
-/// What the functions of one template share: the engine's lookups, the template's own text
-/// (which paths it spells), its destination and the environment.
+/// The template being rendered, as its functions see it.
+#[derive(Clone)]
+pub(crate) struct Running {
+    /// The prefix of its names in the set (for `executeTemplate`).
+    prefix: String,
+    /// Its own text: which paths it spells.
+    text: Arc<str>,
+    /// The file it renders into (`pkiCert`, `writeToFile`).
+    destination: Option<PathBuf>,
+    /// The Go template set it runs in (strict or lenient), for `executeTemplate`.
+    template: Arc<Template>,
+}
+
+/// What the functions of every template share: the engine's lookups, the environment, the
+/// bound on what they build, and which template is running (renders are one at a time).
 #[derive(Clone)]
 pub(crate) struct Context {
-    /// The template running, for `executeTemplate` (set by `Compiled::run`).
-    running: Arc<Mutex<Option<Arc<Template>>>>,
+    running: Arc<Mutex<Option<Running>>>,
     lookups: Arc<Mutex<Lookups>>,
-    text: Arc<str>,
-    destination: Option<PathBuf>,
     env: Arc<dyn Env>,
     /// The longest text a function may build (`limits.file_bytes`).
     limit: u64,
@@ -192,7 +299,7 @@ impl Context {
         self.lookups.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn running(&self) -> Option<Arc<Template>> {
+    fn running(&self) -> Option<Running> {
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -217,9 +324,11 @@ impl Context {
             None => {
                 // Before the attempt's first missing data the request is certain; after it,
                 // only a request without side effects whose path the template spells.
-                if lookups.placeholders == 0
-                    || (request.is_side_effect_free() && self.text.contains(&request.path))
-                {
+                let spelled = || {
+                    self.running()
+                        .is_some_and(|r| r.text.contains(request.path.as_str()))
+                };
+                if lookups.placeholders == 0 || (request.is_side_effect_free() && spelled()) {
                     lookups.missing.insert(request);
                 }
                 lookups.placeholders += 1;

@@ -141,3 +141,26 @@ fn printf_cannot_build_text_past_the_file_limit() {
     let error = out[0].as_ref().expect_err("bounded");
     assert!(error.contains("limits.file_bytes"), "{error}");
 }
+
+#[test]
+fn templates_of_one_engine_keep_their_own_definitions() {
+    let memory = Memory(HashMap::new());
+    let out = render(
+        vec![
+            consul(
+                "a",
+                "{{ define \"row\" }}A{{ end }}{{ template \"row\" }}{{ executeTemplate \"row\" }}",
+            ),
+            consul(
+                "b",
+                "{{ define \"row\" }}B{{ end }}{{ template \"row\" }}{{ executeTemplate \"row\" }}",
+            ),
+            consul("c", "{{ executeTemplate \"row\" }}"),
+        ],
+        &memory,
+    );
+    assert_eq!(out[0], Ok("AA".to_owned()));
+    assert_eq!(out[1], Ok("BB".to_owned()));
+    let error = out[2].as_ref().expect_err("c defines no row");
+    assert!(error.contains("no template of that name"), "{error}");
+}

@@ -320,6 +320,14 @@ fn bad_names_missing_keys_and_missing_commands_are_usage_errors() {
     );
     let line = exec(&good, &[]).run().failure(64);
     assert!(line.contains("no command"), "{line}");
+    let run = exec(Path::new("/nope"), &["/bin/true".to_owned()]).run();
+    let stderr = run.stderr();
+    assert_eq!(run.code(), 64, "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "the cause once: {stderr}"
+    );
     let files = agent_config(
         &vault,
         auth.clone(),

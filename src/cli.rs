@@ -41,6 +41,19 @@ pub enum Command {
     /// failed (no file is changed when a render fails); 64 when the configuration or a template's
     /// syntax is invalid (nothing is sent to Vault).
     Agent(crate::agent::Args),
+    /// Run a command with secrets in its environment: log in, render each variable (a template
+    /// in either syntax, or a Vault path and key), start the command with them, keep the token
+    /// and leases fresh, and restart the command when a value changes.
+    ///
+    /// The configuration is the agent's (--config or HYDRANT_AGENT_CONFIG) with `env` entries
+    /// instead of templates, and an optional `exec` (restart_on_secret_changes: always or
+    /// never, restart_stop_signal, restart_stop_grace). Signals are passed on to the command.
+    /// With nothing to renew and restarts off, the command replaces hydrant.
+    ///
+    /// Exit status: the command's (128 + N when signal N ended it); 1 when logging in or a value
+    /// failed (the command is not started); 64 when the configuration is invalid or no command
+    /// is given.
+    Exec(crate::exec::Args),
     /// Compose an app instance's config snapshot from config containers, validate it against the
     /// app's JSON Schema, and write it in a format or through a template: for CI and laptops.
     ///

@@ -119,6 +119,8 @@ pub(super) fn to_agent_config(
         token_sinks: Vec::new(),
         exit_after_auth: false,
         pid_file: None,
+        env: Vec::new(),
+        exec: None,
         snapshot: request.snapshot.as_ref().map(|c| SnapshotConfig {
             containers: c
                 .config_maps

@@ -158,6 +158,8 @@ pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
         token_sinks,
         exit_after_auth: c.exit_after_auth,
         pid_file: c.pid_file,
+        env: Vec::new(),
+        exec: None,
     };
     let warnings = c
         .warnings

@@ -41,6 +41,19 @@ pub enum Command {
     /// failed (no file is changed when a render fails); 64 when the configuration or a template's
     /// syntax is invalid (nothing is sent to Vault).
     Agent(crate::agent::Args),
+    /// Run a command with secrets in its environment: log in, render each variable (a template
+    /// in either syntax, or a Vault path and key), start the command with them, keep the token
+    /// and leases fresh, and restart the command when a value changes.
+    ///
+    /// The configuration is the agent's (--config or HYDRANT_AGENT_CONFIG) with `env` entries
+    /// instead of templates, and an optional `exec` (restart_on_secret_changes: always or
+    /// never, restart_stop_signal, restart_stop_grace). Signals are passed on to the command.
+    /// With nothing to renew and restarts off, the command replaces hydrant.
+    ///
+    /// Exit status: the command's (128 + N when signal N ended it); 1 when logging in or a value
+    /// failed (the command is not started); 64 when the configuration is invalid or no command
+    /// is given.
+    Exec(crate::exec::Args),
     /// Compose an app instance's config snapshot from config containers, validate it against the
     /// app's JSON Schema, and write it in a format or through a template: for CI and laptops.
     ///
@@ -178,6 +191,13 @@ pub struct InjectorArgs {
     /// Unset: plain.
     #[arg(long, env = "HYDRANT_AGENT_LOG_FORMAT", value_name = "FORMAT", value_parser = parse_log_format)]
     pub agent_log_format: Option<String>,
+    /// A port on each pod's addresses where its sidecar serves /metrics (and /healthz,
+    /// /readyz; never /quit) for Prometheus, for pods that name none with
+    /// hydrant.dev/metrics-port: the agent container declares it and the pod gets the
+    /// prometheus.io/scrape, port and path annotations unless it sets its own. Unset: none, the
+    /// metrics stay on 127.0.0.1.
+    #[arg(long, env = "HYDRANT_AGENT_METRICS_PORT", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub agent_metrics_port: Option<u16>,
     /// CPU request of the init container (init-and-sidecar and init-only modes; native mode's one
     /// container runs all the pod's life and takes the --sidecar-* values); empty leaves it out.
     #[arg(long, env = "HYDRANT_INIT_CPU_REQUEST", default_value = settings::DEFAULT_CPU_REQUEST, value_parser = parse_optional_quantity)]
@@ -427,6 +447,7 @@ impl InjectorArgs {
         settings.run_as_same_user = run_as_same_user.unwrap_or(settings::DEFAULT_RUN_AS_SAME_USER);
         settings.agent_log_level = self.agent_log_level.clone();
         settings.agent_log_format = self.agent_log_format.clone();
+        settings.agent_metrics_port = self.agent_metrics_port;
         let some = |q: &str| (!q.is_empty()).then(|| q.to_owned());
         settings.init_resources = Resources {
             cpu_request: some(&self.init_cpu_request),
@@ -552,9 +573,11 @@ mod tests {
             "--run-as-same-user=true",
             "--agent-log-level=WARNING",
             "--agent-log-format=standard",
+            "--agent-metrics-port=9102",
         ])
         .settings(&no_env())
         .expect("valid");
+        assert_eq!(settings.agent_metrics_port, Some(9102));
         assert_eq!(settings.vault_namespace.as_deref(), Some("team-a"));
         assert_eq!(settings.tls_server_name.as_deref(), Some("vault.internal"));
         assert_eq!(settings.proxy_address.as_deref(), Some("http://proxy:3128"));
@@ -566,10 +589,13 @@ mod tests {
             .settings(&no_env())
             .expect("valid");
         assert!(!settings.revoke_on_shutdown);
-        assert!(
-            Cli::try_parse_from(["hydrant", "inject", "-f", "-", "--agent-log-level=loud"])
-                .is_err()
-        );
+        assert_eq!(settings.agent_metrics_port, None);
+        for bad in ["--agent-log-level=loud", "--agent-metrics-port=0"] {
+            assert!(
+                Cli::try_parse_from(["hydrant", "inject", "-f", "-", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     /// A request above its limit, from flags or the chart's values, would make every injected

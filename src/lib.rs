@@ -8,6 +8,7 @@ pub mod cli;
 pub mod controller;
 pub mod docs;
 pub mod env;
+pub mod exec;
 pub mod files;
 pub mod inject;
 pub mod lease;
@@ -37,6 +38,7 @@ pub const EXIT_USAGE: u8 = 64;
 pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
     match cli.command {
         Command::Agent(args) => agent::command(&args, env),
+        Command::Exec(args) => exec::command(&args, env),
         Command::Render(args) => render::command(&args, env),
         Command::Inject(args) => inject::command(&args, env.as_ref()),
         Command::Webhook(args) => webhook::command(*args, env.as_ref()),
@@ -91,6 +93,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
                 .is_none_or(|v| matches!(v, Vault::NotInFile { .. } | Vault::Config { .. }))
         })
     };
+    if let Some(exec::Exited(code)) = error.downcast_ref::<exec::Exited>() {
+        return *code;
+    }
     let usage = if error.downcast_ref::<cli::InvalidSettings>().is_some() {
         true
     } else if let Some(e) = error.downcast_ref::<agent::Error>() {
@@ -129,6 +134,8 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
                 | webhook::Error::Limits(_)
                 | webhook::Error::Kubernetes(_)
         )
+    } else if let Some(e) = error.downcast_ref::<exec::Error>() {
+        matches!(e, exec::Error::NoCommand | exec::Error::TwoCommands)
     } else if let Some(e) = error.downcast_ref::<signal::Error>() {
         matches!(e, signal::Error::Signal(_) | signal::Error::Pattern { .. })
     } else if let Some(e) = error.downcast_ref::<webhook::check::CheckError>() {

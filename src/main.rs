@@ -35,6 +35,8 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match hydrant::run(cli, Arc::new(ProcessEnv)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The command hydrant exec ran said what it had to; its status is passed on as it is.
+        Err(e) if e.is::<hydrant::exec::Exited>() => ExitCode::from(hydrant::exit_code(&e)),
         Err(e) => {
             eprintln!("hydrant: {e:#}");
             ExitCode::from(hydrant::exit_code(&e))

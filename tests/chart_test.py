@@ -494,6 +494,12 @@ def main():
     )
     args = by_kind(everything, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     check("--omit-run-as" in args, "runAs.omit does not omit")
+    check("--agent-metrics-port=9102" in args, "agent.metricsPort does not reach the webhook")
+    default_args = by_kind(default, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    check(
+        not any(a.startswith("--agent-metrics-port") for a in default_args),
+        "the agents' metrics are opened without agent.metricsPort",
+    )
     secret = rendered["secret-values.yaml"]
     check(not any(d["apiVersion"].startswith("cert-manager") for d in secret), "secret mode renders cert-manager objects")
     hook = by_kind(secret, "MutatingWebhookConfiguration")[0]["webhooks"][0]

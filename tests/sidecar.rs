@@ -4,6 +4,7 @@
 //! endpoints and shutdown. Every schedule is checked in the server's audit log.
 
 use std::fs;
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -521,6 +522,81 @@ fn the_local_endpoints_answer_and_quit_stops_the_sidecar() {
     assert!(!metrics.contains("pw-1"), "no secret in metrics");
 
     let quit = http.post(url("/quit")).send().expect("quit");
+    assert_eq!(quit.status(), 200);
+    let status = agent.wait(S(5));
+    assert!(status.success(), "{status}");
+}
+
+/// An address of this machine that is not loopback, as a pod's IP is: the one its route out
+/// would use. Without a route, 127.0.0.2, which a listener on 127.0.0.1 alone never answers.
+fn outward_address() -> std::net::IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|socket| {
+            // No packet is sent: connecting a UDP socket only chooses the route (TEST-NET-3).
+            socket.connect("203.0.113.1:9")?;
+            socket.local_addr()
+        })
+        .map(|local| local.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 2]))
+}
+
+/// `metrics_port` serves the read-only endpoints on the pod's addresses for Prometheus; `/quit`
+/// is not there (only on 127.0.0.1's `listen`), so nobody outside the pod can stop its agent.
+#[test]
+fn the_metrics_port_serves_reads_on_the_pods_address_and_never_quit() {
+    let vault = seeded();
+    let auth = approle(&vault, "1h", "24h");
+    let (port, metrics_port) = (free_port(), free_port());
+    let config = agent_config(
+        &vault,
+        auth,
+        json!({
+            "state_dir": state_dir(&vault),
+            "listen": port,
+            "metrics_port": metrics_port,
+            "templates": [db_template(&vault)],
+        }),
+    );
+    let mut agent = start(&vault, &config);
+    let http = reqwest::blocking::Client::builder()
+        .timeout(S(5))
+        .build()
+        .expect("client");
+    let address = outward_address();
+    let outside = |path: &str| format!("http://{}{path}", SocketAddr::new(address, metrics_port));
+
+    assert_eq!(
+        http.get(outside("/healthz")).send().expect("get").status(),
+        200
+    );
+    assert_eq!(
+        http.get(outside("/readyz")).send().expect("get").status(),
+        200
+    );
+    let metrics = crate::util::check_metrics_endpoint(&outside("/metrics"));
+    assert!(
+        metrics.contains("hydrant_agent_renders_total{template=\"db\",result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    for path in ["/quit", "/agent/v1/quit"] {
+        let answer = http.post(outside(path)).send().expect("post");
+        assert_eq!(answer.status(), 404, "{path} on the metrics port");
+    }
+    // The local port stays on loopback: from the pod's address there is nothing to connect to.
+    let local_from_outside = format!("http://{}/quit", SocketAddr::new(address, port));
+    assert!(
+        http.post(&local_from_outside).send().is_err(),
+        "{local_from_outside} answered"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(agent.running(), "the sidecar stopped:\n{}", agent.log());
+
+    let quit = http
+        .post(format!("http://127.0.0.1:{port}/quit"))
+        .send()
+        .expect("quit");
     assert_eq!(quit.status(), 200);
     let status = agent.wait(S(5));
     assert!(status.success(), "{status}");

@@ -12,6 +12,7 @@ mod consul_functions;
 mod consul_template;
 mod controller;
 mod examples;
+mod exec;
 mod inject;
 mod policy;
 mod process;

@@ -93,6 +93,55 @@ pub fn as_signal(argv: &[String]) -> Option<(String, Target)> {
     Some((signal, target))
 }
 
+/// Why hydrant's default image cannot run a command: it holds hydrant's binary and nothing
+/// else, no shell and no other program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotInImage {
+    /// Shell syntax (pipes, `&&`, redirections, variables) or a shell of its own.
+    NeedsShell,
+    /// A program named without a path, or by a path in the image's own directories.
+    Program(String),
+    /// A program by an absolute path under no volume the agent container mounts.
+    Unmounted(String),
+}
+
+/// Whether hydrant's default image can run `argv` in an agent container that mounts volumes at
+/// `mounts`: hydrant itself (what signalling commands become), or a program given by an absolute
+/// path under one of `mounts`, which the pod may have filled (`agent-extra-secret`,
+/// `agent-copy-volume-mounts`, a volume added by `agent-json-patch`). Any other program is not
+/// there: the image has no `/bin`, and a program named without a path has nowhere to be found.
+pub fn runnable(argv: &[String], mounts: &[&str]) -> Result<(), NotInImage> {
+    let Some(first) = argv.first() else {
+        return Ok(());
+    };
+    if first == crate::annotations::SHELL {
+        return Err(NotInImage::NeedsShell);
+    }
+    if first == AGENT_BINARY || first == "hydrant" {
+        return Ok(());
+    }
+    let path = std::path::Path::new(first);
+    if !path.is_absolute() {
+        return Err(NotInImage::Program(first.clone()));
+    }
+    // A `..` could climb out of the volume it names.
+    let plain = path.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    });
+    if plain
+        && mounts
+            .iter()
+            .any(|m| path.starts_with(m) && path != std::path::Path::new(m))
+    {
+        Ok(())
+    } else {
+        Err(NotInImage::Unmounted(first.clone()))
+    }
+}
+
 fn program(word: &str) -> &str {
     word.rsplit('/').next().unwrap_or(word)
 }
@@ -282,6 +331,41 @@ mod tests {
         ] {
             assert_eq!(translate(&words(command)), None, "{command}");
         }
+    }
+
+    #[test]
+    fn the_default_image_runs_hydrant_and_programs_under_the_agents_mounts_only() {
+        let mounts = ["/vault/secrets", "/vault/custom", "/opt/tools/"];
+        let check = |command: &str| runnable(&words(command), &mounts);
+        for ok in [
+            "/usr/local/bin/hydrant signal --name nginx HUP",
+            "hydrant signal --pid 1 HUP",
+            "/vault/custom/reload --now",
+            "/opt/tools/bin/reload",
+            "/vault/secrets/reload.sh",
+        ] {
+            assert_eq!(check(ok), Ok(()), "{ok}");
+        }
+        let program = |p: &str| Err(NotInImage::Program(p.to_owned()));
+        let unmounted = |p: &str| Err(NotInImage::Unmounted(p.to_owned()));
+        assert_eq!(check("touch /x"), program("touch"));
+        assert_eq!(check("nginx -s reload"), program("nginx"));
+        assert_eq!(check("./reload"), program("./reload"));
+        assert_eq!(
+            check("/usr/sbin/nginx -s reload"),
+            unmounted("/usr/sbin/nginx")
+        );
+        assert_eq!(check("/bin/touch /x"), unmounted("/bin/touch"));
+        assert_eq!(check("/vault/custom"), unmounted("/vault/custom"));
+        assert_eq!(
+            check("/vault/custom/../../bin/sh"),
+            unmounted("/vault/custom/../../bin/sh")
+        );
+        assert_eq!(check("/vault/customer/x"), unmounted("/vault/customer/x"));
+        assert_eq!(
+            runnable(&words("/bin/sh -c 'a | b'"), &mounts),
+            Err(NotInImage::NeedsShell)
+        );
     }
 
     #[test]

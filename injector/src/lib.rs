@@ -109,6 +109,8 @@ pub mod names {
     pub const CONFIG_MAP_INIT_FILE: &str = "config-init.hcl";
     /// The sidecar's (and native mode's one agent container's) configuration in it.
     pub const CONFIG_MAP_SIDECAR_FILE: &str = "config.hcl";
+    /// The agent's metrics port, as its container declares it (at most 15 characters).
+    pub const METRICS_PORT: &str = "hydrant-metrics";
     /// vault-k8s's `agent-extra-secret` volume.
     pub const EXTRA_VOLUME: &str = "extra-secrets";
     /// Where it is mounted.

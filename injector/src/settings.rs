@@ -290,6 +290,10 @@ pub struct InjectorSettings {
     /// The agents' log format (`HYDRANT_LOG_FORMAT`: plain or json) unless the pod names one;
     /// `None` leaves it to the agent (plain).
     pub agent_log_format: Option<String>,
+    /// The port on the pod's addresses where each sidecar serves its metrics (read-only:
+    /// `/metrics`, `/healthz`, `/readyz`) for Prometheus, for pods that name none
+    /// (`hydrant.dev/metrics-port`); `None`: no such port, the metrics stay on 127.0.0.1.
+    pub agent_metrics_port: Option<u16>,
 }
 
 impl InjectorSettings {
@@ -324,6 +328,7 @@ impl InjectorSettings {
             run_as_same_user: DEFAULT_RUN_AS_SAME_USER,
             agent_log_level: None,
             agent_log_format: None,
+            agent_metrics_port: None,
         }
     }
 }

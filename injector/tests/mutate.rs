@@ -1463,7 +1463,7 @@ fn commands_signal_by_name_with_shared_processes_and_shell_commands_need_the_she
     assert_eq!(denial.reason, Reason::UnsupportedAnnotation);
     assert_eq!(
         denial.message,
-        "vault.hashicorp.com/agent-inject-command-db: \"nginx -s reload && echo done\" needs a shell, and hydrant's image ghcr.io/hydrant-dev/hydrant:0.1.0 has none; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, and anything else runs in the image variant with a shell, ghcr.io/hydrant-dev/hydrant:0.1.0-shell (the injector's --agent-image, or hydrant.dev/image)"
+        "vault.hashicorp.com/agent-inject-command-db: \"nginx -s reload && echo done\" cannot run in hydrant's image ghcr.io/hydrant-dev/hydrant:0.1.0: it needs a shell; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, a program of the pod's own runs by its absolute path under a volume the agent mounts, and anything else runs in the image variant with a shell, ghcr.io/hydrant-dev/hydrant:0.1.0-shell (the injector's --agent-image)"
     );
     let mut s = settings();
     s.agent_image = "ghcr.io/hydrant-dev/hydrant:0.1.0-shell".into();
@@ -1682,4 +1682,263 @@ fn agent_configmap_runs_the_agents_on_the_mounted_vault_agent_configuration() {
         "{:?}",
         agent.volume_mounts
     );
+}
+
+/// The container port named `hydrant-metrics` of an agent container, if it declares one.
+fn metrics_port_of(container: &Container) -> Option<i32> {
+    container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some(names::METRICS_PORT))
+        .map(|p| p.container_port)
+}
+
+fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// The sidecar's metrics port, asked by the pod or by the injector's setting: the agent config
+/// opens it, the long-running agent container declares it, and the pod gets Prometheus's scrape
+/// annotations unless it has its own.
+#[test]
+fn the_metrics_port_is_opened_declared_and_annotated_for_prometheus() {
+    let hydrant = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![("role", "app"), ("secret-db", "secret/data/db")];
+        pairs.extend_from_slice(extra);
+        PodBuilder::new().hydrant(&pairs).build()
+    };
+    // Native mode: the one agent container serves it.
+    let pod = hydrant(&[("metrics-port", "9102")]);
+    let patched = apply(&pod, &mutated(&pod));
+    let agent = container(
+        &patched.spec.as_ref().expect("spec").init_containers,
+        "vault-agent",
+    );
+    assert_eq!(metrics_port_of(agent), Some(9102));
+    assert_eq!(agent_config(agent).metrics_port, Some(9102));
+    assert_eq!(annotation(&patched, "prometheus.io/scrape"), Some("true"));
+    assert_eq!(annotation(&patched, "prometheus.io/port"), Some("9102"));
+    assert_eq!(annotation(&patched, "prometheus.io/path"), Some("/metrics"));
+
+    // The injector's setting, for a vault-k8s pod in init-and-sidecar mode: the sidecar serves
+    // it, the init container (which exits) declares nothing.
+    let mut s = settings();
+    s.agent_metrics_port = Some(9102);
+    s.mode = Mode::InitAndSidecar;
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
+    let patched = apply(&pod, &mutation);
+    let spec = patched.spec.as_ref().expect("spec");
+    assert_eq!(
+        metrics_port_of(container(&spec.init_containers, "vault-agent-init")),
+        None
+    );
+    assert_eq!(
+        metrics_port_of(container(&Some(spec.containers.clone()), "vault-agent")),
+        Some(9102)
+    );
+    assert_eq!(annotation(&patched, "prometheus.io/port"), Some("9102"));
+
+    // A pod with its own scrape annotations keeps them, and is told.
+    let pod = PodBuilder::new()
+        .annotate("prometheus.io/scrape", "true")
+        .annotate("prometheus.io/port", "8080")
+        .hydrant(&[
+            ("role", "app"),
+            ("secret-db", "secret/data/db"),
+            ("metrics-port", "9102"),
+        ])
+        .build();
+    let mutation = mutated(&pod);
+    let patched = apply(&pod, &mutation);
+    assert_eq!(annotation(&patched, "prometheus.io/port"), Some("8080"));
+    assert_eq!(annotation(&patched, "prometheus.io/path"), None);
+    assert!(
+        mutation
+            .warnings
+            .iter()
+            .any(|w| w.contains("prometheus.io/scrape") && w.contains("9102")),
+        "{:?}",
+        mutation.warnings
+    );
+    let agent = container(
+        &patched.spec.as_ref().expect("spec").init_containers,
+        "vault-agent",
+    );
+    assert_eq!(metrics_port_of(agent), Some(9102));
+
+    // An empty annotation turns the setting off for the pod; without a sidecar there is none.
+    let mut s = settings();
+    s.agent_metrics_port = Some(9102);
+    for pod in [
+        hydrant(&[("metrics-port", "")]),
+        hydrant(&[("mode", "init-only")]),
+    ] {
+        let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
+        let patched = apply(&pod, &mutation);
+        assert_eq!(annotation(&patched, "prometheus.io/scrape"), None);
+        let spec = patched.spec.expect("spec");
+        let all = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers);
+        assert!(all.clone().all(|c| metrics_port_of(c).is_none()));
+    }
+    let mutation = mutated(&hydrant(&[("mode", "init-only"), ("metrics-port", "9102")]));
+    assert!(
+        mutation
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("hydrant.dev/metrics-port: mode init-only has no sidecar")),
+        "{:?}",
+        mutation.warnings
+    );
+}
+
+/// A metrics port the app already uses, or the agent's own local port, is refused when the pod
+/// asks for it; the injector's setting only warns and leaves the port closed.
+#[test]
+fn a_metrics_port_in_use_is_refused_when_asked_and_skipped_when_set_cluster_wide() {
+    let app_port = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![("role", "app"), ("secret-db", "secret/data/db")];
+        pairs.extend_from_slice(extra);
+        let mut pod = PodBuilder::new();
+        pod.0["spec"]["containers"][0]["ports"] = json!([{"containerPort": 9102}]);
+        pod.hydrant(&pairs).build()
+    };
+    let denial = denied(&app_port(&[("metrics-port", "9102")]));
+    assert_eq!(denial.reason, Reason::Conflict);
+    assert_eq!(
+        denial.message,
+        "hydrant.dev/metrics-port: container app already uses port 9102; choose another port for the agent's metrics"
+    );
+    let denial = denied(&app_port(&[("metrics-port", "8099"), ("listen", "8099")]));
+    assert!(
+        denial.message.contains("also the agent's local port"),
+        "{}",
+        denial.message
+    );
+    assert_eq!(
+        denied(&app_port(&[("metrics-port", "0")])).reason,
+        Reason::BadAnnotation
+    );
+
+    let mut s = settings();
+    s.agent_metrics_port = Some(9102);
+    let pod = app_port(&[]);
+    let mutation = mutate(&pod, "team-a", &s).expect("allowed").expect("patch");
+    assert!(
+        mutation.warnings.iter().any(|w| w.starts_with(
+            "the injector's metrics port is not opened: container app already uses port 9102"
+        )),
+        "{:?}",
+        mutation.warnings
+    );
+    let patched = apply(&pod, &mutation);
+    assert_eq!(annotation(&patched, "prometheus.io/scrape"), None);
+    let agent = container(
+        &patched.spec.as_ref().expect("spec").init_containers,
+        "vault-agent",
+    );
+    assert_eq!(metrics_port_of(agent), None);
+    assert_eq!(agent_config(agent).metrics_port, None);
+}
+
+/// Plain programs the default image does not have (it holds only hydrant) are refused at
+/// admission, naming the command and the image variant with a shell, unless given by an absolute
+/// path under a volume the agent container mounts, which the pod may have filled; a pod that
+/// turns the shared process namespace off cannot signal by name.
+#[test]
+fn programs_not_in_the_image_are_refused_unless_under_a_volume_the_agent_mounts() {
+    let with = |command: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("role", "app"),
+            ("agent-inject-secret-db", "secret/data/db"),
+            ("agent-inject-command-db", command),
+        ];
+        pairs.extend_from_slice(extra);
+        PodBuilder::new().vault(&pairs).build()
+    };
+    for (command, runs) in [
+        (
+            "touch /x",
+            "runs touch, which is not in it (only hydrant is)",
+        ),
+        (
+            "nginx -s reload",
+            "runs nginx, which is not in it (only hydrant is)",
+        ),
+        (
+            "/usr/sbin/nginx -s reload",
+            "runs /usr/sbin/nginx, which is not in it (only hydrant is) and under no volume the agent mounts (/vault/secrets)",
+        ),
+    ] {
+        let denial = denied(&with(command, &[]));
+        assert_eq!(denial.reason, Reason::UnsupportedAnnotation, "{command}");
+        assert!(
+            denial.message.starts_with(&format!(
+                "vault.hashicorp.com/agent-inject-command-db: {command:?} cannot run in hydrant's image ghcr.io/hydrant-dev/hydrant:0.1.0: it {runs}; "
+            )) && denial.message.contains("ghcr.io/hydrant-dev/hydrant:0.1.0-shell"),
+            "{}",
+            denial.message
+        );
+    }
+    // A program the pod mounts for the agent: agent-extra-secret's /vault/custom, a volume
+    // copied from an app container, or one agent-json-patch adds.
+    mutated(&with(
+        "/vault/custom/reload --now",
+        &[("agent-extra-secret", "tools")],
+    ));
+    let pod = with("/opt/tools/reload", &[("agent-copy-volume-mounts", "app")]);
+    let mut pod = serde_json::to_value(pod).expect("json");
+    pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .push(json!({"name": "tools", "mountPath": "/opt/tools"}));
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .expect("volumes")
+        .push(json!({"name": "tools", "emptyDir": {}}));
+    mutated(&serde_json::from_value(pod).expect("pod"));
+    mutated(&with(
+        "/opt/bin/reload",
+        &[(
+            "agent-json-patch",
+            r#"[{"op": "add", "path": "/volumeMounts/-", "value": {"name": "bin", "mountPath": "/opt/bin"}}]"#,
+        )],
+    ).with_volume("bin"));
+    // hydrant's own binary, and anything in the image variant with a shell.
+    mutated(&with("/usr/local/bin/hydrant signal --pid 1 HUP", &[]));
+    let mut s = settings();
+    s.agent_image = "ghcr.io/hydrant-dev/hydrant:0.1.0-shell".into();
+    mutate(&with("touch /x", &[]), "team-a", &s)
+        .expect("allowed")
+        .expect("patch");
+
+    // agent-share-process-namespace: "false" and a command that signals by name.
+    let denial = denied(&with(
+        "pkill -HUP nginx",
+        &[("agent-share-process-namespace", "false")],
+    ));
+    assert_eq!(denial.reason, Reason::Conflict);
+    assert_eq!(
+        denial.message,
+        "vault.hashicorp.com/agent-inject-command-db: \"pkill -HUP nginx\" signals the app's processes by name, which the agent sees only in the pod's shared process namespace, and vault.hashicorp.com/agent-share-process-namespace is \"false\": the agent cannot see the app to signal it; remove that annotation, or drop the command and let the app watch its file"
+    );
+    // A process ID does not need the app's processes.
+    mutated(&with(
+        "kill -HUP 1",
+        &[("agent-share-process-namespace", "false")],
+    ));
 }

@@ -17,6 +17,12 @@ pub fn load(paths: &[PathBuf], env: &dyn Env) -> Result<AgentConfig, String> {
     load_checked(paths, env, AgentConfig::validate)
 }
 
+/// Loads and validates a configuration for `hydrant exec` (`env` and `exec` instead of files),
+/// as [`load`] does.
+pub fn load_exec(paths: &[PathBuf], env: &dyn Env) -> Result<AgentConfig, String> {
+    load_checked(paths, env, AgentConfig::validate_exec)
+}
+
 fn load_checked(
     paths: &[PathBuf],
     env: &dyn Env,

@@ -6,7 +6,7 @@ use injector::AgentConfig;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::fetch::VaultFetch;
+use super::fetch::{Fetched, VaultFetch};
 use super::{Error, state};
 use crate::files;
 use crate::template::{Engine, Rendered};
@@ -15,6 +15,34 @@ use crate::vault;
 /// Logs in, renders everything, and writes every file only if every output rendered: an app
 /// never starts with some of its files.
 pub(super) async fn run(config: &AgentConfig, engine: &Engine) -> Result<(), Error> {
+    let first = first_render(config, engine).await?;
+    let written = write(config, &first.rendered)?;
+    run_commands(config, &written).await;
+    if let Some(dir) = &config.state_dir {
+        hand_over(dir, &first.token, &first.fetched);
+    }
+    Ok(())
+}
+
+/// What a first render gives: the client, logged in, its token, every output, and what was
+/// fetched (for the hand-over).
+pub(crate) struct FirstRender {
+    /// The client, logged in.
+    pub(crate) client: vault::Client,
+    /// Its token.
+    pub(crate) token: vault::TokenInfo,
+    /// Every output, in order.
+    pub(crate) rendered: Vec<Rendered>,
+    /// Every response.
+    pub(crate) fetched: Vec<Fetched>,
+}
+
+/// Logs in and renders every output, retrying a Vault that is away until `retry.deadline`.
+/// Fails if any output fails (each failure is logged when there are several).
+pub(crate) async fn first_render(
+    config: &AgentConfig,
+    engine: &Engine,
+) -> Result<FirstRender, Error> {
     let deadline = Instant::now() + config.retry.deadline();
     let mut client = vault::Client::connect(&config.vault).map_err(Error::Login)?;
     let auth = &config.auth;
@@ -36,7 +64,7 @@ pub(super) async fn run(config: &AgentConfig, engine: &Engine) -> Result<(), Err
     let results = engine.render_all(&fetch).await;
     let mut rendered = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
-    let names: Vec<&str> = config.outputs().map(|o| o.name).collect();
+    let names: Vec<&str> = engine.names().collect();
     for (i, result) in results.into_iter().enumerate() {
         match result {
             Ok(r) => {
@@ -54,36 +82,24 @@ pub(super) async fn run(config: &AgentConfig, engine: &Engine) -> Result<(), Err
         }
         return Err(Error::Render(failures));
     }
-    let written = write(config, &rendered)?;
-    run_commands(config, &written).await;
-    if let Some(dir) = &config.state_dir {
-        hand_over(dir, &token, &fetch);
-    }
-    Ok(())
+    let fetched = fetch.take();
+    Ok(FirstRender {
+        client,
+        token,
+        rendered,
+        fetched,
+    })
 }
 
 /// Leaves the token and what was fetched for the sidecar. A failure here costs the sidecar a
 /// login and new dynamic credentials, not the app its files: it is logged, not fatal.
-fn hand_over(dir: &std::path::Path, token: &vault::TokenInfo, fetch: &VaultFetch<'_>) {
+fn hand_over(dir: &std::path::Path, token: &vault::TokenInfo, fetched: &[Fetched]) {
     let now = std::time::SystemTime::now();
     let expires = (!token.ttl.is_zero()).then(|| now + token.ttl);
-    let fetched = fetch.take();
-    let held =
-        fetched.iter().filter_map(|f| {
-            let secret = f.result.as_ref().ok()?;
-            Some(state::Held {
-                request: &f.request,
-                data: &secret.data,
-                fetched_at: f.at,
-                lease: secret.lease.as_ref().filter(|l| !l.id.is_empty()).map(|l| {
-                    state::HeldLease {
-                        id: &l.id,
-                        lifetime: l.duration,
-                        renewable: l.renewable,
-                    }
-                }),
-            })
-        });
+    let held = fetched.iter().filter_map(|f| {
+        let secret = f.result.as_ref().ok()?;
+        Some(state::Held::of(&f.request, secret, f.at))
+    });
     match state::hand_over(dir, token.token.expose(), expires, held) {
         Ok(()) => info!(dir = %dir.display(), "handed the token and leases over to the sidecar"),
         Err(error) => {

@@ -6,13 +6,13 @@
 //! the `--once` path and `sidecar/` the long-running one; `compile`, `snapshot`, `fetch` and
 //! `state` (the hand-over between them) are what both use.
 
-mod compile;
+pub(crate) mod compile;
 pub mod config;
-mod fetch;
-mod init;
+pub(crate) mod fetch;
+pub(crate) mod init;
 mod schedule;
-mod server;
-mod sidecar;
+pub(crate) mod server;
+pub(crate) mod sidecar;
 mod sink;
 mod snapshot;
 pub mod state;
@@ -205,7 +205,16 @@ pub fn run(args: &Args, env: Arc<dyn Env>) -> Result<(), Error> {
         let snapshot = snapshot.and_then(Result::ok);
         let result = runtime.block_on(async {
             let stop = crate::shutdown_signal();
-            sidecar::run(&config, engine, sources, snapshot, stop).await
+            let status = Arc::new(server::SidecarStatus::new());
+            let parts = sidecar::Parts {
+                engine,
+                sources,
+                snapshot,
+                outputs: Box::new(sidecar::Files::new(&config, status.clone())),
+                status,
+                start: None,
+            };
+            sidecar::run(&config, parts, stop).await
         });
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         return result;

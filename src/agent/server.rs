@@ -1,9 +1,10 @@
-//! The sidecar's local endpoints on 127.0.0.1: `/healthz`, `/readyz` (ready once every file
-//! was rendered, and never back), `/metrics`, and `POST /quit` (also at vault-k8s's
-//! `/agent/v1/quit`) for Jobs: the app asks the agent to stop when it is done.
+//! The sidecar's endpoints: on 127.0.0.1, `/healthz`, `/readyz` (ready once every file was
+//! rendered, and never back), `/metrics`, and `POST /quit` (also at vault-k8s's
+//! `/agent/v1/quit`) for Jobs: the app asks the agent to stop when it is done; on the pod's
+//! addresses, when asked, the metrics port: the same reads, and never `/quit`.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,25 +19,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
-
-/// Every reason a fetch fails: the values of `vault::Error::kind`.
-const FETCH_REASONS: [&str; 15] = [
-    "unreachable",
-    "tls",
-    "redirect",
-    "unanswered",
-    "unavailable",
-    "login_denied",
-    "permission_denied",
-    "not_found",
-    "refused",
-    "invalid_response",
-    "credential_file",
-    "malformed_credential",
-    "empty_credential",
-    "not_in_file",
-    "config",
-];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -185,8 +167,11 @@ impl SidecarStatus {
                 drop(renewals.get_or_create(&RenewalLabel { kind, result }));
             }
         }
-        for reason in FETCH_REASONS {
-            drop(fetch_failures.get_or_create(&ReasonLabel { reason }));
+        // Every reason a fetch can fail for, from the one list `vault::Error::kind` gives.
+        for kind in crate::vault::ErrorKind::ALL {
+            drop(fetch_failures.get_or_create(&ReasonLabel {
+                reason: kind.label(),
+            }));
         }
         SidecarStatus {
             ready: AtomicBool::new(false),
@@ -338,21 +323,48 @@ fn outcome(ok: bool) -> &'static str {
     if ok { "ok" } else { "error" }
 }
 
-/// Serves the endpoints on 127.0.0.1:`port` until the process ends.
+/// Serves every endpoint, `/quit` included, on 127.0.0.1:`port` until the process ends: only
+/// the pod's own containers reach it.
 pub async fn serve(port: u16, status: Arc<SidecarStatus>) -> std::io::Result<SocketAddr> {
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-    let local = listener.local_addr()?;
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let app = read_only()
         .route("/quit", post(quit))
         .route("/agent/v1/quit", post(quit))
         .with_state(status);
+    spawn(listener, app, "the local endpoints")
+}
+
+/// Serves the read-only endpoints (`/metrics`, `/healthz`, `/readyz`) on every address of the pod
+/// at `port` until the process ends, for Prometheus to scrape from outside the pod. Nothing there
+/// changes the agent: `/quit` stays on 127.0.0.1 ([`serve`]), where only the pod reaches it.
+pub async fn serve_metrics(port: u16, status: Arc<SidecarStatus>) -> std::io::Result<SocketAddr> {
+    // IPv6's any address also takes IPv4 on Linux (dual-stack and IPv6-only clusters); a pod
+    // without IPv6 gets IPv4's.
+    let listener = match tokio::net::TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)).await {
+        Ok(listener) => listener,
+        Err(_) => tokio::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await?,
+    };
+    spawn(listener, read_only().with_state(status), "the metrics port")
+}
+
+/// The endpoints that only read the agent's state.
+fn read_only() -> Router<Arc<SidecarStatus>> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+fn spawn(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    what: &'static str,
+) -> std::io::Result<SocketAddr> {
+    let local = listener.local_addr()?;
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
-            tracing::warn!(%error, "the local endpoints stopped");
+            tracing::warn!(%error, "{what} stopped");
         }
     });
     Ok(local)
@@ -378,4 +390,33 @@ async fn metrics(State(status): State<Arc<SidecarStatus>>, headers: HeaderMap) -
 async fn quit(State(status): State<Arc<SidecarStatus>>) -> &'static str {
     status.quit.notify_one();
     "stopping\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fetch-failure series at start are exactly one per kind `vault::Error::kind` can give,
+    /// at zero: a new kind of Vault failure shows before it first happens.
+    #[test]
+    fn every_vault_error_kind_has_a_fetch_failure_series_at_zero() {
+        let status = SidecarStatus::new();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &status.registry).expect("encode");
+        let mut present: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("hydrant_agent_fetch_failures_total{reason=\""))
+            .map(|l| {
+                l.strip_suffix("\"} 0")
+                    .unwrap_or_else(|| panic!("not at zero: {l}"))
+            })
+            .collect();
+        let mut kinds: Vec<&str> = crate::vault::ErrorKind::ALL
+            .iter()
+            .map(|k| k.label())
+            .collect();
+        present.sort_unstable();
+        kinds.sort_unstable();
+        assert_eq!(present, kinds);
+    }
 }

@@ -147,8 +147,33 @@ pub fn hand_over<'a>(
     token_expires: Option<SystemTime>,
     held: impl IntoIterator<Item = Held<'a>>,
 ) -> std::io::Result<()> {
-    let entries = held
-        .into_iter()
+    let state = State::new(token.to_owned(), token_expires.map(unix), entries(held));
+    save(dir, &state)
+}
+
+impl<'a> Held<'a> {
+    /// A response as it was fetched at `at`, with its lease if it has one.
+    pub fn of(request: &'a Request, secret: &'a crate::vault::Secret, at: SystemTime) -> Held<'a> {
+        Held {
+            request,
+            data: &secret.data,
+            fetched_at: at,
+            lease: secret
+                .lease
+                .as_ref()
+                .filter(|l| !l.id.is_empty())
+                .map(|l| HeldLease {
+                    id: &l.id,
+                    lifetime: l.duration,
+                    renewable: l.renewable,
+                }),
+        }
+    }
+}
+
+/// The records of `held`, as the hand-over keeps them.
+pub fn entries<'a>(held: impl IntoIterator<Item = Held<'a>>) -> Vec<Entry> {
+    held.into_iter()
         .map(|held| Entry {
             path: held.request.path.clone(),
             params: held.request.params(),
@@ -163,9 +188,7 @@ pub fn hand_over<'a>(
                 renewable: lease.renewable,
             }),
         })
-        .collect();
-    let state = State::new(token.to_owned(), token_expires.map(unix), entries);
-    save(dir, &state)
+        .collect()
 }
 
 /// Seconds since the Unix epoch.

@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
+use crate::policy::Guardrail;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
@@ -152,6 +154,10 @@ impl ControllerStatus {
         for change in ["created", "updated", "deleted"] {
             drop(objects.get_or_create(&ChangeLabel { change }));
         }
+        // The rules are a fixed set: each series is there before the first refusal.
+        for rule in Guardrail::ALL {
+            drop(refusals.get_or_create(&RuleLabel { rule: rule.name() }));
+        }
         ControllerStatus {
             registry: root,
             applies,
@@ -198,8 +204,10 @@ impl ControllerStatus {
     }
 
     /// Counts a problem that refused a commit.
-    pub fn refused(&self, rule: &'static str) {
-        self.refusals.get_or_create(&RuleLabel { rule }).inc();
+    pub fn refused(&self, rule: Guardrail) {
+        self.refusals
+            .get_or_create(&RuleLabel { rule: rule.name() })
+            .inc();
     }
 
     /// Counts drifted objects.
@@ -292,4 +300,32 @@ async fn metrics(State(status): State<Arc<ControllerStatus>>, headers: HeaderMap
 async fn sync(State(status): State<Arc<ControllerStatus>>) -> (StatusCode, &'static str) {
     status.sync.notify_one();
     (StatusCode::ACCEPTED, "fetching\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every rule's refusal series is there before the first refusal, at zero, so that an alert
+    /// on `increase(...[1h]) > 0` sees the first one.
+    #[test]
+    fn every_rule_s_refusal_series_is_present_at_zero_from_the_start() {
+        let status = ControllerStatus::new();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &status.registry).expect("encode");
+        for rule in Guardrail::ALL {
+            let line = format!(
+                "hydrant_controller_guardrail_refusals_total{{rule=\"{}\"}} 0",
+                rule.name()
+            );
+            assert!(text.contains(&line), "{line} in:\n{text}");
+        }
+        status.refused(Guardrail::Layout);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &status.registry).expect("encode");
+        assert!(
+            text.contains("hydrant_controller_guardrail_refusals_total{rule=\"layout\"} 1"),
+            "{text}"
+        );
+    }
 }

@@ -566,7 +566,7 @@ impl Controller {
                         commit = %commit,
                         file = %problem.file.display(),
                         line = problem.line,
-                        rule = problem.rule,
+                        rule = problem.rule.name(),
                         "{}",
                         problem.message
                     );

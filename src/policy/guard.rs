@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use super::RepoSettings;
 use super::acl::Policy;
 use super::repo::RoleFile;
+use super::{Guardrail, RepoSettings};
 use injector::values::Duration;
 
 /// A refusal: the line (when known), what is wrong, and the rule.
@@ -16,7 +16,7 @@ pub struct Refusal {
     /// What is wrong.
     pub message: String,
     /// The rule's name, as the README lists them.
-    pub rule: &'static str,
+    pub rule: Guardrail,
 }
 
 /// Path prefixes no namespace may grant unless the settings allow system paths.
@@ -27,7 +27,7 @@ pub fn check_policy(namespace: &str, policy: &Policy, settings: &RepoSettings) -
     let allowed = settings.allowed_paths(namespace);
     let mut refusals = Vec::new();
     for rule in &policy.rules {
-        let refuse = |message: String, rule_name: &'static str| Refusal {
+        let refuse = |message: String, rule_name: Guardrail| Refusal {
             line: Some(rule.line),
             message,
             rule: rule_name,
@@ -36,7 +36,7 @@ pub fn check_policy(namespace: &str, policy: &Policy, settings: &RepoSettings) -
         if rule.capabilities.contains("sudo") && !settings.allow.sudo {
             refusals.push(refuse(
                 format!("path {path:?} grants sudo, which only the platform grants"),
-                "no-sudo",
+                Guardrail::NoSudo,
             ));
         }
         if !settings.allow.system_paths
@@ -46,7 +46,7 @@ pub fn check_policy(namespace: &str, policy: &Policy, settings: &RepoSettings) -
         {
             refusals.push(refuse(
                 format!("path {path:?} is under {prefix}, which only the platform grants"),
-                "no-system-paths",
+                Guardrail::NoSystemPaths,
             ));
             continue;
         }
@@ -58,7 +58,7 @@ pub fn check_policy(namespace: &str, policy: &Policy, settings: &RepoSettings) -
         {
             refusals.push(refuse(
                 format!("path {path:?} has spaces around it, an empty, . or .. segment; write the path as Vault stores it"),
-                "path-syntax",
+                Guardrail::PathSyntax,
             ));
             continue;
         }
@@ -67,7 +67,7 @@ pub fn check_policy(namespace: &str, policy: &Policy, settings: &RepoSettings) -
                 format!(
                     "path {path:?} has a + segment, which matches every namespace's name there"
                 ),
-                "no-plus-segments",
+                Guardrail::NoPlusSegments,
             ));
             continue;
         }
@@ -77,7 +77,7 @@ pub fn check_policy(namespace: &str, policy: &Policy, settings: &RepoSettings) -
                     "path {path:?} is outside what namespace {namespace} may use ({})",
                     allowed.join(", ")
                 ),
-                "allowed-paths",
+                Guardrail::AllowedPaths,
             ));
         }
     }
@@ -108,7 +108,7 @@ pub fn check_role(
 ) -> Vec<Refusal> {
     let mut refusals = Vec::new();
     // Each refusal points at the line of the key it is about, when the file has that key.
-    let mut refuse = |key: &str, message: String, rule: &'static str| {
+    let mut refuse = |key: &str, message: String, rule: Guardrail| {
         refusals.push(Refusal {
             line: role.lines.get(key).copied(),
             message,
@@ -124,21 +124,21 @@ pub fn check_role(
                 "binds namespaces [{}]; a role binds its own namespace, {namespace}, only (leave the key out)",
                 bound.join(", ")
             ),
-            "own-namespace",
+            Guardrail::OwnNamespace,
         );
     }
     if role.bound_service_account_namespace_selector.is_some() {
         refuse(
             "bound_service_account_namespace_selector",
             "has a namespace selector; a role binds its own namespace only".to_owned(),
-            "own-namespace",
+            Guardrail::OwnNamespace,
         );
     }
     if role.service_accounts.is_empty() {
         refuse(
             "service_accounts",
             "names no service account; list the ones that may log in".to_owned(),
-            "service-accounts",
+            Guardrail::ServiceAccounts,
         );
     }
     if role.service_accounts.iter().any(|s| s.contains('*')) && !settings.allow.any_service_account
@@ -146,7 +146,7 @@ pub fn check_role(
         refuse(
             "service_accounts",
             "binds every service account (*); name them".to_owned(),
-            "no-wildcard-service-account",
+            Guardrail::NoWildcardServiceAccount,
         );
     }
     for policy in &role.policies {
@@ -157,7 +157,7 @@ pub fn check_role(
                     "attaches policy {policy:?}, which is neither namespace {namespace}'s own nor a platform policy ({})",
                     settings.platform_policies.join(", ")
                 ),
-                "own-policies",
+                Guardrail::OwnPolicies,
             );
         }
     }
@@ -170,7 +170,7 @@ pub fn check_role(
         refuse(
             "audience",
             "has no audience; set audience (or a default in hydrant-policy.yaml)".to_owned(),
-            "audience",
+            Guardrail::Audience,
         );
     }
     for (key, given, cap) in [
@@ -189,7 +189,7 @@ pub fn check_role(
                 format!(
                     "{key} 0s is Vault's \"the mount's default\" (768h unless tuned), not a short TTL; {instead}"
                 ),
-                "ttl-cap",
+                Guardrail::TtlCap,
             );
         }
     }
@@ -199,7 +199,7 @@ pub fn check_role(
         refuse(
             "ttl",
             format!("ttl {ttl} is over the cap of {cap}"),
-            "ttl-cap",
+            Guardrail::TtlCap,
         );
     }
     if let (Some(max), Some(cap)) = (role.max_ttl, settings.max_ttl_cap)
@@ -208,7 +208,7 @@ pub fn check_role(
         refuse(
             "max_ttl",
             format!("max_ttl {max} is over the cap of {cap}"),
-            "ttl-cap",
+            Guardrail::TtlCap,
         );
     }
     if let (Some(ttl), (_, Some(max))) = (role.ttl, ttls(role, settings))
@@ -223,7 +223,7 @@ pub fn check_role(
         refuse(
             "ttl",
             format!("ttl {ttl} is longer than {whose} {max}"),
-            "ttl-cap",
+            Guardrail::TtlCap,
         );
     }
     refusals

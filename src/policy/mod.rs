@@ -228,6 +228,71 @@ impl RepoSettings {
     }
 }
 
+/// Declares [`Guardrail`], [`Guardrail::ALL`] and [`Guardrail::name`] from one list, so that no rule can be
+/// missing from `ALL` (the controller's refusal series at zero, the README's table).
+macro_rules! rules {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// The rule a repository problem breaks: a guardrail, or a check of the repository's shape. Its name is
+        /// what the README's table, the problem lines and
+        /// `hydrant_controller_guardrail_refusals_total{rule}` show.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Guardrail {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Guardrail {
+            /// Every rule, in the README's order.
+            pub const ALL: &[Guardrail] = &[$(Guardrail::$variant,)*];
+
+            /// The rule's name, a fixed label.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Guardrail::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+rules! {
+    /// A policy path outside the namespace's `allowed_paths`.
+    AllowedPaths => "allowed-paths",
+    /// A `+` segment, which matches any namespace's name.
+    NoPlusSegments => "no-plus-segments",
+    /// `..`, `.` or empty segments, spaces around a path.
+    PathSyntax => "path-syntax",
+    /// `sys/`, `auth/`, `identity/`.
+    NoSystemPaths => "no-system-paths",
+    /// The `sudo` capability.
+    NoSudo => "no-sudo",
+    /// A role binding another namespace, `*`, or a namespace selector.
+    OwnNamespace => "own-namespace",
+    /// `service_accounts: ["*"]`.
+    NoWildcardServiceAccount => "no-wildcard-service-account",
+    /// A role that names no service account.
+    ServiceAccounts => "service-accounts",
+    /// A role attaching a policy that is neither its namespace's nor a platform policy.
+    OwnPolicies => "own-policies",
+    /// A role without an audience.
+    Audience => "audience",
+    /// TTLs over the caps, `0s`, or `ttl` over `max_ttl`.
+    TtlCap => "ttl-cap",
+    /// Names Vault would change or two files would share.
+    Names => "names",
+    /// HCL or YAML that does not parse, unknown keys.
+    Parse => "parse",
+    /// Anything under `defaults/` or `namespaces/` that hydrant does not read.
+    Layout => "layout",
+    /// `hydrant-policy.yaml` missing, a symlink, or invalid.
+    Settings => "settings",
+}
+
+impl fmt::Display for Guardrail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A problem in the repository: the file, the line when known, what is wrong, the rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -238,7 +303,7 @@ pub struct Problem {
     /// What is wrong.
     pub message: String,
     /// The rule (`allowed-paths`, `own-namespace` ...), or `parse`, `layout`, `names`.
-    pub rule: &'static str,
+    pub rule: Guardrail,
 }
 
 impl Problem {
@@ -246,7 +311,7 @@ impl Problem {
         file: impl AsRef<Path>,
         line: Option<usize>,
         message: String,
-        rule: &'static str,
+        rule: Guardrail,
     ) -> Problem {
         Problem {
             file: file.as_ref().to_owned(),

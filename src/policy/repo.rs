@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::guard::{self, Refusal};
-use super::{Problem, RepoSettings, acl};
+use super::{Guardrail, Problem, RepoSettings, acl};
 
 /// The settings file at the repository's root.
 pub const SETTINGS_FILE: &str = "hydrant-policy.yaml";
@@ -121,7 +121,14 @@ pub fn load_for(
 /// The settings file, read and parsed; its problem alone when it cannot be, since nothing else
 /// can be judged without it.
 fn read_settings(root: &Path) -> Result<RepoSettings, Vec<Problem>> {
-    let problem = |message: String| vec![Problem::new(SETTINGS_FILE, None, message, "settings")];
+    let problem = |message: String| {
+        vec![Problem::new(
+            SETTINGS_FILE,
+            None,
+            message,
+            Guardrail::Settings,
+        )]
+    };
     let path = root.join(SETTINGS_FILE);
     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(problem(
@@ -239,7 +246,7 @@ fn decide(
                 format!("namespaces/{name}"),
                 None,
                 format!("{name:?} is not a namespace name (lower-case letters, digits and -)"),
-                "names",
+                Guardrail::Names,
             ));
             continue;
         }
@@ -288,7 +295,7 @@ fn own_policies<'a>(
                     file.name,
                     default.path.display()
                 ),
-                "names",
+                Guardrail::Names,
             ));
             continue;
         }
@@ -310,7 +317,7 @@ fn add_policy(
     let path = &file.path;
     let vault_name = match settings.vault_name(namespace, name) {
         Ok(n) => n,
-        Err(message) => return problems.push(Problem::new(path, None, message, "names")),
+        Err(message) => return problems.push(Problem::new(path, None, message, Guardrail::Names)),
     };
     let text = match &file.text {
         Ok(text) if is_default => text
@@ -318,14 +325,14 @@ fn add_policy(
             .replace("{{namespace}}", namespace),
         Ok(text) => text.clone(),
         Err(message) => {
-            return problems.push(Problem::new(path, None, message.clone(), "parse"));
+            return problems.push(Problem::new(path, None, message.clone(), Guardrail::Parse));
         }
     };
     let policy = match acl::parse(&text) {
         Ok(p) => p,
         Err(errors) => {
             for e in errors {
-                problems.push(Problem::new(path, e.line, e.message, "parse"));
+                problems.push(Problem::new(path, e.line, e.message, Guardrail::Parse));
             }
             return;
         }
@@ -373,11 +380,11 @@ fn add_role(
     let path = &file.path;
     let vault_name = match settings.vault_name(namespace, &file.name) {
         Ok(n) => n,
-        Err(message) => return problems.push(Problem::new(path, None, message, "names")),
+        Err(message) => return problems.push(Problem::new(path, None, message, Guardrail::Names)),
     };
     let role = match file.text.clone().and_then(|text| parse_role(&text)) {
         Ok(r) => r,
-        Err(message) => return problems.push(Problem::new(path, None, message, "parse")),
+        Err(message) => return problems.push(Problem::new(path, None, message, Guardrail::Parse)),
     };
     for r in guard::check_role(namespace, &role, own_names, settings) {
         problems.push(Problem::new(path, r.line, r.message, r.rule));
@@ -478,7 +485,7 @@ fn collision(file: &Path, vault_name: &str, other: &Path, namespace: &str) -> Pr
             "its Vault name {vault_name} is also the name of {} (namespace {namespace}); rename one",
             other.display()
         ),
-        "names",
+        Guardrail::Names,
     )
 }
 
@@ -521,7 +528,7 @@ fn entries(dir: &Path, problems: &mut Vec<Problem>, root: &Path) -> Vec<Entry> {
                 "is {}, not a directory; hydrant reads directories and regular files only",
                 describe(&meta.file_type())
             ),
-            "layout",
+            Guardrail::Layout,
         ));
         return Vec::new();
     }
@@ -530,7 +537,7 @@ fn entries(dir: &Path, problems: &mut Vec<Problem>, root: &Path) -> Vec<Entry> {
             relative(root, dir),
             None,
             "cannot be read".to_owned(),
-            "layout",
+            Guardrail::Layout,
         ));
         return Vec::new();
     };
@@ -578,7 +585,7 @@ fn unread(entry: &Entry, root: &Path) -> Option<Problem> {
         relative(root, &entry.path),
         None,
         message.to_owned(),
-        "layout",
+        Guardrail::Layout,
     ))
 }
 
@@ -600,7 +607,7 @@ fn only(dir: &Path, allowed: &[&str], problems: &mut Vec<Problem>, root: &Path) 
                         .collect::<Vec<_>>()
                         .join(" and ")
                 ),
-                "layout",
+                Guardrail::Layout,
             ));
         }
     }
@@ -618,7 +625,7 @@ fn dir_names(dir: &Path, problems: &mut Vec<Problem>, root: &Path) -> Vec<String
                 relative(root, &entry.path),
                 None,
                 "is a file; namespaces/ holds one directory per namespace".to_owned(),
-                "layout",
+                Guardrail::Layout,
             ));
         }
     }
@@ -647,7 +654,7 @@ fn files(
                     "is not a .{ext} file; {} holds .{ext} files only",
                     relative(root, dir).display()
                 ),
-                "layout",
+                Guardrail::Layout,
             )),
         }
     }
@@ -675,7 +682,7 @@ pub fn not_regular(paths: &[PathBuf]) -> Vec<Problem> {
                 p,
                 None,
                 "is a symlink or submodule; hydrant reads directories and regular files only: replace it with the file itself".to_owned(),
-                "layout",
+                Guardrail::Layout,
             )
         })
         .collect()

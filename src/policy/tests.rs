@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{Error, acl, guard, lint, repo};
+use super::{Error, Guardrail, acl, guard, lint, repo};
 
 const SETTINGS: &str = "prefix: tenant\nallowed_paths:\n  - secret/data/{{ namespace }}/*\n  - secret/metadata/{{ namespace }}/*\nplatform_policies: [platform-read]\naudience: vault\nttl_cap: 1h\nmax_ttl_cap: 24h\n";
 
@@ -631,5 +631,38 @@ fn the_example_repository_is_clean() {
     assert_eq!(
         lint(&root).expect("clean"),
         "ok: 3 namespaces, 4 policies, 2 roles\n"
+    );
+}
+
+/// The rules named in the README's `| rule | refuses |` table are exactly [`Guardrail::ALL`],
+/// each once: a new rule cannot be left out of the table (nor of the controller's series,
+/// which come from the same list).
+#[test]
+fn the_readme_s_rule_table_names_every_rule_once() {
+    let readme = include_str!("../../README.md");
+    let mut in_table = false;
+    let mut named = Vec::new();
+    for line in readme.lines() {
+        if line.starts_with("| rule | refuses |") {
+            in_table = true;
+            continue;
+        }
+        if !line.starts_with('|') {
+            in_table = false;
+        }
+        if !in_table || line.starts_with("|---") {
+            continue;
+        }
+        let first = line.split('|').nth(1).unwrap_or_default();
+        named.extend(first.split('`').skip(1).step_by(2).map(str::to_owned));
+    }
+    let mut code: Vec<String> = Guardrail::ALL.iter().map(|r| r.name().to_owned()).collect();
+    let unique: std::collections::BTreeSet<&String> = code.iter().collect();
+    assert_eq!(unique.len(), code.len(), "a rule name twice: {code:?}");
+    named.sort();
+    code.sort();
+    assert_eq!(
+        named, code,
+        "the README's rule table and Guardrail::ALL differ"
     );
 }

@@ -186,27 +186,90 @@ impl Error {
         )
     }
 
-    /// A fixed label for metrics and structured logs.
+    /// A fixed label for metrics and structured logs: one of [`ErrorKind::ALL`]'s.
     pub fn kind(&self) -> &'static str {
+        self.class().label()
+    }
+
+    /// What kind of failure this is; a failure given up on is its last one's kind.
+    pub fn class(&self) -> ErrorKind {
         match self {
-            Error::Unreachable { .. } => "unreachable",
-            Error::Tls { .. } => "tls",
-            Error::Redirect { .. } => "redirect",
-            Error::Unanswered { .. } => "unanswered",
-            Error::Unavailable { .. } => "unavailable",
-            Error::LoginDenied { .. } => "login_denied",
-            Error::PermissionDenied { .. } => "permission_denied",
-            Error::NotFound { .. } => "not_found",
-            Error::Refused { .. } => "refused",
-            Error::InvalidResponse { .. } => "invalid_response",
-            Error::CredentialFile { .. } => "credential_file",
-            Error::MalformedCredential { .. } => "malformed_credential",
-            Error::EmptyCredential { .. } => "empty_credential",
-            Error::GaveUp { last, .. } => last.kind(),
-            Error::NotInFile { .. } => "not_in_file",
-            Error::Config { .. } => "config",
+            Error::Unreachable { .. } => ErrorKind::Unreachable,
+            Error::Tls { .. } => ErrorKind::Tls,
+            Error::Redirect { .. } => ErrorKind::Redirect,
+            Error::Unanswered { .. } => ErrorKind::Unanswered,
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::LoginDenied { .. } => ErrorKind::LoginDenied,
+            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Refused { .. } => ErrorKind::Refused,
+            Error::InvalidResponse { .. } => ErrorKind::InvalidResponse,
+            Error::CredentialFile { .. } => ErrorKind::CredentialFile,
+            Error::MalformedCredential { .. } => ErrorKind::MalformedCredential,
+            Error::EmptyCredential { .. } => ErrorKind::EmptyCredential,
+            Error::GaveUp { last, .. } => last.class(),
+            Error::NotInFile { .. } => ErrorKind::NotInFile,
+            Error::Config { .. } => ErrorKind::Config,
         }
     }
+}
+
+/// Declares [`ErrorKind`], [`ErrorKind::ALL`] and [`ErrorKind::label`] from one list, so that a
+/// kind [`Error::kind`] gives cannot be missing from `ALL` (the agent's fetch-failure series at
+/// zero).
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $variant:ident => $label:literal,)*) => {
+        /// The kinds of [`Error`], each with its fixed label.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind, once.
+            pub const ALL: &[ErrorKind] = &[$(ErrorKind::$variant,)*];
+
+            /// The label of metrics and logs.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// No HTTP answer.
+    Unreachable => "unreachable",
+    /// The TLS handshake failed.
+    Tls => "tls",
+    /// A redirect the credential must not follow.
+    Redirect => "redirect",
+    /// No answer before the deadline.
+    Unanswered => "unanswered",
+    /// 5xx or 429.
+    Unavailable => "unavailable",
+    /// The auth method refused the credentials.
+    LoginDenied => "login_denied",
+    /// 403.
+    PermissionDenied => "permission_denied",
+    /// 404.
+    NotFound => "not_found",
+    /// Another 4xx.
+    Refused => "refused",
+    /// A 2xx that is not a Vault response.
+    InvalidResponse => "invalid_response",
+    /// A credential file cannot be read.
+    CredentialFile => "credential_file",
+    /// A credential file holds more than the credential.
+    MalformedCredential => "malformed_credential",
+    /// A credential file is empty.
+    EmptyCredential => "empty_credential",
+    /// Not in `hydrant render`'s secrets file.
+    NotInFile => "not_in_file",
+    /// The Vault settings cannot be used.
+    Config => "config",
 }
 
 fn not_found_hint(path: &str) -> &'static str {
@@ -392,6 +455,23 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each kind has a label of its own, and a failure given up on keeps its last one's kind.
+    #[test]
+    fn every_kind_has_its_own_label_and_gave_up_keeps_the_last_kind() {
+        let labels: std::collections::BTreeSet<&str> =
+            ErrorKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels.len(), ErrorKind::ALL.len(), "{labels:?}");
+        let gave_up = Error::GaveUp {
+            attempts: 3,
+            waited: std::time::Duration::from_secs(1),
+            last: Box::new(Error::NotFound {
+                path: "secret/data/x".into(),
+            }),
+        };
+        assert_eq!(gave_up.class(), ErrorKind::NotFound);
+        assert_eq!(gave_up.kind(), "not_found");
+    }
 
     #[test]
     fn vault_messages_are_flattened_to_one_line() {

@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettings};
 
 pub use self::auth::{TokenInfo, adopt, login};
-pub use self::error::Error;
 pub(crate) use self::error::chain;
+pub use self::error::{Error, ErrorKind};
 pub use self::tls::ca_certificates;
 
 /// How long to wait for a TCP (and TLS) connection to Vault.

@@ -60,6 +60,11 @@ pub struct AgentConfig {
     /// listener when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<u16>,
+    /// Sidecar: a port on every address of the pod (not only 127.0.0.1) that serves only
+    /// /metrics, /healthz and /readyz, for Prometheus to scrape; `POST /quit` is never served
+    /// there. No such listener when absent. Must differ from `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
     /// Sidecar: revoke the token, and with it its leases, when stopping.
     #[serde(default, skip_serializing_if = "is_false")]
     pub revoke_on_shutdown: bool,
@@ -103,6 +108,102 @@ pub struct AgentConfig {
     /// A file the agent writes its process ID to while it runs, and removes when it exits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<PathBuf>,
+    /// `hydrant exec`: the environment variables its command gets, each from a template or a
+    /// Vault path and key (Vault Agent's `env_template`). Only `hydrant exec` reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvConfig>,
+    /// `hydrant exec`: how it runs its command (Vault Agent's `exec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecConfig>,
+}
+
+/// One environment variable of `hydrant exec`'s command: a template (`contents` or `source`, in
+/// `syntax`), or a Vault path and one key of its data (`path`, `key`, `version`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {
+    /// The variable's name: letters, digits and `_`, not starting with a digit.
+    pub name: String,
+    /// The template text, in `syntax`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<String>,
+    /// A file holding the template text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
+    /// The template language (default `jinja`).
+    #[serde(default, skip_serializing_if = "TemplateSyntax::is_default")]
+    pub syntax: TemplateSyntax,
+    /// consul-template: the left delimiter (default `{{`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_delimiter: Option<String>,
+    /// consul-template: the right delimiter (default `}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub right_delimiter: Option<String>,
+    /// consul-template: whether a missing map key fails the render (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_on_missing_key: Option<bool>,
+    /// Instead of a template: the Vault path read (a KV v2 path with or without `data/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// With `path`: the key of the secret's data (for KV v2, of the inner `data`) whose value
+    /// the variable gets; strings as they are, other values as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// With `path`: the KV v2 version read (default the latest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+/// Whether `hydrant exec` restarts its command when a value changes (Vault Agent's
+/// `restart_on_secret_changes`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestartOnSecretChanges {
+    /// Stop the command and start it again with the new values.
+    #[default]
+    Always,
+    /// Leave the command running with the values it started with.
+    Never,
+}
+
+/// How long `hydrant exec` waits for its command to stop after the stop signal before it kills
+/// it: Vault Agent's fixed 30 s.
+pub const DEFAULT_STOP_GRACE: time::Duration = time::Duration::from_secs(30);
+
+/// The longest `exec.restart_stop_grace` accepted.
+pub const MAX_STOP_GRACE: time::Duration = time::Duration::from_secs(3600);
+
+/// How `hydrant exec` runs its command (Vault Agent's `exec` stanza).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    /// The command (argv, no shell), when the command line gives none after `--`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Whether a changed value restarts the command (default `always`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub restart_on_secret_changes: RestartOnSecretChanges,
+    /// The signal that stops the command for a restart (default `SIGTERM`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_stop_signal: Option<String>,
+    /// How long the command may take to stop before it is killed (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_stop_grace: Option<Duration>,
+}
+
+impl ExecConfig {
+    /// `restart_stop_signal`'s name (`TERM`), with its default.
+    pub fn stop_signal(&self) -> &'static str {
+        self.restart_stop_signal
+            .as_deref()
+            .and_then(crate::commands::signal_name)
+            .unwrap_or("TERM")
+    }
+
+    /// `restart_stop_grace`, with its default.
+    pub fn stop_grace(&self) -> time::Duration {
+        self.restart_stop_grace.map_or(DEFAULT_STOP_GRACE, |d| d.0)
+    }
 }
 
 /// The mode of a token sink when the config gives none: Vault Agent's file sink default.
@@ -616,6 +717,17 @@ impl RetryConfig {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// Whether `name` can name an environment variable a shell and every runtime read back:
+/// letters, digits and `_`, not starting with a digit (POSIX's portable names, any case).
+pub fn is_env_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time;
 
 use super::{
     AgentConfig, AuthMethod, DEFAULT_MAX_FILE_BYTES, DEFAULT_RENDER_STEPS, MAX_FILE_BYTES,
-    MAX_RENDER_STEPS, MAX_RETRY_DEADLINE, TemplateSyntax,
+    MAX_RENDER_STEPS, MAX_RETRY_DEADLINE, MAX_STOP_GRACE, TemplateSyntax,
 };
 use crate::values::Duration;
 
@@ -64,6 +64,178 @@ impl AgentConfig {
         self.validate_auth(&mut issues);
         self.validate_outputs(&mut issues);
         self.validate_sidecar(&mut issues);
+        self.validate_bounds(&mut issues);
+        for (key, set) in [("env", !self.env.is_empty()), ("exec", self.exec.is_some())] {
+            if set {
+                issues.push(
+                    key,
+                    "is read by hydrant exec only; run hydrant exec --config FILE -- COMMAND, or remove it",
+                );
+            }
+        }
+        issues.finish()
+    }
+
+    /// Checks a configuration for `hydrant exec`: as [`AgentConfig::validate`] does, with
+    /// `env` instead of files. What only writes files (templates, secrets, token sinks, the
+    /// hand-over) is refused: Vault Agent refuses `template` next to `env_template` too.
+    pub fn validate_exec(&self) -> Result<(), ConfigIssues> {
+        let mut issues = Issues::default();
+        self.validate_vault(&mut issues);
+        self.validate_auth(&mut issues);
+        self.validate_env(&mut issues);
+        self.validate_sidecar(&mut issues);
+        self.validate_bounds(&mut issues);
+        for (key, set) in [
+            ("templates", !self.templates.is_empty()),
+            ("secrets", !self.secrets.is_empty()),
+            ("token_sinks", !self.token_sinks.is_empty()),
+            ("state_dir", self.state_dir.is_some()),
+            ("exit_after_auth", self.exit_after_auth),
+        ] {
+            if set {
+                issues.push(
+                    key,
+                    "is not used by hydrant exec, which puts values in its command's environment only; render files with hydrant agent, or remove it",
+                );
+            }
+        }
+        issues.finish()
+    }
+
+    fn validate_env(&self, issues: &mut Issues) {
+        if self.env.is_empty() {
+            issues.push(
+                "env",
+                "nothing to put in the environment: add env entries, such as {name: DB_PASSWORD, path: secret/data/app/db, key: password}",
+            );
+        }
+        let mut names: BTreeMap<&str, String> = BTreeMap::new();
+        for (i, e) in self.env.iter().enumerate() {
+            let key = format!("env[{i}]");
+            if !super::is_env_name(&e.name) {
+                issues.push(
+                    format!("{key}.name"),
+                    format!("{:?} is not an environment variable name: use letters, digits and '_', not starting with a digit", e.name),
+                );
+            } else if let Some(first) = names.get(e.name.as_str()) {
+                issues.push(
+                    format!("{key}.name"),
+                    format!("{:?} is also the name of {first}", e.name),
+                );
+            } else {
+                names.insert(&e.name, key.clone());
+            }
+            match (&e.contents, &e.source, &e.path) {
+                (Some(_), None, None) | (None, Some(_), None) | (None, None, Some(_)) => {}
+                (None, None, None) => issues.push(&key, "needs contents, source, or path and key"),
+                _ => issues.push(
+                    &key,
+                    "has more than one of contents, source and path; keep one",
+                ),
+            }
+            if e.source.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                issues.push(format!("{key}.source"), "is empty; name the template file");
+            }
+            match &e.path {
+                Some(path) => {
+                    if let Err(problem) = check_env_path(path) {
+                        issues.push(format!("{key}.path"), problem);
+                    }
+                    match e.key.as_deref() {
+                        None => issues.push(
+                            format!("{key}.key"),
+                            "is required with path; name the key of the secret's data",
+                        ),
+                        Some("") => issues.push(
+                            format!("{key}.key"),
+                            "is empty; name the key of the secret's data",
+                        ),
+                        Some(k) if k.chars().any(char::is_control) => {
+                            issues.push(format!("{key}.key"), "holds a control character")
+                        }
+                        Some(_) => {}
+                    }
+                    if e.version == Some(0) {
+                        issues.push(
+                            format!("{key}.version"),
+                            "must be 1 or more; leave it out for the latest version",
+                        );
+                    }
+                }
+                None => {
+                    for (field, set) in [("key", e.key.is_some()), ("version", e.version.is_some())]
+                    {
+                        if set {
+                            issues.push(
+                                format!("{key}.{field}"),
+                                "applies only with path; remove it or give the path",
+                            );
+                        }
+                    }
+                }
+            }
+            let consul = e.syntax == TemplateSyntax::ConsulTemplate && e.path.is_none();
+            if consul {
+                let (left, right) = (
+                    e.left_delimiter.as_deref().unwrap_or(""),
+                    e.right_delimiter.as_deref().unwrap_or(""),
+                );
+                if let Some(contents) = &e.contents
+                    && let Err(problem) = crate::consul_template::check(contents, left, right)
+                {
+                    issues.push(format!("{key}.contents"), problem.to_string());
+                }
+            } else {
+                for (field, set) in [
+                    (
+                        "syntax",
+                        e.path.is_some() && e.syntax != TemplateSyntax::Jinja,
+                    ),
+                    ("left_delimiter", e.left_delimiter.is_some()),
+                    ("right_delimiter", e.right_delimiter.is_some()),
+                    ("error_on_missing_key", e.error_on_missing_key.is_some()),
+                ] {
+                    if set {
+                        issues.push(
+                            format!("{key}.{field}"),
+                            "applies to consul-template templates only; set syntax: consul-template with contents or source, or remove it",
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(exec) = &self.exec {
+            if let Some(argv) = &exec.command
+                && argv.first().is_none_or(|program| program.trim().is_empty())
+            {
+                issues.push("exec.command", "is empty; give the program and its arguments, such as [\"/app/server\", \"--port\", \"8080\"]");
+            }
+            if let Some(signal) = &exec.restart_stop_signal
+                && crate::commands::signal_name(signal).is_none()
+            {
+                issues.push(
+                    "exec.restart_stop_signal",
+                    format!(
+                        "{signal:?} is not a signal; use TERM, INT, QUIT, HUP, USR1, USR2 or KILL"
+                    ),
+                );
+            }
+            if let Some(grace) = exec.restart_stop_grace
+                && (grace.0.is_zero() || grace.0 > MAX_STOP_GRACE)
+            {
+                issues.push(
+                    "exec.restart_stop_grace",
+                    format!(
+                        "{grace} is outside 1s to {}; the default is 30s",
+                        Duration(MAX_STOP_GRACE)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn validate_bounds(&self, issues: &mut Issues) {
         match self.retry.deadline {
             Some(d) if d.0.is_zero() => {
                 issues.push("retry.deadline", "must be longer than zero, such as 2m")
@@ -93,7 +265,6 @@ impl AgentConfig {
                 format!("{steps} is outside 1 to {MAX_RENDER_STEPS}; the default is {DEFAULT_RENDER_STEPS}"),
             );
         }
-        issues.finish()
     }
 
     fn validate_sidecar(&self, issues: &mut Issues) {
@@ -105,6 +276,17 @@ impl AgentConfig {
         }
         if self.listen == Some(0) {
             issues.push("listen", "must be a port number (1 to 65535), such as 8200");
+        }
+        if self.metrics_port == Some(0) {
+            issues.push(
+                "metrics_port",
+                "must be a port number (1 to 65535), such as 9102",
+            );
+        } else if self.metrics_port.is_some() && self.metrics_port == self.listen {
+            issues.push(
+                "metrics_port",
+                "is also the listen port; the metrics port serves every address and listen 127.0.0.1, so they need two ports",
+            );
         }
         if let Some(t) = self.renewal_threshold
             && !(0.5..1.0).contains(&t)
@@ -412,6 +594,23 @@ impl AgentConfig {
     }
 }
 
+/// A Vault path an env entry reads: it becomes a string in a consul-template template, and its
+/// version is given apart.
+fn check_env_path(path: &str) -> Result<(), &'static str> {
+    if path.trim_matches('/').trim().is_empty() {
+        Err("is empty; name the Vault path to read, such as secret/data/app/db")
+    } else if path
+        .chars()
+        .any(|c| c.is_control() || c == '"' || c == '\\' || c == '`')
+    {
+        Err("holds a quote, backslash or control character, which no Vault path has")
+    } else if path.contains('?') {
+        Err("holds a query; give a KV v2 version with version: N")
+    } else {
+        Ok(())
+    }
+}
+
 fn check_name<'a>(
     issues: &mut Issues,
     key: &str,
@@ -664,6 +863,7 @@ mod tests {
         let mut config = minimal();
         config.refresh_interval = Some(Duration(time::Duration::from_millis(10)));
         config.listen = Some(0);
+        config.metrics_port = Some(0);
         config.renewal_threshold = Some(1.5);
         config.auth.min_backoff = Some(Duration(time::Duration::from_secs(600)));
         config.templates[0].command = Some(vec![String::new()]);
@@ -679,11 +879,24 @@ mod tests {
             [
                 "refresh_interval",
                 "listen",
+                "metrics_port",
                 "renewal_threshold",
                 "auth.min_backoff",
                 "templates[0].command"
             ]
         );
+        let mut config = minimal();
+        config.listen = Some(8099);
+        config.metrics_port = Some(8099);
+        let issues = config.validate().expect_err("one port for both").0;
+        assert_eq!(issues[0].key, "metrics_port");
+        assert!(
+            issues[0].problem.contains("also the listen port"),
+            "{}",
+            issues[0].problem
+        );
+        config.metrics_port = Some(9102);
+        config.validate().expect("two ports");
         let config = minimal();
         assert_eq!(config.refresh_interval(), DEFAULT_REFRESH_INTERVAL);
         assert_eq!(config.auth.backoff(), DEFAULT_LOGIN_BACKOFF);
@@ -729,5 +942,119 @@ mod tests {
         .expect("parses");
         assert_eq!(parsed.limits.file_bytes(), 1024);
         assert_eq!(parsed.limits.render_steps(), 5000);
+    }
+
+    fn exec_config(env: serde_json::Value, exec: serde_json::Value) -> AgentConfig {
+        serde_json::from_value(serde_json::json!({
+            "vault": {"address": "http://127.0.0.1:8200"},
+            "auth": {"method": "kubernetes", "role": "app"},
+            "env": env,
+            "exec": exec,
+        }))
+        .expect("parses")
+    }
+
+    fn exec_issues(config: &AgentConfig) -> Vec<String> {
+        match config.validate_exec() {
+            Ok(()) => Vec::new(),
+            Err(issues) => issues.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn an_exec_config_takes_templates_and_paths_with_keys() {
+        let config = exec_config(
+            serde_json::json!([
+                {"name": "DB_PASSWORD", "path": "secret/data/app/db", "key": "password", "version": 2},
+                {"name": "_dsn", "contents": "{{ secret('secret/data/app/db').data.user }}"},
+                {"name": "CT", "syntax": "consul-template", "contents": "<< .Data >>",
+                 "left_delimiter": "<<", "right_delimiter": ">>", "error_on_missing_key": true},
+            ]),
+            serde_json::json!({"restart_on_secret_changes": "never", "restart_stop_signal": "SIGINT", "restart_stop_grace": "5s"}),
+        );
+        assert_eq!(exec_issues(&config), Vec::<String>::new());
+        let exec = config.exec.as_ref().expect("exec");
+        assert_eq!(
+            exec.restart_on_secret_changes,
+            RestartOnSecretChanges::Never
+        );
+        assert_eq!(exec.stop_signal(), "INT");
+        assert_eq!(exec.stop_grace(), time::Duration::from_secs(5));
+        assert_eq!(ExecConfig::default().stop_signal(), "TERM");
+        assert_eq!(ExecConfig::default().stop_grace(), DEFAULT_STOP_GRACE);
+        // hydrant agent reads no env: it says which command does.
+        let issues = config.validate().expect_err("not for the agent");
+        assert!(
+            issues
+                .to_string()
+                .contains("env: is read by hydrant exec only"),
+            "{issues}"
+        );
+    }
+
+    #[test]
+    fn exec_configs_that_cannot_work_are_refused_at_their_keys() {
+        let config = exec_config(
+            serde_json::json!([
+                {"name": "1X", "contents": "x"},
+                {"name": "A-B", "contents": "x"},
+                {"name": "OK", "contents": "x", "path": "secret/data/a", "key": "k"},
+                {"name": "OK", "contents": "x"},
+                {"name": "NOKEY", "path": "secret/data/a"},
+                {"name": "QUOTE", "path": "secret/data/\"a", "key": "k"},
+                {"name": "QUERY", "path": "secret/data/a?version=1", "key": "k", "version": 0},
+                {"name": "STRAY", "contents": "x", "key": "k", "left_delimiter": "<<"},
+                {"name": "NONE"},
+            ]),
+            serde_json::json!({"command": [""], "restart_stop_signal": "SIGNOPE", "restart_stop_grace": "0s"}),
+        );
+        let issues = exec_issues(&config);
+        let keys: Vec<&str> = issues
+            .iter()
+            .map(|i| i.split(": ").next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "env[0].name",
+                "env[1].name",
+                "env[2]",
+                "env[3].name",
+                "env[4].key",
+                "env[5].path",
+                "env[6].path",
+                "env[6].version",
+                "env[7].key",
+                "env[7].left_delimiter",
+                "env[8]",
+                "exec.command",
+                "exec.restart_stop_signal",
+                "exec.restart_stop_grace",
+            ],
+            "{issues:#?}"
+        );
+        let mut files = minimal();
+        files.env = config.env[..1].to_vec();
+        files.env[0].name = "A".into();
+        let issues = exec_issues(&files);
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.starts_with("templates: is not used by hydrant exec")),
+            "{issues:?}"
+        );
+        let mut empty = exec_config(serde_json::json!([]), serde_json::json!(null));
+        empty.exec = None;
+        assert!(exec_issues(&empty)[0].starts_with("env: nothing to put in the environment"));
+    }
+
+    #[test]
+    fn env_names_are_what_a_shell_reads_back() {
+        for name in ["A", "_", "DB_PASSWORD", "a1", "_9"] {
+            assert!(is_env_name(name), "{name}");
+        }
+        for name in ["", "1A", "A-B", "A.B", "A B", "Ä", "A=B"] {
+            assert!(!is_env_name(name), "{name}");
+        }
     }
 }

@@ -72,6 +72,8 @@ pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<InjectionRequest, Den
                 r.exit_on_retry_failure = Some(parse_bool(value).map_err(|e| Denial::bad(key, e))?)
             }
             h::LISTEN => r.listen = Some(port(key, value)?),
+            h::METRICS_PORT if value.trim().is_empty() => r.metrics_port = Some(None),
+            h::METRICS_PORT => r.metrics_port = Some(Some(port(key, value)?)),
             h::RUN_AS_USER => {
                 r.run_as_user = Some(parse_id(value).map_err(|e| Denial::bad(key, e))?)
             }

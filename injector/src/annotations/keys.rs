@@ -307,6 +307,8 @@ pub mod hydrant {
     pub const EXIT_ON_RETRY_FAILURE: &str = key!("exit-on-retry-failure");
     /// The sidecar's local port.
     pub const LISTEN: &str = key!("listen");
+    /// The sidecar's metrics port on the pod's addresses, for Prometheus.
+    pub const METRICS_PORT: &str = key!("metrics-port");
     /// The agent's user.
     pub const RUN_AS_USER: &str = key!("run-as-user");
     /// The agent's group.
@@ -361,6 +363,7 @@ pub mod hydrant {
         REVOKE_ON_SHUTDOWN,
         EXIT_ON_RETRY_FAILURE,
         LISTEN,
+        METRICS_PORT,
         RUN_AS_USER,
         RUN_AS_GROUP,
         CONFIG_CONTAINERS,

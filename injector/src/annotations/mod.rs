@@ -9,6 +9,7 @@ use crate::agent_config::AuthMethod;
 use crate::settings::InjectorSettings;
 use crate::values::parse_bool;
 
+pub mod env;
 mod fields;
 mod hydrant;
 pub mod keys;

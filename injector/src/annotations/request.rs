@@ -160,6 +160,9 @@ pub struct InjectionRequest {
     pub refresh_interval: Option<Duration>,
     /// The sidecar's local port (/quit, /metrics).
     pub listen: Option<u16>,
+    /// The sidecar's metrics port on the pod's addresses: `None` the settings', `Some(None)`
+    /// none (an empty value), `Some(Some(port))` that port.
+    pub metrics_port: Option<Option<u16>>,
     /// Revoke the token when the sidecar stops; the settings' when `None`.
     pub revoke_on_shutdown: Option<bool>,
     /// Exit when a fetch keeps failing (`template-config-exit-on-retry-failure`, true by
@@ -229,6 +232,7 @@ impl InjectionRequest {
             init_patch: None,
             refresh_interval: None,
             listen: None,
+            metrics_port: None,
             revoke_on_shutdown: None,
             exit_on_retry_failure: None,
             revoke_delay: None,

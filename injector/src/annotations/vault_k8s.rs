@@ -415,7 +415,7 @@ fn vault_per_secret<'a>(
         }
         k::AUTH_CONFIG_PREFIX => vault_auth_config(r, key, raw, value)?,
         k::AGENT_TELEMETRY_PREFIX => r.warnings.push(format!(
-            "{key}: hydrant serves Prometheus metrics itself; telemetry settings have no effect"
+            "{key}: hydrant serves Prometheus metrics itself; telemetry settings have no effect (the injector's --agent-metrics-port opens them to scraping)"
         )),
         _ => {}
     }

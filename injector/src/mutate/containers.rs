@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use json_patch::{Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, PodSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
+    PodSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
@@ -112,6 +112,19 @@ impl AgentContainers {
             ..Container::default()
         };
 
+        // The container that runs all the pod's life declares the metrics port, by name.
+        let metrics_port = match run {
+            AgentRun::Config(config) => config.metrics_port,
+            AgentRun::ConfigMap => None,
+        };
+        let ports = metrics_port.map(|port| {
+            vec![ContainerPort {
+                name: Some(names::METRICS_PORT.to_owned()),
+                container_port: i32::from(port),
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            }]
+        });
         let init = match mode {
             Mode::InitAndSidecar | Mode::InitOnly => Some(container(
                 names::INIT_CONTAINER,
@@ -120,6 +133,7 @@ impl AgentContainers {
             )),
             Mode::Native => Some(Container {
                 restart_policy: Some("Always".to_owned()),
+                ports: ports.clone(),
                 startup_probe: Some(Probe {
                     exec: Some(ExecAction {
                         command: Some(
@@ -138,11 +152,10 @@ impl AgentContainers {
             Mode::SidecarOnly => None,
         };
         let sidecar = match mode {
-            Mode::InitAndSidecar | Mode::SidecarOnly => Some(container(
-                names::SIDECAR_CONTAINER,
-                false,
-                &settings.sidecar_resources,
-            )),
+            Mode::InitAndSidecar | Mode::SidecarOnly => Some(Container {
+                ports,
+                ..container(names::SIDECAR_CONTAINER, false, &settings.sidecar_resources)
+            }),
             Mode::Native | Mode::InitOnly => None,
         };
         // In native mode the one container is the sidecar: the sidecar's patch applies to it.

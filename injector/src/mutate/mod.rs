@@ -96,7 +96,7 @@ pub fn mutate_in(
         .as_ref()
         .ok_or_else(|| Denial::new(crate::Reason::NoSpec, "the pod has no spec"))?;
     let request = annotations::parse(annotations, family, settings)?;
-    let plan = Plan::new(&request, spec, context, settings)?;
+    let plan = Plan::new(&request, annotations, spec, context, settings)?;
     let mutation = plan.into_mutation(spec, &request);
     let size = patch::json_len(&mutation.patch);
     if size > MAX_PATCH_BYTES {
@@ -146,14 +146,17 @@ struct Plan {
     init_first: bool,
     sidecar_container: Option<Value>,
     share_process_namespace: bool,
+    /// The sidecar's metrics port, when the pod gets Prometheus's scrape annotations for it.
+    scrape_port: Option<u16>,
 }
 
 impl Plan {
     /// Decides in steps, each refusing what it cannot do: the mode, the app containers that get
-    /// the files, the volumes and mounts, the agent's configuration, its containers, and the
-    /// process namespace.
+    /// the files, the volumes and mounts, the agent's configuration and metrics port, its
+    /// containers, and the process namespace.
     fn new(
         request: &InjectionRequest,
+        annotations: &BTreeMap<String, String>,
         spec: &PodSpec,
         context: &Context<'_>,
         settings: &InjectorSettings,
@@ -177,8 +180,9 @@ impl Plan {
         let method = request.auth_method.unwrap_or(settings.auth_method);
         let mounts = Mounts::new(request, spec, method)?;
         mounts::check_conflicts(spec, &mounts.volumes, &mounts.app, &targets, &init_targets)?;
-        let config = match request.config_map {
-            // The ConfigMap's configuration is read by the agent, at its start.
+        // A ConfigMap's configuration is read by the agent, at its start; Vault Agent's HCL has
+        // no metrics port to give it.
+        let mut config = match request.config_map {
             Some(_) => None,
             None => Some(to_agent_config(
                 request,
@@ -187,13 +191,20 @@ impl Plan {
                 mounts.jwt_path.clone(),
             )?),
         };
+        let mut scrape_port = None;
+        if let Some(config) = &mut config {
+            config.metrics_port = metrics_port(request, spec, mode, settings, &mut warnings)?;
+            scrape_port = config
+                .metrics_port
+                .filter(|port| scrape_annotations_free(annotations, *port, &mut warnings));
+        }
         let run = config
             .as_ref()
             .map_or(AgentRun::ConfigMap, AgentRun::Config);
         let containers = AgentContainers::new(mode, request, spec, settings, run, &mounts.agent)?;
         let image = request.image.as_deref().unwrap_or(&settings.agent_image);
-        let signals_by_name = check_commands(request, image)?;
-        let share_process_namespace = share_process_namespace(request, spec, signals_by_name)?;
+        let by_name = check_commands(request, annotations, image, &program_mounts(&containers))?;
+        let share_process_namespace = share_process_namespace(request, spec, by_name.as_ref())?;
         Ok(Plan {
             mode,
             warnings,
@@ -205,8 +216,103 @@ impl Plan {
             init_first: agent_first,
             sidecar_container: containers.sidecar,
             share_process_namespace,
+            scrape_port,
         })
     }
+}
+
+/// The annotations by which Prometheus's usual Kubernetes scrape configuration finds a pod's
+/// metrics.
+pub const SCRAPE_ANNOTATIONS: [&str; 3] = [
+    "prometheus.io/scrape",
+    "prometheus.io/port",
+    "prometheus.io/path",
+];
+
+/// The sidecar's metrics port: the pod's `hydrant.dev/metrics-port`, else the injector's
+/// setting; none without a sidecar. A port the pod's containers already use, or the agent's own
+/// local port, is refused when the pod asked for it, and skipped with a warning when only the
+/// setting gave it (a cluster-wide opt-in never costs a pod its admission).
+fn metrics_port(
+    request: &InjectionRequest,
+    spec: &PodSpec,
+    mode: Mode,
+    settings: &InjectorSettings,
+    warnings: &mut Vec<String>,
+) -> Result<Option<u16>, Denial> {
+    let asked = request.metrics_port.is_some();
+    let Some(port) = request.metrics_port.unwrap_or(settings.agent_metrics_port) else {
+        return Ok(None);
+    };
+    if !mode.has_sidecar() {
+        if asked {
+            warnings.push(format!(
+                "{}: mode {mode} has no sidecar, so nothing serves metrics",
+                annotations::keys::hydrant::METRICS_PORT
+            ));
+        }
+        return Ok(None);
+    }
+    let app_port = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find_map(|c| {
+            c.ports
+                .iter()
+                .flatten()
+                .any(|p| p.container_port == i32::from(port))
+                .then_some(c.name.as_str())
+        });
+    let conflict = match (app_port, request.listen) {
+        (Some(container), _) => Some(format!("container {container} already uses port {port}")),
+        (None, Some(listen)) if listen == port => Some(format!(
+            "port {port} is also the agent's local port (for /quit), which stays on 127.0.0.1"
+        )),
+        _ => None,
+    };
+    match conflict {
+        None => Ok(Some(port)),
+        Some(conflict) if asked => Err(Denial::new(
+            crate::Reason::Conflict,
+            format!(
+                "{}: {conflict}; choose another port for the agent's metrics",
+                annotations::keys::hydrant::METRICS_PORT
+            ),
+        )),
+        Some(conflict) => {
+            let fix = match request.family {
+                Family::Hydrant => {
+                    "set hydrant.dev/metrics-port to another port, or empty for none"
+                }
+                Family::VaultK8s => "the injector's --agent-metrics-port names it",
+            };
+            warnings.push(format!(
+                "the injector's metrics port is not opened: {conflict} ({fix})"
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// Whether the pod leaves Prometheus's scrape annotations to the agent: a pod that sets any of
+/// them keeps its own (they point at one port, the app's), with a warning.
+fn scrape_annotations_free(
+    annotations: &BTreeMap<String, String>,
+    port: u16,
+    warnings: &mut Vec<String>,
+) -> bool {
+    let Some(own) = SCRAPE_ANNOTATIONS
+        .iter()
+        .find(|key| annotations.contains_key(**key))
+    else {
+        return true;
+    };
+    warnings.push(format!(
+        "the pod sets {own}, so its own scrape annotations stay; the agent's metrics on port {port} are scraped only by a PodMonitor or scrape job that names port {}",
+        crate::names::METRICS_PORT
+    ));
+    false
 }
 
 /// The mode the pod gets: the one it asks for, or the settings'; a pod that runs to completion
@@ -239,52 +345,133 @@ fn has_shell(image: &str) -> bool {
             .is_some_and(|(_, tag)| tag.ends_with("-shell"))
 }
 
-/// Refuses a command only a shell can run when the agent's image has none, naming the command
-/// and the variant that has one; says whether a command signals the pod's processes by name,
-/// which needs the process namespace shared.
-fn check_commands(request: &InjectionRequest, image: &str) -> Result<bool, Denial> {
-    let mut by_name = false;
+/// Where the agent container that runs the commands (the sidecar, or native mode's one
+/// container; init-only's, which runs none, is checked alike) mounts volumes the pod could have
+/// filled with programs, as it stands after `agent-json-patch`: every mount but the agent's own
+/// state, the pod's labels and service-account tokens.
+fn program_mounts(containers: &AgentContainers) -> Vec<String> {
+    let Some(agent) = containers.sidecar.as_ref().or(containers.init.as_ref()) else {
+        return Vec::new();
+    };
+    agent["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["mountPath"].as_str())
+        .filter(|path| {
+            *path != crate::names::STATE_PATH
+                && *path != crate::names::PODINFO_PATH
+                && !path.contains("serviceaccount")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A command that signals the pod's processes by name: its annotation and its text.
+struct ByName {
+    key: String,
+    command: String,
+}
+
+/// Refuses a command hydrant's image cannot run, naming the command and what to do instead: one
+/// only a shell can run, or a program the image does not have, unless the image is the variant
+/// with a shell; a program by an absolute path under a volume the agent mounts runs as it is.
+/// Says which command, if any, signals the pod's processes by name, which needs the process
+/// namespace shared.
+fn check_commands(
+    request: &InjectionRequest,
+    pod_annotations: &BTreeMap<String, String>,
+    image: &str,
+    mounts: &[String],
+) -> Result<Option<ByName>, Denial> {
+    let mut by_name = None;
+    let shell = has_shell(image);
+    let mounts: Vec<&str> = mounts.iter().map(String::as_str).collect();
     for output in &request.outputs {
         let Some(argv) = &output.command else {
             continue;
         };
-        if let Some((_, target)) = crate::commands::as_signal(argv) {
-            by_name |= target.needs_shared_processes();
+        let key = match request.family {
+            Family::VaultK8s => format!("{}{}", k::AGENT_INJECT_COMMAND_PREFIX, output.name),
+            Family::Hydrant => format!(
+                "{}{}",
+                crate::annotations::keys::hydrant::COMMAND_PREFIX,
+                output.name
+            ),
+        };
+        // As the pod wrote it (what it became, `hydrant signal ...`, would puzzle).
+        let command = pod_annotations
+            .get(&key)
+            .map_or_else(|| argv.join(" "), |c| c.trim().to_owned());
+        if let Some((_, target)) = crate::commands::as_signal(argv)
+            && target.needs_shared_processes()
+            && by_name.is_none()
+        {
+            by_name = Some(ByName {
+                key: key.clone(),
+                command: command.clone(),
+            });
         }
-        if argv.first().map(String::as_str) == Some(annotations::SHELL) && !has_shell(image) {
-            let key = match request.family {
-                Family::VaultK8s => format!("{}{}", k::AGENT_INJECT_COMMAND_PREFIX, output.name),
-                Family::Hydrant => format!(
-                    "{}{}",
-                    crate::annotations::keys::hydrant::COMMAND_PREFIX,
-                    output.name
-                ),
-            };
-            let command = argv.last().map(String::as_str).unwrap_or_default();
-            return Err(Denial::unsupported(
-                &key,
-                &format!(
-                    "{command:?} needs a shell, and hydrant's image {image} has none; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, and anything else runs in the image variant with a shell, {image}-shell (the injector's --agent-image, or hydrant.dev/image)"
-                ),
-            ));
+        if shell {
+            continue;
         }
+        let Err(problem) = crate::commands::runnable(argv, &mounts) else {
+            continue;
+        };
+        let what = match problem {
+            crate::commands::NotInImage::NeedsShell => "needs a shell".to_owned(),
+            crate::commands::NotInImage::Program(program) => {
+                format!("runs {program}, which is not in it (only hydrant is)")
+            }
+            crate::commands::NotInImage::Unmounted(program) => format!(
+                "runs {program}, which is not in it (only hydrant is) and under no volume the agent mounts ({})",
+                if mounts.is_empty() {
+                    "none".to_owned()
+                } else {
+                    mounts.join(", ")
+                }
+            ),
+        };
+        let image_setting = match request.family {
+            Family::VaultK8s => "the injector's --agent-image",
+            Family::Hydrant => "the injector's --agent-image, or hydrant.dev/image",
+        };
+        return Err(Denial::unsupported(
+            &key,
+            &format!(
+                "{command:?} cannot run in hydrant's image {image}: it {what}; signalling commands (kill -HUP $(pidof app), pkill -HUP app, kill -s HUP 1) work as they are, a program of the pod's own runs by its absolute path under a volume the agent mounts, and anything else runs in the image variant with a shell, {image}-shell ({image_setting})"
+            ),
+        ));
     }
     Ok(by_name)
 }
 
 /// Whether the patch sets `spec.shareProcessNamespace`: when the pod asks, or when a command
 /// signals its processes by name (as vault-k8s's `agent-share-process-namespace` would), and it
-/// has not set it already; a pod that sets it to false cannot also ask for it.
+/// has not set it already; a pod that sets it to false cannot also ask for it, nor signal by
+/// name (the agent would see none of the app's processes, and the command would fail at the
+/// first change).
 fn share_process_namespace(
     request: &InjectionRequest,
     spec: &PodSpec,
-    signals_by_name: bool,
+    by_name: Option<&ByName>,
 ) -> Result<bool, Denial> {
-    if signals_by_name && request.share_process_namespace != Some(false) {
+    if let Some(ByName { key, command }) = by_name {
+        if request.share_process_namespace == Some(false) {
+            return Err(Denial::new(
+                crate::Reason::Conflict,
+                format!(
+                    "{key}: {command:?} signals the app's processes by name, which the agent sees only in the pod's shared process namespace, and {} is \"false\": the agent cannot see the app to signal it; remove that annotation, or drop the command and let the app watch its file",
+                    k::AGENT_SHARE_PROCESS_NAMESPACE
+                ),
+            ));
+        }
         if spec.share_process_namespace == Some(false) {
             return Err(Denial::new(
                 crate::Reason::Conflict,
-                "a command signals the app's processes by name, which needs them in the agent's view, and the pod sets shareProcessNamespace: false; remove that, or signal a process ID",
+                format!(
+                    "{key}: {command:?} signals the app's processes by name, which needs them in the agent's view, and the pod sets shareProcessNamespace: false; remove that, or drop the command and let the app watch its file"
+                ),
             ));
         }
         return Ok(spec.share_process_namespace != Some(true));

@@ -59,6 +59,16 @@ impl Plan {
         if self.share_process_namespace {
             ops.push(add(&["spec", "shareProcessNamespace"], Value::Bool(true)));
         }
+        if let Some(port) = self.scrape_port {
+            let [scrape, port_key, path] = super::SCRAPE_ANNOTATIONS;
+            for (key, value) in [
+                (scrape, "true".to_owned()),
+                (port_key, port.to_string()),
+                (path, "/metrics".to_owned()),
+            ] {
+                ops.push(add(&["metadata", "annotations", key], Value::String(value)));
+            }
+        }
         Mutation {
             patch: Patch(ops),
             warnings: self.warnings,

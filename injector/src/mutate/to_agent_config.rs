@@ -108,6 +108,7 @@ pub(super) fn to_agent_config(
         retry: RetryConfig::default(),
         refresh_interval: request.refresh_interval,
         listen: request.listen,
+        metrics_port: None,
         revoke_on_shutdown: request
             .revoke_on_shutdown
             .unwrap_or(settings.revoke_on_shutdown),
@@ -120,6 +121,8 @@ pub(super) fn to_agent_config(
         token_sinks,
         exit_after_auth: false,
         pid_file: None,
+        env: Vec::new(),
+        exec: None,
         snapshot: request.snapshot.as_ref().map(|c| SnapshotConfig {
             containers: c
                 .config_maps

@@ -8,6 +8,7 @@ use tracing::{debug, info, warn};
 
 use super::responses::response_of;
 use super::{Sidecar, Stored};
+use crate::agent::fetch::Fetched;
 use crate::agent::schedule::Response;
 use crate::agent::state;
 use crate::template::Request;
@@ -42,12 +43,32 @@ impl Sidecar<'_> {
             ttl_s = info.ttl.as_secs(),
             "took over the init container's token"
         );
+        self.take_over(token, &info, handover.entries).await;
+    }
+
+    /// Takes over `hydrant exec`'s first render: its token, just logged in, and what it fetched.
+    pub(super) async fn start_from(&mut self, token: vault::TokenInfo, fetched: Vec<Fetched>) {
+        let entries = state::entries(fetched.iter().filter_map(|f| {
+            let secret = f.result.as_ref().ok()?;
+            Some(state::Held::of(&f.request, secret, f.at))
+        }));
+        self.take_over(token.token.clone(), &token, entries).await;
+    }
+
+    /// Takes over a live token and what was fetched with it, then renders every output from
+    /// what was fetched (an output that is already in place does not change).
+    async fn take_over(
+        &mut self,
+        token: Token,
+        info: &vault::TokenInfo,
+        entries: Vec<state::Entry>,
+    ) {
         let now = Instant::now();
         self.schedule.adopted(now, info.ttl, info.renewable);
         crate::agent::sink::write_or_warn(self.config, &token);
         self.token = Some(token);
         let wall = SystemTime::now();
-        for entry in handover.entries {
+        for entry in entries {
             let request = Request::restore(
                 &entry.path,
                 entry.kind,
@@ -86,10 +107,7 @@ impl Sidecar<'_> {
                 },
             );
         }
-        debug!(
-            entries = self.stored.len(),
-            "took over the init container's records"
-        );
+        debug!(entries = self.stored.len(), "took over the records");
         self.render((0..self.rendered.len()).collect()).await;
     }
 

@@ -4,11 +4,15 @@
 //! file is written only when its content changed, and its change command runs then. Every
 //! failure backs off; nothing retries in a tight loop; a stop cancels work in flight.
 //!
+//! What a render gives goes to [`Outputs`]: files with their change commands for `hydrant
+//! agent` ([`Files`]), a command's environment for `hydrant exec`. Either way the loop, its
+//! schedule and its renewals are this one.
+//!
 //! This file holds the loop; each of its jobs has a file: taking over and saving the hand-over
 //! (`handover`), the token (`tokens`), leases and fetches (`responses`), renders (`render`),
-//! change commands (`commands`) and watched files (`watch`).
+//! files and their change commands (`files`) and watched files (`watch`).
 
-mod commands;
+mod files;
 mod handover;
 mod render;
 mod responses;
@@ -26,11 +30,14 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::compile::SourceFile;
+use super::fetch::Fetched;
 use super::schedule::{Rules, Schedule, Work};
 use super::server::SidecarStatus;
 use super::{Error, snapshot, state};
-use crate::template::{Engine, Request};
+use crate::template::{Engine, Rendered, Request};
 use crate::vault::{self, Token};
+
+pub(crate) use self::files::Files;
 
 /// How long one fetch made while rendering may retry a Vault that is briefly away; after that
 /// the schedule's own backoff takes over.
@@ -38,6 +45,47 @@ const FETCH_BUDGET: Duration = Duration::from_secs(10);
 
 /// The pause after which a burst of file events is handled.
 const WATCH_SETTLE: Duration = Duration::from_millis(100);
+
+/// Where renders go. Each output is put in place when it renders; the loop announces a change
+/// once every output has rendered, and says when a render is over.
+pub(crate) trait Outputs {
+    /// Output `i`'s name, for logs and metrics.
+    fn name(&self, i: usize) -> &str;
+    /// Puts output `i`'s content in place; whether it changed. The error is one line that
+    /// holds no secret.
+    fn put(&mut self, i: usize, rendered: Rendered) -> Result<bool, String>;
+    /// Output `i` changed after every output had rendered once.
+    fn changed(&mut self, i: usize);
+    /// A render is over: what changed in it is complete.
+    fn settled(&mut self) {}
+}
+
+/// What the sidecar starts from when it does not start afresh or from an init container's
+/// hand-over: `hydrant exec`'s first render, whose token and responses it takes over.
+pub(crate) struct Start {
+    /// The client, logged in.
+    pub(crate) client: vault::Client,
+    /// Its token.
+    pub(crate) token: vault::TokenInfo,
+    /// What the first render fetched.
+    pub(crate) fetched: Vec<Fetched>,
+}
+
+/// What the sidecar needs besides its configuration.
+pub(crate) struct Parts<'a> {
+    /// The compiled templates.
+    pub(crate) engine: Engine,
+    /// Templates read from files, watched.
+    pub(crate) sources: Vec<SourceFile>,
+    /// The config snapshot, if valid.
+    pub(crate) snapshot: Option<Arc<crate::snapshot::Snapshot>>,
+    /// Where renders go.
+    pub(crate) outputs: Box<dyn Outputs + 'a>,
+    /// Shared with the endpoints and whoever else reports.
+    pub(crate) status: Arc<SidecarStatus>,
+    /// A first render to take over, if any.
+    pub(crate) start: Option<Start>,
+}
 
 /// A response kept for change detection and the hand-over.
 struct Stored {
@@ -83,18 +131,35 @@ struct Sidecar<'a> {
     /// Set when `exit_on_retry_failure` gives up: the loop ends with this error.
     gave_up: Option<Error>,
     gave_up_notify: Arc<tokio::sync::Notify>,
+    outputs: Box<dyn Outputs + 'a>,
 }
 
-/// Runs the sidecar until SIGTERM, SIGINT or `POST /quit`.
-pub(super) async fn run(
-    config: &AgentConfig,
-    engine: Engine,
-    sources: Vec<SourceFile>,
-    snapshot: Option<Arc<crate::snapshot::Snapshot>>,
+/// Runs the sidecar until `shutdown` resolves (SIGTERM or SIGINT for `hydrant agent`) or
+/// `POST /quit`.
+pub(crate) async fn run<'a>(
+    config: &'a AgentConfig,
+    parts: Parts<'a>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let client = vault::Client::connect(&config.vault).map_err(Error::Login)?;
-    let status = Arc::new(SidecarStatus::new());
+    let Parts {
+        engine,
+        sources,
+        snapshot,
+        outputs,
+        status,
+        start,
+    } = parts;
+    let (client, start) = match start {
+        Some(Start {
+            client,
+            token,
+            fetched,
+        }) => (client, Some((token, fetched))),
+        None => (
+            vault::Client::connect(&config.vault).map_err(Error::Login)?,
+            None,
+        ),
+    };
     status.expect_templates(engine.names());
     if let Some(port) = config.listen {
         let local = super::server::serve(port, status.clone())
@@ -106,12 +171,22 @@ pub(super) async fn run(
             })?;
         info!(listen = %local, "local endpoints serving");
     }
-    let outputs = engine.len();
+    if let Some(port) = config.metrics_port {
+        let local = super::server::serve_metrics(port, status.clone())
+            .await
+            .map_err(|e| {
+                Error::Runtime(format!(
+                    "cannot listen on port {port} of the pod's addresses (the config's metrics_port): {e}"
+                ))
+            })?;
+        info!(listen = %local, "metrics port serving");
+    }
+    let count = engine.len();
     let mut sidecar = Sidecar {
         config,
         schedule: Schedule::new(
             Rules::of(config),
-            outputs,
+            count,
             fastrand::Rng::new(),
             Instant::now(),
         ),
@@ -119,7 +194,7 @@ pub(super) async fn run(
         client,
         token: None,
         stored: BTreeMap::new(),
-        rendered: vec![false; outputs],
+        rendered: vec![false; count],
         failing: BTreeSet::new(),
         ready: false,
         status,
@@ -127,6 +202,7 @@ pub(super) async fn run(
         snapshot: snapshot.as_deref().map(snapshot::fingerprint),
         gave_up: None,
         gave_up_notify: Arc::new(tokio::sync::Notify::new()),
+        outputs,
     };
     let (events, mut changes) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let _watcher = watch::watch(config, &sidecar.sources, events);
@@ -141,7 +217,7 @@ pub(super) async fn run(
         () = &mut shutdown => Stop::Signal,
         () = quit.quit_requested() => Stop::Quit,
         () = gave_up.notified() => Stop::GaveUp,
-        never = sidecar.work(&mut changes) => match never {},
+        never = sidecar.work(start, &mut changes) => match never {},
     };
     info!(reason = stop.label(), "stopping");
     if let Some(error) = sidecar.gave_up.take() {
@@ -167,9 +243,13 @@ impl Sidecar<'_> {
     /// Takes over the hand-over, then does what is due, and what file changes call for, forever.
     async fn work(
         &mut self,
+        start: Option<(vault::TokenInfo, Vec<Fetched>)>,
         changes: &mut tokio::sync::mpsc::UnboundedReceiver<PathBuf>,
     ) -> std::convert::Infallible {
-        self.adopt().await;
+        match start {
+            Some((token, fetched)) => self.start_from(token, fetched).await,
+            None => self.adopt().await,
+        }
         loop {
             let next = self.schedule.next();
             tokio::select! {

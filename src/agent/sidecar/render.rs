@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use injector::agent_config::OutputRef;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -12,7 +11,6 @@ use super::{FETCH_BUDGET, Sidecar};
 use crate::agent::fetch::{Fetched, VaultFetch};
 use crate::agent::server::Expiries;
 use crate::agent::state;
-use crate::files;
 use crate::template::{self, Rendered};
 
 impl Sidecar<'_> {
@@ -47,11 +45,11 @@ impl Sidecar<'_> {
                 }
             }
         }
-        let config_outputs: Vec<OutputRef<'_>> = self.config.outputs().collect();
         let was_ready = self.ready;
         for (i, result) in results {
-            self.write(now, i, &config_outputs[i], result, was_ready);
+            self.put(now, i, result, was_ready);
         }
+        self.outputs.settled();
         // The hand-over is saved before readiness is announced: whoever sees the ready file (a
         // restarted sidecar, a probe, a test) finds the state that goes with it.
         self.save();
@@ -71,46 +69,44 @@ impl Sidecar<'_> {
         }
     }
 
-    pub(super) fn write(
+    /// Puts output `i`'s render in place; after readiness, a change is announced (a file's
+    /// change command runs).
+    pub(super) fn put(
         &mut self,
         now: Instant,
         i: usize,
-        output: &OutputRef<'_>,
         result: Result<Rendered, template::Error>,
-        run_command: bool,
+        announce: bool,
     ) {
         let from_vault = matches!(&result, Err(e) if e.vault_error().is_some());
-        let written = result.map_err(|e| e.to_string()).and_then(|rendered| {
-            files::write_atomic(output.destination, rendered.as_bytes(), output.mode)
-                .map_err(|e| format!("cannot write {}: {e}", output.destination.display()))
-        });
-        match written {
-            Ok(written) => {
-                self.status.render(output.name, true);
-                if crate::agent::compile::warn_missing_key(&self.engine, i, output.name) {
-                    self.status.missing_key(output.name);
+        let name = self.outputs.name(i).to_owned();
+        let put = result
+            .map_err(|e| e.to_string())
+            .and_then(|rendered| self.outputs.put(i, rendered));
+        match put {
+            Ok(changed) => {
+                self.status.render(&name, true);
+                if crate::agent::compile::warn_missing_key(&self.engine, i, &name) {
+                    self.status.missing_key(&name);
                 }
-                self.status.rendered_at(output.name, SystemTime::now());
+                self.status.rendered_at(&name, SystemTime::now());
                 self.schedule.rendered(i);
                 self.rendered[i] = true;
                 self.failing.remove(&i);
-                if written != files::Written::Unchanged {
-                    info!(name = output.name, destination = %output.destination.display(), written = written.label(), "rendered");
-                    if run_command {
-                        self.run_command(i);
-                    }
+                if changed && announce {
+                    self.outputs.changed(i);
                 }
             }
             Err(error) => {
-                self.status.render(output.name, false);
+                self.status.render(&name, false);
                 self.failing.insert(i);
                 if from_vault {
                     // The failed fetch is retried on its own schedule and renders this again.
                     self.schedule.render_waits_for_vault(i);
-                    warn!(name = output.name, %error, "render failed; the file keeps its last good content until Vault answers");
+                    warn!(name, %error, "render failed; the output keeps its last good content until Vault answers");
                 } else {
                     let pause = self.schedule.render_failed(now, i);
-                    warn!(name = output.name, %error, retry_in_s = crate::telemetry::seconds(pause), "render failed; the file keeps its last good content");
+                    warn!(name, %error, retry_in_s = crate::telemetry::seconds(pause), "render failed; the output keeps its last good content");
                 }
             }
         }

@@ -154,6 +154,7 @@ pub(super) fn translate(
         },
         refresh_interval: settings.static_secret_render_interval.map(Duration),
         listen: None,
+        metrics_port: None,
         revoke_on_shutdown: false,
         revoke_delay: None,
         state_dir: None,
@@ -165,6 +166,8 @@ pub(super) fn translate(
         token_sinks,
         exit_after_auth: c.exit_after_auth,
         pid_file: c.pid_file,
+        env: Vec::new(),
+        exec: None,
     };
     let warnings = c
         .warnings

@@ -109,6 +109,15 @@ fn both(vault: &Vault, name: &str, config: &str, prepare: impl Fn(&Path)) -> (Ru
 /// `bao agent -config FILE`, which exits once it has authenticated, written its sinks and
 /// rendered every template (`exit_after_auth`).
 fn run_bao(config: &Path, log: &Path) -> Result<(), String> {
+    run_bao_with(config, log, &[])
+}
+
+/// [`run_bao`] with more environment variables (only PATH and HOME otherwise).
+pub(crate) fn run_bao_with(
+    config: &Path,
+    log: &Path,
+    env: &[(String, String)],
+) -> Result<(), String> {
     let out = std::fs::File::create(log).expect("log");
     let mut child = KillOnDrop(
         std::process::Command::new(bao())
@@ -117,6 +126,7 @@ fn run_bao(config: &Path, log: &Path) -> Result<(), String> {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", "/home/app")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .spawn()
@@ -139,7 +149,7 @@ fn run_bao(config: &Path, log: &Path) -> Result<(), String> {
 }
 
 /// Every file under `dir`, relative, sorted.
-fn files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -501,4 +511,76 @@ fn create_dest_dirs_false_refuses_a_missing_directory_before_logging_in() {
         .run_with_arg(config(""))
         .success();
     assert_eq!(read(&out.join("a/b/user")), "x");
+}
+
+/// A template's `command` under `exit_after_auth`, as consul-template runs it in once mode: after
+/// the files are written, for each file that changed, in order, a command shared by two files
+/// once; a file already holding its content runs none. A string with spaces runs under `sh -c`,
+/// a list is the argv. Both agents leave the same log of commands. (consul-template shares a
+/// command only within one render pass, and a template that reads no secret renders in a pass of
+/// its own: the two files sharing a command here both read the same secret.)
+#[test]
+fn template_commands_run_once_after_auth_as_bao_agent_runs_them() {
+    let vault = seeded();
+    let token = vault.token(&["app"]);
+    let extra = r#"
+template {
+  destination = "@OUT@/user"
+  contents    = "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.username }}{{ end }}"
+  command     = "echo user >> @OUT@/commands.log"
+}
+template {
+  destination = "@OUT@/same-command"
+  contents    = "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.password }}{{ end }}"
+  command     = "echo user >> @OUT@/commands.log"
+}
+template {
+  destination = "@OUT@/unchanged"
+  contents    = "already there"
+  command     = "echo unchanged >> @OUT@/commands.log"
+}
+template {
+  destination = "@OUT@/port"
+  contents    = "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.port }}{{ end }}"
+  command     = ["touch", "@OUT@/touched"]
+}
+"#;
+    let config = hcl(
+        &vault,
+        "  method \"token_file\" {\n    config = {\n      token_file_path = \"@DIR@/vault-token\"\n    }\n  }",
+    ) + extra;
+    let runs = both(&vault, "commands", &config, |dir| {
+        std::fs::write(dir.join("vault-token"), &token).expect("token");
+        std::fs::write(dir.join("out/unchanged"), "already there").expect("unchanged");
+    });
+    assert_same(&vault, &runs, &["token"]);
+    let log = read(&runs.1.dir.join("out/commands.log"));
+    assert_eq!(
+        log, "user\n",
+        "one run of the shared command, none for the unchanged file"
+    );
+    assert!(runs.1.dir.join("out/touched").exists());
+}
+
+/// AppRole without `secret_id_file_path`: a role that binds no secret ID (`bind_secret_id=false`,
+/// limited to this machine's address instead) logs in with its role ID alone, in Vault Agent as
+/// in hydrant.
+#[test]
+fn approle_without_a_secret_id_logs_in_with_the_role_id_alone_as_bao_agent_does() {
+    let vault = seeded();
+    let (role_id, _) = vault.approle("app", &["app"]);
+    vault.api(
+        "POST",
+        "auth/approle/role/app",
+        Some(json!({"bind_secret_id": false, "secret_id_bound_cidrs": ["127.0.0.0/8"]})),
+    );
+    let config = hcl(
+        &vault,
+        "  method \"approle\" {\n    config = {\n      role_id_file_path = \"@DIR@/role-id\"\n    }\n  }",
+    );
+    let runs = both(&vault, "approle-no-secret-id", &config, |dir| {
+        std::fs::write(dir.join("role-id"), &role_id).expect("role id");
+    });
+    assert_same(&vault, &runs, &["token"]);
+    assert!(runs.1.dir.join("role-id").exists(), "the role ID is kept");
 }

@@ -276,7 +276,7 @@ fn inject_refuses_what_the_webhook_would_deny_and_reads_standard_input() {
         "metadata": {"name": "p", "annotations": {
             "vault.hashicorp.com/agent-inject": "true",
             "vault.hashicorp.com/role": "r",
-            "vault.hashicorp.com/agent-configmap": "agent-hcl"}},
+            "vault.hashicorp.com/client-cert": "/vault/tls/client.pem"}},
         "spec": {"containers": [{"name": "c", "image": "i"}]}
     });
     let dir = tempfile::tempdir().expect("tempdir");
@@ -285,7 +285,12 @@ fn inject_refuses_what_the_webhook_would_deny_and_reads_standard_input() {
     let line = Hydrant::new(["inject", "--vault-addr", "https://v:8200", "-f"])
         .run_with_arg(&input)
         .failure(1);
-    assert!(line.starts_with("hydrant: Pod/p: vault.hashicorp.com/agent-configmap: hydrant does not run Vault Agent HCL"), "{line}");
+    assert!(
+        line.starts_with(
+            "hydrant: Pod/p: vault.hashicorp.com/client-cert: TLS client certificates to Vault are not supported"
+        ),
+        "{line}"
+    );
 
     let run = Hydrant::new(["inject", "--vault-addr", "https://v:8200", "-f", "-"])
         .stdin_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n")
@@ -402,6 +407,242 @@ fn the_init_container_hands_its_token_to_the_sidecar_through_the_state_volume() 
     assert!(
         root.join("hydrant/state/state.json").exists(),
         "the hand-over record"
+    );
+    sidecar.stop();
+}
+
+/// vault-k8s's `agent-inject-token` on a pod with no secret: the init container writes a working
+/// token to `/vault/secrets/token` (mode 0640, as Vault Agent's file sink), the sidecar keeps it
+/// there, and once the token reaches its max TTL (6 s) and the sidecar logs in again the file
+/// holds the new token, which works too.
+#[test]
+fn agent_inject_token_gives_a_token_file_that_works_and_is_replaced_after_a_re_login() {
+    let vault = seeded();
+    let deployment = inject_with(
+        &vault,
+        &["--mode", "init-and-sidecar"],
+        json!({
+            "vault.hashicorp.com/agent-inject": "true",
+            "vault.hashicorp.com/role": "shop",
+            "vault.hashicorp.com/agent-inject-token": "true",
+        }),
+    );
+    let root = vault.path("root");
+    let (_reviewer, token) = shop_token(&vault);
+    vault.api(
+        "POST",
+        "auth/kubernetes/role/shop",
+        Some(json!({
+            "bound_service_account_names": ["shop"],
+            "bound_service_account_namespaces": ["team-a"],
+            "token_policies": ["app"],
+            "token_ttl": "3s",
+            "token_max_ttl": "6s",
+        })),
+    );
+    run_agent_container(&vault, &deployment, "vault-agent-init", &root, &token);
+    let file = root.join("vault/secrets/token");
+    assert_eq!(crate::util::mode(&file), 0o640);
+    let first = read(&file);
+    vault
+        .api_as(first.trim(), "GET", "secret/data/app/db", None)
+        .expect("the init container's token reads the app's secret");
+
+    let mut sidecar = agent_container(&vault, &deployment, "vault-agent", &root, &token)
+        .spawn(&vault.path("sidecar.log"));
+    crate::util::wait_for("a new token in the file", Duration::from_secs(30), || {
+        read(&file) != first
+    });
+    let second = read(&file);
+    vault
+        .api_as(second.trim(), "GET", "secret/data/app/db", None)
+        .unwrap_or_else(|e| panic!("the new token does not work: {e:?}\n{}", sidecar.log()));
+    sidecar.stop();
+}
+
+/// The Vault Agent configuration of [`agent_configmap_runs_the_agent_on_the_mounted_hcl_as_bao_agent_does`]'s
+/// ConfigMap, as a vault-k8s user writes it: no `vault` stanza (the injector gives the address),
+/// the kubernetes method reading the token where Kubernetes mounts it, a template file beside
+/// the configuration, and a token sink. `@ROOT@` stands for the root a test maps the container's
+/// paths under.
+const CONFIG_INIT_HCL: &str = r#"
+exit_after_auth = true
+auto_auth {
+  method "kubernetes" {
+    mount_path = "auth/kubernetes"
+    config = {
+      role       = "shop"
+      token_path = "@ROOT@/var/run/secrets/kubernetes.io/serviceaccount/token"
+    }
+  }
+  sink "file" {
+    config = { path = "@ROOT@/vault/secrets/.vault-token" }
+  }
+}
+template {
+  source      = "@ROOT@/vault/configs/db.ctmpl"
+  destination = "@ROOT@/vault/secrets/db.env"
+  perms       = "0640"
+}
+template {
+  destination = "@ROOT@/vault/secrets/config.json"
+  contents    = "{{ with secret \"secret/data/app/config\" }}{{ .Data.data | toJSON }}{{ end }}\n"
+}
+"#;
+
+/// Writes the ConfigMap's files under `root/vault/configs` as the kubelet mounts them, and the
+/// service-account token where Kubernetes puts it.
+fn mount_config_map(root: &Path, token: &str) {
+    let configs = root.join("vault/configs");
+    fs::create_dir_all(&configs).expect("configs");
+    let hcl = CONFIG_INIT_HCL.replace("@ROOT@", &root.display().to_string());
+    fs::write(configs.join("config-init.hcl"), &hcl).expect("config-init.hcl");
+    fs::write(
+        configs.join("config.hcl"),
+        hcl.replace("exit_after_auth = true", ""),
+    )
+    .expect("config.hcl");
+    fs::write(
+        configs.join("db.ctmpl"),
+        "{{ with secret \"secret/data/app/db\" }}DB_USER={{ .Data.data.username }}\nDB_PASSWORD={{ .Data.data.password }}{{ end }}\n",
+    )
+    .expect("template file");
+    let sa = root.join("var/run/secrets/kubernetes.io/serviceaccount");
+    fs::create_dir_all(&sa).expect("sa dir");
+    fs::write(sa.join("token"), token).expect("sa token");
+    fs::create_dir_all(root.join("vault/secrets")).expect("secrets");
+}
+
+/// The named container of a ConfigMap pod, to run here: its command with every path mapped
+/// under `root`, and its environment's plain values (`VAULT_ADDR` ...).
+fn config_map_container(
+    deployment: &Value,
+    name: &str,
+    root: &Path,
+) -> (Hydrant, Vec<(String, String)>) {
+    let agent = container(deployment, name);
+    let command: Vec<String> = serde_json::from_value(agent["command"].clone()).expect("command");
+    assert_eq!(command[0], "/usr/local/bin/hydrant");
+    assert!(
+        agent["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .all(|e| e["name"] != "HYDRANT_AGENT_CONFIG"),
+        "the ConfigMap is the configuration"
+    );
+    let env: Vec<(String, String)> = agent["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_owned(),
+                e["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let args: Vec<String> = command[1..]
+        .iter()
+        .map(|a| match a.strip_prefix('/') {
+            Some(rest) if a.starts_with("/vault/") || a.starts_with("/hydrant/") => {
+                root.join(rest).display().to_string()
+            }
+            _ => a.clone(),
+        })
+        .collect();
+    let mut hydrant = Hydrant::new(args);
+    for (k, v) in &env {
+        hydrant = hydrant.env(k, v);
+    }
+    (hydrant, env)
+}
+
+/// vault-k8s's `agent-configmap` through `hydrant inject`: the agent containers run on the
+/// ConfigMap's files as the kubelet mounts them (the init container on `config-init.hcl`, the
+/// sidecar on `config.hcl`), with the injector's Vault address in `VAULT_ADDR` as vault-k8s
+/// gives it; the init container writes the files `bao agent` writes from the same HCL and
+/// environment (the oracle), and the sidecar takes its token over (one login for the pod) and
+/// becomes ready. The pod asks for no role and no secret: the HCL says it all.
+#[test]
+fn agent_configmap_runs_the_agent_on_the_mounted_hcl_as_bao_agent_does() {
+    let vault = seeded();
+    let deployment = inject_with(
+        &vault,
+        &["--mode", "init-and-sidecar"],
+        json!({
+            "vault.hashicorp.com/agent-inject": "true",
+            "vault.hashicorp.com/agent-configmap": "shop-agent",
+        }),
+    );
+    let spec = &deployment["spec"]["template"]["spec"];
+    assert!(
+        spec["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["name"] == "vault-config" && v["configMap"]["name"] == "shop-agent"),
+        "{spec}"
+    );
+    let (_reviewer, token) = shop_token(&vault);
+    let (hydrant_root, bao_root) = (vault.path("hydrant"), vault.path("bao"));
+    mount_config_map(&hydrant_root, &token);
+    mount_config_map(&bao_root, &token);
+    let (init, env) = config_map_container(&deployment, "vault-agent-init", &hydrant_root);
+    assert!(
+        env.contains(&("VAULT_ADDR".to_owned(), vault.addr.clone())),
+        "{env:?}"
+    );
+
+    let mark = vault.audit_mark();
+    init.run().success();
+    crate::agent_hcl::run_bao_with(
+        &bao_root.join("vault/configs/config-init.hcl"),
+        &vault.path("bao.log"),
+        &env,
+    )
+    .unwrap_or_else(|log| panic!("bao agent failed:\n{log}"));
+    let (ours, theirs) = (
+        hydrant_root.join("vault/secrets"),
+        bao_root.join("vault/secrets"),
+    );
+    let names = crate::agent_hcl::files(&theirs);
+    assert_eq!(crate::agent_hcl::files(&ours), names);
+    assert_eq!(names.len(), 3, "{names:?}");
+    for name in &names {
+        let (got, want) = (ours.join(name), theirs.join(name));
+        assert_eq!(
+            crate::util::mode(&got),
+            crate::util::mode(&want),
+            "{}",
+            name.display()
+        );
+        if name == Path::new(".vault-token") {
+            vault
+                .api_as(read(&got).trim(), "GET", "secret/data/app/db", None)
+                .expect("the sink's token works");
+        } else {
+            assert_eq!(
+                read(&got),
+                read(&want),
+                "{} differs from bao agent's",
+                name.display()
+            );
+        }
+    }
+    assert!(read(&ours.join("db.env")).contains(PASSWORD));
+
+    let logins_before_sidecar = vault.audit_counts(mark);
+    let (sidecar, _) = config_map_container(&deployment, "vault-agent", &hydrant_root);
+    let mut sidecar = sidecar.spawn(&vault.path("sidecar.log"));
+    crate::util::wait_for("the sidecar to be ready", Duration::from_secs(20), || {
+        hydrant_root.join("hydrant/state/ready").exists()
+    });
+    let counts = vault.audit_counts(mark);
+    assert_eq!(
+        counts.get("update auth/kubernetes/login"),
+        logins_before_sidecar.get("update auth/kubernetes/login"),
+        "the sidecar takes the init container's token over: {counts:?}"
     );
     sidecar.stop();
 }

@@ -108,6 +108,39 @@ fn an_agent_config_gives_vault_and_the_login() {
     assert!(read(&out).contains(&format!("DB_PASSWORD={PASSWORD}\n")));
 }
 
+/// The app's Vault Agent configuration serves as well: render takes its `vault` stanza and its
+/// `auto_auth` method (here AppRole, the secret ID removed after reading as Vault Agent does),
+/// and needs no template or sink in it.
+#[test]
+fn a_vault_agent_hcl_config_gives_vault_and_the_login() {
+    let (vault, _) = seeded();
+    let (role_id, secret_id) = vault.approle("render", &["factory"]);
+    let role_id_file = vault.file("role-id", &role_id);
+    let secret_id_file = vault.file("secret-id", &secret_id);
+    let agent = vault.file(
+        "agent.hcl",
+        &format!(
+            "vault {{\n  address = \"{}\"\n}}\nauto_auth {{\n  method \"approle\" {{\n    config = {{\n      role_id_file_path = \"{}\"\n      secret_id_file_path = \"{}\"\n    }}\n  }}\n}}\n",
+            vault.addr,
+            role_id_file.display(),
+            secret_id_file.display()
+        ),
+    );
+    let run = render()
+        .run_with_args(&[
+            "--template".as_ref(),
+            "db.env.j2".as_ref(),
+            "--agent-config".as_ref(),
+            agent.as_os_str(),
+        ])
+        .success();
+    assert!(run.stdout().contains(&format!("DB_PASSWORD={PASSWORD}\n")));
+    assert!(
+        !secret_id_file.exists(),
+        "removed after reading, as Vault Agent does"
+    );
+}
+
 #[test]
 fn each_failure_has_its_exit_status_and_a_line_that_names_the_fix() {
     let dir = tempfile::tempdir().expect("tempdir");

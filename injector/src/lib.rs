@@ -30,6 +30,29 @@ pub const LOG_ENV: &str = "HYDRANT_LOG";
 /// The agent's log format, `plain` or `json`; the webhook sets it from `log-format`.
 pub const LOG_FORMAT_ENV: &str = "HYDRANT_LOG_FORMAT";
 
+/// The variables Vault Agent takes over its configuration's `vault` stanza, as the Vault CLI
+/// spells them (OpenBao's `BAO_*` spelling is read too). The webhook gives them to an agent
+/// running on a pod's `agent-configmap`, as vault-k8s does; `hydrant agent` reads them over a
+/// Vault Agent configuration's `vault` stanza.
+pub mod vault_env {
+    /// Vault's address.
+    pub const VAULT_ADDR: &str = "VAULT_ADDR";
+    /// The PEM file of Vault's CA.
+    pub const VAULT_CACERT: &str = "VAULT_CACERT";
+    /// Vault's CA as PEM text.
+    pub const VAULT_CACERT_BYTES: &str = "VAULT_CACERT_BYTES";
+    /// A directory of CA files: refused by hydrant's agent.
+    pub const VAULT_CAPATH: &str = "VAULT_CAPATH";
+    /// A client certificate: refused by hydrant's agent.
+    pub const VAULT_CLIENT_CERT: &str = "VAULT_CLIENT_CERT";
+    /// A client key: refused by hydrant's agent.
+    pub const VAULT_CLIENT_KEY: &str = "VAULT_CLIENT_KEY";
+    /// Do not check Vault's certificate (a Go boolean).
+    pub const VAULT_SKIP_VERIFY: &str = "VAULT_SKIP_VERIFY";
+    /// The name Vault's certificate is checked against.
+    pub const VAULT_TLS_SERVER_NAME: &str = "VAULT_TLS_SERVER_NAME";
+}
+
 /// Whether a pod owned by this owner runs to completion: a Job's pods (a CronJob's pods are
 /// owned by its Jobs). Such a pod must never get a sidecar that keeps it running.
 pub fn runs_to_completion(owner_kind: &str, owner_api_version: &str) -> bool {
@@ -78,6 +101,14 @@ pub mod names {
     pub const TLS_VOLUME: &str = "vault-tls-secrets";
     /// Where it is mounted.
     pub const TLS_PATH: &str = "/vault/tls";
+    /// vault-k8s's `agent-configmap` volume: the pod's ConfigMap of Vault Agent configuration.
+    pub const CONFIG_MAP_VOLUME: &str = "vault-config";
+    /// Where it is mounted in the agent containers, read-only, as vault-k8s mounts it.
+    pub const CONFIG_MAP_PATH: &str = "/vault/configs";
+    /// The init container's configuration in that ConfigMap.
+    pub const CONFIG_MAP_INIT_FILE: &str = "config-init.hcl";
+    /// The sidecar's (and native mode's one agent container's) configuration in it.
+    pub const CONFIG_MAP_SIDECAR_FILE: &str = "config.hcl";
     /// The agent's metrics port, as its container declares it (at most 15 characters).
     pub const METRICS_PORT: &str = "hydrant-metrics";
     /// vault-k8s's `agent-extra-secret` volume.

@@ -1487,6 +1487,203 @@ fn commands_signal_by_name_with_shared_processes_and_shell_commands_need_the_she
     mutated(&pod);
 }
 
+/// vault-k8s's `agent-inject-token`: the token in `token` under the secrets volume's mount path,
+/// with the file sink's default mode; a pod with a role and the token but no secret is injected,
+/// as vault-k8s injects it; a secret whose file would land on the token's path is refused.
+#[test]
+fn agent_inject_token_keeps_the_token_in_the_secrets_volume_without_any_secret() {
+    let pod = PodBuilder::new()
+        .vault(&[("role", "app"), ("agent-inject-token", "true")])
+        .build();
+    let after = apply(&pod, &mutated(&pod));
+    let spec = after.spec.as_ref().expect("spec");
+    let config = agent_config(container(&spec.init_containers, "vault-agent"));
+    assert_eq!(config.token_sinks.len(), 1);
+    assert_eq!(
+        config.token_sinks[0].path.to_str(),
+        Some("/vault/secrets/token")
+    );
+    assert_eq!(config.token_sinks[0].mode(), 0o640, "Vault Agent's default");
+    assert!(config.templates.is_empty() && config.secrets.is_empty());
+
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("role", "app"),
+            ("agent-inject-token", "true"),
+            ("secret-volume-path", "/etc/app/"),
+            ("agent-inject-secret-db", "secret/data/db"),
+        ])
+        .build();
+    let after = apply(&pod, &mutated(&pod));
+    let spec = after.spec.as_ref().expect("spec");
+    let config = agent_config(container(&spec.init_containers, "vault-agent"));
+    assert_eq!(config.token_sinks[0].path.to_str(), Some("/etc/app/token"));
+    assert_eq!(config.secrets.len(), 1);
+
+    let denial = denied(
+        &PodBuilder::new()
+            .vault(&[
+                ("role", "app"),
+                ("agent-inject-token", "true"),
+                ("agent-inject-secret-token", "secret/data/db"),
+            ])
+            .build(),
+    );
+    assert_eq!(denial.reason, Reason::Conflict);
+    assert!(
+        denial.message.starts_with(
+            "vault.hashicorp.com/agent-inject-token writes the Vault token to /vault/secrets/token, where the file of secret \"token\" goes too"
+        ),
+        "{}",
+        denial.message
+    );
+    let denial = denied(
+        &PodBuilder::new()
+            .vault(&[("role", "app"), ("agent-inject-token", "false")])
+            .build(),
+    );
+    assert_eq!(denial.reason, Reason::MissingAnnotation);
+    assert!(
+        denial.message.contains("agent-inject-token"),
+        "{}",
+        denial.message
+    );
+}
+
+/// vault-k8s's `agent-configmap`: the ConfigMap is mounted read-only at /vault/configs in the
+/// agent containers (volume `vault-config`), the init container runs on its `config-init.hcl`
+/// and the sidecar on its `config.hcl`, with Vault's address in `VAULT_ADDR` instead of a
+/// generated configuration; no role or secret is needed, and the annotations that only shape
+/// the generated configuration are ignored with a warning (a template that would not compile
+/// included), while a declared secret's own mount path still gets its volume.
+#[test]
+fn agent_configmap_runs_the_agents_on_the_mounted_vault_agent_configuration() {
+    let pod = PodBuilder::new()
+        .vault(&[
+            ("agent-configmap", "shop-agent"),
+            ("agent-pre-populate", "true"),
+            ("role", "ignored"),
+            ("auth-type", "aws"),
+            ("agent-inject-token", "true"),
+            ("agent-inject-template-broken", "{{ with secret \"a\" }}"),
+            ("secret-volume-path-broken", "/etc/broken"),
+            ("ca-cert", "/vault/tls/ca.crt"),
+        ])
+        .build();
+    let s = InjectorSettings {
+        mode: Mode::InitAndSidecar,
+        ..settings()
+    };
+    let mutation = mutate(&pod, "team-a", &s)
+        .expect("allowed")
+        .expect("a patch");
+    for key in [
+        "role",
+        "auth-type",
+        "agent-inject-token",
+        "agent-inject-template-broken",
+    ] {
+        assert!(
+            mutation.warnings.iter().any(|w| w.starts_with(&format!(
+                "vault.hashicorp.com/{key}: has no effect with vault.hashicorp.com/agent-configmap"
+            ))),
+            "{key}: {:?}",
+            mutation.warnings
+        );
+    }
+    let after = apply(&pod, &mutation);
+    let spec = after.spec.as_ref().expect("spec");
+    let volumes = spec.volumes.as_ref().expect("volumes");
+    let config_map = volumes
+        .iter()
+        .find(|v| v.name == "vault-config")
+        .and_then(|v| v.config_map.as_ref())
+        .expect("the ConfigMap's volume");
+    assert_eq!(config_map.name, "shop-agent");
+    assert!(
+        volumes.iter().any(|v| v.name == "vault-secrets-custom-0"),
+        "the declared secret's mount path"
+    );
+    for (name, once, file) in [
+        ("vault-agent-init", true, "config-init.hcl"),
+        ("vault-agent", false, "config.hcl"),
+    ] {
+        let agent = if once {
+            container(&spec.init_containers, name)
+        } else {
+            spec.containers
+                .iter()
+                .find(|c| c.name == name)
+                .expect("sidecar")
+        };
+        let mut want = vec!["/usr/local/bin/hydrant", "agent"];
+        if once {
+            want.push("--once");
+        }
+        let config = format!("/vault/configs/{file}");
+        want.extend(["--config", &config, "--state-dir", "/hydrant/state"]);
+        assert_eq!(agent.command.as_deref().expect("command"), want);
+        let mount = agent
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "vault-config")
+            .expect("mounted");
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/vault/configs", Some(true))
+        );
+        assert!(
+            agent
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount"),
+            "the service-account token, as vault-k8s mounts it"
+        );
+        assert_eq!(env_value(agent, "HYDRANT_AGENT_CONFIG"), None);
+        assert_eq!(
+            env_value(agent, "VAULT_ADDR"),
+            Some("https://vault.vault.svc:8200")
+        );
+        assert_eq!(env_value(agent, "VAULT_CACERT"), Some("/vault/tls/ca.crt"));
+        assert_eq!(env_value(agent, "VAULT_SKIP_VERIFY"), None, "checked");
+    }
+
+    // Without a token mount in the pod, one is projected where the HCL's kubernetes method
+    // looks by default.
+    let bare = PodBuilder::bare()
+        .vault(&[("agent-configmap", "shop-agent")])
+        .build();
+    let after = apply(&bare, &mutated(&bare));
+    let agent = container(
+        &after.spec.as_ref().expect("spec").init_containers,
+        "vault-agent",
+    );
+    assert_eq!(
+        agent.command.as_deref().expect("command"),
+        [
+            "/usr/local/bin/hydrant",
+            "agent",
+            "--config",
+            "/vault/configs/config.hcl",
+            "--state-dir",
+            "/hydrant/state"
+        ],
+        "native mode's one container runs as the sidecar"
+    );
+    assert!(
+        agent
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "hydrant-token"
+                && m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount"),
+        "{:?}",
+        agent.volume_mounts
+    );
+}
+
 /// The container port named `hydrant-metrics` of an agent container, if it declares one.
 fn metrics_port_of(container: &Container) -> Option<i32> {
     container

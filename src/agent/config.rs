@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use injector::agent_config::vault_agent::{self, Syntax, VaultAgentConfig};
+use injector::agent_config::vault_agent::{self, Syntax, VaultAgentConfig, VaultEnvironment};
 use injector::agent_config::{parse, parse_json};
-use injector::{AGENT_CONFIG_ENV, AgentConfig};
+use injector::{AGENT_CONFIG_ENV, AgentConfig, vault_env as v};
 use tracing::warn;
 
 use crate::env::{Env, non_empty};
@@ -40,7 +40,7 @@ fn load_checked(
             let origin = path.display().to_string();
             let text = read(path)?;
             let config = if vault_agent::is_vault_agent(&origin, &text) {
-                vault_agent_config(&[(path.clone(), text)])?
+                vault_agent_config(&[(path.clone(), text)], env, Purpose::Agent)?
             } else {
                 parse(&text).map_err(|e| format!("{origin}: {e}"))?
             };
@@ -53,11 +53,39 @@ fn load_checked(
                 .map(|(path, _)| path.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
-            (origin, vault_agent_config(&files)?)
+            (origin, vault_agent_config(&files, env, Purpose::Agent)?)
         }
     };
     validate(&config).map_err(|issues| format!("{origin}: {issues}"))?;
     Ok(config)
+}
+
+/// Loads only what a command-line tool needs to reach Vault and log in (`hydrant render` and
+/// `policy` with `--agent-config`): the `vault` and `auth` of hydrant's own config, or of a
+/// Vault Agent configuration (HCL or its JSON form, with the environment's `VAULT_*` over its
+/// `vault` stanza as Vault Agent takes them), whatever its templates say. The error names the
+/// file and every bad key.
+pub fn load_connection(path: &Path, env: &dyn Env) -> Result<AgentConfig, String> {
+    let origin = path.display().to_string();
+    let text = read(path)?;
+    let config = if vault_agent::is_vault_agent(&origin, &text) {
+        vault_agent_config(&[(path.to_owned(), text)], env, Purpose::Connection)?
+    } else {
+        parse(&text).map_err(|e| format!("{origin}: {e}"))?
+    };
+    config
+        .validate_connection()
+        .map_err(|issues| format!("{origin}: {issues}"))?;
+    Ok(config)
+}
+
+/// What a Vault Agent configuration is read for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The agent: it must render or sink something.
+    Agent,
+    /// A tool that only logs in.
+    Connection,
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -116,9 +144,15 @@ fn is_config_file_name(path: &Path) -> bool {
     !temporary && (name.ends_with(".hcl") || name.ends_with(".json"))
 }
 
-/// Reads, merges and translates Vault Agent configuration files, logging each key that is
-/// accepted and ignored.
-fn vault_agent_config(files: &[(PathBuf, String)]) -> Result<AgentConfig, String> {
+/// Reads, merges and translates Vault Agent configuration files, with what the environment sets
+/// over their `vault` stanza as Vault Agent takes it, logging each key that is accepted and
+/// ignored.
+fn vault_agent_config(
+    files: &[(PathBuf, String)],
+    env: &dyn Env,
+    purpose: Purpose,
+) -> Result<AgentConfig, String> {
+    let environment = vault_environment(env)?;
     let mut merged: Option<VaultAgentConfig> = None;
     let mut problems = Vec::new();
     for (path, text) in files {
@@ -146,14 +180,64 @@ fn vault_agent_config(files: &[(PathBuf, String)]) -> Result<AgentConfig, String
         .map(|(path, _)| path.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let translated = merged
-        .unwrap_or_default()
-        .translate()
-        .map_err(|e| e.in_file(&origin))?;
+    let merged = merged.unwrap_or_default().with_environment(&environment);
+    let translated = match purpose {
+        Purpose::Agent => merged.translate(),
+        Purpose::Connection => merged.translate_connection(),
+    }
+    .map_err(|e| e.in_file(&origin))?;
     for warning in &translated.warnings {
         warn!(%warning, "a Vault Agent key hydrant ignores");
     }
     Ok(translated.config)
+}
+
+/// A `VAULT_*` variable, or OpenBao's `BAO_*` spelling of it, trimmed; empty is unset.
+fn vault_var(env: &dyn Env, name: &str) -> Option<String> {
+    non_empty(env, name)
+        .or_else(|| non_empty(env, &name.replacen("VAULT_", "BAO_", 1)))
+        .map(|v| v.trim().to_owned())
+}
+
+/// What Vault Agent takes from the environment over a configuration's `vault` stanza: a set
+/// variable wins, as in Vault Agent (`VAULT_ADDR` and the rest, or `BAO_*`). The ones naming what
+/// hydrant cannot do (a CA directory, a client certificate) are refused by name, as the stanza's
+/// keys are; `VAULT_SKIP_VERIFY` is read as a Go boolean (Vault Agent takes any non-empty value,
+/// "false" included, as true).
+fn vault_environment(env: &dyn Env) -> Result<VaultEnvironment, String> {
+    for (name, instead) in [
+        (
+            v::VAULT_CAPATH,
+            "hydrant reads one CA bundle; concatenate the directory's PEM files into one and name it with VAULT_CACERT",
+        ),
+        (
+            v::VAULT_CLIENT_CERT,
+            "hydrant presents no client certificate to Vault; unset it",
+        ),
+        (
+            v::VAULT_CLIENT_KEY,
+            "hydrant presents no client certificate to Vault; unset it",
+        ),
+    ] {
+        if vault_var(env, name).is_some() {
+            return Err(format!("{name} is set: {instead}"));
+        }
+    }
+    let tls_skip_verify = vault_var(env, v::VAULT_SKIP_VERIFY)
+        .map(|value| {
+            injector::values::parse_bool(&value)
+                .map_err(|e| format!("{}: {e}", v::VAULT_SKIP_VERIFY))
+        })
+        .transpose()?;
+    Ok(VaultEnvironment {
+        address: vault_var(env, v::VAULT_ADDR),
+        ca_cert: vault_var(env, v::VAULT_CACERT).map(PathBuf::from),
+        // PEM text keeps its lines: read as given, not trimmed.
+        ca_cert_pem: non_empty(env, v::VAULT_CACERT_BYTES)
+            .or_else(|| non_empty(env, "BAO_CACERT_BYTES")),
+        tls_server_name: vault_var(env, v::VAULT_TLS_SERVER_NAME),
+        tls_skip_verify,
+    })
 }
 
 #[cfg(test)]
@@ -211,5 +295,61 @@ retry:
             err.contains("auth.role_id_path: is not used by method kubernetes"),
             "{err}"
         );
+    }
+
+    /// Vault Agent takes `VAULT_ADDR` and its kin over the `vault` stanza (vault-k8s relies on it
+    /// for a ConfigMap without one); a CA directory or client certificate in the environment is
+    /// refused as the stanza's keys are, and `VAULT_SKIP_VERIFY` is a boolean ("false" is false).
+    #[test]
+    fn vault_agent_configs_take_the_vault_variables_over_their_vault_stanza() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.hcl");
+        let hcl = "auto_auth {\n  method \"token_file\" {\n    config = { token_file_path = \"/t\" }\n  }\n}\ntemplate {\n  destination = \"/tmp/x\"\n  contents = \"x\"\n}\n";
+        std::fs::write(&path, hcl).expect("write");
+        let paths = std::slice::from_ref(&path);
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let err = load(paths, &env(&[])).expect_err("no address");
+        assert!(err.contains("vault.address: is required"), "{err}");
+        assert!(err.contains("or set VAULT_ADDR"), "{err}");
+        let config = load(paths, &env(&[("BAO_ADDR", "http://127.0.0.1:8200")])).expect("loads");
+        assert_eq!(config.vault.address, "http://127.0.0.1:8200");
+
+        std::fs::write(
+            &path,
+            format!("vault {{\n  address = \"https://vault.example:8200\"\n  tls_skip_verify = true\n}}\n{hcl}"),
+        )
+        .expect("write");
+        let config = load(paths, &env(&[])).expect("loads");
+        assert_eq!(config.vault.address, "https://vault.example:8200");
+        assert!(config.vault.tls_skip_verify);
+        let config = load(
+            paths,
+            &env(&[
+                ("VAULT_ADDR", "https://vault.vault.svc:8200"),
+                ("VAULT_SKIP_VERIFY", "false"),
+                ("VAULT_TLS_SERVER_NAME", "vault.internal"),
+                ("VAULT_CACERT", "/vault/tls/ca.crt"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(config.vault.address, "https://vault.vault.svc:8200");
+        assert!(!config.vault.tls_skip_verify, "false is false");
+        assert_eq!(
+            config.vault.tls_server_name.as_deref(),
+            Some("vault.internal")
+        );
+        assert_eq!(
+            config.vault.ca_cert.as_deref(),
+            Some(Path::new("/vault/tls/ca.crt"))
+        );
+        let err = load(paths, &env(&[("VAULT_SKIP_VERIFY", "yes")])).expect_err("not a bool");
+        assert!(err.starts_with("VAULT_SKIP_VERIFY: "), "{err}");
+        let err = load(paths, &env(&[("VAULT_CAPATH", "/etc/ssl/certs")])).expect_err("capath");
+        assert!(err.starts_with("VAULT_CAPATH is set: "), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! The init container's path (`hydrant agent --once`): log in, render every output, write every
-//! file only if all of them rendered, and hand the token and what was fetched over to the
-//! sidecar.
+//! file only if all of them rendered, run the change commands of the files that changed, and hand
+//! the token and what was fetched over to the sidecar.
 
 use injector::AgentConfig;
 use tokio::time::Instant;
@@ -16,7 +16,8 @@ use crate::vault;
 /// never starts with some of its files.
 pub(super) async fn run(config: &AgentConfig, engine: &Engine) -> Result<(), Error> {
     let first = first_render(config, engine).await?;
-    write(config, &first.rendered)?;
+    let written = write(config, &first.rendered)?;
+    run_commands(config, &written).await;
     if let Some(dir) = &config.state_dir {
         hand_over(dir, &first.token, &first.fetched);
     }
@@ -107,8 +108,8 @@ fn hand_over(dir: &std::path::Path, token: &vault::TokenInfo, fetched: &[Fetched
     }
 }
 
-/// Writes every rendered file, all or nothing.
-fn write(config: &AgentConfig, rendered: &[Rendered]) -> Result<(), Error> {
+/// Writes every rendered file, all or nothing; says what each write did, in output order.
+fn write(config: &AgentConfig, rendered: &[Rendered]) -> Result<Vec<files::Written>, Error> {
     let outputs: Vec<_> = config.outputs().collect();
     let writes: Vec<files::FileWrite<'_>> = outputs
         .iter()
@@ -124,7 +125,7 @@ fn write(config: &AgentConfig, rendered: &[Rendered]) -> Result<(), Error> {
         path: outputs[i].destination.to_owned(),
         error,
     })?;
-    for ((output, contents), written) in outputs.iter().zip(rendered).zip(written) {
+    for ((output, contents), written) in outputs.iter().zip(rendered).zip(&written) {
         if contents.as_bytes().is_empty() {
             warn!(name = output.name, destination = %output.destination.display(), "rendered an empty file");
         }
@@ -135,5 +136,48 @@ fn write(config: &AgentConfig, rendered: &[Rendered]) -> Result<(), Error> {
             "rendered"
         );
     }
-    Ok(())
+    Ok(written)
+}
+
+/// The commands of the files that changed, as consul-template runs them in once mode (Vault
+/// Agent's `exit_after_auth`): after every file is written, one at a time in output order, each
+/// command once however many files share it, each waited for up to its timeout and killed after.
+/// A failing command is logged, not fatal: the files are written, and Vault Agent too ends with
+/// success once its retry finds them unchanged.
+async fn run_commands(config: &AgentConfig, written: &[files::Written]) {
+    let mut ran: Vec<&[String]> = Vec::new();
+    for (output, written) in config.outputs().zip(written) {
+        let Some(argv) = output.command else {
+            continue;
+        };
+        if *written == files::Written::Unchanged || ran.contains(&argv) || argv.is_empty() {
+            continue;
+        }
+        ran.push(argv);
+        let name = output.name;
+        let mut child = match tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(error) => {
+                warn!(name, %error, program = argv[0], "cannot start the change command");
+                continue;
+            }
+        };
+        match tokio::time::timeout(output.command_timeout, child.wait()).await {
+            Ok(Ok(exit)) if exit.success() => info!(name, "change command ran"),
+            Ok(Ok(exit)) => warn!(name, status = %exit, "change command failed"),
+            Ok(Err(error)) => warn!(name, %error, "change command failed"),
+            Err(_) => {
+                let _ = child.kill().await;
+                warn!(
+                    name,
+                    timeout_s = output.command_timeout.as_secs(),
+                    "change command timed out and was killed"
+                );
+            }
+        }
+    }
 }

@@ -138,6 +138,11 @@ pub struct Args {
     /// The file a running agent creates once every file is rendered.
     #[arg(long, value_name = "FILE", default_value = injector::names::READY_FILE)]
     pub ready_file: PathBuf,
+    /// The agent's private directory (the init container's token and leases for the sidecar,
+    /// the ready file), over the configuration's `state_dir`: what the webhook gives an agent
+    /// running on a Vault Agent ConfigMap, whose configuration has no such key.
+    #[arg(long, value_name = "DIR", conflicts_with = "check_ready")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The agent has not rendered every file yet (`hydrant agent --check-ready`).
@@ -167,7 +172,10 @@ fn check_ready(ready_file: &Path) -> Result<(), NotReady> {
 /// and checks every destination before anything is sent to Vault, then renders once (the init
 /// container) or runs the sidecar.
 pub fn run(args: &Args, env: Arc<dyn Env>) -> Result<(), Error> {
-    let config = config::load(&args.config, env.as_ref()).map_err(Error::Config)?;
+    let mut config = config::load(&args.config, env.as_ref()).map_err(Error::Config)?;
+    if let Some(dir) = &args.state_dir {
+        config.state_dir = Some(dir.clone());
+    }
     let (mut engine, sources) = compile::compile(&config, env)?;
     // The snapshot is composed before anything is sent to Vault: an invalid one costs no login.
     let snapshot = config.snapshot.as_ref().map(snapshot::compose);

@@ -405,12 +405,12 @@ spec:
     fn a_pod_the_webhook_would_deny_fails_the_run_naming_it() {
         let bad = DEPLOYMENT.replace(
             "vault.hashicorp.com/role: web",
-            "vault.hashicorp.com/agent-configmap: cfg",
+            "vault.hashicorp.com/client-cert: /vault/tls/client.pem",
         );
         let err = inject(&bad, "test", "team-a", &settings()).expect_err("denied");
         let message = err.to_string();
         assert!(
-            message.starts_with("Deployment/web: vault.hashicorp.com/agent-configmap: "),
+            message.starts_with("Deployment/web: vault.hashicorp.com/client-cert: "),
             "{message}"
         );
     }

@@ -79,7 +79,8 @@ pub struct Args {
     /// Secrets for templates from this YAML file mapping Vault paths to what secret() returns.
     #[arg(long, value_name = "FILE", conflicts_with = "agent_config")]
     pub secrets_file: Option<PathBuf>,
-    /// Take Vault's address, TLS settings and login from this agent config.
+    /// Take Vault's address, TLS settings and login from this agent config: hydrant's own, or a
+    /// Vault Agent configuration (HCL or its JSON form; its templates are not rendered).
     #[arg(long, value_name = "FILE")]
     pub agent_config: Option<PathBuf>,
 }

@@ -47,18 +47,29 @@ pub async fn login(client: &mut Client, auth: &AuthConfig) -> Result<TokenInfo, 
         }
         AuthMethod::Approle => {
             let role_id_path = auth.role_id_path.as_deref().unwrap_or(Path::new(""));
-            let secret_id_path = auth.secret_id_path.as_deref().unwrap_or(Path::new(""));
             let role_id = read_credential("role ID", role_id_path)?;
-            let remove = auth.remove_after_reading == Some(true);
-            let secret_id = read_once(client, "secret ID", secret_id_path, remove)?;
+            // No secret-ID file: a role that binds none (bind_secret_id=false), whose login
+            // takes the role ID alone; Vault ignores the empty secret ID sent then.
+            let secret_id = match auth.secret_id_path.as_deref() {
+                Some(path) => {
+                    let remove = auth.remove_after_reading == Some(true);
+                    read_once(client, "secret ID", path, remove)?
+                }
+                None => String::new(),
+            };
             vaultrs::auth::approle::login(&client.inner, mount, &role_id, &secret_id)
                 .await
                 .map_err(|e| {
-                    let who = format!(
-                        "the role ID in {} and secret ID in {}",
-                        role_id_path.display(),
-                        secret_id_path.display()
-                    );
+                    let who = match &auth.secret_id_path {
+                        Some(path) => format!(
+                            "the role ID in {} and secret ID in {}",
+                            role_id_path.display(),
+                            path.display()
+                        ),
+                        None => {
+                            format!("the role ID in {} and no secret ID", role_id_path.display())
+                        }
+                    };
                     login_error(e, &client.address, method, mount, who)
                 })?
         }

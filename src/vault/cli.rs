@@ -1,12 +1,12 @@
 //! How the command-line tools (`hydrant render`, `hydrant policy`) reach Vault: the `vault` and
-//! `auth` of an agent config, or the environment as the Vault and OpenBao CLIs take it
-//! (`VAULT_ADDR`, `VAULT_TOKEN` or `~/.vault-token`, `VAULT_CACERT`, `VAULT_NAMESPACE`,
-//! `VAULT_TLS_SERVER_NAME`, `VAULT_SKIP_VERIFY`, and OpenBao's `BAO_*` spelling of each).
+//! `auth` of an agent config (hydrant's own or a Vault Agent configuration), or the environment
+//! as the Vault and OpenBao CLIs take it (`VAULT_ADDR`, `VAULT_TOKEN` or `~/.vault-token`,
+//! `VAULT_CACERT`, `VAULT_NAMESPACE`, `VAULT_TLS_SERVER_NAME`, `VAULT_SKIP_VERIFY`, and
+//! OpenBao's `BAO_*` spelling of each).
 
 use std::path::Path;
 
-use injector::AgentConfig;
-use injector::agent_config::{self, AuthConfig, VaultConfig};
+use injector::agent_config::{AuthConfig, VaultConfig};
 
 use super::{Client, Error, Token, adopt, login};
 use crate::env::{Env, non_empty};
@@ -83,7 +83,7 @@ impl CliVault {
     /// config or the variable.
     pub fn from(agent_config: Option<&Path>, env: &dyn Env) -> Result<Option<CliVault>, String> {
         if let Some(path) = agent_config {
-            let config = load_connection(path)?;
+            let config = crate::agent::config::load_connection(path, env)?;
             return Ok(Some(CliVault {
                 vault: config.vault,
                 login: CliLogin::Agent(config.auth),
@@ -124,18 +124,6 @@ impl CliVault {
         };
         Ok((client, info.ttl))
     }
-}
-
-/// Reads the agent config at `path`, checking only `vault` and `auth`: the tools only log in.
-/// The error names the file and every bad key.
-fn load_connection(path: &Path) -> Result<AgentConfig, String> {
-    let origin = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {origin}: {e}"))?;
-    let config = agent_config::parse(&text).map_err(|e| format!("{origin}: {e}"))?;
-    config
-        .validate_connection()
-        .map_err(|issues| format!("{origin}: {issues}"))?;
-    Ok(config)
 }
 
 #[cfg(test)]

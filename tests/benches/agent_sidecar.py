@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""hydrant agent as a sidecar against the anchor, bao agent as a sidecar, on the same 50 secrets.
+"""hydrant agent as a sidecar against the anchor, bao agent as a sidecar, on the same 50 secrets;
+and hydrant as a sidecar on bao agent's own HCL file ("hydrant (HCL)": `hydrant agent --config
+bao.hcl`, the anchor's HCL unchanged).
 
 The scenario is the anchor's (../shared/bench/anchor-bao-agent.sh): JWT auth (token TTL 1 h, max
 24 h) with a service-account-shaped token validated offline, one file per KV v2 secret holding
@@ -18,7 +20,7 @@ Run it from the project's root after a release build:
 
     cargo dist && target/tools/venv/bin/python tests/benches/agent_sidecar.py
 
-Knobs (environment): N=50 SETTLE_S=20 IDLE_S=60 WINDOW_S=3600 HYDRANT=target/x86_64-unknown-linux-gnu/release/hydrant
+Knobs (environment): N=50 SETTLE_S=20 IDLE_S=60 WINDOW_S=3600 AGENTS="hydrant,hydrant (HCL),bao agent" HYDRANT=target/x86_64-unknown-linux-gnu/release/hydrant
 OUT_DIR=target/bench. It prints a markdown table and writes it to target/bench/agent-sidecar.md.
 """
 import os
@@ -40,6 +42,7 @@ IDLE_S = float(os.environ.get("IDLE_S", "60"))
 WINDOW_S = float(os.environ.get("WINDOW_S", "3600"))
 HYDRANT = os.path.abspath(os.environ.get("HYDRANT", os.path.join(ROOT, "target", "x86_64-unknown-linux-gnu", "release", "hydrant")))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+AGENTS = os.environ.get("AGENTS", "hydrant,hydrant (HCL),bao agent").split(",")
 
 
 def hydrant_argv(server, work, jwt_path, out):
@@ -88,8 +91,12 @@ class Agent:
         jwt_path = setup(self.server, N, self.work)
         self.out = os.path.join(self.work, "out")
         os.makedirs(self.out)
-        self.argv = (hydrant_argv(self.server, self.work, jwt_path, self.out) if name == "hydrant"
-                     else bao_argv(bao, self.server, self.work, jwt_path, self.out))
+        if name == "hydrant":
+            self.argv = hydrant_argv(self.server, self.work, jwt_path, self.out)
+        else:
+            self.argv = bao_argv(bao, self.server, self.work, jwt_path, self.out)
+            if name == "hydrant (HCL)":
+                self.argv = [HYDRANT, "agent", "--config", self.argv[-1].removeprefix("-config=")]
         self.dests = [f"{self.out}/s{i}.env" for i in range(N)]
         self.result = {}
 
@@ -132,7 +139,7 @@ def main():
     version = subprocess.run([bao, "version"], capture_output=True, text=True).stdout.strip()
     agents = []
     try:
-        agents = [Agent("hydrant", bao), Agent("bao agent", bao)]
+        agents = [Agent(name, bao) for name in AGENTS]
         for agent in agents:
             agent.start()
         pending = list(agents)
@@ -172,10 +179,12 @@ def main():
         for agent in agents:
             agent.stop()
 
-    h, b = agents[0].result, agents[1].result
+    by_name = {a.name: a.result for a in agents}
+    h, b = by_name.get("hydrant"), by_name.get("bao agent")
+    window_s = agents[0].result["window_s"]
     lines = [f"`hydrant agent` vs `bao agent` ({version}) as sidecars on {N} secrets, {os.cpu_count()} CPUs, "
              f"default intervals; RSS {SETTLE_S:.0f} s after the first complete render, CPU over {IDLE_S:.0f} s "
-             f"idle after that, requests over {h['window_s']:.0f} s from the first render\n",
+             f"idle after that, requests over {window_s:.0f} s from the first render\n",
              "| agent | start → all files | RSS (anon) | RSS after the window | threads | idle CPU (ticks / on-CPU) | Vault requests per hour |",
              "|---|---|---|---|---|---|---|"]
     for agent in agents:
@@ -184,9 +193,13 @@ def main():
         lines.append(f"| {agent.name} | {r['ready_s'] * 1000:.0f} ms | {r['rss_kib'] / 1024:.1f} MiB "
                      f"({r['anon_kib'] / 1024:.1f}) | {r['rss_end_kib'] / 1024:.1f} MiB | {r['threads']} | "
                      f"{r['idle_cpu_ms']:.0f} ms / {r['idle_on_cpu_ms']:.1f} ms | {r['per_hour']:.0f} ({reqs}) |")
-    lines.append(f"\nhydrant holds {h['rss_kib'] / b['rss_kib'] * 100:.1f}% of bao agent's memory "
-                 f"({b['rss_kib'] / h['rss_kib']:.1f}× less) and makes {h['per_hour']:.0f} requests an hour "
-                 f"against {b['per_hour']:.0f}.")
+    for name in ("hydrant", "hydrant (HCL)"):
+        h = by_name.get(name)
+        if h is None or b is None:
+            continue
+        lines.append(f"\n{name} holds {h['rss_kib'] / b['rss_kib'] * 100:.1f}% of bao agent's memory "
+                     f"({b['rss_kib'] / h['rss_kib']:.1f}× less) and makes {h['per_hour']:.0f} requests an hour "
+                     f"against {b['per_hour']:.0f}.")
     report = "\n".join(lines) + "\n"
     with open(os.path.join(OUT, "agent-sidecar.md"), "w") as f:
         f.write(report)

@@ -473,7 +473,8 @@ pub struct AuthConfig {
     /// File holding the AppRole role ID (approle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_id_path: Option<PathBuf>,
-    /// File holding the AppRole secret ID (approle).
+    /// File holding the AppRole secret ID (approle); none for a role that binds no secret ID
+    /// (`bind_secret_id=false`), which logs in with its role ID alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_id_path: Option<PathBuf>,
     /// File holding a Vault token (token).

@@ -456,10 +456,11 @@ impl AgentConfig {
                 &[Approle],
                 &[Approle],
             ),
+            // A role with bind_secret_id=false logs in with its role ID alone.
             (
                 "secret_id_path",
                 auth.secret_id_path.is_some(),
-                &[Approle],
+                &[],
                 &[Approle],
             ),
             ("token_path", auth.token_path.is_some(), &[Token], &[Token]),
@@ -731,10 +732,8 @@ mod tests {
         let cases = [
             (AuthMethod::Kubernetes, vec!["auth.role"]),
             (AuthMethod::Jwt, vec!["auth.role"]),
-            (
-                AuthMethod::Approle,
-                vec!["auth.role_id_path", "auth.secret_id_path"],
-            ),
+            // The secret ID is optional: a role may not bind one (bind_secret_id=false).
+            (AuthMethod::Approle, vec!["auth.role_id_path"]),
             (AuthMethod::Token, vec!["auth.token_path"]),
         ];
         for (method, want) in cases {

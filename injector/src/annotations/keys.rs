@@ -98,9 +98,10 @@ pub mod vault_k8s {
     pub const AGENT_JSON_PATCH: &str = key!("agent-json-patch");
     /// An RFC 6902 patch of the init container.
     pub const AGENT_INIT_JSON_PATCH: &str = key!("agent-init-json-patch");
-    /// Vault Agent HCL: refused.
+    /// A ConfigMap of Vault Agent configuration (`config-init.hcl`, `config.hcl`) the agent
+    /// runs on.
     pub const AGENT_CONFIGMAP: &str = key!("agent-configmap");
-    /// The token in the app's volume: refused when true.
+    /// The token in the app's volume, `<secret-volume-path>/token`.
     pub const AGENT_INJECT_TOKEN: &str = key!("agent-inject-token");
     /// The sidecar's local listener with `/quit`.
     pub const AGENT_ENABLE_QUIT: &str = key!("agent-enable-quit");

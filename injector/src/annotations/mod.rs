@@ -24,7 +24,7 @@ use keys::vault_k8s as k;
 pub use fields::{MAX_PATCH_OPERATIONS, SHELL};
 pub use request::{
     ConsulTemplateSource, DEFAULT_MOUNT_PATH, InjectionRequest, Output, OutputSource,
-    QuantityOverride, ResourceOverrides,
+    QuantityOverride, ResourceOverrides, TOKEN_FILE,
 };
 pub use snapshot::{SNAPSHOT_FORMATS, SNAPSHOT_OUTPUT, SnapshotRequest};
 pub use template::{check_consul_template, check_template};
@@ -101,7 +101,8 @@ pub fn already_injected(annotations: &BTreeMap<String, String>) -> bool {
 }
 
 /// Reads every annotation of `family` and checks that together they say enough: the role
-/// the pod logs in with, when its auth method needs one, and at least one file.
+/// the pod logs in with, when its auth method needs one, and at least one file (the token
+/// file counts, as in vault-k8s).
 pub fn parse(
     annotations: &BTreeMap<String, String>,
     family: Family,
@@ -109,6 +110,10 @@ pub fn parse(
 ) -> Result<InjectionRequest, Denial> {
     let request = read(annotations, family, settings)?;
     let method = request.auth_method.unwrap_or(settings.auth_method);
+    // With a ConfigMap, its configuration names the method, the role and the files.
+    if request.config_map.is_some() {
+        return Ok(request);
+    }
     if matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt) && request.role.is_none() {
         let key = match family {
             Family::VaultK8s => k::ROLE,
@@ -119,9 +124,13 @@ pub fn parse(
             format!("{key} is required: name the Vault role the pod logs in with ({method} auth)"),
         ));
     }
-    if request.outputs.is_empty() {
+    if request.outputs.is_empty() && !request.inject_token {
         let hint = match family {
-            Family::VaultK8s => format!("{}<name>", k::AGENT_INJECT_SECRET_PREFIX),
+            Family::VaultK8s => format!(
+                "{}<name> (or {}: \"true\" for the token alone)",
+                k::AGENT_INJECT_SECRET_PREFIX,
+                k::AGENT_INJECT_TOKEN
+            ),
             Family::Hydrant => {
                 format!("{}<name> or {}<name>", h::SECRET_PREFIX, h::TEMPLATE_PREFIX)
             }
@@ -393,6 +402,15 @@ mod tests {
             "{}",
             denial.message
         );
+        // The token file alone is enough, as in vault-k8s.
+        parsed(
+            Family::VaultK8s,
+            &[
+                ("vault.hashicorp.com/role", "app"),
+                ("vault.hashicorp.com/agent-inject-token", "true"),
+            ],
+        )
+        .expect("the token is a file");
         // The token method needs no role.
         parsed(
             Family::Hydrant,

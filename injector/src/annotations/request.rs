@@ -9,6 +9,10 @@ use crate::values::{Duration, FileMode};
 /// vault-k8s's default mount path of the secrets volume.
 pub const DEFAULT_MOUNT_PATH: &str = "/vault/secrets";
 
+/// The file, under the mount path, that `agent-inject-token` keeps the Vault token in
+/// (vault-k8s's `path.Join(secret-volume-path, "token")`).
+pub const TOKEN_FILE: &str = "token";
+
 /// What one file holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutputSource {
@@ -174,6 +178,15 @@ pub struct InjectionRequest {
     pub max_backoff: Option<Duration>,
     /// A config snapshot (`hydrant.dev/config-*`).
     pub snapshot: Option<SnapshotRequest>,
+    /// Keep the Vault token in `token` under the mount path, for an app that calls Vault
+    /// itself (vault-k8s `agent-inject-token`).
+    pub inject_token: bool,
+    /// A ConfigMap of Vault Agent configuration the agent runs on instead of one made from the
+    /// annotations (vault-k8s `agent-configmap`).
+    pub config_map: Option<String>,
+    /// With a ConfigMap: the mount paths of the secrets the pod declares, which get volumes of
+    /// their own as in vault-k8s although the ConfigMap's templates decide what is rendered.
+    pub config_map_mount_paths: Vec<String>,
     /// Annotations accepted that change nothing in hydrant, said back to the user.
     pub warnings: Vec<String>,
 }
@@ -227,6 +240,9 @@ impl InjectionRequest {
             min_backoff: None,
             max_backoff: None,
             snapshot: None,
+            inject_token: false,
+            config_map: None,
+            config_map_mount_paths: Vec::new(),
             warnings: Vec::new(),
         }
     }

@@ -45,7 +45,19 @@ pub(super) fn parse(
     let mut pre_populate = true;
     let mut pre_populate_only = false;
     let mut secrets: BTreeMap<&str, VaultSecret<'_>> = BTreeMap::new();
+    let config_map = ours.get(k::AGENT_CONFIGMAP).and_then(|v| non_empty(v));
     for (&key, &value) in ours {
+        if let Some(why) = config_map.as_ref().and(ignored_with_config_map(key)) {
+            r.warnings.push(format!(
+                "{key}: has no effect with {}: {why}",
+                k::AGENT_CONFIGMAP
+            ));
+            // A declared secret still gives its secret-volume-path-<name> volume.
+            if k::PER_SECRET.iter().any(|p| key.starts_with(p)) {
+                vault_per_secret(&mut r, key, value, &mut secrets)?;
+            }
+            continue;
+        }
         let bool_of = |v: &str| parse_bool(v).map_err(|e| Denial::bad(key, e));
         let quantity = |v: &str| -> Result<Option<String>, Denial> {
             if v.trim().is_empty() {
@@ -104,14 +116,7 @@ pub(super) fn parse(
             k::AGENT_SET_SECURITY_CONTEXT => r.set_security_context = Some(bool_of(value)?),
             k::AGENT_JSON_PATCH => r.sidecar_patch = json_patch_of(key, value)?,
             k::AGENT_INIT_JSON_PATCH => r.init_patch = json_patch_of(key, value)?,
-            k::AGENT_CONFIGMAP => {
-                return Err(Denial::unsupported(
-                    key,
-                    "hydrant does not run Vault Agent HCL; describe the files with \
-                     vault.hashicorp.com/agent-inject-secret-<name> or hydrant.dev/template-<name> \
-                     (Jinja) annotations instead",
-                ));
-            }
+            k::AGENT_CONFIGMAP => {}
             k::CA_KEY => {
                 return Err(Denial::unsupported(
                     key,
@@ -126,15 +131,7 @@ pub(super) fn parse(
                      approle or token auth method",
                 ));
             }
-            k::AGENT_INJECT_TOKEN => {
-                if bool_of(value)? {
-                    return Err(Denial::unsupported(
-                        key,
-                        "hydrant does not write its Vault token into the app's volume; give the \
-                         app's own role the access it needs and render what it needs instead",
-                    ));
-                }
-            }
+            k::AGENT_INJECT_TOKEN => r.inject_token = bool_of(value)?,
             k::AGENT_ENABLE_QUIT => enable_quit = bool_of(value)?,
             k::AGENT_CACHE_LISTENER_PORT => listener_port = Some(port(key, value)?),
             k::AGENT_REVOKE_ON_SHUTDOWN => r.revoke_on_shutdown = Some(bool_of(value)?),
@@ -201,6 +198,21 @@ pub(super) fn parse(
         (false, false) => Some(Mode::SidecarOnly),
         (true, false) => None,
     };
+    if let Some(map) = config_map {
+        for (raw, secret) in secrets {
+            let declared = [secret.path, secret.template, secret.template_file]
+                .iter()
+                .any(Option::is_some);
+            if let Some(path) = secret.mount_path.filter(|_| declared) {
+                let path = absolute_path(&format!("{}{raw}", k::SECRET_VOLUME_PATH_PREFIX), path)?;
+                if !r.config_map_mount_paths.contains(&path) {
+                    r.config_map_mount_paths.push(path);
+                }
+            }
+        }
+        r.config_map = Some(map);
+        return Ok(r);
+    }
     for (raw, secret) in secrets {
         let preserve = secret.preserve_case.unwrap_or(preserve_case);
         let key = |prefix: &str| format!("{prefix}{raw}");
@@ -303,6 +315,53 @@ pub(super) fn parse(
     }
     r.outputs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(r)
+}
+
+/// Why `key` has no effect on a pod with `agent-configmap`, if it has none. vault-k8s reads these
+/// only into the Vault Agent configuration it generates, which the ConfigMap's replaces
+/// (`container_env.go`: `newConfig` only without a ConfigMap; `Validate` skips the auth checks),
+/// so they are ignored as vault-k8s ignores them. hydrant's agent also takes no timeout or
+/// revocation from annotations then: its settings are the ConfigMap's.
+fn ignored_with_config_map(key: &str) -> Option<&'static str> {
+    const GENERATED_ONLY: &[&str] = &[
+        k::ROLE,
+        k::AUTH_TYPE,
+        k::AUTH_PATH,
+        k::NAMESPACE,
+        k::AGENT_INJECT_TOKEN,
+        k::AGENT_INJECT_DEFAULT_TEMPLATE,
+        k::PRESERVE_SECRET_CASE,
+        k::AGENT_ENABLE_QUIT,
+        k::AGENT_CACHE_LISTENER_PORT,
+        k::AGENT_CACHE_ENABLE,
+        k::AGENT_CACHE_USE_AUTO_AUTH_TOKEN,
+        k::AGENT_CACHE_EXIT_ON_ERR,
+        k::AGENT_AUTO_AUTH_EXIT_ON_ERR,
+        k::TEMPLATE_STATIC_SECRET_RENDER_INTERVAL,
+        k::TEMPLATE_LEASE_RENEWAL_THRESHOLD,
+        k::TEMPLATE_CONFIG_EXIT_ON_RETRY_FAILURE,
+        k::TEMPLATE_MAX_CONNECTIONS_PER_HOST,
+        k::AUTH_MIN_BACKOFF,
+        k::AUTH_MAX_BACKOFF,
+        k::AGENT_DISABLE_IDLE_CONNECTIONS,
+        k::AGENT_DISABLE_KEEP_ALIVES,
+    ];
+    const AGENT_SETTINGS: &[&str] = &[
+        k::CLIENT_TIMEOUT,
+        k::AGENT_REVOKE_ON_SHUTDOWN,
+        k::AGENT_REVOKE_GRACE,
+    ];
+    let per_secret = k::PER_SECRET
+        .iter()
+        .filter(|p| **p != k::SECRET_VOLUME_PATH_PREFIX)
+        .any(|p| key.starts_with(p) && key.len() > p.len());
+    if GENERATED_ONLY.contains(&key) || per_secret {
+        Some("vault-k8s reads it only into the configuration the ConfigMap's replaces")
+    } else if AGENT_SETTINGS.contains(&key) {
+        Some("hydrant's agent takes its settings from the ConfigMap's configuration")
+    } else {
+        None
+    }
 }
 
 fn vault_per_secret<'a>(
@@ -579,18 +638,12 @@ mod tests {
     #[test]
     fn unsupported_annotations_are_denied_naming_the_alternative() {
         let cases = [
-            (
-                "vault.hashicorp.com/agent-configmap",
-                "my-config",
-                "Vault Agent HCL",
-            ),
             ("vault.hashicorp.com/auth-type", "aws", "kubernetes, jwt"),
             (
                 "vault.hashicorp.com/client-cert",
                 "/c.pem",
                 "client certificates",
             ),
-            ("vault.hashicorp.com/agent-inject-token", "true", "token"),
             (
                 "vault.hashicorp.com/auth-config-region",
                 "eu",

@@ -1,6 +1,6 @@
 //! The agent's containers: the init container, the sidecar, or native mode's one restartable
 //! init container; each runs hydrant's binary hardened, with the agent configuration in its
-//! environment and vault-k8s's JSON patches applied.
+//! environment (or on the pod's Vault Agent ConfigMap) and vault-k8s's JSON patches applied.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +20,41 @@ use crate::annotations::{Family, InjectionRequest, QuantityOverride, ResourceOve
 use crate::settings::{DEFAULT_RUN_AS, InjectorSettings, Mode, Resources, VAULT_K8S_RUN_AS};
 use crate::{AGENT_BINARY, AGENT_CONFIG_ENV, Denial, names};
 
+/// What the agent containers run on.
+#[derive(Clone, Copy)]
+pub(super) enum AgentRun<'a> {
+    /// The configuration the annotations give, as JSON in `HYDRANT_AGENT_CONFIG`.
+    Config(&'a AgentConfig),
+    /// The pod's Vault Agent ConfigMap, mounted at [`names::CONFIG_MAP_PATH`]: the init
+    /// container runs on its `config-init.hcl`, the sidecar on its `config.hcl`, as in vault-k8s.
+    ConfigMap,
+}
+
+impl AgentRun<'_> {
+    /// `hydrant agent`'s arguments in the init container (`once`) or the sidecar.
+    fn args(self, once: bool) -> Vec<String> {
+        let mut args = vec!["agent".to_owned()];
+        if once {
+            args.push("--once".to_owned());
+        }
+        if let AgentRun::ConfigMap = self {
+            let file = if once {
+                names::CONFIG_MAP_INIT_FILE
+            } else {
+                names::CONFIG_MAP_SIDECAR_FILE
+            };
+            args.extend([
+                "--config".to_owned(),
+                format!("{}/{file}", names::CONFIG_MAP_PATH),
+                // The hand-over from the init container and native mode's ready file.
+                "--state-dir".to_owned(),
+                names::STATE_PATH.to_owned(),
+            ]);
+        }
+        args
+    }
+}
+
 /// The agent's containers as JSON, patched as the pod asks.
 pub(super) struct AgentContainers {
     /// The container added to `spec.initContainers`, if any.
@@ -29,27 +64,30 @@ pub(super) struct AgentContainers {
 }
 
 impl AgentContainers {
-    /// The containers `mode` adds, running with `config` and the agent's `mounts`.
+    /// The containers `mode` adds, running on `run` with the agent's `mounts`.
     pub(super) fn new(
         mode: Mode,
         request: &InjectionRequest,
         spec: &PodSpec,
         settings: &InjectorSettings,
-        config: &AgentConfig,
+        run: AgentRun<'_>,
         mounts: &[VolumeMount],
     ) -> Result<AgentContainers, Denial> {
-        let config_json = serde_json::to_string(config).map_err(|e| {
-            Denial::new(
-                crate::Reason::Internal,
-                format!("cannot encode the agent configuration: {e}"),
-            )
-        })?;
+        let config_json = match run {
+            AgentRun::Config(config) => Some(serde_json::to_string(config).map_err(|e| {
+                Denial::new(
+                    crate::Reason::Internal,
+                    format!("cannot encode the agent configuration: {e}"),
+                )
+            })?),
+            AgentRun::ConfigMap => None,
+        };
         let security = security_context(request, spec, settings)?;
         let image = request
             .image
             .clone()
             .unwrap_or_else(|| settings.agent_image.clone());
-        let env = agent_env(request, settings, &config_json);
+        let env = agent_env(request, settings, config_json.as_deref());
         // Native mode's one container takes the sidecar's resources.
         let used: &[&Resources] = match mode {
             Mode::InitAndSidecar => &[&settings.init_resources, &settings.sidecar_resources],
@@ -59,13 +97,12 @@ impl AgentContainers {
         for base in used {
             check_resources(base, &request.resources, request.family)?;
         }
-        let container = |name: &str, args: &[&str], resources: &Resources| Container {
+        let container = |name: &str, once: bool, resources: &Resources| Container {
             name: name.to_owned(),
             image: Some(image.clone()),
             command: Some(
-                std::iter::once(AGENT_BINARY)
-                    .chain(args.iter().copied())
-                    .map(str::to_owned)
+                std::iter::once(AGENT_BINARY.to_owned())
+                    .chain(run.args(once))
                     .collect(),
             ),
             env: Some(env.clone()),
@@ -76,7 +113,11 @@ impl AgentContainers {
         };
 
         // The container that runs all the pod's life declares the metrics port, by name.
-        let ports = config.metrics_port.map(|port| {
+        let metrics_port = match run {
+            AgentRun::Config(config) => config.metrics_port,
+            AgentRun::ConfigMap => None,
+        };
+        let ports = metrics_port.map(|port| {
             vec![ContainerPort {
                 name: Some(names::METRICS_PORT.to_owned()),
                 container_port: i32::from(port),
@@ -87,7 +128,7 @@ impl AgentContainers {
         let init = match mode {
             Mode::InitAndSidecar | Mode::InitOnly => Some(container(
                 names::INIT_CONTAINER,
-                &["agent", "--once"],
+                true,
                 &settings.init_resources,
             )),
             Mode::Native => Some(Container {
@@ -106,22 +147,14 @@ impl AgentContainers {
                     failure_threshold: Some(settings.startup_timeout_seconds.max(1)),
                     ..Probe::default()
                 }),
-                ..container(
-                    names::SIDECAR_CONTAINER,
-                    &["agent"],
-                    &settings.sidecar_resources,
-                )
+                ..container(names::SIDECAR_CONTAINER, false, &settings.sidecar_resources)
             }),
             Mode::SidecarOnly => None,
         };
         let sidecar = match mode {
             Mode::InitAndSidecar | Mode::SidecarOnly => Some(Container {
                 ports,
-                ..container(
-                    names::SIDECAR_CONTAINER,
-                    &["agent"],
-                    &settings.sidecar_resources,
-                )
+                ..container(names::SIDECAR_CONTAINER, false, &settings.sidecar_resources)
             }),
             Mode::Native | Mode::InitOnly => None,
         };
@@ -223,12 +256,13 @@ pub(crate) const DOWNWARD_ENV: [(&str, &str); 3] = [
     ("POD_IP", "status.podIP"),
 ];
 
-/// The agent's environment: the pod's namespace and IPs, its configuration, then what the pod
-/// (or else the settings) says of its logs and proxy.
+/// The agent's environment: the pod's namespace and IPs, its configuration (or, on a ConfigMap,
+/// Vault's address and TLS settings), then what the pod (or else the settings) says of its logs
+/// and proxy.
 fn agent_env(
     request: &InjectionRequest,
     settings: &InjectorSettings,
-    config_json: &str,
+    config_json: Option<&str>,
 ) -> Vec<EnvVar> {
     let var = |name: &str, value: &str| EnvVar {
         name: name.to_owned(),
@@ -249,7 +283,14 @@ fn agent_env(
             ..EnvVar::default()
         })
         .collect();
-    env.push(var(AGENT_CONFIG_ENV, config_json));
+    match config_json {
+        Some(json) => env.push(var(AGENT_CONFIG_ENV, json)),
+        None => env.extend(
+            config_map_vault_env(request, settings)
+                .into_iter()
+                .map(|(name, value)| var(name, &value)),
+        ),
+    }
     if let Some(level) = request
         .log_level
         .as_ref()
@@ -271,6 +312,45 @@ fn agent_env(
     {
         env.push(var("HTTPS_PROXY", proxy));
     }
+    env
+}
+
+/// What an agent running on a ConfigMap takes over its `vault` stanza, as vault-k8s gives it
+/// (`container_env.go`): the address always (the pod's `service`, else the injector's), the CA
+/// file, server name and skipping of verification when the pod or the injector names them, and
+/// the injector's cluster-wide CA bundle as PEM text when the pod names no CA of its own.
+/// vault-k8s always sets `VAULT_SKIP_VERIFY`, which Vault Agent reads as true whenever it is
+/// non-empty, "false" included; hydrant sets it only when verification is skipped.
+fn config_map_vault_env(
+    request: &InjectionRequest,
+    settings: &InjectorSettings,
+) -> Vec<(&'static str, String)> {
+    use crate::vault_env as v;
+    let address = request
+        .vault_address
+        .clone()
+        .unwrap_or_else(|| settings.vault_address.clone());
+    let mut env = Vec::new();
+    if let Some(ca) = &request.ca_cert {
+        env.push((v::VAULT_CACERT, ca.clone()));
+    } else if let Some(pem) = settings
+        .vault_ca_pem
+        .clone()
+        .filter(|_| !request.tls_skip_verify && address.starts_with("https://"))
+    {
+        env.push((v::VAULT_CACERT_BYTES, pem));
+    }
+    if request.tls_skip_verify {
+        env.push((v::VAULT_SKIP_VERIFY, "true".to_owned()));
+    }
+    if let Some(name) = request
+        .tls_server_name
+        .clone()
+        .or_else(|| settings.tls_server_name.clone())
+    {
+        env.push((v::VAULT_TLS_SERVER_NAME, name));
+    }
+    env.insert(0, (v::VAULT_ADDR, address));
     env
 }
 

@@ -17,7 +17,7 @@ use crate::annotations::keys::vault_k8s as k;
 use crate::annotations::{self, Family, InjectionRequest};
 use crate::settings::{InjectorSettings, Mode};
 
-use self::containers::AgentContainers;
+use self::containers::{AgentContainers, AgentRun};
 use self::mounts::Mounts;
 use self::to_agent_config::to_agent_config;
 
@@ -180,13 +180,28 @@ impl Plan {
         let method = request.auth_method.unwrap_or(settings.auth_method);
         let mounts = Mounts::new(request, spec, method)?;
         mounts::check_conflicts(spec, &mounts.volumes, &mounts.app, &targets, &init_targets)?;
-        let mut config = to_agent_config(request, settings, method, mounts.jwt_path.clone())?;
-        config.metrics_port = metrics_port(request, spec, mode, settings, &mut warnings)?;
-        let scrape_port = config
-            .metrics_port
-            .filter(|port| scrape_annotations_free(annotations, *port, &mut warnings));
-        let containers =
-            AgentContainers::new(mode, request, spec, settings, &config, &mounts.agent)?;
+        // A ConfigMap's configuration is read by the agent, at its start; Vault Agent's HCL has
+        // no metrics port to give it.
+        let mut config = match request.config_map {
+            Some(_) => None,
+            None => Some(to_agent_config(
+                request,
+                settings,
+                method,
+                mounts.jwt_path.clone(),
+            )?),
+        };
+        let mut scrape_port = None;
+        if let Some(config) = &mut config {
+            config.metrics_port = metrics_port(request, spec, mode, settings, &mut warnings)?;
+            scrape_port = config
+                .metrics_port
+                .filter(|port| scrape_annotations_free(annotations, *port, &mut warnings));
+        }
+        let run = config
+            .as_ref()
+            .map_or(AgentRun::ConfigMap, AgentRun::Config);
+        let containers = AgentContainers::new(mode, request, spec, settings, run, &mounts.agent)?;
         let image = request.image.as_deref().unwrap_or(&settings.agent_image);
         let by_name = check_commands(request, annotations, image, &program_mounts(&containers))?;
         let share_process_namespace = share_process_namespace(request, spec, by_name.as_ref())?;

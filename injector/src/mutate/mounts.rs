@@ -1,6 +1,6 @@
 //! The volumes hydrant adds and where they are mounted: the files' volumes in the app's
-//! containers; the agent's state, the files, its login token, TLS and extra Secrets, copied
-//! mounts and config-snapshot inputs in the agent's containers.
+//! containers; the agent's state, the files, its login token, its Vault Agent ConfigMap, TLS and
+//! extra Secrets, copied mounts and config-snapshot inputs in the agent's containers.
 
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
     ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 
-use crate::agent_config::AuthMethod;
+use crate::agent_config::{AuthMethod, SERVICE_ACCOUNT_TOKEN_PATH};
 use crate::annotations::keys::{hydrant as h, vault_k8s as k};
 use crate::annotations::{Family, InjectionRequest};
 use crate::{Denial, names};
@@ -41,6 +41,7 @@ impl Mounts {
             .outputs
             .iter()
             .filter_map(|o| o.mount_path.as_deref())
+            .chain(request.config_map_mount_paths.iter().map(String::as_str))
             .filter(|p| *p != request.mount_path)
             .collect();
         custom.sort_unstable();
@@ -55,11 +56,23 @@ impl Mounts {
         let mut agent = vec![mount(names::STATE_VOLUME, names::STATE_PATH, false)];
         agent.extend(app.iter().cloned());
         let mut jwt_path = request.jwt_path.clone();
-        if matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt) && jwt_path.is_none() {
+        // A ConfigMap's configuration names its own method: the token is mounted as vault-k8s
+        // always mounts it.
+        let uses_token = request.config_map.is_some()
+            || matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt);
+        if uses_token && jwt_path.is_none() {
             let (volume, token_mount, path) = service_account_token(request, spec)?;
             volumes.extend(volume);
             agent.push(token_mount);
             jwt_path = Some(path);
+        }
+        if let Some(map) = &request.config_map {
+            volumes.push(config_map_volume(names::CONFIG_MAP_VOLUME, map));
+            agent.push(mount(
+                names::CONFIG_MAP_VOLUME,
+                names::CONFIG_MAP_PATH,
+                true,
+            ));
         }
         if let Some(secret) = &request.tls_secret {
             volumes.push(secret_volume(names::TLS_VOLUME, secret));
@@ -215,11 +228,19 @@ fn service_account_token(
         }),
         ..Volume::default()
     };
+    // A ConfigMap's configuration reads the token where Kubernetes puts it, unless it says
+    // otherwise.
+    let own_path = match &request.config_map {
+        Some(_) => SERVICE_ACCOUNT_TOKEN_PATH
+            .strip_suffix("/token")
+            .unwrap_or(names::TOKEN_PATH),
+        None => names::TOKEN_PATH,
+    };
     let own_token = |audience: Option<&str>| {
         (
             Some(projected(audience)),
-            mount(names::TOKEN_VOLUME, names::TOKEN_PATH, true),
-            format!("{}/token", names::TOKEN_PATH),
+            mount(names::TOKEN_VOLUME, own_path, true),
+            format!("{own_path}/token"),
         )
     };
     if let Some(audience) = &request.token_audience {

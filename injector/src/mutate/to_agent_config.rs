@@ -4,9 +4,10 @@
 
 use crate::agent_config::{
     AgentConfig, AuthConfig, AuthMethod, RetryConfig, SecretFileConfig, SnapshotConfig,
-    TemplateConfig, TemplateSyntax, VaultConfig,
+    TemplateConfig, TemplateSyntax, TokenSinkConfig, VaultConfig,
 };
-use crate::annotations::{InjectionRequest, Output, OutputSource};
+use crate::annotations::keys::vault_k8s as k;
+use crate::annotations::{InjectionRequest, Output, OutputSource, TOKEN_FILE};
 use crate::settings::InjectorSettings;
 use crate::{Denial, names};
 
@@ -59,6 +60,7 @@ pub(super) fn to_agent_config(
             }),
         }
     }
+    let token_sinks = token_sinks(request)?;
     let address = request
         .vault_address
         .clone()
@@ -116,7 +118,7 @@ pub(super) fn to_agent_config(
         watch: Vec::new(),
         limits: Default::default(),
         renewal_threshold: request.renewal_threshold,
-        token_sinks: Vec::new(),
+        token_sinks,
         exit_after_auth: false,
         pid_file: None,
         env: Vec::new(),
@@ -144,6 +146,34 @@ pub(super) fn to_agent_config(
         )
     })?;
     Ok(config)
+}
+
+/// vault-k8s's `agent-inject-token`: the token kept in `token` under the mount path, with the
+/// file sink's default mode (0640) as vault-k8s gives it none. A file the pod asks for at the
+/// same path is refused: the two would overwrite each other.
+fn token_sinks(request: &InjectionRequest) -> Result<Vec<TokenSinkConfig>, Denial> {
+    if !request.inject_token {
+        return Ok(Vec::new());
+    }
+    let path = format!("{}/{TOKEN_FILE}", request.mount_path);
+    if let Some(output) = request
+        .outputs
+        .iter()
+        .find(|o| destination(request, o) == path)
+    {
+        return Err(Denial::new(
+            crate::Reason::Conflict,
+            format!(
+                "{} writes the Vault token to {path}, where the file of secret {:?} goes too; rename that secret or give it another file name",
+                k::AGENT_INJECT_TOKEN,
+                output.name
+            ),
+        ));
+    }
+    Ok(vec![TokenSinkConfig {
+        path: path.into(),
+        mode: None,
+    }])
 }
 
 /// Where an output's file goes: its file name (checked as the annotations were read) under its

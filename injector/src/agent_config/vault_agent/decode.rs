@@ -153,6 +153,7 @@ impl Decoder {
         let mut vault = VaultStanza {
             address: s.string(self, "address"),
             ca_cert: s.string(self, "ca_cert").map(PathBuf::from),
+            ca_cert_pem: None,
             tls_server_name: s.string(self, "tls_server_name"),
             tls_skip_verify: s.boolean(self, "tls_skip_verify").unwrap_or(false),
             namespace: s.string(self, "namespace"),
@@ -308,7 +309,11 @@ impl Decoder {
                     }
                     AuthMethod::Approle => {
                         m.role_id_path = path(c.string(self, "role_id_file_path"));
-                        m.secret_id_path = path(c.string(self, "secret_id_file_path"));
+                        // Empty, as absent, is a role with no secret ID (bind_secret_id=false).
+                        m.secret_id_path = path(
+                            c.string(self, "secret_id_file_path")
+                                .filter(|p| !p.is_empty()),
+                        );
                         m.remove_after_reading =
                             c.boolean(self, "remove_secret_id_file_after_reading");
                         &[(
@@ -324,7 +329,7 @@ impl Decoder {
                 let required: &[&str] = match method {
                     AuthMethod::Kubernetes => &["role"],
                     AuthMethod::Jwt => &["role", "path"],
-                    AuthMethod::Approle => &["role_id_file_path", "secret_id_file_path"],
+                    AuthMethod::Approle => &["role_id_file_path"],
                     AuthMethod::Token => &["token_file_path"],
                 };
                 for key in required {
@@ -336,15 +341,10 @@ impl Decoder {
                         _ => m.token_path.is_some(),
                     };
                     if !present && !c.has(key) {
-                        let hint = if *key == "secret_id_file_path" {
-                            " (hydrant logs in to AppRole with a role ID and a secret ID)"
-                        } else {
-                            ""
-                        };
                         self.problem(
                             pos,
                             &c.key(key),
-                            format!("is required by the {kind} method{hint}"),
+                            format!("is required by the {kind} method"),
                         );
                     }
                 }

@@ -123,6 +123,8 @@ pub struct VaultAgentConfig {
 struct VaultStanza {
     address: Option<String>,
     ca_cert: Option<PathBuf>,
+    /// Only from the environment (`VAULT_CACERT_BYTES`): the stanza has no such key.
+    ca_cert_pem: Option<String>,
     tls_server_name: Option<String>,
     tls_skip_verify: bool,
     namespace: Option<String>,
@@ -183,6 +185,24 @@ struct TemplateSettings {
     static_secret_render_interval: Option<time::Duration>,
     lease_renewal_threshold: Option<f64>,
     max_connections_per_host: Option<u16>,
+}
+
+/// What Vault Agent takes from its environment over the `vault` stanza (`VAULT_ADDR`,
+/// `VAULT_CACERT`, `VAULT_CACERT_BYTES`, `VAULT_TLS_SERVER_NAME`, `VAULT_SKIP_VERIFY`): a variable
+/// that is set wins over the file, as in Vault Agent's `applyConfigOverrides`. Read by the caller,
+/// so that this translation stays pure.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VaultEnvironment {
+    /// Vault's address.
+    pub address: Option<String>,
+    /// The PEM file of Vault's CA.
+    pub ca_cert: Option<PathBuf>,
+    /// Vault's CA as PEM text; wins over a CA file, as in the Vault client.
+    pub ca_cert_pem: Option<String>,
+    /// The name Vault's certificate is checked against.
+    pub tls_server_name: Option<String>,
+    /// Whether Vault's certificate goes unchecked.
+    pub tls_skip_verify: Option<bool>,
 }
 
 /// What a translation gives: hydrant's config, and the keys it ignored.
@@ -264,10 +284,40 @@ impl VaultAgentConfig {
         }
     }
 
+    /// `self` with what `env` sets written over its `vault` stanza.
+    pub fn with_environment(mut self, env: &VaultEnvironment) -> VaultAgentConfig {
+        if env == &VaultEnvironment::default() {
+            return self;
+        }
+        let vault = self.vault.get_or_insert_with(VaultStanza::default);
+        if let Some(address) = &env.address {
+            vault.address = Some(address.clone());
+        }
+        if let Some(pem) = &env.ca_cert_pem {
+            vault.ca_cert_pem = Some(pem.clone());
+            vault.ca_cert = None;
+        } else if let Some(file) = &env.ca_cert {
+            vault.ca_cert = Some(file.clone());
+        }
+        if let Some(name) = &env.tls_server_name {
+            vault.tls_server_name = Some(name.clone());
+        }
+        if let Some(skip) = env.tls_skip_verify {
+            vault.tls_skip_verify = skip;
+        }
+        self
+    }
+
     /// hydrant's configuration for this one. Problems that only the whole (merged) config shows,
     /// such as no `auto_auth`, are reported here.
     pub fn translate(self) -> Result<Translated, Problems> {
-        translate::translate(self)
+        translate::translate(self, true)
+    }
+
+    /// [`VaultAgentConfig::translate`] for a tool that only logs in (`hydrant render` and
+    /// `policy` with `--agent-config`): a config without templates or sinks is no problem.
+    pub fn translate_connection(self) -> Result<Translated, Problems> {
+        translate::translate(self, false)
     }
 }
 

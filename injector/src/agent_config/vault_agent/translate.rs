@@ -11,7 +11,12 @@ use crate::agent_config::{
 };
 use crate::values::{Duration, FileMode};
 
-pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
+/// `c` as hydrant's config; with `outputs_required`, a config with no template and no sink is a
+/// problem (the agent would have nothing to do), without it only Vault and the login count.
+pub(super) fn translate(
+    c: VaultAgentConfig,
+    outputs_required: bool,
+) -> Result<Translated, Problems> {
     let mut problems = Vec::new();
     let vault = c.vault.unwrap_or_default();
     let address = vault.address.clone().filter(|a| !a.trim().is_empty());
@@ -19,7 +24,7 @@ pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
         problem(
 &mut problems,
             "vault.address",
-            "is required: hydrant takes nothing from VAULT_ADDR; add vault { address = \"https://vault.vault:8200\" }".to_owned(),
+            "is required: add vault { address = \"https://vault.vault:8200\" }, or set VAULT_ADDR (hydrant has no default address)".to_owned(),
         );
     }
     let Some(auto_auth) = c.auto_auth else {
@@ -66,8 +71,11 @@ pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
     };
     let remove_after_reading = match method.kind {
         // Vault Agent's default for both is to remove the file.
-        AuthMethod::Jwt | AuthMethod::Approle => Some(method.remove_after_reading.unwrap_or(true)),
-        AuthMethod::Kubernetes | AuthMethod::Token => None,
+        AuthMethod::Jwt => Some(method.remove_after_reading.unwrap_or(true)),
+        AuthMethod::Approle if method.secret_id_path.is_some() => {
+            Some(method.remove_after_reading.unwrap_or(true))
+        }
+        AuthMethod::Approle | AuthMethod::Kubernetes | AuthMethod::Token => None,
     };
     let auth = AuthConfig {
         method: method.kind,
@@ -97,7 +105,7 @@ pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
             Err(message) => problem(&mut problems, &format!("template[{i}]"), message),
         }
     }
-    if templates.is_empty() && token_sinks.is_empty() && problems.is_empty() {
+    if outputs_required && templates.is_empty() && token_sinks.is_empty() && problems.is_empty() {
         problem(
             &mut problems,
             "",
@@ -131,7 +139,7 @@ pub(super) fn translate(c: VaultAgentConfig) -> Result<Translated, Problems> {
             address: address.unwrap_or_default(),
             namespace,
             ca_cert: vault.ca_cert,
-            ca_cert_pem: None,
+            ca_cert_pem: vault.ca_cert_pem,
             tls_server_name: vault.tls_server_name.filter(|n| !n.is_empty()),
             tls_skip_verify: vault.tls_skip_verify,
             max_concurrent_requests: settings.max_connections_per_host,

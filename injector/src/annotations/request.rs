@@ -2,7 +2,7 @@
 
 use super::Family;
 use super::snapshot::SnapshotRequest;
-use crate::agent_config::{AuthMethod, SecretFormat};
+use crate::agent_config::{AuthMethod, EnvConfig, SecretFormat};
 use crate::settings::Mode;
 use crate::values::{Duration, FileMode};
 
@@ -122,9 +122,13 @@ pub struct InjectionRequest {
     pub copy_volume_mounts: Option<String>,
     /// The files to write, sorted by name.
     pub outputs: Vec<Output>,
+    /// The environment variables the app's containers get from Vault through `hydrant exec`
+    /// (`hydrant.dev/env-<VAR>`), sorted by name.
+    pub env: Vec<EnvConfig>,
     /// Where the secrets volume is mounted.
     pub mount_path: String,
-    /// The app containers that get the secrets volume; all when `None`.
+    /// The app containers that get the secrets volume and the `hydrant.dev/env-<VAR>`
+    /// variables; all when `None`.
     pub containers: Option<Vec<String>>,
     /// The agent image, when the pod names hydrant's image itself.
     pub image: Option<String>,
@@ -199,6 +203,7 @@ impl InjectionRequest {
             extra_secret: None,
             copy_volume_mounts: None,
             outputs: Vec::new(),
+            env: Vec::new(),
             mount_path: DEFAULT_MOUNT_PATH.to_owned(),
             containers: None,
             image: None,

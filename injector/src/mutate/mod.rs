@@ -95,7 +95,7 @@ pub fn mutate_in(
         .spec
         .as_ref()
         .ok_or_else(|| Denial::new(crate::Reason::NoSpec, "the pod has no spec"))?;
-    let request = annotations::parse(annotations, family, settings)?;
+    let request = annotations::parse(annotations, family, settings, false)?;
     let plan = Plan::new(&request, spec, context, settings)?;
     let mutation = plan.into_mutation(spec, &request);
     let size = patch::json_len(&mutation.patch);

@@ -212,6 +212,7 @@ fn visit(
     let context = Context {
         namespace: &namespace,
         batch,
+        images: &injector::NO_IMAGES,
     };
     match mutate_in(&pod, &context, settings) {
         Ok(None) => {}

@@ -147,7 +147,7 @@ pub fn review(body: &[u8], settings: &InjectorSettings) -> Result<Answer, BadRev
                 response["warnings"] = json!(mutation.warnings);
             }
             Ok(Answer {
-                mode: Some(mutation.mode),
+                mode: mutation.agent.then_some(mutation.mode),
                 ..respond(response, Outcome::Patched, None)
             })
         }

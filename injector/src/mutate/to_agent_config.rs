@@ -18,6 +18,23 @@ pub(super) fn to_agent_config(
     method: AuthMethod,
     jwt_path: Option<String>,
 ) -> Result<AgentConfig, Denial> {
+    let config = unchecked(request, settings, method, jwt_path);
+    config.validate().map_err(|issues| {
+        Denial::new(
+            crate::Reason::InvalidConfig,
+            format!("the agent configuration these annotations give is invalid: {issues}"),
+        )
+    })?;
+    Ok(config)
+}
+
+/// [`to_agent_config`] before its checks: `hydrant exec`'s configuration starts from it too.
+pub(super) fn unchecked(
+    request: &InjectionRequest,
+    settings: &InjectorSettings,
+    method: AuthMethod,
+    jwt_path: Option<String>,
+) -> AgentConfig {
     let uses_jwt = matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt);
     let mut templates = Vec::new();
     let mut secrets = Vec::new();
@@ -69,7 +86,7 @@ pub(super) fn to_agent_config(
         .clone()
         .filter(|_| request.ca_cert.is_none() && !request.tls_skip_verify)
         .filter(|_| address.starts_with("https://"));
-    let config = AgentConfig {
+    AgentConfig {
         vault: VaultConfig {
             address,
             namespace: request
@@ -135,14 +152,7 @@ pub(super) fn to_agent_config(
                 .as_ref()
                 .map(|(_, item)| format!("{}/{item}", names::SCHEMA_PATH).into()),
         }),
-    };
-    config.validate().map_err(|issues| {
-        Denial::new(
-            crate::Reason::InvalidConfig,
-            format!("the agent configuration these annotations give is invalid: {issues}"),
-        )
-    })?;
-    Ok(config)
+    }
 }
 
 /// Where an output's file goes: its file name (checked as the annotations were read) under its

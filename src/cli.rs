@@ -54,6 +54,12 @@ pub enum Command {
     /// failed (the command is not started); 64 when the configuration is invalid or no command
     /// is given.
     Exec(crate::exec::Args),
+    /// Copy this binary into a directory, as DIR/hydrant (mode 0755): the webhook's
+    /// hydrant-install init container puts it into the memory volume from which the app's
+    /// containers run hydrant exec (the image has no cp).
+    ///
+    /// Exit status: 0 copied; 1 the directory cannot be written.
+    Install(crate::exec::install::InstallArgs),
     /// Compose an app instance's config snapshot from config containers, validate it against the
     /// app's JSON Schema, and write it in a format or through a template: for CI and laptops.
     ///

@@ -39,6 +39,7 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
     match cli.command {
         Command::Agent(args) => agent::command(&args, env),
         Command::Exec(args) => exec::command(&args, env),
+        Command::Install(args) => Ok(exec::install::command(&args)?),
         Command::Render(args) => render::command(&args, env),
         Command::Inject(args) => inject::command(&args, env.as_ref()),
         Command::Webhook(args) => webhook::command(*args, env.as_ref()),

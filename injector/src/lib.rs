@@ -17,7 +17,7 @@ use std::fmt;
 pub use agent_config::AgentConfig;
 pub use mutate::{
     Context, ImageCommand, Images, MAX_PATCH_BYTES, MAX_PATCHED_CONTAINER_BYTES, Mutation,
-    NO_IMAGES, images_to_read, mutate, mutate_in,
+    NO_IMAGES, images_to_read, mutate, mutate_in, mutate_with,
 };
 pub use settings::{InjectorSettings, Mode};
 

@@ -64,6 +64,17 @@ pub fn mutate(
     namespace: &str,
     settings: &InjectorSettings,
 ) -> Result<Option<Mutation>, Denial> {
+    mutate_with(pod, namespace, &NO_IMAGES, settings)
+}
+
+/// [`mutate`], knowing the ENTRYPOINT and CMD of `images` (those [`images_to_read`] named, as
+/// the webhook read them from their registries).
+pub fn mutate_with(
+    pod: &Pod,
+    namespace: &str,
+    images: &Images,
+    settings: &InjectorSettings,
+) -> Result<Option<Mutation>, Denial> {
     let batch = pod
         .metadata
         .owner_references
@@ -73,7 +84,7 @@ pub fn mutate(
     let context = Context {
         namespace,
         batch,
-        images: &NO_IMAGES,
+        images,
     };
     mutate_in(pod, &context, settings)
 }

@@ -326,7 +326,7 @@ fn without_a_command_the_image_s_entrypoint_and_cmd_are_used_or_the_pod_is_refus
     let denial = mutated_with(&no_command, &images).expect_err("unreadable");
     assert!(
         denial.message.contains(
-            "the configuration of its image registry.example/web:2 cannot be read from its registry: registry.example: 401 Unauthorized"
+            "the configuration of its image registry.example/web:2 cannot be read from its registry: registry.example: 401 Unauthorized; set command (and args) on container web in the pod spec, or give the injector the registry's credentials (--registry-credentials"
         ),
         "{}",
         denial.message

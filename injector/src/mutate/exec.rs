@@ -425,9 +425,13 @@ fn wrap(
                     )));
                 }
                 Some(Err(error)) => {
-                    return Err(unknown(format!(
-                        "the configuration of its image {image} cannot be read from its registry: {error}"
-                    )));
+                    return Err(Denial::new(
+                        Reason::UnknownCommand,
+                        format!(
+                            "container {} runs under hydrant exec for its env values from Vault, which needs its command: the pod sets none, and the configuration of its image {image} cannot be read from its registry: {error}; {fix}, or give the injector the registry's credentials (--registry-credentials, the chart's webhook.registry.credentialsSecret) or, for a registry without TLS, --insecure-registry",
+                            c.name
+                        ),
+                    ));
                 }
                 Some(Ok(found)) => {
                     let args = match set(&c.args) {

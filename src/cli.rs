@@ -78,7 +78,7 @@ pub enum Command {
     /// as it is, and prints YAML. A pod the webhook would deny makes it exit 1 with the denial;
     /// a pod template in a kind it does not know (an Argo Rollout) is left as it is, with a
     /// warning.
-    Inject(crate::inject::Args),
+    Inject(Box<crate::inject::Args>),
     /// Serve the mutating admission webhook over HTTPS.
     ///
     /// POST /mutate takes an AdmissionReview (admission.k8s.io/v1 or v1beta1) and answers in kind;

@@ -15,6 +15,7 @@ pub mod lease;
 pub mod metrics;
 pub mod policy;
 pub mod process;
+pub mod registry;
 pub mod render;
 pub mod signal;
 pub mod snapshot;

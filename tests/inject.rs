@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use crate::util::token_review::{TokenReviewer, kubernetes_setup};
 use crate::util::{Hydrant, Vault, VaultOptions, read};
 
-const PASSWORD: &str = "pa55-e2e-7731";
+pub(crate) const PASSWORD: &str = "pa55-e2e-7731";
 
-fn seeded() -> Vault {
+pub(crate) fn seeded() -> Vault {
     seeded_with(VaultOptions::default())
 }
 
@@ -152,7 +152,7 @@ fn startup_probe(deployment: &Value, name: &str, root: &Path) -> bool {
 
 /// A service-account-shaped token for `team-a/shop`, accepted by the TokenReview responder
 /// that stands in for the kube-apiserver (none can run here).
-fn shop_token(vault: &Vault) -> (TokenReviewer, String) {
+pub(crate) fn shop_token(vault: &Vault) -> (TokenReviewer, String) {
     let reviewer = TokenReviewer::start();
     kubernetes_setup(vault, &reviewer, "shop", None, &["app"]);
     let token = reviewer.accepted_token("shop", "https://kubernetes.default.svc", "9f1c-uid");
@@ -652,7 +652,7 @@ fn inject_containers(
 }
 
 /// Runs the pod's `hydrant-install` init container here, its volume under `root`.
-fn run_install(deployment: &Value, root: &Path) {
+pub(crate) fn run_install(deployment: &Value, root: &Path) {
     let install = container(deployment, "hydrant-install");
     let command: Vec<String> = serde_json::from_value(install["command"].clone()).expect("command");
     assert_eq!(
@@ -667,7 +667,7 @@ fn run_install(deployment: &Value, root: &Path) {
 /// Runs app container `name` as the kubelet would, from the copy `hydrant-install` made under
 /// `root`: its command and args, its env (paths in `HYDRANT_AGENT_CONFIG` mapped, the token in
 /// a file), hydrant logging at trace. Returns the output.
-fn run_app_container(
+pub(crate) fn run_app_container(
     vault: &Vault,
     deployment: &Value,
     name: &str,

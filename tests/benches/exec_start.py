@@ -14,7 +14,8 @@ other:
   rendered         bao agent only: from its start to its last render before it spawns the child,
                    from its log's millisecond timestamps (its exec server then waits 2 s)
   RSS              the supervisor's resident set (VmRSS) 0.5 s after the child started, the child
-                   not counted; and its high-water mark so far (VmHWM)
+                   not counted, with its anonymous part (RssAnon; the rest is the binary's pages);
+                   and its high-water mark so far (VmHWM)
   requests         requests in the server's audit log during the start, by operation and path
 
 Supervisors: "hydrant exec" (each variable a path and key), "hydrant exec (consul-template)" (each
@@ -154,6 +155,7 @@ def run_once(server, argv, replaces_itself=False):
         raise SystemExit(f"the child got {got['text']!r}, not {want!r}")
     time.sleep(0.5)
     rss, hwm = status_kib(proc.pid, "VmRSS"), status_kib(proc.pid, "VmHWM")
+    anon = status_kib(proc.pid, "RssAnon")
     requests = server.requests_since(offset)
     # Stop: the supervisor passes SIGTERM to the child (or, replaced, the child is the process).
     os.killpg(proc.pid, signal.SIGTERM)
@@ -168,6 +170,7 @@ def run_once(server, argv, replaces_itself=False):
     return {"start_ms": (got["t"] - t0) / 1e6, "rendered_ms": rendered_ms,
             "rss_kib": None if replaces_itself else rss,
             "hwm_kib": None if replaces_itself else hwm,
+            "anon_kib": None if replaces_itself else anon,
             "requests": requests}
 
 
@@ -210,14 +213,17 @@ def main():
         starts = [r["start_ms"] for r in runs]
         rss = [r["rss_kib"] for r in runs if r["rss_kib"] is not None]
         hwm = [r["hwm_kib"] for r in runs if r["hwm_kib"] is not None]
+        anon = [r["anon_kib"] for r in runs if r["anon_kib"] is not None]
         reqs = runs[0]["requests"]
         rendered = [r["rendered_ms"] for r in runs if r["rendered_ms"] is not None]
         s = {"start": statistics.median(starts),
              "rendered": statistics.median(rendered) if rendered else None,
              "rss": statistics.median(rss) / 1024 if rss else None,
-             "hwm": statistics.median(hwm) / 1024 if hwm else None}
+             "hwm": statistics.median(hwm) / 1024 if hwm else None,
+             "anon": statistics.median(anon) / 1024 if anon else None}
         summary[name] = s
-        rss_text = f"{s['rss']:.1f} MiB" if s["rss"] is not None else "none (the child replaced it)"
+        rss_text = (f"{s['rss']:.1f} MiB ({s['anon']:.1f} MiB anonymous)" if s["rss"] is not None
+                    else "none (the child replaced it)")
         hwm_text = f"{s['hwm']:.1f} MiB" if s["hwm"] is not None else "–"
         total = sum(reqs.values())
         detail = ", ".join(f"{k} ×{v}" for k, v in sorted(reqs.items()))

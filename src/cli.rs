@@ -54,6 +54,12 @@ pub enum Command {
     /// failed (the command is not started); 64 when the configuration is invalid or no command
     /// is given.
     Exec(crate::exec::Args),
+    /// Copy this binary into a directory, as DIR/hydrant (mode 0755): the webhook's
+    /// hydrant-install init container puts it into the memory volume from which the app's
+    /// containers run hydrant exec (the image has no cp).
+    ///
+    /// Exit status: 0 copied; 1 the directory cannot be written.
+    Install(crate::exec::install::InstallArgs),
     /// Compose an app instance's config snapshot from config containers, validate it against the
     /// app's JSON Schema, and write it in a format or through a template: for CI and laptops.
     ///
@@ -72,7 +78,7 @@ pub enum Command {
     /// as it is, and prints YAML. A pod the webhook would deny makes it exit 1 with the denial;
     /// a pod template in a kind it does not know (an Argo Rollout) is left as it is, with a
     /// warning.
-    Inject(crate::inject::Args),
+    Inject(Box<crate::inject::Args>),
     /// Serve the mutating admission webhook over HTTPS.
     ///
     /// POST /mutate takes an AdmissionReview (admission.k8s.io/v1 or v1beta1) and answers in kind;

@@ -15,6 +15,7 @@ pub mod lease;
 pub mod metrics;
 pub mod policy;
 pub mod process;
+pub mod registry;
 pub mod render;
 pub mod signal;
 pub mod snapshot;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli, env: Arc<dyn Env>) -> anyhow::Result<()> {
     match cli.command {
         Command::Agent(args) => agent::command(&args, env),
         Command::Exec(args) => exec::command(&args, env),
+        Command::Install(args) => Ok(exec::install::command(&args)?),
         Command::Render(args) => render::command(&args, env),
         Command::Inject(args) => inject::command(&args, env.as_ref()),
         Command::Webhook(args) => webhook::command(*args, env.as_ref()),

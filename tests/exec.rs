@@ -336,3 +336,43 @@ fn bad_names_missing_keys_and_missing_commands_are_usage_errors() {
     let line = exec(&files, &child(&vault, Some(0))).run().failure(1);
     assert!(line.contains("has no key \"nope\""), "{line}");
 }
+
+/// `hydrant install` copies the running binary whole, executable, under the name the webhook's
+/// containers run (the image has no `cp`); a directory it cannot write is one line and status 1.
+#[test]
+fn install_copies_the_binary_that_the_webhook_s_containers_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let to = dir.path().join("bin");
+    fs::create_dir(&to).expect("mkdir");
+    Hydrant::new(["install", "--to"])
+        .run_with_arg(&to)
+        .success();
+    let copy = to.join("hydrant");
+    assert_eq!(
+        fs::read(&copy).expect("copied"),
+        fs::read(env!("CARGO_BIN_EXE_hydrant")).expect("the binary")
+    );
+    assert_eq!(crate::util::mode(&copy), 0o755);
+    assert_eq!(
+        Path::new(injector::names::EXEC_BINARY).file_name(),
+        copy.file_name()
+    );
+    let version = std::process::Command::new(&copy)
+        .arg("--version")
+        .output()
+        .expect("the copy runs");
+    assert!(version.status.success());
+    // Again, over the copy: the pod's init container may run twice.
+    Hydrant::new(["install", "--to"])
+        .run_with_arg(&to)
+        .success();
+    assert_eq!(fs::read_dir(&to).expect("dir").count(), 1, "no leftovers");
+
+    let line = Hydrant::new(["install", "--to"])
+        .run_with_arg(dir.path().join("missing"))
+        .failure(1);
+    assert!(
+        line.starts_with("hydrant: cannot copy hydrant to ") && line.contains("writable volume"),
+        "{line}"
+    );
+}

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use crate::util::token_review::{TokenReviewer, kubernetes_setup};
 use crate::util::{Hydrant, Vault, VaultOptions, read};
 
-const PASSWORD: &str = "pa55-e2e-7731";
+pub(crate) const PASSWORD: &str = "pa55-e2e-7731";
 
-fn seeded() -> Vault {
+pub(crate) fn seeded() -> Vault {
     seeded_with(VaultOptions::default())
 }
 
@@ -152,7 +152,7 @@ fn startup_probe(deployment: &Value, name: &str, root: &Path) -> bool {
 
 /// A service-account-shaped token for `team-a/shop`, accepted by the TokenReview responder
 /// that stands in for the kube-apiserver (none can run here).
-fn shop_token(vault: &Vault) -> (TokenReviewer, String) {
+pub(crate) fn shop_token(vault: &Vault) -> (TokenReviewer, String) {
     let reviewer = TokenReviewer::start();
     kubernetes_setup(vault, &reviewer, "shop", None, &["app"]);
     let token = reviewer.accepted_token("shop", "https://kubernetes.default.svc", "9f1c-uid");
@@ -861,4 +861,223 @@ fn consul_template_annotations_render_through_inject_as_bao_agent_renders_them()
         line.contains("vault.hashicorp.com/agent-inject-template-db: line 2 column"),
         "{line}"
     );
+}
+
+/// Runs `hydrant inject` on a Deployment of `shop` with these pod annotations and containers,
+/// with more flags; returns the mutated Deployment and what the run said on standard error.
+fn inject_containers(
+    vault: &Vault,
+    flags: &[&str],
+    annotations: Value,
+    containers: Value,
+) -> (Value, String) {
+    let deployment = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "shop", "namespace": "team-a"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "shop"}},
+            "template": {
+                "metadata": {"labels": {"app": "shop"}, "annotations": annotations},
+                "spec": {"containers": containers}
+            }
+        }
+    });
+    let input = vault.file("deployment.json", &deployment.to_string());
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--vault-addr".as_ref(), vault.addr.as_ref()];
+    args.extend(flags.iter().map(std::ffi::OsStr::new));
+    args.extend(["-f".as_ref(), input.as_os_str()]);
+    let run = Hydrant::new(["inject"]).run_with_args(&args).success();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&run.stdout()).expect("YAML out");
+    (docs.into_iter().next().expect("one document"), run.stderr())
+}
+
+/// Runs the pod's `hydrant-install` init container here, its volume under `root`.
+pub(crate) fn run_install(deployment: &Value, root: &Path) {
+    let install = container(deployment, "hydrant-install");
+    let command: Vec<String> = serde_json::from_value(install["command"].clone()).expect("command");
+    assert_eq!(
+        command,
+        ["/usr/local/bin/hydrant", "install", "--to", "/hydrant/bin"]
+    );
+    let to = root.join("hydrant/bin");
+    fs::create_dir_all(&to).expect("mkdir");
+    Hydrant::new(&command[1..3]).run_with_arg(&to).success();
+}
+
+/// Runs app container `name` as the kubelet would, from the copy `hydrant-install` made under
+/// `root`: its command and args, its env (paths in `HYDRANT_AGENT_CONFIG` mapped, the token in
+/// a file), hydrant logging at trace. Returns the output.
+pub(crate) fn run_app_container(
+    vault: &Vault,
+    deployment: &Value,
+    name: &str,
+    root: &Path,
+    token: &str,
+) -> std::process::Output {
+    let app = container(deployment, name);
+    let mut argv: Vec<String> = serde_json::from_value(app["command"].clone()).expect("command");
+    argv.extend(
+        app["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a.as_str().expect("string").to_owned()),
+    );
+    assert_eq!(
+        argv[..3],
+        ["/hydrant/bin/hydrant", "exec", "--"],
+        "{argv:?}"
+    );
+    let token_file = vault.file("sa/token", token);
+    let mut command = std::process::Command::new(root.join("hydrant/bin/hydrant"));
+    command
+        .args(&argv[1..])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HYDRANT_LOG", "trace");
+    for var in app["env"].as_array().expect("env") {
+        let value = var["value"].as_str().expect("a plain value").to_owned();
+        let value = if var["name"] == "HYDRANT_AGENT_CONFIG" {
+            value
+                .replace(
+                    "/var/run/secrets/hydrant.dev/serviceaccount/token",
+                    &token_file.display().to_string(),
+                )
+                .replace(
+                    "/var/run/secrets/kubernetes.io/serviceaccount/token",
+                    &token_file.display().to_string(),
+                )
+        } else {
+            value
+        };
+        command.env(var["name"].as_str().expect("name"), value);
+    }
+    command.output().expect("run the copied hydrant")
+}
+
+/// bank-vaults' convention through `hydrant inject`: the `vault:` values leave the container's
+/// env (only references are in the output), the copy `hydrant-install` makes runs the command
+/// under `hydrant exec` against OpenBao, and the command sees the values; no value is in any
+/// log line at trace.
+#[test]
+fn a_deployment_with_vault_env_values_runs_its_command_under_the_copied_hydrant_exec() {
+    let vault = seeded();
+    let (deployment, warnings) = inject_containers(
+        &vault,
+        &[],
+        json!({"hydrant.dev/inject": "true", "hydrant.dev/role": "shop"}),
+        json!([{
+            "name": "shop",
+            "image": "shop:1",
+            "command": ["/usr/bin/env"],
+            "env": [
+                {"name": "DB_PASSWORD", "value": "vault:secret/data/app/db#password"},
+                {"name": "PORT", "value": "vault:secret/data/app/config#port"},
+                {"name": "GREETING", "value": "hello"},
+            ]
+        }]),
+    );
+    assert_eq!(warnings, "");
+    let text = deployment.to_string();
+    assert!(!text.contains(PASSWORD), "no value in the manifest");
+    assert!(
+        !text.contains("vault:secret"),
+        "no vault: value left: {text}"
+    );
+    let spec = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["initContainers"].as_array().expect("init").len(),
+        1,
+        "the copy, no agent: {spec}"
+    );
+
+    let root = vault.path("root");
+    let (_reviewer, token) = shop_token(&vault);
+    run_install(&deployment, &root);
+    let output = run_app_container(&vault, &deployment, "shop", &root, &token);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let env: Vec<&str> = stdout.lines().collect();
+    for expected in [
+        format!("DB_PASSWORD={PASSWORD}").as_str(),
+        "PORT=8080",
+        "GREETING=hello",
+    ] {
+        assert!(env.contains(&expected), "{expected} in {env:?}");
+    }
+    assert!(
+        !stdout.contains("HYDRANT_AGENT_CONFIG"),
+        "hydrant's config is not passed on"
+    );
+    assert!(stderr.contains("DEBUG"), "logged at trace: {stderr}");
+    assert!(!stderr.contains(PASSWORD), "no value in the logs: {stderr}");
+}
+
+/// hydrant's own annotations through `hydrant inject`: `hydrant.dev/env-<VAR>` (a reference
+/// and a template) reach the app containers `hydrant.dev/containers` names, beside a file the
+/// agent renders; the copied `hydrant exec` gives them to the command. A path the role cannot
+/// read fails the start with one line naming it, and no value.
+#[test]
+fn a_deployment_with_env_annotations_gives_its_command_the_variables() {
+    let vault = seeded();
+    vault.kv2_put("other", json!({"k": "not-for-shop"}));
+    let annotations = json!({
+        "hydrant.dev/inject": "true",
+        "hydrant.dev/role": "shop",
+        "hydrant.dev/secret-config": "secret/data/app/config",
+        "hydrant.dev/containers": "shop",
+        "hydrant.dev/env-DB_PASSWORD": "secret/data/app/db#password",
+        "hydrant.dev/env-DB_URL": "postgres://{{ secret('secret/data/app/db').data.username }}:{{ secret('secret/data/app/db').data.password }}@db/shop",
+    });
+    let containers = json!([
+        {"name": "shop", "image": "shop:1", "command": ["/usr/bin/env"]},
+        {"name": "exporter", "image": "exporter:1", "command": ["/exporter"]},
+    ]);
+    let (deployment, _) = inject_containers(&vault, &[], annotations.clone(), containers.clone());
+    assert!(!deployment.to_string().contains(PASSWORD));
+    let init: Vec<&str> = deployment["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .expect("init")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(init, ["hydrant-install", "vault-agent"]);
+    assert_eq!(
+        container(&deployment, "exporter")["command"],
+        json!(["/exporter"])
+    );
+
+    let root = vault.path("root");
+    let (_reviewer, token) = shop_token(&vault);
+    run_install(&deployment, &root);
+    let output = run_app_container(&vault, &deployment, "shop", &root, &token);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let env: Vec<&str> = stdout.lines().collect();
+    assert!(
+        env.contains(&format!("DB_PASSWORD={PASSWORD}").as_str()),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&format!("DB_URL=postgres://app-user:{PASSWORD}@db/shop").as_str()),
+        "{env:?}"
+    );
+    assert!(!stderr.contains(PASSWORD), "no value in the logs: {stderr}");
+
+    let mut denied = annotations;
+    denied["hydrant.dev/env-OTHER"] = json!("secret/data/other#k");
+    let (deployment, _) = inject_containers(&vault, &[], denied, containers);
+    let output = run_app_container(&vault, &deployment, "shop", &root, &token);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(output.stdout.is_empty(), "the command never ran");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("hydrant: ") && last.contains("secret/data/other"),
+        "one line naming the path: {last}"
+    );
+    assert!(!stderr.contains(PASSWORD) && !stderr.contains("not-for-shop"));
 }

@@ -16,6 +16,7 @@ mod exec;
 mod inject;
 mod policy;
 mod process;
+mod registry;
 mod render;
 mod sidecar;
 mod webhook;

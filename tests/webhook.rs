@@ -208,6 +208,7 @@ impl Server {
             limits: hydrant::webhook::Limits::default(),
             settings: settings(),
             self_managed: None,
+            registry: hydrant::registry::RegistryArgs::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -16,7 +16,8 @@ use std::fmt;
 
 pub use agent_config::AgentConfig;
 pub use mutate::{
-    Context, MAX_PATCH_BYTES, MAX_PATCHED_CONTAINER_BYTES, Mutation, mutate, mutate_in,
+    Context, ImageCommand, Images, MAX_PATCH_BYTES, MAX_PATCHED_CONTAINER_BYTES, Mutation,
+    NO_IMAGES, images_to_read, mutate, mutate_in, mutate_with,
 };
 pub use settings::{InjectorSettings, Mode};
 
@@ -111,6 +112,15 @@ pub mod names {
     pub const CONFIG_MAP_SIDECAR_FILE: &str = "config.hcl";
     /// The agent's metrics port, as its container declares it (at most 15 characters).
     pub const METRICS_PORT: &str = "hydrant-metrics";
+    /// The init container that copies hydrant's binary for `hydrant exec` (`hydrant install`).
+    pub const INSTALL_CONTAINER: &str = "hydrant-install";
+    /// The in-memory volume it copies the binary into, mounted read-only in the containers that
+    /// run under `hydrant exec`.
+    pub const BIN_VOLUME: &str = "hydrant-bin";
+    /// Where that volume is mounted.
+    pub const BIN_PATH: &str = "/hydrant/bin";
+    /// The copied binary: [`BIN_PATH`]`/hydrant` (a test checks).
+    pub const EXEC_BINARY: &str = "/hydrant/bin/hydrant";
     /// vault-k8s's `agent-extra-secret` volume.
     pub const EXTRA_VOLUME: &str = "extra-secrets";
     /// Where it is mounted.
@@ -142,6 +152,8 @@ pub enum Reason {
     TooLarge,
     /// hydrant could not encode what it built (a bug).
     Internal,
+    /// A container that would run under `hydrant exec` has no command the webhook knows.
+    UnknownCommand,
 }
 
 impl Reason {
@@ -159,6 +171,7 @@ impl Reason {
             Reason::NoSpec => "no_spec",
             Reason::TooLarge => "too_large",
             Reason::Internal => "internal",
+            Reason::UnknownCommand => "unknown_command",
         }
     }
 }
@@ -206,6 +219,12 @@ mod tests {
     fn the_ready_file_is_in_the_state_volume() {
         use super::names::{READY_FILE, READY_FILE_NAME, STATE_PATH};
         assert_eq!(READY_FILE, format!("{STATE_PATH}/{READY_FILE_NAME}"));
+    }
+
+    #[test]
+    fn the_copied_binary_is_in_the_bin_volume() {
+        use super::names::{BIN_PATH, EXEC_BINARY};
+        assert_eq!(EXEC_BINARY, format!("{BIN_PATH}/hydrant"));
     }
 
     #[test]

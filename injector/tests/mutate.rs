@@ -315,6 +315,7 @@ fn a_job_pod_never_gets_a_classic_sidecar() {
     let batch = injector::Context {
         namespace: "team-a",
         batch: true,
+        images: &injector::NO_IMAGES,
     };
     let mutation = mutate_in(&pod, &batch, &settings())
         .expect("allowed")

@@ -42,7 +42,10 @@ fn readme_keys() -> BTreeSet<String> {
 /// Every key in the code, per-name prefixes with a `*`.
 fn code_keys() -> BTreeSet<String> {
     let exact = vault_k8s::KEYS.iter().chain(hydrant::KEYS);
-    let prefixes = vault_k8s::PER_SECRET.iter().chain(hydrant::PER_FILE);
+    let prefixes = vault_k8s::PER_SECRET
+        .iter()
+        .chain(hydrant::PER_FILE)
+        .chain(hydrant::PER_VARIABLE);
     exact
         .map(|k| k.to_string())
         .chain(prefixes.map(|p| format!("{p}*")))
@@ -65,6 +68,7 @@ fn every_key_the_readme_s_annotation_tables_name_is_in_the_code() {
     let prefixes: Vec<&str> = vault_k8s::PER_SECRET
         .iter()
         .chain(hydrant::PER_FILE)
+        .chain(hydrant::PER_VARIABLE)
         .copied()
         .collect();
     // A key with a name filled in (`auth-config-role`) is one of a per-name prefix.

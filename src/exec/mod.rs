@@ -10,6 +10,7 @@
 
 mod child;
 mod environment;
+pub mod install;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;

@@ -3,7 +3,7 @@
 
 use std::io::Read as _;
 
-use injector::{Context, InjectorSettings, mutate_in};
+use injector::{Context, Images, InjectorSettings, images_to_read, mutate_in};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
@@ -19,13 +19,25 @@ pub struct Args {
     /// What the webhook decides for every pod.
     #[command(flatten)]
     pub injector: crate::cli::InjectorArgs,
+    /// How images' commands are read from their registries, as the webhook reads them.
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 /// `hydrant inject`: mutates the manifests as the webhook would, prints them, and warns on
 /// standard error.
 pub fn command(args: &Args, env: &dyn crate::env::Env) -> anyhow::Result<()> {
     let settings = args.injector.settings(env)?;
-    let injected = run(&args.file, &args.namespace, &settings)?;
+    let registry = crate::registry::Registry::new(&args.registry);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Error::Read {
+            source_name: "the registry client's runtime".to_owned(),
+            error,
+        })?;
+    let mut lookup = |images: &[String]| runtime.block_on(registry.commands(images));
+    let injected = run_with(&args.file, &args.namespace, &settings, &mut lookup)?;
     for warning in &injected.warnings {
         eprintln!("hydrant: warning: {warning}");
     }
@@ -66,11 +78,25 @@ pub struct Injected {
     pub warnings: Vec<String>,
 }
 
-/// Reads `path` (`-` for standard input) and mutates it.
+/// Reads the commands of images from their registries: what [`run_with`] asks for the
+/// containers that run under `hydrant exec` and set no command.
+pub type Lookup<'a> = dyn FnMut(&[String]) -> Images + 'a;
+
+/// Reads `path` (`-` for standard input) and mutates it, knowing no image's command.
 pub fn run(
     path: &std::path::Path,
     namespace: &str,
     settings: &InjectorSettings,
+) -> Result<Injected, Error> {
+    run_with(path, namespace, settings, &mut |_| Images::new())
+}
+
+/// [`run`], reading images' commands through `lookup`.
+pub fn run_with(
+    path: &std::path::Path,
+    namespace: &str,
+    settings: &InjectorSettings,
+    lookup: &mut Lookup<'_>,
 ) -> Result<Injected, Error> {
     let (source_name, text) = if path.as_os_str() == "-" {
         let mut text = String::new();
@@ -89,15 +115,28 @@ pub fn run(
         })?;
         (name, text)
     };
-    inject(&text, &source_name, namespace, settings)
+    inject_with(&text, &source_name, namespace, settings, lookup)
 }
 
-/// Mutates every pod template in the documents of `text`.
+/// Mutates every pod template in the documents of `text`, knowing no image's command.
 pub fn inject(
     text: &str,
     source_name: &str,
     namespace: &str,
     settings: &InjectorSettings,
+) -> Result<Injected, Error> {
+    inject_with(text, source_name, namespace, settings, &mut |_| {
+        Images::new()
+    })
+}
+
+/// [`inject`], reading images' commands through `lookup`.
+pub fn inject_with(
+    text: &str,
+    source_name: &str,
+    namespace: &str,
+    settings: &InjectorSettings,
+    lookup: &mut Lookup<'_>,
 ) -> Result<Injected, Error> {
     let parse_error = |message: String| Error::Parse {
         source_name: source_name.to_owned(),
@@ -119,7 +158,14 @@ pub fn inject(
     let mut warnings = Vec::new();
     let mut denials = Vec::new();
     for document in &mut documents {
-        visit(document, namespace, settings, &mut warnings, &mut denials);
+        visit(
+            document,
+            namespace,
+            settings,
+            lookup,
+            &mut warnings,
+            &mut denials,
+        );
     }
     if !denials.is_empty() {
         return Err(Error::Denied(denials));
@@ -154,6 +200,7 @@ fn visit(
     document: &mut Value,
     namespace: &str,
     settings: &InjectorSettings,
+    lookup: &mut Lookup<'_>,
     warnings: &mut Vec<String>,
     denials: &mut Vec<String>,
 ) {
@@ -161,7 +208,7 @@ fn visit(
     if kind.ends_with("List") {
         if let Some(items) = document.get_mut("items").and_then(Value::as_array_mut) {
             for item in items {
-                visit(item, namespace, settings, warnings, denials);
+                visit(item, namespace, settings, lookup, warnings, denials);
             }
         }
         return;
@@ -209,9 +256,16 @@ fn visit(
             .iter()
             .flatten()
             .any(|o| injector::runs_to_completion(&o.kind, &o.api_version));
+    let wanted = images_to_read(&pod);
+    let images = if wanted.is_empty() {
+        Images::new()
+    } else {
+        lookup(&wanted)
+    };
     let context = Context {
         namespace: &namespace,
         batch,
+        images: &images,
     };
     match mutate_in(&pod, &context, settings) {
         Ok(None) => {}

@@ -47,6 +47,9 @@ pub struct Args {
     /// What the webhook decides for every pod.
     #[command(flatten)]
     pub injector: crate::cli::InjectorArgs,
+    /// How images' commands are read from their registries.
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
     /// Make the CA and serving certificate, keep them in --cert-secret, put the CA bundle into
     /// every entry of --webhook-config, renew them before they expire (one replica writes, the
     /// holder of a Lease), and serve them from --tls-cert and --tls-key (a writable emptyDir).
@@ -113,6 +116,7 @@ impl Args {
                 max_concurrent_streams: self.max_concurrent_streams,
             },
             settings,
+            registry: self.registry,
             self_managed: self.self_managed_certificates.then(|| SelfManaged {
                 certificates: certs::CertificateSpec {
                     namespace: self.namespace,

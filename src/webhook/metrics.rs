@@ -15,7 +15,7 @@ use super::review::Outcome;
 const RESULTS: [&str; 5] = ["patched", "allowed", "denied", "invalid", "busy"];
 
 /// Every kind of denial.
-const REASONS: [Reason; 11] = [
+const REASONS: [Reason; 12] = [
     Reason::BadAnnotation,
     Reason::UnsupportedAnnotation,
     Reason::MixedFamilies,
@@ -27,6 +27,7 @@ const REASONS: [Reason; 11] = [
     Reason::NoSpec,
     Reason::TooLarge,
     Reason::Internal,
+    Reason::UnknownCommand,
 ];
 
 // Stops compiling when the injector gains a kind of denial, so that REASONS gets it too.
@@ -41,7 +42,8 @@ const _: fn(Reason) = |reason| match reason {
     | Reason::Conflict
     | Reason::NoSpec
     | Reason::TooLarge
-    | Reason::Internal => {}
+    | Reason::Internal
+    | Reason::UnknownCommand => {}
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

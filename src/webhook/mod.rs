@@ -122,11 +122,15 @@ pub struct Options {
     pub settings: InjectorSettings,
     /// Make and renew the certificate (written to `tls_cert` and `tls_key`) instead of reading it.
     pub self_managed: Option<SelfManaged>,
+    /// How images' commands are read from their registries.
+    pub registry: crate::registry::RegistryArgs,
 }
 
 /// What the webhook's handlers share: the injector's settings, the metrics and the body budget.
 struct WebhookState {
     settings: InjectorSettings,
+    /// Images' commands, for containers that run under `hydrant exec` and set none.
+    registry: crate::registry::Registry,
     metrics: Metrics,
     /// One permit per byte of request body that may be held at once.
     bodies: Arc<Semaphore>,
@@ -206,6 +210,7 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())?));
     let state = Arc::new(WebhookState {
         settings: options.settings,
+        registry: crate::registry::Registry::new(&options.registry),
         metrics: Metrics::new(),
         bodies: Arc::new(Semaphore::new(body_budget as usize)),
         max_body: options.max_body_bytes,
@@ -435,8 +440,9 @@ async fn deadline(timeout: Duration, req: HttpRequest, next: Next) -> Response {
     }
 }
 
-/// `POST /mutate`: checks the content type and hands the body to [`review::review`], which
-/// decodes it and lets `injector::mutate` decide; then counts and logs the outcome.
+/// `POST /mutate`: checks the content type, decodes the body ([`review::decode`]), reads the
+/// commands of the images the pod needs from their registries, and lets `injector::mutate_with`
+/// decide; then counts and logs the outcome.
 async fn mutate_handler(
     State(state): State<Arc<WebhookState>>,
     headers: HeaderMap,
@@ -455,7 +461,19 @@ async fn mutate_handler(
         )
             .into_response();
     }
-    match review::review(&body, &state.settings) {
+    let answer = match review::decode(&body) {
+        Ok(decoded) => {
+            let images = decoded.images_to_read();
+            let known = if images.is_empty() {
+                injector::Images::new()
+            } else {
+                state.registry.commands(&images).await
+            };
+            decoded.answer(&state.settings, &known)
+        }
+        Err(bad) => Err(bad),
+    };
+    match answer {
         Ok(answer) => {
             state
                 .metrics

@@ -1,5 +1,5 @@
-//! One AdmissionReview in, one out: decoding, the call to `injector::mutate`, and the response
-//! in the form the API documents. No I/O.
+//! One AdmissionReview in, one out: decoding, the images whose commands the mutation needs,
+//! the call to `injector::mutate_with`, and the response in the form the API documents. No I/O.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -79,15 +79,59 @@ fn explain(body: &[u8], error: serde_json::Error) -> BadReview {
     }
 }
 
-/// Answers one AdmissionReview body.
+/// Answers one AdmissionReview body, knowing no image's command (see [`decode`]).
 pub fn review(body: &[u8], settings: &InjectorSettings) -> Result<Answer, BadReview> {
+    decode(body)?.answer(settings, &injector::NO_IMAGES)
+}
+
+/// An AdmissionReview, decoded and not answered yet: the webhook first reads the commands of
+/// the images it names ([`Decoded::images_to_read`]) from their registries.
+#[derive(Debug)]
+pub struct Decoded(AdmissionReview<Pod>);
+
+/// Decodes one AdmissionReview body.
+pub fn decode(body: &[u8]) -> Result<Decoded, BadReview> {
     // Decoded straight into kube's types; the body is looked at again only to explain a failure.
     let review: AdmissionReview<Pod> =
         serde_json::from_slice(body).map_err(|e| explain(body, e))?;
-    let api_version = review.types.api_version.clone();
-    if review.types.kind != "AdmissionReview" || !VERSIONS.contains(&api_version.as_str()) {
+    if review.types.kind != "AdmissionReview"
+        || !VERSIONS.contains(&review.types.api_version.as_str())
+    {
         return Err(not_a_review(&review.types.api_version, &review.types.kind));
     }
+    Ok(Decoded(review))
+}
+
+impl Decoded {
+    /// The images whose ENTRYPOINT and CMD the mutation needs: a pod being created whose
+    /// containers run under `hydrant exec` without a command of their own.
+    pub fn images_to_read(&self) -> Vec<String> {
+        match &self.0.request {
+            Some(request) if matches!(request.operation, Operation::Create) => request
+                .object
+                .as_ref()
+                .map(injector::images_to_read)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Answers the review, knowing the commands of `images`.
+    pub fn answer(
+        self,
+        settings: &InjectorSettings,
+        images: &injector::Images,
+    ) -> Result<Answer, BadReview> {
+        answer(self.0, settings, images)
+    }
+}
+
+fn answer(
+    review: AdmissionReview<Pod>,
+    settings: &InjectorSettings,
+    images: &injector::Images,
+) -> Result<Answer, BadReview> {
+    let api_version = review.types.api_version.clone();
     let request = review
         .request
         .ok_or_else(|| BadReview("the AdmissionReview has no request".to_owned()))?;
@@ -130,7 +174,7 @@ pub fn review(body: &[u8], settings: &InjectorSettings) -> Result<Answer, BadRev
         // Not a pod being created: the webhook's rules should not send it; let it through.
         return Ok(respond(allowed, Outcome::Allowed, None));
     };
-    match injector::mutate(pod, &namespace, settings) {
+    match injector::mutate_with(pod, &namespace, images, settings) {
         Ok(None) => Ok(respond(allowed, Outcome::Allowed, None)),
         Ok(Some(mutation)) => {
             let patch = serde_json::to_vec(&mutation.patch)
@@ -147,7 +191,7 @@ pub fn review(body: &[u8], settings: &InjectorSettings) -> Result<Answer, BadRev
                 response["warnings"] = json!(mutation.warnings);
             }
             Ok(Answer {
-                mode: Some(mutation.mode),
+                mode: mutation.agent.then_some(mutation.mode),
                 ..respond(response, Outcome::Patched, None)
             })
         }

@@ -8,7 +8,7 @@
 use crate::agent_config::{EnvConfig, is_env_name};
 
 /// The annotation prefix of one variable: `hydrant.dev/env-DB_PASSWORD`.
-pub const ENV_PREFIX: &str = "hydrant.dev/env-";
+pub const ENV_PREFIX: &str = super::keys::hydrant::ENV_PREFIX;
 
 /// What bank-vaults' env values start with.
 pub const VAULT_PREFIX: &str = "vault:";

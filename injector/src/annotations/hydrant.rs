@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::env;
 use super::fields::{absolute_path, command, duration, file_name, non_empty, port};
 use super::keys::hydrant as h;
 use super::snapshot::{SNAPSHOT_OUTPUT, snapshot_request};
@@ -79,6 +80,16 @@ pub(super) fn parse(ours: &BTreeMap<&str, &str>) -> Result<InjectionRequest, Den
             }
             h::RUN_AS_GROUP => {
                 r.run_as_group = Some(parse_id(value).map_err(|e| Denial::bad(key, e))?)
+            }
+            _ if key.starts_with(h::ENV_PREFIX) => {
+                let entry = env::annotation_entry(key, value)
+                    .map_err(|problem| Denial::new(crate::Reason::BadAnnotation, problem))?;
+                if let Some(entry) = entry {
+                    if let Some(template) = &entry.contents {
+                        check_template(key, template)?;
+                    }
+                    r.env.push(entry);
+                }
             }
             _ => {
                 let Some((prefix, name)) = h::PER_FILE
@@ -281,6 +292,26 @@ mod tests {
     }
 
     #[test]
+    fn env_annotations_become_the_request_s_variables_sorted_by_name() {
+        let r = parse_hydrant(&[
+            ("hydrant.dev/role", "app"),
+            (
+                "hydrant.dev/env-DB_URL",
+                "postgres://{{ secret('secret/data/db').data.user }}@db/app",
+            ),
+            ("hydrant.dev/env-API_KEY", "vault:secret/data/api#key#2"),
+        ])
+        .expect("parses");
+        assert!(r.outputs.is_empty());
+        let names: Vec<&str> = r.env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["API_KEY", "DB_URL"]);
+        assert_eq!(r.env[0].path.as_deref(), Some("secret/data/api"));
+        assert_eq!(r.env[0].key.as_deref(), Some("key"));
+        assert_eq!(r.env[0].version, Some(2));
+        assert!(r.env[1].contents.is_some());
+    }
+
+    #[test]
     fn hydrant_annotations_are_strict() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (
@@ -312,6 +343,18 @@ mod tests {
             (&[("hydrant.dev/mode", "sidecar")], "not a mode"),
             (&[("hydrant.dev/auth-method", "aws")], "not an auth method"),
             (&[("vault.hashicorp.com/role", "x")], "other family"),
+            (
+                &[("hydrant.dev/env-DB-PASSWORD", "secret/data/db#password")],
+                "hydrant.dev/env-DB-PASSWORD: \"DB-PASSWORD\" is not an environment variable name",
+            ),
+            (
+                &[("hydrant.dev/env-DB_PASSWORD", "secret/data/db")],
+                "hydrant.dev/env-DB_PASSWORD: names no key",
+            ),
+            (
+                &[("hydrant.dev/env-DB_URL", "{{ secret('db').data.url ")],
+                "hydrant.dev/env-DB_URL: line 1 column",
+            ),
         ];
         for (pairs, want) in cases {
             let err = parse_hydrant(pairs).expect_err(want);

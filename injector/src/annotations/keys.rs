@@ -342,6 +342,10 @@ pub mod hydrant {
     /// A command run after a file changed.
     pub const COMMAND_PREFIX: &str = key!("command-");
 
+    /// An environment variable of the app's containers, from Vault (`hydrant exec`); the
+    /// variable's name follows.
+    pub const ENV_PREFIX: &str = key!("env-");
+
     /// Every key above that is a whole key.
     pub const KEYS: &[&str] = &[
         INJECT,
@@ -392,4 +396,7 @@ pub mod hydrant {
         FORMAT_PREFIX,
         COMMAND_PREFIX,
     ];
+
+    /// Every per-variable prefix.
+    pub const PER_VARIABLE: &[&str] = &[ENV_PREFIX];
 }

@@ -102,11 +102,13 @@ pub fn already_injected(annotations: &BTreeMap<String, String>) -> bool {
 
 /// Reads every annotation of `family` and checks that together they say enough: the role
 /// the pod logs in with, when its auth method needs one, and at least one file (the token
-/// file counts, as in vault-k8s).
+/// file counts, as in vault-k8s) or variable. `references`: the pod's containers hold
+/// bank-vaults' `vault:` values, which are variables asked for too.
 pub fn parse(
     annotations: &BTreeMap<String, String>,
     family: Family,
     settings: &InjectorSettings,
+    references: bool,
 ) -> Result<InjectionRequest, Denial> {
     let request = read(annotations, family, settings)?;
     let method = request.auth_method.unwrap_or(settings.auth_method);
@@ -124,16 +126,19 @@ pub fn parse(
             format!("{key} is required: name the Vault role the pod logs in with ({method} auth)"),
         ));
     }
-    if request.outputs.is_empty() && !request.inject_token {
+    if !request.needs_agent() && request.env.is_empty() && !references {
         let hint = match family {
             Family::VaultK8s => format!(
                 "{}<name> (or {}: \"true\" for the token alone)",
                 k::AGENT_INJECT_SECRET_PREFIX,
                 k::AGENT_INJECT_TOKEN
             ),
-            Family::Hydrant => {
-                format!("{}<name> or {}<name>", h::SECRET_PREFIX, h::TEMPLATE_PREFIX)
-            }
+            Family::Hydrant => format!(
+                "{}<name> or {}<name> (or, for environment variables, {}<VAR> or a container env value vault:<path>#<key>)",
+                h::SECRET_PREFIX,
+                h::TEMPLATE_PREFIX,
+                h::ENV_PREFIX
+            ),
         };
         return Err(Denial::new(
             crate::Reason::MissingAnnotation,
@@ -376,7 +381,7 @@ mod tests {
     #[test]
     fn a_pod_names_its_role_and_at_least_one_file() {
         let parsed =
-            |family, pairs: &[(&str, &str)]| parse(&annotations(pairs), family, &settings());
+            |family, pairs: &[(&str, &str)]| parse(&annotations(pairs), family, &settings(), false);
         let denial = parsed(
             Family::VaultK8s,
             &[(
@@ -396,8 +401,8 @@ mod tests {
         let denial = parsed(Family::Hydrant, &[("hydrant.dev/role", "app")]).expect_err("no file");
         assert_eq!(denial.reason, Reason::MissingAnnotation);
         assert!(
-            denial.message.ends_with(
-                "no file is asked for: add hydrant.dev/secret-<name> or hydrant.dev/template-<name>"
+            denial.message.contains(
+                "no file is asked for: add hydrant.dev/secret-<name> or hydrant.dev/template-<name> (or, for environment variables, hydrant.dev/env-<VAR> or a container env value vault:<path>#<key>)"
             ),
             "{}",
             denial.message
@@ -411,6 +416,22 @@ mod tests {
             ],
         )
         .expect("the token is a file");
+        // A variable is enough: from an annotation, or from a container's vault: value.
+        parsed(
+            Family::Hydrant,
+            &[
+                ("hydrant.dev/role", "app"),
+                ("hydrant.dev/env-DB_PASSWORD", "secret/data/db#password"),
+            ],
+        )
+        .expect("a variable is asked for");
+        parse(
+            &annotations(&[("hydrant.dev/role", "app")]),
+            Family::Hydrant,
+            &settings(),
+            true,
+        )
+        .expect("the containers hold vault: values");
         // The token method needs no role.
         parsed(
             Family::Hydrant,

@@ -2,7 +2,7 @@
 
 use super::Family;
 use super::snapshot::SnapshotRequest;
-use crate::agent_config::{AuthMethod, SecretFormat};
+use crate::agent_config::{AuthMethod, EnvConfig, SecretFormat};
 use crate::settings::Mode;
 use crate::values::{Duration, FileMode};
 
@@ -126,9 +126,13 @@ pub struct InjectionRequest {
     pub copy_volume_mounts: Option<String>,
     /// The files to write, sorted by name.
     pub outputs: Vec<Output>,
+    /// The environment variables the app's containers get from Vault through `hydrant exec`
+    /// (`hydrant.dev/env-<VAR>`), sorted by name.
+    pub env: Vec<EnvConfig>,
     /// Where the secrets volume is mounted.
     pub mount_path: String,
-    /// The app containers that get the secrets volume; all when `None`.
+    /// The app containers that get the secrets volume and the `hydrant.dev/env-<VAR>`
+    /// variables; all when `None`.
     pub containers: Option<Vec<String>>,
     /// The agent image, when the pod names hydrant's image itself.
     pub image: Option<String>,
@@ -192,6 +196,12 @@ pub struct InjectionRequest {
 }
 
 impl InjectionRequest {
+    /// Whether the pod gets agent containers: it asks for a file, the token, or a ConfigMap's
+    /// configuration (a pod asking only for variables runs `hydrant exec` and no agent).
+    pub fn needs_agent(&self) -> bool {
+        !self.outputs.is_empty() || self.inject_token || self.config_map.is_some()
+    }
+
     pub(super) fn new(family: Family) -> InjectionRequest {
         InjectionRequest {
             family,
@@ -215,6 +225,7 @@ impl InjectionRequest {
             extra_secret: None,
             copy_volume_mounts: None,
             outputs: Vec::new(),
+            env: Vec::new(),
             mount_path: DEFAULT_MOUNT_PATH.to_owned(),
             containers: None,
             image: None,

@@ -172,7 +172,8 @@ impl AgentContainers {
     }
 }
 
-fn security_context(
+/// The security context of hydrant's own containers: hardened, as the pod and the settings say.
+pub(super) fn security_context(
     request: &InjectionRequest,
     spec: &PodSpec,
     settings: &InjectorSettings,
@@ -404,7 +405,8 @@ fn check_resources(
     ))
 }
 
-fn resource_requirements(
+/// The requests and limits of one of hydrant's containers: `base`, each overridden by the pod.
+pub(super) fn resource_requirements(
     base: &Resources,
     overrides: &ResourceOverrides,
 ) -> Option<ResourceRequirements> {

@@ -2,6 +2,7 @@
 //! agent, or a denial. Pure and deterministic: the same pod gives the same bytes.
 
 mod containers;
+mod exec;
 mod mounts;
 mod patch;
 mod to_agent_config;
@@ -11,6 +12,8 @@ use std::collections::BTreeMap;
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, Volume, VolumeMount};
 use serde_json::Value;
+
+pub use self::exec::{ImageCommand, Images, images_to_read};
 
 use crate::Denial;
 use crate::annotations::keys::vault_k8s as k;
@@ -28,8 +31,13 @@ pub struct Mutation {
     pub patch: Patch,
     /// Things the user should know: accepted annotations that change nothing, modes changed.
     pub warnings: Vec<String>,
-    /// The mode the pod got.
+    /// The mode the agent's containers run in (see `agent`).
     pub mode: Mode,
+    /// Whether the pod gets the agent's containers: not when it asks only for environment
+    /// variables.
+    pub agent: bool,
+    /// The containers whose command now runs under `hydrant exec`, by name.
+    pub exec: Vec<String>,
 }
 
 /// Where a pod is being created.
@@ -40,13 +48,31 @@ pub struct Context<'a> {
     /// The pod runs to completion (a Job's or CronJob's): it must never get a sidecar that keeps
     /// it running.
     pub batch: bool,
+    /// The ENTRYPOINT and CMD of the images [`images_to_read`] named, as their registries gave
+    /// them: a container that runs under `hydrant exec` and sets no command takes its image's.
+    pub images: &'a Images,
 }
 
+/// No image read: a container that would run under `hydrant exec` must set its command.
+pub static NO_IMAGES: Images = Images::new();
+
 /// Mutates a pod about to be created in `namespace`. `Ok(None)`: nothing to do (not asked for,
-/// already injected, or not a pending pod). A pod owned by a Job counts as batch.
+/// already injected, or not a pending pod). A pod owned by a Job counts as batch. No image is
+/// known ([`NO_IMAGES`]).
 pub fn mutate(
     pod: &Pod,
     namespace: &str,
+    settings: &InjectorSettings,
+) -> Result<Option<Mutation>, Denial> {
+    mutate_with(pod, namespace, &NO_IMAGES, settings)
+}
+
+/// [`mutate`], knowing the ENTRYPOINT and CMD of `images` (those [`images_to_read`] named, as
+/// the webhook read them from their registries).
+pub fn mutate_with(
+    pod: &Pod,
+    namespace: &str,
+    images: &Images,
     settings: &InjectorSettings,
 ) -> Result<Option<Mutation>, Denial> {
     let batch = pod
@@ -55,7 +81,12 @@ pub fn mutate(
         .iter()
         .flatten()
         .any(|o| crate::runs_to_completion(&o.kind, &o.api_version));
-    mutate_in(pod, &Context { namespace, batch }, settings)
+    let context = Context {
+        namespace,
+        batch,
+        images,
+    };
+    mutate_in(pod, &context, settings)
 }
 
 /// [`mutate`] with the context given explicitly: `hydrant inject` knows a Job's or CronJob's pod
@@ -95,9 +126,47 @@ pub fn mutate_in(
         .spec
         .as_ref()
         .ok_or_else(|| Denial::new(crate::Reason::NoSpec, "the pod has no spec"))?;
-    let request = annotations::parse(annotations, family, settings)?;
-    let plan = Plan::new(&request, annotations, spec, context, settings)?;
-    let mutation = plan.into_mutation(spec, &request);
+    let references = family == Family::Hydrant && exec::pod_holds_references(spec);
+    let request = annotations::parse(annotations, family, settings, references)?;
+    let exec = exec::Exec::new(&request, spec, context.images, settings)?;
+    let mut mutation = if !request.needs_agent() {
+        // Only variables: no agent, no files.
+        mounts::target_containers(&request, spec)?;
+        Mutation {
+            patch: Patch(vec![patch::add(
+                &["metadata", "annotations", family.status_key()],
+                Value::String(annotations::INJECTED.to_owned()),
+            )]),
+            warnings: request.warnings.clone(),
+            mode: request.mode.unwrap_or(settings.mode),
+            agent: false,
+            exec: Vec::new(),
+        }
+    } else {
+        let plan = Plan::new(&request, annotations, spec, context, settings)?;
+        plan.into_mutation(spec, &request)
+    };
+    if family == Family::VaultK8s {
+        mutation.warnings.extend(exec::unresolved(spec));
+    }
+    if let Some(exec) = exec {
+        // The exec operations are written against the pod as the agent's leave it.
+        let mut patched = serde_json::to_value(pod).map_err(|e| {
+            Denial::new(
+                crate::Reason::Internal,
+                format!("cannot encode the pod: {e}"),
+            )
+        })?;
+        json_patch::patch(&mut patched, &mutation.patch).map_err(|e| {
+            Denial::new(
+                crate::Reason::Internal,
+                format!("the agent's patch does not apply to the pod: {e}"),
+            )
+        })?;
+        mutation.exec = exec.names();
+        mutation.warnings.extend(exec.warnings.iter().cloned());
+        mutation.patch.0.extend(exec.operations(&patched));
+    }
     let size = patch::json_len(&mutation.patch);
     if size > MAX_PATCH_BYTES {
         return Err(Denial::new(

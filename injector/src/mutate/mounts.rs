@@ -108,7 +108,8 @@ impl Mounts {
     }
 }
 
-fn memory_volume(name: &str) -> Volume {
+/// An `emptyDir` in memory.
+pub(super) fn memory_volume(name: &str) -> Volume {
     Volume {
         name: name.to_owned(),
         empty_dir: Some(EmptyDirVolumeSource {
@@ -149,7 +150,8 @@ fn labels_volume() -> Volume {
     }
 }
 
-fn secret_volume(name: &str, secret: &str) -> Volume {
+/// A Secret's volume.
+pub(super) fn secret_volume(name: &str, secret: &str) -> Volume {
     Volume {
         name: name.to_owned(),
         secret: Some(SecretVolumeSource {
@@ -160,7 +162,8 @@ fn secret_volume(name: &str, secret: &str) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+/// A mount of volume `name` at `path`.
+pub(super) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.to_owned(),
         mount_path: path.to_owned(),
@@ -209,7 +212,7 @@ pub(super) fn target_containers(
 /// The service-account token the agent logs in with: a token projected for the audience the
 /// pod names, the volume vault-k8s's annotation names, the app's own mounted token, or (when the
 /// pod mounts none) a token projected for the agent.
-fn service_account_token(
+pub(super) fn service_account_token(
     request: &InjectionRequest,
     spec: &PodSpec,
 ) -> Result<(Option<Volume>, VolumeMount, String), Denial> {

@@ -73,12 +73,14 @@ impl Plan {
             patch: Patch(ops),
             warnings: self.warnings,
             mode: self.mode,
+            agent: true,
+            exec: Vec::new(),
         }
     }
 }
 
 /// An `add` at the JSON Pointer made of `tokens` (escaped as RFC 6901 says: `~0`, `~1`).
-fn add(tokens: &[&str], value: Value) -> PatchOperation {
+pub(super) fn add(tokens: &[&str], value: Value) -> PatchOperation {
     PatchOperation::Add(AddOperation {
         path: jsonptr::PointerBuf::from_tokens(tokens.iter().copied()),
         value,

@@ -19,6 +19,24 @@ pub(super) fn to_agent_config(
     method: AuthMethod,
     jwt_path: Option<String>,
 ) -> Result<AgentConfig, Denial> {
+    token_path_is_free(request)?;
+    let config = unchecked(request, settings, method, jwt_path);
+    config.validate().map_err(|issues| {
+        Denial::new(
+            crate::Reason::InvalidConfig,
+            format!("the agent configuration these annotations give is invalid: {issues}"),
+        )
+    })?;
+    Ok(config)
+}
+
+/// [`to_agent_config`] before its checks: `hydrant exec`'s configuration starts from it too.
+pub(super) fn unchecked(
+    request: &InjectionRequest,
+    settings: &InjectorSettings,
+    method: AuthMethod,
+    jwt_path: Option<String>,
+) -> AgentConfig {
     let uses_jwt = matches!(method, AuthMethod::Kubernetes | AuthMethod::Jwt);
     let mut templates = Vec::new();
     let mut secrets = Vec::new();
@@ -60,7 +78,7 @@ pub(super) fn to_agent_config(
             }),
         }
     }
-    let token_sinks = token_sinks(request)?;
+    let token_sinks = token_sinks(request);
     let address = request
         .vault_address
         .clone()
@@ -71,7 +89,7 @@ pub(super) fn to_agent_config(
         .clone()
         .filter(|_| request.ca_cert.is_none() && !request.tls_skip_verify)
         .filter(|_| address.starts_with("https://"));
-    let config = AgentConfig {
+    AgentConfig {
         vault: VaultConfig {
             address,
             namespace: request
@@ -138,42 +156,42 @@ pub(super) fn to_agent_config(
                 .as_ref()
                 .map(|(_, item)| format!("{}/{item}", names::SCHEMA_PATH).into()),
         }),
-    };
-    config.validate().map_err(|issues| {
-        Denial::new(
-            crate::Reason::InvalidConfig,
-            format!("the agent configuration these annotations give is invalid: {issues}"),
-        )
-    })?;
-    Ok(config)
+    }
 }
 
 /// vault-k8s's `agent-inject-token`: the token kept in `token` under the mount path, with the
-/// file sink's default mode (0640) as vault-k8s gives it none. A file the pod asks for at the
-/// same path is refused: the two would overwrite each other.
-fn token_sinks(request: &InjectionRequest) -> Result<Vec<TokenSinkConfig>, Denial> {
+/// file sink's default mode (0640) as vault-k8s gives it none.
+fn token_sinks(request: &InjectionRequest) -> Vec<TokenSinkConfig> {
     if !request.inject_token {
-        return Ok(Vec::new());
+        return Vec::new();
+    }
+    vec![TokenSinkConfig {
+        path: format!("{}/{TOKEN_FILE}", request.mount_path).into(),
+        mode: None,
+    }]
+}
+
+/// With `agent-inject-token`, no secret's file may land on the token's path.
+fn token_path_is_free(request: &InjectionRequest) -> Result<(), Denial> {
+    if !request.inject_token {
+        return Ok(());
     }
     let path = format!("{}/{TOKEN_FILE}", request.mount_path);
-    if let Some(output) = request
+    match request
         .outputs
         .iter()
         .find(|o| destination(request, o) == path)
     {
-        return Err(Denial::new(
+        Some(output) => Err(Denial::new(
             crate::Reason::Conflict,
             format!(
                 "{} writes the Vault token to {path}, where the file of secret {:?} goes too; rename that secret or give it another file name",
                 k::AGENT_INJECT_TOKEN,
                 output.name
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(vec![TokenSinkConfig {
-        path: path.into(),
-        mode: None,
-    }])
 }
 
 /// Where an output's file goes: its file name (checked as the annotations were read) under its

@@ -85,8 +85,22 @@ pub struct Exited(pub u8);
 pub fn command(args: &Args, env: Arc<dyn Env>) -> anyhow::Result<()> {
     let config =
         agent::config::load_exec(&args.config, env.as_ref()).map_err(AgentError::Config)?;
-    let argv = command_line(&args.command, &config)?;
+    supervise(config, &args.command, env)
+}
+
+/// Runs the command (`given` after `--`, else the config's `exec.command`) with the config's
+/// variables to its end: `hydrant exec`, and `hydrant agent` on a Vault Agent configuration
+/// with `exec` (validated with [`AgentConfig::validate_exec`]). Its nonzero status comes back
+/// as [`Exited`].
+pub fn supervise(config: AgentConfig, given: &[OsString], env: Arc<dyn Env>) -> anyhow::Result<()> {
+    let argv = command_line(given, &config)?;
     let (engine, sources) = compile_env(&config, env)?;
+    // Vault Agent's pid_file: this process, which the command replaces when nothing stays.
+    let _pid_file = config
+        .pid_file
+        .as_deref()
+        .map(agent::sink::PidFile::create)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

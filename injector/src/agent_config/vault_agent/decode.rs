@@ -82,6 +82,19 @@ const OTHER_METHODS: &[&str] = &[
 /// Reads a file's items into a config; every problem is reported at once.
 pub(super) fn config(items: &[Item]) -> Result<(VaultAgentConfig, Vec<Warning>), Problems> {
     let mut d = Decoder::default();
+    for item in items
+        .iter()
+        .filter(|i| i.key == "env_template" && i.labels.len() > 1)
+    {
+        d.problem(
+            item.pos,
+            "env_template",
+            format!(
+                "has {} labels; give one, the variable's name: env_template \"DB_PASSWORD\" {{ ... }}",
+                item.labels.len()
+            ),
+        );
+    }
     let mut top = Section::new("", items);
     let vault = top.block(&mut d, "vault").map(|(s, _)| d.vault(s));
     let auto_auth = top

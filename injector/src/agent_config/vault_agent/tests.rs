@@ -415,6 +415,14 @@ fn process_supervisor_configs_vault_agent_refuses_are_refused_at_their_keys() {
             format!("{env}{exec}{exec}"),
             "exec: is given more than once",
         ),
+        (
+            format!("{env}{env}{exec}"),
+            "env_template[A]: is given more than once",
+        ),
+        (
+            format!("env_template \"A\" \"B\" {{\n  contents = \"x\"\n}}\n{exec}"),
+            "env_template: has 2 labels",
+        ),
     ];
     for (tail, expected) in cases {
         let err = refused(&format!("{head}{tail}"));

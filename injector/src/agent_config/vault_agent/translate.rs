@@ -140,6 +140,18 @@ pub(super) fn translate(c: VaultAgentConfig, purpose: Purpose) -> Result<Transla
             "is not written by hydrant's process supervisor (Vault Agent writes it beside exec): its values go into the command's environment only; give the sink to a second hydrant agent, or remove it".to_owned(),
         );
     }
+    let mut seen = BTreeSet::new();
+    for e in &c.env_templates {
+        if !seen.insert(e.name.as_str()) {
+            problems.push(Problem {
+                pos: e.pos,
+                key: format!("env_template[{}]", e.name),
+                message:
+                    "is given more than once (Vault Agent refuses a duplicate name too); keep one"
+                        .to_owned(),
+            });
+        }
+    }
     let env = c.env_templates.into_iter().map(env).collect();
     let exec = c.exec.map(exec);
     let settings = c.template_config.unwrap_or_default();

@@ -636,12 +636,21 @@ const SEEN: [&str; 8] = [
 ];
 
 /// A process-supervisor file: token_file auth, the variables, and `exec` running `@DIR@/child.sh`
-/// (which writes its environment to `@DIR@/seen.<n>` at its `n`th start, then runs `end`).
-fn supervisor_hcl(vault: &Vault, restart: &str) -> String {
-    format!(
+/// (which writes its environment to `@DIR@/seen.<n>` at its `n`th start, then runs `end`); with
+/// `sink`, a token sink `@DIR@/token` too.
+fn supervisor_hcl(vault: &Vault, restart: &str, sink: bool) -> String {
+    let hcl = format!(
         "vault {{\n  address = \"{}\"\n}}\npid_file = \"@DIR@/pid\"\nauto_auth {{\n  method \"token_file\" {{\n    config = {{\n      token_file_path = \"@DIR@/vault-token\"\n    }}\n  }}\n}}\ntemplate_config {{\n  static_secret_render_interval = \"1s\"\n}}\n{ENV_TEMPLATES}\nexec {{\n  command                   = [\"/bin/sh\", \"@DIR@/child.sh\"]\n  restart_on_secret_changes = \"{restart}\"\n  restart_stop_signal       = \"SIGTERM\"\n}}\n",
         vault.addr
-    )
+    );
+    if sink {
+        hcl.replace(
+            "\n}\ntemplate_config",
+            "\n  sink \"file\" {\n    config = {\n      path = \"@DIR@/token\"\n    }\n  }\n}\ntemplate_config",
+        )
+    } else {
+        hcl
+    }
 }
 
 /// One agent running a process-supervisor file, with its child's directory.
@@ -803,11 +812,11 @@ fn same_seen(
 /// `restart_on_secret_changes = "always"`: both children start with the same variables (KV v2
 /// and v1, a template file, a missing key, a name the agent's environment already has, what the
 /// child inherits), a KV change restarts both with the same new values, and SIGTERM to the agent
-/// ends both alike; each keeps its `pid_file` while it runs.
+/// ends both alike; each keeps its `pid_file` while it runs and writes a working token sink.
 #[test]
 fn the_process_supervisor_gives_its_command_what_bao_agent_gives_and_restarts_it_on_a_change() {
     let vault = seeded();
-    let config = supervisor_hcl(&vault, "always");
+    let config = supervisor_hcl(&vault, "always", true);
     let end = "trap 'exit 0' TERM\nwhile :; do sleep 0.05; done";
     let mut bao = Supervisor::start(&vault, "always", "bao", &config, end);
     let mut hydrant = Supervisor::start(&vault, "always", "hydrant", &config, end);
@@ -834,6 +843,10 @@ fn the_process_supervisor_gives_its_command_what_bao_agent_gives_and_restarts_it
             "{}: pid_file holds the agent's process ID",
             s.agent
         );
+        let token = read(&s.dir.join("token"));
+        vault
+            .api_as(token.trim(), "GET", "auth/token/lookup-self", None)
+            .unwrap_or_else(|e| panic!("{}: the sink's token does not work: {e:?}", s.agent));
     }
 
     let statuses = (bao.exit(Some("TERM")), hydrant.exit(Some("TERM")));
@@ -850,7 +863,7 @@ fn the_process_supervisor_gives_its_command_what_bao_agent_gives_and_restarts_it
 #[test]
 fn with_restarts_never_the_command_keeps_its_values_and_its_status_is_the_agents() {
     let vault = seeded();
-    let config = supervisor_hcl(&vault, "never");
+    let config = supervisor_hcl(&vault, "never", false);
     let end = "while [ ! -e \"$d/quit\" ]; do sleep 0.05; done\nexit 3";
     let mut agents: Vec<Supervisor> = ["bao", "hydrant", "hydrant-exec", "hydrant-exec--"]
         .into_iter()
@@ -896,7 +909,7 @@ fn with_restarts_never_the_command_keeps_its_values_and_its_status_is_the_agents
 #[test]
 fn a_process_supervisor_file_bao_agent_refuses_is_refused_before_any_login() {
     let vault = seeded();
-    let config = supervisor_hcl(&vault, "always");
+    let config = supervisor_hcl(&vault, "always", false);
     let without_exec = config.split("\nexec {").next().expect("head").to_owned();
     let with_template =
         format!("{config}template {{\n  destination = \"/tmp/x\"\n  contents = \"x\"\n}}\n");

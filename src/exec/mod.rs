@@ -2,8 +2,8 @@
 //! either syntax, or a Vault path and key), and runs the command with it. As its supervisor it
 //! keeps the token and leases fresh with the agent's own sidecar loop, restarts the command
 //! when a value changes (unless told not to), passes signals on, reaps, and exits with the
-//! command's status. With nothing to renew and restarts off, it becomes the command (exec), so
-//! that no supervisor stays.
+//! command's status; token sinks are kept current as the agent keeps them. With nothing to
+//! renew, restarts off and no sink, it becomes the command (exec), so that no supervisor stays.
 //!
 //! The values live in memory only: in this process and the command's environment, never in a
 //! file, a log line, an error or a metric.
@@ -145,8 +145,12 @@ async fn run(
     let (stop_signal, stop_name) =
         child::signal_of(exec.stop_signal()).unwrap_or((rustix::process::Signal::TERM, "TERM"));
     let inherited: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    if exec.restart_on_secret_changes == RestartOnSecretChanges::Never && !renews(&first) {
-        // Nothing to renew and nothing to restart for: no supervisor needs to stay.
+    if exec.restart_on_secret_changes == RestartOnSecretChanges::Never
+        && !renews(&first)
+        && config.token_sinks.is_empty()
+    {
+        // Nothing to renew, nothing to restart for and no token sink to keep current: no
+        // supervisor needs to stay.
         info!(
             variables = ?values,
             "nothing to renew and restarts are off; the command replaces hydrant"

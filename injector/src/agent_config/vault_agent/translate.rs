@@ -131,15 +131,6 @@ pub(super) fn translate(c: VaultAgentConfig, purpose: Purpose) -> Result<Transla
         }
         Purpose::Connection => {}
     }
-    if (purpose == Purpose::Exec || (purpose == Purpose::Agent && supervisor))
-        && !token_sinks.is_empty()
-    {
-        problem(
-            &mut problems,
-            "auto_auth.sink",
-            "is not written by hydrant's process supervisor (Vault Agent writes it beside exec): its values go into the command's environment only; give the sink to a second hydrant agent, or remove it".to_owned(),
-        );
-    }
     let mut seen = BTreeSet::new();
     for e in &c.env_templates {
         if !seen.insert(e.name.as_str()) {

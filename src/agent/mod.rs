@@ -125,7 +125,9 @@ pub struct Args {
     /// The agent configuration: hydrant's own (YAML or JSON), or a Vault Agent configuration
     /// (HCL or its JSON form; told apart by the `.hcl` extension or the text). Vault Agent
     /// configurations may be given several times, or as a directory, and merge as Vault Agent
-    /// merges them. Without it, HYDRANT_AGENT_CONFIG is read.
+    /// merges them. A Vault Agent configuration with `exec` and `env_template` runs its command
+    /// with the variables, as `bao agent` does (see hydrant exec). Without it,
+    /// HYDRANT_AGENT_CONFIG is read.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Vec<PathBuf>,
     /// Render every file once, then exit: what the init container does before the app starts.

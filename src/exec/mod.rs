@@ -35,7 +35,8 @@ pub use self::environment::Values;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The configuration: hydrant's own (YAML or JSON) with `vault`, `auth`, `env` and
-    /// optionally `exec`. Without it, HYDRANT_AGENT_CONFIG is read.
+    /// optionally `exec`, or a Vault Agent configuration (HCL or its JSON form, several merged)
+    /// with `env_template` and optionally `exec`. Without it, HYDRANT_AGENT_CONFIG is read.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Vec<PathBuf>,
     /// The command and its arguments, after `--`. Without them, the config's exec.command.

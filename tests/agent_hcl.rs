@@ -584,3 +584,370 @@ fn approle_without_a_secret_id_logs_in_with_the_role_id_alone_as_bao_agent_does(
     assert_same(&vault, &runs, &["token"]);
     assert!(runs.1.dir.join("role-id").exists(), "the role ID is kept");
 }
+
+// Vault Agent's process supervisor (`env_template` and `exec`): both agents run the same file at
+// once against one OpenBao, each with its own child, which writes its environment to a file at
+// every start; what the two children saw is compared, name for name.
+
+/// The variables every process-supervisor case renders: KV v2 and v1 reads, a template file with
+/// its own delimiters (a value ending in a newline), a missing key, and `DB_USER`, which the
+/// agents' own environment holds too (the template's value must win).
+const ENV_TEMPLATES: &str = r#"
+env_template "DB_USER" {
+  contents = "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.username }}{{ end }}"
+}
+
+env_template "DB_PASSWORD" {
+  contents             = "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.password }}{{ end }}"
+  error_on_missing_key = true
+}
+
+env_template "DSN" {
+  contents = "{{ with secret \"secret/data/app/db\" }}user={{ .Data.data.username }} port={{ .Data.data.port }}{{ end }}"
+}
+
+env_template "LEGACY" {
+  contents = <<EOT
+{{ with secret "kv/legacy" }}{{ .Data.user }}{{ end }}
+EOT
+}
+
+env_template "FROM_FILE" {
+  source          = "@DIR@/db.ctmpl"
+  left_delimiter  = "[["
+  right_delimiter = "]]"
+}
+
+env_template "MISSING" {
+  contents = "{{ with secret \"secret/data/app/db\" }}{{ .Data.data.nope }}{{ end }}"
+}
+"#;
+
+/// The names compared: the templates' and two the child inherits from its agent.
+const SEEN: [&str; 8] = [
+    "DB_USER",
+    "DB_PASSWORD",
+    "DSN",
+    "LEGACY",
+    "FROM_FILE",
+    "MISSING",
+    "HOME",
+    "INHERITED",
+];
+
+/// A process-supervisor file: token_file auth, the variables, and `exec` running `@DIR@/child.sh`
+/// (which writes its environment to `@DIR@/seen.<n>` at its `n`th start, then runs `end`); with
+/// `sink`, a token sink `@DIR@/token` too.
+fn supervisor_hcl(vault: &Vault, restart: &str, sink: bool) -> String {
+    let hcl = format!(
+        "vault {{\n  address = \"{}\"\n}}\npid_file = \"@DIR@/pid\"\nauto_auth {{\n  method \"token_file\" {{\n    config = {{\n      token_file_path = \"@DIR@/vault-token\"\n    }}\n  }}\n}}\ntemplate_config {{\n  static_secret_render_interval = \"1s\"\n}}\n{ENV_TEMPLATES}\nexec {{\n  command                   = [\"/bin/sh\", \"@DIR@/child.sh\"]\n  restart_on_secret_changes = \"{restart}\"\n  restart_stop_signal       = \"SIGTERM\"\n}}\n",
+        vault.addr
+    );
+    if sink {
+        hcl.replace(
+            "\n}\ntemplate_config",
+            "\n  sink \"file\" {\n    config = {\n      path = \"@DIR@/token\"\n    }\n  }\n}\ntemplate_config",
+        )
+    } else {
+        hcl
+    }
+}
+
+/// One agent running a process-supervisor file, with its child's directory.
+struct Supervisor {
+    agent: &'static str,
+    dir: PathBuf,
+    process: KillOnDrop,
+}
+
+impl Supervisor {
+    /// Starts `agent` on `config` in its own directory under the test's, the child running
+    /// `end` after it has written what it saw. The agent is `bao` (`bao agent -config`),
+    /// `hydrant` (`hydrant agent --config`), `hydrant-exec` (`hydrant exec --config`, the
+    /// command from the file) or `hydrant-exec--` (the file's exec stanza without its command,
+    /// which comes after `--`).
+    fn start(vault: &Vault, case: &str, agent: &'static str, config: &str, end: &str) -> Self {
+        let dir = vault.path(&format!("supervisor-{case}/{agent}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("vault-token"), vault.token(&["app"])).expect("token");
+        std::fs::write(
+            dir.join("db.ctmpl"),
+            "[[ with secret \"secret/data/app/db\" ]][[ .Data.data | toJSON ]][[ end ]]\n",
+        )
+        .expect("template file");
+        std::fs::write(
+            dir.join("child.sh"),
+            format!(
+                "d={d}\nn=$(( $(cat \"$d/count\" 2>/dev/null || echo 0) + 1 ))\necho $n > \"$d/count\"\nenv -0 > \"$d/seen.tmp\"\nmv \"$d/seen.tmp\" \"$d/seen.$n\"\n{end}\n",
+                d = dir.display()
+            ),
+        )
+        .expect("child");
+        let file = dir.join("agent.hcl");
+        let config = match agent {
+            "hydrant-exec--" => config
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("command "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => config.to_owned(),
+        };
+        std::fs::write(&file, config.replace("@DIR@", &dir.display().to_string())).expect("config");
+        let log = std::fs::File::create(dir.join("log")).expect("log");
+        let hydrant = |args: &[&str]| {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hydrant"));
+            c.args(args).arg(&file).env("HYDRANT_LOG", "info");
+            c
+        };
+        let mut command = match agent {
+            "bao" => {
+                let mut c = std::process::Command::new(bao());
+                c.arg("agent").arg(format!("-config={}", file.display()));
+                c
+            }
+            "hydrant" => hydrant(&["agent", "--config"]),
+            "hydrant-exec" => hydrant(&["exec", "--config"]),
+            _ => {
+                let mut c = hydrant(&["exec", "--config"]);
+                c.arg("--").arg("/bin/sh").arg(dir.join("child.sh"));
+                c
+            }
+        };
+        let process = command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", "/home/app")
+            .env("INHERITED", "from the agent")
+            .env("DB_USER", "placeholder")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the agent");
+        Supervisor {
+            agent,
+            dir,
+            process: KillOnDrop(process),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// Waits for the child's `n`th start; the agent must not have exited.
+    fn started(&mut self, n: u32, timeout: Duration) {
+        let file = self.dir.join(format!("seen.{n}"));
+        let deadline = std::time::Instant::now() + timeout;
+        while !file.exists() {
+            let exited = self.process.0.try_wait().expect("wait").is_some();
+            assert!(
+                !exited && std::time::Instant::now() < deadline,
+                "{}: start {n} of the child never came:\n{}",
+                self.agent,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the child's `n`th start saw, of the names compared.
+    fn seen(&self, n: u32) -> std::collections::BTreeMap<String, String> {
+        let bytes = std::fs::read(self.dir.join(format!("seen.{n}"))).expect("seen");
+        String::from_utf8(bytes)
+            .expect("utf-8")
+            .split('\0')
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(name, _)| SEEN.contains(name))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    fn starts(&self) -> u32 {
+        read(&self.dir.join("count")).trim().parse().expect("count")
+    }
+
+    /// Waits for the agent to exit (after `signal`, if given); its exit status.
+    fn exit(&mut self, signal: Option<&str>) -> Option<i32> {
+        if let Some(name) = signal {
+            crate::util::signal(self.process.0.id(), name);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.process.0.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not exit:\n{}",
+                self.agent,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Both children's `n`th start saw the same variables; returns them.
+fn same_seen(
+    bao: &Supervisor,
+    hydrant: &Supervisor,
+    n: u32,
+) -> std::collections::BTreeMap<String, String> {
+    let want = bao.seen(n);
+    assert_eq!(
+        want.keys().map(String::as_str).collect::<Vec<_>>().len(),
+        SEEN.len(),
+        "bao agent's child saw every name: {:?}",
+        want.keys()
+    );
+    assert_eq!(
+        hydrant.seen(n),
+        want,
+        "start {n}: hydrant's child saw other variables than bao agent's"
+    );
+    want
+}
+
+/// `restart_on_secret_changes = "always"`: both children start with the same variables (KV v2
+/// and v1, a template file, a missing key, a name the agent's environment already has, what the
+/// child inherits), a KV change restarts both with the same new values, and SIGTERM to the agent
+/// ends both alike; each keeps its `pid_file` while it runs and writes a working token sink.
+#[test]
+fn the_process_supervisor_gives_its_command_what_bao_agent_gives_and_restarts_it_on_a_change() {
+    let vault = seeded();
+    let config = supervisor_hcl(&vault, "always", true);
+    let end = "trap 'exit 0' TERM\nwhile :; do sleep 0.05; done";
+    let mut bao = Supervisor::start(&vault, "always", "bao", &config, end);
+    let mut hydrant = Supervisor::start(&vault, "always", "hydrant", &config, end);
+    bao.started(1, Duration::from_secs(30));
+    hydrant.started(1, Duration::from_secs(30));
+    let first = same_seen(&bao, &hydrant, 1);
+    assert_ne!(first["DB_USER"], "placeholder", "the template's value wins");
+
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "changed", "port": 5432}),
+    );
+    bao.started(2, Duration::from_secs(30));
+    hydrant.started(2, Duration::from_secs(30));
+    let second = same_seen(&bao, &hydrant, 2);
+    assert_ne!(second["DB_PASSWORD"], first["DB_PASSWORD"], "the new value");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!((bao.starts(), hydrant.starts()), (2, 2), "one restart each");
+
+    for s in [&bao, &hydrant] {
+        assert_eq!(
+            read(&s.dir.join("pid")).trim(),
+            s.process.0.id().to_string(),
+            "{}: pid_file holds the agent's process ID",
+            s.agent
+        );
+        let token = read(&s.dir.join("token"));
+        vault
+            .api_as(token.trim(), "GET", "auth/token/lookup-self", None)
+            .unwrap_or_else(|e| panic!("{}: the sink's token does not work: {e:?}", s.agent));
+    }
+
+    let statuses = (bao.exit(Some("TERM")), hydrant.exit(Some("TERM")));
+    assert_eq!(statuses.1, statuses.0, "hydrant exits as bao agent does");
+    for s in [&bao, &hydrant] {
+        assert!(!s.dir.join("pid").exists(), "{}: pid_file removed", s.agent);
+    }
+}
+
+/// `restart_on_secret_changes = "never"`: a KV change leaves every child running with what it
+/// started with, and a child's own exit status is its agent's. `hydrant exec` on the same file
+/// (the command from its exec stanza, or after `--`) gives its child the
+/// same as `bao agent`, and keeps it as bao agent does.
+#[test]
+fn with_restarts_never_the_command_keeps_its_values_and_its_status_is_the_agents() {
+    let vault = seeded();
+    let config = supervisor_hcl(&vault, "never", false);
+    let end = "while [ ! -e \"$d/quit\" ]; do sleep 0.05; done\nexit 3";
+    let mut agents: Vec<Supervisor> = ["bao", "hydrant", "hydrant-exec", "hydrant-exec--"]
+        .into_iter()
+        .map(|agent| Supervisor::start(&vault, "never", agent, &config, end))
+        .collect();
+    for agent in &mut agents {
+        agent.started(1, Duration::from_secs(30));
+    }
+    let (bao, others) = agents.split_first_mut().expect("bao first");
+    for other in others.iter() {
+        same_seen(bao, other, 1);
+    }
+
+    vault.kv2_put(
+        "app/db",
+        json!({"username": "app-user", "password": "changed", "port": 5432}),
+    );
+    // bao agent reads the secret again after 1 s and acts 2 s after a render: it would have
+    // restarted its child by now.
+    std::thread::sleep(Duration::from_secs(6));
+    for agent in &agents {
+        assert_eq!(
+            agent.starts(),
+            1,
+            "{} never restarted its child",
+            agent.agent
+        );
+        std::fs::write(agent.dir.join("quit"), "").expect("quit");
+    }
+    let mut statuses = agents
+        .iter_mut()
+        .map(|agent| (agent.agent, agent.exit(None)));
+    let (_, want) = statuses.next().expect("bao");
+    assert_eq!(want, Some(3), "bao agent exits with its child's status");
+    for (agent, status) in statuses {
+        assert_eq!(status, want, "{agent} exits as bao agent does");
+    }
+}
+
+/// A process-supervisor file that Vault Agent refuses is refused by `hydrant agent` with the key
+/// and the fix (exit 64), before anything reaches Vault; so are flags for an agent that renders
+/// files.
+#[test]
+fn a_process_supervisor_file_bao_agent_refuses_is_refused_before_any_login() {
+    let vault = seeded();
+    let config = supervisor_hcl(&vault, "always", false);
+    let without_exec = config.split("\nexec {").next().expect("head").to_owned();
+    let with_template =
+        format!("{config}template {{\n  destination = \"/tmp/x\"\n  contents = \"x\"\n}}\n");
+    let mark = vault.audit_mark();
+    for (case, text, expected) in [
+        (
+            "no-exec",
+            &without_exec,
+            "exec: is required with env_template",
+        ),
+        (
+            "template",
+            &with_template,
+            "template: cannot be given with env_template",
+        ),
+    ] {
+        let file = vault.file(&format!("supervisor-refused/{case}.hcl"), text);
+        let err = Hydrant::new(["agent", "--config"])
+            .run_with_arg(&file)
+            .failure(64);
+        assert!(err.contains(expected), "{err}");
+        assert!(
+            run_bao(
+                &file,
+                &vault.path(&format!("supervisor-refused/{case}.log"))
+            )
+            .is_err(),
+            "bao agent refuses it too"
+        );
+    }
+    let file = vault.file("supervisor-refused/once.hcl", &config);
+    let err = Hydrant::new(["agent", "--once", "--config"])
+        .run_with_arg(&file)
+        .failure(64);
+    assert!(err.contains("remove --once"), "{err}");
+    assert_eq!(
+        vault.audit_requests(mark),
+        Vec::new(),
+        "nothing reached Vault"
+    );
+}

@@ -14,37 +14,94 @@ use crate::env::{Env, non_empty};
 /// Loads and validates the configuration from `paths`, or from the environment when there are
 /// none. The error is one line naming the source and every bad key.
 pub fn load(paths: &[PathBuf], env: &dyn Env) -> Result<AgentConfig, String> {
-    load_checked(paths, env, AgentConfig::validate)
+    let loaded = read_config(paths, env, Purpose::Agent)?;
+    check(&loaded, AgentConfig::validate)?;
+    Ok(loaded.config)
+}
+
+/// What `hydrant agent` runs for its configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Render the files and sink the token: the agent.
+    Agent,
+    /// Run the configured command with the variables, as `hydrant exec` does.
+    Supervisor,
+}
+
+/// The one place `hydrant agent` decides what it runs: a Vault Agent configuration with `exec`
+/// or `env_template` makes `bao agent` a process supervisor, and so hydrant. hydrant's own
+/// config keeps `env` and `exec` for `hydrant exec`, and `hydrant agent` refuses them.
+pub fn role(vault_agent: bool, config: &AgentConfig) -> Role {
+    if vault_agent && (config.exec.is_some() || !config.env.is_empty()) {
+        Role::Supervisor
+    } else {
+        Role::Agent
+    }
+}
+
+/// Loads the configuration for `hydrant agent` and what it runs, validated for that (as
+/// [`load`], or as [`load_exec`] for the supervisor).
+pub fn load_agent(paths: &[PathBuf], env: &dyn Env) -> Result<(Role, AgentConfig), String> {
+    let loaded = read_config(paths, env, Purpose::Agent)?;
+    let role = role(loaded.vault_agent, &loaded.config);
+    match role {
+        Role::Agent => check(&loaded, AgentConfig::validate)?,
+        Role::Supervisor => check(&loaded, AgentConfig::validate_exec)?,
+    }
+    Ok((role, loaded.config))
 }
 
 /// Loads and validates a configuration for `hydrant exec` (`env` and `exec` instead of files),
-/// as [`load`] does.
+/// as [`load`] does; a Vault Agent configuration gives them with `env_template` and `exec`.
 pub fn load_exec(paths: &[PathBuf], env: &dyn Env) -> Result<AgentConfig, String> {
-    load_checked(paths, env, AgentConfig::validate_exec)
+    let loaded = read_config(paths, env, Purpose::Exec)?;
+    check(&loaded, AgentConfig::validate_exec)?;
+    Ok(loaded.config)
 }
 
-fn load_checked(
-    paths: &[PathBuf],
-    env: &dyn Env,
+/// A configuration as read, before validation.
+struct Loaded {
+    /// The files (or variable) it came from, for messages.
+    origin: String,
+    /// Whether it is a Vault Agent configuration rather than hydrant's own.
+    vault_agent: bool,
+    config: AgentConfig,
+}
+
+fn check(
+    loaded: &Loaded,
     validate: fn(&AgentConfig) -> Result<(), injector::agent_config::ConfigIssues>,
-) -> Result<AgentConfig, String> {
-    let (origin, config) = match paths {
+) -> Result<(), String> {
+    validate(&loaded.config).map_err(|issues| format!("{}: {issues}", loaded.origin))
+}
+
+fn read_config(paths: &[PathBuf], env: &dyn Env, purpose: Purpose) -> Result<Loaded, String> {
+    match paths {
         [] => {
             let text = non_empty(env, AGENT_CONFIG_ENV).ok_or_else(|| {
                 format!("no configuration: pass --config FILE or set {AGENT_CONFIG_ENV} to the JSON document")
             })?;
             let config = parse_json(&text).map_err(|e| format!("{AGENT_CONFIG_ENV}: {e}"))?;
-            (AGENT_CONFIG_ENV.to_owned(), config)
+            Ok(Loaded {
+                origin: AGENT_CONFIG_ENV.to_owned(),
+                vault_agent: false,
+                config,
+            })
         }
         [path] if !path.is_dir() => {
             let origin = path.display().to_string();
             let text = read(path)?;
-            let config = if vault_agent::is_vault_agent(&origin, &text) {
-                vault_agent_config(&[(path.clone(), text)], env, Purpose::Agent)?
+            let vault_agent = vault_agent::is_vault_agent(&origin, &text);
+            let config = if vault_agent {
+                vault_agent_config(&[(path.clone(), text)], env, purpose)?
             } else {
                 parse(&text).map_err(|e| format!("{origin}: {e}"))?
             };
-            (origin, config)
+            Ok(Loaded {
+                origin,
+                vault_agent,
+                config,
+            })
         }
         _ => {
             let files = vault_agent_files(paths)?;
@@ -53,11 +110,13 @@ fn load_checked(
                 .map(|(path, _)| path.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
-            (origin, vault_agent_config(&files, env, Purpose::Agent)?)
+            Ok(Loaded {
+                origin,
+                vault_agent: true,
+                config: vault_agent_config(&files, env, purpose)?,
+            })
         }
-    };
-    validate(&config).map_err(|issues| format!("{origin}: {issues}"))?;
-    Ok(config)
+    }
 }
 
 /// Loads only what a command-line tool needs to reach Vault and log in (`hydrant render` and
@@ -82,8 +141,10 @@ pub fn load_connection(path: &Path, env: &dyn Env) -> Result<AgentConfig, String
 /// What a Vault Agent configuration is read for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Purpose {
-    /// The agent: it must render or sink something.
+    /// The agent: it must render or sink something, or run its `exec` command.
     Agent,
+    /// `hydrant exec`: it must give variables.
+    Exec,
     /// A tool that only logs in.
     Connection,
 }
@@ -183,6 +244,7 @@ fn vault_agent_config(
     let merged = merged.unwrap_or_default().with_environment(&environment);
     let translated = match purpose {
         Purpose::Agent => merged.translate(),
+        Purpose::Exec => merged.translate_exec(),
         Purpose::Connection => merged.translate_connection(),
     }
     .map_err(|e| e.in_file(&origin))?;
@@ -351,5 +413,52 @@ retry:
         assert!(err.starts_with("VAULT_SKIP_VERIFY: "), "{err}");
         let err = load(paths, &env(&[("VAULT_CAPATH", "/etc/ssl/certs")])).expect_err("capath");
         assert!(err.starts_with("VAULT_CAPATH is set: "), "{err}");
+    }
+
+    /// `hydrant agent` on a Vault Agent configuration with `exec` and `env_template` is the
+    /// process supervisor, as `bao agent` is; on hydrant's own config, `env` stays refused with
+    /// the command that reads it.
+    #[test]
+    fn the_agent_supervises_a_command_only_for_a_vault_agent_exec_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hcl = dir.path().join("agent.hcl");
+        let base = "vault {\n  address = \"http://127.0.0.1:8200\"\n}\nauto_auth {\n  method \"token_file\" {\n    config = { token_file_path = \"/t\" }\n  }\n}\n";
+        std::fs::write(
+            &hcl,
+            format!("{base}env_template \"A\" {{\n  contents = \"a\"\n}}\nexec {{\n  command = [\"/bin/true\"]\n}}\n"),
+        )
+        .expect("write");
+        let (chosen, config) =
+            load_agent(std::slice::from_ref(&hcl), &HashMap::new()).expect("loads");
+        assert_eq!(chosen, Role::Supervisor);
+        assert_eq!(config.env[0].name, "A");
+        assert_eq!(
+            load_exec(std::slice::from_ref(&hcl), &HashMap::new())
+                .expect("hydrant exec reads it too")
+                .exec,
+            config.exec
+        );
+
+        std::fs::write(
+            &hcl,
+            format!("{base}template {{\n  contents = \"a\"\n  destination = \"/tmp/a\"\n}}\n"),
+        )
+        .expect("write");
+        let (chosen, _) = load_agent(std::slice::from_ref(&hcl), &HashMap::new()).expect("loads");
+        assert_eq!(chosen, Role::Agent);
+        let err = load_exec(std::slice::from_ref(&hcl), &HashMap::new()).expect_err("no env");
+        assert!(
+            err.contains("env_template: is required by hydrant exec"),
+            "{err}"
+        );
+
+        let mut own = parse(YAML).expect("parses");
+        own.env = vec![injector::agent_config::EnvConfig {
+            name: "A".into(),
+            contents: Some("a".into()),
+            ..Default::default()
+        }];
+        assert_eq!(role(false, &own), Role::Agent);
+        assert_eq!(role(true, &own), Role::Supervisor);
     }
 }

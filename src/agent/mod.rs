@@ -13,7 +13,7 @@ pub(crate) mod init;
 mod schedule;
 pub(crate) mod server;
 pub(crate) mod sidecar;
-mod sink;
+pub(crate) mod sink;
 mod snapshot;
 pub mod state;
 pub mod timing;
@@ -125,7 +125,9 @@ pub struct Args {
     /// The agent configuration: hydrant's own (YAML or JSON), or a Vault Agent configuration
     /// (HCL or its JSON form; told apart by the `.hcl` extension or the text). Vault Agent
     /// configurations may be given several times, or as a directory, and merge as Vault Agent
-    /// merges them. Without it, HYDRANT_AGENT_CONFIG is read.
+    /// merges them. A Vault Agent configuration with `exec` and `env_template` runs its command
+    /// with the variables, as `bao agent` does (see hydrant exec). Without it,
+    /// HYDRANT_AGENT_CONFIG is read.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Vec<PathBuf>,
     /// Render every file once, then exit: what the init container does before the app starts.
@@ -150,12 +152,31 @@ pub struct Args {
 #[error("not ready: {} does not exist yet", .0.display())]
 pub struct NotReady(PathBuf);
 
-/// `hydrant agent`: answers `--check-ready`, or runs the agent to completion.
+/// `hydrant agent`: answers `--check-ready`, or runs the agent to completion; on a Vault Agent
+/// configuration with `exec` and `env_template`, runs its command as `hydrant exec` does (what
+/// `bao agent` does with it).
 pub fn command(args: &Args, env: Arc<dyn Env>) -> anyhow::Result<()> {
     if args.check_ready {
         return check_ready(&args.ready_file).map_err(Into::into);
     }
-    run(args, env)?;
+    let (role, config) = config::load_agent(&args.config, env.as_ref()).map_err(Error::Config)?;
+    match role {
+        config::Role::Agent => run_config(args, config, env)?,
+        config::Role::Supervisor => {
+            for (flag, given) in [
+                ("--once", args.once),
+                ("--state-dir", args.state_dir.is_some()),
+            ] {
+                if given {
+                    return Err(Error::Config(format!(
+                        "{flag} is for an agent that renders files; this configuration's exec and env_template run a command under supervision: remove {flag}"
+                    ))
+                    .into());
+                }
+            }
+            crate::exec::supervise(config, &[], env)?
+        }
+    }
     Ok(())
 }
 
@@ -172,7 +193,12 @@ fn check_ready(ready_file: &Path) -> Result<(), NotReady> {
 /// and checks every destination before anything is sent to Vault, then renders once (the init
 /// container) or runs the sidecar.
 pub fn run(args: &Args, env: Arc<dyn Env>) -> Result<(), Error> {
-    let mut config = config::load(&args.config, env.as_ref()).map_err(Error::Config)?;
+    let config = config::load(&args.config, env.as_ref()).map_err(Error::Config)?;
+    run_config(args, config, env)
+}
+
+/// [`run`] on a configuration already loaded.
+fn run_config(args: &Args, mut config: AgentConfig, env: Arc<dyn Env>) -> Result<(), Error> {
     if let Some(dir) = &args.state_dir {
         config.state_dir = Some(dir.clone());
     }

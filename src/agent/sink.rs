@@ -35,11 +35,11 @@ pub(super) fn write_or_warn(config: &AgentConfig, token: &Token) {
 /// The process ID in `pid_file` while the agent runs (Vault Agent's `pid_file`): written at
 /// start, removed when dropped.
 #[derive(Debug)]
-pub(super) struct PidFile(std::path::PathBuf);
+pub(crate) struct PidFile(std::path::PathBuf);
 
 impl PidFile {
     /// Writes the file, as Vault Agent does: the ID alone, mode 0600.
-    pub(super) fn create(path: &std::path::Path) -> Result<PidFile, Error> {
+    pub(crate) fn create(path: &std::path::Path) -> Result<PidFile, Error> {
         let id = std::process::id().to_string();
         files::write_atomic(path, id.as_bytes(), 0o600).map_err(|error| Error::Write {
             name: "pid_file".to_owned(),

@@ -2,8 +2,8 @@
 //! either syntax, or a Vault path and key), and runs the command with it. As its supervisor it
 //! keeps the token and leases fresh with the agent's own sidecar loop, restarts the command
 //! when a value changes (unless told not to), passes signals on, reaps, and exits with the
-//! command's status. With nothing to renew and restarts off, it becomes the command (exec), so
-//! that no supervisor stays.
+//! command's status; token sinks are kept current as the agent keeps them. With nothing to
+//! renew, restarts off and no sink, it becomes the command (exec), so that no supervisor stays.
 //!
 //! The values live in memory only: in this process and the command's environment, never in a
 //! file, a log line, an error or a metric.
@@ -35,7 +35,8 @@ pub use self::environment::Values;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The configuration: hydrant's own (YAML or JSON) with `vault`, `auth`, `env` and
-    /// optionally `exec`. Without it, HYDRANT_AGENT_CONFIG is read.
+    /// optionally `exec`, or a Vault Agent configuration (HCL or its JSON form, several merged)
+    /// with `env_template` and optionally `exec`. Without it, HYDRANT_AGENT_CONFIG is read.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Vec<PathBuf>,
     /// The command and its arguments, after `--`. Without them, the config's exec.command.
@@ -85,8 +86,22 @@ pub struct Exited(pub u8);
 pub fn command(args: &Args, env: Arc<dyn Env>) -> anyhow::Result<()> {
     let config =
         agent::config::load_exec(&args.config, env.as_ref()).map_err(AgentError::Config)?;
-    let argv = command_line(&args.command, &config)?;
+    supervise(config, &args.command, env)
+}
+
+/// Runs the command (`given` after `--`, else the config's `exec.command`) with the config's
+/// variables to its end: `hydrant exec`, and `hydrant agent` on a Vault Agent configuration
+/// with `exec` (validated with [`AgentConfig::validate_exec`]). Its nonzero status comes back
+/// as [`Exited`].
+pub fn supervise(config: AgentConfig, given: &[OsString], env: Arc<dyn Env>) -> anyhow::Result<()> {
+    let argv = command_line(given, &config)?;
     let (engine, sources) = compile_env(&config, env)?;
+    // Vault Agent's pid_file: this process, which the command replaces when nothing stays.
+    let _pid_file = config
+        .pid_file
+        .as_deref()
+        .map(agent::sink::PidFile::create)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -131,8 +146,12 @@ async fn run(
     let (stop_signal, stop_name) =
         child::signal_of(exec.stop_signal()).unwrap_or((rustix::process::Signal::TERM, "TERM"));
     let inherited: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    if exec.restart_on_secret_changes == RestartOnSecretChanges::Never && !renews(&first) {
-        // Nothing to renew and nothing to restart for: no supervisor needs to stay.
+    if exec.restart_on_secret_changes == RestartOnSecretChanges::Never
+        && !renews(&first)
+        && config.token_sinks.is_empty()
+    {
+        // Nothing to renew, nothing to restart for and no token sink to keep current: no
+        // supervisor needs to stay.
         info!(
             variables = ?values,
             "nothing to renew and restarts are off; the command replaces hydrant"

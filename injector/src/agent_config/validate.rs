@@ -77,19 +77,20 @@ impl AgentConfig {
     }
 
     /// Checks a configuration for `hydrant exec`: as [`AgentConfig::validate`] does, with
-    /// `env` instead of files. What only writes files (templates, secrets, token sinks, the
-    /// hand-over) is refused: Vault Agent refuses `template` next to `env_template` too.
+    /// `env` instead of files. What only writes files (templates, secrets, the hand-over) is
+    /// refused: Vault Agent refuses `template` next to `env_template` too. Token sinks are kept,
+    /// as Vault Agent writes its sink beside `exec`.
     pub fn validate_exec(&self) -> Result<(), ConfigIssues> {
         let mut issues = Issues::default();
         self.validate_vault(&mut issues);
         self.validate_auth(&mut issues);
         self.validate_env(&mut issues);
+        self.validate_sinks(&mut issues, &mut BTreeMap::new());
         self.validate_sidecar(&mut issues);
         self.validate_bounds(&mut issues);
         for (key, set) in [
             ("templates", !self.templates.is_empty()),
             ("secrets", !self.secrets.is_empty()),
-            ("token_sinks", !self.token_sinks.is_empty()),
             ("state_dir", self.state_dir.is_some()),
             ("exit_after_auth", self.exit_after_auth),
         ] {
@@ -507,15 +508,12 @@ impl AgentConfig {
         }
     }
 
-    fn validate_outputs(&self, issues: &mut Issues) {
-        if self.templates.is_empty() && self.secrets.is_empty() && self.token_sinks.is_empty() {
-            issues.push(
-                "templates",
-                "nothing to render: add templates, secrets or token_sinks",
-            );
-        }
-        let mut names: BTreeMap<&str, String> = BTreeMap::new();
-        let mut destinations: BTreeMap<&Path, String> = BTreeMap::new();
+    /// Each token sink names a file of its own; `destinations` collects them.
+    fn validate_sinks<'a>(
+        &'a self,
+        issues: &mut Issues,
+        destinations: &mut BTreeMap<&'a Path, String>,
+    ) {
         for (i, sink) in self.token_sinks.iter().enumerate() {
             let key = format!("token_sinks[{i}]");
             let path = sink.path.as_path();
@@ -533,6 +531,18 @@ impl AgentConfig {
                 destinations.insert(path, key);
             }
         }
+    }
+
+    fn validate_outputs(&self, issues: &mut Issues) {
+        if self.templates.is_empty() && self.secrets.is_empty() && self.token_sinks.is_empty() {
+            issues.push(
+                "templates",
+                "nothing to render: add templates, secrets or token_sinks",
+            );
+        }
+        let mut names: BTreeMap<&str, String> = BTreeMap::new();
+        let mut destinations: BTreeMap<&Path, String> = BTreeMap::new();
+        self.validate_sinks(issues, &mut destinations);
         if self
             .pid_file
             .as_ref()

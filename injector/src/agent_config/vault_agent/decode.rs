@@ -8,14 +8,11 @@ use std::time;
 
 use super::tree::{Item, Node, Pos};
 use super::{
-    AutoAuth, Method, Problem, Problems, Sink, Template, TemplateSettings, VaultAgentConfig,
-    VaultStanza, Warning,
+    AutoAuth, EnvTemplate, Exec, Method, Problem, Problems, Sink, Template, TemplateSettings,
+    VaultAgentConfig, VaultStanza, Warning,
 };
 use crate::agent_config::AuthMethod;
 use crate::values::{Duration, parse_bool};
-
-/// Where to send what the environment-variable stanzas would give.
-const ENV_HINT: &str = "environment variables from templates are not supported yet; render a file and read it (or source it) from the app";
 
 /// What a refused key's message says, by key.
 const REFUSED_TOP: &[(&str, &str)] = &[
@@ -31,8 +28,6 @@ const REFUSED_TOP: &[(&str, &str)] = &[
         "api_proxy",
         "hydrant serves no Vault API to the app; the app reads rendered files or the token sink",
     ),
-    ("exec", ENV_HINT),
-    ("env_template", ENV_HINT),
     ("seal", "a Vault server key, not an agent's"),
     ("hsm", "a Vault server key, not an agent's"),
     ("kms", "a Vault server key, not an agent's"),
@@ -87,6 +82,19 @@ const OTHER_METHODS: &[&str] = &[
 /// Reads a file's items into a config; every problem is reported at once.
 pub(super) fn config(items: &[Item]) -> Result<(VaultAgentConfig, Vec<Warning>), Problems> {
     let mut d = Decoder::default();
+    for item in items
+        .iter()
+        .filter(|i| i.key == "env_template" && i.labels.len() > 1)
+    {
+        d.problem(
+            item.pos,
+            "env_template",
+            format!(
+                "has {} labels; give one, the variable's name: env_template \"DB_PASSWORD\" {{ ... }}",
+                item.labels.len()
+            ),
+        );
+    }
     let mut top = Section::new("", items);
     let vault = top.block(&mut d, "vault").map(|(s, _)| d.vault(s));
     let auto_auth = top
@@ -101,6 +109,11 @@ pub(super) fn config(items: &[Item]) -> Result<(VaultAgentConfig, Vec<Warning>),
     let template_config = top
         .block(&mut d, "template_config")
         .map(|(s, _)| d.template_config(s));
+    let env_templates = env_template_blocks(&mut d, top.blocks("env_template"))
+        .into_iter()
+        .map(|(name, s, pos)| d.env_template(name, s, pos))
+        .collect();
+    let exec = top.block(&mut d, "exec").map(|(s, pos)| d.exec(s, pos));
     let exit_after_auth = top.boolean(&mut d, "exit_after_auth").unwrap_or(false);
     let pid_file = top.string(&mut d, "pid_file").filter(|p| !p.is_empty());
     top.finish(&mut d, REFUSED_TOP, IGNORED_TOP);
@@ -118,12 +131,52 @@ pub(super) fn config(items: &[Item]) -> Result<(VaultAgentConfig, Vec<Warning>),
             auto_auth,
             templates,
             template_config,
+            env_templates,
+            exec,
             exit_after_auth,
             pid_file: pid_file.map(PathBuf::from),
             warnings: Vec::new(),
         },
         d.warnings,
     ))
+}
+
+/// Each `env_template` with the variable it names: `env_template "NAME" { ... }` in HCL, or in the
+/// JSON form an object of them by name (`"env_template": {"NAME": {...}, ...}`).
+fn env_template_blocks<'a>(
+    d: &mut Decoder,
+    blocks: Vec<(Section<'a>, Option<Pos>)>,
+) -> Vec<(String, Section<'a>, Option<Pos>)> {
+    let mut out = Vec::new();
+    for (section, pos) in blocks {
+        if let Some((path, kind)) = section.path.split_once('!') {
+            d.problem(pos, path, format!("must be a block, not {kind}"));
+        } else if let Some(label) = section.label {
+            out.push((label.to_owned(), section, pos));
+        } else if !section.items.is_empty()
+            && section
+                .items
+                .iter()
+                .all(|i| i.labels.is_empty() && matches!(i.value, Node::Map(_)))
+        {
+            for item in &section.items {
+                if let Node::Map(items) = &item.value {
+                    out.push((
+                        item.key.clone(),
+                        Section::new(&section.path, items),
+                        item.pos.or(pos),
+                    ));
+                }
+            }
+        } else {
+            d.problem(
+                pos,
+                "env_template",
+                "has no variable name; write env_template \"DB_PASSWORD\" { contents = \"...\" }",
+            );
+        }
+    }
+    out
 }
 
 #[derive(Default)]
@@ -536,6 +589,131 @@ impl Decoder {
             &[],
         );
         t
+    }
+
+    /// One `env_template "NAME"`: the keys Vault Agent allows there (a template's text and how
+    /// it renders), and its refusal of the ones that only mean something for a file.
+    fn env_template(&mut self, name: String, s: Section<'_>, pos: Option<Pos>) -> EnvTemplate {
+        let mut s = s.renamed(format!("env_template[{name}]"));
+        if !crate::agent_config::is_env_name(&name) {
+            self.problem(
+                pos,
+                &s.path,
+                format!(
+                    "{name:?} is not an environment variable name: use letters, digits and '_', not starting with a digit"
+                ),
+            );
+        }
+        let t = EnvTemplate {
+            name,
+            source: s
+                .string(self, "source")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            contents: s.string(self, "contents"),
+            error_on_missing_key: s.boolean(self, "error_on_missing_key"),
+            left_delimiter: s.string(self, "left_delimiter").filter(|d| !d.is_empty()),
+            right_delimiter: s.string(self, "right_delimiter").filter(|d| !d.is_empty()),
+            pos,
+        };
+        match (&t.contents, &t.source) {
+            (Some(_), Some(_)) => self.problem(
+                pos,
+                &s.path,
+                "has both contents and source (Vault Agent refuses them together); keep one",
+            ),
+            (None, None) => self.problem(
+                pos,
+                &s.path,
+                "needs contents or source: the template whose output is the variable's value",
+            ),
+            _ => {}
+        }
+        if s.has("error_fatal") && s.boolean(self, "error_fatal") == Some(false) {
+            self.warn(
+                s.pos_of("error_fatal"),
+                &s.key("error_fatal"),
+                "ignored; a render error before the command starts fails the start, and later the command keeps its values while hydrant retries",
+            );
+        }
+        // Vault Agent's validateEnvTemplateConfig: what only a file has is not allowed here.
+        let file_only = "is not allowed in env_template (Vault Agent refuses it too): the value goes into the command's environment, not a file; remove it";
+        let denylist = "hydrant has no per-template function denylist (it refuses the functions that run commands or read the environment for all templates); remove the key";
+        s.finish(
+            self,
+            &[
+                ("backup", file_only),
+                ("command", file_only),
+                ("command_timeout", file_only),
+                ("create_dest_dirs", file_only),
+                ("destination", file_only),
+                ("exec", file_only),
+                ("perms", file_only),
+                ("user", file_only),
+                ("uid", file_only),
+                ("group", file_only),
+                ("gid", file_only),
+                ("wait", file_only),
+                ("sandbox_path", file_only),
+                ("function_denylist", denylist),
+                ("function_blacklist", denylist),
+            ],
+            &[],
+        );
+        t
+    }
+
+    /// The top-level `exec`: the command Vault Agent runs as its child with the `env_template`
+    /// variables, and how a changed value restarts it (Vault Agent's defaults: `always`,
+    /// `SIGTERM`).
+    fn exec(&mut self, mut s: Section<'_>, pos: Option<Pos>) -> Exec {
+        let restart = s.string(self, "restart_on_secret_changes");
+        let restart_always = match restart.as_deref() {
+            None | Some("" | "always") => true,
+            Some("never") => false,
+            Some(other) => {
+                self.problem(
+                    s.pos_of("restart_on_secret_changes"),
+                    &s.key("restart_on_secret_changes"),
+                    format!(
+                        "{other:?} is neither \"always\" nor \"never\" (Vault Agent's only values)"
+                    ),
+                );
+                true
+            }
+        };
+        let stop_signal = s.string(self, "restart_stop_signal");
+        let stop_signal = match stop_signal.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(given) => match crate::commands::signal_name(given) {
+                Some(name) => Some(name),
+                None => {
+                    self.problem(
+                        s.pos_of("restart_stop_signal"),
+                        &s.key("restart_stop_signal"),
+                        format!(
+                            "{given:?} is not a signal hydrant sends; use SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 or SIGKILL"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let exec = Exec {
+            command: s.strings(self, "command").unwrap_or_default(),
+            restart_always,
+            stop_signal,
+            pos,
+        };
+        s.finish(
+            self,
+            &[(
+                "restart_stop_grace",
+                "Vault Agent has no such key (it waits a fixed 30s before it kills the command); hydrant's own YAML config has exec.restart_stop_grace",
+            )],
+            &[],
+        );
+        exec
     }
 
     fn template_config(&mut self, mut s: Section<'_>) -> TemplateSettings {

@@ -113,6 +113,8 @@ pub struct VaultAgentConfig {
     auto_auth: Option<AutoAuth>,
     templates: Vec<Template>,
     template_config: Option<TemplateSettings>,
+    env_templates: Vec<EnvTemplate>,
+    exec: Option<Exec>,
     exit_after_auth: bool,
     pid_file: Option<PathBuf>,
     /// Keys accepted and ignored, with the file they came from.
@@ -179,6 +181,30 @@ struct Template {
     pos: Option<Pos>,
 }
 
+/// An `env_template "NAME"`: one variable of the `exec` command's environment.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct EnvTemplate {
+    name: String,
+    source: Option<PathBuf>,
+    contents: Option<String>,
+    error_on_missing_key: Option<bool>,
+    left_delimiter: Option<String>,
+    right_delimiter: Option<String>,
+    pos: Option<Pos>,
+}
+
+/// The top-level `exec`: Vault Agent as the process supervisor of this command.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Exec {
+    /// As written (a string is split at commas); empty when not given.
+    command: Vec<String>,
+    /// `restart_on_secret_changes`: `always` (the default) or `never`.
+    restart_always: bool,
+    /// `restart_stop_signal`'s name without `SIG`, when given.
+    stop_signal: Option<&'static str>,
+    pos: Option<Pos>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 struct TemplateSettings {
     exit_on_retry_failure: Option<bool>,
@@ -203,6 +229,17 @@ pub struct VaultEnvironment {
     pub tls_server_name: Option<String>,
     /// Whether Vault's certificate goes unchecked.
     pub tls_skip_verify: Option<bool>,
+}
+
+/// What a translation is checked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// `hydrant agent`.
+    Agent,
+    /// `hydrant exec`.
+    Exec,
+    /// A tool that only logs in.
+    Connection,
 }
 
 /// What a translation gives: hydrant's config, and the keys it ignored.
@@ -266,11 +303,14 @@ pub fn parse(text: &str, syntax: Syntax, origin: &str) -> Result<VaultAgentConfi
 
 impl VaultAgentConfig {
     /// `self` with `later` merged over it, as Vault Agent merges its config files: `vault`,
-    /// `auto_auth` and `template_config` of the later file replace the earlier ones whole;
-    /// templates add up; `exit_after_auth` holds if any file sets it; the last `pid_file` wins.
+    /// `auto_auth`, `template_config` and `exec` of the later file replace the earlier ones
+    /// whole; templates and env templates add up; `exit_after_auth` holds if any file sets it;
+    /// the last `pid_file` wins.
     pub fn merge(self, later: VaultAgentConfig) -> VaultAgentConfig {
         let mut templates = self.templates;
         templates.extend(later.templates);
+        let mut env_templates = self.env_templates;
+        env_templates.extend(later.env_templates);
         let mut warnings = self.warnings;
         warnings.extend(later.warnings);
         VaultAgentConfig {
@@ -278,6 +318,8 @@ impl VaultAgentConfig {
             auto_auth: later.auto_auth.or(self.auto_auth),
             templates,
             template_config: later.template_config.or(self.template_config),
+            env_templates,
+            exec: later.exec.or(self.exec),
             exit_after_auth: self.exit_after_auth || later.exit_after_auth,
             pid_file: later.pid_file.or(self.pid_file),
             warnings,
@@ -308,16 +350,24 @@ impl VaultAgentConfig {
         self
     }
 
-    /// hydrant's configuration for this one. Problems that only the whole (merged) config shows,
-    /// such as no `auto_auth`, are reported here.
+    /// hydrant's configuration for this one, as `bao agent` reads it: templates and sinks, or
+    /// with `exec` and `env_template` a process supervisor (hydrant exec's `env` and `exec`).
+    /// Problems that only the whole (merged) config shows, such as no `auto_auth`, are reported
+    /// here.
     pub fn translate(self) -> Result<Translated, Problems> {
-        translate::translate(self, true)
+        translate::translate(self, Purpose::Agent)
+    }
+
+    /// [`VaultAgentConfig::translate`] for `hydrant exec`: `env_template` is required, while
+    /// `exec` and its command may be left to the command line.
+    pub fn translate_exec(self) -> Result<Translated, Problems> {
+        translate::translate(self, Purpose::Exec)
     }
 
     /// [`VaultAgentConfig::translate`] for a tool that only logs in (`hydrant render` and
     /// `policy` with `--agent-config`): a config without templates or sinks is no problem.
     pub fn translate_connection(self) -> Result<Translated, Problems> {
-        translate::translate(self, false)
+        translate::translate(self, Purpose::Connection)
     }
 }
 

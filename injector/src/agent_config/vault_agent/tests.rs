@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::agent_config::{AuthMethod, TemplateSyntax};
+use crate::agent_config::{AuthMethod, RestartOnSecretChanges, TemplateSyntax};
 
 fn hcl(text: &str) -> Translated {
     parse(text, Syntax::Hcl, "agent.hcl")
@@ -215,14 +215,6 @@ fn unknown_and_unsupported_keys_are_refused_with_their_place() {
         "{err}"
     );
 
-    let err =
-        refused("exec {\n  command = [\"app\"]\n}\nenv_template \"A\" {\n  contents = \"x\"\n}\n");
-    assert!(
-        err.contains("exec: not supported by hydrant: environment variables"),
-        "{err}"
-    );
-    assert!(err.contains("env_template: not supported"), "{err}");
-
     let err = refused(
         "vault {\n  address = \"http://x\"\n}\nauto_auth {\n  method \"kubernetes\" {\n    wrap_ttl = \"5m\"\n    config = { role = \"a\" }\n  }\n  sink \"file\" {\n    dh_type = \"curve25519\"\n    config = { path = \"/t\" }\n  }\n}\n",
     );
@@ -233,6 +225,270 @@ fn unknown_and_unsupported_keys_are_refused_with_their_place() {
     assert!(
         err.contains("auto_auth.sink[0].dh_type: not supported"),
         "{err}"
+    );
+}
+
+/// Vault Agent's process-supervisor example (its documentation's `env_template` and `exec`).
+const DOCS_PROCESS_SUPERVISOR: &str = r#"
+vault {
+  address = "http://localhost:8200"
+}
+
+auto_auth {
+  method "approle" {
+    config = {
+      role_id_file_path   = "/path/to/roleID"
+      secret_id_file_path = "/path/to/secretID"
+    }
+  }
+}
+
+template_config {
+  static_secret_render_interval = "5m"
+  exit_on_retry_failure         = true
+}
+
+env_template "FOO_PASSWORD" {
+  contents             = "{{ with secret \"secret/data/foo\" }}{{ .Data.data.password }}{{ end }}"
+  error_on_missing_key = true
+}
+
+env_template "FOO_USER" {
+  source          = "/etc/app/user.ctmpl"
+  left_delimiter  = "[["
+  right_delimiter = "]]"
+}
+
+exec {
+  command                   = ["./my-app", "arg1", "arg2"]
+  restart_on_secret_changes = "never"
+  restart_stop_signal       = "SIGINT"
+}
+"#;
+
+#[test]
+fn the_process_supervisor_example_becomes_hydrant_execs_env_and_exec() {
+    let t = hcl(DOCS_PROCESS_SUPERVISOR);
+    let c = &t.config;
+    assert_eq!(t.warnings, Vec::<String>::new());
+    let [password, user] = c.env.as_slice() else {
+        panic!("{:?}", c.env)
+    };
+    assert_eq!(password.name, "FOO_PASSWORD");
+    assert_eq!(password.syntax, TemplateSyntax::ConsulTemplate);
+    assert_eq!(password.error_on_missing_key, Some(true));
+    assert!(
+        password
+            .contents
+            .as_deref()
+            .is_some_and(|c| c.contains("secret/data/foo"))
+    );
+    assert_eq!(user.name, "FOO_USER");
+    assert_eq!(
+        user.source.as_deref(),
+        Some(Path::new("/etc/app/user.ctmpl"))
+    );
+    assert_eq!(user.left_delimiter.as_deref(), Some("[["));
+    assert_eq!(user.right_delimiter.as_deref(), Some("]]"));
+    let exec = c.exec.as_ref().expect("exec");
+    assert_eq!(
+        exec.command,
+        Some(vec!["./my-app".into(), "arg1".into(), "arg2".into()])
+    );
+    assert_eq!(
+        exec.restart_on_secret_changes,
+        RestartOnSecretChanges::Never
+    );
+    assert_eq!(exec.stop_signal(), "INT");
+    assert_eq!(
+        exec.stop_grace().as_secs(),
+        30,
+        "Vault Agent's fixed kill timeout"
+    );
+    assert!(c.exit_on_retry_failure());
+    assert_eq!(c.refresh_interval().as_secs(), 300);
+    assert!(c.templates.is_empty());
+    assert_eq!(c.validate_exec(), Ok(()));
+}
+
+#[test]
+fn exec_takes_vault_agents_defaults_and_prepares_its_command_as_consul_template() {
+    let c = hcl(&DOCS_PROCESS_SUPERVISOR
+        .replace("restart_on_secret_changes = \"never\"", "")
+        .replace("restart_stop_signal       = \"SIGINT\"", "")
+        .replace(
+            "[\"./my-app\", \"arg1\", \"arg2\"]",
+            "\"./my-app --port 8080\"",
+        ))
+    .config;
+    let exec = c.exec.expect("exec");
+    assert_eq!(
+        exec.restart_on_secret_changes,
+        RestartOnSecretChanges::Always
+    );
+    assert_eq!(exec.stop_signal(), "TERM");
+    assert_eq!(
+        exec.command,
+        Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "./my-app --port 8080".into()
+        ]),
+        "one string with spaces runs in a shell, as child.CommandPrep does"
+    );
+}
+
+/// What Vault Agent's `validateEnvTemplateConfig` and its decoder refuse, refused here too, each
+/// at its key with the fix.
+#[test]
+fn process_supervisor_configs_vault_agent_refuses_are_refused_at_their_keys() {
+    let head = DOCS_PROCESS_SUPERVISOR
+        .split("env_template \"FOO_PASSWORD\"")
+        .next()
+        .expect("head");
+    let env = "env_template \"A\" {\n  contents = \"x\"\n}\n";
+    let exec = "exec {\n  command = [\"app\"]\n}\n";
+    let cases: &[(String, &str)] = &[
+        (
+            env.to_owned(),
+            "exec: is required with env_template: add exec { command",
+        ),
+        (
+            exec.to_owned(),
+            "env_template: at least one is required with exec",
+        ),
+        (
+            format!("{env}exec {{\n  restart_on_secret_changes = \"never\"\n}}\n"),
+            "exec.command: is required: the program and its arguments",
+        ),
+        (
+            format!("{env}{exec}template {{\n  contents = \"x\"\n  destination = \"/x\"\n}}\n"),
+            "template: cannot be given with env_template",
+        ),
+        (
+            format!(
+                "env_template \"A\" {{\n  contents = \"x\"\n  destination = \"/x\"\n}}\n{exec}"
+            ),
+            "env_template[A].destination: not supported by hydrant: is not allowed in env_template",
+        ),
+        (
+            format!("env_template \"A\" {{\n  contents = \"x\"\n  perms = \"0600\"\n}}\n{exec}"),
+            "env_template[A].perms: not supported by hydrant: is not allowed in env_template",
+        ),
+        (
+            format!("env_template \"A\" {{\n  contents = \"x\"\n  source = \"/t\"\n}}\n{exec}"),
+            "env_template[A]: has both contents and source",
+        ),
+        (
+            format!("env_template \"A\" {{\n  error_on_missing_key = true\n}}\n{exec}"),
+            "env_template[A]: needs contents or source",
+        ),
+        (
+            format!("env_template {{\n  contents = \"x\"\n}}\n{exec}"),
+            "env_template: has no variable name",
+        ),
+        (
+            format!("env_template \"1A\" {{\n  contents = \"x\"\n}}\n{exec}"),
+            "env_template[1A]: \"1A\" is not an environment variable name",
+        ),
+        (
+            format!(
+                "{env}exec {{\n  command = [\"app\"]\n  restart_on_secret_changes = \"sometimes\"\n}}\n"
+            ),
+            "exec.restart_on_secret_changes: \"sometimes\" is neither \"always\" nor \"never\"",
+        ),
+        (
+            format!(
+                "{env}exec {{\n  command = [\"app\"]\n  restart_stop_signal = \"SIGBOGUS\"\n}}\n"
+            ),
+            "exec.restart_stop_signal: \"SIGBOGUS\" is not a signal hydrant sends",
+        ),
+        (
+            format!("{env}exec {{\n  command = [\"app\"]\n  restart_stop_grace = \"5s\"\n}}\n"),
+            "exec.restart_stop_grace: not supported by hydrant: Vault Agent has no such key",
+        ),
+        (
+            format!("{env}exec {{\n  command = [\"app\"]\n  user = \"app\"\n}}\n"),
+            "exec.user: unknown key",
+        ),
+        (
+            format!("{env}{exec}{exec}"),
+            "exec: is given more than once",
+        ),
+        (
+            format!("{env}{env}{exec}"),
+            "env_template[A]: is given more than once",
+        ),
+        (
+            format!("env_template \"A\" \"B\" {{\n  contents = \"x\"\n}}\n{exec}"),
+            "env_template: has 2 labels",
+        ),
+    ];
+    for (tail, expected) in cases {
+        let err = refused(&format!("{head}{tail}"));
+        assert!(err.contains(expected), "{tail}\n{err}");
+    }
+    // Vault Agent writes a sink beside exec; so does hydrant's supervisor.
+    let with_sink = head.replace(
+        "\"/path/to/secretID\"\n    }\n",
+        "\"/path/to/secretID\"\n    }\n  }\n  sink \"file\" {\n    config = {\n      path = \"/t\"\n    }\n",
+    );
+    let c = hcl(&format!("{with_sink}{env}{exec}")).config;
+    assert_eq!(c.token_sinks[0].path, Path::new("/t"));
+    assert_eq!(c.validate_exec(), Ok(()));
+}
+
+/// `hydrant exec --config agent.hcl -- COMMAND` takes its command from the command line: the
+/// file needs its variables, not an exec stanza.
+#[test]
+fn hydrant_exec_needs_env_templates_but_not_an_exec_stanza() {
+    let head = DOCS_PROCESS_SUPERVISOR
+        .split("env_template \"FOO_PASSWORD\"")
+        .next()
+        .expect("head");
+    let exec = |text: &str| {
+        parse(text, Syntax::Hcl, "agent.hcl").and_then(VaultAgentConfig::translate_exec)
+    };
+    let c = exec(&format!(
+        "{head}env_template \"A\" {{\n  contents = \"x\"\n}}\n"
+    ))
+    .expect("translates")
+    .config;
+    assert_eq!(c.env.len(), 1);
+    assert_eq!(c.exec, None);
+    assert_eq!(c.validate_exec(), Ok(()));
+    let err = exec(head).expect_err("no variables").in_file("agent.hcl");
+    assert!(
+        err.contains("env_template: is required by hydrant exec"),
+        "{err}"
+    );
+}
+
+/// The JSON form names each variable as a key of the `env_template` object; files merge as
+/// Vault Agent merges them: env templates add up, the later `exec` wins whole.
+#[test]
+fn env_templates_read_from_json_and_merge_across_files() {
+    let json = r#"{
+      "vault": {"address": "http://127.0.0.1:8200"},
+      "auto_auth": {"method": {"token_file": {"config": {"token_file_path": "/t"}}}},
+      "env_template": {"A": {"contents": "a"}, "B": {"contents": "b"}},
+      "exec": {"command": ["first"], "restart_on_secret_changes": "never"}
+    }"#;
+    let first = parse(json, Syntax::Json, "a.json").expect("parses");
+    let second = parse(
+        "env_template \"C\" {\n  contents = \"c\"\n}\nexec {\n  command = [\"second\"]\n}\n",
+        Syntax::Hcl,
+        "b.hcl",
+    )
+    .expect("parses");
+    let c = first.merge(second).translate().expect("translates").config;
+    let names: Vec<&str> = c.env.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["A", "B", "C"]);
+    let exec = c.exec.expect("exec");
+    assert_eq!(exec.command, Some(vec!["second".into()]));
+    assert_eq!(
+        exec.restart_on_secret_changes,
+        RestartOnSecretChanges::Always
     );
 }
 
@@ -354,5 +610,6 @@ proptest::proptest! {
         text.replace_range(at..end, &insert);
         round_trips(&text);
         round_trips(VAULT_K8S_JSON);
+        round_trips(DOCS_PROCESS_SUPERVISOR);
     }
 }

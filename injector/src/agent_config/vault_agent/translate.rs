@@ -1,22 +1,22 @@
 //! A (merged) Vault Agent configuration written as hydrant's [`AgentConfig`], with Vault
 //! Agent's defaults made explicit where hydrant's differ: consul-template syntax, parent
 //! directories created, credential files removed after reading, a command string run by `sh`.
+//! `env_template` and `exec` become hydrant exec's `env` and `exec`.
 
 use std::collections::BTreeSet;
 
-use super::{Problem, Problems, Template, Translated, VaultAgentConfig};
+use super::{
+    EnvTemplate, Exec, Problem, Problems, Purpose, Template, Translated, VaultAgentConfig,
+};
 use crate::agent_config::{
-    AgentConfig, AuthConfig, AuthMethod, RetryConfig, TemplateConfig, TemplateSyntax,
-    TokenSinkConfig, VaultConfig,
+    AgentConfig, AuthConfig, AuthMethod, EnvConfig, ExecConfig, RestartOnSecretChanges,
+    RetryConfig, TemplateConfig, TemplateSyntax, TokenSinkConfig, VaultConfig,
 };
 use crate::values::{Duration, FileMode};
 
-/// `c` as hydrant's config; with `outputs_required`, a config with no template and no sink is a
-/// problem (the agent would have nothing to do), without it only Vault and the login count.
-pub(super) fn translate(
-    c: VaultAgentConfig,
-    outputs_required: bool,
-) -> Result<Translated, Problems> {
+/// `c` as hydrant's config, checked for what `purpose` needs: the agent something to render, sink
+/// or run; hydrant exec its variables; a tool that only logs in nothing more.
+pub(super) fn translate(c: VaultAgentConfig, purpose: Purpose) -> Result<Translated, Problems> {
     let mut problems = Vec::new();
     let vault = c.vault.unwrap_or_default();
     let address = vault.address.clone().filter(|a| !a.trim().is_empty());
@@ -105,14 +105,46 @@ pub(super) fn translate(
             Err(message) => problem(&mut problems, &format!("template[{i}]"), message),
         }
     }
-    if outputs_required && templates.is_empty() && token_sinks.is_empty() && problems.is_empty() {
-        problem(
-            &mut problems,
-            "",
-            "has no template and no sink: add a template stanza, or a sink \"file\" in auto_auth"
-                .to_owned(),
-        );
+    let supervisor = c.exec.is_some() || !c.env_templates.is_empty();
+    match purpose {
+        Purpose::Agent if supervisor => {
+            supervisor_problems(&c.exec, &c.env_templates, &templates, &mut problems)
+        }
+        Purpose::Agent => {
+            if templates.is_empty() && token_sinks.is_empty() && problems.is_empty() {
+                problem(
+                    &mut problems,
+                    "",
+                    "has no template and no sink: add a template stanza, or a sink \"file\" in auto_auth"
+                        .to_owned(),
+                );
+            }
+        }
+        Purpose::Exec => {
+            if c.env_templates.is_empty() {
+                problem(
+                    &mut problems,
+                    "env_template",
+                    "is required by hydrant exec: add env_template \"DB_PASSWORD\" { contents = \"{{ with secret \\\"secret/data/app/db\\\" }}{{ .Data.data.password }}{{ end }}\" }".to_owned(),
+                );
+            }
+        }
+        Purpose::Connection => {}
     }
+    let mut seen = BTreeSet::new();
+    for e in &c.env_templates {
+        if !seen.insert(e.name.as_str()) {
+            problems.push(Problem {
+                pos: e.pos,
+                key: format!("env_template[{}]", e.name),
+                message:
+                    "is given more than once (Vault Agent refuses a duplicate name too); keep one"
+                        .to_owned(),
+            });
+        }
+    }
+    let env = c.env_templates.into_iter().map(env).collect();
+    let exec = c.exec.map(exec);
     let settings = c.template_config.unwrap_or_default();
     let attempts = match vault.num_retries {
         None | Some(0) => None,
@@ -166,8 +198,8 @@ pub(super) fn translate(
         token_sinks,
         exit_after_auth: c.exit_after_auth,
         pid_file: c.pid_file,
-        env: Vec::new(),
-        exec: None,
+        env,
+        exec,
     };
     let warnings = c
         .warnings
@@ -186,6 +218,83 @@ fn problem(problems: &mut Vec<Problem>, key: &str, message: String) {
         key: key.to_owned(),
         message,
     });
+}
+
+/// What Vault Agent's `validateEnvTemplateConfig` refuses once `exec` or `env_template` makes it
+/// a process supervisor.
+fn supervisor_problems(
+    exec: &Option<Exec>,
+    env_templates: &[EnvTemplate],
+    templates: &[TemplateConfig],
+    problems: &mut Vec<Problem>,
+) {
+    let mut at = |pos, key: &str, message: &str| {
+        problems.push(Problem {
+            pos,
+            key: key.to_owned(),
+            message: message.to_owned(),
+        })
+    };
+    match exec {
+        None => at(
+            env_templates.first().and_then(|e| e.pos),
+            "exec",
+            "is required with env_template: add exec { command = [\"/app/server\"] }, the command that gets the variables (or run hydrant exec --config FILE -- COMMAND)",
+        ),
+        Some(exec) if exec.command.first().is_none_or(|p| p.trim().is_empty()) => at(
+            exec.pos,
+            "exec.command",
+            "is required: the program and its arguments, such as command = [\"/app/server\", \"--port\", \"8080\"]",
+        ),
+        Some(_) => {}
+    }
+    if let Some(exec) = exec
+        && env_templates.is_empty()
+    {
+        at(
+            exec.pos,
+            "env_template",
+            "at least one is required with exec (as in Vault Agent): add env_template \"DB_PASSWORD\" { contents = \"...\" }, or remove exec",
+        );
+    }
+    if !env_templates.is_empty() && !templates.is_empty() {
+        at(
+            None,
+            "template",
+            "cannot be given with env_template (Vault Agent refuses them together): the process supervisor puts values in its command's environment only; render files with a second agent",
+        );
+    }
+}
+
+/// An `env_template` as one of hydrant exec's variables: always consul-template syntax.
+fn env(e: EnvTemplate) -> EnvConfig {
+    EnvConfig {
+        name: e.name,
+        contents: e.contents,
+        source: e.source,
+        syntax: TemplateSyntax::ConsulTemplate,
+        left_delimiter: e.left_delimiter,
+        right_delimiter: e.right_delimiter,
+        error_on_missing_key: e.error_on_missing_key,
+        path: None,
+        key: None,
+        version: None,
+    }
+}
+
+/// `exec` as hydrant exec's: the command prepared as consul-template prepares it, the stop
+/// signal by its name; the grace is Vault Agent's fixed 30 s (hydrant's default).
+fn exec(e: Exec) -> ExecConfig {
+    ExecConfig {
+        command: command(e.command),
+        restart_on_secret_changes: if e.restart_always {
+            RestartOnSecretChanges::Always
+        } else {
+            RestartOnSecretChanges::Never
+        },
+        restart_stop_signal: e.stop_signal.map(str::to_owned),
+        restart_stop_grace: None,
+    }
 }
 
 fn template(t: Template, names: &mut BTreeSet<String>) -> Result<TemplateConfig, String> {

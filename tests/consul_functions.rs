@@ -326,3 +326,81 @@ fn a_vault_number_given_to_a_string_function_fails_in_both() {
     let hydrant = outputs.hydrant.expect_err("hydrant refuses it too");
     assert!(hydrant.contains("json.Number"), "{hydrant}");
 }
+
+/// Sprig's dates from fixed instants: formatting with Go's layouts in named zones, parsing,
+/// moving, durations; the agents' local zone is the machine's (UTC here, for both).
+#[test]
+fn sprig_dates_from_fixed_instants_match_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "sprig-date-format",
+                "{{ sprig_date \"2006-01-02T15:04:05Z07:00\" 1709211845 }}|{{ sprig_date \"Mon Jan _2 15:04:05 MST 2006\" 1709211845 }}|{{ 1709211845 | sprig_date \"Monday, 02-January-06 3:4:5 PM .000 .999 002\" }}\n\
+                 {{ sprig_dateInZone \"2006-01-02 15:04:05 -0700 MST\" 1709211845 \"Asia/Tokyo\" }}|{{ sprig_date_in_zone \"15:04 MST Z07:00\" 1709211845 \"America/New_York\" }}|{{ sprig_dateInZone \"15:04 MST\" 1720000000 \"Europe/Paris\" }}|{{ sprig_dateInZone \"15:04 MST\" 1709211845 \"No/Such_Zone\" }}|{{ sprig_dateInZone \"15:04 MST\" 1709211845 \"\" }}|{{ sprig_dateInZone \"15:04 -07:00:00\" 1709211845 \"Asia/Kolkata\" }}\n\
+                 {{ sprig_htmlDate 1709211845 }}|{{ sprig_htmlDateInZone 1709211845 \"Pacific/Kiritimati\" }}|{{ sprig_htmlDate 0 }}|{{ sprig_date \"2006\" -62135596800 }}\n",
+            ),
+            case(
+                "sprig-date-parse",
+                "{{ $t := sprig_toDate \"2006-01-02 15:04:05\" \"2024-02-29 13:04:05\" }}{{ $t }}|{{ $t | sprig_unixEpoch }}|{{ $t | sprig_date \"Jan 2, 2006 at 3:04pm (MST)\" }}\n\
+                 {{ sprig_toDate \"2006-01-02T15:04:05Z07:00\" \"2024-02-29T13:04:05.123456+05:30\" }}|{{ sprig_toDate \"2006-01-02T15:04:05Z07:00\" \"2024-02-29T13:04:05Z\" }}|{{ sprig_toDate \"2006-01-02 MST\" \"2024-02-29 CET\" }}|{{ sprig_toDate \"2006-01-02 MST\" \"2024-02-29 UTC\" }}\n\
+                 {{ sprig_toDate \"2006-01-02\" \"not a date\" }}|{{ sprig_toDate \"2006-01-02\" \"2023-02-29\" }}|{{ sprig_toDate \"15:04\" \"10:30\" }}|{{ sprig_toDate \"Jan _2 2006 3:04:05.000PM\" \"feb  9 2024 1:02:03.450PM\" }}|{{ sprig_toDate \"2006-01-02 15:04:05\" \"2024-01-02 03:04:05.5\" }}\n\
+                 {{ sprig_mustToDate \"02/01/06\" \"29/02/24\" }}|{{ sprig_toDate \"2006-002\" \"2024-060\" }}|{{ sprig_toJson (sprig_toDate \"2006-01-02T15:04:05.999Z07:00\" \"2024-02-29T13:04:05.5-08:00\") }}\n",
+            ),
+            case(
+                "sprig-date-modify",
+                "{{ $t := sprig_toDate \"2006-01-02\" \"2024-02-28\" }}{{ sprig_dateModify \"24h\" $t }}|{{ $t | sprig_dateModify \"-1.5h\" }}|{{ sprig_date_modify \"90m30s\" $t | sprig_date \"2006-01-02 15:04:05\" }}|{{ sprig_dateModify \"bad\" $t }}|{{ sprig_mustDateModify \"1h\" $t }}|{{ sprig_must_date_modify \"300ms\" $t }}\n",
+            ),
+            case(
+                "sprig-durations",
+                "{{ sprig_duration \"90\" }}|{{ sprig_duration \"3600\" }}|{{ sprig_duration \"-5\" }}|{{ sprig_duration \"x\" }}|{{ sprig_duration 90 }}|{{ sprig_duration \"100000\" }}\n\
+                 {{ sprig_durationRound \"2h30m\" }}|{{ sprig_durationRound \"-90s\" }}|{{ sprig_durationRound \"1s\" }}|{{ sprig_durationRound \"800h\" }}|{{ sprig_durationRound \"9000h\" }}|{{ sprig_durationRound \"x\" }}|{{ sprig_durationRound 5 }}|{{ sprig_durationRound (sprig_toDate \"2006\" \"2001\") }}\n\
+                 {{ sprig_ago \"x\" }}|{{ sprig_ago 1.5 }}\n",
+            ),
+        ],
+    );
+}
+
+/// `now` differs on every run: both agents print a local `time.Time` as Go does, with its
+/// monotonic reading, and what is computed from it comes out alike.
+#[test]
+fn sprig_now_has_bao_agent_s_shape() {
+    let (vault, token) = seeded();
+    let cases = [case(
+        "now",
+        "{{ sprig_now }}\n{{ sprig_now | sprig_date \"2006-01-02T15\" }}\n{{ sprig_now | sprig_unixEpoch }}\n{{ sprig_ago (sprig_now) }}\n{{ sprig_now | sprig_dateModify \"-2h\" | sprig_durationRound }}\n{{ sprig_htmlDate \"x\" }}",
+    )];
+    let outputs = both(&vault, &token, &cases);
+    let bao = outputs.bao.expect("bao agent renders");
+    let hydrant = outputs.hydrant.expect("hydrant renders");
+    let (want, got): (Vec<&str>, Vec<&str>) =
+        (bao[0].lines().collect(), hydrant[0].lines().collect());
+    assert_eq!(want.len(), got.len(), "{} vs {}", bao[0], hydrant[0]);
+    // `2026-12-07 09:12:41.123456789 +0000 UTC m=+0.012345678`: the same words, the date and
+    // zone alike, the time within seconds; Go drops a fraction's trailing zeros.
+    let (w, g): (Vec<&str>, Vec<&str>) =
+        (want[0].split(' ').collect(), got[0].split(' ').collect());
+    assert_eq!(w.len(), g.len(), "{} vs {}", want[0], got[0]);
+    assert_eq!(
+        (w[0], w[2], w[3]),
+        (g[0], g[2], g[3]),
+        "{} vs {}",
+        want[0],
+        got[0]
+    );
+    assert!(
+        g[1].len() >= 8 && g[1].len() <= 18 && g[4].starts_with("m=+"),
+        "{}",
+        got[0]
+    );
+    let seconds = |line: &str| line.parse::<i64>().expect("seconds");
+    assert!(
+        (seconds(want[2]) - seconds(got[2])).abs() < 30,
+        "{want:?} vs {got:?}"
+    );
+    for i in [1, 3, 4, 5] {
+        assert_eq!(want[i], got[i], "line {i}");
+    }
+}

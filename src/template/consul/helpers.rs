@@ -10,7 +10,7 @@
 
 pub(super) mod go;
 mod sprig;
-mod time;
+pub(super) mod time;
 mod toml;
 mod yaml;
 
@@ -192,7 +192,9 @@ pub(super) fn register(map: &mut FuncMap, context: &Context) {
     let helpers = HELPERS.iter().map(|(n, f)| ((*n).to_owned(), *f));
     let sprig = sprig::FUNCTIONS
         .iter()
+        .chain(sprig::DATES)
         .map(|(n, f)| (format!("sprig_{n}"), *f));
+    time::start_clock();
     for (name, function) in helpers.chain(sprig) {
         map.insert(
             name.clone(),
@@ -208,6 +210,7 @@ pub(super) fn names() -> (Vec<&'static str>, Vec<&'static str>) {
     let helpers = HELPERS.iter().map(|(n, _)| *n).collect();
     let sprig = sprig::FUNCTIONS
         .iter()
+        .chain(sprig::DATES)
         .map(|(n, _)| *n)
         .chain(sprig::WITH_CONTEXT.iter().copied())
         .collect();

@@ -39,6 +39,7 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::String(s) if float_of(s).is_some() => "float64",
         Value::String(s) if values::is_number(s) => "json.Number",
+        Value::String(s) if values::time_of(s).is_some() => "time.Time",
         Value::String(_) => "string",
         Value::Int(_) => "int",
         Value::Uint(_) => "uint64",
@@ -55,7 +56,11 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
 /// value; expected string; got json.Number").
 pub(crate) fn string<'a>(function: &str, value: &'a Value) -> gotmpl::Result<&'a str> {
     match value {
-        Value::String(s) if !values::is_number(s) && float_of(s).is_none() => Ok(s),
+        Value::String(s)
+            if !values::is_number(s) && float_of(s).is_none() && values::time_of(s).is_none() =>
+        {
+            Ok(s)
+        }
         other => Err(fail(
             function,
             format!(

@@ -1,6 +1,6 @@
 //! The Sprig functions (Masterminds/sprig v3.2.3, which OpenBao's agent registers as
 //! `sprig_<name>`) that real templates use: strings, lists, dicts, defaults, encodings, math,
-//! hashes, regular expressions and paths.
+//! hashes, regular expressions, paths and dates.
 //!
 //! Sprig converts loosely where consul-template is strict: its numbers go through
 //! `spf13/cast` (a string or a `json.Number` is parsed, anything else is 0), its strings
@@ -18,8 +18,11 @@ use super::go::{self, arity, fail, string};
 use super::{Function, STD, text};
 
 mod collections;
+mod dates;
 mod numbers;
 mod text;
+
+pub(super) use self::dates::DATES;
 
 use self::collections::*;
 use self::numbers::*;

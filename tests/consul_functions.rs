@@ -327,6 +327,27 @@ fn a_vault_number_given_to_a_string_function_fails_in_both() {
     assert!(hydrant.contains("json.Number"), "{hydrant}");
 }
 
+/// Go's types as Sprig's `typeOf`/`kindOf` and `printf "%T"` name them, for the values whose
+/// Go type hydrant knows (see the README for the lists and maps it does not tell apart).
+#[test]
+fn sprig_types_and_printf_t_match_bao_agent() {
+    let (vault, token) = seeded();
+    more_secrets(&vault);
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-types",
+            "{{ sprig_typeOf \"a\" }}|{{ sprig_typeOf 1 }}|{{ sprig_typeOf 1.5 }}|{{ sprig_typeOf true }}|{{ sprig_typeOf nil }}|{{ sprig_typeOf (sprig_list 1) }}|{{ sprig_typeOf (sprig_dict \"a\" 1) }}|{{ sprig_typeOf (sprig_toDate \"2006\" \"2024\") }}|{{ sprig_typeOf (parseFloat \"1e6\") }}\n\
+                 {{ sprig_kindOf \"a\" }}|{{ sprig_kindOf 1 }}|{{ sprig_kindOf 1.5 }}|{{ sprig_kindOf false }}|{{ sprig_kindOf nil }}|{{ sprig_kindOf (sprig_list) }}|{{ sprig_kindOf (sprig_dict) }}|{{ sprig_kindOf (sprig_now) }}\n\
+                 {{ sprig_typeIs \"string\" \"a\" }}|{{ sprig_typeIs \"int\" \"a\" }}|{{ sprig_typeIsLike \"string\" \"a\" }}|{{ sprig_kindIs \"map\" (sprig_dict) }}|{{ sprig_kindIs \"slice\" 1 }}\n\
+                 {{ sprig_deepEqual (sprig_list 1 \"a\") (sprig_list 1 \"a\") }}|{{ sprig_deepEqual 1 1.0 }}|{{ sprig_deepEqual (sprig_dict \"a\" (sprig_list 1)) (sprig_dict \"a\" (sprig_list 1)) }}|{{ sprig_deepEqual \"1\" 1 }}\n\
+                 {{ with secret \"secret/data/app/lists\" }}{{ sprig_typeOf .Data.data }}|{{ sprig_typeOf .Data.data.nums }}|{{ sprig_typeOf (index .Data.data.nums 0) }}|{{ sprig_kindOf (index .Data.data.nums 0) }}|{{ sprig_deepEqual (index .Data.data.nums 0) \"1\" }}{{ end }}\n\
+                 {{ printf \"%T %d %5T|%-8T|%%T|%T|%v\" \"a\" 2 true 1.5 nil (sprig_list) }}|{{ printf \"%T\" }}|{{ printf \"%*d %T\" 4 1 \"x\" }}|{{ printf \"%.2f %T\" 1.5 (sprig_dict) }}\n",
+        )],
+    );
+}
+
 /// Sprig's dates from fixed instants: formatting with Go's layouts in named zones, parsing,
 /// moving, durations; the agents' local zone is the machine's (UTC here, for both).
 #[test]

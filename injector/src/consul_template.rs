@@ -248,6 +248,13 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "ago",
     "duration",
     "durationRound",
+    // Types.
+    "typeOf",
+    "typeIs",
+    "typeIsLike",
+    "kindOf",
+    "kindIs",
+    "deepEqual",
     // Random values and the environment.
     "randAlphaNum",
     "randAlpha",

@@ -190,10 +190,7 @@ const HELPERS: &[(&str, Function)] = &[
 pub(super) fn register(map: &mut FuncMap, context: &Context) {
     let limit = context.limit;
     let helpers = HELPERS.iter().map(|(n, f)| ((*n).to_owned(), *f));
-    let sprig = sprig::FUNCTIONS
-        .iter()
-        .chain(sprig::DATES)
-        .map(|(n, f)| (format!("sprig_{n}"), *f));
+    let sprig = sprig::all().map(|(n, f)| (format!("sprig_{n}"), *f));
     time::start_clock();
     for (name, function) in helpers.chain(sprig) {
         map.insert(
@@ -208,9 +205,7 @@ pub(super) fn register(map: &mut FuncMap, context: &Context) {
 #[cfg(test)]
 pub(super) fn names() -> (Vec<&'static str>, Vec<&'static str>) {
     let helpers = HELPERS.iter().map(|(n, _)| *n).collect();
-    let sprig = sprig::FUNCTIONS
-        .iter()
-        .chain(sprig::DATES)
+    let sprig = sprig::all()
         .map(|(n, _)| *n)
         .chain(sprig::WITH_CONTEXT.iter().copied())
         .collect();
@@ -1027,7 +1022,7 @@ mod tests {
     fn call(name: &str, args: &[Value]) -> gotmpl::Result<Value> {
         let (_, f) = HELPERS
             .iter()
-            .chain(sprig::FUNCTIONS)
+            .chain(sprig::all())
             .find(|(n, _)| *n == name)
             .unwrap_or_else(|| panic!("{name} exists"));
         f(args)

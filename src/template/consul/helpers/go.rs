@@ -283,6 +283,10 @@ pub(crate) fn is_empty(value: &Value) -> bool {
         Value::Int(i) => *i == 0,
         Value::Uint(u) => *u == 0,
         Value::Float(f) => *f == 0.0,
+        // Sprig's `empty` asks a time whether it is Go's zero time.
+        Value::String(s) if let Some(t) = values::time_of(s) => {
+            t.seconds == super::time::ZERO_SECONDS && t.nanos == 0
+        }
         Value::String(s) => float_of(s).map_or(s.is_empty(), |f| f == 0.0),
         Value::List(items) => items.is_empty(),
         Value::Map(map) => map.is_empty(),

@@ -20,16 +20,21 @@ use super::{Function, STD, text};
 mod collections;
 mod dates;
 mod numbers;
+mod reflect;
 mod text;
 
-pub(super) use self::dates::DATES;
+/// Every Sprig function that needs nothing but its arguments, without the `sprig_` prefix.
+pub(super) fn all() -> impl Iterator<Item = &'static (&'static str, Function)> {
+    FUNCTIONS.iter().chain(dates::DATES).chain(reflect::REFLECT)
+}
 
 use self::collections::*;
 use self::numbers::*;
 use self::text::*;
 
-/// The Sprig functions that need nothing but their arguments, without the `sprig_` prefix.
-pub(super) const FUNCTIONS: &[(&str, Function)] = &[
+/// The Sprig functions that need nothing but their arguments, without the `sprig_` prefix,
+/// besides the dates and the type functions.
+const FUNCTIONS: &[(&str, Function)] = &[
     // Strings.
     ("hello", |_| Ok(text("Hello!"))),
     ("trim", |a| Ok(text(one("trim", a)?.trim()))),

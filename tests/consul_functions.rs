@@ -348,6 +348,22 @@ fn sprig_types_and_printf_t_match_bao_agent() {
     );
 }
 
+/// Masterminds/semver's constraints and version parts, as Sprig's `semverCompare` and `semver`
+/// give them.
+#[test]
+fn sprig_semver_matches_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-semver",
+            "{{ sprig_semverCompare \">=1.2.0\" \"1.3.0\" }}|{{ sprig_semverCompare \"^1.2\" \"2.0.0\" }}|{{ sprig_semverCompare \"~1.2.3\" \"v1.2.9\" }}|{{ sprig_semverCompare \"1.2 - 1.4\" \"1.4.5\" }}|{{ sprig_semverCompare \"<2 || >=3.1\" \"3.0.0\" }}|{{ sprig_semverCompare \">=1.0.0\" \"1.1.0-rc.1\" }}|{{ sprig_semverCompare \">=1.0.0-0\" \"1.1.0-rc.1\" }}|{{ sprig_semverCompare \"1.2.x\" \"1.2\" }}|{{ sprig_semverCompare \"!=1.2.3, >1\" \"1.2.4\" }}|{{ sprig_semverCompare \"1.2.3\" \"1.2.3+build\" }}\n\
+             {{ $v := sprig_semver \"v1.2.3-rc.1+b.5\" }}{{ $v.Major }}|{{ $v.Minor }}|{{ $v.Patch }}|{{ $v.Prerelease }}|{{ $v.Metadata }}|{{ $v.Original }}|{{ (sprig_semver \"2\").Minor }}|{{ add (sprig_semver \"1.2.3\").Patch 1 }}\n",
+        )],
+    );
+}
+
 /// Sprig's dates from fixed instants: formatting with Go's layouts in named zones, parsing,
 /// moving, durations; the agents' local zone is the machine's (UTC here, for both).
 #[test]

@@ -255,6 +255,9 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "kindOf",
     "kindIs",
     "deepEqual",
+    // Versions.
+    "semver",
+    "semverCompare",
     // Random values and the environment.
     "randAlphaNum",
     "randAlpha",

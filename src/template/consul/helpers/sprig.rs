@@ -21,11 +21,16 @@ mod collections;
 mod dates;
 mod numbers;
 mod reflect;
+mod semver;
 mod text;
 
 /// Every Sprig function that needs nothing but its arguments, without the `sprig_` prefix.
 pub(super) fn all() -> impl Iterator<Item = &'static (&'static str, Function)> {
-    FUNCTIONS.iter().chain(dates::DATES).chain(reflect::REFLECT)
+    FUNCTIONS
+        .iter()
+        .chain(dates::DATES)
+        .chain(reflect::REFLECT)
+        .chain(semver::SEMVER)
 }
 
 use self::collections::*;

@@ -11,7 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use gotmpl::parse::{BranchNode, CommandNode, Expr, ListNode, Node, Parser, PipeNode, SmolStr};
+use gotmpl::parse::{
+    ActionNode, BranchNode, CommandNode, Expr, ListNode, Node, Parser, PipeNode, SmolStr,
+};
 
 /// Go's text/template built-in functions.
 pub const GO_BUILTINS: &[&str] = &[
@@ -636,12 +638,19 @@ impl Check<'_> {
         count: &mut u64,
         calls: &mut Vec<String>,
     ) -> Result<(), Problem> {
-        for node in &mut list.nodes {
+        let mut follow = Vec::new();
+        for (i, node) in list.nodes.iter_mut().enumerate() {
             *count += 1;
             match node {
                 Node::List(inner) => self.nodes(inner, count, calls)?,
                 Node::Text(_) | Node::Break(_) | Node::Continue(_) | Node::Define(_) => {}
-                Node::Action(action) => self.pipe(&mut action.pipe, count)?,
+                Node::Action(action) => {
+                    self.pipe(&mut action.pipe, count)?;
+                    if let Some(assign) = follow_in_place(&action.pipe) {
+                        *count += 1;
+                        follow.push((i + 1, assign));
+                    }
+                }
                 Node::If(branch) | Node::With(branch) => self.branch(branch, count, calls)?,
                 Node::Range(branch) => {
                     self.pipe(&mut branch.pipe, count)?;
@@ -661,6 +670,9 @@ impl Check<'_> {
                     calls.push(call.name.to_string());
                 }
             }
+        }
+        for (at, assign) in follow.into_iter().rev() {
+            list.nodes.insert(at, assign);
         }
         Ok(())
     }
@@ -749,6 +761,53 @@ impl Check<'_> {
         };
         Err(problem(self.text, offset, message))
     }
+}
+
+/// The functions that change the map given as their first argument and return it (Go's maps
+/// are references): consul-template's `mergeMap` and Sprig's `merge`.
+pub const IN_PLACE: &[&str] = &[
+    "mergeMap",
+    "mergeMapWithOverride",
+    "sprig_merge",
+    "sprig_mustMerge",
+    "sprig_mergeOverwrite",
+    "sprig_mustMergeOverwrite",
+];
+
+/// `{{ $d = $_ }}` to follow `{{ $_ := sprig_merge $d $src }}` (or `$src | sprig_merge $d`):
+/// hydrant's values cannot be
+/// changed in place, so the variable the template merged into is given the merged map, which
+/// is what Go's change in place leaves in it. Only a variable (not a field such as `.Data.data`,
+/// nor another name for the same map) sees the change.
+fn follow_in_place(pipe: &PipeNode) -> Option<Node> {
+    // The merge must be the pipeline's last command, whose result is the merged map.
+    let ([result], Some(command)) = (pipe.decl.as_slice(), pipe.commands.last()) else {
+        return None;
+    };
+    let [
+        Expr::Identifier(_, function),
+        Expr::Variable(pos, target, fields),
+        ..,
+    ] = command.args.as_slice()
+    else {
+        return None;
+    };
+    if !IN_PLACE.contains(&function.as_str()) || !fields.is_empty() || target == result {
+        return None;
+    }
+    let pos = *pos;
+    Some(Node::Action(ActionNode {
+        pos,
+        pipe: PipeNode {
+            pos,
+            decl: vec![target.clone()],
+            commands: vec![CommandNode {
+                pos,
+                args: vec![Expr::Variable(pos, result.clone(), Vec::new())],
+            }],
+            is_assign: true,
+        },
+    }))
 }
 
 /// Each template's size with every call expanded; refuses an undefined callee, a cycle, and a
@@ -914,6 +973,48 @@ mod tests {
                 .message
                 .contains("no method")
         );
+    }
+
+    #[test]
+    fn a_merge_into_a_variable_is_followed_by_its_assignment() {
+        let assigned = |text: &str| -> Vec<(String, String)> {
+            let prepared = prepare(text, "", "").expect(text);
+            let mut found = Vec::new();
+            let mut lists = vec![&prepared.top];
+            while let Some(list) = lists.pop() {
+                for node in &list.nodes {
+                    match node {
+                        Node::Action(a) if a.pipe.is_assign => {
+                            if let [Expr::Variable(_, from, _)] = a.pipe.commands[0].args.as_slice()
+                            {
+                                found.push((a.pipe.decl[0].to_string(), from.to_string()));
+                            }
+                        }
+                        Node::With(b) | Node::If(b) | Node::Range(b) => lists.push(&b.body),
+                        _ => {}
+                    }
+                }
+            }
+            found
+        };
+        let pair = |a: &str, b: &str| vec![(a.to_owned(), b.to_owned())];
+        assert_eq!(
+            assigned("{{ $d := sprig_dict }}{{ $_ := sprig_merge $d (sprig_dict) }}"),
+            pair("$d", "$_")
+        );
+        assert_eq!(
+            assigned("{{ $d := 1 }}{{ with 1 }}{{ $r := sprig_dict | mergeMap $d }}{{ end }}"),
+            pair("$d", "$r")
+        );
+        // A field, the merge's result printed, or a merge that is not the last command: no.
+        for text in [
+            "{{ $_ := sprig_merge .Data (sprig_dict) }}",
+            "{{ sprig_merge (sprig_dict) (sprig_dict) }}",
+            "{{ $d := 1 }}{{ $_ := sprig_merge $d (sprig_dict) | len }}",
+            "{{ $d := 1 }}{{ $d = sprig_merge $d (sprig_dict) }}",
+        ] {
+            assert_eq!(assigned(text), Vec::new(), "{text}");
+        }
     }
 
     #[test]

@@ -114,9 +114,9 @@ fn list_and_map_helpers_match_bao_agent() {
     );
 }
 
-/// `mergeMap` and Sprig's `merge` change the map in their first argument (Go's maps are
-/// references), which templates rely on with `{{ $_ := sprig_merge $config ... }}`: hydrant
-/// gives the variable the merged map, in a block or not, piped or not.
+/// `mergeMap` and Sprig's `merge`, `set` and `unset` change the map in their first argument
+/// (Go's maps are references), which templates rely on with `{{ $_ := sprig_merge $config ...
+/// }}`: hydrant gives the variable the changed map, in a block or not, piped or not.
 #[test]
 fn merges_into_a_variable_change_it_as_in_bao_agent() {
     let (vault, token) = seeded();
@@ -129,7 +129,8 @@ fn merges_into_a_variable_change_it_as_in_bao_agent() {
             "{{ $cfg := sprig_dict \"base\" \"b\" }}{{ with secret \"secret/data/app/merge-a\" }}{{ $_ := sprig_merge $cfg .Data.data }}{{ end }}{{ $cfg | toJSON }}\n\
              {{ with secret \"secret/data/app/merge-b\" }}{{ $_ := mergeMapWithOverride $cfg .Data.data }}{{ end }}{{ $cfg | toJSON }}\n\
              {{ $d := sprig_dict \"a\" 1 }}{{ range $i := loop 3 }}{{ $_ := sprig_dict (print \"k\" $i) $i | sprig_mergeOverwrite $d }}{{ end }}{{ $d }}\n\
-             {{ $e := sprig_dict }}{{ $r := mergeMap $e (sprig_dict \"x\" \"1\") }}{{ $e }}|{{ $r }}|{{ $f := sprig_dict \"z\" 1 }}{{ $f = sprig_merge $f (sprig_dict \"y\" 2) }}{{ $f }}\n",
+             {{ $e := sprig_dict }}{{ $r := mergeMap $e (sprig_dict \"x\" \"1\") }}{{ $e }}|{{ $r }}|{{ $f := sprig_dict \"z\" 1 }}{{ $f = sprig_merge $f (sprig_dict \"y\" 2) }}{{ $f }}\n\
+             {{ $s := sprig_dict \"a\" 1 }}{{ $_ := sprig_set $s \"b\" 2 }}{{ range $k := sprig_list \"c\" \"d\" }}{{ $_ := sprig_set $s $k $k }}{{ end }}{{ $_ := sprig_unset $s \"a\" }}{{ $s }}|{{ $_ := sprig_unset $s \"zz\" }}{{ $s | toJSON }}\n",
         )],
     );
 }

@@ -345,13 +345,13 @@ pub const REFUSED: &[(&str, &str)] = &[
     ),
     (
         "sprig_set",
-        "it changes the dict it is given in place, which hydrant's values cannot; build a new \
-         dict with sprig_merge or sprig_dict",
+        "it changes the dict it is given in place, which hydrant follows only in \
+         {{ $_ := sprig_set $dict \"key\" value }} (the dict a variable, the result kept)",
     ),
     (
         "sprig_unset",
-        "it changes the dict it is given in place, which hydrant's values cannot; build a new \
-         dict with sprig_omit",
+        "it changes the dict it is given in place, which hydrant follows only in \
+         {{ $_ := sprig_unset $dict \"key\" }} (the dict a variable, the result kept)",
     ),
     (
         "sprig_getHostByName",
@@ -502,6 +502,7 @@ pub fn prepare(text: &str, left: &str, right: &str) -> Result<Prepared, Problem>
         text,
         calls: BTreeMap::new(),
         range_bodies: Vec::new(),
+        followed: None,
     };
     check.list(&mut top, TOP_LEVEL)?;
     for (name, body) in &mut named {
@@ -621,6 +622,9 @@ struct Check<'a> {
     calls: BTreeMap<String, (u64, Vec<String>)>,
     /// For each `{{range}}`: its body's own node count and the templates it calls.
     range_bodies: Vec<(u64, Vec<String>)>,
+    /// Where the function is whose change in place the action being checked follows: there
+    /// a [`FOLLOWED_ONLY`] function may be called.
+    followed: Option<usize>,
 }
 
 impl Check<'_> {
@@ -645,8 +649,12 @@ impl Check<'_> {
                 Node::List(inner) => self.nodes(inner, count, calls)?,
                 Node::Text(_) | Node::Break(_) | Node::Continue(_) | Node::Define(_) => {}
                 Node::Action(action) => {
-                    self.pipe(&mut action.pipe, count)?;
-                    if let Some(assign) = follow_in_place(&action.pipe) {
+                    let followed = follow_in_place(&action.pipe);
+                    self.followed = followed.as_ref().map(|(_, at)| *at);
+                    let checked = self.pipe(&mut action.pipe, count);
+                    self.followed = None;
+                    checked?;
+                    if let Some((assign, _)) = followed {
                         *count += 1;
                         follow.push((i + 1, assign));
                     }
@@ -741,7 +749,7 @@ impl Check<'_> {
     }
 
     fn function(&self, offset: usize, name: &str) -> Result<(), Problem> {
-        if is_function(name) {
+        if is_function(name) || self.followed == Some(offset) && FOLLOWED_ONLY.contains(&name) {
             return Ok(());
         }
         let message = if CONSUL_ONLY.contains(&name) {
@@ -764,7 +772,7 @@ impl Check<'_> {
 }
 
 /// The functions that change the map given as their first argument and return it (Go's maps
-/// are references): consul-template's `mergeMap` and Sprig's `merge`.
+/// are references): consul-template's `mergeMap`, Sprig's `merge`, `set` and `unset`.
 pub const IN_PLACE: &[&str] = &[
     "mergeMap",
     "mergeMapWithOverride",
@@ -772,20 +780,26 @@ pub const IN_PLACE: &[&str] = &[
     "sprig_mustMerge",
     "sprig_mergeOverwrite",
     "sprig_mustMergeOverwrite",
+    "sprig_set",
+    "sprig_unset",
 ];
+
+/// The functions of [`IN_PLACE`] that are nothing but their change in place: run only where
+/// hydrant follows it (see [`REFUSED`] elsewhere).
+pub const FOLLOWED_ONLY: &[&str] = &["sprig_set", "sprig_unset"];
 
 /// `{{ $d = $_ }}` to follow `{{ $_ := sprig_merge $d $src }}` (or `$src | sprig_merge $d`):
 /// hydrant's values cannot be
 /// changed in place, so the variable the template merged into is given the merged map, which
 /// is what Go's change in place leaves in it. Only a variable (not a field such as `.Data.data`,
 /// nor another name for the same map) sees the change.
-fn follow_in_place(pipe: &PipeNode) -> Option<Node> {
+fn follow_in_place(pipe: &PipeNode) -> Option<(Node, usize)> {
     // The merge must be the pipeline's last command, whose result is the merged map.
     let ([result], Some(command)) = (pipe.decl.as_slice(), pipe.commands.last()) else {
         return None;
     };
     let [
-        Expr::Identifier(_, function),
+        Expr::Identifier(at, function),
         Expr::Variable(pos, target, fields),
         ..,
     ] = command.args.as_slice()
@@ -796,7 +810,7 @@ fn follow_in_place(pipe: &PipeNode) -> Option<Node> {
         return None;
     }
     let pos = *pos;
-    Some(Node::Action(ActionNode {
+    let assign = Node::Action(ActionNode {
         pos,
         pipe: PipeNode {
             pos,
@@ -807,7 +821,8 @@ fn follow_in_place(pipe: &PipeNode) -> Option<Node> {
             }],
             is_assign: true,
         },
-    }))
+    });
+    Some((assign, at.offset))
 }
 
 /// Each template's size with every call expanded; refuses an undefined callee, a cycle, and a
@@ -1006,6 +1021,19 @@ mod tests {
             assigned("{{ $d := 1 }}{{ with 1 }}{{ $r := sprig_dict | mergeMap $d }}{{ end }}"),
             pair("$d", "$r")
         );
+        assert_eq!(
+            assigned("{{ $d := 1 }}{{ $_ := sprig_set $d \"k\" 1 }}"),
+            pair("$d", "$_")
+        );
+        // set and unset are run only there.
+        for text in [
+            "{{ sprig_set (sprig_dict) \"k\" 1 }}",
+            "{{ $_ := sprig_set .Data \"k\" 1 }}",
+            "{{ $d := 1 }}{{ $_ := sprig_unset $d \"k\" | len }}",
+            "{{ $d := 1 }}{{ $_ := sprig_set $d \"k\" (sprig_set $d \"j\" 1) }}",
+        ] {
+            assert!(refused(text).message.contains("follows only"), "{text}");
+        }
         // A field, the merge's result printed, or a merge that is not the last command: no.
         for text in [
             "{{ $_ := sprig_merge .Data (sprig_dict) }}",

@@ -190,7 +190,9 @@ const HELPERS: &[(&str, Function)] = &[
 pub(super) fn register(map: &mut FuncMap, context: &Context) {
     let limit = context.limit;
     let helpers = HELPERS.iter().map(|(n, f)| ((*n).to_owned(), *f));
-    let sprig = sprig::all().map(|(n, f)| (format!("sprig_{n}"), *f));
+    let sprig = sprig::all()
+        .chain(sprig::FOLLOWED)
+        .map(|(n, f)| (format!("sprig_{n}"), *f));
     time::start_clock();
     for (name, function) in helpers.chain(sprig) {
         map.insert(
@@ -1037,7 +1039,7 @@ mod tests {
         use std::collections::{BTreeSet, HashMap};
         use std::sync::Mutex;
 
-        use injector::consul_template::{FUNCTIONS, GO_BUILTINS, SPRIG_FUNCTIONS};
+        use injector::consul_template::{FOLLOWED_ONLY, FUNCTIONS, GO_BUILTINS, SPRIG_FUNCTIONS};
 
         let context = Context {
             running: Arc::new(Mutex::new(None)),
@@ -1053,6 +1055,7 @@ mod tests {
             .iter()
             .map(|n| (*n).to_owned())
             .chain(SPRIG_FUNCTIONS.iter().map(|n| format!("sprig_{n}")))
+            .chain(FOLLOWED_ONLY.iter().map(|n| (*n).to_owned()))
             .collect();
         let unlisted: Vec<_> = registered.difference(&allowed).collect();
         let unregistered: Vec<_> = allowed.difference(&registered).collect();

@@ -595,6 +595,29 @@ const FUNCTIONS: &[(&str, Function)] = &[
     }),
 ];
 
+/// `set` and `unset`, which Go runs for their change in place: admission lets a template call
+/// them only where the agent follows that change (`injector::consul_template::FOLLOWED_ONLY`),
+/// so they return the changed dict.
+pub(super) const FOLLOWED: &[(&str, Function)] = &[
+    ("set", |a| {
+        arity("set", a, 3)?;
+        let key = string("set", &a[1])?;
+        let Some(d) = dict("set", &a[0])? else {
+            return Err(fail("set", "assignment to entry in nil map"));
+        };
+        let mut d = d.clone();
+        d.insert(Arc::from(key), a[2].clone());
+        Ok(Value::Map(Arc::new(d)))
+    }),
+    ("unset", |a| {
+        arity("unset", a, 2)?;
+        let key = string("unset", &a[1])?;
+        let mut d = dict("unset", &a[0])?.cloned().unwrap_or_default();
+        d.remove(key);
+        Ok(Value::Map(Arc::new(d)))
+    }),
+];
+
 /// The Sprig functions that read the agent's environment.
 #[cfg(test)]
 pub(super) const WITH_CONTEXT: &[&str] = &["env", "expandenv"];

@@ -179,7 +179,8 @@ fn sprig_string_list_and_dict_functions_match_bao_agent() {
                 "sprig-lists",
                 "{{ $l := sprig_list 1 \"a\" 2 }}{{ sprig_append $l \"x\" }}|{{ sprig_prepend $l 0 }}|{{ sprig_first $l }}|{{ sprig_last $l }}|{{ sprig_rest $l }}|{{ sprig_initial $l }}|{{ sprig_reverse $l }}|{{ $l }}\n\
                  {{ sprig_uniq (sprig_list 1 1 \"a\" \"a\" 2) }}|{{ sprig_compact (sprig_list 0 \"\" \"a\" nil 1) }}|{{ sprig_without $l \"a\" }}|{{ sprig_has \"a\" $l }}|{{ sprig_has 3 $l }}|{{ sprig_concat $l (sprig_list \"z\") }}|{{ sprig_chunk 2 (sprig_list 1 2 3 4 5) }}\n\
-                 {{ sprig_until 3 }}|{{ sprig_until -2 }}|{{ sprig_untilStep 0 10 3 }}|{{ sprig_seq 3 }}|{{ sprig_seq 2 5 }}|{{ sprig_seq 0 2 6 }}|{{ sprig_seq 3 1 }}|{{ sprig_first (sprig_list) }}\n",
+                 {{ sprig_until 3 }}|{{ sprig_until -2 }}|{{ sprig_untilStep 0 10 3 }}|{{ sprig_seq 3 }}|{{ sprig_seq 2 5 }}|{{ sprig_seq 0 2 6 }}|{{ sprig_seq 3 1 }}|{{ sprig_first (sprig_list) }}\n\
+                 {{ sprig_slice (sprig_list 1 2 3 4) 1 3 }}|{{ sprig_slice (sprig_list 1 2 3) 1 }}|{{ sprig_slice (sprig_list 1 2) }}|{{ sprig_slice (sprig_list) }}|{{ sprig_mustSlice (sprig_list 1 2 3) \"1\" }}|{{ sprig_slice (sprig_splitList \",\" \"a,b,c\") 2 3 }}\n",
             ),
             case(
                 "sprig-dicts",
@@ -225,7 +226,8 @@ fn sprig_defaults_encodings_math_hashes_regexes_and_paths_match_bao_agent() {
             ),
             case(
                 "sprig-paths-env",
-                "{{ sprig_base \"/a/b.txt\" }}|{{ sprig_dir \"/a/b.txt\" }}|{{ sprig_clean \"a//b/../c\" }}|{{ sprig_ext \"x.tar.gz\" }}|{{ sprig_isAbs \"/x\" }}|{{ sprig_env \"HYDRANT_NO_SUCH_VAR\" }}|{{ sprig_expandenv \"a${HYDRANT_NO_SUCH_VAR}b\" }}\n",
+                "{{ sprig_base \"/a/b.txt\" }}|{{ sprig_dir \"/a/b.txt\" }}|{{ sprig_clean \"a//b/../c\" }}|{{ sprig_ext \"x.tar.gz\" }}|{{ sprig_isAbs \"/x\" }}|{{ sprig_env \"HYDRANT_NO_SUCH_VAR\" }}|{{ sprig_expandenv \"a${HYDRANT_NO_SUCH_VAR}b\" }}\n\
+                 {{ sprig_osBase \"/a/b.txt\" }}|{{ sprig_osDir \"/a/b.txt\" }}|{{ sprig_osClean \"a//b/../c\" }}|{{ sprig_osExt \"x.tar.gz\" }}|{{ sprig_osIsAbs \"x\" }}|{{ sprig_osBase \"\" }}|{{ sprig_osDir \"\" }}\n",
             ),
         ],
     );
@@ -328,6 +330,37 @@ fn timestamps_and_random_values_have_bao_agent_s_shapes() {
         assert!(same, "line {i}: {w:?} vs {g:?}");
     }
     assert_eq!(got[6].as_bytes()[14], b'4', "a version 4 UUID: {}", got[6]);
+}
+
+/// Sprig's random integers, bytes and shuffles: in range, of the length asked, a permutation.
+#[test]
+fn sprig_random_ints_bytes_and_shuffles_have_bao_agent_s_shapes() {
+    let (vault, token) = seeded();
+    let cases = [case(
+        "random",
+        "{{ sprig_randInt 5 10 }}\n{{ sprig_randBytes 12 }}\n{{ sprig_shuffle \"abcdef\" }}\n{{ sprig_randInt 0 1 }}\n{{ sprig_randBytes 0 }}|",
+    )];
+    let outputs = both(&vault, &token, &cases);
+    let bao = outputs.bao.expect("bao agent renders");
+    let hydrant = outputs.hydrant.expect("hydrant renders");
+    for out in [&bao[0], &hydrant[0]] {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 5, "{out}");
+        let n: i64 = lines[0].parse().expect("an integer");
+        assert!((5..10).contains(&n), "{out}");
+        let bytes = lines[1];
+        assert!(
+            bytes.len() == 16
+                && bytes
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/'),
+            "{out}"
+        );
+        let mut shuffled: Vec<char> = lines[2].chars().collect();
+        shuffled.sort_unstable();
+        assert_eq!(shuffled.into_iter().collect::<String>(), "abcdef", "{out}");
+        assert_eq!((lines[3], lines[4]), ("0", "|"), "{out}");
+    }
 }
 
 /// Go refuses a `json.Number` (Vault's numbers) where a function wants a string; so does

@@ -152,6 +152,8 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "mustChunk",
     "until",
     "untilStep",
+    "slice",
+    "mustSlice",
     "seq",
     // Dicts.
     "dict",
@@ -233,6 +235,11 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "clean",
     "ext",
     "isAbs",
+    "osBase",
+    "osDir",
+    "osClean",
+    "osExt",
+    "osIsAbs",
     // Dates.
     "now",
     "date",
@@ -266,6 +273,9 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "randNumeric",
     "randAscii",
     "uuidv4",
+    "randInt",
+    "randBytes",
+    "shuffle",
     "env",
     "expandenv",
 ];

@@ -120,6 +120,13 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "toStrings",
     "join",
     "sortAlpha",
+    "abbrev",
+    "abbrevboth",
+    "initials",
+    "wrap",
+    "wrapWith",
+    "swapcase",
+    "camelcase",
     // Lists.
     "list",
     "tuple",

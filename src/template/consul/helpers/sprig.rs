@@ -22,9 +22,10 @@ mod dates;
 mod numbers;
 mod reflect;
 mod semver;
+mod text;
+mod words;
 
 use self::reflect::kind as reflect_kind;
-mod text;
 
 /// Every Sprig function that needs nothing but its arguments, without the `sprig_` prefix.
 pub(super) fn all() -> impl Iterator<Item = &'static (&'static str, Function)> {
@@ -33,6 +34,7 @@ pub(super) fn all() -> impl Iterator<Item = &'static (&'static str, Function)> {
         .chain(dates::DATES)
         .chain(reflect::REFLECT)
         .chain(semver::SEMVER)
+        .chain(words::WORDS)
 }
 
 use self::collections::*;

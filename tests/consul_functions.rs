@@ -414,7 +414,8 @@ fn sprig_word_functions_match_bao_agent() {
             "{{ sprig_abbrev 5 \"hello world\" }}|{{ sprig_abbrev 3 \"hello world\" }}|{{ sprig_abbrev 20 \"short\" }}|{{ sprig_abbrevboth 5 10 \"1234 5678 9123 4567\" }}|{{ sprig_abbrevboth 0 6 \"abcdefghij\" }}|{{ sprig_abbrev 5 \"héllo wörld\" }}\n\
              {{ sprig_initials \"First Try\" }}|{{ sprig_initials \"  a  b\\tc \" }}|{{ sprig_initials \"élan vital\" }}\n\
              {{ sprig_wrap 5 \"Hello World, how are you\" }}|{{ sprig_wrapWith 5 \"\\t\" \"Hello World\" }}|{{ sprig_wrapWith 4 \"<br>\" \"abcdefghij kl\" }}|{{ sprig_wrap 3 \"a verylongword b\" }}|{{ sprig_wrap 0 \"a b\" }}\n\
-             {{ sprig_swapcase \"This Is A Test\" }}|{{ sprig_swapcase \"mIxEd 123 ünï\" }}|{{ sprig_camelcase \"http_server\" }}|{{ sprig_camelcase \"_complex__case_\" }}|{{ sprig_camelcase \"some words-here\" }}|{{ sprig_camelcase \"\" }}\n",
+             {{ sprig_swapcase \"This Is A Test\" }}|{{ sprig_swapcase \"mIxEd 123 ünï\" }}|{{ sprig_camelcase \"http_server\" }}|{{ sprig_camelcase \"_complex__case_\" }}|{{ sprig_camelcase \"some words-here\" }}|{{ sprig_camelcase \"\" }}\n\
+             {{ sprig_snakecase \"HTTPServer\" }}|{{ sprig_kebabcase \"FROM CamelCase to snake/kebab-case\" }}|{{ sprig_snakecase \"Bld4Floor3rd\" }}|{{ sprig_snakecase \"混合ABCWords与123数字456\" }}|{{ sprig_kebabcase \"  sentence case  \" }}|{{ range $k, $v := sprig_dict \"dbPassword\" 1 \"API_KEY\" 2 }}{{ $k | sprig_snakecase | sprig_upper }} {{ end }}\n",
         )],
     );
 }

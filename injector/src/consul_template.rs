@@ -127,6 +127,8 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "wrapWith",
     "swapcase",
     "camelcase",
+    "snakecase",
+    "kebabcase",
     // Lists.
     "list",
     "tuple",

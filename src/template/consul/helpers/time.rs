@@ -18,7 +18,9 @@ use jiff::tz::TimeZone;
 pub(crate) struct GoTime {
     /// Seconds since the Unix epoch.
     pub(crate) seconds: i64,
+    /// Nanoseconds within the second.
     pub(crate) nanos: u32,
+    /// Where the time is shown.
     pub(crate) zone: Zone,
     /// Nanoseconds since the agent's clock started (see [`start_clock`]).
     pub(crate) mono: Option<i64>,
@@ -27,6 +29,7 @@ pub(crate) struct GoTime {
 /// A Go `*time.Location`.
 #[derive(Clone, Debug)]
 pub(crate) enum Zone {
+    /// `time.UTC`.
     Utc,
     /// The agent's own zone.
     Local,
@@ -549,7 +552,9 @@ fn days_in(month: i64, year: i64) -> i64 {
 pub(crate) struct Parsed {
     /// Seconds from 1970-01-01T00:00:00 to the wall clock read, as if it were UTC.
     pub(crate) wall: i64,
+    /// The fraction of the second read.
     pub(crate) nanos: u32,
+    /// The zone read, if any.
     pub(crate) zone: ParsedZone,
 }
 

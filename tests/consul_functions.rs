@@ -420,6 +420,27 @@ fn sprig_word_functions_match_bao_agent() {
     );
 }
 
+/// Go's `net/url` as Sprig's `urlParse` and `urlJoin` use it: parts unescaped, user info and
+/// paths escaped again.
+#[test]
+fn sprig_urls_match_bao_agent() {
+    let (vault, token) = seeded();
+    vault.kv2_put(
+        "app/url",
+        json!({"dsn": "postgres://us%40er:p%2Fss@db.example.com:5432/app%20db?sslmode=require#frag%21", "port": 5432}),
+    );
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-url",
+            "{{ with secret \"secret/data/app/url\" }}{{ $u := sprig_urlParse .Data.data.dsn }}{{ $u }}|{{ $u.hostname }}|{{ sprig_urlJoin $u }}|{{ sprig_urlJoin (sprig_dict \"scheme\" \"https\" \"host\" \"h\" \"path\" \"a b/c?\" \"port\" .Data.data.port) }}{{ end }}\n\
+             {{ sprig_urlParse \"mailto:a@b.c\" }}|{{ sprig_urlParse \"/just/a path?q=1&r#x\" }}|{{ sprig_urlParse \"http://[::1]:8200/v1\" }}|{{ sprig_urlParse \"https://h?\" }}|{{ sprig_urlParse \"file:///etc/hosts\" }}\n\
+             {{ sprig_urlJoin (sprig_dict \"scheme\" \"postgres\" \"host\" \"db:5432\" \"userinfo\" \"app:s3cr%2Ft\" \"path\" \"/db\" \"query\" \"a=1\" \"fragment\" \"f g\") }}|{{ sprig_urlJoin (sprig_dict \"path\" \"a:b\") }}|{{ sprig_urlJoin (sprig_dict \"scheme\" \"mailto\" \"opaque\" \"x@y\") }}|{{ sprig_urlJoin (sprig_dict) }}|{{ sprig_urlJoin (sprig_dict \"host\" \"h\" \"path\" \"p\") }}\n",
+        )],
+    );
+}
+
 /// Masterminds/semver's constraints and version parts, as Sprig's `semverCompare` and `semver`
 /// give them.
 #[test]

@@ -238,6 +238,9 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "regexSplit",
     "mustRegexSplit",
     "regexQuoteMeta",
+    // URLs.
+    "urlParse",
+    "urlJoin",
     // Paths.
     "base",
     "dir",

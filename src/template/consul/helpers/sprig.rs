@@ -23,6 +23,7 @@ mod numbers;
 mod reflect;
 mod semver;
 mod text;
+mod url;
 mod words;
 
 use self::reflect::kind as reflect_kind;
@@ -35,6 +36,7 @@ pub(super) fn all() -> impl Iterator<Item = &'static (&'static str, Function)> {
         .chain(reflect::REFLECT)
         .chain(semver::SEMVER)
         .chain(words::WORDS)
+        .chain(url::URL)
 }
 
 use self::collections::*;

@@ -441,6 +441,21 @@ fn sprig_urls_match_bao_agent() {
     );
 }
 
+/// Sprig's float arithmetic in exact decimals (shopspring/decimal), not in floats.
+#[test]
+fn sprig_decimal_arithmetic_matches_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-decimals",
+            "{{ sprig_addf 0.1 0.2 }}|{{ sprig_addf 1 2 3.5 }}|{{ sprig_addf }}|{{ sprig_add1f 1.5 }}|{{ sprig_subf 0.3 0.1 }}|{{ sprig_subf 10 1 2 }}|{{ sprig_mulf 1.1 1.1 }}|{{ sprig_mulf 3 \"2.5\" }}|{{ sprig_divf 1 3 }}|{{ sprig_divf 2 3 }}|{{ sprig_divf -2 3 }}|{{ sprig_divf 10 4 2 }}\n\
+             {{ sprig_addf 1e300 1e-300 }}|{{ sprig_mulf 1e200 1e200 }}|{{ sprig_divf 1 7 }}|{{ sprig_addf 123456789 0.000001 }}|{{ sprig_subf 1 }}|{{ sprig_addf \"x\" 1 }}|{{ sprig_mulf 0.000001 1000000 }}\n",
+        )],
+    );
+}
+
 /// Masterminds/semver's constraints and version parts, as Sprig's `semverCompare` and `semver`
 /// give them.
 #[test]

@@ -220,6 +220,11 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "floor",
     "ceil",
     "round",
+    "addf",
+    "add1f",
+    "subf",
+    "mulf",
+    "divf",
     // Hashes.
     "sha1sum",
     "sha256sum",

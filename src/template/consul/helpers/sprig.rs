@@ -19,6 +19,7 @@ use super::{Function, STD, text};
 
 mod collections;
 mod dates;
+mod decimals;
 mod numbers;
 mod reflect;
 mod semver;
@@ -37,6 +38,7 @@ pub(super) fn all() -> impl Iterator<Item = &'static (&'static str, Function)> {
         .chain(semver::SEMVER)
         .chain(words::WORDS)
         .chain(url::URL)
+        .chain(decimals::DECIMALS)
 }
 
 use self::collections::*;

@@ -114,6 +114,27 @@ fn list_and_map_helpers_match_bao_agent() {
     );
 }
 
+/// `mergeMap` and Sprig's `merge`, `set` and `unset` change the map in their first argument
+/// (Go's maps are references), which templates rely on with `{{ $_ := sprig_merge $config ...
+/// }}`: hydrant gives the variable the changed map, in a block or not, piped or not.
+#[test]
+fn merges_into_a_variable_change_it_as_in_bao_agent() {
+    let (vault, token) = seeded();
+    more_secrets(&vault);
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "merge-in-place",
+            "{{ $cfg := sprig_dict \"base\" \"b\" }}{{ with secret \"secret/data/app/merge-a\" }}{{ $_ := sprig_merge $cfg .Data.data }}{{ end }}{{ $cfg | toJSON }}\n\
+             {{ with secret \"secret/data/app/merge-b\" }}{{ $_ := mergeMapWithOverride $cfg .Data.data }}{{ end }}{{ $cfg | toJSON }}\n\
+             {{ $d := sprig_dict \"a\" 1 }}{{ range $i := loop 3 }}{{ $_ := sprig_dict (print \"k\" $i) $i | sprig_mergeOverwrite $d }}{{ end }}{{ $d }}\n\
+             {{ $e := sprig_dict }}{{ $r := mergeMap $e (sprig_dict \"x\" \"1\") }}{{ $e }}|{{ $r }}|{{ $f := sprig_dict \"z\" 1 }}{{ $f = sprig_merge $f (sprig_dict \"y\" 2) }}{{ $f }}\n\
+             {{ $s := sprig_dict \"a\" 1 }}{{ $_ := sprig_set $s \"b\" 2 }}{{ range $k := sprig_list \"c\" \"d\" }}{{ $_ := sprig_set $s $k $k }}{{ end }}{{ $_ := sprig_unset $s \"a\" }}{{ $s }}|{{ $_ := sprig_unset $s \"zz\" }}{{ $s | toJSON }}\n",
+        )],
+    );
+}
+
 #[test]
 fn parsing_and_arithmetic_helpers_match_bao_agent_floats_printed_as_go_prints_them() {
     let (vault, token) = seeded();
@@ -158,7 +179,8 @@ fn sprig_string_list_and_dict_functions_match_bao_agent() {
                 "sprig-lists",
                 "{{ $l := sprig_list 1 \"a\" 2 }}{{ sprig_append $l \"x\" }}|{{ sprig_prepend $l 0 }}|{{ sprig_first $l }}|{{ sprig_last $l }}|{{ sprig_rest $l }}|{{ sprig_initial $l }}|{{ sprig_reverse $l }}|{{ $l }}\n\
                  {{ sprig_uniq (sprig_list 1 1 \"a\" \"a\" 2) }}|{{ sprig_compact (sprig_list 0 \"\" \"a\" nil 1) }}|{{ sprig_without $l \"a\" }}|{{ sprig_has \"a\" $l }}|{{ sprig_has 3 $l }}|{{ sprig_concat $l (sprig_list \"z\") }}|{{ sprig_chunk 2 (sprig_list 1 2 3 4 5) }}\n\
-                 {{ sprig_until 3 }}|{{ sprig_until -2 }}|{{ sprig_untilStep 0 10 3 }}|{{ sprig_seq 3 }}|{{ sprig_seq 2 5 }}|{{ sprig_seq 0 2 6 }}|{{ sprig_seq 3 1 }}|{{ sprig_first (sprig_list) }}\n",
+                 {{ sprig_until 3 }}|{{ sprig_until -2 }}|{{ sprig_untilStep 0 10 3 }}|{{ sprig_seq 3 }}|{{ sprig_seq 2 5 }}|{{ sprig_seq 0 2 6 }}|{{ sprig_seq 3 1 }}|{{ sprig_first (sprig_list) }}\n\
+                 {{ sprig_slice (sprig_list 1 2 3 4) 1 3 }}|{{ sprig_slice (sprig_list 1 2 3) 1 }}|{{ sprig_slice (sprig_list 1 2) }}|{{ sprig_slice (sprig_list) }}|{{ sprig_mustSlice (sprig_list 1 2 3) \"1\" }}|{{ sprig_slice (sprig_splitList \",\" \"a,b,c\") 2 3 }}\n",
             ),
             case(
                 "sprig-dicts",
@@ -204,7 +226,8 @@ fn sprig_defaults_encodings_math_hashes_regexes_and_paths_match_bao_agent() {
             ),
             case(
                 "sprig-paths-env",
-                "{{ sprig_base \"/a/b.txt\" }}|{{ sprig_dir \"/a/b.txt\" }}|{{ sprig_clean \"a//b/../c\" }}|{{ sprig_ext \"x.tar.gz\" }}|{{ sprig_isAbs \"/x\" }}|{{ sprig_env \"HYDRANT_NO_SUCH_VAR\" }}|{{ sprig_expandenv \"a${HYDRANT_NO_SUCH_VAR}b\" }}\n",
+                "{{ sprig_base \"/a/b.txt\" }}|{{ sprig_dir \"/a/b.txt\" }}|{{ sprig_clean \"a//b/../c\" }}|{{ sprig_ext \"x.tar.gz\" }}|{{ sprig_isAbs \"/x\" }}|{{ sprig_env \"HYDRANT_NO_SUCH_VAR\" }}|{{ sprig_expandenv \"a${HYDRANT_NO_SUCH_VAR}b\" }}\n\
+                 {{ sprig_osBase \"/a/b.txt\" }}|{{ sprig_osDir \"/a/b.txt\" }}|{{ sprig_osClean \"a//b/../c\" }}|{{ sprig_osExt \"x.tar.gz\" }}|{{ sprig_osIsAbs \"x\" }}|{{ sprig_osBase \"\" }}|{{ sprig_osDir \"\" }}\n",
             ),
         ],
     );
@@ -309,6 +332,37 @@ fn timestamps_and_random_values_have_bao_agent_s_shapes() {
     assert_eq!(got[6].as_bytes()[14], b'4', "a version 4 UUID: {}", got[6]);
 }
 
+/// Sprig's random integers, bytes and shuffles: in range, of the length asked, a permutation.
+#[test]
+fn sprig_random_ints_bytes_and_shuffles_have_bao_agent_s_shapes() {
+    let (vault, token) = seeded();
+    let cases = [case(
+        "random",
+        "{{ sprig_randInt 5 10 }}\n{{ sprig_randBytes 12 }}\n{{ sprig_shuffle \"abcdef\" }}\n{{ sprig_randInt 0 1 }}\n{{ sprig_randBytes 0 }}|",
+    )];
+    let outputs = both(&vault, &token, &cases);
+    let bao = outputs.bao.expect("bao agent renders");
+    let hydrant = outputs.hydrant.expect("hydrant renders");
+    for out in [&bao[0], &hydrant[0]] {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 5, "{out}");
+        let n: i64 = lines[0].parse().expect("an integer");
+        assert!((5..10).contains(&n), "{out}");
+        let bytes = lines[1];
+        assert!(
+            bytes.len() == 16
+                && bytes
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/'),
+            "{out}"
+        );
+        let mut shuffled: Vec<char> = lines[2].chars().collect();
+        shuffled.sort_unstable();
+        assert_eq!(shuffled.into_iter().collect::<String>(), "abcdef", "{out}");
+        assert_eq!((lines[3], lines[4]), ("0", "|"), "{out}");
+    }
+}
+
 /// Go refuses a `json.Number` (Vault's numbers) where a function wants a string; so does
 /// hydrant.
 #[test]
@@ -325,4 +379,173 @@ fn a_vault_number_given_to_a_string_function_fails_in_both() {
     assert!(bao.contains("json.Number"), "{bao}");
     let hydrant = outputs.hydrant.expect_err("hydrant refuses it too");
     assert!(hydrant.contains("json.Number"), "{hydrant}");
+}
+
+/// Go's types as Sprig's `typeOf`/`kindOf` and `printf "%T"` name them, for the values whose
+/// Go type hydrant knows (see the README for the lists and maps it does not tell apart).
+#[test]
+fn sprig_types_and_printf_t_match_bao_agent() {
+    let (vault, token) = seeded();
+    more_secrets(&vault);
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-types",
+            "{{ sprig_typeOf \"a\" }}|{{ sprig_typeOf 1 }}|{{ sprig_typeOf 1.5 }}|{{ sprig_typeOf true }}|{{ sprig_typeOf nil }}|{{ sprig_typeOf (sprig_list 1) }}|{{ sprig_typeOf (sprig_dict \"a\" 1) }}|{{ sprig_typeOf (sprig_toDate \"2006\" \"2024\") }}|{{ sprig_typeOf (parseFloat \"1e6\") }}\n\
+                 {{ sprig_kindOf \"a\" }}|{{ sprig_kindOf 1 }}|{{ sprig_kindOf 1.5 }}|{{ sprig_kindOf false }}|{{ sprig_kindOf nil }}|{{ sprig_kindOf (sprig_list) }}|{{ sprig_kindOf (sprig_dict) }}|{{ sprig_kindOf (sprig_now) }}\n\
+                 {{ sprig_typeIs \"string\" \"a\" }}|{{ sprig_typeIs \"int\" \"a\" }}|{{ sprig_typeIsLike \"string\" \"a\" }}|{{ sprig_kindIs \"map\" (sprig_dict) }}|{{ sprig_kindIs \"slice\" 1 }}\n\
+                 {{ sprig_deepEqual (sprig_list 1 \"a\") (sprig_list 1 \"a\") }}|{{ sprig_deepEqual 1 1.0 }}|{{ sprig_deepEqual (sprig_dict \"a\" (sprig_list 1)) (sprig_dict \"a\" (sprig_list 1)) }}|{{ sprig_deepEqual \"1\" 1 }}\n\
+                 {{ with secret \"secret/data/app/lists\" }}{{ sprig_typeOf .Data.data }}|{{ sprig_typeOf .Data.data.nums }}|{{ sprig_typeOf (index .Data.data.nums 0) }}|{{ sprig_kindOf (index .Data.data.nums 0) }}|{{ sprig_deepEqual (index .Data.data.nums 0) \"1\" }}{{ end }}\n\
+                 {{ printf \"%T %d %5T|%-8T|%%T|%T|%v\" \"a\" 2 true 1.5 nil (sprig_list) }}|{{ printf \"%T\" }}|{{ printf \"%*d %T\" 4 1 \"x\" }}|{{ printf \"%.2f %T\" 1.5 (sprig_dict) }}\n",
+        )],
+    );
+}
+
+/// goutils' and xstrings' word functions, bytes and all (goutils cuts strings by bytes).
+#[test]
+fn sprig_word_functions_match_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-words",
+            "{{ sprig_abbrev 5 \"hello world\" }}|{{ sprig_abbrev 3 \"hello world\" }}|{{ sprig_abbrev 20 \"short\" }}|{{ sprig_abbrevboth 5 10 \"1234 5678 9123 4567\" }}|{{ sprig_abbrevboth 0 6 \"abcdefghij\" }}|{{ sprig_abbrev 5 \"héllo wörld\" }}\n\
+             {{ sprig_initials \"First Try\" }}|{{ sprig_initials \"  a  b\\tc \" }}|{{ sprig_initials \"élan vital\" }}\n\
+             {{ sprig_wrap 5 \"Hello World, how are you\" }}|{{ sprig_wrapWith 5 \"\\t\" \"Hello World\" }}|{{ sprig_wrapWith 4 \"<br>\" \"abcdefghij kl\" }}|{{ sprig_wrap 3 \"a verylongword b\" }}|{{ sprig_wrap 0 \"a b\" }}\n\
+             {{ sprig_swapcase \"This Is A Test\" }}|{{ sprig_swapcase \"mIxEd 123 ünï\" }}|{{ sprig_camelcase \"http_server\" }}|{{ sprig_camelcase \"_complex__case_\" }}|{{ sprig_camelcase \"some words-here\" }}|{{ sprig_camelcase \"\" }}\n\
+             {{ sprig_snakecase \"HTTPServer\" }}|{{ sprig_kebabcase \"FROM CamelCase to snake/kebab-case\" }}|{{ sprig_snakecase \"Bld4Floor3rd\" }}|{{ sprig_snakecase \"混合ABCWords与123数字456\" }}|{{ sprig_kebabcase \"  sentence case  \" }}|{{ range $k, $v := sprig_dict \"dbPassword\" 1 \"API_KEY\" 2 }}{{ $k | sprig_snakecase | sprig_upper }} {{ end }}\n",
+        )],
+    );
+}
+
+/// Go's `net/url` as Sprig's `urlParse` and `urlJoin` use it: parts unescaped, user info and
+/// paths escaped again.
+#[test]
+fn sprig_urls_match_bao_agent() {
+    let (vault, token) = seeded();
+    vault.kv2_put(
+        "app/url",
+        json!({"dsn": "postgres://us%40er:p%2Fss@db.example.com:5432/app%20db?sslmode=require#frag%21", "port": 5432}),
+    );
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-url",
+            "{{ with secret \"secret/data/app/url\" }}{{ $u := sprig_urlParse .Data.data.dsn }}{{ $u }}|{{ $u.hostname }}|{{ sprig_urlJoin $u }}|{{ sprig_urlJoin (sprig_dict \"scheme\" \"https\" \"host\" \"h\" \"path\" \"a b/c?\" \"port\" .Data.data.port) }}{{ end }}\n\
+             {{ sprig_urlParse \"mailto:a@b.c\" }}|{{ sprig_urlParse \"/just/a path?q=1&r#x\" }}|{{ sprig_urlParse \"http://[::1]:8200/v1\" }}|{{ sprig_urlParse \"https://h?\" }}|{{ sprig_urlParse \"file:///etc/hosts\" }}\n\
+             {{ sprig_urlJoin (sprig_dict \"scheme\" \"postgres\" \"host\" \"db:5432\" \"userinfo\" \"app:s3cr%2Ft\" \"path\" \"/db\" \"query\" \"a=1\" \"fragment\" \"f g\") }}|{{ sprig_urlJoin (sprig_dict \"path\" \"a:b\") }}|{{ sprig_urlJoin (sprig_dict \"scheme\" \"mailto\" \"opaque\" \"x@y\") }}|{{ sprig_urlJoin (sprig_dict) }}|{{ sprig_urlJoin (sprig_dict \"host\" \"h\" \"path\" \"p\") }}\n",
+        )],
+    );
+}
+
+/// Sprig's float arithmetic in exact decimals (shopspring/decimal), not in floats.
+#[test]
+fn sprig_decimal_arithmetic_matches_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-decimals",
+            "{{ sprig_addf 0.1 0.2 }}|{{ sprig_addf 1 2 3.5 }}|{{ sprig_addf }}|{{ sprig_add1f 1.5 }}|{{ sprig_subf 0.3 0.1 }}|{{ sprig_subf 10 1 2 }}|{{ sprig_mulf 1.1 1.1 }}|{{ sprig_mulf 3 \"2.5\" }}|{{ sprig_divf 1 3 }}|{{ sprig_divf 2 3 }}|{{ sprig_divf -2 3 }}|{{ sprig_divf 10 4 2 }}\n\
+             {{ sprig_addf 1e300 1e-300 }}|{{ sprig_mulf 1e200 1e200 }}|{{ sprig_divf 1 7 }}|{{ sprig_addf 123456789 0.000001 }}|{{ sprig_subf 1 }}|{{ sprig_addf \"x\" 1 }}|{{ sprig_mulf 0.000001 1000000 }}\n",
+        )],
+    );
+}
+
+/// Masterminds/semver's constraints and version parts, as Sprig's `semverCompare` and `semver`
+/// give them.
+#[test]
+fn sprig_semver_matches_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-semver",
+            "{{ sprig_semverCompare \">=1.2.0\" \"1.3.0\" }}|{{ sprig_semverCompare \"^1.2\" \"2.0.0\" }}|{{ sprig_semverCompare \"~1.2.3\" \"v1.2.9\" }}|{{ sprig_semverCompare \"1.2 - 1.4\" \"1.4.5\" }}|{{ sprig_semverCompare \"<2 || >=3.1\" \"3.0.0\" }}|{{ sprig_semverCompare \">=1.0.0\" \"1.1.0-rc.1\" }}|{{ sprig_semverCompare \">=1.0.0-0\" \"1.1.0-rc.1\" }}|{{ sprig_semverCompare \"1.2.x\" \"1.2\" }}|{{ sprig_semverCompare \"!=1.2.3, >1\" \"1.2.4\" }}|{{ sprig_semverCompare \"1.2.3\" \"1.2.3+build\" }}\n\
+             {{ $v := sprig_semver \"v1.2.3-rc.1+b.5\" }}{{ $v.Major }}|{{ $v.Minor }}|{{ $v.Patch }}|{{ $v.Prerelease }}|{{ $v.Metadata }}|{{ $v.Original }}|{{ (sprig_semver \"2\").Minor }}|{{ add (sprig_semver \"1.2.3\").Patch 1 }}\n",
+        )],
+    );
+}
+
+/// Sprig's dates from fixed instants: formatting with Go's layouts in named zones, parsing,
+/// moving, durations; the agents' local zone is the machine's (UTC here, for both).
+#[test]
+fn sprig_dates_from_fixed_instants_match_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[
+            case(
+                "sprig-date-format",
+                "{{ sprig_date \"2006-01-02T15:04:05Z07:00\" 1709211845 }}|{{ sprig_date \"Mon Jan _2 15:04:05 MST 2006\" 1709211845 }}|{{ 1709211845 | sprig_date \"Monday, 02-January-06 3:4:5 PM .000 .999 002\" }}\n\
+                 {{ sprig_dateInZone \"2006-01-02 15:04:05 -0700 MST\" 1709211845 \"Asia/Tokyo\" }}|{{ sprig_date_in_zone \"15:04 MST Z07:00\" 1709211845 \"America/New_York\" }}|{{ sprig_dateInZone \"15:04 MST\" 1720000000 \"Europe/Paris\" }}|{{ sprig_dateInZone \"15:04 MST\" 1709211845 \"No/Such_Zone\" }}|{{ sprig_dateInZone \"15:04 MST\" 1709211845 \"\" }}|{{ sprig_dateInZone \"15:04 -07:00:00\" 1709211845 \"Asia/Kolkata\" }}\n\
+                 {{ sprig_htmlDate 1709211845 }}|{{ sprig_htmlDateInZone 1709211845 \"Pacific/Kiritimati\" }}|{{ sprig_htmlDate 0 }}|{{ sprig_date \"2006\" -62135596800 }}\n",
+            ),
+            case(
+                "sprig-date-parse",
+                "{{ $t := sprig_toDate \"2006-01-02 15:04:05\" \"2024-02-29 13:04:05\" }}{{ $t }}|{{ $t | sprig_unixEpoch }}|{{ $t | sprig_date \"Jan 2, 2006 at 3:04pm (MST)\" }}\n\
+                 {{ sprig_toDate \"2006-01-02T15:04:05Z07:00\" \"2024-02-29T13:04:05.123456+05:30\" }}|{{ sprig_toDate \"2006-01-02T15:04:05Z07:00\" \"2024-02-29T13:04:05Z\" }}|{{ sprig_toDate \"2006-01-02 MST\" \"2024-02-29 CET\" }}|{{ sprig_toDate \"2006-01-02 MST\" \"2024-02-29 UTC\" }}\n\
+                 {{ sprig_toDate \"2006-01-02\" \"not a date\" }}|{{ sprig_toDate \"2006-01-02\" \"2023-02-29\" }}|{{ sprig_toDate \"15:04\" \"10:30\" }}|{{ sprig_toDate \"Jan _2 2006 3:04:05.000PM\" \"feb  9 2024 1:02:03.450PM\" }}|{{ sprig_toDate \"2006-01-02 15:04:05\" \"2024-01-02 03:04:05.5\" }}\n\
+                 {{ sprig_mustToDate \"02/01/06\" \"29/02/24\" }}|{{ sprig_toDate \"2006-002\" \"2024-060\" }}|{{ sprig_toJson (sprig_toDate \"2006-01-02T15:04:05.999Z07:00\" \"2024-02-29T13:04:05.5-08:00\") }}\n",
+            ),
+            case(
+                "sprig-date-modify",
+                "{{ $t := sprig_toDate \"2006-01-02\" \"2024-02-28\" }}{{ sprig_dateModify \"24h\" $t }}|{{ $t | sprig_dateModify \"-1.5h\" }}|{{ sprig_date_modify \"90m30s\" $t | sprig_date \"2006-01-02 15:04:05\" }}|{{ sprig_dateModify \"bad\" $t }}|{{ sprig_mustDateModify \"1h\" $t }}|{{ sprig_must_date_modify \"300ms\" $t }}\n",
+            ),
+            case(
+                "sprig-durations",
+                "{{ sprig_duration \"90\" }}|{{ sprig_duration \"3600\" }}|{{ sprig_duration \"-5\" }}|{{ sprig_duration \"x\" }}|{{ sprig_duration 90 }}|{{ sprig_duration \"100000\" }}\n\
+                 {{ sprig_durationRound \"2h30m\" }}|{{ sprig_durationRound \"-90s\" }}|{{ sprig_durationRound \"1s\" }}|{{ sprig_durationRound \"800h\" }}|{{ sprig_durationRound \"9000h\" }}|{{ sprig_durationRound \"x\" }}|{{ sprig_durationRound 5 }}|{{ sprig_durationRound (sprig_toDate \"2006\" \"2001\") }}\n\
+                 {{ sprig_ago \"x\" }}|{{ sprig_ago 1.5 }}\n",
+            ),
+        ],
+    );
+}
+
+/// `now` differs on every run: both agents print a local `time.Time` as Go does, with its
+/// monotonic reading, and what is computed from it comes out alike.
+#[test]
+fn sprig_now_has_bao_agent_s_shape() {
+    let (vault, token) = seeded();
+    let cases = [case(
+        "now",
+        "{{ sprig_now }}\n{{ sprig_now | sprig_date \"2006-01-02T15\" }}\n{{ sprig_now | sprig_unixEpoch }}\n{{ sprig_ago (sprig_now) }}\n{{ sprig_now | sprig_dateModify \"-2h\" | sprig_durationRound }}\n{{ sprig_htmlDate \"x\" }}",
+    )];
+    let outputs = both(&vault, &token, &cases);
+    let bao = outputs.bao.expect("bao agent renders");
+    let hydrant = outputs.hydrant.expect("hydrant renders");
+    let (want, got): (Vec<&str>, Vec<&str>) =
+        (bao[0].lines().collect(), hydrant[0].lines().collect());
+    assert_eq!(want.len(), got.len(), "{} vs {}", bao[0], hydrant[0]);
+    // `2026-12-07 09:12:41.123456789 +0000 UTC m=+0.012345678`: the same words, the date and
+    // zone alike, the time within seconds; Go drops a fraction's trailing zeros.
+    let (w, g): (Vec<&str>, Vec<&str>) =
+        (want[0].split(' ').collect(), got[0].split(' ').collect());
+    assert_eq!(w.len(), g.len(), "{} vs {}", want[0], got[0]);
+    assert_eq!(
+        (w[0], w[2], w[3]),
+        (g[0], g[2], g[3]),
+        "{} vs {}",
+        want[0],
+        got[0]
+    );
+    assert!(
+        g[1].len() >= 8 && g[1].len() <= 18 && g[4].starts_with("m=+"),
+        "{}",
+        got[0]
+    );
+    let seconds = |line: &str| line.parse::<i64>().expect("seconds");
+    assert!(
+        (seconds(want[2]) - seconds(got[2])).abs() < 30,
+        "{want:?} vs {got:?}"
+    );
+    for i in [1, 3, 4, 5] {
+        assert_eq!(want[i], got[i], "line {i}");
+    }
 }

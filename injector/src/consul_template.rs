@@ -11,7 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use gotmpl::parse::{BranchNode, CommandNode, Expr, ListNode, Node, Parser, PipeNode, SmolStr};
+use gotmpl::parse::{
+    ActionNode, BranchNode, CommandNode, Expr, ListNode, Node, Parser, PipeNode, SmolStr,
+};
 
 /// Go's text/template built-in functions.
 pub const GO_BUILTINS: &[&str] = &[
@@ -118,6 +120,15 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "toStrings",
     "join",
     "sortAlpha",
+    "abbrev",
+    "abbrevboth",
+    "initials",
+    "wrap",
+    "wrapWith",
+    "swapcase",
+    "camelcase",
+    "snakecase",
+    "kebabcase",
     // Lists.
     "list",
     "tuple",
@@ -150,6 +161,8 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "mustChunk",
     "until",
     "untilStep",
+    "slice",
+    "mustSlice",
     "seq",
     // Dicts.
     "dict",
@@ -207,6 +220,11 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "floor",
     "ceil",
     "round",
+    "addf",
+    "add1f",
+    "subf",
+    "mulf",
+    "divf",
     // Hashes.
     "sha1sum",
     "sha256sum",
@@ -225,18 +243,56 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "regexSplit",
     "mustRegexSplit",
     "regexQuoteMeta",
+    // URLs.
+    "urlParse",
+    "urlJoin",
     // Paths.
     "base",
     "dir",
     "clean",
     "ext",
     "isAbs",
+    "osBase",
+    "osDir",
+    "osClean",
+    "osExt",
+    "osIsAbs",
+    // Dates.
+    "now",
+    "date",
+    "dateInZone",
+    "date_in_zone",
+    "htmlDate",
+    "htmlDateInZone",
+    "dateModify",
+    "date_modify",
+    "mustDateModify",
+    "must_date_modify",
+    "toDate",
+    "mustToDate",
+    "unixEpoch",
+    "ago",
+    "duration",
+    "durationRound",
+    // Types.
+    "typeOf",
+    "typeIs",
+    "typeIsLike",
+    "kindOf",
+    "kindIs",
+    "deepEqual",
+    // Versions.
+    "semver",
+    "semverCompare",
     // Random values and the environment.
     "randAlphaNum",
     "randAlpha",
     "randNumeric",
     "randAscii",
     "uuidv4",
+    "randInt",
+    "randBytes",
+    "shuffle",
     "env",
     "expandenv",
 ];
@@ -316,13 +372,13 @@ pub const REFUSED: &[(&str, &str)] = &[
     ),
     (
         "sprig_set",
-        "it changes the dict it is given in place, which hydrant's values cannot; build a new \
-         dict with sprig_merge or sprig_dict",
+        "it changes the dict it is given in place, which hydrant follows only in \
+         {{ $_ := sprig_set $dict \"key\" value }} (the dict a variable, the result kept)",
     ),
     (
         "sprig_unset",
-        "it changes the dict it is given in place, which hydrant's values cannot; build a new \
-         dict with sprig_omit",
+        "it changes the dict it is given in place, which hydrant follows only in \
+         {{ $_ := sprig_unset $dict \"key\" }} (the dict a variable, the result kept)",
     ),
     (
         "sprig_getHostByName",
@@ -473,6 +529,7 @@ pub fn prepare(text: &str, left: &str, right: &str) -> Result<Prepared, Problem>
         text,
         calls: BTreeMap::new(),
         range_bodies: Vec::new(),
+        followed: None,
     };
     check.list(&mut top, TOP_LEVEL)?;
     for (name, body) in &mut named {
@@ -592,6 +649,9 @@ struct Check<'a> {
     calls: BTreeMap<String, (u64, Vec<String>)>,
     /// For each `{{range}}`: its body's own node count and the templates it calls.
     range_bodies: Vec<(u64, Vec<String>)>,
+    /// Where the function is whose change in place the action being checked follows: there
+    /// a [`FOLLOWED_ONLY`] function may be called.
+    followed: Option<usize>,
 }
 
 impl Check<'_> {
@@ -609,12 +669,23 @@ impl Check<'_> {
         count: &mut u64,
         calls: &mut Vec<String>,
     ) -> Result<(), Problem> {
-        for node in &mut list.nodes {
+        let mut follow = Vec::new();
+        for (i, node) in list.nodes.iter_mut().enumerate() {
             *count += 1;
             match node {
                 Node::List(inner) => self.nodes(inner, count, calls)?,
                 Node::Text(_) | Node::Break(_) | Node::Continue(_) | Node::Define(_) => {}
-                Node::Action(action) => self.pipe(&mut action.pipe, count)?,
+                Node::Action(action) => {
+                    let followed = follow_in_place(&action.pipe);
+                    self.followed = followed.as_ref().map(|(_, at)| *at);
+                    let checked = self.pipe(&mut action.pipe, count);
+                    self.followed = None;
+                    checked?;
+                    if let Some((assign, _)) = followed {
+                        *count += 1;
+                        follow.push((i + 1, assign));
+                    }
+                }
                 Node::If(branch) | Node::With(branch) => self.branch(branch, count, calls)?,
                 Node::Range(branch) => {
                     self.pipe(&mut branch.pipe, count)?;
@@ -634,6 +705,9 @@ impl Check<'_> {
                     calls.push(call.name.to_string());
                 }
             }
+        }
+        for (at, assign) in follow.into_iter().rev() {
+            list.nodes.insert(at, assign);
         }
         Ok(())
     }
@@ -702,7 +776,7 @@ impl Check<'_> {
     }
 
     fn function(&self, offset: usize, name: &str) -> Result<(), Problem> {
-        if is_function(name) {
+        if is_function(name) || self.followed == Some(offset) && FOLLOWED_ONLY.contains(&name) {
             return Ok(());
         }
         let message = if CONSUL_ONLY.contains(&name) {
@@ -722,6 +796,60 @@ impl Check<'_> {
         };
         Err(problem(self.text, offset, message))
     }
+}
+
+/// The functions that change the map given as their first argument and return it (Go's maps
+/// are references): consul-template's `mergeMap`, Sprig's `merge`, `set` and `unset`.
+pub const IN_PLACE: &[&str] = &[
+    "mergeMap",
+    "mergeMapWithOverride",
+    "sprig_merge",
+    "sprig_mustMerge",
+    "sprig_mergeOverwrite",
+    "sprig_mustMergeOverwrite",
+    "sprig_set",
+    "sprig_unset",
+];
+
+/// The functions of [`IN_PLACE`] that are nothing but their change in place: run only where
+/// hydrant follows it (see [`REFUSED`] elsewhere).
+pub const FOLLOWED_ONLY: &[&str] = &["sprig_set", "sprig_unset"];
+
+/// `{{ $d = $_ }}` to follow `{{ $_ := sprig_merge $d $src }}` (or `$src | sprig_merge $d`):
+/// hydrant's values cannot be
+/// changed in place, so the variable the template merged into is given the merged map, which
+/// is what Go's change in place leaves in it. Only a variable (not a field such as `.Data.data`,
+/// nor another name for the same map) sees the change.
+fn follow_in_place(pipe: &PipeNode) -> Option<(Node, usize)> {
+    // The merge must be the pipeline's last command, whose result is the merged map.
+    let ([result], Some(command)) = (pipe.decl.as_slice(), pipe.commands.last()) else {
+        return None;
+    };
+    let [
+        Expr::Identifier(at, function),
+        Expr::Variable(pos, target, fields),
+        ..,
+    ] = command.args.as_slice()
+    else {
+        return None;
+    };
+    if !IN_PLACE.contains(&function.as_str()) || !fields.is_empty() || target == result {
+        return None;
+    }
+    let pos = *pos;
+    let assign = Node::Action(ActionNode {
+        pos,
+        pipe: PipeNode {
+            pos,
+            decl: vec![target.clone()],
+            commands: vec![CommandNode {
+                pos,
+                args: vec![Expr::Variable(pos, result.clone(), Vec::new())],
+            }],
+            is_assign: true,
+        },
+    });
+    Some((assign, at.offset))
 }
 
 /// Each template's size with every call expanded; refuses an undefined callee, a cycle, and a
@@ -887,6 +1015,61 @@ mod tests {
                 .message
                 .contains("no method")
         );
+    }
+
+    #[test]
+    fn a_merge_into_a_variable_is_followed_by_its_assignment() {
+        let assigned = |text: &str| -> Vec<(String, String)> {
+            let prepared = prepare(text, "", "").expect(text);
+            let mut found = Vec::new();
+            let mut lists = vec![&prepared.top];
+            while let Some(list) = lists.pop() {
+                for node in &list.nodes {
+                    match node {
+                        Node::Action(a) if a.pipe.is_assign => {
+                            if let [Expr::Variable(_, from, _)] = a.pipe.commands[0].args.as_slice()
+                            {
+                                found.push((a.pipe.decl[0].to_string(), from.to_string()));
+                            }
+                        }
+                        Node::With(b) | Node::If(b) | Node::Range(b) => lists.push(&b.body),
+                        _ => {}
+                    }
+                }
+            }
+            found
+        };
+        let pair = |a: &str, b: &str| vec![(a.to_owned(), b.to_owned())];
+        assert_eq!(
+            assigned("{{ $d := sprig_dict }}{{ $_ := sprig_merge $d (sprig_dict) }}"),
+            pair("$d", "$_")
+        );
+        assert_eq!(
+            assigned("{{ $d := 1 }}{{ with 1 }}{{ $r := sprig_dict | mergeMap $d }}{{ end }}"),
+            pair("$d", "$r")
+        );
+        assert_eq!(
+            assigned("{{ $d := 1 }}{{ $_ := sprig_set $d \"k\" 1 }}"),
+            pair("$d", "$_")
+        );
+        // set and unset are run only there.
+        for text in [
+            "{{ sprig_set (sprig_dict) \"k\" 1 }}",
+            "{{ $_ := sprig_set .Data \"k\" 1 }}",
+            "{{ $d := 1 }}{{ $_ := sprig_unset $d \"k\" | len }}",
+            "{{ $d := 1 }}{{ $_ := sprig_set $d \"k\" (sprig_set $d \"j\" 1) }}",
+        ] {
+            assert!(refused(text).message.contains("follows only"), "{text}");
+        }
+        // A field, the merge's result printed, or a merge that is not the last command: no.
+        for text in [
+            "{{ $_ := sprig_merge .Data (sprig_dict) }}",
+            "{{ sprig_merge (sprig_dict) (sprig_dict) }}",
+            "{{ $d := 1 }}{{ $_ := sprig_merge $d (sprig_dict) | len }}",
+            "{{ $d := 1 }}{{ $d = sprig_merge $d (sprig_dict) }}",
+        ] {
+            assert_eq!(assigned(text), Vec::new(), "{text}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The functions a consul-template template may call: Go's built-ins (with a bound on the text
-//! they build), consul-template's Vault functions, `scratch`, and the helpers.
+//! they build, and `printf "%T"`), consul-template's Vault functions, `scratch`, and the helpers.
 //!
 //! Errors never quote an argument: an argument may be computed from a secret.
 
@@ -20,9 +20,17 @@ pub(super) fn all(context: &Context) -> FuncMap {
     let mut map = FuncMap::new();
     // Go's built-ins that build text from any number of arguments: what they build is bounded
     // like an output, so that a loop cannot double a string until memory runs out.
-    for name in ["printf", "print", "println"] {
+    for name in ["print", "println"] {
         map.insert(name.into(), bounded_builtin(name, context.limit));
     }
+    let printf = bounded_builtin("printf", context.limit);
+    map.insert(
+        "printf".into(),
+        Arc::new(move |args: &[Value]| match type_verbs(args) {
+            Some(args) => printf(&args),
+            None => printf(args),
+        }),
+    );
     let c = context.clone();
     map.insert("secret".into(), Arc::new(move |args| secret(&c, args)));
     let c = context.clone();
@@ -161,6 +169,72 @@ fn bounded_builtin(name: &'static str, limit: u64) -> ValueFunc {
         let text = String::from_utf8(out.buffer)
             .map_err(|_| TemplateError::Exec(format!("{name} built text that is not UTF-8")))?;
         Ok(Value::String(text.into()))
+    })
+}
+
+/// `printf`'s arguments with each `%T` (which gotmpl does not have) made a `%s` of the
+/// argument's Go type name, as Go prints it; `None` when the format has no `%T`, or numbers its
+/// arguments (`%[2]T`), which is left to gotmpl.
+fn type_verbs(args: &[Value]) -> Option<Vec<Value>> {
+    let (Value::String(format), rest) = args.split_first()? else {
+        return None;
+    };
+    if !format.contains('T') {
+        return None;
+    }
+    let mut out = String::with_capacity(format.len());
+    let mut args: Vec<Value> = rest.to_vec();
+    let mut next = 0;
+    let mut changed = false;
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '%' {
+            continue;
+        }
+        while let Some(flag) = chars.next_if(|c| matches!(c, '+' | '-' | '#' | ' ' | '0')) {
+            out.push(flag);
+        }
+        // A width or a precision of `*` takes an argument.
+        for precision in [false, true] {
+            if precision {
+                match chars.next_if_eq(&'.') {
+                    Some(dot) => out.push(dot),
+                    None => break,
+                }
+            }
+            if let Some(star) = chars.next_if_eq(&'*') {
+                out.push(star);
+                next += 1;
+            }
+            while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                out.push(digit);
+            }
+        }
+        match chars.next() {
+            Some('[') => return None,
+            Some('%') => out.push('%'),
+            Some('T') => {
+                match args.get_mut(next) {
+                    Some(arg) => {
+                        *arg = Value::String(super::helpers::go::type_name(arg).into());
+                        out.push('s');
+                        changed = true;
+                    }
+                    None => out.push('T'),
+                }
+                next += 1;
+            }
+            Some(verb) => {
+                out.push(verb);
+                next += 1;
+            }
+            None => {}
+        }
+    }
+    changed.then(|| {
+        args.insert(0, Value::String(out.into()));
+        args
     })
 }
 

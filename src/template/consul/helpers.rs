@@ -10,7 +10,7 @@
 
 pub(super) mod go;
 mod sprig;
-mod time;
+pub(super) mod time;
 mod toml;
 mod yaml;
 
@@ -190,9 +190,10 @@ const HELPERS: &[(&str, Function)] = &[
 pub(super) fn register(map: &mut FuncMap, context: &Context) {
     let limit = context.limit;
     let helpers = HELPERS.iter().map(|(n, f)| ((*n).to_owned(), *f));
-    let sprig = sprig::FUNCTIONS
-        .iter()
+    let sprig = sprig::all()
+        .chain(sprig::FOLLOWED)
         .map(|(n, f)| (format!("sprig_{n}"), *f));
+    time::start_clock();
     for (name, function) in helpers.chain(sprig) {
         map.insert(
             name.clone(),
@@ -206,8 +207,7 @@ pub(super) fn register(map: &mut FuncMap, context: &Context) {
 #[cfg(test)]
 pub(super) fn names() -> (Vec<&'static str>, Vec<&'static str>) {
     let helpers = HELPERS.iter().map(|(n, _)| *n).collect();
-    let sprig = sprig::FUNCTIONS
-        .iter()
+    let sprig = sprig::all()
         .map(|(n, _)| *n)
         .chain(sprig::WITH_CONTEXT.iter().copied())
         .collect();
@@ -1024,7 +1024,7 @@ mod tests {
     fn call(name: &str, args: &[Value]) -> gotmpl::Result<Value> {
         let (_, f) = HELPERS
             .iter()
-            .chain(sprig::FUNCTIONS)
+            .chain(sprig::all())
             .find(|(n, _)| *n == name)
             .unwrap_or_else(|| panic!("{name} exists"));
         f(args)
@@ -1039,7 +1039,7 @@ mod tests {
         use std::collections::{BTreeSet, HashMap};
         use std::sync::Mutex;
 
-        use injector::consul_template::{FUNCTIONS, GO_BUILTINS, SPRIG_FUNCTIONS};
+        use injector::consul_template::{FOLLOWED_ONLY, FUNCTIONS, GO_BUILTINS, SPRIG_FUNCTIONS};
 
         let context = Context {
             running: Arc::new(Mutex::new(None)),
@@ -1055,6 +1055,7 @@ mod tests {
             .iter()
             .map(|n| (*n).to_owned())
             .chain(SPRIG_FUNCTIONS.iter().map(|n| format!("sprig_{n}")))
+            .chain(FOLLOWED_ONLY.iter().map(|n| (*n).to_owned()))
             .collect();
         let unlisted: Vec<_> = registered.difference(&allowed).collect();
         let unregistered: Vec<_> = allowed.difference(&registered).collect();

@@ -12,6 +12,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use gotmpl::Value;
 use serde_json::Value as Json;
 
+use super::helpers::time::GoTime;
 use crate::template::pki::PemEncoded;
 use crate::vault;
 
@@ -31,7 +32,8 @@ pub fn from_json(json: &Json) -> Value {
 }
 
 /// A Go template value as JSON, as `encoding/json` encodes it: a string that came from a Vault
-/// number (a `json.Number`) is a number again. `None` for a function.
+/// number (a `json.Number`) is a number again, a time is its RFC 3339 text. `None` for a
+/// function.
 pub fn to_json(value: &Value) -> Option<Json> {
     Some(match value {
         Value::Nil => Json::Null,
@@ -39,6 +41,10 @@ pub fn to_json(value: &Value) -> Option<Json> {
         Value::Int(i) => Json::from(*i),
         Value::Uint(u) => Json::from(*u),
         Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        // encoding/json writes a time.Time as RFC 3339 with nanoseconds.
+        Value::String(s) if let Some(time) = time_of(s) => {
+            Json::String(time.format("2006-01-02T15:04:05.999999999Z07:00"))
+        }
         Value::String(s) => match is_number(s).then(|| s.parse::<serde_json::Number>()) {
             Some(Ok(n)) => Json::Number(n),
             _ => Json::String(s.to_string()),
@@ -89,6 +95,43 @@ pub fn is_number(s: &Arc<str>) -> bool {
         .get(&address(s))
         .and_then(Weak::upgrade)
         .is_some_and(|known| Arc::ptr_eq(&known, s))
+}
+
+/// The strings that stand for Go `time.Time`s (what `sprig_now`, `sprig_toDate`... return), by
+/// address, with the time each stands for. A template prints a time as Go does (its `String`),
+/// and the date functions take the time back from it.
+static TIMES: LazyLock<Mutex<Times>> = LazyLock::new(Mutex::default);
+
+#[derive(Default)]
+struct Times {
+    by_address: HashMap<usize, (Weak<str>, GoTime)>,
+    /// Live entries at the last sweep; the next sweep comes at twice as many entries.
+    live: usize,
+}
+
+/// A Go `time.Time` as a template value: its text as Go prints it, remembered as the time.
+pub(crate) fn time(time: GoTime) -> Value {
+    let s: Arc<str> = Arc::from(time.go_string());
+    let mut times = TIMES.lock().unwrap_or_else(|p| p.into_inner());
+    if times.by_address.len() > 2 * times.live.max(1024) {
+        times
+            .by_address
+            .retain(|_, (weak, _)| weak.strong_count() > 0);
+        times.live = times.by_address.len();
+    }
+    times
+        .by_address
+        .insert(address(&s), (Arc::downgrade(&s), time));
+    Value::String(s)
+}
+
+/// The time a string made by [`time`] stands for.
+pub(crate) fn time_of(s: &Arc<str>) -> Option<GoTime> {
+    let times = TIMES.lock().unwrap_or_else(|p| p.into_inner());
+    let (weak, time) = times.by_address.get(&address(s))?;
+    weak.upgrade()
+        .is_some_and(|known| Arc::ptr_eq(&known, s))
+        .then(|| time.clone())
 }
 
 /// The first of the 256 characters that stand for raw bytes in a template's strings (the end of

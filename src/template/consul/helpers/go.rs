@@ -39,6 +39,7 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::String(s) if float_of(s).is_some() => "float64",
         Value::String(s) if values::is_number(s) => "json.Number",
+        Value::String(s) if values::time_of(s).is_some() => "time.Time",
         Value::String(_) => "string",
         Value::Int(_) => "int",
         Value::Uint(_) => "uint64",
@@ -55,7 +56,11 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
 /// value; expected string; got json.Number").
 pub(crate) fn string<'a>(function: &str, value: &'a Value) -> gotmpl::Result<&'a str> {
     match value {
-        Value::String(s) if !values::is_number(s) && float_of(s).is_none() => Ok(s),
+        Value::String(s)
+            if !values::is_number(s) && float_of(s).is_none() && values::time_of(s).is_none() =>
+        {
+            Ok(s)
+        }
         other => Err(fail(
             function,
             format!(
@@ -278,6 +283,10 @@ pub(crate) fn is_empty(value: &Value) -> bool {
         Value::Int(i) => *i == 0,
         Value::Uint(u) => *u == 0,
         Value::Float(f) => *f == 0.0,
+        // Sprig's `empty` asks a time whether it is Go's zero time.
+        Value::String(s) if let Some(t) = values::time_of(s) => {
+            t.seconds == super::time::ZERO_SECONDS && t.nanos == 0
+        }
         Value::String(s) => float_of(s).map_or(s.is_empty(), |f| f == 0.0),
         Value::List(items) => items.is_empty(),
         Value::Map(map) => map.is_empty(),

@@ -1,6 +1,6 @@
 //! The Sprig functions (Masterminds/sprig v3.2.3, which OpenBao's agent registers as
 //! `sprig_<name>`) that real templates use: strings, lists, dicts, defaults, encodings, math,
-//! hashes, regular expressions and paths.
+//! hashes, regular expressions, paths and dates.
 //!
 //! Sprig converts loosely where consul-template is strict: its numbers go through
 //! `spf13/cast` (a string or a `json.Number` is parsed, anything else is 0), its strings
@@ -18,15 +18,36 @@ use super::go::{self, arity, fail, string};
 use super::{Function, STD, text};
 
 mod collections;
+mod dates;
+mod decimals;
 mod numbers;
+mod reflect;
+mod semver;
 mod text;
+mod url;
+mod words;
+
+use self::reflect::kind as reflect_kind;
+
+/// Every Sprig function that needs nothing but its arguments, without the `sprig_` prefix.
+pub(super) fn all() -> impl Iterator<Item = &'static (&'static str, Function)> {
+    FUNCTIONS
+        .iter()
+        .chain(dates::DATES)
+        .chain(reflect::REFLECT)
+        .chain(semver::SEMVER)
+        .chain(words::WORDS)
+        .chain(url::URL)
+        .chain(decimals::DECIMALS)
+}
 
 use self::collections::*;
 use self::numbers::*;
 use self::text::*;
 
-/// The Sprig functions that need nothing but their arguments, without the `sprig_` prefix.
-pub(super) const FUNCTIONS: &[(&str, Function)] = &[
+/// The Sprig functions that need nothing but their arguments, without the `sprig_` prefix,
+/// besides the dates and the type functions.
+const FUNCTIONS: &[(&str, Function)] = &[
     // Strings.
     ("hello", |_| Ok(text("Hello!"))),
     ("trim", |a| Ok(text(one("trim", a)?.trim()))),
@@ -543,7 +564,46 @@ pub(super) const FUNCTIONS: &[(&str, Function)] = &[
     ("isAbs", |a| {
         Ok(Value::Bool(one("isAbs", a)?.starts_with('/')))
     }),
+    // Go's `path/filepath`, the same as `path` on Linux.
+    ("osBase", |a| Ok(text(&path_base(one("osBase", a)?)))),
+    ("osDir", |a| Ok(text(&path_dir(one("osDir", a)?)))),
+    ("osClean", |a| Ok(text(&path_clean(one("osClean", a)?)))),
+    ("osExt", |a| Ok(text(path_ext(one("osExt", a)?)))),
+    ("osIsAbs", |a| {
+        Ok(Value::Bool(one("osIsAbs", a)?.starts_with('/')))
+    }),
+    ("slice", |a| slice("slice", a)),
+    ("mustSlice", |a| slice("mustSlice", a)),
     // Random values, from the system's generator.
+    ("randInt", |a| {
+        arity("randInt", a, 2)?;
+        let min = go::int("randInt", &a[0])?;
+        let max = go::int("randInt", &a[1])?;
+        let span = max
+            .checked_sub(min)
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| fail("randInt", "invalid argument to Intn"))?;
+        let drawn = i64::try_from(random_below("randInt", span)?).unwrap_or(0);
+        Ok(Value::Int(min + drawn))
+    }),
+    ("randBytes", |a| {
+        arity("randBytes", a, 1)?;
+        let count = usize::try_from(go::int("randBytes", &a[0])?)
+            .map_err(|_| fail("randBytes", "negative count"))?;
+        if count > super::MAX_BUILD / 2 {
+            return Err(super::too_long("randBytes"));
+        }
+        Ok(text(&STD.encode(random_bytes("randBytes", count)?)))
+    }),
+    ("shuffle", |a| {
+        let mut chars: Vec<char> = one("shuffle", a)?.chars().collect();
+        for i in (1..chars.len()).rev() {
+            let j = random_below("shuffle", i as u64 + 1)?;
+            chars.swap(i, usize::try_from(j).unwrap_or(0));
+        }
+        Ok(text(&chars.into_iter().collect::<String>()))
+    }),
     ("randAlphaNum", |a| {
         random_text(
             "randAlphaNum",
@@ -582,6 +642,29 @@ pub(super) const FUNCTIONS: &[(&str, Function)] = &[
     }),
 ];
 
+/// `set` and `unset`, which Go runs for their change in place: admission lets a template call
+/// them only where the agent follows that change (`injector::consul_template::FOLLOWED_ONLY`),
+/// so they return the changed dict.
+pub(super) const FOLLOWED: &[(&str, Function)] = &[
+    ("set", |a| {
+        arity("set", a, 3)?;
+        let key = string("set", &a[1])?;
+        let Some(d) = dict("set", &a[0])? else {
+            return Err(fail("set", "assignment to entry in nil map"));
+        };
+        let mut d = d.clone();
+        d.insert(Arc::from(key), a[2].clone());
+        Ok(Value::Map(Arc::new(d)))
+    }),
+    ("unset", |a| {
+        arity("unset", a, 2)?;
+        let key = string("unset", &a[1])?;
+        let mut d = dict("unset", &a[0])?.cloned().unwrap_or_default();
+        d.remove(key);
+        Ok(Value::Map(Arc::new(d)))
+    }),
+];
+
 /// The Sprig functions that read the agent's environment.
 #[cfg(test)]
 pub(super) const WITH_CONTEXT: &[&str] = &["env", "expandenv"];
@@ -605,6 +688,47 @@ pub(super) fn register_with_context(map: &mut FuncMap, context: &Context) {
             within(c.limit, "sprig_expandenv", text(&out))
         }),
     );
+}
+
+/// A uniform draw from `0..n` (`n` > 0), rejecting the draws that would favour some values.
+fn random_below(function: &str, n: u64) -> gotmpl::Result<u64> {
+    let zone = u64::MAX - u64::MAX % n;
+    loop {
+        let bytes = random_bytes(function, 8)?;
+        let mut word = [0; 8];
+        word.copy_from_slice(&bytes);
+        let x = u64::from_le_bytes(word);
+        if x < zone {
+            return Ok(x % n);
+        }
+    }
+}
+
+/// Sprig's `slice LIST [START [END]]`: Go's `list[start:end]`; an empty list gives nil.
+fn slice(function: &str, args: &[Value]) -> gotmpl::Result<Value> {
+    let Some((list, indices)) = args.split_first() else {
+        return Err(fail(function, "wrong number of arguments"));
+    };
+    let Value::List(items) = list else {
+        return Err(fail(
+            function,
+            format!(
+                "list should be type of slice or array but {}",
+                reflect_kind(list)
+            ),
+        ));
+    };
+    if items.is_empty() {
+        return Ok(Value::Nil);
+    }
+    let start = indices.first().map_or(0, to_int64);
+    let end = indices.get(1).map_or(items.len() as i64, to_int64);
+    match (usize::try_from(start), usize::try_from(end)) {
+        (Ok(start), Ok(end)) if start <= end && end <= items.len() => {
+            Ok(Value::List(items[start..end].into()))
+        }
+        _ => Err(fail(function, "slice bounds out of range")),
+    }
 }
 
 pub(super) fn one<'a>(function: &str, args: &'a [Value]) -> gotmpl::Result<&'a str> {

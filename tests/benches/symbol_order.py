@@ -11,8 +11,9 @@ How the list is made: the shipped binary (the release profile keeps its symbol t
 valgrind's callgrind, on the benchmarks' scenario (JWT login, 50 KV v2 secrets, one template
 each, in Jinja and again as consul-template templates), once as the init container (`--once`) and
 once as a sidecar for SIDECAR_S seconds with a short refresh interval and a short token TTL, so
-that refreshes, renewals and re-renders all run; all of it twice, against a server over http and
-over https (as Vault is reached in clusters).
+that refreshes, renewals and re-renders all run; then the init container on the anchor's own
+Vault Agent HCL, and `hydrant exec` supervising a command with 50 variables; all of it twice,
+against a server over http and over https (as Vault is reached in clusters).
 Every function callgrind saw run is listed, sorted by name (a stable, reviewable diff).
 
     cargo dist && target/tools/venv/bin/python tests/benches/symbol_order.py && cargo dist
@@ -30,7 +31,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import Server, bao_binary, hydrant_agent_config, log, setup  # noqa: E402
+from benchlib import (Server, bao_agent_hcl, bao_binary, hydrant_agent_config, log,  # noqa: E402
+                      setup)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.path.join(ROOT, "target", "bench", "symbol-order")
@@ -105,6 +107,23 @@ def profile(work, tls):
                     state_dir=os.path.join(work, f"state-{syntax}"), refresh_interval="5s")))
             names |= functions(callgrind(work, f"sidecar-{syntax}", [HYDRANT, "agent", "--config", sidecar], env,
                                          SIDECAR_S))
+        # Vault Agent's own HCL, unchanged (the init container on an agent-configmap).
+        hcl = os.path.join(work, "once.hcl")
+        with open(hcl, "w") as f:
+            f.write(bao_agent_hcl(server.addr, N, jwt_path, os.path.join(work, "once-out-hcl"),
+                                  os.path.join(work, "token-hcl"), exit_after_auth=True))
+        hcl_env = dict(env, **({"VAULT_CACERT": server.ca_cert} if server.ca_cert else {}))
+        names |= functions(callgrind(work, "once-hcl", [HYDRANT, "agent", "--config", hcl], hcl_env))
+        # hydrant exec as a supervisor: 50 variables, the child started, then stopped.
+        exec_config = os.path.join(work, "exec.json")
+        with open(exec_config, "w") as f:
+            doc = json.loads(trusting(server, hydrant_agent_config(server.addr, 1, jwt_path, work)))
+            doc.pop("templates", None)
+            doc.pop("secrets", None)
+            doc["env"] = [{"name": f"V{i}", "path": f"secret/data/app/s{i}", "key": "k1"} for i in range(N)]
+            json.dump(doc, f)
+        names |= functions(callgrind(work, "exec", [HYDRANT, "exec", "--config", exec_config, "--", "sleep", "600"],
+                                     env, SIDECAR_S / 4))
         return names
     finally:
         server.stop()

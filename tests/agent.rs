@@ -118,33 +118,11 @@ fn approle_auth_logs_in_with_role_and_secret_id_files() {
     );
 }
 
-/// Configures OpenBao's jwt auth to trust `signer` and a role for `team-a/app`.
-fn jwt_setup(vault: &Vault, signer: &Signer) {
-    vault.enable_auth("jwt", "jwt");
-    vault.api(
-        "POST",
-        "auth/jwt/config",
-        Some(json!({"jwt_validation_pubkeys": [signer.public_pem], "bound_issuer": jwt::ISSUER})),
-    );
-    vault.api(
-        "POST",
-        "auth/jwt/role/app",
-        Some(json!({
-            "role_type": "jwt",
-            "user_claim": "sub",
-            "bound_subject": "system:serviceaccount:team-a:app",
-            "bound_audiences": ["vault"],
-            "token_policies": ["app-read"],
-            "token_ttl": "1h",
-        })),
-    );
-}
-
 #[test]
 fn jwt_auth_accepts_a_service_account_shaped_token() {
     let vault = seeded();
     let signer = Signer::new();
-    jwt_setup(&vault, &signer);
+    jwt::setup(&vault, &signer, "app-read");
     let token = signer.sign(&jwt::service_account_claims(
         "team-a", "app", "vault", "0b7c-uid",
     ));
@@ -163,7 +141,7 @@ fn jwt_auth_accepts_a_service_account_shaped_token() {
 fn jwt_auth_refusal_names_method_mount_and_role() {
     let vault = seeded();
     let signer = Signer::new();
-    jwt_setup(&vault, &signer);
+    jwt::setup(&vault, &signer, "app-read");
     // Another namespace's service account: the role's bound_subject refuses it.
     let token = signer.sign(&jwt::service_account_claims(
         "team-b", "app", "vault", "uid",

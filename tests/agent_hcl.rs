@@ -118,34 +118,9 @@ pub(crate) fn run_bao_with(
     log: &Path,
     env: &[(String, String)],
 ) -> Result<(), String> {
-    let out = std::fs::File::create(log).expect("log");
-    let mut child = KillOnDrop(
-        std::process::Command::new(bao())
-            .arg("agent")
-            .arg(format!("-config={}", config.display()))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", "/home/app")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .expect("bao agent"),
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            return if status.success() {
-                Ok(())
-            } else {
-                Err(read(log))
-            };
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(format!("bao agent did not finish: {}", read(log)));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut all = vec![("HOME", "/home/app")];
+    all.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    crate::util::run_bao_agent(config, log, &all)
 }
 
 /// Every file under `dir`, relative, sorted.
@@ -259,24 +234,7 @@ fn approle_auth_writes_what_bao_agent_writes_and_removes_the_secret_id() {
 fn jwt_auth_writes_what_bao_agent_writes_and_removes_the_jwt() {
     let vault = seeded();
     let signer = Signer::new();
-    vault.enable_auth("jwt", "jwt");
-    vault.api(
-        "POST",
-        "auth/jwt/config",
-        Some(json!({"jwt_validation_pubkeys": [signer.public_pem], "bound_issuer": jwt::ISSUER})),
-    );
-    vault.api(
-        "POST",
-        "auth/jwt/role/app",
-        Some(json!({
-            "role_type": "jwt",
-            "user_claim": "sub",
-            "bound_subject": "system:serviceaccount:team-a:app",
-            "bound_audiences": ["vault"],
-            "token_policies": ["app"],
-            "token_ttl": "1h",
-        })),
-    );
+    jwt::setup(&vault, &signer, "app");
     let token = signer.sign(&jwt::service_account_claims(
         "team-a", "app", "vault", "0b7c-uid",
     ));

@@ -4,11 +4,10 @@
 //! types the expected output by hand.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::{Hydrant, KillOnDrop, Vault, bao, read};
+use crate::util::{Hydrant, Vault, read};
 
 /// A dev server with the secrets the templates read, and a token that may read them.
 pub(crate) fn seeded() -> (Vault, String) {
@@ -164,32 +163,7 @@ fn lossy(path: &Path) -> String {
 
 /// `bao agent -config FILE`, which exits once every template is rendered.
 fn run_bao(config: &Path, log: &Path) -> Result<(), String> {
-    let out = std::fs::File::create(log).expect("log");
-    let mut child = KillOnDrop(
-        std::process::Command::new(bao())
-            .arg("agent")
-            .arg(format!("-config={}", config.display()))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .expect("bao agent"),
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            return if status.success() {
-                Ok(())
-            } else {
-                Err(read(log))
-            };
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(format!("bao agent did not finish: {}", read(log)));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::util::run_bao_agent(config, log, &[])
 }
 
 /// Asserts that both agents wrote the same bytes for every template.

@@ -211,7 +211,7 @@ fn a_kv_change_restarts_the_command_and_sigterm_reaches_it() {
 fn dynamic_credentials_are_renewed_while_the_command_runs() {
     let vault = seeded();
     let postgres = Postgres::start();
-    database_setup(&vault, &postgres);
+    vault.database_role(&postgres, "10s", "1h");
     let config = agent_config(
         &vault,
         approle(&vault),
@@ -252,31 +252,6 @@ fn dynamic_credentials_are_renewed_while_the_command_runs() {
     assert!(!vault.path("child/env.2").exists(), "never restarted");
     hydrant.signal("TERM");
     assert_eq!(hydrant.wait(S(15)).code(), Some(7));
-}
-
-fn database_setup(vault: &Vault, postgres: &Postgres) {
-    vault.mount("database", "database", json!({}));
-    vault.api(
-        "POST",
-        "database/config/pg",
-        Some(json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": format!("postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable", postgres.port),
-            "username": "postgres",
-            "password": Postgres::PASSWORD,
-            "allowed_roles": ["app"],
-        })),
-    );
-    vault.api(
-        "POST",
-        "database/roles/app",
-        Some(json!({
-            "db_name": "pg",
-            "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"],
-            "default_ttl": "10s",
-            "max_ttl": "1h",
-        })),
-    );
 }
 
 /// A path the role cannot read fails the start with one line naming it; the command never

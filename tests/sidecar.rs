@@ -275,7 +275,7 @@ fn validity(pem: &str) -> (SystemTime, SystemTime) {
 fn database_credentials_are_renewed_then_replaced_before_they_expire() {
     let vault = seeded();
     let postgres = Postgres::start();
-    database_setup(&vault, &postgres, "5s", "15s");
+    vault.database_role(&postgres, "5s", "15s");
     let auth = approle(&vault, "1h", "24h");
     let changes = vault.path("changes.log");
     let config = agent_config(
@@ -325,39 +325,13 @@ fn database_credentials_are_renewed_then_replaced_before_they_expire() {
     assert_eq!(ran, seen[1..].concat(), "one command run per change");
 }
 
-/// A `database/` mount on `postgres` with role `app`.
-fn database_setup(vault: &Vault, postgres: &Postgres, ttl: &str, max_ttl: &str) {
-    vault.mount("database", "database", json!({}));
-    vault.api(
-        "POST",
-        "database/config/pg",
-        Some(json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": format!("postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable", postgres.port),
-            "username": "postgres",
-            "password": Postgres::PASSWORD,
-            "allowed_roles": ["app"],
-        })),
-    );
-    vault.api(
-        "POST",
-        "database/roles/app",
-        Some(json!({
-            "db_name": "pg",
-            "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"],
-            "default_ttl": ttl,
-            "max_ttl": max_ttl,
-        })),
-    );
-}
-
 /// The init container renders and leaves its token and lease records; the sidecar adopts them:
 /// one login and one set of database credentials in all.
 #[test]
 fn the_sidecar_takes_over_the_init_containers_token_and_leases() {
     let vault = seeded();
     let postgres = Postgres::start();
-    database_setup(&vault, &postgres, "1h", "24h");
+    vault.database_role(&postgres, "1h", "24h");
     let auth = approle(&vault, "1h", "24h");
     let config = agent_config(
         &vault,
@@ -608,7 +582,7 @@ fn the_metrics_port_serves_reads_on_the_pods_address_and_never_quit() {
 fn sigterm_with_revoke_on_shutdown_revokes_the_token_and_its_leases() {
     let vault = seeded();
     let postgres = Postgres::start();
-    database_setup(&vault, &postgres, "1h", "24h");
+    vault.database_role(&postgres, "1h", "24h");
     let auth = approle(&vault, "1h", "24h");
     let config = agent_config(
         &vault,
@@ -1235,7 +1209,7 @@ fn the_sidecar_never_logs_a_path_computed_from_a_secret() {
 fn consul_template_templates_are_refreshed_renewed_and_reissued_as_jinja_ones() {
     let vault = seeded();
     let postgres = Postgres::start();
-    database_setup(&vault, &postgres, "5s", "15s");
+    vault.database_role(&postgres, "5s", "15s");
     vault.pki();
     let auth = approle(&vault, "1h", "24h");
     let changes = vault.path("changes.log");
@@ -1333,7 +1307,7 @@ fn consul_template_templates_are_refreshed_renewed_and_reissued_as_jinja_ones() 
 fn an_init_container_and_its_sidecar_share_one_certificate_and_one_lease() {
     let vault = seeded();
     let postgres = Postgres::start();
-    database_setup(&vault, &postgres, "1h", "24h");
+    vault.database_role(&postgres, "1h", "24h");
     vault.pki();
     let auth = approle(&vault, "1h", "24h");
     let consul = |name: &str, text: &str| json!({"name": name, "contents": text, "destination": out(&vault, name), "syntax": "consul-template"});

@@ -6,6 +6,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use serde_json::{Value, json};
 
+use super::Vault;
+
 /// The issuer projected service-account tokens carry.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
@@ -76,4 +78,27 @@ pub fn service_account_claims(namespace: &str, name: &str, audience: &str, uid: 
 pub fn claims_of(jwt: &str) -> Option<Value> {
     let payload = jwt.split('.').nth(1)?;
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
+/// Configures OpenBao's jwt auth (at `jwt`) to trust `signer`, with a role `app` for the
+/// service account `team-a/app` (audience `vault`) that gets `policy` for an hour.
+pub fn setup(vault: &Vault, signer: &Signer, policy: &str) {
+    vault.enable_auth("jwt", "jwt");
+    vault.api(
+        "POST",
+        "auth/jwt/config",
+        Some(json!({"jwt_validation_pubkeys": [signer.public_pem], "bound_issuer": ISSUER})),
+    );
+    vault.api(
+        "POST",
+        "auth/jwt/role/app",
+        Some(json!({
+            "role_type": "jwt",
+            "user_claim": "sub",
+            "bound_subject": "system:serviceaccount:team-a:app",
+            "bound_audiences": ["vault"],
+            "token_policies": [policy],
+            "token_ttl": "1h",
+        })),
+    );
 }

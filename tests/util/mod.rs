@@ -138,6 +138,39 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `bao agent -config FILE` run to its end (a configuration with `exit_after_auth`, or one that
+/// renders once), with only `PATH` and `env` in its environment, its output in `log`: `Err`
+/// holds that log when it fails or has not finished within 30 s.
+pub fn run_bao_agent(config: &Path, log: &Path, env: &[(&str, &str)]) -> Result<(), String> {
+    let out = fs::File::create(log).expect("log");
+    let mut child = KillOnDrop(
+        Command::new(bao())
+            .arg("agent")
+            .arg(format!("-config={}", config.display()))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("bao agent"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(read(log))
+            };
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("bao agent did not finish: {}", read(log)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running OpenBao dev server, stopped by PID when dropped.
 pub struct Vault {
     child: KillOnDrop,
@@ -269,6 +302,33 @@ impl Vault {
             "POST",
             &format!("secret/data/{path}"),
             Some(json!({ "data": data })),
+        );
+    }
+
+    /// A `database/` mount on `postgres` with role `app`, whose credentials live `ttl`,
+    /// renewable up to `max_ttl`.
+    pub fn database_role(&self, postgres: &Postgres, ttl: &str, max_ttl: &str) {
+        self.mount("database", "database", json!({}));
+        self.api(
+            "POST",
+            "database/config/pg",
+            Some(json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": format!("postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable", postgres.port),
+                "username": "postgres",
+                "password": Postgres::PASSWORD,
+                "allowed_roles": ["app"],
+            })),
+        );
+        self.api(
+            "POST",
+            "database/roles/app",
+            Some(json!({
+                "db_name": "pg",
+                "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"],
+                "default_ttl": ttl,
+                "max_ttl": max_ttl,
+            })),
         );
     }
 

@@ -139,10 +139,15 @@ impl Registry {
             "rootfs": {"type": "layers", "diff_ids": []},
         })
         .to_string();
+        self.push_image_configuration(name, tag, configuration.as_bytes());
+    }
+
+    /// Pushes `name:tag` with this image configuration and one layer.
+    fn push_image_configuration(&self, name: &str, tag: &str, configuration: &[u8]) {
         let config = self.push_blob(
             name,
             "application/vnd.oci.image.config.v1+json",
-            configuration.as_bytes(),
+            configuration,
         );
         let layer = self.push_blob(
             name,
@@ -270,6 +275,31 @@ fn inject_reads_the_image_s_command_from_its_registry() {
         line.contains("container shop runs under hydrant exec")
             && line.contains(&registry.host)
             && line.contains("set command (and args) on container shop in the pod spec"),
+        "{line}"
+    );
+}
+
+/// What a registry sends is bounded, not only in time: an image whose configuration is over
+/// 4 MiB (its manifest says so) is refused naming the bound, before the blob is read.
+#[test]
+fn an_oversized_image_configuration_is_refused() {
+    let registry = Registry::start(false);
+    let padding = "x".repeat(5 << 20);
+    let configuration = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/app"]},
+        "history": [{"comment": padding}],
+    })
+    .to_string();
+    registry.push_image_configuration("big", "1", configuration.as_bytes());
+    let vault = crate::inject::seeded();
+    let (annotations, containers) = no_command(&format!("{}/big:1", registry.host));
+    let insecure = format!("--insecure-registry={}", registry.host);
+    let line = inject(&vault, &[&insecure], &annotations, &containers)
+        .run()
+        .failure(1);
+    assert!(
+        line.contains(&registry.host) && line.contains("over the 4 MiB hydrant reads"),
         "{line}"
     );
 }

@@ -1,7 +1,8 @@
 //! Images' ENTRYPOINT and CMD from their registries, for containers that run under `hydrant
-//! exec` and set no command: the image's manifest and configuration read through `oci-client`
-//! (rustls with ring), with the registry credentials of a `.dockerconfigjson` file, timeouts,
-//! and a cache bounded in size and time. The webhook and `hydrant inject` ask; the mutation
+//! exec` and set no command: the registry's login and the configuration blob through
+//! `oci-client` (rustls with ring), the manifests read here (oci-client reads them whole), with
+//! the registry credentials of a `.dockerconfigjson` file, timeouts, reads bounded in size, and
+//! a cache bounded in size and time. The webhook and `hydrant inject` ask; the mutation
 //! decides with the answers (`injector::Images`).
 
 pub mod cache;
@@ -11,11 +12,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
 use injector::values::Duration as FlagDuration;
 use injector::{ImageCommand, Images};
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{ClientConfig, ClientProtocol, current_platform_resolver};
+use oci_client::manifest::{
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE, OciManifest,
+};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
 use tracing::{debug, warn};
 
 use self::cache::Cache;
@@ -23,6 +29,14 @@ use self::cache::Cache;
 /// How long reading one image's configuration may take in all, unless `--registry-timeout`
 /// says otherwise: under the webhook's own 10 s request timeout, with room to answer.
 pub const DEFAULT_TIMEOUT: &str = "5s";
+
+/// The largest manifest (or image index) read: what the OCI distribution spec asks registries
+/// to accept. A registry is chosen by the pod's author, so what it sends is bounded here, not
+/// only in time.
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// The largest image configuration read (real ones are a few KiB; their history grows them).
+const MAX_CONFIGURATION_BYTES: usize = 4 << 20;
 
 /// The registry flags of `hydrant webhook` and `hydrant inject`.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -55,6 +69,9 @@ pub struct Registry {
     /// The client, built for the credentials file's content it was built with (oci-client
     /// keeps a registry's credentials once it has used them).
     client: Mutex<Option<(Vec<u8>, Arc<Client>)>>,
+    /// The plain HTTP client the manifests are read with (bounded, which oci-client's reads
+    /// are not), or why it could not be built.
+    http: Result<reqwest::Client, String>,
     cache: Mutex<Cache>,
 }
 
@@ -86,6 +103,12 @@ impl Registry {
                 .collect(),
             timeout,
             client: Mutex::new(None),
+            http: reqwest::Client::builder()
+                .connect_timeout(timeout)
+                .read_timeout(timeout)
+                .user_agent(concat!("hydrant/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("cannot build the registry client: {}", with_causes(&e))),
             cache: Mutex::new(Cache::new(cache::MAX_ENTRIES)),
         }
     }
@@ -146,19 +169,130 @@ impl Registry {
                 return Err(format!("the registry credentials {file} {problem}"));
             }
         };
-        let pulled = tokio::time::timeout(
-            self.timeout,
-            client.pull_manifest_and_config(&reference, &auth),
-        )
-        .await
-        .map_err(|_| {
-            format!(
-                "{registry} did not answer within {}",
-                humantime::format_duration(self.timeout)
-            )
-        })?
-        .map_err(|e| format!("{registry}: {}", with_causes(&e)))?;
-        image_command(&pulled.2).map_err(|problem| format!("{registry}: {problem}"))
+        tokio::time::timeout(self.timeout, self.pull(&client, &reference, &auth))
+            .await
+            .map_err(|_| {
+                format!(
+                    "{registry} did not answer within {}",
+                    humantime::format_duration(self.timeout)
+                )
+            })?
+            .map_err(|problem| format!("{registry}: {problem}"))
+    }
+
+    /// The image's command: its manifest (through the image index, for this platform) and its
+    /// configuration, each read up to its bound. oci-client logs in (token or basic auth) and
+    /// fetches the configuration blob; the manifests are read here because oci-client reads
+    /// them whole.
+    async fn pull(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<ImageCommand, String> {
+        let bearer = client
+            .auth(reference, auth, RegistryOperation::Pull)
+            .await
+            .map_err(|e| with_causes(&e))?;
+        let credentials = Credentials { bearer, auth };
+        let tag = reference
+            .digest()
+            .or(reference.tag())
+            .unwrap_or("latest")
+            .to_owned();
+        let mut manifest = self.manifest(reference, &tag, &credentials).await?;
+        if let OciManifest::ImageIndex(index) = &manifest {
+            let digest = current_platform_resolver(&index.manifests).ok_or_else(|| {
+                "the image index has no image for this platform (linux/amd64 or linux/arm64)"
+                    .to_owned()
+            })?;
+            manifest = self.manifest(reference, &digest, &credentials).await?;
+        }
+        let OciManifest::Image(image) = manifest else {
+            return Err("an image index points to another image index".to_owned());
+        };
+        let size = usize::try_from(image.config.size).unwrap_or(usize::MAX);
+        if size > MAX_CONFIGURATION_BYTES {
+            return Err(format!(
+                "the image's configuration is {size} bytes, over the {} MiB hydrant reads",
+                MAX_CONFIGURATION_BYTES >> 20
+            ));
+        }
+        let blob = client
+            .pull_blob_stream(reference, &image.config)
+            .await
+            .map_err(|e| with_causes(&e))?;
+        let mut configuration = Vec::new();
+        let mut chunks = blob.stream;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| with_causes(&e))?;
+            if configuration.len() + chunk.len() > MAX_CONFIGURATION_BYTES.min(size) {
+                return Err(format!(
+                    "the image's configuration is longer than its manifest says ({size} bytes)"
+                ));
+            }
+            configuration.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(configuration)
+            .map_err(|_| "the image's configuration is not UTF-8 JSON".to_owned())?;
+        image_command(&text)
+    }
+
+    /// One manifest or image index, by tag or digest, read up to [`MAX_MANIFEST_BYTES`].
+    async fn manifest(
+        &self,
+        reference: &Reference,
+        tag: &str,
+        credentials: &Credentials<'_>,
+    ) -> Result<OciManifest, String> {
+        let registry = reference.resolve_registry();
+        let scheme = if self.insecure.iter().any(|r| r == registry) {
+            "http"
+        } else {
+            "https"
+        };
+        let namespace = reference
+            .namespace()
+            .map(|ns| format!("?ns={ns}"))
+            .unwrap_or_default();
+        let url = format!(
+            "{scheme}://{registry}/v2/{}/manifests/{tag}{namespace}",
+            reference.repository()
+        );
+        let accept = [
+            OCI_IMAGE_MEDIA_TYPE,
+            IMAGE_MANIFEST_MEDIA_TYPE,
+            OCI_IMAGE_INDEX_MEDIA_TYPE,
+            IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+        ]
+        .join(", ");
+        let request = self
+            .http
+            .as_ref()
+            .map_err(Clone::clone)?
+            .get(&url)
+            .header(reqwest::header::ACCEPT, accept);
+        let request = match (&credentials.bearer, credentials.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        };
+        let mut response = request.send().await.map_err(|e| with_causes(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("{url}: {status}"));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| with_causes(&e))? {
+            if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                return Err(format!(
+                    "{url}: the manifest is over the {} MiB hydrant reads",
+                    MAX_MANIFEST_BYTES >> 20
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: not an image manifest: {e}"))
     }
 
     /// The client for the credentials file's current content (its text, empty when none is
@@ -209,6 +343,12 @@ impl Registry {
         };
         Ok((text, client))
     }
+}
+
+/// What a manifest request presents: the registry's token, else the basic credentials.
+struct Credentials<'a> {
+    bearer: Option<String>,
+    auth: &'a RegistryAuth,
 }
 
 /// An error and its causes, `: `-separated, each once (reqwest's says only "error sending

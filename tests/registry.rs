@@ -130,8 +130,9 @@ impl Registry {
         json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
     }
 
-    /// Pushes `name:tag`: an image configuration with this ENTRYPOINT and CMD, and one layer.
-    fn push_image(&self, name: &str, tag: &str, entrypoint: Value, cmd: Value) {
+    /// Pushes `name:tag`: an image configuration with this ENTRYPOINT and CMD, and one layer;
+    /// returns the manifest's digest.
+    fn push_image(&self, name: &str, tag: &str, entrypoint: Value, cmd: Value) -> String {
         let configuration = json!({
             "architecture": "amd64",
             "os": "linux",
@@ -139,11 +140,12 @@ impl Registry {
             "rootfs": {"type": "layers", "diff_ids": []},
         })
         .to_string();
-        self.push_image_configuration(name, tag, configuration.as_bytes());
+        self.push_image_configuration(name, tag, configuration.as_bytes())
     }
 
-    /// Pushes `name:tag` with this image configuration and one layer.
-    fn push_image_configuration(&self, name: &str, tag: &str, configuration: &[u8]) {
+    /// Pushes `name:tag` with this image configuration and one layer; returns the manifest's
+    /// digest.
+    fn push_image_configuration(&self, name: &str, tag: &str, configuration: &[u8]) -> String {
         let config = self.push_blob(
             name,
             "application/vnd.oci.image.config.v1+json",
@@ -170,6 +172,13 @@ impl Registry {
             .send()
             .expect("push the manifest");
         assert_eq!(put.status(), 201, "{:?}", put.text());
+        format!(
+            "sha256:{}",
+            data_encoding::HEXLOWER.encode(
+                ring::digest::digest(&ring::digest::SHA256, manifest.to_string().as_bytes())
+                    .as_ref()
+            )
+        )
     }
 
     /// A `.dockerconfigjson` file with this registry's credentials, in `dir`.
@@ -227,7 +236,7 @@ fn inject(vault: &Vault, flags: &[&str], annotations: &Value, containers: &Value
 #[test]
 fn inject_reads_the_image_s_command_from_its_registry() {
     let registry = Registry::start(false);
-    registry.push_image(
+    let digest = registry.push_image(
         "shop",
         "1",
         json!(["/usr/bin/env"]),
@@ -265,6 +274,16 @@ fn inject_reads_the_image_s_command_from_its_registry() {
             .any(|l| l == format!("DB_PASSWORD={}", crate::inject::PASSWORD)),
         "{stdout}"
     );
+
+    // By digest: the manifest's bytes are checked against it, and the command is the same.
+    let (annotations, containers) = no_command(&format!("{}/shop@{digest}", registry.host));
+    let run = inject(&vault, &[&insecure], &annotations, &containers)
+        .run()
+        .success();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&run.stdout()).expect("YAML");
+    let by_digest = &docs[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(by_digest["command"], shop["command"]);
+    assert_eq!(by_digest["args"], shop["args"]);
 
     // An image the registry does not have: refused naming the container, the registry, the fix.
     let (annotations, containers) = no_command(&format!("{}/shop:missing", registry.host));

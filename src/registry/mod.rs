@@ -292,6 +292,14 @@ impl Registry {
             }
             body.extend_from_slice(&chunk);
         }
+        if let Some(want) = tag.strip_prefix("sha256:") {
+            // Asked by digest: the registry must send those very bytes.
+            let got = data_encoding::HEXLOWER
+                .encode(ring::digest::digest(&ring::digest::SHA256, &body).as_ref());
+            if got != want {
+                return Err(format!("{url}: the manifest sent has digest sha256:{got}"));
+            }
+        }
         serde_json::from_slice(&body).map_err(|e| format!("{url}: not an image manifest: {e}"))
     }
 

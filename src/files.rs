@@ -5,7 +5,7 @@
 use std::fs::{self, File, Permissions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What a write did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,23 +72,54 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<Writt
 /// index of the file that failed.
 // vault-k8s#711: the app must never see a half-written file, nor half of its files updated.
 pub fn write_all(files: &[FileWrite<'_>]) -> Result<Vec<Written>, (usize, io::Error)> {
-    let staged = stage_parallel(files)?;
-    let mut written = Vec::with_capacity(files.len());
-    let mut dirs: Vec<(&Path, usize)> = Vec::new();
-    for (i, (file, stage)) in files.iter().zip(staged).enumerate() {
+    commit(stage_parallel(files)?)
+}
+
+/// A file's new version, written and synced beside its destination but not renamed into place
+/// yet ([`stage`]); [`commit`] puts it in place. Dropping it removes the temporary file.
+pub struct Staged {
+    path: PathBuf,
+    mode: u32,
+    stage: Stage,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes `file`'s new version beside it and syncs it, or finds it unchanged; nothing is
+/// renamed into place until [`commit`].
+pub fn stage(file: &FileWrite<'_>) -> io::Result<Staged> {
+    Ok(Staged {
+        path: file.path.to_owned(),
+        mode: file.mode,
+        stage: stage_in_place(file)?,
+    })
+}
+
+/// Puts every staged file in place (renames), then makes the renames durable once per
+/// directory; says what each write did, in order. Renames do not fail for want of space, so
+/// a failure here is rare; the error comes with the index of the file that failed.
+pub fn commit(staged: Vec<Staged>) -> Result<Vec<Written>, (usize, io::Error)> {
+    let mut written = Vec::with_capacity(staged.len());
+    let mut dirs: Vec<(PathBuf, usize)> = Vec::new();
+    for (i, Staged { path, mode, stage }) in staged.into_iter().enumerate() {
         written.push(match stage {
             Stage::Unchanged { fix_mode } => {
                 if fix_mode {
-                    fs::set_permissions(file.path, Permissions::from_mode(file.mode))
-                        .map_err(|e| (i, e))?;
+                    fs::set_permissions(&path, Permissions::from_mode(mode)).map_err(|e| (i, e))?;
                 }
                 Written::Unchanged
             }
             Stage::Staged { tmp, existed } => {
-                tmp.persist(file.path).map_err(|e| (i, e.error))?;
-                let dir = parent(file.path);
-                if !dirs.iter().any(|(d, _)| *d == dir) {
-                    dirs.push((dir, i));
+                tmp.persist(&path).map_err(|e| (i, e.error))?;
+                let dir = parent(&path);
+                if !dirs.iter().any(|(d, _)| d == dir) {
+                    dirs.push((dir.to_owned(), i));
                 }
                 if existed {
                     Written::Updated
@@ -100,7 +131,7 @@ pub fn write_all(files: &[FileWrite<'_>]) -> Result<Vec<Written>, (usize, io::Er
     }
     // Make the renames durable, once per directory; on the memory volumes pods use this is free.
     for (dir, first) in dirs {
-        File::open(dir)
+        File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| (first, e))?;
     }
@@ -118,7 +149,7 @@ enum Stage {
     },
 }
 
-fn stage_parallel(files: &[FileWrite<'_>]) -> Result<Vec<Stage>, (usize, io::Error)> {
+fn stage_parallel(files: &[FileWrite<'_>]) -> Result<Vec<Staged>, (usize, io::Error)> {
     let threads = files.len().min(MAX_STAGING_THREADS);
     if threads <= 1 {
         return files
@@ -128,7 +159,7 @@ fn stage_parallel(files: &[FileWrite<'_>]) -> Result<Vec<Stage>, (usize, io::Err
             .collect();
     }
     let chunk = files.len().div_ceil(threads);
-    let results: Vec<io::Result<Stage>> = std::thread::scope(|scope| {
+    let results: Vec<io::Result<Staged>> = std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .chunks(chunk)
             .map(|part| scope.spawn(move || part.iter().map(stage).collect::<Vec<_>>()))
@@ -148,7 +179,7 @@ fn stage_parallel(files: &[FileWrite<'_>]) -> Result<Vec<Stage>, (usize, io::Err
         .collect()
 }
 
-fn stage(file: &FileWrite<'_>) -> io::Result<Stage> {
+fn stage_in_place(file: &FileWrite<'_>) -> io::Result<Stage> {
     let FileWrite {
         path,
         contents,

@@ -3,6 +3,7 @@
 //! the files stay current without a write.
 
 use injector::AgentConfig;
+use injector::agent_config::TokenSinkConfig;
 use tracing::{info, warn};
 
 use super::Error;
@@ -11,7 +12,12 @@ use crate::vault::Token;
 
 /// Writes the token to every sink, each atomically with its mode.
 pub(super) fn write(config: &AgentConfig, token: &Token) -> Result<(), Error> {
-    for sink in &config.token_sinks {
+    write_to(&config.token_sinks, token)
+}
+
+/// Writes the token to each of `sinks`, atomically with its mode.
+pub(super) fn write_to(sinks: &[TokenSinkConfig], token: &Token) -> Result<(), Error> {
+    for sink in sinks {
         files::write_atomic(&sink.path, token.expose().as_bytes(), sink.mode()).map_err(
             |error| Error::Write {
                 name: "token sink".to_owned(),

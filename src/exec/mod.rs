@@ -131,7 +131,7 @@ async fn run(
     sources: Vec<agent::compile::SourceFile>,
     argv: Vec<OsString>,
 ) -> anyhow::Result<u8> {
-    let first = first_render(config, &engine).await?;
+    let first = first_render(config, &engine, |_, _| ()).await?;
     let mut environment = environment::Environment::new(config);
     for (i, rendered) in first.rendered.iter().enumerate() {
         environment

@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Poll;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
@@ -597,8 +598,10 @@ struct Lookups {
     execute_depth: usize,
 }
 
-/// Where a render stands: what each output waits for, and what is still to be fetched.
-struct Progress {
+/// A render under way ([`Engine::begin`]): what each output waits for, what is still to be
+/// fetched, and which outputs are to be attempted (again).
+#[derive(Debug)]
+pub struct Render {
     /// For each output, the requests it waits for; `None` once its result is final.
     waiting: Vec<Option<BTreeSet<Request>>>,
     /// Attempts at each output.
@@ -607,6 +610,28 @@ struct Progress {
     requested: HashSet<Request>,
     /// Requests not sent yet.
     queue: VecDeque<Request>,
+    /// Outputs to attempt, first or again (a request they waited for came back).
+    again: VecDeque<usize>,
+}
+
+/// Runs `work` (an attempt at an output) while the fetches in flight go on; what comes back
+/// meanwhile is kept in `arrived`.
+async fn while_fetching<T, F: Future>(
+    work: impl Future<Output = T>,
+    in_flight: &mut FuturesUnordered<F>,
+    arrived: &mut VecDeque<F::Output>,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = work.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        while let Poll::Ready(Some(back)) = in_flight.poll_next_unpin(cx) {
+            arrived.push_back(back);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// What an output read in its last final attempt: what a change must re-render.
@@ -835,6 +860,11 @@ impl Engine {
             .insert(request, Ok(Response::new(secret)));
     }
 
+    /// Drops everything fetched: after a one-off render, only the rendered files keep secrets.
+    pub fn forget_all(&self) {
+        self.lock().fetched.clear();
+    }
+
     /// Drops a request from the cache: the next render that needs it fetches it again.
     pub fn forget(&self, request: &Request) {
         self.lock().fetched.remove(request);
@@ -857,8 +887,7 @@ impl Engine {
             self.outputs.iter().map(|_| None).collect();
         self.render_each(fetcher, |i, result| results[i] = Some(result))
             .await;
-        // Fetched data is dropped with the render; only the rendered files keep secrets.
-        self.lock().fetched.clear();
+        self.forget_all();
         results
             .into_iter()
             .map(|r| r.expect("render_each calls back once for every output"))
@@ -874,9 +903,8 @@ impl Engine {
         fetcher: &impl Fetch,
         done: impl FnMut(usize, Result<Rendered, Error>),
     ) {
-        self.lock().fetched.clear();
-        let all: Vec<usize> = (0..self.outputs.len()).collect();
-        self.render_some(&all, fetcher, done).await;
+        let render = self.begin_all();
+        self.finish(render, fetcher, done).await;
     }
 
     /// Renders the outputs `which` with the cache as it is (a sidecar's, kept between renders),
@@ -886,21 +914,58 @@ impl Engine {
         &self,
         which: &[usize],
         fetcher: &impl Fetch,
-        mut done: impl FnMut(usize, Result<Rendered, Error>),
+        done: impl FnMut(usize, Result<Rendered, Error>),
     ) {
-        let mut state = Progress {
+        let render = self.begin(which);
+        self.finish(render, fetcher, done).await;
+    }
+
+    /// A render of every output with nothing fetched yet (the cache is cleared). Nothing runs
+    /// until [`Engine::discover`] or [`Engine::finish`].
+    pub fn begin_all(&self) -> Render {
+        self.lock().fetched.clear();
+        let all: Vec<usize> = (0..self.outputs.len()).collect();
+        self.begin(&all)
+    }
+
+    /// A render of the outputs `which` with the cache as it is.
+    pub fn begin(&self, which: &[usize]) -> Render {
+        Render {
             waiting: vec![None; self.outputs.len()],
             attempts: vec![0; self.outputs.len()],
             requested: HashSet::new(),
             queue: VecDeque::new(),
-        };
-        for &i in which {
-            self.attempt(i, &mut state, &mut done).await;
+            again: which.iter().copied().collect(),
         }
+    }
+
+    /// Attempts every output of `render` that is due, with what is fetched so far and without
+    /// fetching: the outputs that need nothing from Vault are handed to `done`, the requests
+    /// of the others are queued. Needs no token, so the init container runs it while it logs in.
+    pub async fn discover(
+        &self,
+        render: &mut Render,
+        mut done: impl FnMut(usize, Result<Rendered, Error>),
+    ) {
+        while let Some(i) = render.again.pop_front() {
+            self.attempt(i, render, &mut done).await;
+        }
+    }
+
+    /// Finishes `render`: fetches what the outputs wait for (at most `max_in_flight` at once)
+    /// and attempts each output again as the requests it waits for come back, handing each
+    /// final result to `done`. The fetches go on while an attempt renders.
+    pub async fn finish(
+        &self,
+        mut render: Render,
+        fetcher: &impl Fetch,
+        mut done: impl FnMut(usize, Result<Rendered, Error>),
+    ) {
         let mut in_flight = FuturesUnordered::new();
+        let mut arrived = VecDeque::new();
         loop {
             while in_flight.len() < self.max_in_flight {
-                let Some(request) = state.queue.pop_front() else {
+                let Some(request) = render.queue.pop_front() else {
                     break;
                 };
                 in_flight.push(async move {
@@ -908,23 +973,33 @@ impl Engine {
                     (request, result)
                 });
             }
-            let Some((request, result)) = in_flight.next().await else {
+            if let Some(i) = render.again.pop_front() {
+                let attempt = self.attempt(i, &mut render, &mut done);
+                while_fetching(attempt, &mut in_flight, &mut arrived).await;
+                continue;
+            }
+            let next = match arrived.pop_front() {
+                Some(next) => Some(next),
+                None => in_flight.next().await,
+            };
+            let Some((request, result)) = next else {
                 break;
             };
             let value = result.map(Response::new).map_err(Arc::new);
             self.lock().fetched.insert(request.clone(), value);
             for i in 0..self.outputs.len() {
-                if state.waiting[i]
+                if render.waiting[i]
                     .as_ref()
                     .is_some_and(|w| w.contains(&request))
+                    && !render.again.contains(&i)
                 {
-                    self.attempt(i, &mut state, &mut done).await;
+                    render.again.push_back(i);
                 }
             }
         }
         // Every request an output waited for has come back and caused another attempt, so no
         // output is left waiting; this only guards the invariant.
-        for (i, waiting) in state.waiting.iter().enumerate() {
+        for (i, waiting) in render.waiting.iter().enumerate() {
             if waiting.is_some() {
                 done(i, Err(self.too_many_rounds(i)));
             }
@@ -935,7 +1010,7 @@ impl Engine {
     async fn attempt(
         &self,
         i: usize,
-        state: &mut Progress,
+        state: &mut Render,
         done: &mut impl FnMut(usize, Result<Rendered, Error>),
     ) {
         state.attempts[i] += 1;
@@ -992,7 +1067,8 @@ impl Engine {
         }
     }
 
-    fn too_many_rounds(&self, i: usize) -> Error {
+    /// The error of an output that never became final.
+    pub(crate) fn too_many_rounds(&self, i: usize) -> Error {
         Error::TooManyRounds {
             template: self.outputs[i].0.clone(),
         }

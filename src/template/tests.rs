@@ -801,3 +801,79 @@ fn only_paths_a_source_spells_may_be_shown() {
     assert_eq!(shown.path("secret/data/hunter2"), COMPUTED_PATH);
     assert_eq!(shown.path(""), COMPUTED_PATH);
 }
+
+#[test]
+fn discovery_needs_no_vault_and_queues_what_the_outputs_need() {
+    let memory = Memory::default().with("secret/data/db", json!({"data": {"user": "u"}}));
+    let engine = engine(&[
+        ("plain", "no secret here"),
+        ("db", "{{ secret('secret/data/db').data.user }}"),
+    ]);
+    let mut done: Vec<(usize, String)> = Vec::new();
+    let mut render = engine.begin_all();
+    block_on(engine.discover(&mut render, |i, r| done.push((i, text(&r).to_owned()))));
+    assert_eq!(done, [(0, "no secret here".to_owned())]);
+    assert!(memory.requests().is_empty(), "discovery fetches nothing");
+
+    block_on(engine.finish(render, &memory, |i, r| done.push((i, text(&r).to_owned()))));
+    assert_eq!(done[1], (1, "u".to_owned()));
+    assert_eq!(memory.requests(), [Request::read("secret/data/db")]);
+}
+
+/// A fetcher whose request for `slow` gives way once before it completes, and notes how many
+/// outputs were final when it resumed.
+struct GivesWay {
+    memory: Memory,
+    slow: Request,
+    final_outputs: Arc<std::sync::atomic::AtomicUsize>,
+    seen_at_resume: Mutex<Option<usize>>,
+}
+
+impl Fetch for GivesWay {
+    async fn fetch(&self, request: &Request) -> Result<vault::Secret, vault::Error> {
+        if *request == self.slow {
+            tokio::task::yield_now().await;
+            let finals = self.final_outputs.load(std::sync::atomic::Ordering::SeqCst);
+            *self.seen_at_resume.lock().expect("lock") = Some(finals);
+        }
+        self.memory.fetch(request).await
+    }
+}
+
+#[test]
+fn fetches_go_on_while_an_output_renders() {
+    let final_outputs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let fetcher = GivesWay {
+        memory: Memory::default()
+            .with("secret/data/a", json!({"data": {"x": "a"}}))
+            .with("secret/data/b", json!({"data": {"x": "b"}})),
+        slow: Request::read("secret/data/b"),
+        final_outputs: final_outputs.clone(),
+        seen_at_resume: Mutex::new(None),
+    };
+    // Output a takes a while to render once its secret is back (a few milliseconds of loop);
+    // the request for b must not wait for it.
+    let engine = engine(&[
+        (
+            "a",
+            "{% for i in range(20000) %}{% endfor %}{{ secret('secret/data/a').data.x }}",
+        ),
+        ("b", "{{ secret('secret/data/b').data.x }}"),
+    ]);
+    let results = block_on(async {
+        let mut results = vec![String::new(); 2];
+        engine
+            .render_each(&fetcher, |i, r| {
+                results[i] = text(&r).to_owned();
+                final_outputs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+            .await;
+        results
+    });
+    assert_eq!(results, ["a", "b"]);
+    assert_eq!(
+        *fetcher.seen_at_resume.lock().expect("lock"),
+        Some(0),
+        "the request for b went on while a rendered"
+    );
+}

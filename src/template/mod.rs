@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
 
-use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, StreamExt as _};
 use injector::agent_config::{
     DEFAULT_MAX_FILE_BYTES, DEFAULT_RENDER_STEPS, SecretFormat, TemplateConfig, TemplateSyntax,
 };
@@ -681,7 +681,7 @@ pub struct Engine {
     /// The consul-template templates, one set for all of them.
     consul: Arc<consul::Set>,
     limits: Limits,
-    outputs: Vec<(String, Source)>,
+    outputs: Arc<Vec<(String, Source)>>,
     lookups: Arc<Mutex<Lookups>>,
     dependencies: Mutex<Vec<Dependencies>>,
     max_in_flight: usize,
@@ -756,7 +756,7 @@ impl Engine {
             env: Arc::new(jinja),
             consul: Arc::new(consul),
             limits: Limits::default(),
-            outputs,
+            outputs: Arc::new(outputs),
             lookups,
             dependencies,
             max_in_flight: max_in_flight.max(1),
@@ -784,7 +784,7 @@ impl Engine {
     /// Replaces output `i`'s template with `text` (its source file changed). On a syntax error
     /// the old template stays.
     pub fn set_template(&mut self, i: usize, text: &str) -> Result<(), Error> {
-        let Some((name, source)) = self.outputs.get_mut(i) else {
+        let Some((name, source)) = Arc::make_mut(&mut self.outputs).get_mut(i) else {
             return Ok(());
         };
         match source {
@@ -947,9 +947,8 @@ impl Engine {
         render: &mut Render,
         mut done: impl FnMut(usize, Result<Rendered, Error>),
     ) {
-        while let Some(i) = render.again.pop_front() {
-            self.attempt(i, render, &mut done).await;
-        }
+        let which: Vec<usize> = render.again.drain(..).collect();
+        self.attempt(which, render, &mut done).await;
     }
 
     /// Finishes `render`: fetches what the outputs wait for (at most `max_in_flight` at once)
@@ -973,29 +972,27 @@ impl Engine {
                     (request, result)
                 });
             }
-            if let Some(i) = render.again.pop_front() {
-                let attempt = self.attempt(i, &mut render, &mut done);
-                while_fetching(attempt, &mut in_flight, &mut arrived).await;
-                continue;
+            if render.again.is_empty() {
+                let next = match arrived.pop_front() {
+                    Some(next) => Some(next),
+                    None => in_flight.next().await,
+                };
+                let Some((request, result)) = next else {
+                    break;
+                };
+                self.take_in(&mut render, request, result);
             }
-            let next = match arrived.pop_front() {
-                Some(next) => Some(next),
-                None => in_flight.next().await,
-            };
-            let Some((request, result)) = next else {
-                break;
-            };
-            let value = result.map(Response::new).map_err(Arc::new);
-            self.lock().fetched.insert(request.clone(), value);
-            for i in 0..self.outputs.len() {
-                if render.waiting[i]
-                    .as_ref()
-                    .is_some_and(|w| w.contains(&request))
-                    && !render.again.contains(&i)
-                {
-                    render.again.push_back(i);
-                }
+            // Everything back by now is taken in first: the outputs it completes are attempted
+            // together.
+            while let Some((request, result)) = arrived
+                .pop_front()
+                .or_else(|| in_flight.next().now_or_never().flatten())
+            {
+                self.take_in(&mut render, request, result);
             }
+            let which: Vec<usize> = render.again.drain(..).collect();
+            let attempt = self.attempt(which, &mut render, &mut done);
+            while_fetching(attempt, &mut in_flight, &mut arrived).await;
         }
         // Every request an output waited for has come back and caused another attempt, so no
         // output is left waiting; this only guards the invariant.
@@ -1006,19 +1003,151 @@ impl Engine {
         }
     }
 
-    /// Renders output `i` with what is fetched so far; queues what it still needs.
+    /// Keeps a response, and marks the outputs that waited for it to be attempted again.
+    fn take_in(
+        &self,
+        render: &mut Render,
+        request: Request,
+        result: Result<vault::Secret, vault::Error>,
+    ) {
+        let value = result.map(Response::new).map_err(Arc::new);
+        self.lock().fetched.insert(request.clone(), value);
+        for i in 0..self.outputs.len() {
+            if render.waiting[i]
+                .as_ref()
+                .is_some_and(|w| w.contains(&request))
+                && !render.again.contains(&i)
+            {
+                render.again.push_back(i);
+            }
+        }
+    }
+
+    /// Attempts the outputs `which` with what is fetched so far, all in one trip to the
+    /// blocking pool (a long attempt, up to its steps, must not stop the runtime that answers
+    /// /healthz, takes signals and renews leases); hands the final ones to `done` and queues
+    /// what the others still need.
     async fn attempt(
         &self,
-        i: usize,
+        which: Vec<usize>,
         state: &mut Render,
         done: &mut impl FnMut(usize, Result<Rendered, Error>),
     ) {
-        state.attempts[i] += 1;
-        if state.attempts[i] > MAX_ROUNDS {
-            state.waiting[i] = None;
-            done(i, Err(self.too_many_rounds(i)));
+        let mut due = Vec::with_capacity(which.len());
+        for i in which {
+            state.attempts[i] += 1;
+            if state.attempts[i] > MAX_ROUNDS {
+                state.waiting[i] = None;
+                done(i, Err(self.too_many_rounds(i)));
+            } else {
+                due.push(i);
+            }
+        }
+        if due.is_empty() {
             return;
         }
+        let renderer = self.renderer();
+        let batch = due.clone();
+        // A stop while it runs abandons it; its steps end it soon after.
+        let outcomes = tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|i| renderer.attempt(i))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|_| {
+            due.iter()
+                .map(|&i| Outcome::Final {
+                    result: Err(Error::Render {
+                        template: self.outputs[i].0.clone(),
+                        line: None,
+                        column: None,
+                        message: "the render stopped unexpectedly".to_owned(),
+                    }),
+                    dependencies: Dependencies::default(),
+                })
+                .collect()
+        });
+        for (i, outcome) in due.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Final {
+                    result,
+                    dependencies,
+                } => {
+                    state.waiting[i] = None;
+                    if let Some(deps) = self
+                        .dependencies
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(i)
+                    {
+                        *deps = dependencies;
+                    }
+                    done(i, result);
+                }
+                Outcome::Needs(missing) => {
+                    for request in &missing {
+                        if state.requested.insert(request.clone()) {
+                            state.queue.push_back(request.clone());
+                        }
+                    }
+                    state.waiting[i] = Some(missing);
+                }
+            }
+        }
+    }
+
+    /// What an attempt needs, owned: it runs on the blocking pool.
+    fn renderer(&self) -> Renderer {
+        Renderer {
+            env: self.env.clone(),
+            consul: self.consul.clone(),
+            limits: self.limits,
+            outputs: self.outputs.clone(),
+            lookups: self.lookups.clone(),
+        }
+    }
+
+    /// The error of an output that never became final.
+    pub(crate) fn too_many_rounds(&self, i: usize) -> Error {
+        Error::TooManyRounds {
+            template: self.outputs[i].0.clone(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Lookups> {
+        // A panic while rendering cannot leave the lookups half-updated in a way that matters:
+        // the next render clears them.
+        self.lookups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One attempt's outcome.
+enum Outcome {
+    /// The output's result, and what it read.
+    Final {
+        result: Result<Rendered, Error>,
+        dependencies: Dependencies,
+    },
+    /// The requests it still needs.
+    Needs(BTreeSet<Request>),
+}
+
+/// What attempts at outputs need, owned, so that they run on the blocking pool.
+struct Renderer {
+    env: Arc<Environment<'static>>,
+    consul: Arc<consul::Set>,
+    limits: Limits,
+    outputs: Arc<Vec<(String, Source)>>,
+    lookups: Arc<Mutex<Lookups>>,
+}
+
+impl Renderer {
+    /// Renders output `i` with what is fetched so far.
+    fn attempt(&self, i: usize) -> Outcome {
         let (name, source) = &self.outputs[i];
         {
             let mut lookups = self.lock();
@@ -1031,52 +1160,25 @@ impl Engine {
             lookups.executions = 0;
             lookups.execute_depth = 0;
         }
-        match self.try_render(i, name, source).await {
+        match self.try_render(i, name, source) {
             Some((result, missing_key)) => {
-                state.waiting[i] = None;
-                let (requests, files) = {
-                    let mut lookups = self.lock();
-                    (
-                        std::mem::take(&mut lookups.touched),
-                        std::mem::take(&mut lookups.files),
-                    )
-                };
-                if let Some(deps) = self
-                    .dependencies
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(i)
-                {
-                    *deps = Dependencies {
-                        requests,
-                        files,
+                let mut lookups = self.lock();
+                Outcome::Final {
+                    result,
+                    dependencies: Dependencies {
+                        requests: std::mem::take(&mut lookups.touched),
+                        files: std::mem::take(&mut lookups.files),
                         missing_key,
-                    };
+                    },
                 }
-                done(i, result);
             }
-            None => {
-                let missing = std::mem::take(&mut self.lock().missing);
-                for request in &missing {
-                    if state.requested.insert(request.clone()) {
-                        state.queue.push_back(request.clone());
-                    }
-                }
-                state.waiting[i] = Some(missing);
-            }
-        }
-    }
-
-    /// The error of an output that never became final.
-    pub(crate) fn too_many_rounds(&self, i: usize) -> Error {
-        Error::TooManyRounds {
-            template: self.outputs[i].0.clone(),
+            None => Outcome::Needs(std::mem::take(&mut self.lock().missing)),
         }
     }
 
     /// Renders one output with what is fetched so far, with the key a consul-template template
     /// found missing; `None` when it needs more.
-    async fn try_render(
+    fn try_render(
         &self,
         i: usize,
         name: &str,
@@ -1084,9 +1186,8 @@ impl Engine {
     ) -> Option<(Result<Rendered, Error>, Option<String>)> {
         match source {
             Source::ConsulTemplate { text, .. } => {
-                let set = self.consul.clone();
                 self.lock().placeholders = 0;
-                let outcome = tokio::task::spawn_blocking(move || set.render(i)).await;
+                let outcome = self.consul.render(i);
                 let (failure, writes) = {
                     let mut lookups = self.lock();
                     if lookups.placeholders > 0 {
@@ -1096,7 +1197,7 @@ impl Engine {
                 };
                 let template = name.to_owned();
                 let (result, missing_key) = match outcome {
-                    Ok(Ok(rendered)) => {
+                    Ok(rendered) => {
                         let written = writes.iter().try_for_each(|write| {
                             write.apply().map_err(|message| {
                                 let path = write.path.display().to_string();
@@ -1118,46 +1219,33 @@ impl Engine {
                             rendered.missing_key,
                         )
                     }
-                    Ok(Err(consul::Failure::TooLarge)) => (
+                    Err(consul::Failure::TooLarge) => (
                         Err(Error::TooLarge {
                             template,
                             limit: self.limits.file_bytes,
                         }),
                         None,
                     ),
-                    Ok(Err(consul::Failure::OutOfSteps)) => (
+                    Err(consul::Failure::OutOfSteps) => (
                         Err(Error::OutOfSteps {
                             template,
                             steps: self.limits.render_steps,
                         }),
                         None,
                     ),
-                    Ok(Err(consul::Failure::Failed(e))) => {
+                    Err(consul::Failure::Failed(e)) => {
                         (Err(consul_error(name, text, &e, failure)), None)
                     }
-                    Err(_) => (
-                        Err(Error::Render {
-                            template,
-                            line: None,
-                            column: None,
-                            message: "the render stopped unexpectedly".to_owned(),
-                        }),
-                        None,
-                    ),
                 };
                 Some((result, missing_key))
             }
-            other => self.try_render_jinja(name, other).await.map(|r| (r, None)),
+            other => self.try_render_jinja(name, other).map(|r| (r, None)),
         }
     }
 
     /// Renders a Jinja template or a `secrets` shorthand with what is fetched so far; `None`
     /// when it needs more.
-    async fn try_render_jinja(
-        &self,
-        name: &str,
-        source: &Source,
-    ) -> Option<Result<Rendered, Error>> {
+    fn try_render_jinja(&self, name: &str, source: &Source) -> Option<Result<Rendered, Error>> {
         match source {
             Source::ConsulTemplate { .. } => None,
             Source::Secret { path, format } => {
@@ -1187,13 +1275,7 @@ impl Engine {
             }
             Source::Template(text) => {
                 self.lock().placeholders = 0;
-                // On a thread of its own: a long attempt (up to its steps) must not stop the
-                // runtime that answers /healthz, takes signals and renews leases. A stop while
-                // it runs abandons it; its steps end it soon after.
-                let (env, owned, limit) =
-                    (self.env.clone(), name.to_owned(), self.limits.file_bytes);
-                let outcome =
-                    tokio::task::spawn_blocking(move || render_bounded(&env, &owned, limit)).await;
+                let outcome = render_bounded(&self.env, name, self.limits.file_bytes);
                 if self.lock().placeholders > 0 {
                     // Some secret was not fetched yet: whatever this round produced, including
                     // an error caused by a placeholder, is discarded.
@@ -1201,24 +1283,18 @@ impl Engine {
                 }
                 let template = name.to_owned();
                 Some(match outcome {
-                    Ok(Ok(text)) => Ok(Rendered(text.into_bytes())),
-                    Ok(Err(Bounded::TooLarge)) => Err(Error::TooLarge {
+                    Ok(text) => Ok(Rendered(text.into_bytes())),
+                    Err(Bounded::TooLarge) => Err(Error::TooLarge {
                         template,
                         limit: self.limits.file_bytes,
                     }),
-                    Ok(Err(Bounded::Failed(e))) if e.kind() == ErrorKind::OutOfFuel => {
+                    Err(Bounded::Failed(e)) if e.kind() == ErrorKind::OutOfFuel => {
                         Err(Error::OutOfSteps {
                             template,
                             steps: self.limits.render_steps,
                         })
                     }
-                    Ok(Err(Bounded::Failed(e))) => Err(template_error(name, text, &e)),
-                    Err(_) => Err(Error::Render {
-                        template,
-                        line: None,
-                        column: None,
-                        message: "the render stopped unexpectedly".to_owned(),
-                    }),
+                    Err(Bounded::Failed(e)) => Err(template_error(name, text, &e)),
                 })
             }
         }
@@ -1236,8 +1312,6 @@ impl Engine {
     }
 
     fn lock(&self) -> MutexGuard<'_, Lookups> {
-        // A panic while rendering cannot leave the lookups half-updated in a way that matters:
-        // the next render clears them.
         self.lookups
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -549,3 +549,95 @@ fn sprig_now_has_bao_agent_s_shape() {
         assert_eq!(want[i], got[i], "line {i}");
     }
 }
+
+/// Sprig's Master Password derivation is deterministic: both agents must give the same bytes,
+/// for every password type, counters and inputs outside ASCII; and Sprig's texts for an unknown
+/// type, a bcrypt password past 72 bytes and a user name holding `:`.
+#[test]
+fn sprig_derive_password_and_crypto_texts_match_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-derive",
+            "{{ sprig_derivePassword 1 \"long\" \"password\" \"user\" \"example.com\" }}|{{ sprig_derivePassword 7 \"maximum\" \"pässwörd\" \"üser\" \"site\" }}|{{ sprig_derivePassword 0 \"medium\" \"\" \"\" \"\" }}\n\
+             {{ sprig_derivePassword 2 \"short\" \"p\" \"u\" \"s\" }}|{{ sprig_derivePassword 3 \"basic\" \"p\" \"u\" \"s\" }}|{{ sprig_derivePassword 4294967295 \"pin\" \"p\" \"u\" \"s\" }}|{{ sprig_derivePassword 1 \"nope\" \"p\" \"u\" \"s\" }}\n\
+             {{ with secret \"secret/data/app/db\" }}{{ sprig_derivePassword 1 \"long\" .Data.data.password .Data.data.username \"db\" }}{{ end }}\n\
+             {{ sprig_bcrypt (sprig_repeat 73 \"x\") }}|{{ sprig_htpasswd \"a:b\" \"pw\" }}|{{ sprig_encryptAES \"key\" \"\" }}|{{ sprig_decryptAES \"key\" \"\" }}\n",
+        )],
+    );
+}
+
+/// bcrypt salts every hash: both agents' hashes are `$2a$10$` hashes of the same length that
+/// verify against the password, alone and in `htpasswd`'s `user:hash`.
+#[test]
+fn sprig_bcrypt_and_htpasswd_have_bao_agent_s_shape_and_verify() {
+    let (vault, token) = seeded();
+    let cases = [case(
+        "bcrypt",
+        "{{ sprig_bcrypt \"s3cr3t\" }}\n{{ sprig_htpasswd \"alice\" \"s3cr3t\" }}\n{{ with secret \"secret/data/app/db\" }}{{ sprig_htpasswd .Data.data.username .Data.data.password }}{{ end }}\n",
+    )];
+    let outputs = both(&vault, &token, &cases);
+    let bao = outputs.bao.expect("bao agent renders");
+    let hydrant = outputs.hydrant.expect("hydrant renders");
+    for out in [&bao[0], &hydrant[0]] {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        let checks = [
+            ("", lines[0], "s3cr3t"),
+            ("alice:", lines[1], "s3cr3t"),
+            ("app-user:", lines[2], "s3cr3t-Pa55w0rd"),
+        ];
+        for (prefix, line, password) in checks {
+            let hash = line.strip_prefix(prefix).expect(prefix);
+            assert!(hash.starts_with("$2a$10$") && hash.len() == 60, "{out}");
+            assert!(
+                bcrypt::verify(password, hash).expect("a bcrypt hash"),
+                "{out}"
+            );
+        }
+    }
+    let shape = |out: &str| out.lines().map(str::len).collect::<Vec<_>>();
+    assert_eq!(shape(&bao[0]), shape(&hydrant[0]));
+}
+
+/// Sprig's AES has a random IV: each agent decrypts what the other encrypted, so the key
+/// derivation, padding and IV layout must be Sprig's.
+#[test]
+fn sprig_aes_of_each_agent_decrypts_in_the_other() {
+    let (vault, token) = seeded();
+    let plain = [
+        "a",
+        "exactly sixteen!",
+        "línea uno\nline two, longer than a block\n",
+    ];
+    let encrypt: String = plain
+        .iter()
+        .map(|p| format!("{{{{ sprig_encryptAES \"k3y\" {p:?} }}}}\n"))
+        .chain(std::iter::once(
+            "{{ with secret \"secret/data/app/db\" }}{{ sprig_encryptAES .Data.data.password .Data.data.username }}{{ end }}\n".to_owned(),
+        ))
+        .collect();
+    let outputs = both(&vault, &token, &[case("encrypt", &encrypt)]);
+    let bao = outputs.bao.expect("bao agent encrypts");
+    let hydrant = outputs.hydrant.expect("hydrant encrypts");
+    let mut decrypt = String::new();
+    for ciphertexts in [&bao[0], &hydrant[0]] {
+        let lines: Vec<&str> = ciphertexts.lines().collect();
+        assert_eq!(lines.len(), 4, "{ciphertexts}");
+        for line in &lines[..3] {
+            decrypt.push_str(&format!(
+                "{{{{ sprig_decryptAES \"k3y\" {line:?} | printf \"%q\" }}}}|"
+            ));
+        }
+        decrypt.push_str(&format!(
+            "{{{{ with secret \"secret/data/app/db\" }}}}{{{{ sprig_decryptAES .Data.data.password {:?} }}}}{{{{ end }}}}\n",
+            lines[3]
+        ));
+    }
+    let out = assert_same(&vault, &token, &[case("decrypt", &decrypt)]);
+    let quoted: Vec<String> = plain.iter().map(|p| format!("{p:?}")).collect();
+    let want = format!("{}|app-user\n", quoted.join("|"));
+    assert_eq!(out[0], want.repeat(2));
+}

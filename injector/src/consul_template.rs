@@ -229,6 +229,12 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "sha1sum",
     "sha256sum",
     "adler32sum",
+    // Crypto.
+    "bcrypt",
+    "htpasswd",
+    "derivePassword",
+    "encryptAES",
+    "decryptAES",
     // Regular expressions.
     "regexMatch",
     "mustRegexMatch",

@@ -21,6 +21,7 @@ mod collections;
 mod dates;
 mod decimals;
 mod numbers;
+mod passwords;
 mod reflect;
 mod semver;
 mod text;
@@ -48,6 +49,9 @@ use self::text::*;
 /// The Sprig functions that need nothing but their arguments, without the `sprig_` prefix,
 /// besides the dates and the type functions.
 const FUNCTIONS: &[(&str, Function)] = &[
+    // Crypto.
+    ("encryptAES", passwords::encrypt_aes),
+    ("decryptAES", passwords::decrypt_aes),
     // Strings.
     ("hello", |_| Ok(text("Hello!"))),
     ("trim", |a| Ok(text(one("trim", a)?.trim()))),
@@ -665,12 +669,66 @@ pub(super) const FOLLOWED: &[(&str, Function)] = &[
     }),
 ];
 
-/// The Sprig functions that read the agent's environment.
+/// The Sprig functions that read the agent's environment or spend the render's [`Costs`].
 #[cfg(test)]
-pub(super) const WITH_CONTEXT: &[&str] = &["env", "expandenv"];
+pub(super) const WITH_CONTEXT: &[&str] =
+    &["env", "expandenv", "bcrypt", "htpasswd", "derivePassword"];
+
+/// A function that spends the render's [`Costs`].
+type CostlyFunction = fn(&Costs, &[Value]) -> gotmpl::Result<Value>;
+
+/// The Sprig functions that spend the render's [`Costs`], without the `sprig_` prefix.
+const COSTLY: &[(&str, CostlyFunction)] = &[
+    ("bcrypt", passwords::bcrypt),
+    ("htpasswd", passwords::htpasswd),
+    ("derivePassword", passwords::derive_password),
+];
+
+/// The most password hashes (bcrypt at cost 10, derivePassword's scrypt: each some 50 to 100 ms
+/// of a core) one render attempt may compute: a pod author's template must not hold the agent
+/// for minutes.
+pub(crate) const MAX_HASHES_PER_RENDER: u32 = 32;
+
+/// What one render attempt has spent on Sprig's slow functions; the engine resets it before
+/// each attempt.
+#[derive(Debug, Default)]
+pub(crate) struct Costs {
+    hashes: std::sync::atomic::AtomicU32,
+}
+
+impl Costs {
+    /// Starts a render attempt's count again.
+    pub(crate) fn reset(&self) {
+        self.hashes.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts one password hash, or refuses it past [`MAX_HASHES_PER_RENDER`].
+    fn hash(&self, function: &str) -> gotmpl::Result<()> {
+        let before = self
+            .hashes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if before >= MAX_HASHES_PER_RENDER {
+            return Err(fail(
+                function,
+                format!(
+                    "a template may compute at most {MAX_HASHES_PER_RENDER} password hashes \
+                     (bcrypt, htpasswd, derivePassword) in one render"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Registers [`WITH_CONTEXT`].
 pub(super) fn register_with_context(map: &mut FuncMap, context: &Context) {
+    for (name, function) in COSTLY {
+        let (costs, limit) = (context.costs.clone(), context.limit);
+        map.insert(
+            format!("sprig_{name}"),
+            Arc::new(move |args: &[Value]| within(limit, name, function(&costs, args)?)),
+        );
+    }
     let c = context.clone();
     map.insert(
         "sprig_env".into(),

@@ -17,6 +17,7 @@ use super::super::{Context, functions::within, json};
 use super::go::{self, arity, fail, string};
 use super::{Function, STD, text};
 
+mod certs;
 mod collections;
 mod dates;
 mod decimals;
@@ -52,6 +53,7 @@ const FUNCTIONS: &[(&str, Function)] = &[
     // Crypto.
     ("encryptAES", passwords::encrypt_aes),
     ("decryptAES", passwords::decrypt_aes),
+    ("buildCustomCert", certs::build_custom_cert),
     // Strings.
     ("hello", |_| Ok(text("Hello!"))),
     ("trim", |a| Ok(text(one("trim", a)?.trim()))),
@@ -682,6 +684,17 @@ const COSTLY: &[(&str, CostlyFunction)] = &[
     ("bcrypt", passwords::bcrypt),
     ("htpasswd", passwords::htpasswd),
     ("derivePassword", passwords::derive_password),
+    ("genPrivateKey", certs::gen_private_key),
+    ("genCA", |c, a| certs::gen_ca(c, a, false)),
+    ("genCAWithKey", |c, a| certs::gen_ca(c, a, true)),
+    ("genSelfSignedCert", |c, a| {
+        certs::gen_self_signed(c, a, false)
+    }),
+    ("genSelfSignedCertWithKey", |c, a| {
+        certs::gen_self_signed(c, a, true)
+    }),
+    ("genSignedCert", |c, a| certs::gen_signed(c, a, false)),
+    ("genSignedCertWithKey", |c, a| certs::gen_signed(c, a, true)),
 ];
 
 /// The most password hashes (bcrypt at cost 10, derivePassword's scrypt: each some 50 to 100 ms
@@ -689,17 +702,38 @@ const COSTLY: &[(&str, CostlyFunction)] = &[
 /// for minutes.
 pub(crate) const MAX_HASHES_PER_RENDER: u32 = 32;
 
+/// The most RSA keys (4096 bits for genPrivateKey, some seconds of a core; 2048 for the
+/// certificates' own keys) one render attempt may make.
+pub(crate) const MAX_KEYS_PER_RENDER: u32 = 8;
+
 /// What one render attempt has spent on Sprig's slow functions; the engine resets it before
 /// each attempt.
 #[derive(Debug, Default)]
 pub(crate) struct Costs {
     hashes: std::sync::atomic::AtomicU32,
+    keys: std::sync::atomic::AtomicU32,
 }
 
 impl Costs {
     /// Starts a render attempt's count again.
     pub(crate) fn reset(&self) {
         self.hashes.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.keys.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts one RSA key, or refuses it past [`MAX_KEYS_PER_RENDER`].
+    fn key(&self, function: &str) -> gotmpl::Result<()> {
+        let before = self.keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if before >= MAX_KEYS_PER_RENDER {
+            return Err(fail(
+                function,
+                format!(
+                    "a template may make at most {MAX_KEYS_PER_RENDER} RSA keys (genPrivateKey, \
+                     and genCA, genSelfSignedCert, genSignedCert without a key) in one render"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Counts one password hash, or refuses it past [`MAX_HASHES_PER_RENDER`].

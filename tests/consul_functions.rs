@@ -888,3 +888,34 @@ fn sprig_keys_and_certificates_have_bao_agent_s_shape() {
         assert!(signed_by(&rsa[2], &rsa[2]), "self-signed");
     }
 }
+
+/// `getHostByName` resolves through the system: "localhost" is a loopback address in both
+/// agents (which of 127.0.0.1 and ::1 is drawn at random).
+#[test]
+fn sprig_get_host_by_name_resolves_localhost_in_both() {
+    let (vault, token) = seeded();
+    let cases = [case("host", "{{ sprig_getHostByName \"localhost\" }}\n")];
+    let outputs = both(&vault, &token, &cases);
+    let bao = outputs.bao.expect("bao agent resolves");
+    let hydrant = outputs.hydrant.expect("hydrant resolves");
+    for out in [&bao[0], &hydrant[0]] {
+        assert!(["127.0.0.1\n", "::1\n"].contains(&out.as_str()), "{out:?}");
+    }
+}
+
+/// A name that does not resolve fails the render in both agents (Go panics on it); hydrant's
+/// error names the host.
+#[test]
+fn sprig_get_host_by_name_of_an_unknown_host_fails_in_both() {
+    let (vault, token) = seeded();
+    let cases = [case(
+        "no-host",
+        "{{ sprig_getHostByName \"no-such-host.invalid\" }}\n",
+    )];
+    let give_up = "template_config {\n  exit_on_retry_failure = true\n}\n";
+    let outputs =
+        crate::consul_template::both_with(&vault, &token, &cases, give_up, serde_json::json!({}));
+    outputs.bao.expect_err("bao agent fails");
+    let hydrant = outputs.hydrant.expect_err("hydrant fails");
+    assert!(hydrant.contains("no-such-host.invalid"), "{hydrant}");
+}

@@ -243,6 +243,8 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "genSignedCert",
     "genSignedCertWithKey",
     "buildCustomCert",
+    // Network.
+    "getHostByName",
     // Regular expressions.
     "regexMatch",
     "mustRegexMatch",
@@ -393,10 +395,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "sprig_unset",
         "it changes the dict it is given in place, which hydrant follows only in \
          {{ $_ := sprig_unset $dict \"key\" }} (the dict a variable, the result kept)",
-    ),
-    (
-        "sprig_getHostByName",
-        "it resolves a host name while rendering, which a hydrant template never does",
     ),
 ];
 

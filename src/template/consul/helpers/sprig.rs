@@ -21,6 +21,7 @@ mod certs;
 mod collections;
 mod dates;
 mod decimals;
+mod network;
 mod numbers;
 mod passwords;
 mod reflect;
@@ -695,6 +696,7 @@ const COSTLY: &[(&str, CostlyFunction)] = &[
     }),
     ("genSignedCert", |c, a| certs::gen_signed(c, a, false)),
     ("genSignedCertWithKey", |c, a| certs::gen_signed(c, a, true)),
+    ("getHostByName", network::get_host_by_name),
 ];
 
 /// The most password hashes (bcrypt at cost 10, derivePassword's scrypt: each some 50 to 100 ms
@@ -706,12 +708,17 @@ pub(crate) const MAX_HASHES_PER_RENDER: u32 = 32;
 /// certificates' own keys) one render attempt may make.
 pub(crate) const MAX_KEYS_PER_RENDER: u32 = 8;
 
+/// The most host names one render attempt may look up (each may wait up to
+/// `network::LOOKUP_TIMEOUT`).
+pub(crate) const MAX_LOOKUPS_PER_RENDER: u32 = 16;
+
 /// What one render attempt has spent on Sprig's slow functions; the engine resets it before
 /// each attempt.
 #[derive(Debug, Default)]
 pub(crate) struct Costs {
     hashes: std::sync::atomic::AtomicU32,
     keys: std::sync::atomic::AtomicU32,
+    lookups: std::sync::atomic::AtomicU32,
 }
 
 impl Costs {
@@ -719,6 +726,24 @@ impl Costs {
     pub(crate) fn reset(&self) {
         self.hashes.store(0, std::sync::atomic::Ordering::Relaxed);
         self.keys.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.lookups.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts one host name lookup, or refuses it past [`MAX_LOOKUPS_PER_RENDER`].
+    fn lookup(&self, function: &str) -> gotmpl::Result<()> {
+        let before = self
+            .lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if before >= MAX_LOOKUPS_PER_RENDER {
+            return Err(fail(
+                function,
+                format!(
+                    "a template may look up at most {MAX_LOOKUPS_PER_RENDER} host names in one \
+                     render"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Counts one RSA key, or refuses it past [`MAX_KEYS_PER_RENDER`].

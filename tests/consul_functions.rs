@@ -549,3 +549,373 @@ fn sprig_now_has_bao_agent_s_shape() {
         assert_eq!(want[i], got[i], "line {i}");
     }
 }
+
+/// Sprig's Master Password derivation is deterministic: both agents must give the same bytes,
+/// for every password type, counters and inputs outside ASCII; and Sprig's texts for an unknown
+/// type, a bcrypt password past 72 bytes and a user name holding `:`.
+#[test]
+fn sprig_derive_password_and_crypto_texts_match_bao_agent() {
+    let (vault, token) = seeded();
+    assert_same(
+        &vault,
+        &token,
+        &[case(
+            "sprig-derive",
+            "{{ sprig_derivePassword 1 \"long\" \"password\" \"user\" \"example.com\" }}|{{ sprig_derivePassword 7 \"maximum\" \"pässwörd\" \"üser\" \"site\" }}|{{ sprig_derivePassword 0 \"medium\" \"\" \"\" \"\" }}\n\
+             {{ sprig_derivePassword 2 \"short\" \"p\" \"u\" \"s\" }}|{{ sprig_derivePassword 3 \"basic\" \"p\" \"u\" \"s\" }}|{{ sprig_derivePassword 4294967295 \"pin\" \"p\" \"u\" \"s\" }}|{{ sprig_derivePassword 1 \"nope\" \"p\" \"u\" \"s\" }}\n\
+             {{ with secret \"secret/data/app/db\" }}{{ sprig_derivePassword 1 \"long\" .Data.data.password .Data.data.username \"db\" }}{{ end }}\n\
+             {{ sprig_bcrypt (sprig_repeat 73 \"x\") }}|{{ sprig_htpasswd \"a:b\" \"pw\" }}|{{ sprig_encryptAES \"key\" \"\" }}|{{ sprig_decryptAES \"key\" \"\" }}\n",
+        )],
+    );
+}
+
+/// bcrypt salts every hash: both agents' hashes are `$2a$10$` hashes of the same length that
+/// verify against the password, alone and in `htpasswd`'s `user:hash`.
+#[test]
+fn sprig_bcrypt_and_htpasswd_have_bao_agent_s_shape_and_verify() {
+    let (vault, token) = seeded();
+    let cases = [case(
+        "bcrypt",
+        "{{ sprig_bcrypt \"s3cr3t\" }}\n{{ sprig_htpasswd \"alice\" \"s3cr3t\" }}\n{{ with secret \"secret/data/app/db\" }}{{ sprig_htpasswd .Data.data.username .Data.data.password }}{{ end }}\n",
+    )];
+    let outputs = both(&vault, &token, &cases);
+    let bao = outputs.bao.expect("bao agent renders");
+    let hydrant = outputs.hydrant.expect("hydrant renders");
+    for out in [&bao[0], &hydrant[0]] {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        let checks = [
+            ("", lines[0], "s3cr3t"),
+            ("alice:", lines[1], "s3cr3t"),
+            ("app-user:", lines[2], "s3cr3t-Pa55w0rd"),
+        ];
+        for (prefix, line, password) in checks {
+            let hash = line.strip_prefix(prefix).expect(prefix);
+            assert!(hash.starts_with("$2a$10$") && hash.len() == 60, "{out}");
+            assert!(
+                bcrypt::verify(password, hash).expect("a bcrypt hash"),
+                "{out}"
+            );
+        }
+    }
+    let shape = |out: &str| out.lines().map(str::len).collect::<Vec<_>>();
+    assert_eq!(shape(&bao[0]), shape(&hydrant[0]));
+}
+
+/// Sprig's AES has a random IV: each agent decrypts what the other encrypted, so the key
+/// derivation, padding and IV layout must be Sprig's.
+#[test]
+fn sprig_aes_of_each_agent_decrypts_in_the_other() {
+    let (vault, token) = seeded();
+    let plain = [
+        "a",
+        "exactly sixteen!",
+        "línea uno\nline two, longer than a block\n",
+    ];
+    let encrypt: String = plain
+        .iter()
+        .map(|p| format!("{{{{ sprig_encryptAES \"k3y\" {p:?} }}}}\n"))
+        .chain(std::iter::once(
+            "{{ with secret \"secret/data/app/db\" }}{{ sprig_encryptAES .Data.data.password .Data.data.username }}{{ end }}\n".to_owned(),
+        ))
+        .collect();
+    let outputs = both(&vault, &token, &[case("encrypt", &encrypt)]);
+    let bao = outputs.bao.expect("bao agent encrypts");
+    let hydrant = outputs.hydrant.expect("hydrant encrypts");
+    let mut decrypt = String::new();
+    for ciphertexts in [&bao[0], &hydrant[0]] {
+        let lines: Vec<&str> = ciphertexts.lines().collect();
+        assert_eq!(lines.len(), 4, "{ciphertexts}");
+        for line in &lines[..3] {
+            decrypt.push_str(&format!(
+                "{{{{ sprig_decryptAES \"k3y\" {line:?} | printf \"%q\" }}}}|"
+            ));
+        }
+        decrypt.push_str(&format!(
+            "{{{{ with secret \"secret/data/app/db\" }}}}{{{{ sprig_decryptAES .Data.data.password {:?} }}}}{{{{ end }}}}\n",
+            lines[3]
+        ));
+    }
+    let out = assert_same(&vault, &token, &[case("decrypt", &decrypt)]);
+    let quoted: Vec<String> = plain.iter().map(|p| format!("{p:?}")).collect();
+    let want = format!("{}|app-user\n", quoted.join("|"));
+    assert_eq!(out[0], want.repeat(2));
+}
+
+/// What a test compares of a certificate that differs on every run: everything but its key,
+/// serial, signature and times, with its lifetime and its start kept apart.
+#[derive(Debug, PartialEq)]
+struct CertShape {
+    subject: String,
+    issuer: String,
+    dns: Vec<String>,
+    ips: Vec<String>,
+    ca: Option<bool>,
+    key_usage: String,
+    ext_key_usage: String,
+    /// Each extension's OID and criticality, sorted (Go and rcgen write them in other orders).
+    extensions: Vec<(String, bool)>,
+    /// The subject and authority key identifiers' lengths.
+    key_ids: (Option<usize>, Option<usize>),
+    signature: String,
+    key: KeyShape,
+    lifetime: i64,
+}
+
+/// A key's algorithm and size.
+#[derive(Debug, PartialEq)]
+struct KeyShape {
+    algorithm: String,
+    bits: usize,
+}
+
+fn cert_shape(der: &[u8]) -> (CertShape, i64) {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).expect("a certificate");
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    let (mut ski, mut aki) = (None, None);
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectAlternativeName(san) => {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(d) => dns.push((*d).to_owned()),
+                        GeneralName::IPAddress(ip) => ips.push(format!("{ip:?}")),
+                        other => panic!("unexpected SAN {other:?}"),
+                    }
+                }
+            }
+            ParsedExtension::SubjectKeyIdentifier(id) => ski = Some(id.0.len()),
+            ParsedExtension::AuthorityKeyIdentifier(id) => {
+                aki = id.key_identifier.as_ref().map(|k| k.0.len());
+            }
+            _ => {}
+        }
+    }
+    let mut extensions: Vec<(String, bool)> = cert
+        .extensions()
+        .iter()
+        .map(|e| (e.oid.to_id_string(), e.critical))
+        .collect();
+    extensions.sort();
+    let spki = cert.public_key();
+    let key = match spki.parsed().expect("a public key") {
+        x509_parser::public_key::PublicKey::RSA(rsa) => KeyShape {
+            algorithm: "rsa".into(),
+            bits: rsa.key_size(),
+        },
+        x509_parser::public_key::PublicKey::EC(point) => KeyShape {
+            algorithm: format!(
+                "ec {}",
+                spki.algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .map(|o| o.to_id_string())
+                    .unwrap_or_default()
+            ),
+            bits: point.key_size(),
+        },
+        _ => KeyShape {
+            algorithm: spki.algorithm.algorithm.to_id_string(),
+            bits: spki.subject_public_key.data.len() * 8,
+        },
+    };
+    let validity = cert.validity();
+    let shape = CertShape {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        dns,
+        ips,
+        ca: cert.basic_constraints().expect("one").map(|b| b.value.ca),
+        key_usage: cert
+            .key_usage()
+            .expect("one")
+            .map(|k| k.value.to_string())
+            .unwrap_or_default(),
+        ext_key_usage: cert
+            .extended_key_usage()
+            .expect("one")
+            .map(|k| format!("{:?}", k.value))
+            .unwrap_or_default(),
+        extensions,
+        key_ids: (ski, aki),
+        signature: cert.signature_algorithm.algorithm.to_id_string(),
+        key,
+        lifetime: validity.not_after.timestamp() - validity.not_before.timestamp(),
+    };
+    (shape, validity.not_before.timestamp())
+}
+
+/// A private key's algorithm and size, from its PEM block.
+fn key_shape(block: &pem::Pem) -> KeyShape {
+    use rsa::pkcs1::DecodeRsaPrivateKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    match block.tag() {
+        "RSA PRIVATE KEY" => {
+            let key = rsa::PrivateKey::from_pkcs1_der(block.contents()).expect("PKCS#1");
+            KeyShape {
+                algorithm: "rsa".into(),
+                bits: key.size() * 8,
+            }
+        }
+        "EC PRIVATE KEY" => {
+            p256::SecretKey::from_sec1_der(block.contents()).expect("a P-256 SEC1 key");
+            KeyShape {
+                algorithm: "ec P-256".into(),
+                bits: 256,
+            }
+        }
+        "PRIVATE KEY" => {
+            let info = rsa::pkcs8::PrivateKeyInfoRef::try_from(block.contents()).expect("PKCS#8");
+            KeyShape {
+                algorithm: info.algorithm.oid.to_string(),
+                bits: 0,
+            }
+        }
+        other => panic!("unexpected block {other}"),
+    }
+}
+
+/// Whether `cert` is signed by `ca`'s key and names it as its issuer.
+fn signed_by(cert: &[u8], ca: &[u8]) -> bool {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(cert).expect("a certificate");
+    let (_, ca) = X509Certificate::from_der(ca).expect("a CA");
+    let algorithm: &dyn ring::signature::VerificationAlgorithm =
+        match cert.signature_algorithm.algorithm.to_id_string().as_str() {
+            "1.2.840.113549.1.1.11" => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            "1.2.840.10045.4.3.2" => &ring::signature::ECDSA_P256_SHA256_ASN1,
+            "1.3.101.112" => &ring::signature::ED25519,
+            other => panic!("unexpected signature algorithm {other}"),
+        };
+    let key = ring::signature::UnparsedPublicKey::new(
+        algorithm,
+        ca.public_key().subject_public_key.data.as_ref(),
+    );
+    cert.issuer().as_raw() == ca.subject().as_raw()
+        && key
+            .verify(
+                cert.tbs_certificate.as_ref(),
+                cert.signature_value.data.as_ref(),
+            )
+            .is_ok()
+}
+
+/// Sprig's keys and certificates differ on every run: both agents' PEM blocks must be of the
+/// same types, the keys of the same algorithms and sizes, the certificates alike in all but
+/// their keys, serials and times (which start within a minute of each other), and a signed
+/// certificate must verify against its CA.
+#[test]
+fn sprig_keys_and_certificates_have_bao_agent_s_shape() {
+    let (vault, token) = seeded();
+    let cases = [
+        case(
+            "keys",
+            "{{ sprig_genPrivateKey \"rsa\" }}{{ sprig_genPrivateKey \"ecdsa\" }}{{ sprig_genPrivateKey \"ed25519\" }}{{ sprig_genPrivateKey \"nope\" }}\n",
+        ),
+        case(
+            "rsa-ca",
+            "{{ $ca := sprig_genCA \"my-ca\" 30 }}{{ $ca.Cert }}{{ $ca.Key }}\
+             {{ $leaf := sprig_genSignedCert \"svc.example.com\" (sprig_list \"10.0.0.1\" \"::1\" \"::ffff:1.2.3.4\") (sprig_list \"svc.example.com\" \"svc\") 10 $ca }}{{ $leaf.Cert }}{{ $leaf.Key }}\
+             {{ $self := sprig_genSelfSignedCert \"self\" nil (sprig_list \"localhost\") 5 }}{{ $self.Cert }}{{ $self.Key }}\
+             {{ $custom := sprig_buildCustomCert ($ca.Cert | sprig_b64enc) ($ca.Key | sprig_b64enc) }}{{ $again := sprig_genSignedCert \"again\" nil nil 1 $custom }}{{ $again.Cert }}",
+        ),
+        case(
+            "with-keys",
+            "{{ $ca := sprig_genCAWithKey \"ec-ca\" 3 (sprig_genPrivateKey \"ecdsa\") }}{{ $ca.Cert }}{{ $ca.Key }}\
+             {{ $leaf := sprig_genSignedCertWithKey \"ed-leaf\" (sprig_list \"192.168.1.1\") nil 2 $ca (sprig_genPrivateKey \"ed25519\") }}{{ $leaf.Cert }}{{ $leaf.Key }}\
+             {{ $self := sprig_genSelfSignedCertWithKey \"\" nil (sprig_list \"only.san\") 1 (sprig_genPrivateKey \"ecdsa\") }}{{ $self.Cert }}{{ $self.Key }}\
+             {{ $ed := sprig_genCAWithKey \"ed-ca\" 7 (sprig_genPrivateKey \"ed25519\") }}{{ $ed.Cert }}{{ $ed.Key }}\
+             {{ $rsa := sprig_genSelfSignedCertWithKey \"rsa-key\" nil nil 1 $ca.Key }}{{ $rsa.Cert }}",
+        ),
+    ];
+    let outputs = both(&vault, &token, &cases);
+    let bao = outputs.bao.expect("bao agent renders");
+    let hydrant = outputs.hydrant.expect("hydrant renders");
+    for ((case, want), got) in cases.iter().zip(&bao).zip(&hydrant) {
+        let (want_blocks, got_blocks) = (
+            pem::parse_many(want).expect("PEM"),
+            pem::parse_many(got).expect("PEM"),
+        );
+        let tags = |blocks: &[pem::Pem]| {
+            blocks
+                .iter()
+                .map(|b| b.tag().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            tags(&got_blocks),
+            tags(&want_blocks),
+            "{}: {got}",
+            case.name
+        );
+        // What follows the last block (Sprig's text for an unknown key type) is the same.
+        let tail = |s: &str| s.rsplit("-----").next().unwrap_or_default().to_owned();
+        assert_eq!(tail(got), tail(want), "{}", case.name);
+        for (w, g) in want_blocks.iter().zip(&got_blocks) {
+            if w.tag() == "CERTIFICATE" {
+                let ((want_shape, want_start), (got_shape, got_start)) =
+                    (cert_shape(w.contents()), cert_shape(g.contents()));
+                assert_eq!(got_shape, want_shape, "{}", case.name);
+                assert!((want_start - got_start).abs() < 60, "{}", case.name);
+            } else {
+                assert_eq!(key_shape(g), key_shape(w), "{}", case.name);
+            }
+        }
+    }
+    // Signed certificates verify against their CAs, in both agents.
+    for out in [&bao, &hydrant] {
+        let certs = |i: usize| -> Vec<Vec<u8>> {
+            pem::parse_many(&out[i])
+                .expect("PEM")
+                .into_iter()
+                .filter(|b| b.tag() == "CERTIFICATE")
+                .map(pem::Pem::into_contents)
+                .collect()
+        };
+        let (rsa, with_keys) = (certs(1), certs(2));
+        assert!(
+            signed_by(&rsa[1], &rsa[0]),
+            "the leaf is signed by genCA's CA"
+        );
+        assert!(signed_by(&rsa[3], &rsa[0]), "buildCustomCert's CA signs");
+        assert!(
+            signed_by(&with_keys[1], &with_keys[0]),
+            "the ECDSA CA signs"
+        );
+        assert!(signed_by(&rsa[2], &rsa[2]), "self-signed");
+    }
+}
+
+/// `getHostByName` resolves through the system: "localhost" is a loopback address in both
+/// agents (which of 127.0.0.1 and ::1 is drawn at random).
+#[test]
+fn sprig_get_host_by_name_resolves_localhost_in_both() {
+    let (vault, token) = seeded();
+    let cases = [case("host", "{{ sprig_getHostByName \"localhost\" }}\n")];
+    let outputs = both(&vault, &token, &cases);
+    let bao = outputs.bao.expect("bao agent resolves");
+    let hydrant = outputs.hydrant.expect("hydrant resolves");
+    for out in [&bao[0], &hydrant[0]] {
+        assert!(["127.0.0.1\n", "::1\n"].contains(&out.as_str()), "{out:?}");
+    }
+}
+
+/// A name that does not resolve fails the render in both agents (Go panics on it); hydrant's
+/// error names the host.
+#[test]
+fn sprig_get_host_by_name_of_an_unknown_host_fails_in_both() {
+    let (vault, token) = seeded();
+    let cases = [case(
+        "no-host",
+        "{{ sprig_getHostByName \"no-such-host.invalid\" }}\n",
+    )];
+    let give_up = "template_config {\n  exit_on_retry_failure = true\n}\n";
+    let outputs =
+        crate::consul_template::both_with(&vault, &token, &cases, give_up, serde_json::json!({}));
+    outputs.bao.expect_err("bao agent fails");
+    let hydrant = outputs.hydrant.expect_err("hydrant fails");
+    assert!(hydrant.contains("no-such-host.invalid"), "{hydrant}");
+}

@@ -229,6 +229,22 @@ pub const SPRIG_FUNCTIONS: &[&str] = &[
     "sha1sum",
     "sha256sum",
     "adler32sum",
+    // Crypto.
+    "bcrypt",
+    "htpasswd",
+    "derivePassword",
+    "encryptAES",
+    "decryptAES",
+    "genPrivateKey",
+    "genCA",
+    "genCAWithKey",
+    "genSelfSignedCert",
+    "genSelfSignedCertWithKey",
+    "genSignedCert",
+    "genSignedCertWithKey",
+    "buildCustomCert",
+    // Network.
+    "getHostByName",
     // Regular expressions.
     "regexMatch",
     "mustRegexMatch",
@@ -379,10 +395,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "sprig_unset",
         "it changes the dict it is given in place, which hydrant follows only in \
          {{ $_ := sprig_unset $dict \"key\" }} (the dict a variable, the result kept)",
-    ),
-    (
-        "sprig_getHostByName",
-        "it resolves a host name while rendering, which a hydrant template never does",
     ),
 ];
 

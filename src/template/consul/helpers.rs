@@ -10,6 +10,7 @@
 
 pub(super) mod go;
 mod sprig;
+pub(super) use sprig::Costs;
 pub(super) mod time;
 mod toml;
 mod yaml;
@@ -1046,6 +1047,7 @@ mod tests {
             lookups: Arc::new(Mutex::new(crate::template::Lookups::default())),
             env: Arc::new(HashMap::<String, String>::new()),
             limit: 1 << 20,
+            costs: Arc::default(),
         };
         let registered: BTreeSet<String> = super::super::functions::all(&context)
             .into_keys()

@@ -147,6 +147,7 @@ impl Set {
             lookups: lookups.clone(),
             env: env.clone(),
             limit: limits.file_bytes,
+            costs: Arc::default(),
         };
         Ok(Set::build(outputs, context, limits))
     }
@@ -240,6 +241,7 @@ impl Set {
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(running);
+        self.context.costs.reset();
         let top = format!("{}{TOP_LEVEL}", prefix(i));
         let result = run(template, &top, self.limits.file_bytes);
         *self
@@ -292,6 +294,8 @@ pub(crate) struct Context {
     env: Arc<dyn Env>,
     /// The longest text a function may build (`limits.file_bytes`).
     limit: u64,
+    /// What the running attempt has spent on Sprig's slow functions.
+    costs: Arc<helpers::Costs>,
 }
 
 impl Context {

@@ -17,10 +17,13 @@ use super::super::{Context, functions::within, json};
 use super::go::{self, arity, fail, string};
 use super::{Function, STD, text};
 
+mod certs;
 mod collections;
 mod dates;
 mod decimals;
+mod network;
 mod numbers;
+mod passwords;
 mod reflect;
 mod semver;
 mod text;
@@ -48,6 +51,10 @@ use self::text::*;
 /// The Sprig functions that need nothing but their arguments, without the `sprig_` prefix,
 /// besides the dates and the type functions.
 const FUNCTIONS: &[(&str, Function)] = &[
+    // Crypto.
+    ("encryptAES", passwords::encrypt_aes),
+    ("decryptAES", passwords::decrypt_aes),
+    ("buildCustomCert", certs::build_custom_cert),
     // Strings.
     ("hello", |_| Ok(text("Hello!"))),
     ("trim", |a| Ok(text(one("trim", a)?.trim()))),
@@ -665,12 +672,122 @@ pub(super) const FOLLOWED: &[(&str, Function)] = &[
     }),
 ];
 
-/// The Sprig functions that read the agent's environment.
+/// The Sprig functions that read the agent's environment or spend the render's [`Costs`].
 #[cfg(test)]
-pub(super) const WITH_CONTEXT: &[&str] = &["env", "expandenv"];
+pub(super) const WITH_CONTEXT: &[&str] =
+    &["env", "expandenv", "bcrypt", "htpasswd", "derivePassword"];
+
+/// A function that spends the render's [`Costs`].
+type CostlyFunction = fn(&Costs, &[Value]) -> gotmpl::Result<Value>;
+
+/// The Sprig functions that spend the render's [`Costs`], without the `sprig_` prefix.
+const COSTLY: &[(&str, CostlyFunction)] = &[
+    ("bcrypt", passwords::bcrypt),
+    ("htpasswd", passwords::htpasswd),
+    ("derivePassword", passwords::derive_password),
+    ("genPrivateKey", certs::gen_private_key),
+    ("genCA", |c, a| certs::gen_ca(c, a, false)),
+    ("genCAWithKey", |c, a| certs::gen_ca(c, a, true)),
+    ("genSelfSignedCert", |c, a| {
+        certs::gen_self_signed(c, a, false)
+    }),
+    ("genSelfSignedCertWithKey", |c, a| {
+        certs::gen_self_signed(c, a, true)
+    }),
+    ("genSignedCert", |c, a| certs::gen_signed(c, a, false)),
+    ("genSignedCertWithKey", |c, a| certs::gen_signed(c, a, true)),
+    ("getHostByName", network::get_host_by_name),
+];
+
+/// The most password hashes (bcrypt at cost 10, derivePassword's scrypt: each some 50 to 100 ms
+/// of a core) one render attempt may compute: a pod author's template must not hold the agent
+/// for minutes.
+pub(crate) const MAX_HASHES_PER_RENDER: u32 = 32;
+
+/// The most RSA keys (4096 bits for genPrivateKey, some seconds of a core; 2048 for the
+/// certificates' own keys) one render attempt may make.
+pub(crate) const MAX_KEYS_PER_RENDER: u32 = 8;
+
+/// The most host names one render attempt may look up (each may wait up to
+/// `network::LOOKUP_TIMEOUT`).
+pub(crate) const MAX_LOOKUPS_PER_RENDER: u32 = 16;
+
+/// What one render attempt has spent on Sprig's slow functions; the engine resets it before
+/// each attempt.
+#[derive(Debug, Default)]
+pub(crate) struct Costs {
+    hashes: std::sync::atomic::AtomicU32,
+    keys: std::sync::atomic::AtomicU32,
+    lookups: std::sync::atomic::AtomicU32,
+}
+
+impl Costs {
+    /// Starts a render attempt's count again.
+    pub(crate) fn reset(&self) {
+        self.hashes.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.keys.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.lookups.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts one host name lookup, or refuses it past [`MAX_LOOKUPS_PER_RENDER`].
+    fn lookup(&self, function: &str) -> gotmpl::Result<()> {
+        let before = self
+            .lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if before >= MAX_LOOKUPS_PER_RENDER {
+            return Err(fail(
+                function,
+                format!(
+                    "a template may look up at most {MAX_LOOKUPS_PER_RENDER} host names in one \
+                     render"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts one RSA key, or refuses it past [`MAX_KEYS_PER_RENDER`].
+    fn key(&self, function: &str) -> gotmpl::Result<()> {
+        let before = self.keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if before >= MAX_KEYS_PER_RENDER {
+            return Err(fail(
+                function,
+                format!(
+                    "a template may make at most {MAX_KEYS_PER_RENDER} RSA keys (genPrivateKey, \
+                     and genCA, genSelfSignedCert, genSignedCert without a key) in one render"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts one password hash, or refuses it past [`MAX_HASHES_PER_RENDER`].
+    fn hash(&self, function: &str) -> gotmpl::Result<()> {
+        let before = self
+            .hashes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if before >= MAX_HASHES_PER_RENDER {
+            return Err(fail(
+                function,
+                format!(
+                    "a template may compute at most {MAX_HASHES_PER_RENDER} password hashes \
+                     (bcrypt, htpasswd, derivePassword) in one render"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Registers [`WITH_CONTEXT`].
 pub(super) fn register_with_context(map: &mut FuncMap, context: &Context) {
+    for (name, function) in COSTLY {
+        let (costs, limit) = (context.costs.clone(), context.limit);
+        map.insert(
+            format!("sprig_{name}"),
+            Arc::new(move |args: &[Value]| within(limit, name, function(&costs, args)?)),
+        );
+    }
     let c = context.clone();
     map.insert(
         "sprig_env".into(),

@@ -614,24 +614,19 @@ pub struct Render {
     again: VecDeque<usize>,
 }
 
-/// Runs `work` (an attempt at an output) while the fetches in flight go on; what comes back
-/// meanwhile is kept in `arrived`.
-async fn while_fetching<T, F: Future>(
-    work: impl Future<Output = T>,
+/// Sends queued requests while fewer than `max` are in flight.
+fn top_up<F: Future>(
     in_flight: &mut FuturesUnordered<F>,
-    arrived: &mut VecDeque<F::Output>,
-) -> T {
-    let mut work = std::pin::pin!(work);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(out) = work.as_mut().poll(cx) {
-            return Poll::Ready(out);
-        }
-        while let Poll::Ready(Some(back)) = in_flight.poll_next_unpin(cx) {
-            arrived.push_back(back);
-        }
-        Poll::Pending
-    })
-    .await
+    queue: &mut VecDeque<Request>,
+    max: usize,
+    send: impl Fn(Request) -> F,
+) {
+    while in_flight.len() < max {
+        let Some(request) = queue.pop_front() else {
+            break;
+        };
+        in_flight.push(send(request));
+    }
 }
 
 /// What an output read in its last final attempt: what a change must re-render.
@@ -960,18 +955,14 @@ impl Engine {
         fetcher: &impl Fetch,
         mut done: impl FnMut(usize, Result<Rendered, Error>),
     ) {
+        let send = |request: Request| async move {
+            let result = fetcher.fetch(&request).await;
+            (request, result)
+        };
         let mut in_flight = FuturesUnordered::new();
         let mut arrived = VecDeque::new();
         loop {
-            while in_flight.len() < self.max_in_flight {
-                let Some(request) = render.queue.pop_front() else {
-                    break;
-                };
-                in_flight.push(async move {
-                    let result = fetcher.fetch(&request).await;
-                    (request, result)
-                });
-            }
+            top_up(&mut in_flight, &mut render.queue, self.max_in_flight, send);
             if render.again.is_empty() {
                 let next = match arrived.pop_front() {
                     Some(next) => Some(next),
@@ -991,8 +982,24 @@ impl Engine {
                 self.take_in(&mut render, request, result);
             }
             let which: Vec<usize> = render.again.drain(..).collect();
-            let attempt = self.attempt(which, &mut render, &mut done);
-            while_fetching(attempt, &mut in_flight, &mut arrived).await;
+            let due = self.due(which, &mut render, &mut done);
+            // The fetches go on, and the queue is sent as they free their places, while the
+            // batch renders.
+            let mut batch = std::pin::pin!(self.render_batch(due.clone()));
+            let outcomes = std::future::poll_fn(|cx| {
+                if let Poll::Ready(outcomes) = batch.as_mut().poll(cx) {
+                    return Poll::Ready(outcomes);
+                }
+                loop {
+                    top_up(&mut in_flight, &mut render.queue, self.max_in_flight, send);
+                    match in_flight.poll_next_unpin(cx) {
+                        Poll::Ready(Some(back)) => arrived.push_back(back),
+                        _ => return Poll::Pending,
+                    }
+                }
+            })
+            .await;
+            self.apply(due, outcomes, &mut render, &mut done);
         }
         // Every request an output waited for has come back and caused another attempt, so no
         // output is left waiting; this only guards the invariant.
@@ -1023,16 +1030,26 @@ impl Engine {
         }
     }
 
-    /// Attempts the outputs `which` with what is fetched so far, all in one trip to the
-    /// blocking pool (a long attempt, up to its steps, must not stop the runtime that answers
-    /// /healthz, takes signals and renews leases); hands the final ones to `done` and queues
-    /// what the others still need.
+    /// Attempts the outputs `which` with what is fetched so far; hands the final ones to
+    /// `done` and queues what the others still need.
     async fn attempt(
         &self,
         which: Vec<usize>,
         state: &mut Render,
         done: &mut impl FnMut(usize, Result<Rendered, Error>),
     ) {
+        let due = self.due(which, state, done);
+        let outcomes = self.render_batch(due.clone()).await;
+        self.apply(due, outcomes, state, done);
+    }
+
+    /// Counts an attempt at each of `which`; fails those attempted too often. The rest are due.
+    fn due(
+        &self,
+        which: Vec<usize>,
+        state: &mut Render,
+        done: &mut impl FnMut(usize, Result<Rendered, Error>),
+    ) -> Vec<usize> {
         let mut due = Vec::with_capacity(which.len());
         for i in which {
             state.attempts[i] += 1;
@@ -1043,32 +1060,53 @@ impl Engine {
                 due.push(i);
             }
         }
-        if due.is_empty() {
-            return;
-        }
+        due
+    }
+
+    /// Renders the outputs `due` with what is fetched so far, all in one trip to the blocking
+    /// pool: a long attempt (up to its steps) must not stop the runtime that answers /healthz,
+    /// takes signals and renews leases. A stop while it runs abandons it; its steps end it soon
+    /// after.
+    fn render_batch(&self, due: Vec<usize>) -> impl Future<Output = Vec<Outcome>> + 'static {
         let renderer = self.renderer();
-        let batch = due.clone();
-        // A stop while it runs abandons it; its steps end it soon after.
-        let outcomes = tokio::task::spawn_blocking(move || {
-            batch
-                .into_iter()
-                .map(|i| renderer.attempt(i))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_else(|_| {
-            due.iter()
-                .map(|&i| Outcome::Final {
-                    result: Err(Error::Render {
-                        template: self.outputs[i].0.clone(),
-                        line: None,
-                        column: None,
-                        message: "the render stopped unexpectedly".to_owned(),
-                    }),
-                    dependencies: Dependencies::default(),
-                })
-                .collect()
+        let names: Vec<String> = due.iter().map(|&i| self.outputs[i].0.clone()).collect();
+        let batch = (!due.is_empty()).then(|| {
+            tokio::task::spawn_blocking(move || {
+                due.into_iter()
+                    .map(|i| renderer.attempt(i))
+                    .collect::<Vec<_>>()
+            })
         });
+        async move {
+            let Some(batch) = batch else {
+                return Vec::new();
+            };
+            batch.await.unwrap_or_else(|_| {
+                names
+                    .into_iter()
+                    .map(|template| Outcome::Final {
+                        result: Err(Error::Render {
+                            template,
+                            line: None,
+                            column: None,
+                            message: "the render stopped unexpectedly".to_owned(),
+                        }),
+                        dependencies: Dependencies::default(),
+                    })
+                    .collect()
+            })
+        }
+    }
+
+    /// Takes in the outcomes of attempts at `due`: final results go to `done`, what the others
+    /// still need is queued.
+    fn apply(
+        &self,
+        due: Vec<usize>,
+        outcomes: Vec<Outcome>,
+        state: &mut Render,
+        done: &mut impl FnMut(usize, Result<Rendered, Error>),
+    ) {
         for (i, outcome) in due.into_iter().zip(outcomes) {
             match outcome {
                 Outcome::Final {

@@ -877,3 +877,59 @@ fn fetches_go_on_while_an_output_renders() {
         "the request for b went on while a rendered"
     );
 }
+
+/// A fetcher that notes, when the request for `watched` is sent, how many outputs were final.
+struct NotesStart {
+    memory: Memory,
+    watched: Request,
+    final_outputs: Arc<std::sync::atomic::AtomicUsize>,
+    seen_at_start: Mutex<Option<usize>>,
+}
+
+impl Fetch for NotesStart {
+    async fn fetch(&self, request: &Request) -> Result<vault::Secret, vault::Error> {
+        if *request == self.watched {
+            let finals = self.final_outputs.load(std::sync::atomic::Ordering::SeqCst);
+            *self.seen_at_start.lock().expect("lock") = Some(finals);
+        }
+        self.memory.fetch(request).await
+    }
+}
+
+#[test]
+fn a_place_freed_is_used_while_an_output_renders() {
+    let final_outputs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let fetcher = NotesStart {
+        memory: Memory::default()
+            .with("secret/data/a", json!({"data": {"x": "a"}}))
+            .with("secret/data/b", json!({"data": {"x": "b"}})),
+        watched: Request::read("secret/data/b"),
+        final_outputs: final_outputs.clone(),
+        seen_at_start: Mutex::new(None),
+    };
+    let outputs = [
+        (
+            "a",
+            "{% for i in range(20000) %}{% endfor %}{{ secret('secret/data/a').data.x }}",
+        ),
+        ("b", "{{ secret('secret/data/b').data.x }}"),
+    ]
+    .iter()
+    .map(|(name, text)| (name.to_string(), Source::Template(text.to_string())))
+    .collect();
+    // One request at a time: b's waits for a's to come back, not for a to render.
+    let engine =
+        Engine::new(outputs, Arc::new(HashMap::<String, String>::new()), 1).expect("compiles");
+    let results = block_on(async {
+        let mut results = vec![String::new(); 2];
+        engine
+            .render_each(&fetcher, |i, r| {
+                results[i] = text(&r).to_owned();
+                final_outputs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+            .await;
+        results
+    });
+    assert_eq!(results, ["a", "b"]);
+    assert_eq!(*fetcher.seen_at_start.lock().expect("lock"), Some(0));
+}

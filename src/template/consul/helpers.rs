@@ -262,19 +262,7 @@ fn go_split<'a>(s: &'a str, sep: &'a str) -> Box<dyn Iterator<Item = &'a str> + 
 
 /// `strings.Join` of a list of strings, bounded.
 fn join(function: &str, sep: &str, list: &Value) -> gotmpl::Result<Value> {
-    let items: &[Value] = match list {
-        Value::List(items) => items,
-        Value::Nil => &[],
-        other => {
-            return Err(fail(
-                function,
-                format!(
-                    "wrong type for value; expected []string; got {}",
-                    go::type_name(other)
-                ),
-            ));
-        }
-    };
+    let items = go::list_arg(function, list, "[]string")?;
     let mut out = String::new();
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -436,19 +424,7 @@ fn contains_some(
     invert: bool,
 ) -> gotmpl::Result<Value> {
     arity(function, args, 2)?;
-    let items: &[Value] = match &args[0] {
-        Value::List(items) => items,
-        Value::Nil => &[],
-        other => {
-            return Err(fail(
-                function,
-                format!(
-                    "wrong type for value; expected []interface {{}}; got {}",
-                    go::type_name(other)
-                ),
-            ));
-        }
-    };
+    let items = go::list_arg(function, &args[0], "[]interface {}")?;
     for item in items {
         if is_in(&args[1], item) != invert {
             return Ok(Value::Bool(!ret_true));

@@ -71,6 +71,25 @@ pub(crate) fn string<'a>(function: &str, value: &'a Value) -> gotmpl::Result<&'a
     }
 }
 
+/// A list parameter (Go's `[]T` for the `go_type` named in the error; nil is empty).
+pub(crate) fn list_arg<'a>(
+    function: &str,
+    value: &'a Value,
+    go_type: &str,
+) -> gotmpl::Result<&'a [Value]> {
+    match value {
+        Value::List(items) => Ok(items),
+        Value::Nil => Ok(&[]),
+        other => Err(fail(
+            function,
+            format!(
+                "wrong type for value; expected {go_type}; got {}",
+                type_name(other)
+            ),
+        )),
+    }
+}
+
 /// An `int` parameter.
 pub(crate) fn int(function: &str, value: &Value) -> gotmpl::Result<i64> {
     match value {

@@ -216,19 +216,7 @@ impl Subject {
 
 /// The strings of a list argument (Go's `[]interface{}`; nil is empty).
 fn string_items<'a>(function: &str, value: &'a Value, what: &str) -> gotmpl::Result<Vec<&'a str>> {
-    let items: &[Value] = match value {
-        Value::List(items) => items,
-        Value::Nil => &[],
-        other => {
-            return Err(fail(
-                function,
-                format!(
-                    "wrong type for value; expected []interface {{}}; got {}",
-                    go::type_name(other)
-                ),
-            ));
-        }
-    };
+    let items = go::list_arg(function, value, "[]interface {}")?;
     items
         .iter()
         .map(|item| match item {

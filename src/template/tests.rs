@@ -820,116 +820,99 @@ fn discovery_needs_no_vault_and_queues_what_the_outputs_need() {
     assert_eq!(memory.requests(), [Request::read("secret/data/db")]);
 }
 
-/// A fetcher whose request for `slow` gives way once before it completes, and notes how many
-/// outputs were final when it resumed.
-struct GivesWay {
+/// A fetcher that notes how many outputs were final when its request for `watched` went on:
+/// when it was sent, or (with `give_way`) when it resumed after giving way once.
+struct Watching {
     memory: Memory,
-    slow: Request,
+    watched: Request,
+    give_way: bool,
     final_outputs: Arc<std::sync::atomic::AtomicUsize>,
-    seen_at_resume: Mutex<Option<usize>>,
+    seen: Mutex<Option<usize>>,
 }
 
-impl Fetch for GivesWay {
+impl Watching {
+    /// Secrets a and b; watches b's request.
+    fn b(give_way: bool) -> Watching {
+        Watching {
+            memory: Memory::default()
+                .with("secret/data/a", json!({"data": {"x": "a"}}))
+                .with("secret/data/b", json!({"data": {"x": "b"}})),
+            watched: Request::read("secret/data/b"),
+            give_way,
+            final_outputs: Arc::default(),
+            seen: Mutex::new(None),
+        }
+    }
+
+    /// Renders every output, counting the final ones; the outputs' texts in order.
+    fn render(&self, engine: &Engine) -> Vec<String> {
+        block_on(async {
+            let mut results = vec![String::new(); engine.len()];
+            engine
+                .render_each(self, |i, r| {
+                    results[i] = text(&r).to_owned();
+                    self.final_outputs
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                })
+                .await;
+            results
+        })
+    }
+
+    fn seen(&self) -> Option<usize> {
+        *self.seen.lock().expect("lock")
+    }
+}
+
+impl Fetch for Watching {
     async fn fetch(&self, request: &Request) -> Result<vault::Secret, vault::Error> {
-        if *request == self.slow {
-            tokio::task::yield_now().await;
+        if *request == self.watched {
+            if self.give_way {
+                tokio::task::yield_now().await;
+            }
             let finals = self.final_outputs.load(std::sync::atomic::Ordering::SeqCst);
-            *self.seen_at_resume.lock().expect("lock") = Some(finals);
+            *self.seen.lock().expect("lock") = Some(finals);
         }
         self.memory.fetch(request).await
     }
 }
 
+/// Output a takes a while to render once its secret is back (a few milliseconds of loop); b
+/// needs its own secret.
+const SLOW_A_AND_B: [(&str, &str); 2] = [
+    (
+        "a",
+        "{% for i in range(20000) %}{% endfor %}{{ secret('secret/data/a').data.x }}",
+    ),
+    ("b", "{{ secret('secret/data/b').data.x }}"),
+];
+
 #[test]
 fn fetches_go_on_while_an_output_renders() {
-    let final_outputs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let fetcher = GivesWay {
-        memory: Memory::default()
-            .with("secret/data/a", json!({"data": {"x": "a"}}))
-            .with("secret/data/b", json!({"data": {"x": "b"}})),
-        slow: Request::read("secret/data/b"),
-        final_outputs: final_outputs.clone(),
-        seen_at_resume: Mutex::new(None),
-    };
-    // Output a takes a while to render once its secret is back (a few milliseconds of loop);
-    // the request for b must not wait for it.
-    let engine = engine(&[
-        (
-            "a",
-            "{% for i in range(20000) %}{% endfor %}{{ secret('secret/data/a').data.x }}",
-        ),
-        ("b", "{{ secret('secret/data/b').data.x }}"),
-    ]);
-    let results = block_on(async {
-        let mut results = vec![String::new(); 2];
-        engine
-            .render_each(&fetcher, |i, r| {
-                results[i] = text(&r).to_owned();
-                final_outputs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            })
-            .await;
-        results
-    });
+    let fetcher = Watching::b(true);
+    let results = fetcher.render(&engine(&SLOW_A_AND_B));
     assert_eq!(results, ["a", "b"]);
     assert_eq!(
-        *fetcher.seen_at_resume.lock().expect("lock"),
+        fetcher.seen(),
         Some(0),
         "the request for b went on while a rendered"
     );
 }
 
-/// A fetcher that notes, when the request for `watched` is sent, how many outputs were final.
-struct NotesStart {
-    memory: Memory,
-    watched: Request,
-    final_outputs: Arc<std::sync::atomic::AtomicUsize>,
-    seen_at_start: Mutex<Option<usize>>,
-}
-
-impl Fetch for NotesStart {
-    async fn fetch(&self, request: &Request) -> Result<vault::Secret, vault::Error> {
-        if *request == self.watched {
-            let finals = self.final_outputs.load(std::sync::atomic::Ordering::SeqCst);
-            *self.seen_at_start.lock().expect("lock") = Some(finals);
-        }
-        self.memory.fetch(request).await
-    }
-}
-
 #[test]
 fn a_place_freed_is_used_while_an_output_renders() {
-    let final_outputs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let fetcher = NotesStart {
-        memory: Memory::default()
-            .with("secret/data/a", json!({"data": {"x": "a"}}))
-            .with("secret/data/b", json!({"data": {"x": "b"}})),
-        watched: Request::read("secret/data/b"),
-        final_outputs: final_outputs.clone(),
-        seen_at_start: Mutex::new(None),
-    };
-    let outputs = [
-        (
-            "a",
-            "{% for i in range(20000) %}{% endfor %}{{ secret('secret/data/a').data.x }}",
-        ),
-        ("b", "{{ secret('secret/data/b').data.x }}"),
-    ]
-    .iter()
-    .map(|(name, text)| (name.to_string(), Source::Template(text.to_string())))
-    .collect();
+    let fetcher = Watching::b(false);
+    let outputs = SLOW_A_AND_B
+        .iter()
+        .map(|(name, text)| (name.to_string(), Source::Template(text.to_string())))
+        .collect();
     // One request at a time: b's waits for a's to come back, not for a to render.
     let engine =
         Engine::new(outputs, Arc::new(HashMap::<String, String>::new()), 1).expect("compiles");
-    let results = block_on(async {
-        let mut results = vec![String::new(); 2];
-        engine
-            .render_each(&fetcher, |i, r| {
-                results[i] = text(&r).to_owned();
-                final_outputs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            })
-            .await;
-        results
-    });
-    assert_eq!(results, ["a", "b"]);
-    assert_eq!(*fetcher.seen_at_start.lock().expect("lock"), Some(0));
+    assert_eq!(fetcher.render(&engine), ["a", "b"]);
+    assert_eq!(
+        fetcher.seen(),
+        Some(0),
+        "b's request was sent while a rendered"
+    );
 }

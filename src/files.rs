@@ -53,9 +53,6 @@ impl std::fmt::Debug for FileWrite<'_> {
     }
 }
 
-/// Staging threads at most: on a disk, the fsyncs dominate and overlap well.
-const MAX_STAGING_THREADS: usize = 8;
-
 /// Writes `contents` to `path` so that a reader sees the old file or the new one, never a part.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<Written> {
     let file = FileWrite {
@@ -67,12 +64,17 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<Writt
 }
 
 /// Writes several files, all or nothing: every changed file is first written beside its
-/// destination and synced (in parallel), and only when all of them are staged are they renamed
-/// into place. A failure while staging leaves every file as it was; the error comes with the
+/// destination and synced, and only when all of them are staged are they renamed into place
+/// (the init container stages its files in parallel itself, each as its output is final). A failure while staging leaves every file as it was; the error comes with the
 /// index of the file that failed.
 // vault-k8s#711: the app must never see a half-written file, nor half of its files updated.
 pub fn write_all(files: &[FileWrite<'_>]) -> Result<Vec<Written>, (usize, io::Error)> {
-    commit(stage_parallel(files)?)
+    let staged = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| stage(f).map_err(|e| (i, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    commit(staged)
 }
 
 /// A file's new version, written and synced beside its destination but not renamed into place
@@ -147,36 +149,6 @@ enum Stage {
         tmp: tempfile::NamedTempFile,
         existed: bool,
     },
-}
-
-fn stage_parallel(files: &[FileWrite<'_>]) -> Result<Vec<Staged>, (usize, io::Error)> {
-    let threads = files.len().min(MAX_STAGING_THREADS);
-    if threads <= 1 {
-        return files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| stage(f).map_err(|e| (i, e)))
-            .collect();
-    }
-    let chunk = files.len().div_ceil(threads);
-    let results: Vec<io::Result<Staged>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(stage).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| vec![Err(io::Error::other("a staging thread panicked"))])
-            })
-            .collect()
-    });
-    results
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| r.map_err(|e| (i, e)))
-        .collect()
 }
 
 fn stage_in_place(file: &FileWrite<'_>) -> io::Result<Stage> {

@@ -696,12 +696,23 @@ fn wait_until_up(
             return None;
         }
         let health = http.get(format!("{addr}/v1/sys/health")).send();
-        if health.is_ok_and(|r| r.status().is_success()) {
+        if health.is_ok_and(|r| r.status().is_success()) && !kv_upgrading(&http, addr) {
             return Some(http);
         }
         std::thread::sleep(Duration::from_millis(25));
     }
     None
+}
+
+/// Whether the dev server's `secret/` mount is still being upgraded to KV v2, which it does in
+/// the background after it answers health checks: a write then fails with "Upgrading from
+/// non-versioned to versioned data" (seen on a loaded machine).
+fn kv_upgrading(http: &reqwest::blocking::Client, addr: &str) -> bool {
+    http.get(format!("{addr}/v1/secret/config"))
+        .header("X-Vault-Token", ROOT_TOKEN)
+        .send()
+        .and_then(|r| r.text())
+        .is_ok_and(|text| text.contains("Upgrading from non-versioned to versioned data"))
 }
 
 /// Reads a file to a string.

@@ -23,7 +23,7 @@ pub(crate) mod values;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use gotmpl::{MissingKey, Template, TemplateError, Value};
 use injector::consul_template::{self as checks, Prepared, TOP_LEVEL};
@@ -55,8 +55,9 @@ pub(crate) struct Set {
     context: Context,
     /// Missing keys are errors.
     strict: Arc<Template>,
-    /// Missing keys render `<no value>`.
-    lenient: Arc<Template>,
+    /// Missing keys render `<no value>`: built the first time a template that allows them
+    /// meets one (most renders never do, and building a set copies the function map).
+    lenient: OnceLock<Arc<Template>>,
     limits: super::Limits,
 }
 
@@ -172,6 +173,22 @@ impl Set {
     }
 
     fn build(outputs: Vec<Option<Output>>, context: Context, limits: super::Limits) -> Set {
+        Set {
+            strict: Set::template(&outputs, &context, limits, MissingKey::Error),
+            lenient: OnceLock::new(),
+            outputs,
+            context,
+            limits,
+        }
+    }
+
+    /// One Go template set holding every template, with one function map.
+    fn template(
+        outputs: &[Option<Output>],
+        context: &Context,
+        limits: super::Limits,
+        missing: MissingKey,
+    ) -> Arc<Template> {
         // Iterations times the largest body they run stay within the steps a render may take.
         let largest = outputs
             .iter()
@@ -180,30 +197,31 @@ impl Set {
             .max()
             .unwrap_or(0);
         let iterations = (limits.render_steps / largest.max(1)).max(1);
-        // One function map for every template: built once, cloned into the two sets.
-        let funcs = functions::all(&context);
-        let make = |missing: MissingKey| {
-            let mut template = Template::new("")
-                .missing_key(missing)
-                .max_range_iters(iterations)
-                .funcs(funcs.clone());
-            for (i, output) in outputs.iter().enumerate() {
-                let Some(output) = output else { continue };
-                for (name, body) in &output.prepared.defines {
-                    template = template.add_parse_tree(name, body.clone());
-                }
-                let top = format!("{}{TOP_LEVEL}", prefix(i));
-                template = template.add_parse_tree(&top, output.prepared.top.clone());
+        let mut template = Template::new("")
+            .missing_key(missing)
+            .max_range_iters(iterations)
+            .funcs(functions::all(context));
+        for (i, output) in outputs.iter().enumerate() {
+            let Some(output) = output else { continue };
+            for (name, body) in &output.prepared.defines {
+                template = template.add_parse_tree(name, body.clone());
             }
-            Arc::new(template)
-        };
-        Set {
-            strict: make(MissingKey::Error),
-            lenient: make(MissingKey::ZeroValue),
-            outputs,
-            context,
-            limits,
+            let top = format!("{}{TOP_LEVEL}", prefix(i));
+            template = template.add_parse_tree(&top, output.prepared.top.clone());
         }
+        Arc::new(template)
+    }
+
+    /// The set in which missing keys render `<no value>`.
+    fn lenient(&self) -> &Arc<Template> {
+        self.lenient.get_or_init(|| {
+            Set::template(
+                &self.outputs,
+                &self.context,
+                self.limits,
+                MissingKey::ZeroValue,
+            )
+        })
     }
 
     /// Renders output `i` once into memory, within the set's limits.
@@ -217,7 +235,7 @@ impl Set {
             Err(Failure::Failed(TemplateError::MissingKey { key }))
                 if !output.options.error_on_missing_key =>
             {
-                self.run(i, output, &self.lenient).map(|text| Rendered {
+                self.run(i, output, self.lenient()).map(|text| Rendered {
                     bytes: values::unmark_bytes(text),
                     missing_key: Some(key),
                 })

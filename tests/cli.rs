@@ -369,11 +369,13 @@ fn hydrant_signal_signals_a_process_by_name_pattern_and_id() {
         .success();
     assert_eq!(signalled(&mut child), Some(15));
 
+    // A number, and one no parent can have set to be ignored (nohup ignores SIGHUP, and a
+    // shell's background jobs SIGINT and SIGQUIT, for the processes they start).
     let mut child = spawn();
-    Hydrant::new(["signal", "--pid", &child.id().to_string(), "1"])
+    Hydrant::new(["signal", "--pid", &child.id().to_string(), "9"])
         .run()
         .success();
-    assert_eq!(signalled(&mut child), Some(1));
+    assert_eq!(signalled(&mut child), Some(9));
 
     let run = Hydrant::new(["signal", "--name", &format!("{name}x"), "HUP"]).run();
     let stderr = run.stderr();

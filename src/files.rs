@@ -65,8 +65,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<Writt
 
 /// Writes several files, all or nothing: every changed file is first written beside its
 /// destination and synced, and only when all of them are staged are they renamed into place
-/// (the init container stages its files in parallel itself, each as its output is final). A failure while staging leaves every file as it was; the error comes with the
-/// index of the file that failed.
+/// (the init container stages its files in parallel itself, each as its output is final). A
+/// failure while staging leaves every file as it was; the error comes with the index of the file
+/// that failed.
 // vault-k8s#711: the app must never see a half-written file, nor half of its files updated.
 pub fn write_all(files: &[FileWrite<'_>]) -> Result<Vec<Written>, (usize, io::Error)> {
     let staged = files

@@ -100,7 +100,10 @@ def mib(kib):
 
 def fmt(values):
     values = [v for v in values if v is not None]
-    return "–".join(f"{v:.1f}" for v in (min(values), max(values))) if values else "?"
+    if not values:
+        return "?"
+    low, high = f"{min(values):.1f}", f"{max(values):.1f}"
+    return low if low == high else f"{low}–{high}"
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ The anchor script measures `bao agent` on its scenario; its AGENT_CMD knob runs 
 on the very same HCL files, server setup and measurements. This runs it for `bao agent` and for
 `hydrant agent --config {config}` in turn, ROUNDS times (the machine drifts: alternating keeps
 the two comparable), then pools every one-shot run of each agent and prints the medians, the
-ratio per round and over all rounds, and the sidecar's resident memory.
+ratio per round and over all rounds, the sidecar's resident memory, and each agent's floor: the
+CPU the server and the agent spent per one-shot run (the anchor records both), spread over the
+machine's cores.
 
     cargo dist && target/tools/venv/bin/python tests/benches/anchor_compare.py
 
@@ -28,6 +30,7 @@ HYDRANT = os.path.abspath(os.environ.get("HYDRANT", os.path.join(ROOT, "target",
 OUT = os.path.abspath(os.environ.get("OUT_DIR", os.path.join(ROOT, "target", "anchor-compare")))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 NS = os.environ.get("NS", "10 50")
+CORES = os.cpu_count()
 
 AGENTS = {
     "bao agent": {"BENCH": os.path.join(OUT, "bao"), "label": "openbao-agent"},
@@ -78,6 +81,9 @@ def main():
                 "per_round": [statistics.median(x["render_all_ms"] for x in rd[agent]["n"][n]["oneshot_runs"]) for rd in rounds],
                 "rss": [mib(rd[agent]["n"][n]["oneshot"].get("gnu_time_maxrss_kib")) for rd in rounds],
                 "sidecar": [mib(rd[agent]["n"][n]["sidecar"].get("rss_kib")) for rd in rounds],
+                # The floor: the CPU the server and the agent spend per run, on two cores at once.
+                "server_cpu": statistics.mean(x["server_cpu_ms"] for x in runs),
+                "cpu": statistics.mean(x["cpu_ms"] for x in runs),
             }
         for agent, p in pooled.items():
             lines.append(f"| {n} | {agent} | {p['last']:.1f} ms | {p['exit']:.1f} ms | {fmt(p['rss'])} MiB | "
@@ -87,6 +93,10 @@ def main():
         lines.append("")
         lines.append(f"N={n}: hydrant {b['last'] / h['last']:.2f}× faster to the last file (pooled; per round {per}), "
                      f"{b['exit'] / h['exit']:.2f}× to exit.")
+        for agent, p in pooled.items():
+            floor = (p["server_cpu"] + p["cpu"]) / CORES
+            lines.append(f"{agent}: {p['server_cpu']:.1f} ms of server CPU and {p['cpu']:.1f} ms of its own per run "
+                         f"(means), a floor of {floor:.1f} ms on {CORES} cores; the last file {100 * (p['last'] / floor - 1):+.0f}% over it.")
         lines.append("")
     text = "\n".join(lines)
     print(text)

@@ -147,7 +147,13 @@ enum Stage {
     /// Same content; the mode is corrected when everything is staged.
     Unchanged { fix_mode: bool },
     Staged {
-        tmp: tempfile::NamedTempFile,
+        /// Closed once synced: an init container stages every output before it renames any, and
+        /// an open descriptor per output would grow the process's descriptor table past its
+        /// first 64 slots. Linux grows the table of a process with threads only after an RCU
+        /// grace period (`expand_fdtable`), 10-20 ms on an idle VM, and every thread opening a
+        /// file waits for it: that stall was most of hydrant's lag behind the floor at 50
+        /// secrets. It also kept the number of outputs under the descriptor limit.
+        tmp: tempfile::TempPath,
         existed: bool,
     },
 }
@@ -179,7 +185,7 @@ fn stage_in_place(file: &FileWrite<'_>) -> io::Result<Stage> {
         .set_permissions(Permissions::from_mode(mode))?;
     tmp.as_file().sync_all()?;
     Ok(Stage::Staged {
-        tmp,
+        tmp: tmp.into_temp_path(),
         existed: existing.is_some(),
     })
 }
@@ -288,6 +294,31 @@ mod tests {
             "a new file was renamed in"
         );
         assert_eq!(fs::read(&path).expect("reads"), b"new");
+    }
+
+    #[test]
+    fn staged_files_hold_no_descriptor_until_they_are_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open_in_dir = || {
+            fs::read_dir("/proc/self/fd")
+                .expect("lists descriptors")
+                .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+                .filter(|target| target.starts_with(dir.path()))
+                .count()
+        };
+        let staged: Vec<Staged> = (0..100)
+            .map(|i| {
+                stage(&FileWrite {
+                    path: &dir.path().join(format!("s{i}.env")),
+                    contents: format!("k={i}\n").as_bytes(),
+                    mode: 0o644,
+                })
+                .expect("stages")
+            })
+            .collect();
+        assert_eq!(open_in_dir(), 0, "a staged file kept its descriptor");
+        commit(staged).expect("commits");
+        assert_eq!(fs::read(dir.path().join("s99.env")).expect("reads"), b"k=99\n");
     }
 
     #[test]

@@ -318,7 +318,10 @@ mod tests {
             .collect();
         assert_eq!(open_in_dir(), 0, "a staged file kept its descriptor");
         commit(staged).expect("commits");
-        assert_eq!(fs::read(dir.path().join("s99.env")).expect("reads"), b"k=99\n");
+        assert_eq!(
+            fs::read(dir.path().join("s99.env")).expect("reads"),
+            b"k=99\n"
+        );
     }
 
     #[test]

@@ -152,7 +152,7 @@ enum Stage {
         /// first 64 slots. Linux grows the table of a process with threads only after an RCU
         /// grace period (`expand_fdtable`), 10-20 ms on an idle VM, and every thread opening a
         /// file waits for it: that stall was most of hydrant's lag behind the floor at 50
-        /// secrets. It also kept the number of outputs under the descriptor limit.
+        /// secrets. It also keeps any number of outputs clear of the descriptor limit.
         tmp: tempfile::TempPath,
         existed: bool,
     },

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use hydrant::template::{ConsulOptions, Engine, Fetch, Rendered, Request, Source};
 use hydrant::vault;
+use injector::agent_config::DEFAULT_MAX_CONCURRENT_REQUESTS;
 use serde_json::{Map, Value as Json, json};
 
 /// Secrets by path, shaped as KV v2 returns them.
@@ -88,7 +89,8 @@ fn compile_and_render(
 ) -> Vec<Rendered> {
     let outputs = (0..n).map(|i| (format!("s{i}"), source(i))).collect();
     let env = Arc::new(HashMap::<String, String>::new());
-    let engine = Engine::new(outputs, env, 10).expect("the templates compile");
+    let in_flight = usize::from(DEFAULT_MAX_CONCURRENT_REQUESTS);
+    let engine = Engine::new(outputs, env, in_flight).expect("the templates compile");
     let rendered = runtime.block_on(engine.render_all(memory));
     rendered
         .into_iter()
